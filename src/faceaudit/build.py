@@ -1,0 +1,158 @@
+"""Building ScoreDistributions whose exact tail reaches every answer the audit will report.
+
+A streamed source is read twice: the first pass histograms every non-mated score (and keeps the mated
+ones); :func:`required_tail_cutoff` then finds, from the histogram alone, the lowest bin any reported
+threshold can fall in (the EER of every group, each target FMR); the second pass keeps every
+non-mated score at or above that bin's lower edge. Memory is the histogram plus that tail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from faceaudit.measures.verification import _allowed_false_matches
+from faceaudit.scores import DistributionBuilder, SampleIndex, ScoreDistributions, uniform_edges
+
+__all__ = ["required_tail_cutoff", "two_pass", "from_arrays", "group_subsets"]
+
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]  # probe index, reference index, score
+
+
+def group_subsets(samples: SampleIndex, groupings: Iterable[tuple[str, ...]]) -> dict[tuple, list[int]]:
+    """Finest-group indices making up each group of each grouping: {(grouping, values): [g, ...]}."""
+    out: dict[tuple, list[int]] = {((), ()): list(range(samples.n_groups))}
+    for grouping in groupings:
+        pos = [samples.group_columns.index(c) for c in grouping]
+        for g, label in enumerate(samples.group_labels):
+            key = (tuple(grouping), tuple(label[i] for i in pos))
+            out.setdefault(key, []).append(g)
+    return out
+
+
+def required_tail_cutoff(
+    dist: ScoreDistributions,
+    fmr_targets: Iterable[float],
+    subsets: Iterable[list[int]],
+) -> float:
+    """The highest tail cutoff under which every EER and every target-FMR threshold of every subset
+    (a list of finest groups; non-mated cells are within the subset) is exact."""
+    edges = dist.edges
+    targets = list(fmr_targets)
+    cutoff = np.inf
+    for groups in subsets:
+        cells = dist.cell_mask(groups, groups)
+        hist = dist.impostor_hist[cells].sum(axis=0)
+        total = int(hist.sum())
+        if total == 0:
+            continue
+        from_top = np.cumsum(hist[::-1])[::-1]  # from_top[b] = count of scores in bins >= b
+        for t in targets:
+            c = _allowed_false_matches(t, total)
+            if c >= total:
+                return -np.inf
+            # the (c+1)-th largest score lies in the last bin b with from_top[b] >= c + 1
+            b = int(np.flatnonzero(from_top >= c + 1)[-1])
+            cutoff = min(cutoff, edges[b] if b > 0 else -np.inf)
+        genuine = dist.genuine_scores(groups)
+        if genuine.size:
+            inner = edges[1:-1]
+            fmr = from_top[1:] / total
+            fnmr = np.searchsorted(genuine, inner, side="left") / genuine.size
+            ok = np.flatnonzero(fmr >= fnmr)
+            cutoff = min(cutoff, inner[ok[-1]] if ok.size else -np.inf)
+    return float(cutoff)
+
+
+def two_pass(
+    read: Callable[[], Iterator[Chunk]],
+    samples: SampleIndex,
+    edges: np.ndarray,
+    fmr_targets: Iterable[float],
+    subsets: Iterable[list[int]],
+    *,
+    design: str = "listed",
+    track_subject_pairs: bool = True,
+    meta: dict[str, Any] | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> ScoreDistributions:
+    """Read the comparisons twice (``read()`` returns a fresh iterator of chunks each time)."""
+    subsets = list(subsets)
+    first = DistributionBuilder(samples, edges, tail_cutoff=np.inf, design=design, meta=meta,
+                                track_subject_pairs=track_subject_pairs)
+    for chunk in read():
+        first.add(*chunk)
+        if progress:
+            progress("histogram")
+    coarse = first.result()
+    cutoff = required_tail_cutoff(coarse, fmr_targets, subsets)
+    second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, keep_genuine=False,
+                                 track_subject_pairs=False)
+    for chunk in read():
+        second.add(*chunk)
+        if progress:
+            progress("tail")
+    tail = second.result()
+    coarse.meta["tail_cutoff_rule"] = "lowest bin edge reached by any reported EER or target-FMR threshold"
+    return ScoreDistributions(**{
+        **coarse.__dict__,
+        "tail_cutoff": tail.tail_cutoff,
+        "tail_score": tail.tail_score,
+        "tail_probe": tail.tail_probe,
+        "tail_reference": tail.tail_reference,
+        "below_max": tail.below_max,
+    })
+
+
+def from_arrays(
+    genuine: Any,
+    impostor: Any,
+    *,
+    fmr_targets: Iterable[float] = (1e-3, 1e-4, 1e-5),
+    bins: int = 1 << 16,
+    chunk: int = 1 << 20,
+) -> ScoreDistributions:
+    """ScoreDistributions from two plain score arrays, with no sample or subject information.
+
+    For measuring score arrays as bob.measure or scikit-learn do. The non-mated array is read in
+    chunks, never copied whole, so memory stays at the histogram plus the exact tail. Every mated
+    pair is attributed to one anonymous pair of samples and every non-mated pair to another, so
+    subject-level statistics are unavailable. Non-finite scores are excluded and counted.
+    """
+    impostor = np.asarray(impostor, dtype=np.float64).ravel()
+    genuine = np.asarray(genuine, dtype=np.float64).ravel()
+    lo, hi = np.inf, -np.inf
+    for start in range(0, impostor.size, chunk):
+        part = impostor[start : start + chunk]
+        part = part[np.isfinite(part)]
+        if part.size:
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    if not np.isfinite(lo):
+        lo, hi = 0.0, 1.0
+    edges = uniform_edges(lo, hi, bins)
+    zeros = np.zeros(min(chunk, max(impostor.size, 1)), np.int64)
+    others = zeros + 2
+
+    def read() -> Iterator[Chunk]:
+        if genuine.size:
+            z = np.zeros(genuine.size, np.int64)
+            yield z, z + 1, genuine  # sample 0 against its mate, sample 1
+        for start in range(0, impostor.size, chunk):
+            part = impostor[start : start + chunk]
+            yield zeros[: part.size], others[: part.size], part  # sample 0 against sample 2
+
+    return two_pass(read, ANONYMOUS_SAMPLES, edges, fmr_targets, [[0]], track_subject_pairs=False,
+                    meta={"source": "score arrays"})
+
+
+#: Three samples: 0 and 1 of one subject (mated), 2 of another (non-mated). For score arrays.
+ANONYMOUS_SAMPLES = SampleIndex(
+    sample_ids=np.array(["(anonymous)", "(anonymous mate)", "(anonymous other)"], dtype=object),
+    subject_of_sample=np.array([0, 0, 1], dtype=np.intp),
+    subject_ids=np.array(["(anonymous)", "(anonymous other)"], dtype=object),
+    group_of_sample=np.array([0, 0, 0], dtype=np.intp),
+    group_columns=(),
+    group_labels=((),),
+)

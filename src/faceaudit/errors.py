@@ -1,0 +1,45 @@
+"""Named errors. Every bad input ends in one of these, with a message a person can act on."""
+
+
+class FaceAuditError(Exception):
+    """Base class of every error faceaudit raises on purpose."""
+
+
+class InputError(FaceAuditError, ValueError):
+    """An input file or argument is malformed or inconsistent."""
+
+
+class ScoreFileError(InputError):
+    """A score file cannot be read as a score table (wrong columns, empty, unreadable)."""
+
+
+class SampleTableError(InputError):
+    """The sample table is malformed: missing columns, duplicate sample ids, a subject in two groups."""
+
+
+class UnknownSampleError(InputError):
+    """A score row names a sample id that the sample table does not have."""
+
+
+class DuplicatePairError(InputError):
+    """The same (probe, reference) comparison appears more than once."""
+
+
+class MatedLabelError(InputError):
+    """A score file's `mated` column disagrees with the subject ids of the sample table."""
+
+
+class EmptyError(InputError):
+    """A measure was asked of an empty set (no mated or no non-mated comparisons)."""
+
+
+class IncompatibleError(FaceAuditError, ValueError):
+    """Two ScoreDistributions cannot be merged (different bins, groups or settings)."""
+
+
+class NotExactError(FaceAuditError):
+    """The answer falls below the exact tail of the non-mated histogram.
+
+    The histogram can locate the answer only to within one bin; faceaudit refuses to report a
+    bin-resolved number as if it were exact. Rebuild the distributions with a lower tail cutoff.
+    """

@@ -1,0 +1,271 @@
+"""1:1 verification measures, exact for the scores seen.
+
+Conventions (DESIGN.md), the biometric vocabulary of ISO/IEC 19795-1 and bob.measure:
+
+* scores are similarities; a comparison is a match when ``score >= threshold``;
+* ``FMR(t)`` = share of non-mated comparisons with score >= t (bob.measure's FAR);
+* ``FNMR(t)`` = share of mated comparisons with score < t (bob.measure's FRR).
+
+Every function takes the non-mated scores as an :class:`~faceaudit.scores.ImpostorView` (an exact
+sorted tail, plus the count and maximum of the scores below it) and the mated scores sorted ascending.
+Counts are integers; rates are derived from them only at the edge, so nothing is lost to rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from faceaudit.errors import EmptyError, InputError, NotExactError
+from faceaudit.scores import ImpostorView
+
+__all__ = [
+    "Convention",
+    "OperatingPoint",
+    "EERResult",
+    "count_nonmated_at_least",
+    "count_mated_below",
+    "fmr_threshold",
+    "eer",
+    "det_curve",
+    "decimate_curve",
+]
+
+Convention = Literal["highest", "lowest"]
+
+CONVENTIONS: dict[str, str] = {
+    "highest": "highest threshold achieving the FMR (bob.measure far_threshold): sits on a non-mated "
+    "score; FNMR is the worst of the thresholds that achieve it",
+    "lowest": "lowest threshold achieving the FMR (scikit-learn roc_curve / pyeer): the smallest observed "
+    "score above the next lower non-mated score; FNMR is the best of the thresholds that achieve it",
+}
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A threshold with its exact error counts."""
+
+    threshold: float
+    false_matches: int
+    nonmated: int
+    false_non_matches: int
+    mated: int
+
+    @property
+    def fmr(self) -> float:
+        return self.false_matches / self.nonmated if self.nonmated else float("nan")
+
+    @property
+    def fnmr(self) -> float:
+        return self.false_non_matches / self.mated if self.mated else float("nan")
+
+
+@dataclass(frozen=True)
+class EERResult:
+    """The equal error rate point: ``eer = (FMR + FNMR) / 2`` at ``point.threshold``."""
+
+    point: OperatingPoint
+
+    @property
+    def threshold(self) -> float:
+        return self.point.threshold
+
+    @property
+    def eer(self) -> float:
+        return (self.point.fmr + self.point.fnmr) / 2.0
+
+
+def _require(view: ImpostorView | None, genuine: np.ndarray | None) -> None:
+    if view is not None and view.total == 0:
+        raise EmptyError("no non-mated comparisons: FMR is undefined")
+    if genuine is not None and genuine.size == 0:
+        raise EmptyError("no mated comparisons: FNMR is undefined")
+
+
+def count_nonmated_at_least(view: ImpostorView, threshold: float) -> int:
+    """Exact number of non-mated scores >= threshold; NotExactError if below the exact tail."""
+    if view.n_below and not threshold > view.below_max:
+        raise NotExactError(
+            f"threshold {threshold!r} lies below the exact tail (largest score not kept: "
+            f"{view.below_max!r}); rebuild with a lower tail cutoff"
+        )
+    return int(view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
+
+
+def count_mated_below(genuine: np.ndarray, threshold: float) -> int:
+    return int(np.searchsorted(genuine, threshold, side="left"))
+
+
+def operating_point(view: ImpostorView, genuine: np.ndarray, threshold: float) -> OperatingPoint:
+    """Exact (FMR, FNMR) counts at a threshold (bob.measure's ``farfrr``)."""
+    if threshold != threshold:
+        raise InputError("threshold is NaN")
+    return OperatingPoint(
+        threshold=float(threshold),
+        false_matches=count_nonmated_at_least(view, threshold),
+        nonmated=view.total,
+        false_non_matches=count_mated_below(genuine, threshold),
+        mated=int(genuine.size),
+    )
+
+
+def _allowed_false_matches(target: float, total: int) -> int:
+    """Largest count c with c / total <= target, compared as bob.measure compares (float division)."""
+    c = int(np.floor(target * total))
+    c = min(max(c, 0), total)
+    while c < total and (c + 1) / total <= target:
+        c += 1
+    while c > 0 and c / total > target:
+        c -= 1
+    return c
+
+
+def fmr_threshold(
+    view: ImpostorView,
+    target: float,
+    genuine: np.ndarray | None = None,
+    convention: Convention = "highest",
+) -> float:
+    """Threshold whose FMR is the largest achievable FMR <= ``target``.
+
+    Several thresholds achieve that FMR: every t in ``(v_prev, s*]`` where ``s*`` is the lowest
+    non-mated score value whose count of scores >= it stays within the target, and ``v_prev`` the next
+    lower non-mated value. ``"highest"`` returns ``s*`` (bob.measure ``far_threshold``);
+    ``"lowest"`` the smallest observed score (mated or not) in that interval (scikit-learn's
+    ``roc_curve`` thresholds, pyeer), which needs ``genuine``.
+
+    When no threshold admits a single false match within the target, the ``"highest"`` convention
+    returns the next float above the largest non-mated score (as bob.measure does); for a target
+    >= 1 - eps it returns the next float below the smallest score, as bob.measure does.
+    """
+    if not (0.0 <= target <= 1.0) or target != target:
+        raise InputError(f"target FMR must lie in [0, 1], got {target!r}")
+    if convention not in CONVENTIONS:
+        raise InputError(f"unknown threshold convention {convention!r}; use 'highest' or 'lowest'")
+    _require(view, None)
+    if convention == "lowest" and genuine is None:
+        raise InputError("the 'lowest' convention needs the mated scores")
+    total = view.total
+    tail = view.tail
+    if target >= 1.0 - np.finfo(np.float64).eps:
+        if view.n_below:
+            raise NotExactError("a target FMR of 1 needs the smallest non-mated score, which is not kept")
+        lowest = tail[0]
+        if convention == "highest":
+            return float(np.nextafter(lowest, -np.inf))
+        candidates = [lowest] if genuine is None or genuine.size == 0 else [lowest, genuine[0]]
+        return float(min(candidates))
+    c = _allowed_false_matches(target, total)
+    # s* is the (c+1)-th largest score's successor among distinct values: the smallest value v with
+    # count(>= v) <= c. The (c+1)-th largest score x has count(>= x) > c, so s* is the next value above x.
+    if c >= tail.size:
+        if view.n_below:
+            raise NotExactError(
+                f"the threshold for FMR {target!r} lies below the exact tail ({tail.size} of {total} "
+                "non-mated scores kept); rebuild with a lower tail cutoff"
+            )
+        x = -np.inf  # every score may be a false match (only reachable with c == total)
+    else:
+        x = tail[tail.size - 1 - c]
+    pos = int(np.searchsorted(tail, x, side="right"))
+    if pos >= tail.size:
+        s_star = float(np.nextafter(tail[-1], np.inf))  # not one false match fits in the target
+        on_score = False
+    else:
+        s_star = float(tail[pos])
+        on_score = True
+    if convention == "highest":
+        return s_star
+    # lowest: the smallest observed score in (x, s*]; x is the next lower non-mated value
+    best = s_star if on_score else np.inf
+    g_pos = int(np.searchsorted(genuine, x, side="right"))
+    if g_pos < genuine.size and genuine[g_pos] <= s_star:
+        best = min(best, float(genuine[g_pos]))
+    if best == np.inf:  # no observed score above the largest non-mated one
+        best = s_star
+    return float(best)
+
+
+def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
+    """Equal error rate: the threshold where FMR and FNMR are closest, and ``(FMR + FNMR) / 2`` there.
+
+    Candidate thresholds are those of bob.measure's ``eer_threshold`` (the smallest score, then the
+    midpoint between each pair of consecutive distinct scores, mated and non-mated pooled, until
+    one of the two sets is exhausted). The criterion ``|FMR - FNMR|`` is compared in exact integer
+    arithmetic; of two equally close candidates the higher threshold wins (bob.measure's ``<=``).
+    bob.measure accumulates FMR by repeated float subtraction and can therefore break an exact tie
+    the other way; faceaudit does not.
+
+    With an inexact bulk (``view.n_below > 0``) the answer is exact only when FMR >= FNMR at the
+    lowest candidate above the bulk; otherwise NotExactError is raised.
+    """
+    _require(view, genuine)
+    neg = view.tail
+    if view.n_below:  # one pseudo-score stands for the bulk; candidates at or below it are not used
+        neg = np.concatenate([[view.below_max], neg])
+    Nn, Np = view.total, int(genuine.size)
+    values = np.unique(np.concatenate([neg, genuine]))
+    # state after passing value u_i: non-mated scores > u_i are false matches, mated <= u_i misses
+    last = int(np.searchsorted(values, min(neg[-1], genuine[-1]), side="left"))
+    last = min(last, values.size - 2)  # bob's final states (one set exhausted) never win a tie
+    idx = np.arange(last + 1)
+    thresholds = np.concatenate([[values[0]], (values[idx] + values[idx + 1]) / 2.0])
+    fa = np.concatenate([[Nn], neg.size - np.searchsorted(neg, values[idx], side="right")])
+    fr = np.concatenate([[0], np.searchsorted(genuine, values[idx], side="right")])
+    start = 0
+    if view.n_below:
+        start = int(np.searchsorted(values, view.below_max, side="left")) + 1
+        if start >= thresholds.size or int(fa[start]) * Np - int(fr[start]) * Nn < 0:
+            raise NotExactError("the EER lies below the exact tail; rebuild with a lower tail cutoff")
+    # |FMR - FNMR| * Nn * Np in exact integers (Python ints: Nn * Np may pass 2**63)
+    approx = np.abs(fa[start:] / Nn - fr[start:] / Np)
+    near = start + np.flatnonzero(approx <= approx.min() + 1e-9)
+    diff = [abs(int(fa[i]) * Np - int(fr[i]) * Nn) for i in near.tolist()]
+    best = min(diff)
+    k = max(i for i, d in zip(near.tolist(), diff) if d == best)
+    return EERResult(point=operating_point(view, genuine, float(thresholds[k])))
+
+
+def det_curve(view: ImpostorView, genuine: np.ndarray) -> dict[str, np.ndarray]:
+    """Every distinct operating point of the exact region, lowest threshold first.
+
+    Thresholds are each distinct observed score above the bulk (plus +inf, where nothing matches).
+    Returns integer counts: ``false_matches``, ``false_non_matches`` and the totals.
+    """
+    _require(view, genuine)
+    values = np.unique(np.concatenate([view.tail, genuine]))
+    if view.n_below:
+        values = values[values > view.below_max]
+    thresholds = np.concatenate([values, [np.inf]])
+    fm = view.tail.size - np.searchsorted(view.tail, thresholds, side="left")
+    fnm = np.searchsorted(genuine, thresholds, side="left")
+    return {
+        "threshold": thresholds,
+        "false_matches": fm.astype(np.int64),
+        "false_non_matches": fnm.astype(np.int64),
+        "nonmated": np.int64(view.total),
+        "mated": np.int64(genuine.size),
+    }
+
+
+def decimate_curve(fmr: np.ndarray, fnmr: np.ndarray, max_points: int = 1000) -> np.ndarray:
+    """Indices of a subset of curve points for plotting, spread evenly along the DET curve.
+
+    Exact decimation: the kept points are real operating points (nothing is interpolated); the
+    first and last are always kept. Distance is measured on the DET axes (probit of each rate,
+    clipped at 1e-12), the scale on which the curve is read.
+    """
+    from scipy.special import ndtri
+
+    n = fmr.size
+    if n <= max_points:
+        return np.arange(n)
+    x = ndtri(np.clip(fmr, 1e-12, 1 - 1e-12))
+    y = ndtri(np.clip(fnmr, 1e-12, 1 - 1e-12))
+    step = np.maximum(np.abs(np.diff(x)), np.abs(np.diff(y)))
+    arc = np.concatenate([[0.0], np.cumsum(step)])
+    marks = np.linspace(0.0, arc[-1], max_points)
+    keep = np.unique(np.concatenate([[0, n - 1], np.searchsorted(arc, marks, side="left").clip(0, n - 1)]))
+    return keep

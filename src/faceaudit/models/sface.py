@@ -1,0 +1,176 @@
+"""OpenCV-Zoo SFace recogniser with the YuNet detector, run by opencv-python-headless.
+
+YuNet finds faces and five landmarks; ``FaceRecognizerSF.alignCrop`` warps the chosen face onto the
+112x112 ArcFace template; ``feature`` gives the 128-d vector. Both model files are hashed and checked
+against the OpenCV Zoo releases below: a different file is a :class:`ModelFileError` unless the
+caller allows unverified files (the hash is recorded either way).
+
+Zhong, Deng, Hu, Zhao, Li, Huang (2021), "SFace: Sigmoid-constrained hypersphere loss for robust
+face recognition", IEEE TIP 30; Wu, Peng, Yu (2023), "YuNet: A tiny millisecond-level face detector",
+Machine Intelligence Research.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceaudit.models.base import (
+    DEFAULT_CENTRAL_FRACTION,
+    DEFAULT_FTA_POLICY,
+    Acquisition,
+    Embedder,
+    ModelFile,
+    central_box,
+    check_policy,
+    choose_face,
+    template_in_box,
+    verify_model_file,
+)
+from faceaudit.models.errors import EmbedderError, MissingDependencyError
+
+# sha256 of the OpenCV Zoo releases (github.com/opencv/opencv_zoo, models/face_recognition_sface and
+# models/face_detection_yunet).
+SFACE_SHA256 = {
+    "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79": "face_recognition_sface_2021dec.onnx",
+}
+YUNET_SHA256 = {
+    "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4": "face_detection_yunet_2023mar.onnx",
+}
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:  # pragma: no cover
+        raise MissingDependencyError(
+            "the SFace embedder needs OpenCV: pip install 'faceaudit[sface]' (opencv-python-headless)"
+        ) from exc
+    # OpenCV 5 warns on every model load that targets are unsupported by its new graph engine
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2
+
+
+class SFaceEmbedder(Embedder):
+    """SFace (128-d, cosine) on faces found and aligned by YuNet.
+
+    Parameters
+    ----------
+    model_path, detector_path : the SFace and YuNet ONNX files (OpenCV Zoo).
+    score_threshold : YuNet's detection score threshold (OpenCV Zoo's demo uses 0.9).
+    nms_threshold : YuNet's non-maximum suppression IoU threshold.
+    detect_max_side : larger images are shrunk to this side for detection only.
+    fta_policy : ``exclude``, ``central-crop`` (default) or ``largest`` (see :mod:`faceaudit.models.base`).
+    allow_unverified : accept model files whose sha256 is not a known release.
+    """
+
+    similarity = "cosine"
+    thread_safe = True  # OpenCV releases the GIL; one instance per thread (detector state is per instance)
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        detector_path: str | Path,
+        *,
+        score_threshold: float = 0.9,
+        nms_threshold: float = 0.3,
+        detect_max_side: int = 1024,
+        fta_policy: str = DEFAULT_FTA_POLICY,
+        central_fraction: float = DEFAULT_CENTRAL_FRACTION,
+        allow_unverified: bool = False,
+        _verified: tuple[ModelFile, ModelFile] | None = None,
+    ):
+        cv2 = _cv2()
+        self.fta_policy = check_policy(fta_policy)
+        if _verified is None:
+            rec = verify_model_file(model_path, role="SFace recogniser", expected=SFACE_SHA256,
+                                    allow_unverified=allow_unverified)
+            det = verify_model_file(detector_path, role="YuNet detector", expected=YUNET_SHA256,
+                                    allow_unverified=allow_unverified)
+        else:
+            rec, det = _verified
+        self._files = (rec, det)
+        self._allow_unverified = allow_unverified
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.detect_max_side = int(detect_max_side)
+        self.central_fraction = float(central_fraction)
+        try:
+            self._detector = cv2.FaceDetectorYN.create(det.path, "", (320, 320), self.score_threshold,
+                                                       self.nms_threshold, 5000)
+            self._recognizer = cv2.FaceRecognizerSF.create(rec.path, "")
+        except cv2.error as exc:
+            raise EmbedderError(f"OpenCV could not load the SFace/YuNet models: {exc}") from exc
+        self.name = "sface"
+        rec_name = SFACE_SHA256.get(rec.sha256, "unverified")
+        det_name = YUNET_SHA256.get(det.sha256, "unverified")
+        self.version = f"{rec_name} + {det_name}; opencv {cv2.__version__}"
+        self.weights_sha256 = rec.sha256
+        self.dim = 128
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "detector": "yunet",
+            "detector_sha256": self._files[1].sha256,
+            "score_threshold": self.score_threshold,
+            "nms_threshold": self.nms_threshold,
+            "detect_max_side": self.detect_max_side,
+            "central_fraction": self.central_fraction,
+            "alignment": "FaceRecognizerSF.alignCrop (5-point similarity to the 112x112 ArcFace template)",
+        }
+
+    def model_files(self) -> list[ModelFile]:
+        return list(self._files)
+
+    def spec(self) -> tuple[type, dict[str, Any]]:
+        return type(self), {
+            "model_path": self._files[0].path,
+            "detector_path": self._files[1].path,
+            "score_threshold": self.score_threshold,
+            "nms_threshold": self.nms_threshold,
+            "detect_max_side": self.detect_max_side,
+            "fta_policy": self.fta_policy,
+            "central_fraction": self.central_fraction,
+            "allow_unverified": self._allow_unverified,
+            "_verified": self._files,
+        }
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet detections ``[k, 15]``: box (x, y, w, h), five landmarks (x, y), score."""
+        h, w = bgr.shape[:2]
+        scale = min(1.0, self.detect_max_side / max(h, w))
+        img = bgr
+        if scale < 1.0:
+            img = _cv2().resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))))
+        self._detector.setInputSize((img.shape[1], img.shape[0]))
+        _, faces = self._detector.detect(img)
+        if faces is None:
+            return np.zeros((0, 15), dtype=np.float32)
+        faces = faces.astype(np.float32)
+        if scale < 1.0:
+            faces[:, :14] /= scale
+        return faces
+
+    def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Acquisition]]:
+        out = np.full((len(images), self.dim), np.nan, dtype=np.float32)
+        records: list[Acquisition] = []
+        for i, rgb in enumerate(images):
+            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+            h, w = bgr.shape[:2]
+            faces = self.detect(bgr)
+            index, record = choose_face(faces[:, :4], h, w, self.fta_policy)
+            records.append(record)
+            if record.status == "failed":
+                continue
+            if index is None:
+                box = central_box(h, w, self.central_fraction)
+                landmarks = template_in_box(box)
+                face = np.concatenate([np.asarray(box, np.float32), landmarks.ravel(), [0.0]]).astype(np.float32)
+            else:
+                face = faces[index]
+            aligned = self._recognizer.alignCrop(bgr, face.reshape(1, -1))
+            out[i] = np.asarray(self._recognizer.feature(aligned), dtype=np.float32).ravel()
+        return out, records

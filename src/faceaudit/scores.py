@@ -1,0 +1,531 @@
+"""ScoreDistributions: the one type every measure reads.
+
+Whatever produced the comparisons (a vendor's score file, an embedding matrix, a GPU engine, a Dask
+cluster), the measures see the same object:
+
+* mated (genuine) comparisons kept exactly, with both sample indices;
+* non-mated (impostor) comparisons, per ordered group pair (probe group, reference group), as a
+  histogram over fixed bin edges **plus every score at or above a tail cutoff, exactly**, with its
+  sample indices. Memory is O(groups^2 x bins + tail + genuine), never O(pairs);
+* counts that add up, and exclusions with their reasons;
+* ``a + b`` merges two partial results exactly (blocks, workers, resumed runs).
+
+Exactness rule (DESIGN.md): a threshold, an FMR, an FNMR or an EER that faceaudit reports is exact for
+the scores seen. The histogram only locates an answer; the exact tail finishes it. Where an answer falls
+below the tail, :class:`~faceaudit.errors.NotExactError` is raised rather than a bin-resolved number
+returned as if exact.
+
+Bins: ``edges`` has ``B + 1`` increasing values and defines ``B`` bins ``[edges[b], edges[b+1])``; the
+first and last bins are open-ended (scores below ``edges[0]`` count in bin 0, scores at or above
+``edges[-1]`` in bin ``B - 1``), so no score is ever dropped by the histogram.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from faceaudit.errors import IncompatibleError, InputError, SampleTableError
+
+__all__ = [
+    "SampleIndex",
+    "ImpostorView",
+    "ScoreDistributions",
+    "DistributionBuilder",
+    "bin_index",
+    "uniform_edges",
+]
+
+DEFAULT_BINS = 4096
+
+
+def uniform_edges(low: float, high: float, bins: int = DEFAULT_BINS) -> np.ndarray:
+    """``bins + 1`` equally spaced edges from ``low`` to ``high`` (float64)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError(f"histogram range must be finite, got [{low}, {high}]")
+    if high <= low:
+        high = low + 1.0
+    return np.linspace(float(low), float(high), int(bins) + 1)
+
+
+def bin_index(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of each score, exactly as ``searchsorted(edges, s, 'right') - 1`` clipped to ``[0, B-1]``.
+
+    A multiply gives the bin of almost every score; the two correction steps fix the few scores that
+    floating-point rounding put one bin off, so that ``count(score >= edges[b])`` is exact for every
+    inner edge. That is what makes the histogram a valid index for exact answers.
+    """
+    nbins = edges.size - 1
+    lo, hi = edges[0], edges[-1]
+    idx = np.floor((scores - lo) * (nbins / (hi - lo)))
+    np.clip(idx, 0, nbins - 1, out=idx)
+    idx = idx.astype(np.intp)
+    # the multiply can be one bin off at a bin boundary: move down where the score is below the
+    # bin's lower edge, up where it reaches the next edge (never beyond the open-ended outer bins)
+    idx -= (scores < edges[idx]) & (idx > 0)
+    idx += (scores >= edges[idx + 1]) & (idx < nbins - 1)
+    return idx
+
+
+@dataclass(frozen=True)
+class SampleIndex:
+    """The evaluation set's samples: ids, subjects and demographic group of each.
+
+    ``group_of_sample[i]`` indexes ``group_labels``, the intersections of ``group_columns``
+    (e.g. ``("female", "african")``). With no group columns there is one group, ``()``.
+    """
+
+    sample_ids: np.ndarray  # object or int array, shape (n,)
+    subject_of_sample: np.ndarray  # intp, index into subject_ids
+    subject_ids: np.ndarray
+    group_of_sample: np.ndarray  # intp, index into group_labels
+    group_columns: tuple[str, ...]
+    group_labels: tuple[tuple[str, ...], ...]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.sample_ids.size)
+
+    @property
+    def n_subjects(self) -> int:
+        return int(self.subject_ids.size)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_labels)
+
+    @property
+    def group_of_subject(self) -> np.ndarray:
+        g = np.zeros(self.n_subjects, dtype=np.intp)
+        g[self.subject_of_sample] = self.group_of_sample
+        return g
+
+    def fingerprint(self) -> str:
+        """A hash of the whole table: two distributions merge only over the same samples."""
+        h = hashlib.sha256()
+        for arr in (self.sample_ids, self.subject_ids):
+            h.update("\x1f".join(map(str, arr.tolist())).encode())
+            h.update(b"\x1e")
+        h.update(self.subject_of_sample.astype(np.int64).tobytes())
+        h.update(self.group_of_sample.astype(np.int64).tobytes())
+        h.update(repr((self.group_columns, self.group_labels)).encode())
+        return h.hexdigest()
+
+    @classmethod
+    def from_columns(
+        cls,
+        sample_ids: Any,
+        subject_ids: Any,
+        attributes: dict[str, Any] | None = None,
+    ) -> SampleIndex:
+        """Build the index from columns; validates what every measure relies on.
+
+        Raises :class:`SampleTableError` for duplicate sample ids, missing values in the id columns,
+        and a subject whose samples fall in two groups (a mated pair must have one group).
+        """
+        sample_ids = np.asarray(sample_ids, dtype=object)
+        subject_col = np.asarray(subject_ids, dtype=object)
+        n = sample_ids.size
+        if subject_col.size != n:
+            raise SampleTableError("sample_id and subject_id columns differ in length")
+        if n == 0:
+            raise SampleTableError("the sample table has no rows")
+        for name, col in (("sample_id", sample_ids), ("subject_id", subject_col)):
+            missing = [i for i, v in enumerate(col.tolist()) if v is None or (isinstance(v, float) and v != v)]
+            if missing:
+                raise SampleTableError(f"{name} is missing in {len(missing)} row(s), first at row {missing[0]}")
+        counts = Counter(sample_ids.tolist())
+        dups = [k for k, c in counts.items() if c > 1]
+        if dups:
+            raise SampleTableError(
+                f"duplicate sample_id: {len(dups)} id(s) appear more than once, e.g. {dups[:5]!r}"
+            )
+        subj_uniques, subject_of_sample = np.unique(subject_col.astype(str), return_inverse=True)
+        attributes = attributes or {}
+        columns = tuple(attributes)
+        if columns:
+            cols = []
+            for c in columns:
+                col = np.asarray(attributes[c], dtype=object)
+                if col.size != n:
+                    raise SampleTableError(f"attribute column {c!r} has the wrong length")
+                cols.append(["(missing)" if (v is None or (isinstance(v, float) and v != v) or v == "") else str(v)
+                             for v in col.tolist()])
+            keys = list(zip(*cols))
+        else:
+            keys = [()] * n
+        labels = tuple(sorted(set(keys)))
+        lookup = {k: i for i, k in enumerate(labels)}
+        group_of_sample = np.fromiter((lookup[k] for k in keys), dtype=np.intp, count=n)
+        # a subject must sit in exactly one group: otherwise its mated pairs have no group
+        per_subject = np.full(subj_uniques.size, -1, dtype=np.intp)
+        per_subject[subject_of_sample] = group_of_sample
+        conflict = per_subject[subject_of_sample] != group_of_sample
+        if conflict.any():
+            bad_subjects = np.unique(subject_of_sample[conflict])
+            examples = []
+            for s in bad_subjects[:3]:
+                gs = sorted({labels[g] for g in group_of_sample[subject_of_sample == s]})
+                examples.append(f"{subj_uniques[s]!s} in {gs}")
+            raise SampleTableError(
+                f"{bad_subjects.size} subject(s) appear in more than one group of {list(columns)}: "
+                + "; ".join(examples)
+            )
+        return cls(
+            sample_ids=sample_ids,
+            subject_of_sample=subject_of_sample.astype(np.intp),
+            subject_ids=subj_uniques.astype(object),
+            group_of_sample=group_of_sample,
+            group_columns=columns,
+            group_labels=labels,
+        )
+
+
+@dataclass(frozen=True)
+class ImpostorView:
+    """The non-mated scores of a set of cells, as the exact measures need them.
+
+    ``tail`` holds, sorted ascending, every score at or above the tail cutoff. The ``n_below`` other
+    scores are known only by count and by their maximum ``below_max``: any threshold above
+    ``below_max`` has an exact false-match count. With ``n_below == 0`` the view is the full,
+    exact set of scores.
+    """
+
+    tail: np.ndarray
+    n_below: int
+    below_max: float
+
+    @property
+    def total(self) -> int:
+        return int(self.tail.size + self.n_below)
+
+    @classmethod
+    def exact(cls, scores: Any) -> ImpostorView:
+        return cls(tail=np.sort(np.asarray(scores, dtype=np.float64)), n_below=0, below_max=-np.inf)
+
+
+@dataclass
+class ScoreDistributions:
+    """Mated scores kept exactly; non-mated scores as per-cell histograms plus an exact tail.
+
+    Build one with :class:`DistributionBuilder` (or the readers in :mod:`faceaudit.data`), merge with
+    ``+``, query with :meth:`genuine_scores` and :meth:`impostor_view`.
+    """
+
+    samples: SampleIndex
+    edges: np.ndarray
+    impostor_hist: np.ndarray  # (G, G, B) int64: probe group x reference group x bin
+    tail_cutoff: float
+    tail_score: np.ndarray  # float64, every non-mated score >= tail_cutoff
+    tail_probe: np.ndarray  # int64 sample index
+    tail_reference: np.ndarray
+    below_max: np.ndarray  # (G, G) float64: largest non-mated score below the cutoff, -inf if none
+    genuine_score: np.ndarray
+    genuine_probe: np.ndarray
+    genuine_reference: np.ndarray
+    exclusions: Counter = field(default_factory=Counter)
+    #: non-mated comparison counts per (probe subject, reference subject): the denominators of the
+    #: subject-level bootstrap. None where the design is complete (all pairs), see ``design``.
+    impostor_subject_pairs: sp.csr_array | None = None
+    design: str = "listed"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ----- shape and counts -------------------------------------------------------------
+    @property
+    def n_groups(self) -> int:
+        return self.samples.n_groups
+
+    @property
+    def n_mated(self) -> int:
+        return int(self.genuine_score.size)
+
+    @property
+    def n_nonmated(self) -> int:
+        return int(self.impostor_hist.sum())
+
+    @property
+    def genuine_group(self) -> np.ndarray:
+        return self.samples.group_of_sample[self.genuine_probe]
+
+    @property
+    def tail_cell(self) -> tuple[np.ndarray, np.ndarray]:
+        g = self.samples.group_of_sample
+        return g[self.tail_probe], g[self.tail_reference]
+
+    def nonmated_counts(self) -> np.ndarray:
+        """(G, G) number of non-mated comparisons per (probe group, reference group)."""
+        return self.impostor_hist.sum(axis=2)
+
+    # ----- queries ----------------------------------------------------------------------
+    def cell_mask(self, probe_groups: Any = None, reference_groups: Any = None) -> np.ndarray:
+        """(G, G) boolean mask of the cells with probe group in ``probe_groups`` and reference group
+        in ``reference_groups`` (None = all groups)."""
+        G = self.n_groups
+        p = np.zeros(G, bool)
+        r = np.zeros(G, bool)
+        p[list(range(G)) if probe_groups is None else list(probe_groups)] = True
+        r[list(range(G)) if reference_groups is None else list(reference_groups)] = True
+        return p[:, None] & r[None, :]
+
+    def genuine_scores(self, groups: Any = None) -> np.ndarray:
+        """Sorted mated scores of subjects in ``groups`` (None = all)."""
+        s = self.genuine_score
+        if groups is not None:
+            s = s[np.isin(self.genuine_group, list(groups))]
+        return np.sort(s)
+
+    def impostor_view(self, cells: np.ndarray | None = None) -> ImpostorView:
+        """The exact view of the non-mated scores in the cells of a (G, G) mask (None = all)."""
+        if cells is None:
+            cells = np.ones((self.n_groups, self.n_groups), bool)
+        gp, gr = self.tail_cell
+        keep = cells[gp, gr]
+        tail = np.sort(self.tail_score[keep])
+        total = int(self.impostor_hist[cells].sum())
+        n_below = total - int(tail.size)
+        below = self.below_max[cells]
+        below_max = float(below.max()) if (n_below > 0 and below.size) else -np.inf
+        return ImpostorView(tail=tail, n_below=n_below, below_max=below_max)
+
+    def nonmated_count_at_least(self, threshold: float, cells: np.ndarray | None = None) -> tuple[int, int]:
+        """Bounds ``(low, high)`` on the number of non-mated scores >= threshold in the cells.
+
+        Exact (``low == high``) when the threshold is above every score below the tail cutoff, or
+        falls on an inner bin edge; otherwise the bin containing it bounds the answer.
+        """
+        if cells is None:
+            cells = np.ones((self.n_groups, self.n_groups), bool)
+        view = self.impostor_view(cells)
+        if view.n_below == 0 or threshold > view.below_max:
+            n = int(view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
+            return n, n
+        hist = self.impostor_hist[cells].sum(axis=0)
+        b = int(bin_index(np.array([threshold], dtype=np.float64), self.edges)[0])
+        above = int(hist[b + 1 :].sum())
+        if b > 0 and threshold == self.edges[b]:
+            return above + int(hist[b]), above + int(hist[b])
+        return above, above + int(hist[b])
+
+    # ----- merging ----------------------------------------------------------------------
+    def __add__(self, other: ScoreDistributions) -> ScoreDistributions:
+        if not isinstance(other, ScoreDistributions):
+            return NotImplemented
+        if not np.array_equal(self.edges, other.edges):
+            raise IncompatibleError("cannot merge: the two distributions have different bin edges")
+        if self.samples is not other.samples and self.samples.fingerprint() != other.samples.fingerprint():
+            raise IncompatibleError("cannot merge: the two distributions were built over different sample tables")
+        if self.design != other.design:
+            raise IncompatibleError(f"cannot merge a {self.design!r} design with a {other.design!r} one")
+        cutoff = max(self.tail_cutoff, other.tail_cutoff)
+        parts = [self._retail(cutoff), other._retail(cutoff)]
+        below = np.maximum(parts[0][4], parts[1][4])
+        tail = [np.concatenate([a[i] for a in parts]) for i in range(3)]
+        genuine = [
+            np.concatenate([self.genuine_score, other.genuine_score]),
+            np.concatenate([self.genuine_probe, other.genuine_probe]),
+            np.concatenate([self.genuine_reference, other.genuine_reference]),
+        ]
+        if self.impostor_subject_pairs is None or other.impostor_subject_pairs is None:
+            pairs = None
+        else:
+            pairs = (self.impostor_subject_pairs + other.impostor_subject_pairs).tocsr()
+        meta = dict(self.meta)
+        meta.setdefault("merged_from", 1)
+        meta["merged_from"] = int(meta["merged_from"]) + int(other.meta.get("merged_from", 1))
+        return _canonical(
+            ScoreDistributions(
+                samples=self.samples,
+                edges=self.edges,
+                impostor_hist=self.impostor_hist + other.impostor_hist,
+                tail_cutoff=cutoff,
+                tail_score=tail[0],
+                tail_probe=tail[1],
+                tail_reference=tail[2],
+                below_max=below,
+                genuine_score=genuine[0],
+                genuine_probe=genuine[1],
+                genuine_reference=genuine[2],
+                exclusions=self.exclusions + other.exclusions,
+                impostor_subject_pairs=pairs,
+                design=self.design,
+                meta=meta,
+            )
+        )
+
+    def _retail(self, cutoff: float):
+        """Tail arrays restricted to scores >= cutoff; dropped scores update below_max."""
+        below = self.below_max.copy()
+        if cutoff <= self.tail_cutoff:
+            return self.tail_score, self.tail_probe, self.tail_reference, None, below
+        drop = self.tail_score < cutoff
+        if drop.any():
+            gp, gr = self.tail_cell
+            np.maximum.at(below, (gp[drop], gr[drop]), self.tail_score[drop])
+        keep = ~drop
+        return self.tail_score[keep], self.tail_probe[keep], self.tail_reference[keep], None, below
+
+    def with_tail_cutoff(self, cutoff: float) -> ScoreDistributions:
+        """A copy whose tail keeps only scores >= cutoff (cutoff may only rise: lower needs the data)."""
+        if cutoff < self.tail_cutoff:
+            raise InputError(
+                f"cannot lower the tail cutoff from {self.tail_cutoff} to {cutoff} without the scores"
+            )
+        ts, tp, tr, _, below = self._retail(cutoff)
+        out = ScoreDistributions(**{**self.__dict__, "tail_cutoff": cutoff, "tail_score": ts,
+                                    "tail_probe": tp, "tail_reference": tr, "below_max": below})
+        return out
+
+    def __eq__(self, other: object) -> bool:  # exact, array-wise equality
+        if not isinstance(other, ScoreDistributions):
+            return NotImplemented
+        arrays = ("edges", "impostor_hist", "tail_score", "tail_probe", "tail_reference", "below_max",
+                  "genuine_score", "genuine_probe", "genuine_reference")
+        if any(not np.array_equal(getattr(self, a), getattr(other, a)) for a in arrays):
+            return False
+        if self.tail_cutoff != other.tail_cutoff or self.exclusions != other.exclusions:
+            return False
+        a, b = self.impostor_subject_pairs, other.impostor_subject_pairs
+        if (a is None) != (b is None):
+            return False
+        if a is not None and (a != b).nnz:
+            return False
+        return self.samples.fingerprint() == other.samples.fingerprint()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _canonical(d: ScoreDistributions) -> ScoreDistributions:
+    """Sort the exact parts so that the result of a merge does not depend on the order of merging."""
+    o = np.lexsort((d.tail_reference, d.tail_probe, d.tail_score))
+    d.tail_score, d.tail_probe, d.tail_reference = d.tail_score[o], d.tail_probe[o], d.tail_reference[o]
+    o = np.lexsort((d.genuine_reference, d.genuine_probe, d.genuine_score))
+    d.genuine_score, d.genuine_probe, d.genuine_reference = (
+        d.genuine_score[o], d.genuine_probe[o], d.genuine_reference[o])
+    return d
+
+
+class DistributionBuilder:
+    """Accumulates comparisons, block by block, into a :class:`ScoreDistributions`.
+
+    Feed it ``add(probe_index, reference_index, score)`` with sample indices into ``samples``; it
+    classifies each pair as mated (same subject) or not, histograms the non-mated ones per group pair,
+    keeps every non-mated score >= ``tail_cutoff`` exactly, and counts what it excludes and why
+    (non-finite scores, self-comparisons). Memory does not grow with the number of non-mated pairs,
+    only with the tail.
+    """
+
+    def __init__(
+        self,
+        samples: SampleIndex,
+        edges: np.ndarray,
+        tail_cutoff: float = np.inf,
+        *,
+        keep_genuine: bool = True,
+        track_subject_pairs: bool = True,
+        design: str = "listed",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.samples = samples
+        self.edges = np.asarray(edges, dtype=np.float64)
+        if self.edges.ndim != 1 or self.edges.size < 2 or np.any(np.diff(self.edges) <= 0):
+            raise InputError("bin edges must be a strictly increasing 1-d array of at least 2 values")
+        self.tail_cutoff = float(tail_cutoff)
+        G = samples.n_groups
+        B = self.edges.size - 1
+        self._hist = np.zeros(G * G * B, dtype=np.int64)
+        self._below = np.full(G * G, -np.inf)
+        self._tail: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._gen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.keep_genuine = keep_genuine
+        self.track_subject_pairs = track_subject_pairs
+        self._pairs: list[sp.coo_array] = []
+        self.exclusions: Counter = Counter()
+        self.design = design
+        self.meta = dict(meta or {})
+
+    def add(self, probe: np.ndarray, reference: np.ndarray, score: np.ndarray) -> None:
+        probe = np.asarray(probe, dtype=np.int64)
+        reference = np.asarray(reference, dtype=np.int64)
+        score = np.asarray(score, dtype=np.float64)
+        finite = np.isfinite(score)
+        if not finite.all():
+            self.exclusions["non-finite score (NaN or infinite)"] += int((~finite).sum())
+        same = probe == reference
+        if same.any():
+            self.exclusions["self-comparison (probe and reference are the same sample)"] += int(
+                (same & finite).sum())
+        ok = finite & ~same
+        if not ok.all():
+            probe, reference, score = probe[ok], reference[ok], score[ok]
+        subj = self.samples.subject_of_sample
+        sp_, sr = subj[probe], subj[reference]
+        mated = sp_ == sr
+        if self.keep_genuine and mated.any():
+            self._gen.append((score[mated], probe[mated], reference[mated]))
+        nm = ~mated
+        if not nm.any():
+            return
+        p, r, s = probe[nm], reference[nm], score[nm]
+        grp = self.samples.group_of_sample
+        G = self.samples.n_groups
+        B = self.edges.size - 1
+        cell = grp[p] * G + grp[r]
+        flat = cell * B + bin_index(s, self.edges)
+        self._hist += np.bincount(flat, minlength=self._hist.size)
+        in_tail = s >= self.tail_cutoff
+        if in_tail.any():
+            self._tail.append((s[in_tail], p[in_tail], r[in_tail]))
+        if not in_tail.all():
+            out = ~in_tail
+            np.maximum.at(self._below, cell[out], s[out])
+        if self.track_subject_pairs:
+            S = self.samples.n_subjects
+            self._pairs.append(
+                sp.coo_array((np.ones(p.size, np.int64), (sp_[nm], sr[nm])), shape=(S, S)).tocsr()
+            )
+            if len(self._pairs) > 16:  # keep the pending list short
+                self._pairs = [_sum_sparse(self._pairs)]
+
+    def result(self) -> ScoreDistributions:
+        G = self.samples.n_groups
+        B = self.edges.size - 1
+
+        def cat(parts, i, dtype):
+            return np.concatenate([x[i] for x in parts]).astype(dtype) if parts else np.empty(0, dtype)
+
+        pairs = None
+        if self.track_subject_pairs:
+            S = self.samples.n_subjects
+            pairs = _sum_sparse(self._pairs) if self._pairs else sp.csr_array((S, S), dtype=np.int64)
+        return _canonical(
+            ScoreDistributions(
+                samples=self.samples,
+                edges=self.edges,
+                impostor_hist=self._hist.reshape(G, G, B).copy(),
+                tail_cutoff=self.tail_cutoff,
+                tail_score=cat(self._tail, 0, np.float64),
+                tail_probe=cat(self._tail, 1, np.int64),
+                tail_reference=cat(self._tail, 2, np.int64),
+                below_max=self._below.reshape(G, G).copy(),
+                genuine_score=cat(self._gen, 0, np.float64),
+                genuine_probe=cat(self._gen, 1, np.int64),
+                genuine_reference=cat(self._gen, 2, np.int64),
+                exclusions=Counter(self.exclusions),
+                impostor_subject_pairs=pairs,
+                design=self.design,
+                meta=dict(self.meta),
+            )
+        )
+
+
+def _sum_sparse(parts: list) -> sp.csr_array:
+    total = parts[0]
+    for p in itertools.islice(parts, 1, None):
+        total = total + p
+    return sp.csr_array(total)
