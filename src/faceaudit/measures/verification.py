@@ -181,7 +181,7 @@ def fmr_threshold(
     # lowest: the smallest observed score in (x, s*]; x is the next lower non-mated value
     best = s_star if on_score else np.inf
     g_pos = int(np.searchsorted(genuine, x, side="right"))
-    if g_pos < genuine.size and genuine[g_pos] <= s_star:
+    if g_pos < genuine.size and (genuine[g_pos] <= s_star or not on_score):
         best = min(best, float(genuine[g_pos]))
     if best == np.inf:  # no observed score above the largest non-mated one
         best = s_star
@@ -220,11 +220,20 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
         if start >= thresholds.size or int(fa[start]) * Np - int(fr[start]) * Nn < 0:
             raise NotExactError("the EER lies below the exact tail; rebuild with a lower tail cutoff")
     # |FMR - FNMR| * Nn * Np in exact integers (Python ints: Nn * Np may pass 2**63)
+    # bob's loop compares with `<=` (ties go to the higher threshold), but the state reached when one
+    # set runs out is compared with a strict `<`: it wins only if strictly closer
+    final = thresholds.size - 1 if last == int(np.searchsorted(values, min(neg[-1], genuine[-1]))) else None
     approx = np.abs(fa[start:] / Nn - fr[start:] / Np)
     near = start + np.flatnonzero(approx <= approx.min() + 1e-9)
-    diff = [abs(int(fa[i]) * Np - int(fr[i]) * Nn) for i in near.tolist()]
-    best = min(diff)
-    k = max(i for i, d in zip(near.tolist(), diff) if d == best)
+    exact = {i: abs(int(fa[i]) * Np - int(fr[i]) * Nn) for i in near.tolist()}
+    looped = {i: d for i, d in exact.items() if i != final}
+    if looped:
+        best = min(looped.values())
+        k = max(i for i, d in looped.items() if d == best)
+        if final in exact and exact[final] < best:
+            k = final
+    else:
+        k = final
     return EERResult(point=operating_point(view, genuine, float(thresholds[k])))
 
 

@@ -211,6 +211,9 @@ class Embedder(ABC):
     fta_policy: str = DEFAULT_FTA_POLICY
     # Whether embed() parallelises well across threads (it releases the GIL for the heavy part).
     thread_safe: bool = False
+    # How embed_images(executor="auto") spreads work over the cores: "inline" when the library already
+    # spreads one inference over all cores (OpenCV dnn, onnxruntime), "process" when it holds the GIL.
+    preferred_executor: str = "process"
 
     @abstractmethod
     def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Acquisition]]:

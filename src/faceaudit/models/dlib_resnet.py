@@ -51,17 +51,23 @@ def _dlib():
 
 
 def default_model_paths() -> dict[str, str]:
-    """Paths of the recogniser, 5-point predictor and MMOD detector in ``face_recognition_models``."""
-    try:
-        import face_recognition_models as frm
-    except ImportError as exc:  # pragma: no cover
+    """Paths of the recogniser, 5-point predictor and MMOD detector in ``face_recognition_models``.
+
+    Found without importing the package: its ``__init__`` needs ``pkg_resources``, which recent
+    setuptools no longer ships.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
             "the dlib embedder needs the model files: pip install 'faceaudit[dlib]' (face-recognition-models)"
-        ) from exc
+        )
+    models = Path(next(iter(spec.submodule_search_locations))) / "models"
     return {
-        "recogniser": frm.face_recognition_model_location(),
-        "shape_predictor": frm.pose_predictor_five_point_model_location(),
-        "cnn_detector": frm.cnn_face_detector_model_location(),
+        "recogniser": str(models / "dlib_face_recognition_resnet_model_v1.dat"),
+        "shape_predictor": str(models / "shape_predictor_5_face_landmarks.dat"),
+        "cnn_detector": str(models / "mmod_human_face_detector.dat"),
     }
 
 

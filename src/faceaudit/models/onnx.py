@@ -67,6 +67,8 @@ class OnnxEmbedder(Embedder):
 
     similarity = "cosine"
     thread_safe = True
+    # onnxruntime spreads each inference over the cores itself (intra-op threads)
+    preferred_executor = "inline"
 
     def __init__(
         self,

@@ -222,7 +222,7 @@ def embed_images(
     *,
     cache: EmbeddingCache | str | Path | None | bool = True,
     workers: int | None = None,
-    executor: str = "process",
+    executor: str = "auto",
     batch_size: int = 16,
     progress: bool = True,
     source: str | None = None,
@@ -237,16 +237,20 @@ def embed_images(
     cache : ``True`` (default location), ``False``/``None`` (no cache), a path, or an
         :class:`EmbeddingCache`.
     workers : worker count (default: the CPU count); 1 runs in this process.
-    executor : ``"process"`` or ``"thread"`` (threads only help embedders that release the GIL).
+    executor : ``"auto"`` (the embedder's ``preferred_executor``), ``"inline"`` (this process; the
+        library's own threads), ``"process"`` or ``"thread"`` (threads only help embedders that
+        release the GIL).
     batch_size : images per task (dlib runs its network once per batch).
     source : the image folder or manifest, recorded in the metadata.
     """
     missing = [c for c in ("sample_id", "subject_id", "path") if c not in samples.column_names]
     if missing:
         raise SampleTableError(f"sample table lacks column(s) {missing}; it has {samples.column_names}")
-    if executor not in ("process", "thread"):
-        raise ValueError(f"executor must be 'process' or 'thread', not {executor!r}")
-    workers = max(1, int(workers or os.cpu_count() or 1))
+    if executor not in ("auto", "inline", "process", "thread"):
+        raise ValueError(f"executor must be 'auto', 'inline', 'process' or 'thread', not {executor!r}")
+    if executor == "auto":
+        executor = embedder.preferred_executor
+    workers = 1 if executor == "inline" else max(1, int(workers or os.cpu_count() or 1))
     started = time.perf_counter()
     n = samples.num_rows
     paths = [str(p) for p in samples.column("path").to_pylist()]

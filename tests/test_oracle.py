@@ -1,0 +1,231 @@
+"""The audit against a brute-force oracle: plain Python loops over every comparison of a small set.
+
+The oracle shares no code with faceaudit's measures: it reads the score rows, decides mated from
+the subject ids itself, and counts with loops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faceaudit.audit import audit
+from faceaudit.build import from_arrays
+from faceaudit.data.ingest import load_score_file
+from faceaudit.measures.verification import eer, fmr_threshold, operating_point
+from faceaudit.scores import DistributionBuilder, ImpostorView, SampleIndex, uniform_edges
+from faceaudit.synthetic import write_evaluation_set
+
+
+@pytest.fixture(scope="module")
+def evalset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evalset")
+    samples, scores = write_evaluation_set(folder, n_subjects=40, seed=3, discrete=True)
+    import csv
+
+    srows = list(csv.DictReader(open(samples)))
+    rows = list(csv.DictReader(open(scores)))
+    return samples, scores, srows, rows
+
+
+def oracle_rates(srows, rows, threshold, probe_filter, ref_filter):
+    """(false matches, non-mated, false non-matches, mated) by loops."""
+    by_id = {r["sample_id"]: r for r in srows}
+    fm = nm = fnm = m = 0
+    for r in rows:
+        a, b = by_id[r["probe"]], by_id[r["reference"]]
+        s = float(r["score"])
+        if a["subject_id"] == b["subject_id"]:
+            if probe_filter(a):
+                m += 1
+                fnm += s < threshold
+        elif probe_filter(a) and ref_filter(b):
+            nm += 1
+            fm += s >= threshold
+    return fm, nm, fnm, m
+
+
+def oracle_far_threshold(neg, target):
+    """bob.measure's far_threshold, restated as loops over the distinct values."""
+    valid = math.nextafter(max(neg), math.inf)
+    for v in sorted(set(neg), reverse=True):
+        if sum(x >= v for x in neg) / len(neg) > target:
+            break
+        valid = v
+    return valid
+
+
+def test_audit_matches_oracle_overall_groups_and_cross_matrix(evalset):
+    samples, scores, srows, rows = evalset
+    dist = load_score_file(scores, samples, group_columns=["sex", "region"], fmr_targets=[0.01, 0.05],
+                           bins=16)
+    res = audit(dist, fmr_targets=[0.01, 0.05], bootstrap=0)
+    by_id = {r["sample_id"]: r for r in srows}
+    neg = [float(r["score"]) for r in rows if by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
+    for point in res.overall["operating_points"]:
+        t = point["threshold"]
+        assert t == oracle_far_threshold(neg, point["fmr_target"])
+        fm, nm, fnm, m = oracle_rates(srows, rows, t, lambda a: True, lambda b: True)
+        assert (point["fmr"]["count"], point["fmr"]["total"]) == (fm, nm)
+        assert (point["fnmr"]["count"], point["fnmr"]["total"]) == (fnm, m)
+    # per group at the global thresholds, every grouping
+    for grouping, entries in res.by_group.items():
+        cols = grouping.split(" x ")
+        for e in entries:
+            def inside(a, e=e, cols=cols):
+                return [a[c] for c in cols] == e["values"]
+            for g in e["at_global_threshold"]:
+                fm, nm, fnm, m = oracle_rates(srows, rows, g["threshold"], inside, inside)
+                assert (g["fmr"]["count"], g["fmr"]["total"], g["fnmr"]["count"], g["fnmr"]["total"]) == (
+                    fm, nm, fnm, m)
+            # the group's own thresholds
+            gneg = [float(r["score"]) for r in rows
+                    if inside(by_id[r["probe"]]) and inside(by_id[r["reference"]])
+                    and by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
+            for p in e["operating_points"]:
+                assert p["threshold"] == oracle_far_threshold(gneg, p["fmr_target"])
+    # cross-group matrix, sex x region
+    cross = res.cross_group(0.05, "sex x region")
+    labels = cross["probe_groups"]
+    for i, lp in enumerate(labels):
+        for j, lr in enumerate(labels):
+            vp, vr = lp.split(" | "), lr.split(" | ")
+            fm, nm, _, _ = oracle_rates(
+                srows, rows, cross["threshold"],
+                lambda a, vp=vp: [a["sex"], a["region"]] == vp,
+                lambda b, vr=vr: [b["sex"], b["region"]] == vr)
+            cell = cross["fmr"][i][j]
+            assert (cell["count"], cell["total"]) == (fm, nm)
+
+
+def test_eer_matches_oracle_search(evalset):
+    samples, scores, srows, rows = evalset
+    dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
+    by_id = {r["sample_id"]: r for r in srows}
+    mated = [by_id[r["probe"]]["subject_id"] == by_id[r["reference"]]["subject_id"] for r in rows]
+    pos = sorted(float(r["score"]) for r, k in zip(rows, mated) if k)
+    neg = sorted(float(r["score"]) for r, k in zip(rows, mated) if not k)
+    # oracle: every candidate of bob's search, |FMR - FNMR| as exact fractions, ties to the higher
+    from fractions import Fraction
+
+    values = sorted(set(pos) | set(neg))
+    stop = values.index(min(max(pos), max(neg)))
+    cands = [values[0]] + [(values[i] + values[i + 1]) / 2 for i in range(min(stop, len(values) - 2) + 1)]
+    final = len(cands) - 1 if stop <= len(values) - 2 else None
+
+    def crit(t):
+        return abs(Fraction(sum(x >= t for x in neg), len(neg)) - Fraction(sum(x < t for x in pos), len(pos)))
+
+    looped = [c for k, c in enumerate(cands) if k != final]
+    best = min(crit(c) for c in looped)
+    expect = max(c for c in looped if crit(c) == best)
+    if final is not None and crit(cands[final]) < best:
+        expect = cands[final]
+    got = eer(dist.impostor_view(), dist.genuine_scores())
+    assert got.threshold == expect
+
+
+def test_subject_bootstrap_matches_oracle_with_fixed_seed(evalset):
+    samples, scores, srows, rows = evalset
+    dist = load_score_file(scores, samples, group_columns=["sex"], fmr_targets=[0.05], bins=16)
+    res = audit(dist, fmr_targets=[0.05], bootstrap=200, seed=11)
+    point = res.overall["operating_points"][0]
+    t = point["threshold"]
+    # oracle: redraw the same subject multiplicities, then weight every comparison by them in loops
+    from faceaudit.stats.intervals import bootstrap_weights
+
+    s = dist.samples
+    W = bootstrap_weights(s.group_of_subject, 200, 11)
+    subj_index = {sid: i for i, sid in enumerate(s.subject_ids.tolist())}
+    by_id = {r["sample_id"]: r for r in srows}
+    fmr_reps, fnmr_reps = [], []
+    for w in W:
+        fm = nm = fnm = m = 0.0
+        for r in rows:
+            a, b = subj_index[by_id[r["probe"]]["subject_id"]], subj_index[by_id[r["reference"]]["subject_id"]]
+            x = float(r["score"])
+            if a == b:
+                m += w[a]
+                fnm += w[a] * (x < t)
+            else:
+                nm += w[a] * w[b]
+                fm += w[a] * w[b] * (x >= t)
+        fmr_reps.append(fm / nm)
+        fnmr_reps.append(fnm / m)
+    lo, hi = np.quantile(fmr_reps, [0.025, 0.975])
+    assert point["fmr"]["subject_bootstrap"]["low"] == pytest.approx(lo, abs=1e-12)
+    assert point["fmr"]["subject_bootstrap"]["high"] == pytest.approx(hi, abs=1e-12)
+    lo, hi = np.quantile(fnmr_reps, [0.025, 0.975])
+    assert point["fnmr"]["subject_bootstrap"]["low"] == pytest.approx(lo, abs=1e-12)
+    assert point["fnmr"]["subject_bootstrap"]["high"] == pytest.approx(hi, abs=1e-12)
+
+
+def test_clopper_pearson_and_rule_of_three():
+    from scipy.stats import binomtest
+
+    from faceaudit.stats.intervals import clopper_pearson, rule_of_three
+
+    for k, n in [(0, 10), (3, 10), (10, 10), (7, 12345)]:
+        ref = binomtest(k, n).proportion_ci(0.95, method="exact")
+        got = clopper_pearson(k, n)
+        assert got.low == pytest.approx(ref.low, abs=1e-12)
+        assert got.high == pytest.approx(ref.high, abs=1e-12)
+    assert rule_of_three(300) == 0.01
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+scores_st = st.lists(st.integers(-20, 20).map(lambda v: v / 4), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(neg=scores_st, pos=scores_st, t1=st.floats(-6, 6), t2=st.floats(-6, 6))
+def test_fmr_fnmr_monotone_in_threshold(neg, pos, t1, t2):
+    view, gen = ImpostorView.exact(neg), np.sort(pos)
+    lo, hi = sorted((t1, t2))
+    a, b = operating_point(view, gen, lo), operating_point(view, gen, hi)
+    assert a.false_matches >= b.false_matches
+    assert a.false_non_matches <= b.false_non_matches
+
+
+@settings(max_examples=60, deadline=None)
+@given(neg=scores_st, pos=scores_st, bins=st.integers(1, 12),
+       target=st.sampled_from([0.0, 0.01, 0.1, 0.25, 0.5, 0.9]))
+def test_histogram_plus_tail_equals_sorted_array(neg, pos, bins, target):
+    dist = from_arrays(pos, neg, fmr_targets=[target], bins=bins)
+    v, g = dist.impostor_view(), dist.genuine_scores()
+    ve, ge = ImpostorView.exact(neg), np.sort(pos)
+    for conv in ("highest", "lowest"):
+        assert fmr_threshold(v, target, g, conv) == fmr_threshold(ve, target, ge, conv)
+    assert eer(v, g).threshold == eer(ve, ge).threshold
+
+
+def _random_builder_parts(seed, parts):
+    rng = np.random.default_rng(seed)
+    n = 30
+    samples = SampleIndex.from_columns([f"x{i}" for i in range(n)], [f"p{i // 3}" for i in range(n)],
+                                       {"g": ["a" if (i // 3) % 2 else "b" for i in range(n)]})
+    edges = uniform_edges(-3, 3, 8)
+    out = []
+    for _ in range(parts):
+        b = DistributionBuilder(samples, edges, tail_cutoff=float(rng.choice([-np.inf, 0.0, 1.0])))
+        k = 50
+        p, r = rng.integers(0, n, k), rng.integers(0, n, k)
+        b.add(p, r, np.round(rng.normal(0, 1, k), 1))
+        out.append(b.result())
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_merge_is_associative_and_commutative(seed):
+    a, b, c = _random_builder_parts(seed, 3)
+    left, right = (a + b) + c, a + (b + c)
+    assert left == right
+    assert (a + b) == (b + a)
+    assert left.n_nonmated == a.n_nonmated + b.n_nonmated + c.n_nonmated
+    assert left.n_mated == a.n_mated + b.n_mated + c.n_mated
