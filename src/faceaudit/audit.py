@@ -39,7 +39,13 @@ from faceaudit.measures.verification import (
     fmr_threshold,
 )
 from faceaudit.scores import ScoreDistributions
-from faceaudit.stats.intervals import bootstrap_weights, clopper_pearson, rule_of_three, subject_bootstrap
+from faceaudit.stats.intervals import (
+    bootstrap_weights,
+    clopper_pearson,
+    rule_of_three,
+    subject_bootstrap,
+    subject_bootstrap_from_rates,
+)
 
 __all__ = ["audit", "AuditResult", "rate_entry", "default_groupings"]
 
@@ -169,7 +175,16 @@ class _Bootstrap:
 
     @property
     def available(self) -> bool:
-        return self.pairs is not None
+        return self.pairs is not None or self.dist.design == "complete"
+
+    def _complete_denominator(self, subjects: np.ndarray) -> np.ndarray:
+        """Per replicate, the weighted count of non-mated pairs among ``subjects`` when every pair of
+        samples was compared once: sum over unordered subject pairs a != b of w_a w_b n_a n_b,
+        = ((w . n)^2 - sum w^2 n^2) / 2."""
+        n = np.bincount(self.subject_of_sample, minlength=self.n_subjects).astype(np.float64)
+        n = np.where(subjects, n, 0.0)
+        w = self.weights
+        return ((w @ n) ** 2 - (w**2) @ (n**2)) / 2.0
 
     def fnmr(self, subject_mask: np.ndarray, threshold: float, level: float):
         miss = (self.dist.genuine_score < threshold) & subject_mask[self.genuine_subject]
@@ -185,6 +200,16 @@ class _Bootstrap:
         rs = self.subject_of_sample[d.tail_reference[sel]]
         keep = probe_subjects[ps] & ref_subjects[rs]
         false = sp.coo_array((np.ones(int(keep.sum())), (ps[keep], rs[keep])), shape=(S, S)).tocsr()
+        if self.dist.design == "complete":
+            if not np.array_equal(probe_subjects, ref_subjects):
+                return None  # the closed form covers within-subset pairs only
+            if key not in self._den_cache:
+                self._den_cache[key] = self._complete_denominator(probe_subjects)
+            num = np.einsum("ij,ij->i", np.asarray((false.T @ self.weights.T).T), self.weights)
+            den = self._den_cache[key]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rates = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+            return subject_bootstrap_from_rates(rates, level, self.weights.shape[0])
         if key not in self._den_cache:
             c = self.pairs
             rows = sp.diags_array(probe_subjects.astype(np.float64))
@@ -240,7 +265,7 @@ def audit(
             subject_mask=np.isin(subjects_group, groups),
         )
     boot = None
-    if bootstrap and bootstrap > 0 and dist.impostor_subject_pairs is not None:
+    if bootstrap and bootstrap > 0 and (dist.impostor_subject_pairs is not None or dist.design == "complete"):
         boot = _Bootstrap(dist, int(bootstrap), seed)
 
     def point_entry(p: OperatingPoint, sub: _Subset, target: float | None) -> dict[str, Any]:
@@ -303,8 +328,7 @@ def audit(
 
     overall_sub = subsets[((), ())]
     overall = measure(overall_sub, None)
-    curve = det_curve(overall_sub.view, overall_sub.genuine)
-    overall["det"] = _det_json(curve, det_points)
+    overall["det"] = _det_json(_full_det(dist, overall_sub), det_points)
     global_thr = {p["fmr_target"]: p["threshold"] for p in overall["operating_points"]}
 
     by_group: dict[str, list[dict[str, Any]]] = {}
@@ -313,7 +337,7 @@ def audit(
             continue
         entry = measure(sub, global_thr)
         if sub.genuine.size and sub.view.total:
-            entry["det"] = _det_json(det_curve(sub.view, sub.genuine), det_points)
+            entry["det"] = _det_json(_full_det(dist, sub), det_points)
         by_group.setdefault(grouping_name(key[0]), []).append(entry)
 
     cross: dict[str, list[dict[str, Any]]] = {}
@@ -327,6 +351,9 @@ def audit(
                 row = []
                 for kr in keys:
                     cells = dist.cell_mask(subsets[kp].groups, subsets[kr].groups)
+                    if dist.design == "complete":
+                        # each unordered pair was compared once, filed under one orientation
+                        cells = cells | cells.T
                     view = dist.impostor_view(cells)
                     fm = count_nonmated_at_least(view, thr) if view.total else 0
                     row.append(rate_entry(fm, view.total, level=level))
@@ -398,6 +425,28 @@ def _point(sub: _Subset, threshold: float) -> OperatingPoint:
         false_non_matches=count_mated_below(sub.genuine, threshold),
         mated=int(sub.genuine.size),
     )
+
+
+def _full_det(dist: ScoreDistributions, sub: _Subset) -> dict[str, np.ndarray]:
+    """Every distinct operating point of the exact tail, preceded, below the tail, by the operating
+    points at the histogram's inner bin edges (exact too: the count of scores >= an edge is the sum
+    of the bins above it)."""
+    curve = det_curve(sub.view, sub.genuine)
+    if not sub.view.n_below:
+        return curve
+    hist = dist.impostor_hist[dist.cell_mask(sub.groups, sub.groups)].sum(axis=0)
+    from_top = np.cumsum(hist[::-1])[::-1]
+    inner = dist.edges[1:-1]
+    bulk = np.flatnonzero(inner <= sub.view.below_max)
+    t = inner[bulk]
+    return {
+        "threshold": np.concatenate([t, curve["threshold"]]),
+        "false_matches": np.concatenate([from_top[bulk + 1], curve["false_matches"]]),
+        "false_non_matches": np.concatenate([np.searchsorted(sub.genuine, t, side="left"),
+                                             curve["false_non_matches"]]),
+        "nonmated": curve["nonmated"],
+        "mated": curve["mated"],
+    }
 
 
 def _finite(x: float) -> float | str | None:

@@ -20,7 +20,14 @@ from scipy.stats import beta
 
 from faceaudit.errors import InputError
 
-__all__ = ["Interval", "clopper_pearson", "rule_of_three", "subject_bootstrap", "bootstrap_weights"]
+__all__ = [
+    "Interval",
+    "clopper_pearson",
+    "rule_of_three",
+    "subject_bootstrap",
+    "subject_bootstrap_from_rates",
+    "bootstrap_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -98,5 +105,10 @@ def subject_bootstrap(
         den = np.einsum("ij,ij->i", np.asarray((sp.csr_array(denominator).T @ weights.T).T), weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return subject_bootstrap_from_rates(rates, level, weights.shape[0])
+
+
+def subject_bootstrap_from_rates(rates: np.ndarray, level: float, replicates: int) -> Interval:
+    """Percentile interval from the replicate rates (replicates with no comparisons are dropped)."""
     lo, hi = _percentile(rates, level)
-    return Interval(lo, hi, level, f"subject bootstrap ({weights.shape[0]} replicates, percentile)")
+    return Interval(lo, hi, level, f"subject bootstrap ({replicates} replicates, percentile)")

@@ -1,0 +1,188 @@
+"""``faceaudit embed``: embed an image set with one embedder and write a Parquet file.
+
+Mounted in the CLI as ``app.command("embed")(embed)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from faceaudit.errors import FaceAuditError
+from faceaudit.models.base import DEFAULT_FTA_POLICY, FTA_POLICIES
+
+
+class Layout(str, Enum):
+    subject_folders = "subject-folders"
+    manifest = "manifest"
+
+
+class ModelKind(str, Enum):
+    dlib = "dlib"
+    sface = "sface"
+    onnx = "onnx"
+    callable = "callable"
+
+
+class FtaPolicy(str, Enum):
+    exclude = "exclude"
+    central_crop = "central-crop"
+    largest = "largest"
+
+
+assert tuple(p.value for p in FtaPolicy) == FTA_POLICIES
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{what} must be one number or three comma-separated numbers, got {text!r}") from exc
+
+
+def _load_callable(target: str):
+    module_name, _, attribute = target.partition(":")
+    if not attribute:
+        raise typer.BadParameter(f"--callable must be 'module:function', got {target!r}")
+    obj = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def embed(
+    images: Annotated[Path, typer.Option("--images", help="Image folder (subject folders) or the root of manifest paths.")],
+    out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    model: Annotated[ModelKind, typer.Option("--model", help="Embedder.")] = ModelKind.sface,
+    layout: Annotated[Layout, typer.Option("--layout", help="How subjects are given.")] = Layout.subject_folders,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="CSV with path, subject_id[, sample_id, attributes...].")
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="CSV of attributes keyed by sample_id or subject_id.")
+    ] = None,
+    integer_ids: Annotated[
+        bool, typer.Option("--integer-ids", help="Subject folders: integer sample/subject ids instead of names.")
+    ] = False,
+    model_path: Annotated[
+        Path | None, typer.Option("--model-path", help="sface/onnx: model file; dlib: a non-default recogniser.")
+    ] = None,
+    detector_path: Annotated[
+        Path | None, typer.Option("--detector-path", help="YuNet ONNX file (sface: required; onnx: for alignment).")
+    ] = None,
+    allow_unverified: Annotated[
+        bool, typer.Option("--allow-unverified", help="Accept model files whose sha256 is not a known release.")
+    ] = False,
+    input_size: Annotated[int, typer.Option("--input-size", help="onnx: input side in pixels.")] = 112,
+    mean: Annotated[str, typer.Option("--mean", help="onnx: per-channel mean (1 or 3 numbers).")] = "127.5",
+    std: Annotated[str, typer.Option("--std", help="onnx: per-channel std (1 or 3 numbers).")] = "127.5",
+    channels: Annotated[str, typer.Option("--channels", help="onnx: RGB or BGR.")] = "RGB",
+    nchw: Annotated[bool, typer.Option("--nchw/--nhwc", help="onnx: tensor layout.")] = True,
+    expected_sha256: Annotated[
+        str | None, typer.Option("--sha256", help="onnx: expected sha256 of the model file (checked).")
+    ] = None,
+    callable_target: Annotated[
+        str | None, typer.Option("--callable", help="callable: 'module:function' taking a list of RGB images.")
+    ] = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="callable: embedding size.")] = None,
+    detector: Annotated[str, typer.Option("--detector", help="dlib: hog, cnn or hog+cnn.")] = "hog",
+    upsample: Annotated[int, typer.Option("--upsample", help="dlib: detector upsampling.")] = 1,
+    jitters: Annotated[int, typer.Option("--jitters", help="dlib: num_jitters.")] = 1,
+    padding: Annotated[float, typer.Option("--padding", help="dlib: chip padding.")] = 0.25,
+    fta_policy: Annotated[
+        FtaPolicy, typer.Option("--fta-policy", help="On failure to acquire: exclude, central-crop or largest.")
+    ] = FtaPolicy(DEFAULT_FTA_POLICY),
+    float16: Annotated[bool, typer.Option("--float16", help="Store embeddings as float16.")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker count (default: CPU count).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache", help="Embedding cache file (default ~/.cache/faceaudit).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+) -> None:
+    """Embed face images and record, per sample and per group, what failed to acquire."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from faceaudit.data.images import join_labels, samples_from_folders, samples_from_manifest
+    from faceaudit.models.pipeline import embed_images
+
+    console = Console(stderr=True)
+    policy = fta_policy.value
+    try:
+        if manifest is not None or layout is Layout.manifest:
+            if manifest is None:
+                raise typer.BadParameter("--layout manifest needs --manifest FILE")
+            samples = samples_from_manifest(manifest, root=images)
+            source = str(manifest)
+        else:
+            samples = samples_from_folders(images, ids="integers" if integer_ids else "names")
+            source = str(images)
+        if labels is not None:
+            joined = join_labels(samples, labels)
+            samples = joined.table
+            for attribute, count in joined.unlabelled.items():
+                if count:
+                    console.print(f"[yellow]{count} sample(s) have no {attribute!r} label: recorded as 'unknown'")
+        embedder = _build(model, model_path=model_path, detector_path=detector_path,
+                          allow_unverified=allow_unverified, input_size=input_size, mean=mean, std=std,
+                          channels=channels, layout="NCHW" if nchw else "NHWC", expected_sha256=expected_sha256,
+                          callable_target=callable_target, dim=dim, detector=detector, upsample=upsample,
+                          jitters=jitters, padding=padding, policy=policy)
+        cache = False if no_cache else (cache_dir if cache_dir is not None else True)
+        result = embed_images(samples, embedder, cache=cache, workers=workers, source=source)
+        result.write_parquet(out, float16=float16)
+    except FaceAuditError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    fta = result.metadata["fta"]
+    overall = fta["overall"]
+    console.print(
+        f"{embedder.name} ({embedder.weights_sha256[:12]}…): {overall['n']} samples, "
+        f"{result.metadata['n_from_cache']} from cache, {result.timings['ms_per_image']:.1f} ms/image embedded"
+    )
+    console.print(
+        f"failure to acquire: {overall['fta']} of {overall['n']} (policy {policy}: {overall['fallback']} "
+        f"fallback, {overall['failed']} excluded); by reason: {fta['by_reason'] or 'none'}"
+    )
+    for attribute, groups in fta["by_group"].items():
+        table = Table(title=f"FTA by {attribute}")
+        for col in (attribute, "n", "FTA", "fallback", "excluded"):
+            table.add_column(col)
+        for group, c in groups.items():
+            table.add_row(group, str(c["n"]), str(c["fta"]), str(c["fallback"]), str(c["failed"]))
+        console.print(table)
+    console.print(f"wrote {out}")
+
+
+def _build(model: ModelKind, *, model_path, detector_path, allow_unverified, input_size, mean, std, channels,
+           layout, expected_sha256, callable_target, dim, detector, upsample, jitters, padding, policy):
+    if model is ModelKind.sface:
+        from faceaudit.models.sface import SFaceEmbedder
+
+        if model_path is None or detector_path is None:
+            raise typer.BadParameter("--model sface needs --model-path (SFace .onnx) and --detector-path (YuNet .onnx)")
+        return SFaceEmbedder(model_path, detector_path, fta_policy=policy, allow_unverified=allow_unverified)
+    if model is ModelKind.dlib:
+        from faceaudit.models.dlib_resnet import DlibResNetEmbedder
+
+        return DlibResNetEmbedder(detector=detector, upsample=upsample, num_jitters=jitters, padding=padding,
+                                  model_path=model_path, fta_policy=policy, allow_unverified=allow_unverified)
+    if model is ModelKind.onnx:
+        from faceaudit.models.onnx import OnnxEmbedder
+
+        if model_path is None:
+            raise typer.BadParameter("--model onnx needs --model-path")
+        return OnnxEmbedder(model_path, input_size=input_size, mean=_floats(mean, "--mean"),
+                            std=_floats(std, "--std"), channels=channels, layout=layout,
+                            detector_path=detector_path, expected_sha256=expected_sha256, fta_policy=policy,
+                            allow_unverified=allow_unverified)
+    from faceaudit.models.callable import CallableEmbedder
+
+    if callable_target is None or dim is None:
+        raise typer.BadParameter("--model callable needs --callable module:function and --dim")
+    return CallableEmbedder(_load_callable(callable_target), dim=dim, fta_policy=policy)
