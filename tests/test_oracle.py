@@ -267,3 +267,49 @@ def test_complete_design_bootstrap_matches_listed_design():
         b2 = e2["at_global_threshold"][0]["fmr"]["subject_bootstrap"]
         assert b1["low"] == pytest.approx(b2["low"], abs=1e-12)
         assert b1["high"] == pytest.approx(b2["high"], abs=1e-12)
+
+
+def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceaudit.cli import app
+
+    samples, scores, srows, rows = evalset
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(app, ["audit", "--scores", str(scores), "--samples", str(samples), "--group", "sex",
+                                 "--group", "region", "--fmr", "0.01", "--fmr", "0.001", "--bootstrap", "50",
+                                 "--json", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    doc = json.loads(out.read_text())
+    assert {"eer", "eer_threshold", "operating_points"} <= set(doc["overall"])
+    for p in doc["overall"]["operating_points"]:
+        assert {"fmr_target", "convention", "threshold", "fmr", "fnmr"} <= set(p)
+        assert {"count", "total", "value", "clopper_pearson", "subject_bootstrap"} <= set(p["fmr"])
+    assert set(doc["by_group"]) == {"sex", "region", "sex x region"}
+    assert set(doc["cross_group_fmr"]) == {"sex", "region", "sex x region"}
+    assert {"fmr_max_min_ratio", "fmr_max_geomean_ratio", "fdr", "garbe"} <= set(doc["differentials"]["sex"][0])
+    assert len(doc["manifest"]["inputs"]["scores"]["sha256"]) == 64
+    assert doc["settings"]["convention"] == "highest"
+    # .at(threshold) on the Python object, against the loops
+    dist = load_score_file(scores, samples, group_columns=["sex"], fmr_targets=[0.01], bins=16)
+    res = audit(dist, fmr_targets=[0.01], bootstrap=0)
+    t = res.overall["operating_points"][0]["threshold"]
+    at = res.at(t)
+    fm, nm, fnm, m = oracle_rates(srows, rows, t, lambda a: True, lambda b: True)
+    assert at["overall"]["exact"] and at["overall"]["fmr"]["count"] == fm and at["overall"]["fnmr"]["count"] == fnm
+    for g in at["groups"]:
+        def inside(a, g=g):
+            return a["sex"] == g["group"]
+        fm, nm, fnm, m = oracle_rates(srows, rows, t, inside, inside)
+        assert (g["fmr"]["count"], g["fmr"]["total"], g["fnmr"]["count"]) == (fm, nm, fnm)
+    # below the exact tail, .at gives bounds that contain the truth
+    low_t = float(dist.edges[3]) + 1e-3
+    at = res.at(low_t)
+    fm, nm, _, _ = oracle_rates(srows, rows, low_t, lambda a: True, lambda b: True)
+    if not at["overall"]["exact"]:
+        lo, hi = at["overall"]["fmr_bounds"]
+        assert lo <= fm / nm <= hi
+    else:
+        assert at["overall"]["fmr"]["count"] == fm
