@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from faceaudit.errors import FaceAuditError
+from faceaudit.compare.command import compare
+from faceaudit.errors import FaceAuditError, InputError
+from faceaudit.models.command import embed
 
 app = typer.Typer(
     add_completion=False,
@@ -26,8 +28,9 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def audit(
-    scores: Annotated[Path, typer.Option(help="score table (CSV or Parquet): probe, reference, score[, mated]")],
-    samples: Annotated[Path, typer.Option(help="sample table: sample_id, subject_id, attribute columns")],
+    scores: Annotated[Path | None, typer.Option(help="score table (CSV or Parquet): probe, reference, score[, mated]")] = None,
+    samples: Annotated[Path | None, typer.Option(help="sample table: sample_id, subject_id, attribute columns")] = None,
+    distributions: Annotated[Path | None, typer.Option(help="a .fadist file from `faceaudit compare` (instead of --scores/--samples)")] = None,
     group: Annotated[list[str], typer.Option("--group", help="attribute column to break results down by (repeat)")] = [],  # noqa: B006
     fmr: Annotated[list[float], typer.Option("--fmr", help="target FMR (repeat); default 1e-3, 1e-4, 1e-5")] = [],  # noqa: B006
     convention: Annotated[str, typer.Option(help="threshold convention: highest (bob.measure) or lowest (scikit-learn)")] = "highest",
@@ -42,11 +45,25 @@ def audit(
     """Audit a vendor's comparison scores against a labelled sample table."""
     from faceaudit.audit import audit as run_audit
     from faceaudit.data.ingest import load_score_file
-    from faceaudit.report.jsonout import to_jsonable, write_json
-    from faceaudit.report.terminal import print_audit
-
     targets = fmr or [1e-3, 1e-4, 1e-5]
     try:
+        if distributions is not None:
+            if scores is not None:
+                raise InputError("give either --distributions or --scores/--samples, not both")
+            from faceaudit.compare.store import load_distributions
+
+            dist = load_distributions(distributions)
+            missing = [g for g in group if g not in dist.samples.group_columns]
+            if missing:
+                raise InputError(f"--group {missing} not in the distributions' group columns "
+                                 f"{list(dist.samples.group_columns)}; rerun `faceaudit compare` with them")
+            groupings = [(g,) for g in group] + ([tuple(group)] if len(group) > 1 else []) if group else None
+            result = run_audit(dist, fmr_targets=targets, groupings=groupings, convention=convention,
+                               level=level, bootstrap=bootstrap, seed=seed)
+            _finish(result, json_out, quiet)
+            return
+        if scores is None or samples is None:
+            raise InputError("give --scores and --samples (or --distributions)")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} chunks"),
                       TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
             task = bar.add_task("reading scores", total=None)
@@ -61,6 +78,13 @@ def audit(
                                bootstrap=bootstrap, seed=seed)
     except FaceAuditError as exc:
         _fail(exc)
+    _finish(result, json_out, quiet)
+
+
+def _finish(result, json_out: Path | None, quiet: bool) -> None:
+    from faceaudit.report.jsonout import to_jsonable, write_json
+    from faceaudit.report.terminal import print_audit
+
     doc = to_jsonable(result.to_dict())
     if json_out:
         write_json(doc, json_out)
@@ -81,6 +105,10 @@ def demo(
         run_demo(out)
     except FaceAuditError as exc:
         _fail(exc)
+
+
+app.command("compare")(compare)
+app.command("embed")(embed)
 
 
 def main() -> None:  # pragma: no cover

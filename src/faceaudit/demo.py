@@ -30,15 +30,37 @@ def load_demo_embeddings(path: Path) -> tuple[np.ndarray, SampleIndex, dict, int
         raise InputError(f"demo data {str(path)!r} not found; regenerate it with bench/make_demo_data.py")
     table = pq.read_table(path)
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    status = table.column("acquisition").to_pylist() if "acquisition" in table.column_names else None
+    status = table.column("acquisition_status").to_pylist() if "acquisition_status" in table.column_names else None
     keep = np.array([s != "failed" for s in status]) if status else np.ones(table.num_rows, bool)
     emb = np.asarray(table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False))
     emb = emb.reshape(table.num_rows, -1).astype(np.float32)[keep]
     cols = {c: np.asarray(table.column(c).to_pylist(), dtype=object)[keep] for c in ("sample_id", "subject_id",
                                                                                     "sex", "race")}
+    relabelled = {}
+    for col in ("sex", "race"):
+        cols[col], relabelled[col] = subject_level_labels(cols["subject_id"], cols[col])
+    meta["subject_level_labels"] = json.dumps(relabelled)
     samples = SampleIndex.from_columns(cols["sample_id"], cols["subject_id"],
                                        {"sex": cols["sex"], "race": cols["race"]})
     return emb, samples, meta, int((~keep).sum())
+
+
+def subject_level_labels(subjects: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """One label per subject: the most common known label among the subject's samples.
+
+    LFW's gender labels are per image and a few images of a labelled person are unlabelled; a
+    subject must sit in one group (a mated pair has one group), so such images take their subject's
+    label. Returns the labels and how many samples changed, which the demo reports.
+    """
+    from collections import Counter, defaultdict
+
+    votes: dict = defaultdict(Counter)
+    for s, v in zip(subjects.tolist(), labels.tolist()):
+        if v != "unknown":
+            votes[s][v] += 1
+    chosen = {s: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for s, c in votes.items()}
+    out = np.array([chosen.get(s, "unknown") for s in subjects.tolist()], dtype=object)
+    return out, int((out != labels).sum())
 
 
 def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000) -> dict:
@@ -53,10 +75,12 @@ def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000) -> dict:
     path = DEMO_DATA / f"lfw_{model}.parquet"
     emb, samples, meta, failed = load_demo_embeddings(path)
     console.print(f"[bold]faceaudit demo[/bold]: {path.name} — {samples.n_samples:,} LFW samples of "
-                  f"{samples.n_subjects:,} subjects ({failed} without an acquired face left out), model {model}")
+                  f"{samples.n_subjects:,} subjects ({failed} without an acquired face left out), model {model}; "
+                  f"labels made subject-level (samples relabelled: {meta['subject_level_labels']})")
     t0 = time.perf_counter()
-    dist = compare_embeddings(emb, samples, backend="numpy", fmr_targets=TARGETS,
-                              groupings=[("sex",), ("race",), ("sex", "race")])
+    # SFace features are compared by cosine similarity (OpenCV FaceRecognizerSF.match, FR_COSINE):
+    # raw features are not unit-norm, so they are normalised here, as the matcher itself does
+    dist = compare_embeddings(emb, samples, backend="numpy", fmr_targets=TARGETS, normalize=True)
     t1 = time.perf_counter()
     dist.meta.setdefault("inputs", {})["embeddings"] = {"path": f"demo_data/{path.name}",
                                                         "metadata": meta}

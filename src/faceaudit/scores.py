@@ -235,6 +235,9 @@ class ScoreDistributions:
     impostor_subject_pairs: sp.csr_array | None = None
     design: str = "listed"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: optional per-probe 1:N summaries filled by the comparison engine (faceaudit.compare); not
+    #: merged by ``+`` (a merge of partial results has none)
+    probe_summary: Any = None
 
     # ----- shape and counts -------------------------------------------------------------
     @property

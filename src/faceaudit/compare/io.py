@@ -1,0 +1,138 @@
+"""Reading an embedding file (Parquet, NPY, NPZ) aligned to a sample table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceaudit.compare.errors import EmbeddingAlignmentError, EmbeddingShapeError
+from faceaudit.errors import InputError
+from faceaudit.scores import SampleIndex
+
+__all__ = ["EmbeddingFile", "read_embeddings"]
+
+
+@dataclass(frozen=True)
+class EmbeddingFile:
+    """An embedding matrix whose row i belongs to sample i of the sample table."""
+
+    matrix: np.ndarray
+    path: str
+    sha256: str
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def provenance(self) -> dict[str, Any]:
+        return {"embeddings_file": self.path, "embeddings_sha256": self.sha256, "model": self.model,
+                "embedding_dim": int(self.matrix.shape[1]), "embedding_dtype": str(self.matrix.dtype)}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _align(ids: list[Any] | None, matrix: np.ndarray, samples: SampleIndex, path: Path) -> np.ndarray:
+    if ids is None:
+        if matrix.shape[0] != samples.n_samples:
+            raise EmbeddingShapeError(
+                f"{str(path)!r} has {matrix.shape[0]} rows and no sample ids, the sample table {samples.n_samples} rows")
+        return matrix
+    ids = [str(v) for v in ids]
+    seen: dict[str, int] = {}
+    dups = []
+    for i, v in enumerate(ids):
+        if v in seen:
+            dups.append(v)
+        seen[v] = i
+    if dups:
+        raise EmbeddingAlignmentError(f"{str(path)!r} has duplicate sample ids, e.g. {sorted(set(dups))[:5]!r}")
+    table = [str(v) for v in samples.sample_ids.tolist()]
+    missing = [v for v in table if v not in seen]
+    if missing:
+        raise EmbeddingAlignmentError(
+            f"{len(missing)} sample(s) of the sample table have no embedding in {str(path)!r}, e.g. {missing[:5]!r}")
+    extra = set(seen) - set(table)
+    if extra:
+        raise EmbeddingAlignmentError(
+            f"{len(extra)} embedding(s) in {str(path)!r} name samples not in the sample table, e.g. {sorted(extra)[:5]!r}")
+    return matrix[np.fromiter((seen[v] for v in table), np.intp, count=len(table))]
+
+
+def read_embeddings(path: str | Path, samples: SampleIndex, *, id_column: str = "sample_id",
+                    column: str = "embedding") -> EmbeddingFile:
+    """Read ``path`` and return its rows in the order of ``samples``.
+
+    * Parquet: an ``id_column`` and either a list column ``column`` (fixed or variable size; rows of
+      different sizes are an :class:`EmbeddingShapeError`) or the remaining numeric columns, one per
+      dimension. Schema metadata (e.g. ``faceaudit.model`` or any key) is kept as model information.
+    * NPY: an (n, d) matrix aligned row for row with the sample table.
+    * NPZ: ``embeddings`` (n, d) and optionally ``sample_ids``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"embedding file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    model: dict[str, Any] = {}
+    ids: list[Any] | None = None
+    if suffix in (".parquet", ".pq"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"cannot read embedding file {str(path)!r}: {exc}") from None
+        for k, v in (table.schema.metadata or {}).items():
+            key = k.decode(errors="replace")
+            if key in ("ARROW:schema", "pandas"):
+                continue
+            text = v.decode(errors="replace")
+            try:
+                model[key] = json.loads(text)
+            except ValueError:
+                model[key] = text
+        if id_column in table.column_names:
+            ids = table.column(id_column).to_pylist()
+        if column in table.column_names:
+            col = table.column(column).combine_chunks()
+            if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
+                    or pa.types.is_large_list(col.type)):
+                raise EmbeddingShapeError(f"column {column!r} of {str(path)!r} is not a list of numbers")
+            if col.null_count:
+                raise EmbeddingShapeError(f"column {column!r} of {str(path)!r} has {col.null_count} missing embedding(s)")
+            lengths = np.asarray(pc.list_value_length(col))
+            if lengths.size and (lengths != lengths[0]).any():
+                raise EmbeddingShapeError(
+                    f"embeddings of different dimensions in {str(path)!r}: {sorted(set(lengths.tolist()))[:5]}")
+            flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
+            matrix = flat.reshape(len(col), int(lengths[0]) if lengths.size else 0)
+        else:
+            names = [c for c in table.column_names if c != id_column]
+            if not names:
+                raise EmbeddingShapeError(f"{str(path)!r} has no embedding columns")
+            matrix = np.column_stack([table.column(c).to_numpy() for c in names])
+    elif suffix == ".npy":
+        matrix = np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "embeddings" not in z.files:
+                raise EmbeddingShapeError(f"{str(path)!r} lacks an 'embeddings' array; it has {z.files}")
+            matrix = z["embeddings"]
+            if "sample_ids" in z.files:
+                ids = z["sample_ids"].tolist()
+    else:
+        raise InputError(f"unknown embedding file type {suffix!r}; use .parquet, .npy or .npz")
+    if matrix.ndim != 2:
+        raise EmbeddingShapeError(f"{str(path)!r} holds an array of shape {matrix.shape}, not (n, d)")
+    if matrix.dtype not in (np.float16, np.float32, np.float64):
+        raise EmbeddingShapeError(f"{str(path)!r} holds {matrix.dtype} values; float16/32/64 expected")
+    return EmbeddingFile(matrix=_align(ids, matrix, samples, path), path=str(path), sha256=_sha256(path), model=model)

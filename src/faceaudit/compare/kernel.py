@@ -1,0 +1,227 @@
+"""One block of the all-pairs score matrix: GEMM, exclusions, fused histogram, captures.
+
+Everything here is a pure function of the block's inputs, so blocks can run in any order, on any
+thread, worker or resumed process, and their :class:`BlockPartial` results add up exactly.
+
+Scores. ``score(i, j)`` is defined as the float32 GEMM of the (validated, float32) rows, divided by
+``scale``: with cosine and power-of-two bins the reference rows are pre-multiplied by
+``scale = B / 2`` (a power of two, so the product is exact barring underflow of tiny products) and the
+GEMM output ``x = scale * score`` is already in bin units.
+
+Exact binning (cosine, ``edges = uniform_edges(-1, 1, B)``, ``B`` a power of two). The edges are
+``-1 + b * 2 / B``, dyadic and exact in float64, so ``score`` lies in bin ``b`` iff
+``b <= scale * score + B/2 < b + 1`` iff ``b = floor(x) + B/2``: ``x`` is exact (a float32 times a
+power of two), ``floor`` is exact, and the integer offsets added afterwards are exact in float32 while
+the slot count stays below 2**24. This is :func:`faceaudit.scores.bin_index` without its correction
+steps, and provably equal to it; scores outside ``[-1, 1)`` land in guard slots folded into the
+open-ended outer bins at the end. Other metrics or edges use ``bin_index`` itself (slower).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceaudit.scores import bin_index
+
+#: the score excluded pairs (mated, i >= j) get before the captures: below every real score
+SENTINEL = np.float32(-np.inf)
+
+
+@dataclass
+class BlockPlan:
+    """What every block needs besides its embedding rows (shared, read-only)."""
+
+    n: int
+    block: int
+    scale: float  # x = scale * score
+    fast: bool  # dyadic cosine binning
+    metric: str
+    edges: np.ndarray
+    n_bins: int
+    n_groups: int
+    group: np.ndarray  # intp (n,)
+    slot_stride: int
+    guard: int
+    n_slots: int
+    row_offset: np.ndarray  # float32 or int64 (n,): group_of_row * G * stride
+    col_offset: np.ndarray  # float32 or int64 (n,): group_of_col * stride + base
+    float_offsets: bool
+    capture_row: np.ndarray  # float32 (n,), in x units: capture x >= this for the row sample
+    tail_only: bool = False  # second pass: captures only, no histogram or genuine
+    sq_norm: np.ndarray | None = None  # euclidean
+    mated_i: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # sorted by block key
+    mated_j: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    mated_key: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    def block_key(self, bi: int, bj: int) -> int:
+        nb = -(-self.n // self.block)
+        return bi * nb + bj
+
+    def mated_in(self, bi: int, bj: int) -> tuple[np.ndarray, np.ndarray]:
+        k = self.block_key(bi, bj)
+        lo, hi = np.searchsorted(self.mated_key, [k, k + 1])
+        return self.mated_i[lo:hi], self.mated_j[lo:hi]
+
+    def slots_to_hist(self, slots: np.ndarray) -> np.ndarray:
+        """Fold the slot counts into the (G, G, B) histogram (guards into the outer bins)."""
+        G, B, S, g = self.n_groups, self.n_bins, self.slot_stride, self.guard
+        cells = slots[3:].reshape(G * G, S)
+        hist = cells[:, g : g + B].copy()
+        hist[:, 0] += cells[:, :g].sum(axis=1)
+        hist[:, -1] += cells[:, g + B :].sum(axis=1)
+        return hist.reshape(G, G, B)
+
+
+@dataclass
+class BlockPartial:
+    """What a set of blocks contributes; ``a + b`` merges exactly (counts add, captures concatenate)."""
+
+    slots: np.ndarray  # int64 counts per (cell, bin) slot; slot 0 counts the excluded pairs
+    pairs: int  # i < j pairs visited
+    cap_i: np.ndarray  # int64 sample index (row, i < j)
+    cap_j: np.ndarray
+    cap_x: np.ndarray  # float32, x units
+    gen_i: np.ndarray
+    gen_j: np.ndarray
+    gen_x: np.ndarray
+    blocks: tuple[int, ...] = ()
+
+    @classmethod
+    def empty(cls, n_slots: int) -> BlockPartial:
+        e = np.empty(0, np.int64)
+        f = np.empty(0, np.float32)
+        return cls(np.zeros(n_slots, np.int64), 0, e, e, f, e, e, f)
+
+    @classmethod
+    def sum(cls, parts: list[BlockPartial], n_slots: int) -> BlockPartial:
+        """``parts[0] + parts[1] + ...`` with one concatenation (not one per ``+``)."""
+        if not parts:
+            return cls.empty(n_slots)
+        slots = np.zeros(n_slots, np.int64)
+        for p in parts:
+            slots += p.slots
+        cat = {f: np.concatenate([getattr(p, f) for p in parts])
+               for f in ("cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x")}
+        return cls(slots=slots, pairs=sum(p.pairs for p in parts), blocks=sum((p.blocks for p in parts), ()), **cat)
+
+    def __add__(self, other: BlockPartial) -> BlockPartial:
+        return BlockPartial(
+            slots=self.slots + other.slots,
+            pairs=self.pairs + other.pairs,
+            cap_i=np.concatenate([self.cap_i, other.cap_i]),
+            cap_j=np.concatenate([self.cap_j, other.cap_j]),
+            cap_x=np.concatenate([self.cap_x, other.cap_x]),
+            gen_i=np.concatenate([self.gen_i, other.gen_i]),
+            gen_j=np.concatenate([self.gen_j, other.gen_j]),
+            gen_x=np.concatenate([self.gen_x, other.gen_x]),
+            blocks=self.blocks + other.blocks,
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"slots": self.slots, "pairs": np.int64(self.pairs), "cap_i": self.cap_i, "cap_j": self.cap_j,
+                "cap_x": self.cap_x, "gen_i": self.gen_i, "gen_j": self.gen_j, "gen_x": self.gen_x,
+                "blocks": np.asarray(self.blocks, np.int64)}
+
+    @classmethod
+    def from_arrays(cls, a) -> BlockPartial:
+        return cls(slots=a["slots"], pairs=int(a["pairs"]), cap_i=a["cap_i"], cap_j=a["cap_j"], cap_x=a["cap_x"],
+                   gen_i=a["gen_i"], gen_j=a["gen_j"], gen_x=a["gen_x"],
+                   blocks=tuple(int(b) for b in a["blocks"]))
+
+
+_TRIL_CACHE: dict[int, np.ndarray] = {}
+
+
+def _tril(size: int) -> np.ndarray:
+    m = _TRIL_CACHE.get(size)
+    if m is None:
+        m = np.tril(np.ones((size, size), bool))
+        _TRIL_CACHE[size] = m
+    return m
+
+
+def numpy_block_scores(plan: BlockPlan, rows: np.ndarray, cols_scaled: np.ndarray,
+                       r0: int, c0: int) -> np.ndarray:
+    """The block's scores in x units (float32), before any exclusion."""
+    x = rows @ cols_scaled.T
+    if plan.metric == "euclidean":
+        # negated distance, in float32, from the same GEMM: -sqrt(max(0, |a|^2 + |b|^2 - 2 a.b))
+        sq = plan.sq_norm
+        np.multiply(x, np.float32(-2.0), out=x)
+        x += sq[r0 : r0 + rows.shape[0], None]
+        x += sq[None, c0 : c0 + cols_scaled.shape[0]]
+        np.maximum(x, np.float32(0.0), out=x)
+        np.sqrt(x, out=x)
+        np.negative(x, out=x)
+    return x
+
+
+def process_block(plan: BlockPlan, x: np.ndarray, bi: int, bj: int) -> BlockPartial:
+    """Histogram and captures of one block's x (modified in place)."""
+    r0, c0 = bi * plan.block, bj * plan.block
+    nr, nc = x.shape
+    diag = bi == bj
+    sentinel = SENTINEL
+    mi, mj = plan.mated_in(bi, bj)
+    li, lj = mi - r0, mj - c0
+    gen_x = x[li, lj].copy()
+    x[li, lj] = sentinel
+    if diag:
+        tril = _tril(nr)
+        x[tril] = sentinel
+        pairs = nr * (nr - 1) // 2
+    else:
+        pairs = nr * nc
+    # captures: the tail level and each sample's top-k / rank threshold, in either role
+    cap_r = plan.capture_row[r0 : r0 + nr]
+    cap_c = plan.capture_row[c0 : c0 + nc]
+    mask = x >= cap_r[:, None]
+    mask |= x >= cap_c[None, :]
+    flat = np.flatnonzero(mask)
+    del mask
+    cx = x.ravel()[flat]
+    keep = cx > sentinel
+    flat, cx = flat[keep], cx[keep]
+    cap_i = flat // nc + r0
+    cap_j = flat % nc + c0
+    if plan.tail_only:
+        e = np.empty(0, np.int64)
+        return BlockPartial(np.zeros(plan.n_slots, np.int64), 0, cap_i, cap_j, cx, e, e,
+                            np.empty(0, np.float32), (plan.block_key(bi, bj),))
+    with np.errstate(invalid="ignore"):  # excluded pairs (-inf) are cast, then overwritten with slot 0
+        idx = _slot_index(plan, x, r0, c0)
+    idx[li, lj] = 0
+    if diag:
+        idx[_tril(nr)] = 0
+    slots = np.bincount(idx.ravel(), minlength=plan.n_slots)
+    if slots.size != plan.n_slots:
+        raise AssertionError("a score fell outside the guard slots")  # impossible for validated input
+    return BlockPartial(slots.astype(np.int64, copy=False), pairs, cap_i.astype(np.int64),
+                        cap_j.astype(np.int64), cx, mi.astype(np.int64), mj.astype(np.int64), gen_x,
+                        (plan.block_key(bi, bj),))
+
+
+def _slot_index(plan: BlockPlan, x: np.ndarray, r0: int, c0: int) -> np.ndarray:
+    nr, nc = x.shape
+    if plan.fast:
+        np.floor(x, out=x)
+        if plan.float_offsets:
+            x += plan.row_offset[r0 : r0 + nr, None]
+            x += plan.col_offset[None, c0 : c0 + nc]
+            idx = x.astype(np.intp)
+        else:
+            idx = x.astype(np.intp)
+            idx += plan.row_offset[r0 : r0 + nr, None]
+            idx += plan.col_offset[None, c0 : c0 + nc]
+    else:
+        # generic edges: the exact bin_index on float64 scores
+        s = x.astype(np.float64)
+        if plan.scale != 1.0:
+            s /= plan.scale
+        idx = bin_index(s.ravel(), plan.edges).reshape(x.shape)
+        del s
+        idx += plan.row_offset[r0 : r0 + nr, None]
+        idx += plan.col_offset[None, c0 : c0 + nc]
+    return idx

@@ -1,0 +1,56 @@
+"""Per-probe 1:N summaries: each sample's best non-mated scores and where its first mate ranks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ProbeSummary"]
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    """For every sample as a probe against all the other samples as references (exact).
+
+    * ``topk_score[p]``: the ``k`` highest non-mated scores of probe ``p``, descending (``-inf`` pads a
+      probe with fewer than ``k`` non-mated comparisons); ``topk_reference`` the reference sample
+      indices (``-1`` pads; ties are broken by the lower reference index);
+    * ``best_mated_score[p]`` / ``best_mated_reference[p]``: its best mated comparison (NaN / -1 when
+      the probe's subject has no other sample);
+    * ``mate_rank[p]``: 1 + the number of non-mated scores >= the best mated score (ties count
+      against the mate), the rank at which a closed-set search would return the first mate; 0 when
+      the probe has no mate.
+    """
+
+    k: int
+    topk_score: np.ndarray  # (n, k) float64
+    topk_reference: np.ndarray  # (n, k) int64
+    best_mated_score: np.ndarray  # (n,) float64
+    best_mated_reference: np.ndarray  # (n,) int64
+    mate_rank: np.ndarray  # (n,) int64
+
+    def rank_one_rate(self) -> tuple[int, int]:
+        """(probes whose first mate ranks first, probes with a mate)."""
+        has = self.mate_rank > 0
+        return int((self.mate_rank[has] == 1).sum()), int(has.sum())
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"k": np.int64(self.k), "topk_score": self.topk_score, "topk_reference": self.topk_reference,
+                "best_mated_score": self.best_mated_score, "best_mated_reference": self.best_mated_reference,
+                "mate_rank": self.mate_rank}
+
+    @classmethod
+    def from_arrays(cls, a) -> ProbeSummary:
+        return cls(k=int(a["k"]), topk_score=np.asarray(a["topk_score"]), topk_reference=np.asarray(a["topk_reference"]),
+                   best_mated_score=np.asarray(a["best_mated_score"]),
+                   best_mated_reference=np.asarray(a["best_mated_reference"]), mate_rank=np.asarray(a["mate_rank"]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProbeSummary):
+            return NotImplemented
+        return self.k == other.k and all(
+            np.array_equal(getattr(self, f), getattr(other, f), equal_nan=f == "best_mated_score")
+            for f in ("topk_score", "topk_reference", "best_mated_score", "best_mated_reference", "mate_rank"))
+
+    __hash__ = None  # type: ignore[assignment]

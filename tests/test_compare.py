@@ -1,0 +1,296 @@
+"""The exhaustive comparison engine against a brute-force oracle (full matrix, exact loops)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceaudit.build import group_subsets, required_tail_cutoff
+from faceaudit.compare import compare_embeddings, load_distributions, read_embeddings, save_distributions
+from faceaudit.compare import engine as engine_mod
+from faceaudit.compare.errors import (
+    CheckpointError,
+    EmbeddingAlignmentError,
+    EmbeddingShapeError,
+    NonFiniteEmbeddingError,
+    NotNormalizedError,
+    ZeroEmbeddingError,
+)
+from faceaudit.errors import SampleTableError
+from faceaudit.scores import DistributionBuilder, SampleIndex
+
+FAST = {"progress": False, "block": 32, "reference_sample": 64}
+
+
+def lattice_set(n=150, d=64, subjects=40, seed=0, groups=True):
+    """Unit vectors with entries +-1/8 (d = 64): every dot product is k/64, exact in any order."""
+    rng = np.random.default_rng(seed)
+    subj = rng.integers(0, subjects, n)
+    proto = rng.choice([-1.0, 1.0], (subjects, d))
+    flips = rng.random((n, d)) < rng.uniform(0.15, 0.5, (n, 1))
+    x = np.where(flips, -proto[subj], proto[subj]) / np.sqrt(d)
+    attrs = None
+    if groups:
+        attrs = {"sex": np.array(["f", "m"])[subj % 2], "race": np.array(["a", "b", "c"])[(subj // 2) % 3]}
+    samples = SampleIndex.from_columns([f"s{i}" for i in range(n)], [f"p{s}" for s in subj], attrs)
+    return x.astype(np.float32), samples
+
+
+def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), k=5):
+    """Every pair i < j by loops over a full float64 (exact for lattice inputs) score matrix."""
+    n = x.shape[0]
+    a = x.astype(np.float64)
+    if metric == "cosine":
+        full = a @ a.T
+    else:
+        x32 = x.astype(np.float32)
+        full = -np.sqrt(np.maximum(np.float32(2.0) - np.float32(2.0) * (x32 @ x32.T), np.float32(0.0))).astype(np.float64)
+    pi, pj, ps = [], [], []
+    for i in range(n):
+        for j in range(i + 1, n):
+            pi.append(i)
+            pj.append(j)
+            ps.append(full[i, j])
+    pi, pj, ps = np.array(pi), np.array(pj), np.array(ps)
+    cols = samples.group_columns
+    subsets = list(group_subsets(samples, [c for r in range(1, len(cols) + 1)
+                                           for c in itertools.combinations(cols, r)]).values())
+    first = DistributionBuilder(samples, edges, track_subject_pairs=False, design="complete")
+    first.add(pi, pj, ps)
+    cutoff = required_tail_cutoff(first.result(), targets, subsets)
+    second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete")
+    second.add(pi, pj, ps)
+    expected = second.result()
+    # per-probe: top-k non-mated, best mate, rank (ties count against the mate)
+    subj = samples.subject_of_sample
+    topk = np.full((n, k), -np.inf)
+    topr = np.full((n, k), -1)
+    best = np.full(n, np.nan)
+    rank = np.zeros(n, int)
+    for p in range(n):
+        others = [q for q in range(n) if q != p]
+        non = sorted((-full[p, q], q) for q in others if subj[q] != subj[p])[:k]
+        for t, (s, q) in enumerate(non):
+            topk[p, t], topr[p, t] = -s, q
+        mates = [full[p, q] for q in others if subj[q] == subj[p]]
+        if mates:
+            best[p] = max(mates)
+            rank[p] = 1 + sum(1 for q in others if subj[q] != subj[p] and full[p, q] >= best[p])
+    return expected, (topk, topr, best, rank)
+
+
+def check_equal(dist, x, samples, metric="cosine"):
+    expected, (topk, topr, best, rank) = oracle(x, samples, metric, dist.edges)
+    assert dist.tail_cutoff == expected.tail_cutoff
+    assert dist == expected
+    assert dist.design == "complete" and dist.impostor_subject_pairs is None
+    n = samples.n_samples
+    assert dist.n_mated + dist.n_nonmated == n * (n - 1) // 2
+    s = dist.probe_summary
+    np.testing.assert_array_equal(s.topk_score, topk)
+    np.testing.assert_array_equal(s.topk_reference, topr)
+    np.testing.assert_array_equal(s.best_mated_score, best)
+    np.testing.assert_array_equal(s.mate_rank, rank)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numpy_equals_oracle(threads):
+    x, samples = lattice_set()
+    dist = compare_embeddings(x, samples, backend="numpy", threads=threads, **FAST)
+    check_equal(dist, x, samples)
+    # group-pair cells: the oracle's cells, tails and below-tail maxima are what the engine holds
+    assert dist.impostor_hist.shape[:2] == (6, 6)
+    assert dist.tail_score.size > 0
+
+
+def test_non_power_of_two_bins_and_single_group():
+    x, samples = lattice_set(n=90, groups=False, seed=3)
+    check_equal(compare_embeddings(x, samples, backend="numpy", bins=1000, **FAST), x, samples)
+
+
+def test_euclidean_equals_oracle():
+    x, samples = lattice_set(n=80, seed=5)
+    dist = compare_embeddings(x, samples, backend="numpy", metric="euclidean", **FAST)
+    assert (dist.genuine_score <= 0).all()  # distances are negated
+    check_equal(dist, x, samples, metric="euclidean")
+
+
+def test_second_pass_and_rescan_stay_exact(monkeypatch):
+    """A capture level estimated too high forces a second pass; an empty band forces the rescan."""
+    x, samples = lattice_set(seed=7)
+    monkeypatch.setattr(engine_mod._Run, "_estimate_level", lambda self, *a: 0.984375)
+    monkeypatch.setattr(engine_mod, "_lower_level", lambda edges, hist, T: T)
+    dist = compare_embeddings(x, samples, backend="numpy", **FAST)
+    assert dist.meta["passes"][1].startswith("capture")
+    assert any(p.startswith("rescan") for p in dist.meta["passes"])
+    check_equal(dist, x, samples)
+
+
+def test_torch_cpu_equals_oracle():
+    pytest.importorskip("torch", reason="torch is not installed: the torch backend is not tested")
+    x, samples = lattice_set(seed=11)
+    check_equal(compare_embeddings(x, samples, backend="torch", device="cpu", **FAST), x, samples)
+
+
+def test_dask_equals_oracle_and_numpy_bit_identical():
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+    from distributed import LocalCluster
+
+    x, samples = lattice_set(seed=13)
+    rng = np.random.default_rng(2)
+    g = rng.standard_normal((300, 48)).astype(np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    gs = SampleIndex.from_columns([str(i) for i in range(300)], [str(i // 3) for i in range(300)],
+                                  {"grp": [str((i // 3) % 4) for i in range(300)]})
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        addr = cluster.scheduler_address
+        check_equal(compare_embeddings(x, samples, backend="dask", scheduler=addr, **FAST), x, samples)
+        d_dask = compare_embeddings(g, gs, backend="dask", scheduler=addr, chunk_pairs=2000, **FAST)
+    d_np = compare_embeddings(g, gs, backend="numpy", chunk_pairs=2000, **FAST)
+    assert d_dask == d_np
+    assert d_dask.probe_summary == d_np.probe_summary
+
+
+def test_input_errors():
+    x, samples = lattice_set(n=20)
+    bad = x.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(NonFiniteEmbeddingError, match="row 3"):
+        compare_embeddings(bad, samples, **FAST)
+    bad = x.copy()
+    bad[5] = 0
+    with pytest.raises(ZeroEmbeddingError, match="row 5"):
+        compare_embeddings(bad, samples, **FAST)
+    with pytest.raises(NotNormalizedError, match="normalize"):
+        compare_embeddings(x * 2, samples, **FAST)
+    d1 = compare_embeddings(x * 2, samples, normalize=True, **FAST)
+    assert d1 == compare_embeddings(x, samples, **FAST)
+    with pytest.raises(EmbeddingShapeError, match="different dimensions"):
+        compare_embeddings([np.ones(4), np.ones(3)], samples, **FAST)
+    with pytest.raises(EmbeddingShapeError, match="align"):
+        compare_embeddings(x[:-1], samples, **FAST)
+    with pytest.raises(SampleTableError, match="duplicate"):
+        SampleIndex.from_columns(["a", "a", "b"], ["p", "q", "r"])
+    dup = SampleIndex(**{**samples.__dict__, "sample_ids": np.array(["s0"] * 20, dtype=object)})
+    with pytest.raises(SampleTableError, match="duplicate"):
+        compare_embeddings(x, dup, **FAST)
+    with pytest.raises(SampleTableError, match="more than one group"):
+        SampleIndex.from_columns(["a", "b"], ["p", "p"], {"sex": ["f", "m"]})
+    split = SampleIndex(**{**samples.__dict__, "group_of_sample": np.arange(20) % samples.n_groups})
+    with pytest.raises(SampleTableError, match="more than one group"):
+        compare_embeddings(x, split, **FAST)
+
+
+def test_read_embeddings_formats(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x, samples = lattice_set(n=30)
+    ids = [str(v) for v in samples.sample_ids]
+    perm = np.random.default_rng(0).permutation(30)
+    table = pa.table({"sample_id": [ids[i] for i in perm],
+                      "embedding": pa.array([x[i].tolist() for i in perm], pa.list_(pa.float32()))})
+    table = table.replace_schema_metadata({"faceaudit.model": '{"name": "toy", "dim": 64}'})
+    pq.write_table(table, tmp_path / "e.parquet")
+    f = read_embeddings(tmp_path / "e.parquet", samples)
+    np.testing.assert_array_equal(f.matrix, x)
+    assert f.model == {"faceaudit.model": {"name": "toy", "dim": 64}} and len(f.sha256) == 64
+    np.save(tmp_path / "e.npy", x.astype(np.float16))
+    assert read_embeddings(tmp_path / "e.npy", samples).matrix.dtype == np.float16
+    np.savez(tmp_path / "e.npz", embeddings=x[perm], sample_ids=np.array(ids)[perm])
+    np.testing.assert_array_equal(read_embeddings(tmp_path / "e.npz", samples).matrix, x)
+    np.savez(tmp_path / "dup.npz", embeddings=x, sample_ids=np.array(ids[:-1] + [ids[0]]))
+    with pytest.raises(EmbeddingAlignmentError, match="duplicate"):
+        read_embeddings(tmp_path / "dup.npz", samples)
+    np.savez(tmp_path / "short.npz", embeddings=x[:-1], sample_ids=np.array(ids[:-1]))
+    with pytest.raises(EmbeddingAlignmentError, match="no embedding"):
+        read_embeddings(tmp_path / "short.npz", samples)
+    mixed = pa.table({"sample_id": ids, "embedding": [list(r) for r in x[:29]] + [[1.0, 0.0]]})
+    pq.write_table(mixed, tmp_path / "mixed.parquet")
+    with pytest.raises(EmbeddingShapeError, match="different dimensions"):
+        read_embeddings(tmp_path / "mixed.parquet", samples)
+
+
+def test_store_round_trip(tmp_path):
+    x, samples = lattice_set(n=60)
+    dist = compare_embeddings(x, samples, meta={"model": {"name": "toy"}, "embeddings_sha256": "ab" * 32}, **FAST)
+    path = save_distributions(dist, tmp_path / "d.fadist")
+    back = load_distributions(path)
+    assert back == dist
+    assert back.probe_summary == dist.probe_summary
+    assert back.samples.fingerprint() == dist.samples.fingerprint()
+    assert back.meta["model"] == {"name": "toy"} and back.meta["settings"]["bins"] == 4096
+    assert back.design == "complete" and back.impostor_subject_pairs is None
+
+
+_KILLED_RUN = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_compare import lattice_set
+    from faceaudit.compare import compare_embeddings
+    x, samples = lattice_set(n=200, seed=17)
+    compare_embeddings(x, samples, block=16, chunk_pairs=200, reference_sample=64, progress=False,
+                       checkpoint_dir=sys.argv[1], resume="--resume" in sys.argv,
+                       on_chunk=lambda k: time.sleep(0.05))
+""")
+
+
+def test_killed_run_resumes_bit_identical(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    script = tmp_path / "run.py"
+    script.write_text(_KILLED_RUN.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt)], env=env)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(ckpt.glob("chunk-*.npz"))) < 5:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = len(list(ckpt.glob("chunk-*.npz")))
+    assert proc.returncode == -signal.SIGKILL and done >= 5
+    x, samples = lattice_set(n=200, seed=17)
+    kw = {"block": 16, "chunk_pairs": 200, "reference_sample": 64, "progress": False}
+    seen = []
+    resumed = compare_embeddings(x, samples, checkpoint_dir=ckpt, resume=True, on_chunk=seen.append, **kw)
+    assert 0 < len(seen) < len(list(ckpt.glob("chunk-*.npz")))  # only the missing chunks ran
+    fresh = compare_embeddings(x, samples, **kw)
+    assert resumed == fresh and resumed.probe_summary == fresh.probe_summary
+    with pytest.raises(CheckpointError, match="another run"):
+        compare_embeddings(x[::-1].copy(), samples, checkpoint_dir=ckpt, resume=True, **kw)
+
+
+def test_command_writes_fadist(tmp_path):
+    typer = pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from faceaudit.compare.command import compare
+
+    x, samples = lattice_set(n=40)
+    (tmp_path / "s.csv").write_text("sample_id,subject_id,sex\n" + "".join(
+        f"{samples.sample_ids[i]},{samples.subject_ids[samples.subject_of_sample[i]]},"
+        f"{samples.group_labels[samples.group_of_sample[i]][0]}\n" for i in range(40)))
+    np.save(tmp_path / "e.npy", x)
+    app = typer.Typer()
+    app.command()(compare)
+    out = tmp_path / "d.fadist"
+    res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
+                                   "--group", "sex", "--out", str(out), "--backend", "numpy", "--quiet"])
+    assert res.exit_code == 0, res.output
+    d = load_distributions(out)
+    assert d.samples.group_columns == ("sex",) and d.n_mated + d.n_nonmated == 40 * 39 // 2
+    assert len(d.meta["embeddings_sha256"]) == 64 and not (tmp_path / "d.fadist.ckpt").exists()
+    res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
+                                   "--out", str(out), "--backend", "numpy", "--quiet", "--metric", "manhattan"])
+    assert res.exit_code == 2 and "InputError" in res.output
