@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,sface,onnx,dlib,dask]'
+	# torch (CPU build) for the torch backend's tests; this machine kind keeps that wheel on disk
+	$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installed: torch tests will be skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -247,7 +247,7 @@ def test_det_curve_points_are_exact_in_bulk_and_tail(evalset):
 
 def test_complete_design_bootstrap_matches_listed_design():
     """The closed-form denominators of an all-pairs design equal the listed subject-pair counts."""
-    from faceaudit.scores import ScoreDistributions
+    import dataclasses
 
     rng = np.random.default_rng(5)
     n = 24
@@ -259,7 +259,7 @@ def test_complete_design_bootstrap_matches_listed_design():
     b = DistributionBuilder(samples, uniform_edges(-4, 6, 8), tail_cutoff=-np.inf)
     b.add(i, j, s)
     listed = b.result()
-    complete = ScoreDistributions(**{**listed.__dict__, "design": "complete", "impostor_subject_pairs": None})
+    complete = dataclasses.replace(listed, design="complete", impostor_subject_pairs=None)
     r1 = audit(listed, fmr_targets=[0.05], bootstrap=300, seed=2)
     r2 = audit(complete, fmr_targets=[0.05], bootstrap=300, seed=2)
     for e1, e2 in zip(r1.by_group["g"], r2.by_group["g"]):

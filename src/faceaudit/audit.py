@@ -195,7 +195,11 @@ class _Bootstrap:
     def fmr(self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float, level: float):
         S = self.n_subjects
         d = self.dist
-        sel = d.tail_score >= threshold
+        gs = d.samples.group_of_subject
+        cells = d.cell_mask(np.unique(gs[probe_subjects]), np.unique(gs[ref_subjects]))
+        if d.design == "complete":
+            cells = cells | cells.T
+        sel = d.tail_at_least(threshold, cells)
         ps = self.subject_of_sample[d.tail_probe[sel]]
         rs = self.subject_of_sample[d.tail_reference[sel]]
         keep = probe_subjects[ps] & ref_subjects[rs]
@@ -345,7 +349,9 @@ def audit(
         name = grouping_name(grouping)
         keys = [k for k in subsets if k[0] == tuple(grouping)]
         labels = [group_name(k[1]) for k in keys]
+        totals = dist.nonmated_counts()
         for t, thr in global_thr.items():
+            at_least, exact = dist.nonmated_at_least_by_cell(thr)
             matrix = []
             for kp in keys:
                 row = []
@@ -354,9 +360,10 @@ def audit(
                     if dist.design == "complete":
                         # each unordered pair was compared once, filed under one orientation
                         cells = cells | cells.T
-                    view = dist.impostor_view(cells)
-                    fm = count_nonmated_at_least(view, thr) if view.total else 0
-                    row.append(rate_entry(fm, view.total, level=level))
+                    if not exact[cells & (totals > 0)].all():
+                        raise NotExactError(f"the global threshold {thr!r} lies below the exact tail of a "
+                                            "cross-group cell; rebuild with a lower tail cutoff")
+                    row.append(rate_entry(int(at_least[cells].sum()), int(totals[cells].sum()), level=level))
                 matrix.append(row)
             cross.setdefault(name, []).append({
                 "fmr_target": t, "threshold": thr, "probe_groups": labels, "reference_groups": labels,
@@ -401,7 +408,7 @@ def audit(
         "fnmr_definition": "share of mated comparisons with score < threshold",
         "eer_definition": "(FMR + FNMR) / 2 at the threshold minimising |FMR - FNMR| (bob.measure candidates)",
         "group_fmr_definition": "non-mated comparisons with probe and reference both in the group",
-        "tail_cutoff": dist.tail_cutoff,
+        "tail_cutoff_range": [float(np.min(dist.tail_cutoff)), float(np.max(dist.tail_cutoff))],
         "histogram_bins": int(dist.edges.size - 1),
     }
     counts = {

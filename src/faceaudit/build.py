@@ -8,6 +8,7 @@ non-mated score at or above that bin's lower edge. Memory is the histogram plus 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -36,33 +37,42 @@ def required_tail_cutoff(
     dist: ScoreDistributions,
     fmr_targets: Iterable[float],
     subsets: Iterable[list[int]],
-) -> float:
-    """The highest tail cutoff under which every EER and every target-FMR threshold of every subset
-    (a list of finest groups; non-mated cells are within the subset) is exact."""
+) -> np.ndarray:
+    """Per cell (G, G), the highest tail cutoff under which every EER and every target-FMR threshold
+    of every subset (a list of finest groups; its non-mated cells are those within the subset) is
+    exact. A cell takes the lowest cutoff that any subset containing it needs."""
     edges = dist.edges
     targets = list(fmr_targets)
-    cutoff = np.inf
+    G = dist.n_groups
+    out = np.full((G, G), np.inf)
     for groups in subsets:
         cells = dist.cell_mask(groups, groups)
-        hist = dist.impostor_hist[cells].sum(axis=0)
-        total = int(hist.sum())
-        if total == 0:
-            continue
-        from_top = np.cumsum(hist[::-1])[::-1]  # from_top[b] = count of scores in bins >= b
-        for t in targets:
-            c = _allowed_false_matches(t, total)
-            if c >= total:
-                return -np.inf
-            # the (c+1)-th largest score lies in the last bin b with from_top[b] >= c + 1
-            b = int(np.flatnonzero(from_top >= c + 1)[-1])
-            cutoff = min(cutoff, edges[b] if b > 0 else -np.inf)
-        genuine = dist.genuine_scores(groups)
-        if genuine.size:
-            inner = edges[1:-1]
-            fmr = from_top[1:] / total
-            fnmr = np.searchsorted(genuine, inner, side="left") / genuine.size
-            ok = np.flatnonzero(fmr >= fnmr)
-            cutoff = min(cutoff, inner[ok[-1]] if ok.size else -np.inf)
+        out[cells] = np.minimum(out[cells], _subset_cutoff(dist, groups, cells, targets, edges))
+    return out
+
+
+def _subset_cutoff(dist: ScoreDistributions, groups: list[int], cells: np.ndarray, targets: list[float],
+                   edges: np.ndarray) -> float:
+    hist = dist.impostor_hist[cells].sum(axis=0)
+    total = int(hist.sum())
+    if total == 0:
+        return np.inf
+    cutoff = np.inf
+    from_top = np.cumsum(hist[::-1])[::-1]  # from_top[b] = count of scores in bins >= b
+    for t in targets:
+        c = _allowed_false_matches(t, total)
+        if c >= total:
+            return -np.inf
+        # the (c+1)-th largest score lies in the last bin b with from_top[b] >= c + 1
+        b = int(np.flatnonzero(from_top >= c + 1)[-1])
+        cutoff = min(cutoff, edges[b] if b > 0 else -np.inf)
+    genuine = dist.genuine_scores(groups)
+    if genuine.size:
+        inner = edges[1:-1]
+        fmr = from_top[1:] / total
+        fnmr = np.searchsorted(genuine, inner, side="left") / genuine.size
+        ok = np.flatnonzero(fmr >= fnmr)
+        cutoff = min(cutoff, inner[ok[-1]] if ok.size else -np.inf)
     return float(cutoff)
 
 
@@ -95,15 +105,16 @@ def two_pass(
         if progress:
             progress("tail")
     tail = second.result()
-    coarse.meta["tail_cutoff_rule"] = "lowest bin edge reached by any reported EER or target-FMR threshold"
-    return ScoreDistributions(**{
-        **coarse.__dict__,
-        "tail_cutoff": tail.tail_cutoff,
-        "tail_score": tail.tail_score,
-        "tail_probe": tail.tail_probe,
-        "tail_reference": tail.tail_reference,
-        "below_max": tail.below_max,
-    })
+    coarse.meta["tail_cutoff_rule"] = ("per cell: the lowest bin edge reached by any reported EER or target-FMR "
+                                      "threshold of a group containing the cell")
+    return dataclasses.replace(
+        coarse,
+        tail_cutoff=tail.tail_cutoff,
+        tail_score=tail.tail_score,
+        tail_probe=tail.tail_probe,
+        tail_reference=tail.tail_reference,
+        below_max=tail.below_max,
+    )
 
 
 def from_arrays(

@@ -5,8 +5,10 @@ cluster), the measures see the same object:
 
 * mated (genuine) comparisons kept exactly, with both sample indices;
 * non-mated (impostor) comparisons, per ordered group pair (probe group, reference group), as a
-  histogram over fixed bin edges **plus every score at or above a tail cutoff, exactly**, with its
-  sample indices. Memory is O(groups^2 x bins + tail + genuine), never O(pairs);
+  histogram over fixed bin edges **plus every score at or above the cell's tail cutoff, exactly**, with
+  its sample indices. Memory is O(groups^2 x bins + tail + genuine), never O(pairs). The cutoff is per
+  cell, so that a small group whose EER lies deep in the bulk keeps its own few pairs exactly without
+  forcing every other cell to keep its bulk;
 * counts that add up, and exclusions with their reasons;
 * ``a + b`` merges two partial results exactly (blocks, workers, resumed runs).
 
@@ -22,6 +24,7 @@ first and last bins are open-ended (scores below ``edges[0]`` count in bin 0, sc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 from collections import Counter
@@ -221,8 +224,8 @@ class ScoreDistributions:
     samples: SampleIndex
     edges: np.ndarray
     impostor_hist: np.ndarray  # (G, G, B) int64: probe group x reference group x bin
-    tail_cutoff: float
-    tail_score: np.ndarray  # float64, every non-mated score >= tail_cutoff
+    tail_cutoff: np.ndarray  # (G, G) float64: per cell, every non-mated score >= it is in the tail
+    tail_score: np.ndarray  # float64, every non-mated score >= its cell's tail_cutoff
     tail_probe: np.ndarray  # int64 sample index
     tail_reference: np.ndarray
     below_max: np.ndarray  # (G, G) float64: largest non-mated score below the cutoff, -inf if none
@@ -261,6 +264,46 @@ class ScoreDistributions:
         g = self.samples.group_of_sample
         return g[self.tail_probe], g[self.tail_reference]
 
+    def _tail_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tail scores regrouped by cell (cell code g_probe * G + g_ref), each cell sorted ascending,
+        the start offset of every cell, and the permutation from the tail arrays: built once, reused
+        by every query."""
+        key = (id(self.tail_score), self.tail_score.size)
+        cached = getattr(self, "_tail_index_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        G = self.n_groups
+        gp, gr = self.tail_cell
+        code = gp * G + gr
+        order = np.lexsort((self.tail_score, code))
+        scores = self.tail_score[order]
+        starts = np.searchsorted(code[order], np.arange(G * G + 1), side="left")
+        self._tail_index_cache = (key, (scores, starts, order))
+        return scores, starts, order
+
+    def tail_at_least(self, threshold: float, cells: np.ndarray) -> np.ndarray:
+        """Indices into the tail arrays of the scores >= threshold in the cells of a (G, G) mask."""
+        scores, starts, order = self._tail_index()
+        parts = []
+        for c in np.flatnonzero(cells.reshape(-1)):
+            lo, hi = starts[c], starts[c + 1]
+            parts.append(order[lo + np.searchsorted(scores[lo:hi], threshold, side="left"):hi])
+        return np.concatenate(parts) if parts else np.empty(0, np.intp)
+
+    def nonmated_at_least_by_cell(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(G, G) exact counts of non-mated scores >= threshold, and a (G, G) mask of the cells where
+        the count is exact (threshold above every score of the cell that the tail did not keep)."""
+        G = self.n_groups
+        scores, starts, _ = self._tail_index()
+        counts = np.empty(G * G, dtype=np.int64)
+        for c in range(G * G):
+            lo, hi = starts[c], starts[c + 1]
+            counts[c] = hi - lo - np.searchsorted(scores[lo:hi], threshold, side="left")
+        kept = np.diff(starts)
+        below = self.impostor_hist.reshape(G * G, -1).sum(axis=1) - kept
+        exact = (below == 0) | (threshold > self.below_max.reshape(-1))
+        return counts.reshape(G, G), exact.reshape(G, G)
+
     def nonmated_counts(self) -> np.ndarray:
         """(G, G) number of non-mated comparisons per (probe group, reference group)."""
         return self.impostor_hist.sum(axis=2)
@@ -287,9 +330,10 @@ class ScoreDistributions:
         """The exact view of the non-mated scores in the cells of a (G, G) mask (None = all)."""
         if cells is None:
             cells = np.ones((self.n_groups, self.n_groups), bool)
-        gp, gr = self.tail_cell
-        keep = cells[gp, gr]
-        tail = np.sort(self.tail_score[keep])
+        scores, starts, _ = self._tail_index()
+        codes = np.flatnonzero(cells.reshape(-1))
+        tail = np.sort(np.concatenate([scores[starts[c]:starts[c + 1]] for c in codes])) if codes.size \
+            else np.empty(0)
         total = int(self.impostor_hist[cells].sum())
         n_below = total - int(tail.size)
         below = self.below_max[cells]
@@ -325,7 +369,7 @@ class ScoreDistributions:
             raise IncompatibleError("cannot merge: the two distributions were built over different sample tables")
         if self.design != other.design:
             raise IncompatibleError(f"cannot merge a {self.design!r} design with a {other.design!r} one")
-        cutoff = max(self.tail_cutoff, other.tail_cutoff)
+        cutoff = np.maximum(self.tail_cutoff, other.tail_cutoff)
         parts = [self._retail(cutoff), other._retail(cutoff)]
         below = np.maximum(parts[0][4], parts[1][4])
         tail = [np.concatenate([a[i] for a in parts]) for i in range(3)]
@@ -361,28 +405,28 @@ class ScoreDistributions:
             )
         )
 
-    def _retail(self, cutoff: float):
-        """Tail arrays restricted to scores >= cutoff; dropped scores update below_max."""
+    def _retail(self, cutoff: np.ndarray):
+        """Tail arrays restricted to scores >= their cell's cutoff; dropped scores update below_max."""
         below = self.below_max.copy()
-        if cutoff <= self.tail_cutoff:
+        if np.all(cutoff <= self.tail_cutoff):
             return self.tail_score, self.tail_probe, self.tail_reference, None, below
-        drop = self.tail_score < cutoff
+        gp, gr = self.tail_cell
+        drop = self.tail_score < cutoff[gp, gr]
         if drop.any():
-            gp, gr = self.tail_cell
             np.maximum.at(below, (gp[drop], gr[drop]), self.tail_score[drop])
         keep = ~drop
         return self.tail_score[keep], self.tail_probe[keep], self.tail_reference[keep], None, below
 
-    def with_tail_cutoff(self, cutoff: float) -> ScoreDistributions:
+    def with_tail_cutoff(self, cutoff: float | np.ndarray) -> ScoreDistributions:
         """A copy whose tail keeps only scores >= cutoff (cutoff may only rise: lower needs the data)."""
-        if cutoff < self.tail_cutoff:
+        cutoff = np.broadcast_to(np.asarray(cutoff, dtype=np.float64), self.below_max.shape).copy()
+        if np.any(cutoff < self.tail_cutoff):
             raise InputError(
                 f"cannot lower the tail cutoff from {self.tail_cutoff} to {cutoff} without the scores"
             )
         ts, tp, tr, _, below = self._retail(cutoff)
-        out = ScoreDistributions(**{**self.__dict__, "tail_cutoff": cutoff, "tail_score": ts,
-                                    "tail_probe": tp, "tail_reference": tr, "below_max": below})
-        return out
+        return dataclasses.replace(self, tail_cutoff=cutoff, tail_score=ts, tail_probe=tp, tail_reference=tr,
+                                   below_max=below)
 
     def __eq__(self, other: object) -> bool:  # exact, array-wise equality
         if not isinstance(other, ScoreDistributions):
@@ -391,7 +435,7 @@ class ScoreDistributions:
                   "genuine_score", "genuine_probe", "genuine_reference")
         if any(not np.array_equal(getattr(self, a), getattr(other, a)) for a in arrays):
             return False
-        if self.tail_cutoff != other.tail_cutoff or self.exclusions != other.exclusions:
+        if not np.array_equal(self.tail_cutoff, other.tail_cutoff) or self.exclusions != other.exclusions:
             return False
         a, b = self.impostor_subject_pairs, other.impostor_subject_pairs
         if (a is None) != (b is None):
@@ -418,7 +462,8 @@ class DistributionBuilder:
 
     Feed it ``add(probe_index, reference_index, score)`` with sample indices into ``samples``; it
     classifies each pair as mated (same subject) or not, histograms the non-mated ones per group pair,
-    keeps every non-mated score >= ``tail_cutoff`` exactly, and counts what it excludes and why
+    keeps every non-mated score >= its cell's ``tail_cutoff`` (a scalar, or (G, G) per cell) exactly,
+    and counts what it excludes and why
     (non-finite scores, self-comparisons). Memory does not grow with the number of non-mated pairs,
     only with the tail.
     """
@@ -427,7 +472,7 @@ class DistributionBuilder:
         self,
         samples: SampleIndex,
         edges: np.ndarray,
-        tail_cutoff: float = np.inf,
+        tail_cutoff: float | np.ndarray = np.inf,
         *,
         keep_genuine: bool = True,
         track_subject_pairs: bool = True,
@@ -438,8 +483,9 @@ class DistributionBuilder:
         self.edges = np.asarray(edges, dtype=np.float64)
         if self.edges.ndim != 1 or self.edges.size < 2 or np.any(np.diff(self.edges) <= 0):
             raise InputError("bin edges must be a strictly increasing 1-d array of at least 2 values")
-        self.tail_cutoff = float(tail_cutoff)
         G = samples.n_groups
+        self.tail_cutoff = np.broadcast_to(np.asarray(tail_cutoff, dtype=np.float64), (G, G)).copy()
+        self._cutoff_flat = self.tail_cutoff.reshape(-1)
         B = self.edges.size - 1
         self._hist = np.zeros(G * G * B, dtype=np.int64)
         self._below = np.full(G * G, -np.inf)
@@ -481,7 +527,7 @@ class DistributionBuilder:
         cell = grp[p] * G + grp[r]
         flat = cell * B + bin_index(s, self.edges)
         self._hist += np.bincount(flat, minlength=self._hist.size)
-        in_tail = s >= self.tail_cutoff
+        in_tail = s >= self._cutoff_flat[cell]
         if in_tail.any():
             self._tail.append((s[in_tail], p[in_tail], r[in_tail]))
         if not in_tail.all():
@@ -511,7 +557,7 @@ class DistributionBuilder:
                 samples=self.samples,
                 edges=self.edges,
                 impostor_hist=self._hist.reshape(G, G, B).copy(),
-                tail_cutoff=self.tail_cutoff,
+                tail_cutoff=self.tail_cutoff.copy(),
                 tail_score=cat(self._tail, 0, np.float64),
                 tail_probe=cat(self._tail, 1, np.int64),
                 tail_reference=cat(self._tail, 2, np.int64),
