@@ -21,6 +21,9 @@ from faceaudit.scores import DistributionBuilder, ImpostorView, SampleIndex, uni
 from faceaudit.synthetic import write_evaluation_set
 
 
+scores_st = st.lists(st.integers(-20, 20).map(lambda v: v / 4), min_size=1, max_size=60)
+
+
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evalset")
@@ -102,6 +105,35 @@ def test_audit_matches_oracle_overall_groups_and_cross_matrix(evalset):
             assert (cell["count"], cell["total"]) == (fm, nm)
 
 
+def oracle_eer_threshold(neg, pos):
+    """bob.measure's eer_threshold search restated with loops and exact fractions."""
+    from fractions import Fraction
+
+    values = sorted(set(pos) | set(neg))
+    stop = values.index(min(max(pos), max(neg)))
+    cands = [values[0]] + [(values[i] + values[i + 1]) / 2 for i in range(min(stop, len(values) - 2) + 1)]
+    final = len(cands) - 1 if stop <= len(values) - 2 else None
+
+    def crit(t):
+        return abs(Fraction(sum(x >= t for x in neg), len(neg)) - Fraction(sum(x < t for x in pos), len(pos)))
+
+    looped = [c for k, c in enumerate(cands) if k != final]
+    best = min(crit(c) for c in looped)
+    expect = max(c for c in looped if crit(c) == best)
+    if final is not None and crit(cands[final]) < best:
+        expect = cands[final]
+    return expect
+
+
+@settings(max_examples=300, deadline=None)
+@given(neg=scores_st, pos=scores_st, bins=st.integers(1, 10))
+def test_eer_equals_oracle_on_random_tied_data(neg, pos, bins):
+    expect = oracle_eer_threshold(neg, pos)
+    assert eer(ImpostorView.exact(neg), np.sort(pos)).threshold == expect
+    dist = from_arrays(pos, neg, fmr_targets=[0.1], bins=bins)
+    assert eer(dist.impostor_view(), dist.genuine_scores()).threshold == expect
+
+
 def test_eer_matches_oracle_search(evalset):
     samples, scores, srows, rows = evalset
     dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
@@ -178,8 +210,6 @@ def test_clopper_pearson_and_rule_of_three():
 
 
 # --- properties ---------------------------------------------------------------------------------
-
-scores_st = st.lists(st.integers(-20, 20).map(lambda v: v / 4), min_size=1, max_size=60)
 
 
 @settings(max_examples=60, deadline=None)
@@ -313,3 +343,17 @@ def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tm
         assert lo <= fm / nm <= hi
     else:
         assert at["overall"]["fmr"]["count"] == fm
+
+
+@settings(max_examples=50, deadline=None)
+@given(neg=scores_st, pos=scores_st, k=st.integers(4, 40))
+def test_sampled_det_points_are_points_of_the_full_curve(neg, pos, k):
+    from faceaudit.measures.verification import det_curve
+
+    view, gen = ImpostorView.exact(neg), np.sort(pos)
+    full = det_curve(view, gen)
+    part = det_curve(view, gen, max_points=k)
+    points = set(zip(full["threshold"].tolist(), full["false_matches"].tolist(), full["false_non_matches"].tolist()))
+    got = list(zip(part["threshold"].tolist(), part["false_matches"].tolist(), part["false_non_matches"].tolist()))
+    assert got and all(p in points for p in got)
+    assert got[-1][1] == 0  # the curve ends where nothing matches

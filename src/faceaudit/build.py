@@ -9,13 +9,14 @@ non-mated score at or above that bin's lower edge. Memory is the histogram plus 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from faceaudit.measures.verification import _allowed_false_matches
-from faceaudit.scores import DistributionBuilder, SampleIndex, ScoreDistributions, uniform_edges
+from faceaudit.scores import DistributionBuilder, SampleIndex, ScoreDistributions, bin_index, uniform_edges
 
 __all__ = ["required_tail_cutoff", "two_pass", "from_arrays", "group_subsets"]
 
@@ -123,39 +124,79 @@ def from_arrays(
     *,
     fmr_targets: Iterable[float] = (1e-3, 1e-4, 1e-5),
     bins: int = 1 << 16,
-    chunk: int = 1 << 20,
+    chunk: int = 1 << 18,
 ) -> ScoreDistributions:
     """ScoreDistributions from two plain score arrays, with no sample or subject information.
 
-    For measuring score arrays as bob.measure or scikit-learn do. The non-mated array is read in
-    chunks, never copied whole, so memory stays at the histogram plus the exact tail. Every mated
-    pair is attributed to one anonymous pair of samples and every non-mated pair to another, so
+    For measuring score arrays as bob.measure or scikit-learn do. The non-mated array is read three
+    times in chunks (range, histogram, exact tail) and never copied whole: memory is the histogram
+    plus the exact tail, which is allocated once at the size the histogram predicts. Every mated pair
+    is attributed to one anonymous pair of samples and every non-mated pair to another, so
     subject-level statistics are unavailable. Non-finite scores are excluded and counted.
     """
     impostor = np.asarray(impostor, dtype=np.float64).ravel()
     genuine = np.asarray(genuine, dtype=np.float64).ravel()
-    lo, hi = np.inf, -np.inf
-    for start in range(0, impostor.size, chunk):
-        part = impostor[start : start + chunk]
-        part = part[np.isfinite(part)]
-        if part.size:
-            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
-    if not np.isfinite(lo):
-        lo, hi = 0.0, 1.0
-    edges = uniform_edges(lo, hi, bins)
-    zeros = np.zeros(min(chunk, max(impostor.size, 1)), np.int64)
-    others = zeros + 2
+    exclusions: Counter = Counter()
+    finite_gen = np.isfinite(genuine)
+    n_bad = int((~finite_gen).sum())
+    genuine = np.sort(genuine[finite_gen])
 
-    def read() -> Iterator[Chunk]:
-        if genuine.size:
-            z = np.zeros(genuine.size, np.int64)
-            yield z, z + 1, genuine  # sample 0 against its mate, sample 1
+    def parts() -> Iterator[np.ndarray]:
         for start in range(0, impostor.size, chunk):
             part = impostor[start : start + chunk]
-            yield zeros[: part.size], others[: part.size], part  # sample 0 against sample 2
+            ok = np.isfinite(part)
+            yield part if ok.all() else part[ok]
 
-    return two_pass(read, ANONYMOUS_SAMPLES, edges, fmr_targets, [[0]], track_subject_pairs=False,
-                    meta={"source": "score arrays"})
+    lo, hi = np.inf, -np.inf
+    for part in parts():
+        if part.size:
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    edges = uniform_edges(lo, hi, bins) if np.isfinite(lo) else uniform_edges(0.0, 1.0, bins)
+    hist = np.zeros(edges.size - 1, dtype=np.int64)
+    for part in parts():
+        hist += np.bincount(bin_index(part, edges), minlength=hist.size)
+    n_finite_imp = int(hist.sum())
+    n_bad += impostor.size - n_finite_imp
+    if n_bad:
+        exclusions["non-finite score (NaN or infinite)"] = n_bad
+    G = 1
+    coarse = ScoreDistributions(
+        samples=ANONYMOUS_SAMPLES, edges=edges, impostor_hist=hist.reshape(G, G, -1),
+        tail_cutoff=np.full((G, G), np.inf), tail_score=np.empty(0), tail_probe=np.empty(0, np.int64),
+        tail_reference=np.empty(0, np.int64), below_max=np.full((G, G), -np.inf),
+        genuine_score=genuine, genuine_probe=_constant(genuine.size, 0), genuine_reference=_constant(genuine.size, 1),
+        exclusions=exclusions, impostor_subject_pairs=None, design="listed",
+        meta={"source": "score arrays"},
+    )
+    cutoff = float(required_tail_cutoff(coarse, fmr_targets, [[0]])[0, 0])
+    # the cutoff is a bin edge (or -inf), so the histogram says exactly how many scores the tail holds
+    first = 0 if not np.isfinite(cutoff) else int(np.searchsorted(edges, cutoff, side="left"))
+    tail = np.empty(int(hist[first:].sum()) if cutoff > -np.inf else n_finite_imp, dtype=np.float64)
+    filled, below_max = 0, -np.inf
+    for part in parts():
+        keep = part >= cutoff
+        k = int(keep.sum())
+        tail[filled : filled + k] = part[keep]
+        filled += k
+        if k < part.size:
+            below_max = max(below_max, float(part[~keep].max()))
+    assert filled == tail.size, "histogram and tail disagree"  # bin_index's exact edge semantics
+    tail.sort()
+    coarse.meta["tail_cutoff_rule"] = "lowest bin edge reached by the EER or a target-FMR threshold"
+    return dataclasses.replace(
+        coarse,
+        tail_cutoff=np.full((G, G), cutoff),
+        tail_score=tail,
+        # every non-mated pair is anonymous sample 0 against sample 2: zero-stride views, no memory
+        tail_probe=_constant(tail.size, 0),
+        tail_reference=_constant(tail.size, 2),
+        below_max=np.full((G, G), below_max),
+    )
+
+
+def _constant(n: int, value: int) -> np.ndarray:
+    """A read-only length-n int64 array of one value, in O(1) memory."""
+    return np.broadcast_to(np.int64(value), (n,))
 
 
 #: Three samples: 0 and 1 of one subject (mated), 2 of another (non-mated). For score arrays.

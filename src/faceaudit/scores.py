@@ -273,6 +273,12 @@ class ScoreDistributions:
         if cached is not None and cached[0] == key:
             return cached[1]
         G = self.n_groups
+        if G == 1 and _is_sorted(self.tail_score):
+            # one cell, already in score order (the canonical order): index without copying
+            n = self.tail_score.size
+            out = (self.tail_score, np.array([0, n]), None)
+            self._tail_index_cache = (key, out)
+            return out
         gp, gr = self.tail_cell
         code = gp * G + gr
         order = np.lexsort((self.tail_score, code))
@@ -287,7 +293,8 @@ class ScoreDistributions:
         parts = []
         for c in np.flatnonzero(cells.reshape(-1)):
             lo, hi = starts[c], starts[c + 1]
-            parts.append(order[lo + np.searchsorted(scores[lo:hi], threshold, side="left"):hi])
+            first = lo + np.searchsorted(scores[lo:hi], threshold, side="left")
+            parts.append(np.arange(first, hi) if order is None else order[first:hi])
         return np.concatenate(parts) if parts else np.empty(0, np.intp)
 
     def nonmated_at_least_by_cell(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -331,9 +338,12 @@ class ScoreDistributions:
         if cells is None:
             cells = np.ones((self.n_groups, self.n_groups), bool)
         scores, starts, _ = self._tail_index()
-        codes = np.flatnonzero(cells.reshape(-1))
-        tail = np.sort(np.concatenate([scores[starts[c]:starts[c + 1]] for c in codes])) if codes.size \
-            else np.empty(0)
+        codes = [c for c in np.flatnonzero(cells.reshape(-1)) if starts[c + 1] > starts[c]]
+        if len(codes) == 1:  # one cell's scores are already sorted: a view, no copy
+            tail = scores[starts[codes[0]]:starts[codes[0] + 1]]
+        else:
+            tail = np.sort(np.concatenate([scores[starts[c]:starts[c + 1]] for c in codes])) if codes \
+                else np.empty(0)
         total = int(self.impostor_hist[cells].sum())
         n_below = total - int(tail.size)
         below = self.below_max[cells]
@@ -578,3 +588,7 @@ def _sum_sparse(parts: list) -> sp.csr_array:
     for p in itertools.islice(parts, 1, None):
         total = total + p
     return sp.csr_array(total)
+
+
+def _is_sorted(a: np.ndarray) -> bool:
+    return bool(a.size < 2 or np.all(a[:-1] <= a[1:]))

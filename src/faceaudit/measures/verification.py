@@ -202,49 +202,89 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
     lowest candidate above the bulk; otherwise NotExactError is raised.
     """
     _require(view, genuine)
-    neg = view.tail
-    if view.n_below:  # one pseudo-score stands for the bulk; candidates at or below it are not used
-        neg = np.concatenate([[view.below_max], neg])
-    Nn, Np = view.total, int(genuine.size)
-    values = np.unique(np.concatenate([neg, genuine]))
-    # state after passing value u_i: non-mated scores > u_i are false matches, mated <= u_i misses
-    last = int(np.searchsorted(values, min(neg[-1], genuine[-1]), side="left"))
-    last = min(last, values.size - 2)  # bob's final states (one set exhausted) never win a tie
-    idx = np.arange(last + 1)
-    thresholds = np.concatenate([[values[0]], (values[idx] + values[idx + 1]) / 2.0])
-    fa = np.concatenate([[Nn], neg.size - np.searchsorted(neg, values[idx], side="right")])
-    fr = np.concatenate([[0], np.searchsorted(genuine, values[idx], side="right")])
-    start = 0
-    if view.n_below:
-        start = int(np.searchsorted(values, view.below_max, side="left")) + 1
-        if start >= thresholds.size or int(fa[start]) * Np - int(fr[start]) * Nn < 0:
+    tail, pos = view.tail, genuine
+    Nn, Np = view.total, int(pos.size)
+    pseudo = 1 if view.n_below else 0  # the bulk stands as one score at below_max, below every tail score
+    n_neg = tail.size + pseudo
+
+    def neg_at(i: int) -> float:
+        return view.below_max if (pseudo and i == 0) else float(tail[i - pseudo])
+
+    def D(u: float) -> int:
+        """(FMR - FNMR) * Nn * Np just above u: non-mated > u against mated <= u, exact integers."""
+        above = tail.size - int(np.searchsorted(tail, u, side="right")) + (1 if pseudo and view.below_max > u else 0)
+        return above * Np - int(np.searchsorted(pos, u, side="right")) * Nn
+
+    def last_nonnegative(n: int, at) -> int:
+        lo, hi = -1, n - 1  # D(at(i)) >= 0 holds on a prefix of i (D never increases with u)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if D(at(mid)) >= 0:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    i = last_nonnegative(n_neg, neg_at)
+    j = last_nonnegative(Np, lambda k: float(pos[k]))
+    u_a = max([v for v, k in ((neg_at(i), i), (float(pos[j]) if j >= 0 else None, j)) if k >= 0], default=None)
+
+    def after(u: float) -> float | None:
+        """The next observed value above u, mated or not."""
+        k = int(np.searchsorted(tail, u, side="right"))
+        m = int(np.searchsorted(pos, u, side="right"))
+        nxt = [float(a[x]) for a, x in ((tail, k), (pos, m)) if x < a.size]
+        if pseudo and view.below_max > u:
+            nxt.append(view.below_max)
+        return min(nxt) if nxt else None
+
+    # bob's loop stops after the value where one set runs out: midpoints exist up to that value,
+    # excluding the largest value overall; the one at that value is compared strictly
+    stop = min(float(tail[-1]) if tail.size else view.below_max, float(pos[-1]))
+
+    def midpoint(u: float) -> float | None:
+        nxt = after(u)
+        return None if (nxt is None or u > stop) else (u + nxt) / 2.0
+
+    if u_a is None or (pseudo and u_a < view.below_max):
+        if pseudo:
             raise NotExactError("the EER lies below the exact tail; rebuild with a lower tail cutoff")
-    # |FMR - FNMR| * Nn * Np in exact integers (Python ints: Nn * Np may pass 2**63)
-    # bob's loop compares with `<=` (ties go to the higher threshold), but the state reached when one
-    # set runs out is compared with a strict `<`: it wins only if strictly closer
-    final = thresholds.size - 1 if last == int(np.searchsorted(values, min(neg[-1], genuine[-1]))) else None
-    approx = np.abs(fa[start:] / Nn - fr[start:] / Np)
-    near = start + np.flatnonzero(approx <= approx.min() + 1e-9)
-    exact = {i: abs(int(fa[i]) * Np - int(fr[i]) * Nn) for i in near.tolist()}
-    looped = {i: d for i, d in exact.items() if i != final}
-    if looped:
-        best = min(looped.values())
-        k = max(i for i, d in looped.items() if d == best)
-        if final in exact and exact[final] < best:
-            k = final
+        best_t = float(min(tail[0], pos[0]))  # bob's first candidate: the smallest score (FMR 1, FNMR 0)
+        best_d = Nn * Np
     else:
-        k = final
-    return EERResult(point=operating_point(view, genuine, float(thresholds[k])))
+        best_t = midpoint(u_a)
+        best_d = abs(D(u_a))
+    u_b = after(u_a) if u_a is not None else float(min(tail[0], pos[0]))
+    if u_b is not None and (not pseudo or u_b >= view.below_max):
+        t_b = midpoint(u_b)
+        if t_b is not None:
+            d_b = abs(D(u_b))
+            final = u_b == stop
+            if d_b < best_d or (d_b == best_d and not final):
+                best_t, best_d = t_b, d_b
+    return EERResult(point=operating_point(view, genuine, best_t))
 
 
-def det_curve(view: ImpostorView, genuine: np.ndarray) -> dict[str, np.ndarray]:
+def det_curve(view: ImpostorView, genuine: np.ndarray, max_points: int | None = None) -> dict[str, np.ndarray]:
     """Every distinct operating point of the exact region, lowest threshold first.
 
     Thresholds are each distinct observed score above the bulk (plus +inf, where nothing matches).
-    Returns integer counts: ``false_matches``, ``false_non_matches`` and the totals.
+    With ``max_points``, only about that many of them: observed scores at ranks spread
+    geometrically from both ends of each score set (so both rates are resolved on log axes), each an
+    exact operating point, chosen without materialising the full curve. Returns integer counts:
+    ``false_matches``, ``false_non_matches`` and the totals.
     """
     _require(view, genuine)
-    values = np.unique(np.concatenate([view.tail, genuine]))
+    if max_points is None:
+        values = np.unique(np.concatenate([view.tail, genuine]))
+    else:
+        per_side = max(2, max_points // 4)
+        picks = []
+        for arr in (view.tail, genuine):
+            if arr.size:
+                ranks = np.unique(np.geomspace(1, arr.size, per_side).astype(np.int64) - 1)
+                picks += [arr[ranks], arr[arr.size - 1 - ranks]]
+        values = np.unique(np.concatenate(picks))
     if view.n_below:
         values = values[values > view.below_max]
     thresholds = np.concatenate([values, [np.inf]])
