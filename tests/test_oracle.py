@@ -20,7 +20,6 @@ from faceaudit.measures.verification import eer, fmr_threshold, operating_point
 from faceaudit.scores import DistributionBuilder, ImpostorView, SampleIndex, uniform_edges
 from faceaudit.synthetic import write_evaluation_set
 
-
 scores_st = st.lists(st.integers(-20, 20).map(lambda v: v / 4), min_size=1, max_size=60)
 
 
