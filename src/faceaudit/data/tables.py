@@ -120,6 +120,7 @@ class ScoreFile:
         elif not check_duplicates:
             self.duplicate_check = "skipped on request"
         self.rows_read = 0
+        self._validated = False
 
     def _column_names(self) -> list[str]:
         try:
@@ -161,7 +162,9 @@ class ScoreFile:
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         n = self.samples.n_samples
         bits = None
-        if self.duplicate_check.startswith("exact"):
+        # the file is read several times; the checks of the first complete read hold for the rest
+        validate = not self._validated
+        if validate and self.duplicate_check.startswith("exact"):
             bits = np.zeros((n * n) // 8 + 1, dtype=np.uint8)
         row = 0
         subj = self.samples.subject_of_sample
@@ -177,7 +180,7 @@ class ScoreFile:
                 raise ScoreFileError(f"score column is not numeric near row {row + 1}: {exc}") from None
             if self.distance:
                 score = -score
-            if self.has_mated:
+            if validate and self.has_mated:
                 self._check_mated(batch.column("mated"), subj[probe] == subj[ref], row)
             if bits is not None:
                 self._check_duplicates(bits, probe * n + ref, row)
@@ -186,6 +189,7 @@ class ScoreFile:
         if row == 0:
             raise ScoreFileError(f"score file {str(self.path)!r} has no rows")
         self.rows_read = row
+        self._validated = True
 
     def _check_mated(self, column: pa.Array, derived: np.ndarray, first_row: int) -> None:
         if column.null_count:
