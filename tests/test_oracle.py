@@ -105,20 +105,21 @@ def test_audit_matches_oracle_overall_groups_and_cross_matrix(evalset):
 
 
 def oracle_eer_threshold(neg, pos):
-    """bob.measure's eer_threshold search restated with loops and exact fractions."""
-    from fractions import Fraction
-
+    """bob.measure's eer_threshold search restated by brute force: every candidate threshold, its
+    |FMR - FNMR| counted over all scores, compared exactly as integers (|a * Np - b * Nn|)."""
+    neg_a, pos_a = np.asarray(neg, float), np.asarray(pos, float)
     values = sorted(set(pos) | set(neg))
     stop = values.index(min(max(pos), max(neg)))
     cands = [values[0]] + [(values[i] + values[i + 1]) / 2 for i in range(min(stop, len(values) - 2) + 1)]
     final = len(cands) - 1 if stop <= len(values) - 2 else None
 
     def crit(t):
-        return abs(Fraction(sum(x >= t for x in neg), len(neg)) - Fraction(sum(x < t for x in pos), len(pos)))
+        return abs(int((neg_a >= t).sum()) * len(pos) - int((pos_a < t).sum()) * len(neg))
 
     looped = [c for k, c in enumerate(cands) if k != final]
-    best = min(crit(c) for c in looped)
-    expect = max(c for c in looped if crit(c) == best)
+    scores = [crit(c) for c in looped]
+    best = min(scores)
+    expect = max(c for c, v in zip(looped, scores) if v == best)
     if final is not None and crit(cands[final]) < best:
         expect = cands[final]
     return expect
@@ -356,3 +357,32 @@ def test_sampled_det_points_are_points_of_the_full_curve(neg, pos, k):
     got = list(zip(part["threshold"].tolist(), part["false_matches"].tolist(), part["false_non_matches"].tolist()))
     assert got and all(p in points for p in got)
     assert got[-1][1] == 0  # the curve ends where nothing matches
+
+
+@pytest.mark.parametrize("seed,bins", [(1, 8), (2, 64), (3, 512), (4, 4096), (5, 33)])
+def test_per_cell_cutoffs_give_the_exact_answers(tmp_path, seed, bins):
+    """Cells keep tails from different cutoffs; every group's EER and thresholds stay exact."""
+    import csv
+
+    samples, scores = write_evaluation_set(tmp_path, n_subjects=30, seed=seed)
+    srows = list(csv.DictReader(open(samples)))
+    rows = list(csv.DictReader(open(scores)))
+    by_id = {r["sample_id"]: r for r in srows}
+    targets = [0.01, 0.001]
+    dist = load_score_file(scores, samples, group_columns=["sex", "region"], fmr_targets=targets, bins=bins)
+    res = audit(dist, fmr_targets=targets, bootstrap=0)
+    keys = {"sex": ["sex"], "region": ["region"], "sex x region": ["sex", "region"]}
+    subsets = [("overall", None, res.overall)] + [
+        (name, e["values"], e) for name, entries in res.by_group.items() for e in entries]
+    for name, values, entry in subsets:
+        def inside(a, name=name, values=values):
+            return values is None or [a[c] for c in keys[name]] == values
+        neg = [float(r["score"]) for r in rows if inside(by_id[r["probe"]]) and inside(by_id[r["reference"]])
+               and by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
+        pos = [float(r["score"]) for r in rows if inside(by_id[r["probe"]])
+               and by_id[r["probe"]]["subject_id"] == by_id[r["reference"]]["subject_id"]]
+        if not neg or not pos:
+            continue
+        assert entry["eer_threshold"] == oracle_eer_threshold(neg, pos), (name, values)
+        for p in entry["operating_points"]:
+            assert p["threshold"] == oracle_far_threshold(neg, p["fmr_target"]), (name, values)

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from faceaudit.compare.command import compare
 from faceaudit.errors import FaceAuditError, InputError
 from faceaudit.models.command import embed
+from faceaudit.report.command import report
 
 app = typer.Typer(
     add_completion=False,
@@ -40,11 +41,16 @@ def audit(
     level: Annotated[float, typer.Option(help="interval level")] = 0.95,
     bins: Annotated[int, typer.Option(help="histogram bins per group pair")] = 4096,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
+    report_out: Annotated[Path | None, typer.Option("--report", help="write the self-contained HTML report here")] = None,
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the report to this PDF (needs Chromium)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
 ) -> None:
     """Audit a vendor's comparison scores against a labelled sample table."""
     from faceaudit.audit import audit as run_audit
     from faceaudit.data.ingest import load_score_file
+
+    if pdf is not None and report_out is None:
+        report_out = pdf.with_suffix(".html")
     targets = fmr or [1e-3, 1e-4, 1e-5]
     try:
         if distributions is not None:
@@ -60,7 +66,7 @@ def audit(
             groupings = [(g,) for g in group] + ([tuple(group)] if len(group) > 1 else []) if group else None
             result = run_audit(dist, fmr_targets=targets, groupings=groupings, convention=convention,
                                level=level, bootstrap=bootstrap, seed=seed)
-            _finish(result, json_out, quiet)
+            _finish(result, json_out, quiet, report_out, pdf)
             return
         if scores is None or samples is None:
             raise InputError("give --scores and --samples (or --distributions)")
@@ -72,26 +78,40 @@ def audit(
                 bar.update(task, advance=1, description=f"reading scores ({stage})")
 
             dist = load_score_file(scores, samples, group_columns=group, fmr_targets=targets,
-                                   distance=distance, bins=bins, progress=tick)
+                                   distance=distance, bins=bins, progress=tick,
+                                   track_subject_pairs=bootstrap > 0)
             bar.update(task, description="measuring")
             result = run_audit(dist, fmr_targets=targets, convention=convention, level=level,
                                bootstrap=bootstrap, seed=seed)
     except FaceAuditError as exc:
         _fail(exc)
-    _finish(result, json_out, quiet)
+    _finish(result, json_out, quiet, report_out, pdf)
 
 
-def _finish(result, json_out: Path | None, quiet: bool) -> None:
-    from faceaudit.report.jsonout import to_jsonable, write_json
+def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None = None,
+            pdf: Path | None = None) -> None:
+    from faceaudit.report.compact import audit_document
+    from faceaudit.report.jsonout import write_json
     from faceaudit.report.terminal import print_audit
 
-    doc = to_jsonable(result.to_dict())
+    doc = audit_document(result)  # the JSON document, with the compact distributions the page needs
     if json_out:
         write_json(doc, json_out)
     if not quiet:
         print_audit(doc)
     if json_out:
         err.print(f"wrote {json_out}")
+    if report_out:
+        from faceaudit.report.html import write_html, write_pdf
+
+        try:
+            write_html(doc, report_out)
+            err.print(f"wrote {report_out}")
+            if pdf:
+                write_pdf(report_out, pdf)
+                err.print(f"wrote {pdf}")
+        except FaceAuditError as exc:
+            _fail(exc)
 
 
 @app.command()
@@ -109,6 +129,7 @@ def demo(
 
 app.command("compare")(compare)
 app.command("embed")(embed)
+app.command("report")(report)
 
 
 def main() -> None:  # pragma: no cover

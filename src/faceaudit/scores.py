@@ -348,6 +348,11 @@ class ScoreDistributions:
         n_below = total - int(tail.size)
         below = self.below_max[cells]
         below_max = float(below.max()) if (n_below > 0 and below.size) else -np.inf
+        if n_below and tail.size and tail[0] <= below_max:
+            # cells keep their tails from different cutoffs: a score another cell would not have kept
+            # joins the bulk, so that the view's tail is exactly "every score above below_max"
+            k = int(np.searchsorted(tail, below_max, side="right"))
+            tail, n_below = tail[k:], n_below + k
         return ImpostorView(tail=tail, n_below=n_below, below_max=below_max)
 
     def nonmated_count_at_least(self, threshold: float, cells: np.ndarray | None = None) -> tuple[int, int]:

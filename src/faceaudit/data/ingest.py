@@ -24,12 +24,16 @@ def load_score_file(
     distance: bool = False,
     bins: int = DEFAULT_BINS,
     batch_rows: int = 1 << 20,
+    track_subject_pairs: bool = True,
     progress: Any = None,
 ) -> ScoreDistributions:
     """Read a score table against a sample table into ScoreDistributions.
 
     The file is streamed three times (score range, histogram, exact tail); memory is the sample
-    table, the histograms, the mated scores and the exact tail, independent of the file's length.
+    table, the histograms, the mated scores and the exact tail; the tail holds the non-mated scores at
+    or above the lowest reported threshold (EER, target FMRs) of each cell, so it grows with the file
+    (rows x FMR at the EER), the rest does not. ``track_subject_pairs`` keeps the non-mated comparison
+    counts per pair of subjects that the subject bootstrap needs (up to subjects^2 entries).
     """
     from faceaudit.audit import default_groupings
 
@@ -47,6 +51,7 @@ def load_score_file(
         "score_direction": "distance, negated at ingestion (higher = more alike)" if distance
         else "similarity (higher = more alike)",
     }
-    dist = two_pass(sf.chunks, index, edges, targets, subsets, meta=meta, progress=progress)
+    dist = two_pass(sf.chunks, index, edges, targets, subsets, meta=meta, progress=progress,
+                    track_subject_pairs=track_subject_pairs)
     dist.meta["inputs"]["scores"] = sf.manifest()
     return dist

@@ -1,0 +1,47 @@
+"""`faceaudit report`: the HTML page (and optionally its PDF) from an audit's JSON document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["report"]
+
+err = Console(stderr=True)
+
+
+def report(
+    result: Annotated[Path, typer.Argument(help="the audit's JSON document (faceaudit audit --json)")],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: RESULT with .html)")] = None,
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the page to this PDF (needs Chromium)")] = None,
+    validate: Annotated[bool, typer.Option("--validate/--no-validate",
+                                           help="check the document against the JSON Schema first")] = True,
+) -> None:
+    """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes."""
+    from faceaudit.errors import FaceAuditError, InputError
+    from faceaudit.report.html import write_html, write_pdf
+    from faceaudit.report.jsonout import read_json
+
+    try:
+        if not result.exists():
+            raise InputError(f"no such file: {str(result)!r}")
+        try:
+            doc = read_json(result)
+        except ValueError as exc:
+            raise InputError(f"{str(result)!r} is not JSON: {exc}") from exc
+        if validate:
+            from faceaudit.report.schema import validate_document
+
+            validate_document(doc)
+        html_path = out or result.with_suffix(".html")
+        write_html(doc, html_path)
+        err.print(f"wrote {html_path}")
+        if pdf is not None:
+            write_pdf(html_path, pdf)
+            err.print(f"wrote {pdf}")
+    except FaceAuditError as exc:
+        err.print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc}")
+        raise typer.Exit(code=2) from None
