@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from faceaudit.compare.command import compare
 from faceaudit.errors import FaceAuditError, InputError
+from faceaudit.identify_command import identify, scenario
 from faceaudit.models.command import embed
 from faceaudit.report.command import report
 
@@ -130,6 +131,8 @@ def demo(
 app.command("compare")(compare)
 app.command("embed")(embed)
 app.command("report")(report)
+app.command("identify")(identify)
+app.command("scenario")(scenario)
 
 
 def main() -> None:  # pragma: no cover

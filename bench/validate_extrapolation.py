@@ -1,0 +1,145 @@
+"""Validate the 1:N tail model: fit on a subset, predict FPIR at the full measured N, compare with exhaustive.
+
+Data: the bundled SFace embeddings of all LFW images (demo_data/lfw_sface.parquet), cosine scores.
+
+Protocol. A random ``fraction`` of the subjects (seeded) forms the subset A. Every sample of A is a
+probe; the model is fitted on A alone (each probe against the other samples of A, about
+``fraction * 13,233`` references), then predicts each A-probe's FPIR at its full-set size
+``n_p`` (every other sample of LFW) and at the size of the disjoint gallery B (all non-A samples).
+The exhaustive answers are measured on the full comparison: whether the probe's best non-mated
+score over all of LFW (resp. over B) reaches T. Thresholds are those at the full set's FMR levels.
+
+Printed, per threshold: exhaustive FPIR, the model's prediction (probe part + pair part, with a
+subject-bootstrap interval that refits the GPD), the GPD-only probe part, the naive N x FMR of the
+subset, the homogeneous 1 - (1 - FMR)^N, and the subset's own measured FPIR.
+
+    .venv/bin/python bench/validate_extrapolation.py [--fraction 0.25] [--seed 0] [--engine] [--bootstrap 100]
+
+``--engine`` builds the per-probe data with the real all-pairs engine (compare_embeddings, top_k=50)
+instead of the brute-force reference rows; both give the same per-probe tails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from faceaudit.demo import DEMO_DATA, load_demo_embeddings
+from faceaudit.measures.identification import ProbeTails, TailModel, fpir_extrapolated
+from faceaudit.scores import SampleIndex
+from faceaudit.stats.intervals import bootstrap_weights
+
+
+def _rows(e: np.ndarray, block: int = 1024):
+    for a in range(0, e.shape[0], block):
+        idx = np.arange(a, min(e.shape[0], a + block))
+        yield idx, e[idx] @ e.T
+
+
+def _tails(e: np.ndarray, samples: SampleIndex, engine: bool, top_k: int = 50) -> ProbeTails:
+    if engine:
+        from faceaudit.compare import compare_embeddings
+
+        dist = compare_embeddings(e, samples, backend="numpy", top_k=top_k, progress=False)
+        return ProbeTails.from_distributions(dist, max_known=top_k)
+    return ProbeTails.from_score_rows(samples, _rows(e), max_known=top_k)
+
+
+def _threshold_at_fmr(tails: ProbeTails, fmr: float) -> tuple[float, bool]:
+    """Lowest known score whose pooled exceedance (every ordered probe-reference pair) is <= fmr."""
+    allowed = int(np.floor(fmr * tails.n_nonmated.sum()))
+    s = np.sort(tails.known_score)[::-1]
+    t = float(s[allowed]) if allowed < s.size else float(s[-1])
+    t = float(np.nextafter(t, np.inf))  # strictly above the (allowed+1)-th score
+    _, exact = tails.count_at_least(t)
+    return t, bool(exact.all())
+
+
+def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1e-6), m: int = 20,
+             engine: bool = False, bootstrap: int = 0) -> list[dict]:
+    emb, samples, _, _ = load_demo_embeddings(DEMO_DATA / "lfw_sface.parquet")
+    e = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    t0 = time.perf_counter()
+    full = _tails(e, samples, engine)
+    t1 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    in_a = rng.random(samples.n_subjects) < fraction
+    a = np.flatnonzero(in_a[samples.subject_of_sample])
+    b = np.flatnonzero(~in_a[samples.subject_of_sample])
+    sub_samples = SampleIndex.from_columns(samples.sample_ids[a], samples.subject_ids[samples.subject_of_sample[a]])
+    sub = _tails(e[a], sub_samples, engine)
+    model = TailModel.fitted(sub, m=m)
+    top_b = np.concatenate([(e[a[i:i + 2048]] @ e[b].T).max(axis=1) for i in range(0, a.size, 2048)])
+    fits, pw = [], None
+    if bootstrap:
+        W = bootstrap_weights(sub_samples.group_of_subject, bootstrap, seed)
+        pw = W[:, sub_samples.subject_of_sample]
+        fits = [model.refit(w) for w in pw]
+    t2 = time.perf_counter()
+    n_full = full.n_nonmated[a].astype(float)
+    top_full = full.top_score()[a]
+    out = []
+    for level in fmr_levels:
+        T, exact = _threshold_at_fmr(full, level)
+        comp = model.components(T)
+        p, g = comp["p"], comp["g"]
+        k, _ = sub.count_at_least(T)
+        fmr_sub = float(k.sum() / sub.n_nonmated.sum())
+        row = {"fmr_level_full_set": level, "threshold": T, "threshold_exact": exact,
+               "probes": int(a.size), "n_subset_mean": float(sub.n_nonmated.mean()),
+               "n_full_mean": float(n_full.mean()), "n_disjoint": int(b.size),
+               "exhaustive_full": float(np.mean(top_full >= T)),
+               "predicted_full": float(fpir_extrapolated(p, n_full).mean()),
+               "gpd_only_full": float(fpir_extrapolated(g, n_full).mean()),
+               "self_consistency_subset": float(fpir_extrapolated(p, sub.n_nonmated).mean()),
+               "naive_full": float(n_full.mean() * fmr_sub),
+               "homogeneous_full": float(np.mean(-np.expm1(n_full * np.log1p(-fmr_sub)))),
+               "exhaustive_disjoint": float(np.mean(top_b >= T)),
+               "predicted_disjoint": float(fpir_extrapolated(p, b.size).mean()),
+               "naive_disjoint": float(b.size * fmr_sub),
+               "subset_measured": float(np.mean(k > 0)),
+               "pair_rate": comp["r"], "calibration_scale": comp["scale"], "events_in_subset": comp["events"], "gpd": model.fit.as_dict()}
+        if fits:
+            P = model.exceedance_replicates(T, fits, pw)
+            reps = (pw * fpir_extrapolated(P, n_full[None, :])).sum(axis=1) / pw.sum(axis=1)
+            row["predicted_full_interval"] = [float(x) for x in np.quantile(reps, [0.025, 0.975])]
+        out.append(row)
+    timing = {"full_tails_s": t1 - t0, "subset_and_fit_s": t2 - t1}
+    for r in out:
+        r["timing"] = timing
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fraction", type=float, default=0.25)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--m", type=int, default=20)
+    ap.add_argument("--engine", action="store_true")
+    ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    rows = validate(fraction=args.fraction, seed=args.seed, m=args.m, engine=args.engine, bootstrap=args.bootstrap)
+    print(f"fraction {args.fraction}, seed {args.seed}, m {args.m}, engine {args.engine}; "
+          f"{rows[0]['probes']} probes; n_subset {rows[0]['n_subset_mean']:.0f} -> n_full {rows[0]['n_full_mean']:.0f} "
+          f"(disjoint {rows[0]['n_disjoint']}); timing {rows[0]['timing']}")
+    print("| FMR (full set) | T | exhaustive FPIR @ full N | predicted (95% CI) | GPD-only | naive N*FMR | "
+          "homogeneous | subset measured (model at subset N) | exhaustive @ disjoint B | predicted @ B | naive @ B |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ci = r.get("predicted_full_interval")
+        ci_s = f" ({ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+        print(f"| {r['fmr_level_full_set']:.0e} | {r['threshold']:.4f} | {r['exhaustive_full']:.4f} | "
+              f"{r['predicted_full']:.4f}{ci_s} | {r['gpd_only_full']:.4f} | {r['naive_full']:.4f} | "
+              f"{r['homogeneous_full']:.4f} | {r['subset_measured']:.4f} ({r['self_consistency_subset']:.4f}) | {r['exhaustive_disjoint']:.4f} | "
+              f"{r['predicted_disjoint']:.4f} | {r['naive_disjoint']:.4f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

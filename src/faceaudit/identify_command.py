@@ -1,0 +1,166 @@
+"""``faceaudit identify`` and ``faceaudit scenario``: 1:N measures and the operational projection.
+
+Typer command functions; the app mounts them (``app.command("identify")(identify)``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["identify", "scenario", "format_identification", "format_scenario"]
+
+
+def _floats(text: str) -> list[float]:
+    from faceaudit.errors import InputError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _fail(exc: Exception) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc}")
+    raise typer.Exit(code=2)
+
+
+def _load(path: Path):
+    from faceaudit.compare.store import load_distributions
+    from faceaudit.measures.identification import ProbeTails
+
+    return ProbeTails.from_distributions(load_distributions(path))
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def _ci(d: dict[str, Any] | None) -> str:
+    return "" if not d else f" [{d['low']:.3g}, {d['high']:.3g}]"
+
+
+def format_identification(doc: dict[str, Any]) -> list[str]:
+    """Plain lines: per probe group, FPIR and FNIR at each gallery size and threshold, CMC, and the
+    extrapolated FPIR next to the naive N x FMR."""
+    lines = [f"1:N on {doc['counts']['probes']:,} probes ({doc['counts']['mated_probes']:,} with a mate) of "
+             f"{doc['counts']['subjects']:,} subjects; protocol: {doc['protocol']}"]
+    blocks = [doc["overall"]] + [b for bs in doc["by_group"].values() for b in bs]
+    for b in blocks:
+        lines.append(f"\n== probes: {b['group']} ({b['probes']:,} probes, {b['subjects']:,} subjects)")
+        for p in b["points"]:
+            fn = "  ".join(f"FNIR@{f['rank']}={_pct(f['rate'].get('value'))}{_ci(f['rate'].get('subject_bootstrap'))}"
+                           for f in p["fnir"])
+            note = "" if p["exact"] else f"  (bounded: {p['fpir_bounds'][0]:.3g}..{p['fpir_bounds'][1]:.3g})"
+            lines.append(f"  N={p['gallery_size']!s:>8} T={p['threshold']:<8.6g} FPIR={_pct(p['fpir'].get('value'))}"
+                         f"{_ci(p['fpir'].get('subject_bootstrap'))}{note}  {fn}")
+        for c in b["cmc"]:
+            lines.append(f"  N={c['gallery_size']!s:>8} CMC: " + "  ".join(
+                f"rank {x['rank']}: {_pct(x['rate'].get('value'))}" for x in c["cmc"]))
+        for x in b.get("extrapolated", []):
+            conc = x["share_from_top_1pct_probes"]
+            lines.append(
+                f"  N={x['gallery_size']:>8.3g} T={x['threshold']:<8.6g} model FPIR={x['fpir']:.3g}{_ci(x['interval'])}"
+                f"  naive N*FMR={x['naive_n_fmr']:.3g}  homogeneous 1-(1-FMR)^N={x['homogeneous_fpir']:.3g}"
+                + (f"  top 1% of probes carry {100 * conc:.0f}%" if conc is not None else "")
+                + ("  [FMR below anything observed]" if x["beyond_observed_fmr"] else ""))
+    if any(b.get("extrapolated") for b in blocks):
+        lines.append("\nWhy the model and N*FMR differ: FMR is an average over probes; a few probes (lambs) match many "
+                     "people and saturate (a search counts once), most match almost no one. The model keeps each probe's "
+                     "own tail, so FPIR = mean over probes of 1-(1-p_probe)^N, not N times the mean.")
+    for f in doc["flags"]:
+        lines.append(f"FLAG: {f}")
+    return lines
+
+
+def format_scenario(doc: dict[str, Any]) -> list[str]:
+    e = doc["expected"]
+    lines = [doc["statement"], "",
+             f"expected false matches: {e['false_matches']:,.1f}{_ci(e['interval'])}  "
+             f"(non-mated searches {e['from_nonmated_searches']:,.1f}, mated searches also returning someone else "
+             f"{e['from_mated_searches']:,.1f}, of which wrong person first {e['mated_searches_wrong_person_first']:,.1f})",
+             f"FPIR {e['fpir']:.3g}; modelled FMR at the threshold {e['fmr_at_threshold']:.3g}; "
+             f"naive searches x N x FMR {e['naive_searches_x_n_x_fmr']:,.1f}"]
+    for g in doc["by_group"]:
+        lines.append(f"  {g['group']:<16} share {g['share']:.3g}  probes {g['probes']:,}  FPIR {g['fpir']:.3g}  "
+                     f"false matches {g['false_matches']:,.1f}{_ci(g.get('interval'))}")
+    if doc["budget"]:
+        b = doc["budget"]
+        lines.append(f"budget {b['max_false_matches']:g}: threshold {b.get('threshold')!s} (point estimate), "
+                     f"{b.get('threshold_upper_bound_within_budget')!s} (upper interval bound within budget)")
+    for f in doc["flags"]:
+        lines.append(f"FLAG: {f}")
+    return lines
+
+
+def identify(
+    distributions: Annotated[Path, typer.Option(help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)")],
+    threshold: Annotated[str, typer.Option(help="threshold(s), comma-separated, e.g. 0.45,0.52")],
+    gallery_sizes: Annotated[str, typer.Option(help="non-mated gallery sizes, comma-separated; 'full' = every other sample")] = "full",
+    rank: Annotated[str, typer.Option(help="ranks for FNIR and CMC, comma-separated")] = "1",
+    extrapolate: Annotated[str, typer.Option(help="gallery sizes beyond the set for the tail model, e.g. 1e5,1e7")] = "",
+    group: Annotated[list[str], typer.Option("--group", help="group column to break results down by (repeat; default: each)")] = [],  # noqa: B006
+    tail_m: Annotated[int, typer.Option(help="per-probe tail size m for the GPD model")] = 20,
+    bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0 disables)")] = 200,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    level: Annotated[float, typer.Option(help="interval level")] = 0.95,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
+) -> None:
+    """1:N identification: FPIR, FNIR and CMC by gallery size, per probe group, with intervals."""
+    from faceaudit.errors import FaceAuditError
+    from faceaudit.measures.identification import identification, parse_gallery_sizes
+
+    try:
+        tails = _load(distributions)
+        result = identification(tails, thresholds=_floats(threshold), gallery_sizes=parse_gallery_sizes(gallery_sizes),
+                                ranks=[int(r) for r in _floats(rank)], extrapolate_to=_floats(extrapolate),
+                                groupings=[(g,) for g in group] or None, m=tail_m, bootstrap=bootstrap, seed=seed,
+                                level=level)
+    except FaceAuditError as exc:
+        _fail(exc)
+    doc = result.to_dict()
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    if not quiet:
+        typer.echo("\n".join(format_identification(doc)))
+
+
+def scenario(
+    distributions: Annotated[Path, typer.Option(help="a .fadist file from `faceaudit compare`")],
+    searches: Annotated[float, typer.Option(help="number of searches")],
+    gallery: Annotated[float, typer.Option(help="faces in the gallery searched")],
+    threshold: Annotated[float | None, typer.Option(help="the threshold the system runs at")] = None,
+    max_false_matches: Annotated[float | None, typer.Option(help="instead of --threshold: find the threshold keeping expected false matches within this")] = None,
+    mated_share: Annotated[float, typer.Option(help="share of searches whose person is enrolled")] = 0.0,
+    mix: Annotated[str | None, typer.Option(help="searched population, e.g. sex=female:0.3,male:0.7 (default: the set's own mix)")] = None,
+    tail_m: Annotated[int, typer.Option(help="per-probe tail size m for the GPD model")] = 20,
+    bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (GPD refitted on each)")] = 100,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    level: Annotated[float, typer.Option(help="interval level")] = 0.95,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
+) -> None:
+    """Operational projection: expected false matches of S searches against a gallery of N at a threshold."""
+    from faceaudit.errors import FaceAuditError
+    from faceaudit.scenario import parse_mix
+    from faceaudit.scenario import scenario as run_scenario
+
+    try:
+        parsed = parse_mix(mix)
+        tails = _load(distributions)
+        result = run_scenario(tails, searches=searches, gallery_size=gallery, threshold=threshold,
+                              max_false_matches=max_false_matches, mated_share=mated_share, mix=parsed, m=tail_m,
+                              bootstrap=bootstrap, seed=seed, level=level)
+    except FaceAuditError as exc:
+        _fail(exc)
+    doc = result.to_dict()
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    if not quiet:
+        typer.echo("\n".join(format_scenario(doc)))

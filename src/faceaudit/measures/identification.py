@@ -1,0 +1,712 @@
+"""1:N identification measured on a labelled evaluation set, and its extrapolation to larger galleries.
+
+Protocol (every number below is defined by it)
+---------------------------------------------
+Every sample of the evaluation set is a probe; its **gallery is every other sample of the set** (what
+the all-pairs engine's per-probe summary covers). For probe ``p``:
+
+* its **non-mated references** are the ``n_p`` samples of other subjects; a **non-mated search**
+  is the search of ``p`` against them alone (every sample of ``p``'s own subject removed);
+* a **mated search** exists when ``p``'s subject has another sample: the gallery is the non-mated
+  references plus those mates; the search returns the first mate at rank
+  ``1 + #(non-mated scores >= best mated score)`` (ties count against the mate, as in
+  :class:`~faceaudit.compare.summary.ProbeSummary`).
+
+Gallery size ``N`` is the number of **non-mated** references in the gallery; a gallery of size
+``N < n_p`` is a uniformly random ``N``-subset of them (the mates, if any, stay in). Measures at size
+``N``, per probe, then averaged over probes:
+
+* ``FPIR(N, T)``: probability that a non-mated search returns at least one candidate with score >= T.
+  With ``k_p(T)`` of the ``n_p`` non-mated scores >= T, exactly (hypergeometric, no Monte Carlo)
+  ``1 - C(n_p - k_p, N) / C(n_p, N)`` (ISO/IEC 19795-1, NIST FRVT 1:N FPIR);
+* ``FNIR(N, R, T)``: probability that a mated search does not return the first mate within the top
+  ``R`` candidates with score >= T: a miss if the best mated score is < T, or if ``R`` or more of
+  the ``a_p = rank - 1`` non-mates that outscore it are drawn into the gallery
+  (``P(X >= R), X ~ Hypergeometric(n_p, a_p, N)``);
+* ``CMC(N, R) = 1 - FNIR(N, R, -inf)``.
+
+Beyond the measured size (``N > n_p``) no subsample can answer; :class:`TailModel` does. Per probe,
+the per-reference exceedance ``p_p(T) = P(non-mated score >= T)`` has two parts:
+
+* the **probe part** ``g_p(T)``: the exact count ``k_p(T) / n_p`` at or below the probe's own tail
+  cutoff ``u_p`` (its ``m``-th highest non-mated score), and ``m / (n_p + 1) * GPD_sf(T - u_p)`` above
+  it, one GPD (shape, scale) pooled over every probe's excesses over its own ``u_p``: probes differ by
+  where their tail starts ("lambs" start high), the shape of the tail above is shared;
+* a **calibration** on the observed pooled FMR(T): where at least 10 non-mated scores >= T were
+  observed, a probe part that over-explains them is scaled down to the observed count (the GPD fitted
+  just above each probe's cutoff runs heavy when extrapolated far, as a light, Gaussian-like tail
+  does), and a shortfall becomes the **pair part** ``r(T)``, a rate the same for every probe: single
+  extreme pairs (a doppelganger, a mislabelled identity) that strike one reference, not a probe's
+  whole tail, and so grow linearly with the gallery. On LFW they dominate the highest thresholds
+  (bench/RESULTS.md). Beyond the last calibrated threshold the last scale is carried on.
+
+So the per-probe model decides *who* the false positives fall on; the observed FMR decides *how many*
+per comparison, wherever it was observed. Then (references independent given the probe)::
+
+    FPIR(N, T) = mean_p [1 - (1 - p_p(T)) ** N],   p_p(T) = c(T) g_p(T) + r(T)
+
+which is what a heterogeneous population does; the naive ``N x FMR(T)`` (or the homogeneous
+``1 - (1 - FMR)^N``) treats every probe as average and, by Jensen's inequality, overstates FPIR once
+``N x FMR`` is not small, while hiding that the false positives concentrate on a few probes.
+
+Groups are **probe** groups: the gallery is always the whole evaluation set (its demographic mix).
+Intervals come from the subject bootstrap over probes (stratified by group, as in the audit); for the
+model they also refit the GPD on each replicate, so they carry the tail-fit uncertainty too. They do
+not carry the randomness of which references a future gallery holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import gammaln
+from scipy.stats import hypergeom
+
+from faceaudit.errors import InputError
+from faceaudit.scores import SampleIndex, ScoreDistributions
+from faceaudit.stats.intervals import bootstrap_weights, clopper_pearson, rule_of_three
+from faceaudit.stats.tails import GPDFit, fit_gpd, gpd_sf
+
+__all__ = [
+    "ProbeTails",
+    "TailModel",
+    "IdentificationResult",
+    "identification",
+    "fpir_at",
+    "fnir_at",
+    "hypergeometric_any",
+    "parse_gallery_sizes",
+    "probe_groupings",
+]
+
+#: the most known non-mated scores kept per probe (the exact tail can hold many more for a lamb)
+DEFAULT_MAX_KNOWN = 1000
+#: a group with fewer probes than this is flagged (its FPIR rests on too few people)
+MIN_GROUP_PROBES = 100
+MIN_GROUP_SUBJECTS = 30
+#: observed non-mated scores >= T needed to calibrate the tail model's level on the observed FMR
+MIN_CALIBRATION_EVENTS = 10
+
+
+class IdentificationInputError(InputError):
+    """A 1:N measure was asked of data that cannot answer it (no per-probe data, bad sizes or ranks)."""
+
+
+# ----- per-probe data -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProbeTails:
+    """What 1:N needs of each probe: its upper non-mated tail, its number of non-mated references,
+    its best mated score and the rank of its first mate.
+
+    ``known_score[offsets[p]:offsets[p+1]]`` are probe ``p``'s highest non-mated scores, descending,
+    with their reference sample indices. The list is **complete from** ``exact_from[p]``: every
+    non-mated score of ``p`` that is ``>= exact_from[p]`` is in it, so ``k_p(T)`` is exact for every
+    ``T >= exact_from[p]``; below it only a lower bound is known. ``exact_from = -inf`` means the
+    list holds all of ``p``'s non-mated scores.
+    """
+
+    samples: SampleIndex
+    n_nonmated: np.ndarray  # (n,) int64
+    offsets: np.ndarray  # (n + 1,) int64
+    known_score: np.ndarray  # float64, descending within each probe
+    known_reference: np.ndarray  # int64
+    exact_from: np.ndarray  # (n,) float64
+    best_mated_score: np.ndarray  # (n,) float64, NaN without a mate
+    mate_rank: np.ndarray  # (n,) int64, 0 without a mate
+
+    @property
+    def n_probes(self) -> int:
+        return int(self.n_nonmated.size)
+
+    @property
+    def known_count(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def probe_of_known(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_probes), self.known_count)
+
+    @property
+    def has_mate(self) -> np.ndarray:
+        return self.mate_rank > 0
+
+    def top_score(self) -> np.ndarray:
+        """Each probe's highest non-mated score (-inf if it has none)."""
+        out = np.full(self.n_probes, -np.inf)
+        nz = self.known_count > 0
+        out[nz] = self.known_score[self.offsets[:-1][nz]]
+        return out
+
+    def count_at_least(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per probe, the number of non-mated scores >= threshold, and whether that count is exact
+        (``threshold >= exact_from``); where it is not, the count is a lower bound."""
+        hit = self.known_score >= threshold
+        counts = np.bincount(self.probe_of_known[hit], minlength=self.n_probes).astype(np.int64)
+        return counts, threshold >= self.exact_from
+
+    # ----- constructors -------------------------------------------------------------------------
+    @classmethod
+    def from_distributions(cls, dist: ScoreDistributions, *, max_known: int = DEFAULT_MAX_KNOWN) -> ProbeTails:
+        """Per-probe tails of an all-pairs (complete-design) ScoreDistributions with a probe summary.
+
+        Union of the summary's top-k (complete above each probe's k-th score) and the exact non-mated
+        tail (complete at and above the cutoffs of every cell the probe takes part in). The engine
+        files pair (i, j), i < j, with probe i; a symmetric all-pairs run compares every sample with
+        every other once, so a probe's tail entries are those with it in either column.
+        """
+        summary = dist.probe_summary
+        if summary is None or dist.design != "complete":
+            raise IdentificationInputError(
+                "1:N needs the per-probe summaries of an all-pairs comparison (faceaudit compare); "
+                f"these distributions have design {dist.design!r} and "
+                f"{'no' if summary is None else 'a'} probe summary")
+        s = dist.samples
+        n = s.n_samples
+        if summary.topk_score.shape[0] != n:
+            raise IdentificationInputError("the probe summary does not align with the sample table")
+        if any(dist.exclusions.values()):
+            # excluded pairs (non-finite scores) would make n_p wrong: refuse rather than guess
+            raise IdentificationInputError(f"comparisons were excluded ({dict(dist.exclusions)}); the per-probe "
+                                           "counts of non-mated references would be wrong")
+        n_nonmated = (n - np.bincount(s.subject_of_sample, minlength=s.n_subjects)[s.subject_of_sample]).astype(np.int64)
+        k = summary.k
+        g = s.group_of_sample
+        # every non-mated score of p at or above the cutoffs of its cells is in the tail
+        cut = np.maximum(dist.tail_cutoff.max(axis=1)[g], dist.tail_cutoff.max(axis=0)[g])
+        # a full top-k is complete strictly above its k-th score; a short one holds all the scores
+        if k > 0:
+            kth = summary.topk_score[:, k - 1]
+            full = np.isfinite(kth)
+            topk_from = np.where(full, np.nextafter(kth, np.inf), -np.inf)
+        else:
+            topk_from = np.full(n, np.inf)
+        exact_from = np.minimum(topk_from, cut)
+        tr = summary.topk_reference
+        valid = tr >= 0
+        probe = np.concatenate([np.repeat(np.arange(n), valid.sum(axis=1)), dist.tail_probe, dist.tail_reference])
+        ref = np.concatenate([tr[valid], dist.tail_reference, dist.tail_probe])
+        score = np.concatenate([summary.topk_score[valid], dist.tail_score, dist.tail_score])
+        return cls._assemble(s, n_nonmated, probe, ref, score, exact_from, summary.best_mated_score.astype(np.float64),
+                             summary.mate_rank.astype(np.int64), max_known)
+
+    @classmethod
+    def from_score_rows(cls, samples: SampleIndex, rows: Iterable[tuple[np.ndarray, np.ndarray]], *,
+                        max_known: int = 200) -> ProbeTails:
+        """Reference implementation from explicit score rows: ``rows`` yields ``(probe_indices,
+        scores)`` with ``scores[i, j]`` the score of probe ``probe_indices[i]`` against sample ``j``
+        (all samples as references; the diagonal is ignored). Every row must come exactly once.
+        For small sets and for the validation; the engine path is :meth:`from_distributions`."""
+        n = samples.n_samples
+        subj = samples.subject_of_sample
+        n_nonmated = (n - np.bincount(subj, minlength=samples.n_subjects)[subj]).astype(np.int64)
+        best = np.full(n, np.nan)
+        rank = np.zeros(n, np.int64)
+        exact_from = np.full(n, -np.inf)
+        probes, refs, scores = [], [], []
+        seen = np.zeros(n, bool)
+        for idx, block in rows:
+            idx = np.asarray(idx, dtype=np.int64)
+            block = np.asarray(block, dtype=np.float64)
+            if block.shape != (idx.size, n):
+                raise IdentificationInputError(f"score rows must be (len(probe_indices), {n})")
+            seen[idx] = True
+            mated = subj[idx][:, None] == subj[None, :]
+            nm = np.where(mated, -np.inf, block)
+            mt = np.where(mated, block, -np.inf)
+            mt[np.arange(idx.size), idx] = -np.inf
+            b = mt.max(axis=1)
+            has = np.isfinite(b) & (mated.sum(axis=1) > 1)
+            best[idx[has]] = b[has]
+            rank[idx[has]] = 1 + (nm[has] >= b[has, None]).sum(axis=1)
+            m = min(max_known, n)
+            top = np.argpartition(-nm, m - 1, axis=1)[:, :m] if m < n else np.tile(np.arange(n), (idx.size, 1))
+            ts = np.take_along_axis(nm, top, axis=1)
+            if m < n:
+                # complete strictly above the m-th score (ties at it may be cut)
+                exact_from[idx] = np.nextafter(ts.min(axis=1), np.inf)
+                exact_from[idx[n_nonmated[idx] <= m]] = -np.inf
+            keep = np.isfinite(ts)
+            probes.append(np.repeat(idx, keep.sum(axis=1)))
+            refs.append(top[keep])
+            scores.append(ts[keep])
+        if not seen.all():
+            raise IdentificationInputError(f"{int((~seen).sum())} probe row(s) missing")
+        return cls._assemble(samples, n_nonmated, np.concatenate(probes), np.concatenate(refs), np.concatenate(scores),
+                             exact_from, best, rank, max_known)
+
+    @classmethod
+    def _assemble(cls, samples, n_nonmated, probe, ref, score, exact_from, best, rank, max_known) -> ProbeTails:
+        n = samples.n_samples
+        subj = samples.subject_of_sample
+        ok = (subj[probe] != subj[ref]) & (score >= exact_from[probe])
+        probe, ref, score = probe[ok], ref[ok], score[ok]
+        # one entry per (probe, reference) pair: top-k and tail overlap
+        key = probe.astype(np.int64) * n + ref
+        key, first = np.unique(key, return_index=True)
+        probe, ref, score = probe[first], ref[first], score[first]
+        order = np.lexsort((ref, -score, probe))
+        probe, ref, score = probe[order], ref[order], score[order]
+        counts = np.bincount(probe, minlength=n)
+        starts = np.r_[0, np.cumsum(counts)]
+        exact_from = exact_from.astype(np.float64).copy()
+        if max_known and (counts > max_known).any():
+            pos = np.arange(probe.size) - starts[probe]
+            over = np.flatnonzero(counts > max_known)
+            cut_score = score[starts[over] + max_known - 1]
+            exact_from[over] = np.nextafter(cut_score, np.inf)
+            keep = pos < max_known
+            # ties with the last kept score would make the count at it inexact: keep it strictly above
+            keep &= score >= exact_from[probe]
+            probe, ref, score = probe[keep], ref[keep], score[keep]
+            counts = np.bincount(probe, minlength=n)
+            starts = np.r_[0, np.cumsum(counts)]
+        return cls(samples=samples, n_nonmated=np.asarray(n_nonmated, np.int64), offsets=starts.astype(np.int64),
+                   known_score=score.astype(np.float64), known_reference=ref.astype(np.int64), exact_from=exact_from,
+                   best_mated_score=np.asarray(best, np.float64), mate_rank=np.asarray(rank, np.int64))
+
+
+# ----- exact measures at a measured gallery size --------------------------------------------------
+def hypergeometric_any(n: np.ndarray, k: np.ndarray, draws: np.ndarray | int) -> np.ndarray:
+    """``1 - C(n - k, N) / C(n, N)``: probability that ``N`` draws without replacement from ``n``
+    items, ``k`` of them marked, include at least one marked item (exact, in log space)."""
+    n = np.asarray(n, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    N = np.broadcast_to(np.asarray(draws, dtype=np.float64), n.shape)
+    out = np.ones(n.shape)
+    none = k <= 0
+    out[none] = 0.0
+    free = ~none & (n - k >= N)
+    nn, kk, NN = n[free], k[free], N[free]
+    log_ratio = gammaln(nn - kk + 1) - gammaln(nn - kk - NN + 1) - gammaln(nn + 1) + gammaln(nn - NN + 1)
+    out[free] = -np.expm1(log_ratio)
+    return out
+
+
+def fpir_at(tails: ProbeTails, gallery_size: int | None, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per probe, the exact expected false-positive identification at a measured size: (low, high,
+    exact). ``gallery_size=None`` is each probe's full set (``N = n_p``). Where ``threshold`` falls
+    below a probe's complete tail its count is only bounded (low from the known scores, high 1)."""
+    n = tails.n_nonmated
+    N = n if gallery_size is None else np.minimum(int(gallery_size), n)
+    if gallery_size is not None and np.any(n < int(gallery_size)):
+        raise IdentificationInputError(
+            f"gallery size {int(gallery_size):,} exceeds the {int(n.min()):,} non-mated references some probes "
+            "have: use the tail model (TailModel / `faceaudit scenario`) beyond the measured size")
+    k, exact = tails.count_at_least(threshold)
+    low = hypergeometric_any(n, k, N)
+    high = np.where(exact, low, np.where(N > 0, 1.0, 0.0))
+    return low, high, exact
+
+
+def fnir_at(tails: ProbeTails, gallery_size: int | None, rank: int, threshold: float) -> np.ndarray:
+    """Per mated probe (``tails.has_mate``), the exact expected miss at a measured size: the first
+    mate is outside the top ``rank`` or scores below ``threshold``. NaN for probes without a mate."""
+    if rank < 1:
+        raise IdentificationInputError(f"rank must be >= 1, got {rank}")
+    n = tails.n_nonmated
+    N = n if gallery_size is None else np.minimum(int(gallery_size), n)
+    has = tails.has_mate
+    a = np.maximum(tails.mate_rank - 1, 0)
+    # P(fewer than `rank` of the a outscoring non-mates are drawn)
+    within = hypergeom.cdf(rank - 1, n, np.minimum(a, n), N)
+    above = tails.best_mated_score >= threshold
+    miss = 1.0 - np.where(above, within, 0.0)
+    return np.where(has, miss, np.nan)
+
+
+# ----- the tail model -----------------------------------------------------------------------------
+@dataclass
+class TailModel:
+    """Per-probe non-mated tails with a pooled GPD above each probe's own cutoff (see module doc).
+
+    ``cutoff[p]`` is probe ``p``'s ``m``-th highest non-mated score (``m_p = min(m, known)``),
+    ``rate[p] = m_p / (n_p + 1)`` the expected exceedance probability of that order statistic, and
+    ``fit`` the GPD of every probe's excesses over its own cutoff. Probes whose complete list holds
+    fewer than 3 scores take no part in the fit (their exceedance above the cutoff still uses it).
+    """
+
+    tails: ProbeTails
+    m: int
+    cutoff: np.ndarray
+    rate: np.ndarray
+    fit: GPDFit
+    excess: np.ndarray = field(repr=False)
+    excess_probe: np.ndarray = field(repr=False)
+
+    @classmethod
+    def fitted(cls, tails: ProbeTails, *, m: int = 20, probes: np.ndarray | None = None) -> TailModel:
+        """Fit the model; ``probes`` (a boolean mask) restricts the fit, not the per-probe cutoffs."""
+        if m < 3:
+            raise IdentificationInputError("the tail model needs m >= 3 scores per probe")
+        counts = tails.known_count
+        mp = np.minimum(counts, m)
+        starts = tails.offsets[:-1]
+        cutoff = np.where(mp > 0, tails.known_score[starts + np.maximum(mp - 1, 0)], np.inf) if tails.known_score.size \
+            else np.full(tails.n_probes, np.inf)
+        rate = mp / (tails.n_nonmated + 1.0)
+        pos = np.arange(tails.known_score.size) - np.repeat(starts, counts)
+        probe = tails.probe_of_known
+        sel = (pos < mp[probe] - 1) & (mp[probe] >= 3)
+        if probes is not None:
+            sel &= np.asarray(probes, bool)[probe]
+        excess = tails.known_score[sel] - cutoff[probe[sel]]
+        if excess.size < 10:
+            raise IdentificationInputError(
+                f"only {excess.size} tail scores to fit: the per-probe summaries are too short "
+                "(rerun `faceaudit compare` with a larger --top-k)")
+        fit = fit_gpd(excess)
+        return cls(tails=tails, m=int(m), cutoff=cutoff, rate=rate, fit=fit, excess=excess,
+                   excess_probe=probe[sel])
+
+    def refit(self, probe_weights: np.ndarray) -> GPDFit:
+        """The GPD refitted with per-probe weights (a subject-bootstrap replicate)."""
+        return fit_gpd(self.excess, probe_weights[self.excess_probe], start=(self.fit.shape, self.fit.scale))
+
+    def probe_part(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None, *,
+                   counts: np.ndarray | None = None) -> np.ndarray:
+        """Per probe, ``g_p(T)``: the exact ``k_p(T) / n_p`` at or below the probe's cutoff, the pooled
+        GPD above it."""
+        shape, scale = (self.fit.shape, self.fit.scale) if fit is None else (
+            (fit.shape, fit.scale) if isinstance(fit, GPDFit) else fit)
+        above = threshold > self.cutoff
+        out = np.empty(self.tails.n_probes)
+        out[above] = self.rate[above] * gpd_sf(threshold - self.cutoff[above], shape, scale)
+        below = ~above
+        if below.any():
+            k = self.tails.count_at_least(float(threshold))[0] if counts is None else counts
+            out[below] = k[below] / np.maximum(self.tails.n_nonmated[below], 1)
+        return out
+
+    def components(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
+                   weights: np.ndarray | None = None, *, counts: np.ndarray | None = None) -> dict[str, Any]:
+        """``p_p(T)`` and its parts: the probe part ``g`` scaled by ``scale``, the pair part ``r``, and
+        the number of observed non-mated scores >= T (``events``) they are calibrated on.
+
+        Where at least :data:`MIN_CALIBRATION_EVENTS` scores >= T were observed, the mean of
+        ``p_p`` over comparisons equals the observed FMR(T) exactly: a probe part that over-explains
+        it is scaled down (the GPD fitted just above each probe's cutoff runs heavy when extrapolated
+        far, as a light, Gaussian-like tail does), a shortfall becomes the pair part. Beyond that the
+        scale of the last calibrated threshold is carried on and the pair part covers only the few
+        scores observed (the scenario adds the rule-of-three bound on unobserved ones and flags it).
+        """
+        k = self.tails.count_at_least(float(threshold))[0] if counts is None else counts
+        g = self.probe_part(threshold, fit, counts=k)
+        n = self.tails.n_nonmated
+        w = np.ones(self.tails.n_probes) if weights is None else weights
+        den = float(np.sum(w * n))
+        events = int(k.sum())
+        if events >= MIN_CALIBRATION_EVENTS or not np.isfinite(self.calibration_threshold):
+            F = float(np.sum(w * k)) / den
+            gbar = float(np.sum(w * n * g)) / den
+            scale = min(1.0, F / gbar) if gbar > 0 else 1.0
+            r = max(0.0, F - gbar)
+        else:
+            ts = self.calibration_threshold
+            ks = self.tails.count_at_least(ts)[0]
+            gs = self.probe_part(ts, fit, counts=ks)
+            fs = float(np.sum(w * ks)) / den
+            gbs = float(np.sum(w * n * gs)) / den
+            scale = min(1.0, fs / gbs) if gbs > 0 else 1.0
+            # the few scores observed >= T stay counted: what the scaled probe part misses of them is pair part
+            F = float(np.sum(w * k)) / den
+            r = max(0.0, F - scale * float(np.sum(w * n * g)) / den)
+        return {"p": np.clip(g * scale + r, 0.0, 1.0), "g": g, "scale": scale, "r": r, "events": events}
+
+    @functools.cached_property
+    def calibration_threshold(self) -> float:
+        """The highest threshold with :data:`MIN_CALIBRATION_EVENTS` observed non-mated scores at or above it."""
+        s = self.tails.known_score
+        if s.size < MIN_CALIBRATION_EVENTS:
+            return -np.inf
+        return float(np.partition(s, s.size - MIN_CALIBRATION_EVENTS)[s.size - MIN_CALIBRATION_EVENTS])
+
+    def exceedance_replicates(self, threshold: float, fits: Sequence[GPDFit], probe_weights: np.ndarray) -> np.ndarray:
+        """(R, n) ``p_p(T)`` under each replicate's refitted GPD and probe weights."""
+        k, _ = self.tails.count_at_least(float(threshold))
+        out = np.empty((len(fits), self.tails.n_probes))
+        for i, (f, w) in enumerate(zip(fits, probe_weights)):
+            out[i] = self.components(threshold, f, w, counts=k)["p"]
+        return out
+
+    def exceedance(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+        """Per probe ``p_p(T)`` (see :meth:`components`)."""
+        return self.components(threshold, fit, weights)["p"]
+
+    def extrapolated_share(self, threshold: float) -> float:
+        """Share of probes whose exceedance at ``threshold`` comes from the GPD (threshold above the
+        probe's highest observed non-mated score), not from counted scores."""
+        return float(np.mean(threshold > self.tails.top_score()))
+
+
+def fpir_extrapolated(p: np.ndarray, gallery_size: float | np.ndarray) -> np.ndarray:
+    """Per probe ``1 - (1 - p_p)^N`` (independent references given the probe; ``N`` a scalar or
+    one per probe)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.expm1(np.asarray(gallery_size, dtype=np.float64) * np.log1p(-np.clip(p, 0.0, 1.0)))
+
+
+# ----- groups and sizes ---------------------------------------------------------------------------
+def probe_groupings(samples: SampleIndex, groupings: Sequence[Sequence[str]] | None = None) -> dict[tuple, np.ndarray]:
+    """{(grouping, values): boolean probe mask}; ``((), ())`` is every probe. Default groupings: each
+    group column on its own."""
+    cols = samples.group_columns
+    if groupings is None:
+        groupings = [(c,) for c in cols]
+    out: dict[tuple, np.ndarray] = {((), ()): np.ones(samples.n_samples, bool)}
+    for grouping in groupings:
+        grouping = tuple(grouping)
+        unknown = [c for c in grouping if c not in cols]
+        if unknown:
+            raise IdentificationInputError(f"unknown group column(s) {unknown}; the sample table has {list(cols)}")
+        pos = [cols.index(c) for c in grouping]
+        labels = [tuple(lab[i] for i in pos) for lab in samples.group_labels]
+        for values in sorted(set(labels)):
+            finest = np.array([lab == values for lab in labels])
+            out[(grouping, values)] = finest[samples.group_of_sample]
+    return out
+
+
+def parse_gallery_sizes(text: str | Sequence[Any]) -> list[int | None]:
+    """``"1e2,1e3,full"`` -> ``[100, 1000, None]`` (None: each probe's full set)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[int | None] = []
+    for raw in items:
+        item = str(raw).strip().lower()
+        if item in ("full", "all"):
+            out.append(None)
+            continue
+        try:
+            v = float(item)
+        except ValueError:
+            raise IdentificationInputError(f"gallery size {raw!r} is not a number or 'full'") from None
+        if not math.isfinite(v) or v < 1 or v != int(v):
+            raise IdentificationInputError(f"gallery size {raw!r} must be a whole number >= 1")
+        out.append(int(v))
+    if not out:
+        raise IdentificationInputError("no gallery sizes given")
+    return out
+
+
+# ----- the result ---------------------------------------------------------------------------------
+def _weighted(values: np.ndarray, mask: np.ndarray, pw: np.ndarray | None) -> np.ndarray | None:
+    """Replicate means of ``values`` over the probes in ``mask`` under probe weights (R, n)."""
+    if pw is None:
+        return None
+    v = np.where(mask, np.nan_to_num(values), 0.0)
+    m = mask.astype(np.float64)
+    den = pw @ m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (pw @ v) / np.where(den > 0, den, 1), np.nan)
+
+
+def _interval(reps: np.ndarray | None, level: float, method: str) -> dict[str, Any] | None:
+    if reps is None:
+        return None
+    r = reps[np.isfinite(reps)]
+    if r.size == 0:
+        return None
+    a = (1 - level) / 2
+    lo, hi = np.quantile(r, [a, 1 - a])
+    return {"low": float(lo), "high": float(hi), "level": level, "method": method}
+
+
+def _rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral: bool, method: str) -> dict[str, Any]:
+    """An identification rate as faceaudit reports rates: the probes it is over, the (expected)
+    count, the value and intervals; Clopper-Pearson and rule-of-3 where the count is a count."""
+    vals = per_probe[mask]
+    vals = vals[np.isfinite(vals)]
+    total = int(vals.size)
+    if total == 0:
+        return {"count": 0, "total": 0, "value": None, "note": "no searches"}
+    expected = float(vals.sum())
+    out: dict[str, Any] = {"total": total, "value": expected / total}
+    if integral:
+        c = int(round(expected))
+        out["count"] = c
+        out["clopper_pearson"] = clopper_pearson(c, total, level).as_dict()
+        if c == 0:
+            out["rule_of_three_upper"] = rule_of_three(total)
+    else:
+        out["expected_count"] = expected
+    boot = _interval(_weighted(per_probe, mask & np.isfinite(per_probe), pw), level, method)
+    if boot is not None:
+        out["subject_bootstrap"] = boot
+    return out
+
+
+@dataclass
+class IdentificationResult:
+    """1:N measures at each gallery size and threshold, overall and per probe group."""
+
+    overall: dict[str, Any]
+    by_group: dict[str, list[dict[str, Any]]]
+    settings: dict[str, Any]
+    counts: dict[str, Any]
+    flags: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        from faceaudit import __version__
+
+        return {"schema": "faceaudit.identification", "schema_version": "1.0", "faceaudit_version": __version__,
+                "protocol": PROTOCOL, "settings": self.settings, "counts": self.counts, "flags": self.flags,
+                "overall": self.overall, "by_group": self.by_group}
+
+
+PROTOCOL = ("every sample is a probe; its gallery is every other sample of the set. Gallery size N = non-mated "
+            "references in the gallery, a uniformly random N-subset of the probe's n_p (exact hypergeometric "
+            "expectation, no Monte Carlo); 'full' = all of them. FPIR: a non-mated search (probe's own subject "
+            "removed) returns someone with score >= T. FNIR(R): a mated search misses the first mate within rank R "
+            "at score >= T. CMC(R) = 1 - FNIR(R, T=-inf). Groups are probe groups; the gallery is the whole set.")
+
+
+def identification(
+    data: ScoreDistributions | ProbeTails,
+    *,
+    thresholds: Sequence[float],
+    gallery_sizes: Sequence[int | None] = (None,),
+    ranks: Sequence[int] = (1,),
+    groupings: Sequence[Sequence[str]] | None = None,
+    extrapolate_to: Sequence[float] = (),
+    m: int = 20,
+    bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> IdentificationResult:
+    """FPIR(N, T), FNIR(N, R, T) and CMC(N, R) at each measured gallery size, overall and per probe
+    group, with subject-bootstrap intervals; and at each size in ``extrapolate_to`` (beyond the set)
+    the tail-model FPIR next to the naive ``N x FMR``.
+
+    >>> import numpy as np
+    >>> from faceaudit.scores import SampleIndex
+    >>> rng = np.random.default_rng(0)
+    >>> n = 60
+    >>> samples = SampleIndex.from_columns(np.arange(n), np.arange(n) // 2)
+    >>> scores = rng.normal(0, 1, (n, n)); scores = (scores + scores.T) / 2
+    >>> scores[np.arange(0, n, 2), np.arange(1, n, 2)] = scores[np.arange(1, n, 2), np.arange(0, n, 2)] = 3.0
+    >>> tails = ProbeTails.from_score_rows(samples, [(np.arange(n), scores)])
+    >>> r = identification(tails, thresholds=[2.5], ranks=[1], bootstrap=0)
+    >>> r.overall["points"][0]["fnir"][0]["rate"]["value"]
+    0.0
+    """
+    tails = data if isinstance(data, ProbeTails) else ProbeTails.from_distributions(data)
+    if not thresholds:
+        raise IdentificationInputError("give at least one threshold")
+    ranks = sorted({int(r) for r in ranks})
+    if ranks[0] < 1:
+        raise IdentificationInputError(f"ranks must be >= 1, got {ranks[0]}")
+    sizes = list(gallery_sizes)
+    nmin = int(tails.n_nonmated.min())
+    too_big = [s for s in sizes if s is not None and s > nmin]
+    if too_big:
+        raise IdentificationInputError(
+            f"gallery size(s) {too_big} exceed the {nmin:,} non-mated references the smallest probe set "
+            f"measures; give them as extrapolation sizes (--extrapolate) instead")
+    groups = probe_groupings(tails.samples, groupings)
+    s = tails.samples
+    pw = None
+    if bootstrap:
+        W = bootstrap_weights(s.group_of_subject, int(bootstrap), seed)
+        pw = W[:, s.subject_of_sample]
+    method = f"subject bootstrap ({bootstrap} replicates, percentile)"
+    flags: list[str] = []
+    for key, mask in groups.items():
+        n_subj = np.unique(s.subject_of_sample[mask]).size
+        if key != ((), ()) and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
+            flags.append(f"group {_gname(key)} has {int(mask.sum())} probes of {n_subj} subjects "
+                         f"(< {MIN_GROUP_PROBES} or < {MIN_GROUP_SUBJECTS}): its rates rest on too few people")
+    has = tails.has_mate
+    per_point = []
+    for N in sizes:
+        for T in thresholds:
+            lo, hi, exact = fpir_at(tails, N, float(T))
+            fn = {R: fnir_at(tails, N, R, float(T)) for R in ranks}
+            per_point.append((N, float(T), lo, hi, exact, fn))
+        cmc = {R: 1.0 - fnir_at(tails, N, R, -np.inf) for R in ranks}
+        per_point.append((N, None, None, None, None, cmc))
+    model = None
+    if extrapolate_to:
+        model = TailModel.fitted(tails, m=m)
+        reps = [model.refit(w) for w in pw] if pw is not None else []
+        model_p = {float(T): model.exceedance(float(T)) for T in thresholds}
+        model_reps = {float(T): model.exceedance_replicates(float(T), reps, pw) for T in thresholds} if reps else {}
+    fmr_total = float(tails.n_nonmated.sum())
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    overall: dict[str, Any] = {}
+    for key, mask in groups.items():
+        points, cmcs, extra = [], [], []
+        for N, T, lo, hi, exact, fn in per_point:
+            size = "full" if N is None else int(N)
+            if T is None:
+                cmcs.append({"gallery_size": size, "cmc": [
+                    {"rank": R, "rate": _rate(v, mask & has, pw, level, integral=N is None, method=method)}
+                    for R, v in fn.items()]})
+                continue
+            ex = bool(exact[mask].all())
+            entry = {"gallery_size": size, "threshold": T, "exact": ex,
+                     "fpir": _rate(lo, mask, pw, level, integral=N is None and ex, method=method),
+                     "fnir": [{"rank": R, "rate": _rate(v, mask & has, pw, level, integral=N is None, method=method)}
+                              for R, v in fn.items()]}
+            if not ex:
+                entry["fpir_bounds"] = [float(lo[mask].mean()), float(hi[mask].mean())]
+                entry["note"] = (f"{int((~exact[mask]).sum())} probe(s) have more non-mated scores >= T than "
+                                 "their kept tail holds: FPIR is bounded, not exact (rerun compare with a larger --top-k)")
+            points.append(entry)
+        if model is not None:
+            for T in thresholds:
+                p = model_p[float(T)]
+                # FMR within the set: pooled non-mated share >= T (model where beyond the observed)
+                fmr = float((p * tails.n_nonmated)[mask].sum() / tails.n_nonmated[mask].sum())
+                for N in extrapolate_to:
+                    e = fpir_extrapolated(p, N)
+                    rep_vals = None
+                    if model_reps:
+                        eb = fpir_extrapolated(model_reps[float(T)], N)
+                        den = (pw * mask).sum(axis=1)
+                        rep_vals = (pw * eb * mask).sum(axis=1) / np.where(den > 0, den, np.nan)
+                    value = float(e[mask].mean())
+                    top = np.sort(e[mask])[::-1]
+                    share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
+                    extra.append({
+                        "gallery_size": float(N), "threshold": float(T), "fpir": value,
+                        "interval": _interval(rep_vals, level, method + " with GPD refit"),
+                        "fmr": fmr, "naive_n_fmr": float(N) * fmr,
+                        "homogeneous_fpir": float(-np.expm1(float(N) * np.log1p(-min(fmr, 1.0)))),
+                        "share_from_top_1pct_probes": share1,
+                        "extrapolated_probe_share": model.extrapolated_share(float(T)),
+                        "beyond_observed_fmr": bool(fmr < 1.0 / fmr_total),
+                    })
+        block = {"group": _gname(key), "probes": int(mask.sum()), "mated_probes": int((mask & has).sum()),
+                 "subjects": int(np.unique(s.subject_of_sample[mask]).size), "points": points, "cmc": cmcs}
+        if extra:
+            block["extrapolated"] = extra
+        if key == ((), ()):
+            overall = block
+        else:
+            by_group.setdefault(" x ".join(key[0]), []).append(block)
+    settings = {"thresholds": [float(t) for t in thresholds], "gallery_sizes": ["full" if x is None else x for x in sizes],
+                "ranks": ranks, "extrapolate_to": [float(x) for x in extrapolate_to], "bootstrap": int(bootstrap),
+                "seed": seed, "level": level}
+    if model is not None:
+        settings["tail_model"] = {"m": model.m, "gpd": model.fit.as_dict(),
+                                  "description": "per-probe cutoff = its m-th highest non-mated score; pooled GPD above"}
+    counts = {"probes": tails.n_probes, "mated_probes": int(has.sum()), "subjects": s.n_subjects,
+              "nonmated_references_min": nmin, "nonmated_references_max": int(tails.n_nonmated.max())}
+    return IdentificationResult(overall=overall, by_group=by_group, settings=settings, counts=counts, flags=flags)
+
+
+def _gname(key: tuple) -> str:
+    return " | ".join(key[1]) if key[1] else "all"
+
+
+def iter_rows(scores: np.ndarray, block: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Row blocks of an explicit (n, n) score matrix, for :meth:`ProbeTails.from_score_rows`."""
+    n = scores.shape[0]
+    for a in range(0, n, block):
+        idx = np.arange(a, min(n, a + block))
+        yield idx, scores[idx]

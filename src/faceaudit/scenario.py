@@ -1,0 +1,376 @@
+"""The operational scenario: searches x gallery size x threshold x population mix -> expected false matches.
+
+"Of ``S`` searches against a gallery of ``N`` faces at threshold ``T``, how many returned someone
+else, and for whom?" From the evaluation set's per-probe tails (:mod:`faceaudit.measures.identification`):
+
+* a **non-mated search** (the searched person is not enrolled) returns someone else when any of the
+  ``N`` references scores >= T: probability ``FPIR_g(N, T)`` for a probe of group ``g``;
+* a **mated search** (the person is enrolled) returns someone else too when any of its ``N - 1``
+  non-mates scores >= T (a wrong name on the candidate list); ``wrong_first`` counts those where the
+  non-mate also outranks the mate (the app's first answer is someone else);
+* expected false matches = ``S * sum_g mix_g * [(1 - mated_share) * FPIR_g + mated_share * FPIR_g(mated)]``.
+
+``mix`` is the probe population (a share per group of one column); without it the evaluation set's
+own probe mix is used. The gallery is assumed to be like the evaluation set's references: the model
+knows the score distribution against *those* people only, and says so in its output.
+
+Intervals (percentile, subject bootstrap over probes, stratified by group) refit the GPD on every
+replicate, so they carry sampling and tail-fit uncertainty; where no observed score reaches T, the
+pair-level part is bounded by the rule of three (3 per total comparisons) where fewer than 10
+observed scores reach T. They do not carry the
+binomial noise of a particular run of ``S`` searches (about ``sqrt(expected)`` on top).
+
+Inputs the data cannot support are flagged in ``flags`` rather than silently extrapolated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faceaudit.errors import InputError
+from faceaudit.measures.identification import (
+    MIN_CALIBRATION_EVENTS,
+    MIN_GROUP_PROBES,
+    MIN_GROUP_SUBJECTS,
+    ProbeTails,
+    TailModel,
+    fpir_extrapolated,
+)
+from faceaudit.scores import ScoreDistributions
+from faceaudit.stats.intervals import bootstrap_weights
+from faceaudit.stats.tails import gpd_upper_endpoint
+
+__all__ = ["ScenarioError", "ScenarioResult", "parse_mix", "scenario", "SHARE_TOLERANCE"]
+
+SHARE_TOLERANCE = 1e-6
+
+
+class ScenarioError(InputError):
+    """A scenario input is impossible or names something the data does not have."""
+
+
+def parse_mix(text: str | None) -> tuple[str, dict[str, float]] | None:
+    """``"sex=female:0.3,male:0.7"`` -> ``("sex", {"female": 0.3, "male": 0.7})``."""
+    if text is None or not text.strip():
+        return None
+    if "=" not in text:
+        raise ScenarioError(f"--mix {text!r}: write it as COLUMN=value:share,value:share (e.g. sex=female:0.3,male:0.7)")
+    column, body = text.split("=", 1)
+    shares: dict[str, float] = {}
+    for item in body.split(","):
+        if ":" not in item:
+            raise ScenarioError(f"--mix item {item!r} has no ':share'")
+        value, share = item.rsplit(":", 1)
+        try:
+            shares[value.strip()] = float(share)
+        except ValueError:
+            raise ScenarioError(f"--mix share {share!r} for {value.strip()!r} is not a number") from None
+    return column.strip(), shares
+
+
+@dataclass
+class ScenarioResult:
+    inputs: dict[str, Any]
+    statement: str
+    expected: dict[str, Any]
+    by_group: list[dict[str, Any]]
+    model: dict[str, Any]
+    flags: list[str]
+    budget: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        from faceaudit import __version__
+
+        return {"schema": "faceaudit.scenario", "schema_version": "1.0", "faceaudit_version": __version__,
+                "inputs": self.inputs, "statement": self.statement, "expected": self.expected,
+                "by_group": self.by_group, "model": self.model, "flags": self.flags, "budget": self.budget}
+
+
+class _Evaluator:
+    """Expected false matches at any threshold: point estimate and bootstrap replicates."""
+
+    def __init__(self, model: TailModel, gallery: float, groups: list[np.ndarray], mix: np.ndarray,
+                 mated_share: float, searches: float, pw: np.ndarray | None, fits: list) -> None:
+        self.model, self.N, self.groups, self.mix = model, gallery, groups, mix
+        self.mated_share, self.S, self.pw, self.fits = mated_share, searches, pw, fits
+        t = model.tails
+        self.mated = t.has_mate
+        self.total_pairs = float(t.n_nonmated.sum())
+
+    def _per_group(self, e: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        w = np.ones(e.size) if w is None else w
+        out_all, out_mated = [], []
+        for mask in self.groups:
+            ww = w * mask
+            out_all.append(float(ww @ e / ww.sum()) if ww.sum() > 0 else np.nan)
+            wm = ww * self.mated
+            out_mated.append(float(wm @ e / wm.sum()) if wm.sum() > 0 else np.nan)
+        return np.array(out_all), np.array(out_mated)
+
+    def counts(self, fpir_g: np.ndarray, fpir_mated_g: np.ndarray) -> np.ndarray:
+        """Per group expected false matches (non-mated + mated searches returning someone else)."""
+        fm = np.where(np.isfinite(fpir_mated_g), fpir_mated_g, fpir_g)
+        return self.S * self.mix * ((1 - self.mated_share) * fpir_g + self.mated_share * fm)
+
+    def at(self, threshold: float, replicates: bool = True) -> dict[str, Any]:
+        m = self.model
+        comp = m.components(threshold)
+        g, r, events = comp["g"], comp["r"], comp["events"]
+        e = fpir_extrapolated(comp["p"], self.N)
+        fg, fmg = self._per_group(e, None)
+        point = self.counts(fg, fmg)
+        out = {"threshold": threshold, "fpir_g": fg, "fpir_mated_g": fmg, "counts_g": point, "total": float(point.sum()),
+               "pair_rate": r, "pair_events": events, "e": e, "g": g, "p": comp["p"], "scale": comp["scale"]}
+        if events < MIN_CALIBRATION_EVENTS:
+            # too few observed scores reach T to calibrate: bound unobserved pair-level matches by the rule of three
+            e3 = fpir_extrapolated(np.clip(comp["p"] + 3.0 / self.total_pairs, 0, 1), self.N)
+            out["rule_of_three_total"] = float(self.counts(*self._per_group(e3, None)).sum())
+        if replicates and self.pw is not None:
+            reps = []
+            reps_g = []
+            P = m.exceedance_replicates(threshold, self.fits, self.pw)
+            for pb, w in zip(P, self.pw):
+                eb = fpir_extrapolated(pb, self.N)
+                cg = self.counts(*self._per_group(eb, w))
+                reps.append(cg.sum())
+                reps_g.append(cg)
+            out["reps"] = np.array(reps)
+            out["reps_g"] = np.array(reps_g)
+        return out
+
+
+def _validate(searches: float, gallery_size: float, threshold: float | None, mated_share: float,
+              max_false_matches: float | None, level: float) -> None:
+    for name, v in (("searches", searches), ("gallery size", gallery_size)):
+        if not math.isfinite(v) or v < 0:
+            raise ScenarioError(f"{name} must be a non-negative number, got {v!r}")
+    if gallery_size < 1:
+        raise ScenarioError(f"the gallery must hold at least 1 face, got {gallery_size!r}")
+    if not 0.0 <= mated_share <= 1.0:
+        raise ScenarioError(f"mated share must lie in [0, 1], got {mated_share!r}")
+    if (threshold is None) == (max_false_matches is None):
+        raise ScenarioError("give exactly one of --threshold and --max-false-matches")
+    if max_false_matches is not None and (not math.isfinite(max_false_matches) or max_false_matches < 0):
+        raise ScenarioError(f"the false-match budget must be a non-negative number, got {max_false_matches!r}")
+    if threshold is not None and not math.isfinite(threshold):
+        raise ScenarioError(f"threshold must be finite, got {threshold!r}")
+    if not 0 < level < 1:
+        raise ScenarioError(f"level must lie in (0, 1), got {level!r}")
+
+
+def scenario(
+    data: ScoreDistributions | ProbeTails,
+    *,
+    searches: float,
+    gallery_size: float,
+    threshold: float | None = None,
+    max_false_matches: float | None = None,
+    mated_share: float = 0.0,
+    mix: tuple[str, dict[str, float]] | str | None = None,
+    m: int = 20,
+    bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> ScenarioResult:
+    """Project the evaluation set onto an operation: expected false matches, total and per group.
+
+    ``threshold`` gives the expected count at it; ``max_false_matches`` instead finds the lowest
+    threshold whose expected count (point estimate, and separately the upper interval bound) stays
+    within the budget. Raises :class:`ScenarioError` (an :class:`~faceaudit.errors.InputError`) for
+    impossible inputs: shares not summing to 1, negative counts, unknown groups.
+    """
+    _validate(float(searches), float(gallery_size), threshold, float(mated_share), max_false_matches, level)
+    tails = data if isinstance(data, ProbeTails) else ProbeTails.from_distributions(data)
+    s = tails.samples
+    if isinstance(mix, str):
+        mix = parse_mix(mix)
+    flags: list[str] = []
+    if mix is None:
+        group_names = ["all"]
+        masks = [np.ones(tails.n_probes, bool)]
+        shares = np.array([1.0])
+        mix_words = "the evaluation set's own probe mix"
+    else:
+        column, wanted = mix
+        if column not in s.group_columns:
+            raise ScenarioError(f"--mix column {column!r} is not a group column of the distributions "
+                                f"({list(s.group_columns) or 'none'}); rerun `faceaudit compare --group {column}`")
+        ci = s.group_columns.index(column)
+        labels = np.array([lab[ci] for lab in s.group_labels], dtype=object)[s.group_of_sample]
+        present = sorted(set(labels.tolist()))
+        unknown = [v for v in wanted if v not in present]
+        if unknown:
+            raise ScenarioError(f"--mix group(s) {unknown} not in column {column!r}, which has {present}")
+        bad = {v: x for v, x in wanted.items() if not math.isfinite(x) or x < 0}
+        if bad:
+            raise ScenarioError(f"--mix shares must be non-negative numbers, got {bad}")
+        total = sum(wanted.values())
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            raise ScenarioError(f"--mix shares sum to {total:.6g}, not 1")
+        group_names = list(wanted)
+        masks = [labels == v for v in group_names]
+        shares = np.array([wanted[v] for v in group_names])
+        mix_words = ", ".join(f"{100 * x:.3g}% {column}={v}" for v, x in wanted.items())
+        for name, mask, x in zip(group_names, masks, shares):
+            n_subj = np.unique(s.subject_of_sample[mask]).size
+            if x > 0 and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
+                flags.append(f"group {column}={name} has {int(mask.sum())} probes of {n_subj} subjects "
+                             f"(< {MIN_GROUP_PROBES} or < {MIN_GROUP_SUBJECTS}): its figure is not supported by the data")
+    model = TailModel.fitted(tails, m=m)
+    pw, fits = None, []
+    if bootstrap:
+        W = bootstrap_weights(s.group_of_subject, int(bootstrap), seed)
+        pw = W[:, s.subject_of_sample]
+        fits = [model.refit(w) for w in pw]
+    ev = _Evaluator(model, float(gallery_size), masks, shares, float(mated_share), float(searches), pw, fits)
+    n_max = int(tails.n_nonmated.max())
+    if gallery_size > n_max:
+        flags.append(f"gallery of {gallery_size:,.0f} is beyond the {n_max:,} non-mated references measured per probe: "
+                     "FPIR is extrapolated by the tail model")
+    budget = None
+    if max_false_matches is not None:
+        budget = _solve(ev, float(max_false_matches), level)
+        threshold = budget["threshold"]
+        if threshold is None:
+            flags.append(budget["note"])
+            threshold = budget["highest_threshold_tried"]
+    res = ev.at(float(threshold))
+    top_score = float(tails.top_score().max())
+    fmr_model = float((res["p"] * tails.n_nonmated).sum() / ev.total_pairs)
+    if threshold > top_score:
+        flags.append(f"no non-mated score of the evaluation set reaches T = {threshold:.6g} (highest {top_score:.6g}): "
+                     "the figure is the GPD's alone; the pair-level part is bounded by the rule of three")
+    if fmr_model < 1.0 / ev.total_pairs:
+        far = fmr_model < 0.01 / ev.total_pairs
+        flags.append(f"the modelled FMR at T, {fmr_model:.3g}, is {'far ' if far else ''}below anything this set can "
+                     f"observe (1 in {ev.total_pairs:,.0f} comparisons){': not supported by the data' if far else ''}")
+    if model.fit.shape < 0:
+        end = float(np.min(model.cutoff[np.isfinite(model.cutoff)]) + gpd_upper_endpoint(model.fit.shape, model.fit.scale))
+        if threshold >= float(np.max(model.cutoff[np.isfinite(model.cutoff)]) +
+                              gpd_upper_endpoint(model.fit.shape, model.fit.scale)):
+            flags.append("T lies beyond the fitted tail's upper end for every probe: the model's zero is the model's, "
+                         f"not the data's (lowest probe endpoint {end:.6g})")
+    a = (1 - level) / 2
+    method = f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile)"
+
+    def interval(reps, extra_high=None):
+        if reps is None:
+            return None
+        lo, hi = np.quantile(reps, [a, 1 - a])
+        if extra_high is not None:
+            hi = max(hi, extra_high)
+        return {"low": float(lo), "high": float(hi), "level": level, "method": method
+                + ("; high raised to the rule-of-three bound on unobserved pair-level matches" if extra_high else "")}
+
+    reps = res.get("reps")
+    r3 = res.get("rule_of_three_total")
+    nonmated_searches = searches * (1 - mated_share)
+    wrong_first = _wrong_first(ev, float(threshold))
+    expected = {
+        "false_matches": res["total"],
+        "interval": interval(reps, r3),
+        "from_nonmated_searches": float(np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
+        "from_mated_searches": float(res["total"] - np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
+        "mated_searches_wrong_person_first": wrong_first,
+        "fpir": float(np.sum(shares * res["fpir_g"])),
+        "fmr_at_threshold": fmr_model,
+        "naive_searches_x_n_x_fmr": float(nonmated_searches * gallery_size * fmr_model
+                                          + searches * mated_share * gallery_size * fmr_model),
+    }
+    by_group = []
+    for i, name in enumerate(group_names):
+        entry = {"group": name, "share": float(shares[i]), "probes": int(masks[i].sum()),
+                 "subjects": int(np.unique(s.subject_of_sample[masks[i]]).size),
+                 "fpir": float(res["fpir_g"][i]), "false_matches": float(res["counts_g"][i]),
+                 "per_10k_searches_of_group": float(1e4 * res["counts_g"][i] / max(searches * shares[i], 1e-300))
+                 if shares[i] > 0 else None}
+        if reps is not None:
+            entry["interval"] = interval(res["reps_g"][:, i])
+        by_group.append(entry)
+    e = res["e"]
+    top = np.sort(e)[::-1]
+    conc = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
+    naive = expected["naive_searches_x_n_x_fmr"]
+    statement = (
+        f"{searches:,.0f} searches against a gallery of {gallery_size:,.0f} faces at threshold {threshold:.6g}; "
+        f"{100 * mated_share:.3g}% of the searched people are enrolled; searched population: {mix_words}. "
+        f"Expected searches returning someone else at or above the threshold: {res['total']:,.1f}"
+        + (f" ({expected['interval']['low']:,.1f} to {expected['interval']['high']:,.1f}, {int(level * 100)}%)"
+           if expected["interval"] else "")
+        + f". The naive searches x N x FMR gives {naive:,.1f}: "
+        + ("it treats every probe as average; false positives concentrate on a few probes (the top 1% of probes "
+           f"carry {100 * conc:.0f}% of them), and a probe already matching someone cannot match twice, so the "
+           "naive figure " + ("overstates" if naive > res["total"] else "understates") + " the count."
+           if conc is not None else "there is nothing to compare.")
+        + " The gallery is assumed to be like the evaluation set's people.")
+    inputs = {"searches": float(searches), "gallery_size": float(gallery_size), "threshold": float(threshold),
+              "mated_share": float(mated_share), "mix": None if mix is None else {"column": mix[0], "shares": dict(mix[1])},
+              "max_false_matches": max_false_matches, "bootstrap": int(bootstrap), "seed": seed, "level": level}
+    model_doc = {"m": model.m, "gpd": model.fit.as_dict(), "pair_rate": res["pair_rate"], "pair_events": res["pair_events"],
+                 "calibration_scale": res["scale"],
+                 "probes": tails.n_probes, "nonmated_references_per_probe": [int(tails.n_nonmated.min()), n_max],
+                 "extrapolated_probe_share": model.extrapolated_share(float(threshold)),
+                 "share_from_top_1pct_probes": conc}
+    return ScenarioResult(inputs=inputs, statement=statement, expected=expected, by_group=by_group, model=model_doc,
+                          flags=flags, budget=budget)
+
+
+def _wrong_first(ev: _Evaluator, threshold: float) -> float:
+    """Expected mated searches whose first answer is a non-mate at or above T (probe part at
+    max(T, best mated score) per probe plus the pair part at T, an upper bound on it)."""
+    t = ev.model.tails
+    if ev.mated_share == 0 or not t.has_mate.any():
+        return 0.0
+    m = ev.model
+    th = np.maximum(threshold, np.nan_to_num(t.best_mated_score, nan=threshold))
+    comp = m.components(threshold)
+    above = th > m.cutoff
+    g = np.empty(t.n_probes)
+    g[above] = m.rate[above] * m.fit.sf(th[above] - m.cutoff[above])
+    hit = t.known_score >= th[t.probe_of_known]
+    k = np.bincount(t.probe_of_known[hit], minlength=t.n_probes)
+    g[~above] = (k / np.maximum(t.n_nonmated, 1))[~above]
+    e = fpir_extrapolated(np.clip(g * comp["scale"] + comp["r"], 0, 1), ev.N)
+    vals = [float((e * mask * t.has_mate).sum() / max((mask * t.has_mate).sum(), 1)) for mask in ev.groups]
+    return float(ev.S * ev.mated_share * np.sum(ev.mix * np.array(vals)))
+
+
+def _solve(ev: _Evaluator, budget: float, level: float, iterations: int = 40) -> dict[str, Any]:
+    """Lowest threshold whose expected false matches <= budget (the count falls as T rises), for the
+    point estimate and for the upper interval bound."""
+    t = ev.model.tails
+    lo = float(np.min(t.known_score)) if t.known_score.size else -1.0
+    hi = float(np.max(t.known_score)) + 10 * ev.model.fit.scale
+    a = (1 - level) / 2
+
+    def point(T):
+        return ev.at(T, replicates=False)["total"]
+
+    def upper(T):
+        r = ev.at(T)
+        u = float(np.quantile(r["reps"], 1 - a)) if "reps" in r else r["total"]
+        return max(u, r.get("rule_of_three_total", -np.inf))
+
+    out: dict[str, Any] = {"max_false_matches": budget, "highest_threshold_tried": hi}
+    for name, f in (("threshold", point), ("threshold_upper_bound_within_budget", upper)):
+        if f(hi) > budget:
+            out[name] = None
+            out["note"] = (f"no threshold up to {hi:.6g} keeps the expected false matches within {budget:g}; "
+                           "the data cannot support that budget")
+            continue
+        if f(lo) <= budget:
+            out[name] = lo
+            continue
+        a_, b_ = lo, hi
+        for _ in range(iterations):
+            mid = (a_ + b_) / 2
+            if f(mid) <= budget:
+                b_ = mid
+            else:
+                a_ = mid
+        out[name] = b_
+    return out

@@ -1,0 +1,139 @@
+"""The operational scenario: named errors for bad inputs, monotone counts, the budget solver, flags, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from faceaudit.compare import compare_embeddings
+from faceaudit.errors import InputError
+from faceaudit.measures.identification import ProbeTails
+from faceaudit.scenario import ScenarioError, parse_mix, scenario
+from faceaudit.scores import SampleIndex
+
+
+@pytest.fixture(scope="module")
+def dist():
+    rng = np.random.default_rng(1)
+    S, per, d = 400, 4, 48
+    subj = np.repeat(np.arange(S), per)
+    sex = np.where(subj % 3 == 0, "female", "male")
+    race = np.where(subj < 12, "rare", "common")  # a group too small to support a figure
+    emb = rng.normal(size=(S, d))[subj] + 0.9 * rng.normal(size=(subj.size, d))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    samples = SampleIndex.from_columns(np.arange(subj.size), subj, {"sex": sex, "race": race})
+    return compare_embeddings(emb.astype(np.float32), samples, backend="numpy", top_k=20, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tails(dist):
+    return ProbeTails.from_distributions(dist)
+
+
+def _t(tails, q=0.9):
+    return float(np.quantile(tails.top_score(), q))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mix": "sex=female:0.3,male:0.6"}, "sum to"),
+    ({"mix": "sex=female:-0.3,male:1.3"}, "non-negative"),
+    ({"mix": "sex=female:0.5,alien:0.5"}, "not in column"),
+    ({"mix": "age=young:1.0"}, "not a group column"),
+    ({"mix": "sex female 1"}, "COLUMN=value"),
+    ({"searches": -5}, "non-negative"),
+    ({"gallery_size": -1}, "non-negative"),
+    ({"gallery_size": 0}, "at least 1"),
+    ({"mated_share": 1.5}, "mated share"),
+    ({"max_false_matches": 10}, "exactly one"),
+    ({"threshold": None}, "exactly one"),
+    ({"threshold": None, "max_false_matches": -1}, "budget"),
+])
+def test_bad_inputs_are_named_errors(tails, kwargs, match):
+    args = {"searches": 1000, "gallery_size": 1e5, "threshold": _t(tails), "bootstrap": 0}
+    args.update(kwargs)
+    with pytest.raises(ScenarioError, match=match) as info:
+        scenario(tails, **args)
+    assert isinstance(info.value, InputError)
+
+
+def test_parse_mix():
+    assert parse_mix("sex=female:0.3,male:0.7") == ("sex", {"female": 0.3, "male": 0.7})
+    assert parse_mix(None) is None
+    with pytest.raises(ScenarioError):
+        parse_mix("sex=female:x")
+
+
+def test_counts_fall_with_threshold_and_add_up(tails):
+    totals = []
+    for q in (0.5, 0.8, 0.95, 0.99):
+        r = scenario(tails, searches=10_000, gallery_size=1e5, threshold=_t(tails, q), mated_share=0.3,
+                     mix="sex=female:0.4,male:0.6", bootstrap=0)
+        e = r.expected
+        totals.append(e["false_matches"])
+        assert sum(g["false_matches"] for g in r.by_group) == pytest.approx(e["false_matches"])
+        assert e["from_nonmated_searches"] + e["from_mated_searches"] == pytest.approx(e["false_matches"])
+        assert e["mated_searches_wrong_person_first"] <= e["from_mated_searches"] + 1e-9
+        assert 0 <= e["false_matches"] <= 10_000
+    assert totals == sorted(totals, reverse=True)
+
+
+def test_interval_and_statement(tails):
+    r = scenario(tails, searches=1e5, gallery_size=1e6, threshold=_t(tails, 0.99), mated_share=0.3,
+                 mix="sex=female:0.3,male:0.7", bootstrap=30)
+    iv = r.expected["interval"]
+    assert iv["low"] <= r.expected["false_matches"] <= iv["high"]
+    assert "100,000 searches against a gallery of 1,000,000 faces" in r.statement
+    assert "30% sex=female" in r.statement and "naive" in r.statement
+    assert any("beyond the" in f for f in r.flags)  # 1e6 is beyond the ~1,600 references measured
+    doc = json.loads(json.dumps(r.to_dict(), default=float))
+    assert doc["schema"] == "faceaudit.scenario"
+
+
+def test_budget_solver(tails):
+    B = 50.0
+    r = scenario(tails, searches=10_000, gallery_size=1e4, max_false_matches=B, bootstrap=20)
+    T = r.budget["threshold"]
+    assert T is not None and r.expected["false_matches"] <= B + 1e-6
+    lower = scenario(tails, searches=10_000, gallery_size=1e4, threshold=T - 1e-3, bootstrap=0)
+    assert lower.expected["false_matches"] > B
+    up = r.budget["threshold_upper_bound_within_budget"]
+    assert up is None or up >= T
+
+
+def test_unsupported_inputs_are_flagged(tails):
+    r = scenario(tails, searches=1e5, gallery_size=1e7, threshold=float(tails.top_score().max()) + 0.05,
+                 mix="race=rare:0.5,common:0.5", bootstrap=0)
+    text = " ".join(r.flags)
+    assert "race=rare" in text and "not supported" in text
+    assert "no non-mated score" in text
+    assert "below anything this set can observe" in text
+
+
+def test_cli_identify_and_scenario(dist, tmp_path):
+    from faceaudit.compare.store import save_distributions
+    from faceaudit.identify_command import identify
+    from faceaudit.identify_command import scenario as scenario_cmd
+
+    path = save_distributions(dist, tmp_path / "d.fadist")
+    app = typer.Typer()
+    app.command("identify")(identify)
+    app.command("scenario")(scenario_cmd)
+    runner = CliRunner()
+    t = _t(ProbeTails.from_distributions(dist), 0.9)
+    res = runner.invoke(app, ["identify", "--distributions", str(path), "--threshold", f"{t}",
+                              "--gallery-sizes", "1e2,1e3,full", "--rank", "1,10", "--extrapolate", "1e6",
+                              "--bootstrap", "10", "--json", str(tmp_path / "i.json")])
+    assert res.exit_code == 0, res.output
+    assert "FPIR" in res.output and "naive N*FMR" in res.output and "CMC" in res.output
+    res = runner.invoke(app, ["scenario", "--distributions", str(path), "--searches", "100000", "--gallery", "1e7",
+                              "--threshold", f"{t}", "--mated-share", "0.3", "--mix", "sex=female:0.3,male:0.7",
+                              "--bootstrap", "10"])
+    assert res.exit_code == 0, res.output
+    assert "expected false matches" in res.output and "female" in res.output
+    res = runner.invoke(app, ["scenario", "--distributions", str(path), "--searches", "100", "--gallery", "1e3",
+                              "--threshold", f"{t}", "--mix", "sex=female:0.3,male:0.6", "--bootstrap", "0"])
+    assert res.exit_code == 2 and "ScenarioError" in res.output
