@@ -1,21 +1,24 @@
 """CPU benchmark of the exhaustive comparison engine against the float32 GEMM alone (same run).
 
 LFW-sized synthetic set: 13,233 x 512 float32 unit vectors, 5,749 subjects with LFW's skewed image
-counts (a Zipf-like tail: one subject with 530 images, most with one), 8 demographic groups, subject
+counts (a Zipf-like tail: one subject with 1,214 images, most with one), 8 demographic groups, subject
 clusters so that mated scores sit above non-mated ones as with a real model.
 
-Each measurement runs in its own process (peak RSS is per process):
-  gemm      X @ X.T in float32 (the ceiling the issue names), best of 2
-  tri       the engine's own block schedule, GEMMs only (upper triangle), best of 2
-  engine    compare_embeddings(backend="numpy"), best of 2, with peak RSS over the loaded inputs
+Each measurement runs in its own process (peak RSS is per process), and the three run one after the
+other, ``--repeat`` times (default 3); the summary is the median of the repetitions' figures, with
+the load average seen (other jobs on a shared machine slow every phase alike, ratios less so):
+  gemm      X @ X.T in float32 (the ceiling the issue names)
+  tri       the engine's own block schedule, GEMMs only (upper triangle)
+  engine    compare_embeddings(backend="numpy"), with peak RSS (whole process) and its phases
 
-    .venv/bin/python bench/bench_compare.py [--block 1024] [--threads 2]
+    .venv/bin/python bench/bench_compare.py [--block 1024] [--threads 2] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -46,10 +49,15 @@ def rss_mb() -> float:
 
 def phase(name: str, block: int, threads: int) -> dict:
     x, subj, group = lfw_like()
-    base = rss_mb()
+    c0 = cpu_s()
+    out = _phase(name, x, subj, group, block, threads)
+    out["cpu_s"] = cpu_s() - c0  # less sensitive than wall time to other jobs on a shared machine
+    return out
+
+
+def _phase(name: str, x, subj, group, block: int, threads: int) -> dict:
     if name == "gemm":
-        best = min(_timed(lambda: x @ x.T) for _ in range(2))
-        return {"seconds": best}
+        return {"seconds": _timed(lambda: x @ x.T)}
     if name == "tri":
         n = x.shape[0]
 
@@ -58,20 +66,20 @@ def phase(name: str, block: int, threads: int) -> dict:
                 for j in range(i, n, block):
                     x[i : i + block] @ x[j : j + block].T
 
-        return {"seconds": min(_timed(tri) for _ in range(2))}
+        return {"seconds": _timed(tri)}
     from faceaudit.compare import compare_embeddings
     from faceaudit.scores import SampleIndex
 
     samples = SampleIndex.from_columns(np.arange(x.shape[0]), subj, {"group": group})
     base = rss_mb()
-    times, dist = [], None
-    for _ in range(2):
-        t = time.perf_counter()
-        dist = compare_embeddings(x, samples, backend="numpy", block=block, threads=threads, progress=False)
-        times.append(time.perf_counter() - t)
-    return {"seconds": min(times), "peak_rss_mb": rss_mb(), "inputs_rss_mb": base,
-            "passes": dist.meta["passes"], "tail": int(dist.tail_score.size), "tail_cutoff": dist.tail_cutoff,
-            "capture_level": dist.meta["capture_level"], "main_pass_s": dist.meta["timing_s"]["main_pass"],
+    c0 = cpu_s()
+    t = time.perf_counter()
+    dist = compare_embeddings(x, samples, backend="numpy", block=block, threads=threads, progress=False)
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "engine_cpu_s": cpu_s() - c0, "peak_rss_mb": rss_mb(), "inputs_rss_mb": base,
+            "passes": dist.meta["passes"], "tail": int(dist.tail_score.size),
+            "tail_cutoff_range": [float(dist.tail_cutoff.min()), float(dist.tail_cutoff.max())],
+            "capture_level_range": dist.meta["capture_level"], "timing_s": dist.meta["timing_s"],
             "pairs": dist.meta["pairs"], "mated": dist.n_mated}
 
 
@@ -81,29 +89,52 @@ def _timed(f) -> float:
     return time.perf_counter() - t
 
 
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--block", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--phase")
     a = ap.parse_args()
     if a.phase:
         print(json.dumps(phase(a.phase, a.block, a.threads)))
         return
-    out = {}
-    for name in ("gemm", "tri", "engine"):
-        r = subprocess.run([sys.executable, __file__, "--phase", name, "--block", str(a.block),
-                            "--threads", str(a.threads)], capture_output=True, text=True, check=True)
-        out[name] = json.loads(r.stdout.strip().splitlines()[-1])
-    e = out["engine"]
-    print(json.dumps(out, indent=1))
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; "
-          f"numpy {np.__version__}")
-    print(f"GEMM alone (X @ X.T)        {out['gemm']['seconds']:.3f} s")
-    print(f"block GEMMs, upper triangle {out['tri']['seconds']:.3f} s")
-    print(f"engine (numpy, block {a.block}, {a.threads} threads) {e['seconds']:.3f} s "
-          f"= {e['seconds'] / out['gemm']['seconds']:.2f} x GEMM, {e['seconds'] / out['tri']['seconds']:.2f} x triangle")
-    print(f"peak RSS {e['peak_rss_mb']:.0f} MB ({e['peak_rss_mb'] - e['inputs_rss_mb']:.0f} MB over the loaded inputs)")
+    runs = []
+    for _ in range(a.repeat):
+        run = {"load_before": os.getloadavg()[0]}
+        for name in ("gemm", "tri", "engine"):
+            r = subprocess.run([sys.executable, __file__, "--phase", name, "--block", str(a.block),
+                                "--threads", str(a.threads)], capture_output=True, text=True, check=True)
+            run[name] = json.loads(r.stdout.strip().splitlines()[-1])
+        run["load_after"] = os.getloadavg()[0]
+        run["ratio"] = run["engine"]["seconds"] / run["gemm"]["seconds"]
+        run["cpu_ratio"] = run["engine"]["engine_cpu_s"] / run["gemm"]["cpu_s"]
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+
+    def med(f):
+        return float(np.median([f(r) for r in runs]))
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; "
+          f"load average {min(r['load_before'] for r in runs):.1f}-{max(r['load_after'] for r in runs):.1f}")
+    print(f"medians of {len(runs)} runs:")
+    print(f"GEMM alone (X @ X.T)        {med(lambda r: r['gemm']['seconds']):.3f} s")
+    print(f"block GEMMs, upper triangle {med(lambda r: r['tri']['seconds']):.3f} s")
+    print(f"engine (numpy, block {a.block}, {a.threads} threads) {med(lambda r: r['engine']['seconds']):.3f} s "
+          f"= {med(lambda r: r['ratio']):.2f} x GEMM (runs: {', '.join(format(r['ratio'], '.2f') for r in runs)})")
+    print(f"  CPU time (user + sys): GEMM {med(lambda r: r['gemm']['cpu_s']):.3f} s, engine "
+          f"{med(lambda r: r['engine']['engine_cpu_s']):.3f} s = {med(lambda r: r['cpu_ratio']):.2f} x GEMM "
+          f"(runs: {', '.join(format(r['cpu_ratio'], '.2f') for r in runs)})")
+    for k in ("pre_pass", "main_pass", "assembly"):
+        print(f"  {k:10s} {med(lambda r, k=k: r['engine']['timing_s'][k]):.3f} s "
+              f"= {med(lambda r, k=k: r['engine']['timing_s'][k] / r['gemm']['seconds']):.2f} x GEMM")
+    print(f"peak RSS {med(lambda r: r['engine']['peak_rss_mb']):.0f} MB "
+          f"({med(lambda r: r['engine']['peak_rss_mb'] - r['engine']['inputs_rss_mb']):.0f} MB over the loaded inputs)")
 
 
 if __name__ == "__main__":

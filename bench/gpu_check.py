@@ -79,7 +79,9 @@ def main() -> int:
                 diff = float(np.abs(np.sort(ref.genuine_score) - np.sort(d.genuine_score)).max())
                 res["counts_equal_numpy"] = bool(same)
                 res["max_genuine_score_diff_vs_numpy"] = diff
-                res["tail_cutoff_numpy_vs_torch"] = [ref.tail_cutoff, d.tail_cutoff]
+                res["tail_cutoffs_equal_numpy"] = bool(np.array_equal(ref.tail_cutoff, d.tail_cutoff))
+                res["tail_cutoff_range_numpy_vs_torch"] = [[float(t.min()), float(t.max())]
+                                                           for t in (ref.tail_cutoff, d.tail_cutoff)]
                 ok &= same and diff <= 1e-4
         out[f"n{emb.shape[0]}"] = res
     out["ok"] = bool(ok)

@@ -90,7 +90,17 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
 
 def check_equal(dist, x, samples, metric="cosine"):
     expected, (topk, topr, best, rank) = oracle(x, samples, metric, dist.edges)
-    assert dist.tail_cutoff == expected.tail_cutoff
+    G = samples.n_groups
+    # per cell: the cutoffs, the tails and the largest score below each tail are the oracle's
+    assert dist.tail_cutoff.shape == (G, G)
+    np.testing.assert_array_equal(dist.tail_cutoff, expected.tail_cutoff)
+    np.testing.assert_array_equal(dist.below_max, expected.below_max)
+    for g, h in np.ndindex(G, G):
+        cell = np.zeros((G, G), bool)
+        cell[g, h] = True
+        np.testing.assert_array_equal(dist.impostor_view(cell).tail, expected.impostor_view(cell).tail)
+    gp, gr = dist.tail_cell
+    assert (dist.tail_score >= dist.tail_cutoff[gp, gr]).all()
     assert dist == expected
     assert dist.design == "complete" and dist.impostor_subject_pairs is None
     n = samples.n_samples
@@ -102,8 +112,17 @@ def check_equal(dist, x, samples, metric="cosine"):
     np.testing.assert_array_equal(s.mate_rank, rank)
 
 
+@pytest.fixture(params=["small cells whole", "estimated levels"])
+def levels(request, monkeypatch):
+    """The test sets are small: every cell is small enough to be captured whole unless SMALL_CELL is
+    0, which makes every cell's level come from the pre-pass estimate."""
+    if request.param == "estimated levels":
+        monkeypatch.setattr(engine_mod, "SMALL_CELL", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("threads", [1, 2])
-def test_numpy_equals_oracle(threads):
+def test_numpy_equals_oracle(threads, levels):
     x, samples = lattice_set()
     dist = compare_embeddings(x, samples, backend="numpy", threads=threads, **FAST)
     check_equal(dist, x, samples)
@@ -112,12 +131,12 @@ def test_numpy_equals_oracle(threads):
     assert dist.tail_score.size > 0
 
 
-def test_non_power_of_two_bins_and_single_group():
+def test_non_power_of_two_bins_and_single_group(levels):
     x, samples = lattice_set(n=90, groups=False, seed=3)
     check_equal(compare_embeddings(x, samples, backend="numpy", bins=1000, **FAST), x, samples)
 
 
-def test_euclidean_equals_oracle():
+def test_euclidean_equals_oracle(levels):
     x, samples = lattice_set(n=80, seed=5)
     dist = compare_embeddings(x, samples, backend="numpy", metric="euclidean", **FAST)
     assert (dist.genuine_score <= 0).all()  # distances are negated
@@ -125,23 +144,99 @@ def test_euclidean_equals_oracle():
 
 
 def test_second_pass_and_rescan_stay_exact(monkeypatch):
-    """A capture level estimated too high forces a second pass; an empty band forces the rescan."""
+    """Levels estimated too high force a second pass on those cells; an empty band forces the rescan."""
     x, samples = lattice_set(seed=7)
-    monkeypatch.setattr(engine_mod._Run, "_estimate_level", lambda self, *a: 0.984375)
+    G = samples.n_groups
+    high = np.full((G, G), -np.inf)
+    high[0, :] = 0.984375  # probe group 0: estimated far too high; the other cells keep everything
+    monkeypatch.setattr(engine_mod._Run, "_cell_levels", lambda self, *a: high.copy())
     monkeypatch.setattr(engine_mod, "_lower_level", lambda edges, hist, T: T)
     dist = compare_embeddings(x, samples, backend="numpy", **FAST)
-    assert dist.meta["passes"][1].startswith("capture")
+    assert dist.meta["passes"][1].startswith(f"capture below the required cutoff in {G} cell(s)")
     assert any(p.startswith("rescan") for p in dist.meta["passes"])
     check_equal(dist, x, samples)
 
 
-def test_torch_cpu_equals_oracle():
+def tiny_group_set(seed=23):
+    """Two large groups whose scores are well separated, and a tiny group (3 samples, one subject with
+    2 of them) whose mated score sits deep in the non-mated bulk: its EER cutoff is far down."""
+    rng = np.random.default_rng(seed)
+    d, subjects = 64, 60
+    proto = rng.choice([-1.0, 1.0], (subjects, d))
+    subj = np.r_[np.repeat(np.arange(subjects), 4), [subjects, subjects, subjects + 1]]
+    proto = np.vstack([proto, rng.choice([-1.0, 1.0], (2, d))])
+    flip_rate = np.r_[np.full(subjects * 4, 0.15), [0.2, 0.8, 0.5]]  # the tiny group's mates disagree
+    flips = rng.random((subj.size, d)) < flip_rate[:, None]
+    x = (np.where(flips, -proto[subj], proto[subj]) / np.sqrt(d)).astype(np.float32)
+    grp = np.where(subj >= subjects, "tiny", np.where(subj % 2 == 0, "big0", "big1"))
+    samples = SampleIndex.from_columns([f"s{i}" for i in range(subj.size)], [f"p{s}" for s in subj], {"grp": grp})
+    return x, samples
+
+
+def test_tiny_group_deep_eer_keeps_other_tails_small(levels):
+    x, samples = tiny_group_set()
+    dist = compare_embeddings(x, samples, backend="numpy", **FAST)
+    check_equal(dist, x, samples)
+    if levels == "estimated levels":
+        assert np.isfinite(dist.meta["capture_level"]).all()
+    tiny = samples.group_labels.index(("tiny",))
+    T = dist.tail_cutoff
+    others = np.ones(T.shape, bool)
+    others[tiny, tiny] = False
+    # the tiny group's own cell needs a cutoff in the bulk; every other cell keeps a cutoff far above it
+    assert T[tiny, tiny] < 0.0 < T[others].min()
+    gp, gr = dist.tail_cell
+    n_others = int(dist.nonmated_counts()[others].sum())
+    assert others[gp, gr].sum() < 0.05 * n_others
+    # one scalar cutoff for all cells (the old rule) would have kept nearly all the other cells' scores
+    low, high = dist.nonmated_count_at_least(T[tiny, tiny], others)
+    assert low == high > 0.9 * n_others
+
+
+def test_gaussian_equals_oracle_on_the_same_scores(levels):
+    """Real-valued scores (not a lattice): the oracle is fed the engine's own block-GEMM float32 scores."""
+    rng = np.random.default_rng(31)
+    n, d, block = 700, 48, 128
+    subj = np.r_[rng.integers(0, 200, n - 4), [900, 900, 901, 902]]
+    centre = rng.standard_normal((903, d))
+    x = centre[subj] + 1.1 * rng.standard_normal((n, d))
+    x[-4:-2] = rng.standard_normal((2, d))  # the tiny group's mates are unrelated: its EER is in the bulk
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    grp = np.where(subj >= 900, "tiny", np.where(subj % 2 == 0, "a", "b"))
+    samples = SampleIndex.from_columns(np.arange(n), subj, {"grp": grp})
+    dist = compare_embeddings(x, samples, backend="numpy", progress=False, block=block, reference_sample=96)
+    scale = np.float32((dist.edges.size - 1) // 2)  # B / 2: scores are x / scale, x = rows @ (scale * cols).T
+    x = engine_mod.prepare_embeddings(x)  # the engine's own float32 rows
+    pi, pj, ps = [], [], []
+    for bi in range(0, n, block):
+        for bj in range(bi, n, block):
+            xb = x[bi : bi + block] @ (x[bj : bj + block] * scale).T
+            i, j = np.meshgrid(np.arange(bi, bi + xb.shape[0]), np.arange(bj, bj + xb.shape[1]), indexing="ij")
+            m = i < j
+            pi.append(i[m])
+            pj.append(j[m])
+            ps.append(xb[m].astype(np.float64) / float(scale))
+    pi, pj, ps = np.concatenate(pi), np.concatenate(pj), np.concatenate(ps)
+    first = DistributionBuilder(samples, dist.edges, track_subject_pairs=False, design="complete")
+    first.add(pi, pj, ps)
+    cutoff = required_tail_cutoff(first.result(), (1e-3, 1e-4, 1e-5), [[0, 1, 2], [0], [1], [2]])
+    second = DistributionBuilder(samples, dist.edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete")
+    second.add(pi, pj, ps)
+    expected = second.result()
+    np.testing.assert_array_equal(dist.tail_cutoff, expected.tail_cutoff)
+    np.testing.assert_array_equal(dist.below_max, expected.below_max)
+    assert dist == expected
+    tiny = samples.group_labels.index(("tiny",))
+    assert dist.tail_cutoff[tiny, tiny] < dist.tail_cutoff.max()
+
+
+def test_torch_cpu_equals_oracle(levels):
     pytest.importorskip("torch", reason="torch is not installed: the torch backend is not tested")
     x, samples = lattice_set(seed=11)
     check_equal(compare_embeddings(x, samples, backend="torch", device="cpu", **FAST), x, samples)
 
 
-def test_dask_equals_oracle_and_numpy_bit_identical():
+def test_dask_equals_oracle_and_numpy_bit_identical(monkeypatch):
     pytest.importorskip("distributed", reason="dask[distributed] is not installed")
     from distributed import LocalCluster
 
@@ -155,6 +250,16 @@ def test_dask_equals_oracle_and_numpy_bit_identical():
         addr = cluster.scheduler_address
         check_equal(compare_embeddings(x, samples, backend="dask", scheduler=addr, **FAST), x, samples)
         d_dask = compare_embeddings(g, gs, backend="dask", scheduler=addr, chunk_pairs=2000, **FAST)
+        # the per-cell second pass and the rescan run on the cluster too
+        G = samples.n_groups
+        high = np.full((G, G), -np.inf)
+        high[:, 1] = 0.984375
+        with monkeypatch.context() as m:
+            m.setattr(engine_mod._Run, "_cell_levels", lambda self, *a: high.copy())
+            m.setattr(engine_mod, "_lower_level", lambda edges, hist, T: T)
+            d2 = compare_embeddings(x, samples, backend="dask", scheduler=addr, **FAST)
+        assert len(d2.meta["passes"]) == 3
+        check_equal(d2, x, samples)
     d_np = compare_embeddings(g, gs, backend="numpy", chunk_pairs=2000, **FAST)
     assert d_dask == d_np
     assert d_dask.probe_summary == d_np.probe_summary
@@ -226,6 +331,20 @@ def test_store_round_trip(tmp_path):
     path = save_distributions(dist, tmp_path / "d.fadist")
     back = load_distributions(path)
     assert back == dist
+    assert back.tail_cutoff.shape == (samples.n_groups,) * 2
+    # a format /1 file (one scalar cutoff, in the JSON) is read with the cutoff broadcast to every cell
+    import json
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "tail_cutoff"}
+    doc = json.loads(str(arrays["__json__"]))
+    doc.update(format="faceaudit.fadist/1", tail_cutoff=repr(float(dist.tail_cutoff.max())))
+    arrays["__json__"] = np.asarray(json.dumps(doc))
+    with open(tmp_path / "v1.fadist", "wb") as f:
+        np.savez_compressed(f, **arrays)
+    old = load_distributions(tmp_path / "v1.fadist")
+    np.testing.assert_array_equal(old.tail_cutoff, np.full((samples.n_groups,) * 2, dist.tail_cutoff.max()))
+    np.testing.assert_array_equal(old.tail_score, dist.tail_score)
     assert back.probe_summary == dist.probe_summary
     assert back.samples.fingerprint() == dist.samples.fingerprint()
     assert back.meta["model"] == {"name": "toy"} and back.meta["settings"]["bins"] == 4096

@@ -59,5 +59,6 @@ def compare(
         shutil.rmtree(ckpt, ignore_errors=True)
     n = index.n_samples
     err.print(f"wrote {out}: {n * (n - 1) // 2:,} pairs ({dist.n_mated:,} mated, {dist.n_nonmated:,} non-mated), "
-              f"tail of {dist.tail_score.size:,} scores >= {dist.tail_cutoff:.6g}, "
+              f"tail of {dist.tail_score.size:,} scores (per-cell cutoffs {float(dist.tail_cutoff.min()):.6g} to "
+              f"{float(dist.tail_cutoff.max()):.6g}), "
               f"{dist.meta['timing_s']['total']:.2f} s on {dist.meta['device']}")

@@ -62,7 +62,7 @@ class DaskBackend:
         for f in as_completed(list(futs)):
             yield futs[f], f.result()
 
-    def cell_max_below(self, plan: BlockPlan, blocks, level_x: float, cells: np.ndarray) -> np.ndarray:
+    def cell_max_below(self, plan: BlockPlan, blocks, level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
         emb_f, scaled_f = self._data(plan)
         plan_f = self.client.scatter(plan, broadcast=True)
         n_tasks = max(1, len(self.client.scheduler_info().get("workers", {})) * 4)

@@ -7,16 +7,22 @@ scores the exact parts need. Pair (i, j), i < j, is attributed to cell (group[i]
 probe = i, reference = j; every pair is counted exactly once and the totals are checked against
 n(n-1)/2.
 
-Tail cutoff (the exactness rule, DESIGN.md). The cutoff is :func:`faceaudit.build.required_tail_cutoff`
-of the *complete* histogram, as in :func:`faceaudit.build.two_pass`, but without a second GEMM pass in
-the usual case: a pre-pass scores every sample against a random sample of references, estimates the
-cutoff from it and sets a lower capture level ``L`` with a margin; the main pass keeps every non-mated
-score >= ``L`` exactly. After the main pass the required cutoff ``T`` is computed from the exact
-histogram. If ``T >= L`` the tail is the captured scores >= ``T`` (all of them were captured) and
-``below_max`` is the largest captured score in ``[L, T)`` of each cell; a cell with scores below
-``T`` but none captured there gets its ``below_max`` from an exact rescan of its blocks. If the estimate
-was too high (``T < L``) a second, capture-only pass at a level below ``T`` is run. Either way the
-result is exact; the checks are not estimates.
+Tail cutoffs (the exactness rule, DESIGN.md). Per cell (probe group, reference group), the cutoff
+``T[g, h]`` is :func:`faceaudit.build.required_tail_cutoff` of the *complete* histogram, as in
+:func:`faceaudit.build.two_pass`, but without a second GEMM pass in the usual case. A pre-pass scores
+every sample against a reference sample stratified by group (every group gets its share and at least
+a few references, all of a small group), estimates each cell's histogram (weighted by the sampling
+rate) and with the mated scores each cell's cutoff, and sets a per-cell capture level ``L[g, h]``
+below it with a margin in FMR; cells with few pairs are captured whole (``L = -inf``). The block test
+is per sample (a cell's level reaches it through the rows or the columns of its smaller group), and
+the kernel keeps exactly the candidates at or above their cell's level (or a per-probe threshold), so a
+tiny group whose EER lies deep in the bulk costs its own few pairs, never the other cells' bulk.
+
+After the main pass ``T`` is computed from the exact histogram. Where ``T >= L`` the cell's tail is its
+captured scores >= ``T`` and its ``below_max`` the largest captured score in ``[L, T)``; a cell with
+scores below ``T`` but none captured there gets its ``below_max`` from an exact rescan of the blocks
+holding it. Cells whose estimate was too high (``T < L``) get a second, capture-only pass at a level
+below ``T``, over the blocks holding them. Either way the result is exact; the checks are not estimates.
 
 Per-probe 1:N summaries (:class:`~faceaudit.compare.summary.ProbeSummary`). Each sample gets its own
 capture threshold: below its k-th best sampled non-mated score and below its best mated score, each
@@ -155,6 +161,50 @@ def gemm_error_bound(d: int, precision: str = "fp32") -> float:
 
 
 # ----- the run ---------------------------------------------------------------------------------------
+#: a cell with at most this many (estimated) non-mated pairs is captured whole: its estimate is the
+#: least reliable and the capture the cheapest; no more than SMALL_CELLS_TOTAL pairs in all
+SMALL_CELL = 20_000
+SMALL_CELLS_TOTAL = 500_000
+#: a cell's capture level keeps at least twice the estimated share of its pairs above the estimated
+#: cutoff, plus this share of the cell (the estimate's error is what a too-high level costs: a second pass)
+LEVEL_MARGIN_SHARE = 5e-4
+#: every group gets at least this many reference samples in the pre-pass (all of a smaller group)
+MIN_REFERENCES_PER_GROUP = 32
+
+
+def _f32_down(a: Any) -> np.ndarray:
+    """float32 values never above the float64 ones (a capture level rounded up would miss scores)."""
+    a = np.asarray(a, dtype=np.float64)
+    f = a.astype(np.float32)
+    up = f.astype(np.float64) > a
+    f[up] = np.nextafter(f[up], np.float32(-np.inf))
+    return f
+
+
+class _GenuineSorted(ScoreDistributions):
+    """A ScoreDistributions whose genuine scores are sorted ascending: a group subset's genuine scores
+    are a masked view, no sort (``required_tail_cutoff`` asks for every subset's)."""
+
+    def genuine_scores(self, groups: Any = None) -> np.ndarray:
+        if groups is None:
+            return self.genuine_score
+        groups = sorted(set(groups))
+        cache = getattr(self, "_by_group", None)
+        if cache is None:
+            gg = self.samples.group_of_sample[self.genuine_probe]
+            o = np.argsort(gg.astype(np.int16) if self.n_groups < 2**15 else gg, kind="stable")  # radix
+            starts = np.searchsorted(gg[o], np.arange(self.n_groups + 1))
+            cache = self._by_group = (gg, o, starts)
+        gg, o, starts = cache
+        if len(groups) == self.n_groups:
+            return self.genuine_score
+        if len(groups) == 1:  # the group's scores, still sorted (a stable order by group)
+            return self.genuine_score[o[starts[groups[0]] : starts[groups[0] + 1]]]
+        lut = np.zeros(self.n_groups, bool)
+        lut[groups] = True
+        return self.genuine_score[lut[gg]]
+
+
 class _Run:
     """One comparison run: plan, passes, checkpoints, assembly."""
 
@@ -187,23 +237,31 @@ class _Run:
         n_slots = 3 + self.G * self.G * stride
         float_off = fast and n_slots < 2**24
         g = samples.group_of_sample.astype(np.int64)
+        self.group_size = np.bincount(g, minlength=self.G)
         row_off = g * self.G * stride
         col_off = g * stride + 3 + guard + (B // 2 if fast else 0)
         dt = np.float32 if float_off else np.int64
-        mi, mj = _mated_pairs(samples)
+        mi, mj = _mated_pairs(samples)  # sorted by (i, j)
         nb = -(-self.n // self.block)
         key = (mi // self.block) * nb + (mj // self.block)
         o = np.argsort(key, kind="stable")
+        #: plan position p of a mated pair is position mated_order[p] in (i, j) order
+        self.mated_order = o
         mi, mj, key = mi[o], mj[o], key[o]
+        inf = np.full(self.n, np.inf, np.float32)
         self.plan = BlockPlan(
             n=self.n, block=self.block, scale=scale, fast=fast, metric=metric, edges=self.edges, n_bins=B,
             n_groups=self.G, group=samples.group_of_sample, slot_stride=stride, guard=guard, n_slots=n_slots,
             row_offset=row_off.astype(dt), col_offset=col_off.astype(dt), float_offsets=float_off,
-            capture_row=np.full(self.n, np.inf, np.float32),
+            capture_row=inf, capture_col=inf.copy(), keep_sample=inf.copy(),
+            keep_cell=np.full(self.G * self.G, np.inf, np.float32),
             sq_norm=(emb.astype(np.float64) ** 2).sum(axis=1).astype(np.float32) if metric == "euclidean" else None,
             mated_i=mi, mated_j=mj, mated_key=key,
         )
         self.blocks = [(bi, bj) for bi in range(nb) for bj in range(bi, nb)]
+        # which groups each block row / column holds: a cell's pairs lie only in blocks holding both
+        self.block_groups = np.zeros((nb, self.G), bool)
+        self.block_groups[np.arange(self.n) // self.block, g] = True
         self.total_pairs = self.n * (self.n - 1) // 2
         self.reference_sample = reference_sample
         self.seed = seed
@@ -211,100 +269,190 @@ class _Run:
         bound = gemm_error_bound(self.d)
         # euclidean: d^2 = |a|^2 + |b|^2 - 2ab has error ~ bound * 4 max|a|^2, and sqrt turns it into its root
         self.margin = bound if metric == "cosine" else float(np.sqrt(bound * 2.0 * float(self.edges[0]) ** 2)) + bound
-        self.capture_level = np.inf  # score units
+        # per cell: every non-mated score >= cell_level is kept by the main pass (score units)
+        self.cell_level = np.full((self.G, self.G), np.inf)
+        # per sample, x units: top-k and first-mate capture thresholds of the per-probe summaries
+        self.topk_x = np.full(self.n, np.inf, np.float32)
+        self.mate_x = np.full(self.n, np.inf, np.float32)
+
+    # ----- capture levels -----------------------------------------------------------------------
+    def capture_arrays(self, cell_level: np.ndarray, keep_sample: np.ndarray) -> dict[str, np.ndarray]:
+        """The plan's capture arrays for per-cell tail levels (score units) and per-sample thresholds.
+
+        A cell's level reaches the block test through the samples of its smaller group (rows for a
+        cell (g, h) with |g| <= |h|, else columns): a tiny group whose cells need a low level makes
+        only its own few rows or columns candidates, filtered per cell in the kernel.
+        """
+        G = self.G
+        keep_cell = _f32_down(cell_level.reshape(-1) * self.scale)
+        kc = keep_cell.reshape(G, G)
+        to_row = self.group_size[:, None] <= self.group_size[None, :]
+        row_level = np.where(to_row, kc, np.float32(np.inf)).min(axis=1)
+        col_level = np.where(~to_row, kc, np.float32(np.inf)).min(axis=0)
+        g = self.samples.group_of_sample
+        return {"capture_row": np.minimum(keep_sample, row_level[g]),
+                "capture_col": np.minimum(keep_sample, col_level[g]),
+                "keep_sample": keep_sample, "keep_cell": keep_cell}
+
+    def set_capture(self, cell_level: np.ndarray, topk_x: np.ndarray, mate_x: np.ndarray) -> None:
+        self.cell_level = np.asarray(cell_level, np.float64).reshape(self.G, self.G)
+        self.topk_x, self.mate_x = np.asarray(topk_x, np.float32), np.asarray(mate_x, np.float32)
+        for k, v in self.capture_arrays(self.cell_level, np.minimum(self.topk_x, self.mate_x)).items():
+            setattr(self.plan, k, v)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"cell_level": self.cell_level, "topk_x": self.topk_x, "mate_x": self.mate_x}
+
+    def blocks_holding(self, cells: np.ndarray) -> list[tuple[int, int]]:
+        """The blocks that hold at least one pair of a (G, G) mask's cells."""
+        bg = self.block_groups.astype(np.int64)
+        hold = (bg @ cells.astype(np.int64) @ bg.T) > 0  # hold[bi, bj]: some g in bi, h in bj, cell (g, h)
+        return [(bi, bj) for bi, bj in self.blocks if hold[bi, bj]]
 
     # ----- pre-pass: capture thresholds -------------------------------------------------------
-    def estimate(self, scores_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], rows_per_step: int = 2048) -> None:
-        """Set each sample's capture threshold and the tail capture level from a reference sample."""
-        n, samples = self.n, self.samples
+    def _references(self, rng: np.random.Generator) -> np.ndarray:
+        """A reference sample stratified by group: every group gets its share of ``reference_sample``
+        and at least MIN_REFERENCES_PER_GROUP (all of a smaller group), so that small groups, whose
+        cells' cutoffs are the hardest to estimate, are estimated from all their samples."""
+        n, size = self.n, self.group_size
+        if n <= max(self.reference_sample, 2 * self.top_k + 64):
+            return np.arange(n)
+        want = np.maximum(np.round(self.reference_sample * size / n), MIN_REFERENCES_PER_GROUP)
+        want = np.minimum(want, size).astype(np.int64)
+        g = self.samples.group_of_sample
+        order = np.argsort(g, kind="stable")
+        starts = np.r_[0, np.cumsum(size)[:-1]]
+        picks = [order[starts[h] + rng.choice(size[h], want[h], replace=False)] for h in range(self.G) if want[h]]
+        return np.sort(np.concatenate(picks))
+
+    def estimate(self, scores_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], threads: int = 1,
+                 rows_per_step: int = 1024) -> None:
+        """Set each sample's capture thresholds and each cell's tail level from a reference sample.
+
+        Row steps run on ``threads`` threads with single-threaded BLAS (as the main pass): small
+        GEMMs on a multi-threaded BLAS spin and stall on a shared machine."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        n, samples, G, B = self.n, self.samples, self.G, self.edges.size - 1
         rng = np.random.default_rng(self.seed)
-        R = n if n <= max(self.reference_sample, 2 * self.top_k + 64) else self.reference_sample
-        refs = np.arange(n) if R == n else np.sort(rng.choice(n, R, replace=False))
+        refs = self._references(rng)
         subj, g = samples.subject_of_sample, samples.group_of_sample
-        k = min(self.top_k, R)
-        B = self.edges.size - 1
-        thr = np.full(n, -np.inf)
-        hist = np.zeros(self.G * self.G * B, np.int64)
-        sampled: list[np.ndarray] = []
-        for a in range(0, n, rows_per_step):
+        k = min(self.top_k, refs.size)
+        topk = np.full(n, np.inf if k == 0 else -np.inf)
+        dump = G * G * B
+        ref_code = g[refs].astype(np.int64) * B
+        ref_subj = subj[refs]
+
+        def step(a: int) -> np.ndarray:
             rows = np.arange(a, min(n, a + rows_per_step))
-            x = scores_fn(rows, refs)  # (rows, R) scores, float64
-            excluded = subj[rows][:, None] == subj[refs][None, :]  # self and mates
-            x[excluded] = -np.inf
+            s = scores_fn(rows, refs)  # (rows, R) scores, float64
+            excluded = subj[rows][:, None] == ref_subj[None, :]  # self and mates
+            code = self._bins(s)
+            code += ref_code[None, :]
+            code += (g[rows].astype(np.int64) * (G * B))[:, None]
+            code[excluded] = dump
+            counts = np.bincount(code.ravel(), minlength=dump + 1)
+            del code
             if k > 0:
                 # the k-th best sampled non-mated score is a lower bound of the true k-th best
-                kth = -np.partition(-x, k - 1, axis=1)[:, k - 1]
+                s[excluded] = -np.inf
+                kth = -np.partition(-s, k - 1, axis=1)[:, k - 1]
                 enough = (~excluded).sum(axis=1) >= k
-                thr[rows] = np.where(enough & np.isfinite(kth), kth - self.margin, -np.inf)
+                topk[rows] = np.where(enough & np.isfinite(kth), (kth - self.margin) * self.scale, -np.inf)
+            return counts
+
+        counts = np.zeros(dump + 1, np.int64)
+        with threadpool_limits(limits=1, user_api="blas"):
+            if threads > 1:
+                with ThreadPoolExecutor(threads) as pool:
+                    gen = pool.submit(self._genuine_estimate)
+                    for c in pool.map(step, range(0, n, rows_per_step)):
+                        counts += c
+                    gx, gi, best = gen.result()
             else:
-                thr[rows] = np.inf
-            lo = np.minimum(rows[:, None], refs[None, :])[~excluded]
-            hi = np.maximum(rows[:, None], refs[None, :])[~excluded]
-            s = x[~excluded]
-            hist += np.bincount((g[lo] * self.G + g[hi]) * B + bin_index(s, self.edges), minlength=hist.size)
-            sampled.append(s.astype(np.float32))
+                for a in range(0, n, rows_per_step):
+                    counts += step(a)
+                gx, gi, best = self._genuine_estimate()
+        # unbiased for the count of every unordered pair: a sampled reference of group h stands for
+        # size[h] / refs_in[h] of them, each pair is seen from both ends, and cells (g, h) and (h, g)
+        # share the pairs of the two groups (every subset holds both or neither)
+        refs_in = np.bincount(g[refs], minlength=G)
+        w = np.where(refs_in > 0, self.group_size / np.maximum(refs_in, 1), 0.0)
+        c = counts[:dump].reshape(G, G, B) * w[None, :, None]
+        est = (c + c.transpose(1, 0, 2)) / 4.0
         # rank of the first mate: capture everything >= (an under-estimate of) the best mated score
-        gx, gi, best = self._genuine_estimate()
-        thr = np.where(np.isfinite(best), np.minimum(thr, best - self.margin), thr)
-        level = self._estimate_level(hist, np.concatenate(sampled), gx, gi)
-        self.capture_level = level
-        cap = np.minimum(thr, level)
-        self.plan.capture_row = (cap * self.scale).astype(np.float32)
-        # float32 rounding of the threshold must not raise it
-        up = self.plan.capture_row.astype(np.float64) / self.scale > cap
-        self.plan.capture_row[up] = np.nextafter(self.plan.capture_row[up], np.float32(-np.inf))
+        mate = np.where(np.isfinite(best), (best - self.margin) * self.scale, np.inf)
+        self.set_capture(self._cell_levels(est, gx, gi), _f32_down(topk), _f32_down(mate))
+
+    def _bins(self, s: np.ndarray) -> np.ndarray:
+        """bin_index of float64 scores (the dyadic shortcut where it is exact)."""
+        B = self.edges.size - 1
+        if self.fast:
+            b = np.floor(s * self.scale)
+            b += B // 2
+            np.clip(b, 0, B - 1, out=b)
+            return b.astype(np.int64)
+        return bin_index(s.ravel(), self.edges).reshape(s.shape).astype(np.int64)
 
     def _genuine_estimate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mated scores (float32, one small GEMM per subject), their probes, each sample's best."""
+        """Mated scores (float32 GEMMs, batched over subjects of one size), probes, each sample's best."""
         subj = self.samples.subject_of_sample
         order = np.argsort(subj, kind="stable")
-        s_sorted = subj[order]
-        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-        ends = np.r_[starts[1:], s_sorted.size]
+        size = np.bincount(subj, minlength=self.samples.n_subjects)
+        starts = np.r_[0, np.cumsum(size)[:-1]]
         best = np.full(self.n, -np.inf)
         scores, probes = [], []
-        for a, b in zip(starts.tolist(), ends.tolist()):
-            if b - a < 2:
-                continue
-            m = order[a:b]
-            e = self.emb[m]
-            if self.metric == "cosine":
-                gram = (e @ e.T).astype(np.float64)
-            else:
+        for m in np.unique(size[size >= 2]).tolist():
+            members = order[starts[size == m][:, None] + np.arange(m)]  # (S, m), ascending within a subject
+            e = self.emb[members]
+            if self.metric == "euclidean":
                 e64 = e.astype(np.float64)
-                sq = (e64**2).sum(1)
-                gram = -np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (e64 @ e64.T), 0.0))
-            np.fill_diagonal(gram, -np.inf)
-            best[m] = gram.max(axis=1)
-            iu, ju = np.triu_indices(b - a, k=1)
-            scores.append(gram[iu, ju])
-            probes.append(np.minimum(m[iu], m[ju]))
+                sq = (e64**2).sum(axis=2)
+                gram = -np.sqrt(np.maximum(sq[:, :, None] + sq[:, None, :] - 2.0 * (e64 @ e64.transpose(0, 2, 1)), 0.0))
+            else:
+                gram = np.matmul(e, e.transpose(0, 2, 1))  # float32, as the main pass
+            diag = np.arange(m)
+            gram[:, diag, diag] = -np.inf
+            best[members] = gram.max(axis=2)
+            iu, ju = np.triu_indices(m, k=1)
+            scores.append(gram[:, iu, ju].ravel())
+            probes.append(members[:, iu].ravel())
         if not scores:
             return np.empty(0), np.empty(0, np.int64), best
-        return np.concatenate(scores), np.concatenate(probes).astype(np.int64), best
+        return np.concatenate(scores).astype(np.float64), np.concatenate(probes).astype(np.int64), best
 
-    def _estimate_level(self, hist: np.ndarray, s: np.ndarray, gx: np.ndarray, gi: np.ndarray) -> float:
-        """Required cutoff of the sampled distribution, lowered by a margin in FMR, on a bin edge."""
-        if s.size == 0:
-            return -np.inf
-        B = self.edges.size - 1
-        o = np.argsort(gx, kind="stable")
-        est = ScoreDistributions(
-            samples=self.samples, edges=self.edges, impostor_hist=hist.reshape(self.G, self.G, B),
-            tail_cutoff=np.inf, tail_score=np.empty(0), tail_probe=np.empty(0, np.int64),
-            tail_reference=np.empty(0, np.int64), below_max=np.full((self.G, self.G), -np.inf),
-            genuine_score=gx[o], genuine_probe=gi[o], genuine_reference=gi[o],
+    def _cell_levels(self, est: np.ndarray, gx: np.ndarray, gi: np.ndarray) -> np.ndarray:
+        """Per cell, a capture level (score units, a bin edge) below the cutoff the estimated
+        distribution requires, with a margin in FMR: at least twice the estimated share above the
+        estimated cutoff plus LEVEL_MARGIN_SHARE of the cell, and 2 bins; small cells are captured whole."""
+        G, edges = self.G, self.edges
+        o = np.argsort(gx)  # an estimate: the order of ties does not matter
+        dist = _GenuineSorted(
+            samples=self.samples, edges=edges, impostor_hist=est, tail_cutoff=np.full((G, G), np.inf),
+            tail_score=np.empty(0), tail_probe=np.empty(0, np.int64), tail_reference=np.empty(0, np.int64),
+            below_max=np.full((G, G), -np.inf), genuine_score=gx[o], genuine_probe=gi[o], genuine_reference=gi[o],
             design="complete")
-        cutoff = required_tail_cutoff(est, self.targets, self.subsets)
-        if not np.isfinite(cutoff):
-            return cutoff
-        p = float((s >= cutoff).mean())
-        q = min(1.0, 2.0 * p + 2e-3, max(self.max_capture / max(self.total_pairs, 1), p))
-        level = float(np.quantile(s, 1.0 - q, method="lower")) if q < 1.0 else -np.inf
-        level = min(level, cutoff)
-        if np.isfinite(level):
-            b = int(bin_index(np.array([level]), self.edges)[0])
-            level = float(self.edges[b]) if b > 0 else -np.inf
+        cutoff = required_tail_cutoff(dist, self.targets, self.subsets)
+        total = est.sum(axis=2)
+        from_top = np.cumsum(est[:, :, ::-1], axis=2)[:, :, ::-1]
+        level = np.full((G, G), -np.inf)
+        budget = self.max_capture / max(self.total_pairs, 1)
+        for g, h in np.ndindex(G, G):
+            t, N = cutoff[g, h], total[g, h]
+            if not np.isfinite(t) or N <= 0:
+                continue  # -inf: keep all; +inf: nothing estimated there, keep all (it is tiny)
+            bt = int(bin_index(np.array([t]), edges)[0])
+            p = from_top[g, h, bt] / N
+            q = min(1.0, 2.0 * p + LEVEL_MARGIN_SHARE, max(budget, p))
+            bq = int(np.count_nonzero(from_top[g, h] >= q * N)) - 1
+            b = min(bt - 2, bq)
+            level[g, h] = edges[b] if b > 0 else -np.inf
+        small = np.flatnonzero((total.reshape(-1) <= SMALL_CELL) & np.isfinite(level.reshape(-1)))
+        small = small[np.argsort(total.reshape(-1)[small], kind="stable")]
+        whole = small[np.cumsum(total.reshape(-1)[small]) <= SMALL_CELLS_TOTAL]
+        level.reshape(-1)[whole] = -np.inf
         return level
 
 
@@ -320,16 +468,21 @@ def numpy_chunk(plan: BlockPlan, emb: np.ndarray, emb_scaled: np.ndarray, blocks
     # numpy calls BLAS only for aligned arrays (else its own loop, another summation order): arrays
     # deserialised on a Dask worker can be misaligned, and bit-identity needs the same GEMM everywhere
     emb, emb_scaled = np.require(emb, requirements="AC"), np.require(emb_scaled, requirements="AC")
+    slots = np.zeros(plan.n_slots, np.int64)
     parts = []
     for bi, bj in blocks:
         x = numpy_block_scores(plan, emb[bi * b : (bi + 1) * b], emb_scaled[bj * b : (bj + 1) * b], bi * b, bj * b)
-        parts.append(process_block(plan, x, bi, bj))
-    return BlockPartial.sum(parts, plan.n_slots)
+        part = process_block(plan, x, bi, bj)
+        del x
+        slots += part.slots
+        part.slots = None  # summed here: no block keeps its own copy of the counts
+        parts.append(part)
+    return BlockPartial.sum(parts, plan.n_slots, slots=slots)
 
 
 def numpy_cell_max_below(plan: BlockPlan, emb: np.ndarray, emb_scaled: np.ndarray,
-                         blocks: Sequence[tuple[int, int]], level_x: float, cells: np.ndarray) -> np.ndarray:
-    """(G*G,) largest non-mated x < level_x per wanted cell over some blocks (exact rescan, rare)."""
+                         blocks: Sequence[tuple[int, int]], level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """(G*G,) largest non-mated x < level_x[cell] per wanted cell over some blocks (exact rescan, rare)."""
     b = plan.block
     emb, emb_scaled = np.require(emb, requirements="AC"), np.require(emb_scaled, requirements="AC")
 
@@ -340,22 +493,31 @@ def numpy_cell_max_below(plan: BlockPlan, emb: np.ndarray, emb_scaled: np.ndarra
 
 
 def cell_max_below_of(plan: BlockPlan, block_x: Callable[[int, int], np.ndarray],
-                      blocks: Sequence[tuple[int, int]], level_x: float, cells: np.ndarray) -> np.ndarray:
+                      blocks: Sequence[tuple[int, int]], level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The rescan: per wanted cell (a (G*G,) mask), the largest non-mated x below its level (float64
+    comparisons: the level is exact, not rounded to float32)."""
     b, G = plan.block, plan.n_groups
     out = np.full(G * G, -np.inf)
     g = plan.group
+    level_x = np.asarray(level_x, np.float64).reshape(-1)
+    wanted = np.asarray(cells, bool).reshape(-1)
     for bi, bj in blocks:
         r0, c0 = bi * b, bj * b
+        gr, gc = g[r0 : r0 + b], g[c0 : c0 + b]
+        here = np.zeros((G, G), bool)
+        here[np.unique(gr)[:, None], np.unique(gc)[None, :]] = True
+        todo = np.flatnonzero(wanted & here.reshape(-1))
+        if not todo.size:
+            continue
         x = block_x(bi, bj)
         nr, nc = x.shape
         mi, mj = plan.mated_in(bi, bj)
         x[mi - r0, mj - c0] = -np.inf
         if bi == bj:
             x[np.tril(np.ones((nr, nc), bool))] = -np.inf
-        cell = g[r0 : r0 + nr, None] * G + g[None, c0 : c0 + nc]
-        below = x < level_x
-        for c in np.flatnonzero(cells):
-            m = below & (cell == c)
+        cell = gr[:nr, None] * G + gc[None, :nc]
+        for c in todo.tolist():
+            m = (cell == c) & (x < np.float64(level_x[c]))
             if m.any():
                 out[c] = max(out[c], float(x[m].max()))
     return out
@@ -441,7 +603,7 @@ class NumpyBackend:
                 futs = [pool.submit(numpy_chunk, plan, self.emb, scaled, p) for p in parts if p]
                 yield k, BlockPartial.sum([f.result() for f in futs], plan.n_slots)
 
-    def cell_max_below(self, plan: BlockPlan, blocks, level_x: float, cells: np.ndarray) -> np.ndarray:
+    def cell_max_below(self, plan: BlockPlan, blocks, level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
         return numpy_cell_max_below(plan, self.emb, scaled_references(self.emb, plan), blocks, level_x, cells)
 
     def close(self) -> None:
@@ -611,14 +773,16 @@ def compare_embeddings(
     h.update(samples.fingerprint().encode())
     h.update(json.dumps({k: v for k, v in settings.items() if k != "backend"}, sort_keys=True).encode())
     h.update(getattr(eng, "score_identity", "float32-gemm").encode())
+    h.update(b"capture-state/2")  # per-cell levels: older checkpoints belong to another run
     ckpt = _Checkpoint(checkpoint_dir, h.hexdigest(), resume)
     try:
+        t_pre = time.perf_counter()
         if ckpt.state is not None:
-            run.plan.capture_row = ckpt.state["capture_row"]
-            run.capture_level = float(ckpt.state["capture_level"])
+            run.set_capture(ckpt.state["cell_level"], ckpt.state["topk_x"], ckpt.state["mate_x"])
         else:
-            run.estimate(lambda rows, refs: eng.sample_scores(rows, refs, metric))
-            ckpt.save_state({"capture_row": run.plan.capture_row, "capture_level": np.float64(run.capture_level)})
+            run.estimate(lambda rows, refs: eng.sample_scores(rows, refs, metric), threads=getattr(eng, "threads", 1))
+            ckpt.save_state(run.state())
+        t_pre = time.perf_counter() - t_pre
         chunks = _chunks(run.blocks, run.block, run.n, int(chunk_pairs))
         todo = [k for k in range(len(chunks)) if k not in ckpt.resumed]
         parts: dict[int, BlockPartial] = dict(ckpt.resumed)
@@ -635,7 +799,10 @@ def compare_embeddings(
         finally:
             bar.close()
         t_main = time.perf_counter() - t_main
-        result = _assemble(run, eng, [parts[k] for k in range(len(chunks))])
+        t_asm = time.perf_counter()
+        ordered = [parts.pop(k) for k in range(len(chunks))]
+        result = _assemble(run, eng, ordered)
+        t_asm = time.perf_counter() - t_asm
     finally:
         eng.close()
     result.meta.update({
@@ -643,15 +810,17 @@ def compare_embeddings(
         "faceaudit_version": version,
         "settings": settings,
         "device": getattr(eng, "device_name", "cpu"),
-        "timing_s": {"total": round(time.perf_counter() - t_start, 4), "main_pass": round(t_main, 4)},
+        "timing_s": {"total": round(time.perf_counter() - t_start, 4), "pre_pass": round(t_pre, 4),
+                     "main_pass": round(t_main, 4), "assembly": round(t_asm, 4)},
         **(meta or {}),
     })
     return result
 
 
 def _assemble(run: _Run, eng, parts: list[BlockPartial]) -> ScoreDistributions:
-    plan, samples, G = run.plan, run.samples, run.G
+    plan = run.plan
     total = BlockPartial.sum(parts, plan.n_slots)
+    parts.clear()
     hist = plan.slots_to_hist(total.slots)
     n_gen = int(total.gen_x.size)
     tril = sum(min(run.block, run.n - bi * run.block) * (min(run.block, run.n - bi * run.block) + 1) // 2
@@ -664,62 +833,124 @@ def _assemble(run: _Run, eng, parts: list[BlockPartial]) -> ScoreDistributions:
             f"pair counts do not add up: visited {total.pairs}, histogram {int(hist.sum())} + mated {n_gen}, "
             f"expected n(n-1)/2 = {run.total_pairs}")
     scale = plan.scale
-    gs = total.gen_x.astype(np.float64) / scale
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # the per-probe summaries need none of the rest: alongside
+        summary = pool.submit(_probe_summary, run, total, scale)
+        dist = _assemble_tail(run, eng, total, hist)
+        dist.probe_summary = summary.result()
+    return dist
+
+
+def _assemble_tail(run: _Run, eng, total: BlockPartial, hist: np.ndarray) -> ScoreDistributions:
+    """Genuine scores, per-cell cutoffs from the exact histogram, the tail and below_max of every cell."""
+    plan, samples, G, scale = run.plan, run.samples, run.G, run.plan.scale
+    gs, gp, gr = _genuine_canonical(run, total)
     empty_i = np.empty(0, np.int64)
-    coarse = ScoreDistributions(
-        samples=samples, edges=run.edges, impostor_hist=hist, tail_cutoff=np.inf, tail_score=np.empty(0),
-        tail_probe=empty_i, tail_reference=empty_i, below_max=np.full((G, G), -np.inf),
-        genuine_score=gs, genuine_probe=total.gen_i, genuine_reference=total.gen_j,
-        exclusions=Counter(), impostor_subject_pairs=None, design="complete")
-    T = float(required_tail_cutoff(coarse, run.targets, run.subsets)) if hist.sum() else np.inf
-    level = run.capture_level
-    ci, cj, cs = total.cap_i, total.cap_j, total.cap_x.astype(np.float64) / scale
+    coarse = _GenuineSorted(
+        samples=samples, edges=run.edges, impostor_hist=hist, tail_cutoff=np.full((G, G), np.inf),
+        tail_score=np.empty(0), tail_probe=empty_i, tail_reference=empty_i, below_max=np.full((G, G), -np.inf),
+        genuine_score=gs, genuine_probe=gp, genuine_reference=gr, design="complete")
+    T = required_tail_cutoff(coarse, run.targets, run.subsets) if hist.sum() else np.full((G, G), np.inf)
+    del coarse
+    level = run.cell_level.copy()
+    ci, cj, cx = total.cap_i, total.cap_j, total.cap_x
     passes = ["main"]
-    if T < level:
-        # the estimate was too high: capture again, below T, from the exact histogram
-        level = _lower_level(run.edges, hist, T)
-        second = BlockPlan(**{**plan.__dict__, "tail_only": True,
-                              "capture_row": np.full(run.n, level * scale if np.isfinite(level) else -np.inf,
-                                                     np.float32)})
-        chunks = _chunks(run.blocks, run.block, run.n, 1 << 25)
+    fail = T < level
+    if fail.any():
+        # the estimate was too high for some cells: capture them again, below T, from the exact histogram
+        for g, h in zip(*np.nonzero(fail)):
+            level[g, h] = _lower_level(run.edges, hist[g, h], T[g, h])
+        arrays = run.capture_arrays(np.where(fail, level, np.inf), np.full(run.n, np.inf, np.float32))
+        second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
+        blocks = run.blocks_holding(fail)
+        chunks = _chunks(blocks, run.block, run.n, 1 << 25)
         extra = BlockPartial.sum([part for _, part in eng.run_chunks(second, chunks, list(range(len(chunks))))],
                                  plan.n_slots)
-        ci, cj, cs = extra.cap_i, extra.cap_j, extra.cap_x.astype(np.float64) / scale
-        passes.append("capture below the required cutoff")
+        g = samples.group_of_sample
+        old = ~fail.reshape(-1)[g[ci] * G + g[cj]]
+        ci, cj, cx = (np.concatenate([ci[old], extra.cap_i]), np.concatenate([cj[old], extra.cap_j]),
+                      np.concatenate([cx[old], extra.cap_x]))
+        passes.append(f"capture below the required cutoff in {int(fail.sum())} cell(s), {len(blocks)} block(s)")
     g = samples.group_of_sample
     cell = g[ci] * G + g[cj]
-    in_tail = cs >= T
+    cs = cx.astype(np.float64)
+    cs /= scale
+    in_tail = cs >= T.reshape(-1)[cell]
     below = np.full(G * G, -np.inf)
-    band = ~in_tail & (cs >= level)
+    band = ~in_tail & (cs >= level.reshape(-1)[cell])
     np.maximum.at(below, cell[band], cs[band])
+    del band
     n_tail_cell = np.bincount(cell[in_tail], minlength=G * G)
     n_below_cell = hist.reshape(G * G, -1).sum(axis=1) - n_tail_cell
     missing = (n_below_cell > 0) & ~np.isfinite(below)
     if missing.any():
         # cells with scores below T but none captured in [level, T): their largest lies below level
-        got = eng.cell_max_below(plan, run.blocks, level * scale, missing)
+        blocks = run.blocks_holding(missing.reshape(G, G))
+        got = eng.cell_max_below(plan, blocks, level.reshape(-1) * scale, missing)
         below[missing] = got[missing] / scale
         passes.append(f"rescan of {int(missing.sum())} cell(s) for the largest score below the tail")
-    summary = _probe_summary(run, total, scale)
-    dist = ScoreDistributions(
-        samples=samples, edges=run.edges, impostor_hist=hist, tail_cutoff=T, tail_score=cs[in_tail],
-        tail_probe=ci[in_tail].astype(np.int64), tail_reference=cj[in_tail].astype(np.int64),
-        below_max=below.reshape(G, G), genuine_score=gs, genuine_probe=total.gen_i.astype(np.int64),
-        genuine_reference=total.gen_j.astype(np.int64), exclusions=Counter(), impostor_subject_pairs=None,
+    tail_score, tail_probe, tail_ref = cs[in_tail], ci[in_tail].astype(np.int64), cj[in_tail].astype(np.int64)
+    del cs, cell, in_tail
+    o = np.lexsort((tail_ref, tail_probe, tail_score))  # the canonical order of ScoreDistributions
+    finite = level[np.isfinite(level)]
+    return ScoreDistributions(
+        samples=samples, edges=run.edges, impostor_hist=hist, tail_cutoff=T, tail_score=tail_score[o],
+        tail_probe=tail_probe[o], tail_reference=tail_ref[o], below_max=below.reshape(G, G), genuine_score=gs,
+        genuine_probe=gp, genuine_reference=gr, exclusions=Counter(), impostor_subject_pairs=None,
         design="complete",
-        meta={"tail_cutoff_rule": "required_tail_cutoff of the complete histogram (every EER and target-FMR "
-                                  "threshold of every group subset exact); tail captured in the main pass",
-              "capture_level": level, "passes": passes, "pairs": run.total_pairs,
+        meta={"tail_cutoff_rule": "per cell: required_tail_cutoff of the complete histogram (every EER and target-FMR "
+                                  "threshold of every group subset containing the cell exact); tail captured in "
+                                  "the main pass",
+              "capture_level": [float(level.min()), float(level.max())] if level.size else [],
+              "capture_level_finite": [float(finite.min()), float(finite.max())] if finite.size else [],
+              "passes": passes, "pairs": run.total_pairs,
               "score_definition": f"float32 GEMM of {run.metric} rows"
-                                  + (", unit-normalised in float64" if run.metric == "cosine" else "")},
-        probe_summary=summary)
-    from faceaudit.scores import _canonical
+                                  + (", unit-normalised in float64" if run.metric == "cosine" else "")})
 
-    return _canonical(dist)
+
+def _genuine_canonical(run: _Run, total: BlockPartial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mated scores, probes and references in the canonical order (score, probe, reference).
+
+    Each block returns its mated pairs in the plan's order (by block, then (i, j)); placed back in
+    (i, j) order, one stable sort by score gives the canonical order (no three-key lexsort)."""
+    plan = run.plan
+    keys = np.asarray(total.blocks, np.int64)
+    lo = np.searchsorted(plan.mated_key, keys, side="left")
+    lens = np.searchsorted(plan.mated_key, keys, side="right") - lo
+    pos = np.repeat(lo - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+    if not (np.array_equal(plan.mated_i[pos], total.gen_i) and np.array_equal(plan.mated_j[pos], total.gen_j)):
+        raise AssertionError("mated pairs came back out of the plan's order")
+    m = pos.size
+    where = np.empty(m, np.int64)
+    where[pos] = np.arange(m)  # plan position -> position in the blocks' concatenation
+    x = np.empty(m, np.float32)
+    i = np.empty(m, np.int64)
+    j = np.empty(m, np.int64)
+    o = run.mated_order
+    x[o] = total.gen_x[where]
+    i[o] = plan.mated_i
+    j[o] = plan.mated_j
+    if m >= 2**32:
+        c = np.argsort(x, kind="stable")
+    else:  # (score, position in (i, j) order) packed in one uint64: one unstable (SIMD) sort
+        packed = (_float_order(x).astype(np.uint64) << np.uint64(32)) | np.arange(m, dtype=np.uint64)
+        packed.sort()
+        c = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+        del packed
+    s = x[c].astype(np.float64)
+    s /= plan.scale
+    return s, i[c], j[c]
+
+
+def _float_order(x: np.ndarray) -> np.ndarray:
+    """uint32 keys in the order of the float32 values (-0.0 and 0.0 equal, as comparisons have them)."""
+    u = (np.asarray(x, np.float32) + np.float32(0.0)).view(np.uint32)
+    return np.where(u >> np.uint32(31), ~u, u | np.uint32(0x80000000))
 
 
 def _lower_level(edges: np.ndarray, hist: np.ndarray, T: float) -> float:
-    """An edge below T with at least a quarter more scores than above T (and 2 bins of margin)."""
+    """An edge below T with at least a quarter more scores of the cell than above T (and 2 bins of margin)."""
     if not np.isfinite(T):
         return -np.inf
     per_bin = hist.reshape(-1, hist.shape[-1]).sum(axis=0)
@@ -732,54 +963,77 @@ def _lower_level(edges: np.ndarray, hist: np.ndarray, T: float) -> float:
     return float(edges[b]) if b > 0 else -np.inf
 
 
-def _order(probe: np.ndarray, score: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Order by probe, then score descending, then reference (stable sorts: faster than lexsort)."""
-    o = np.argsort(ref, kind="stable")
-    o = o[np.argsort(-score[o], kind="stable")]
-    return o[np.argsort(probe[o], kind="stable")]
-
-
 def _probe_summary(run: _Run, total: BlockPartial, scale: float) -> ProbeSummary:
+    """Top-k and first-mate rank of every probe from the captured scores: only the top-k candidates
+    (>= each probe's top-k threshold) are sorted, in one packed-key sort; best mates and ranks are
+    reductions (no sort of the mated or the captured scores)."""
     n, k = run.n, run.top_k
-    thr = run.plan.capture_row.astype(np.float64)
-    probe = np.concatenate([total.cap_i, total.cap_j]).astype(np.int64)
-    ref = np.concatenate([total.cap_j, total.cap_i]).astype(np.int64)
-    x = np.concatenate([total.cap_x, total.cap_x]).astype(np.float64)
-    ok = x >= thr[probe]  # complete for the probe: everything >= its threshold was captured
-    probe, ref, x = probe[ok], ref[ok], x[ok]
-    o = _order(probe, x, ref)
-    probe, ref, x = probe[o], ref[o], x[o]
+    ci, cj, cx = total.cap_i, total.cap_j, total.cap_x
+    tk = run.topk_x
+    a = cx >= tk[ci]
+    b = cx >= tk[cj]
+    probe = np.concatenate([ci[a], cj[b]])
+    ref = np.concatenate([cj[a], ci[b]])
+    x = np.concatenate([cx[a], cx[b]])
+    del a, b
     counts = np.bincount(probe, minlength=n)
-    start = np.r_[0, np.cumsum(counts)[:-1]]
     subj = run.samples.subject_of_sample
     n_mates = np.bincount(subj, minlength=run.samples.n_subjects)[subj] - 1
     n_nonmated = (n - 1) - n_mates
     if (counts < np.minimum(k, n_nonmated)).any():
         raise AssertionError("a probe's top-k capture was incomplete")  # the thresholds are lower bounds
+    o, probe_sorted = _by_probe_score_desc_ref(probe, x, ref)
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    pos = np.arange(o.size) - start[probe_sorted]
+    keep = pos < k
+    sel, p, pos = o[keep], probe_sorted[keep], pos[keep]  # only the top k of each probe are gathered
+    del o, probe_sorted, keep
     topk_score = np.full((n, k), -np.inf)
     topk_ref = np.full((n, k), -1, np.int64)
-    pos = np.arange(probe.size) - start[probe]
-    keep = pos < k
-    topk_score[probe[keep], pos[keep]] = x[keep] / scale
-    topk_ref[probe[keep], pos[keep]] = ref[keep]
+    topk_score[p, pos] = x[sel].astype(np.float64) / scale
+    topk_ref[p, pos] = ref[sel]
     # best mate of each probe, in both roles; ties go to the lower reference index
-    gi, gj, gx = total.gen_i, total.gen_j, total.gen_x.astype(np.float64)
-    gp = np.concatenate([gi, gj]).astype(np.int64)
-    gr = np.concatenate([gj, gi]).astype(np.int64)
-    gv = np.concatenate([gx, gx])
-    o = _order(gp, gv, gr)
-    gp, gr, gv = gp[o], gr[o], gv[o]
-    first = np.r_[True, gp[1:] != gp[:-1]] if gp.size else np.empty(0, bool)
-    best = np.full(n, np.nan)
-    best_ref = np.full(n, -1, np.int64)
-    best[gp[first]] = gv[first] / scale
-    best_ref[gp[first]] = gr[first]
+    gi, gj, gx = total.gen_i, total.gen_j, total.gen_x
+    best = np.full(n, -np.inf, np.float32)
+    np.maximum.at(best, gi, gx)
+    np.maximum.at(best, gj, gx)
+    none = np.iinfo(np.int64).max
+    best_ref = np.full(n, none, np.int64)
+    tie = gx == best[gi]
+    np.minimum.at(best_ref, gi[tie], gj[tie])
+    tie = gx == best[gj]
+    np.minimum.at(best_ref, gj[tie], gi[tie])
+    has = best_ref != none
     rank = np.zeros(n, np.int64)
-    has = best_ref >= 0
     if has.any():
-        bx = np.where(has, best * scale, np.inf)
-        if (thr[has] > bx[has]).any():
+        if (run.mate_x[has] > best[has]).any():
             raise AssertionError("a probe's rank capture was incomplete")
-        rank[has] = 1 + np.bincount(probe[x >= bx[probe]], minlength=n)[has]
-    return ProbeSummary(k=k, topk_score=topk_score, topk_reference=topk_ref, best_mated_score=best,
-                        best_mated_reference=best_ref, mate_rank=rank)
+        # rank: 1 + non-mated scores >= the best mated one, in either role (all captured)
+        above = np.bincount(ci[cx >= best[ci]], minlength=n) + np.bincount(cj[cx >= best[cj]], minlength=n)
+        rank[has] = 1 + above[has]
+    best_score = np.where(has, best.astype(np.float64) / scale, np.nan)
+    return ProbeSummary(k=k, topk_score=topk_score, topk_reference=topk_ref, best_mated_score=best_score,
+                        best_mated_reference=np.where(has, best_ref, -1), mate_rank=rank)
+
+
+def _by_probe_score_desc_ref(probe: np.ndarray, x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order by probe, then score descending, then reference, and the probes in that order.
+
+    (probe, score) are packed in one uint64 and sorted with the fast unstable sort; only the rare runs
+    of equal (probe, score) are then ordered by reference."""
+    if probe.size and int(probe.max()) >= 2**32:
+        o = np.lexsort((ref, -x, probe))
+        return o, probe[o]
+    key = (probe.astype(np.uint64) << np.uint64(32)) | (~_float_order(x)).astype(np.uint64)
+    o = np.argsort(key)
+    ks = key[o]
+    del key
+    eq = ks[1:] == ks[:-1]
+    if eq.any():
+        run = np.zeros(ks.size, bool)
+        run[1:] |= eq
+        run[:-1] |= eq
+        at = np.flatnonzero(run)
+        sub = o[at]
+        o[at] = sub[np.lexsort((ref[sub], ks[at]))]
+    return o, (ks >> np.uint64(32)).astype(np.intp)

@@ -48,7 +48,15 @@ class BlockPlan:
     row_offset: np.ndarray  # float32 or int64 (n,): group_of_row * G * stride
     col_offset: np.ndarray  # float32 or int64 (n,): group_of_col * stride + base
     float_offsets: bool
-    capture_row: np.ndarray  # float32 (n,), in x units: capture x >= this for the row sample
+    # Captures, in x units (float32). A pair (i, j), i < j, is a candidate when x >= capture_row[i] or
+    # x >= capture_col[j] (a cheap test on the whole block); a candidate is kept when it reaches its
+    # cell's tail level (x >= keep_cell[cell]) or either sample's per-probe summary threshold
+    # (x >= keep_sample[i] or x >= keep_sample[j]). capture_row/capture_col are the per-sample minima of
+    # those levels, so every pair that must be kept is a candidate.
+    capture_row: np.ndarray  # float32 (n,)
+    capture_col: np.ndarray  # float32 (n,)
+    keep_sample: np.ndarray  # float32 (n,)
+    keep_cell: np.ndarray  # float32 (G * G,), cell = group[i] * G + group[j]
     tail_only: bool = False  # second pass: captures only, no histogram or genuine
     sq_norm: np.ndarray | None = None  # euclidean
     mated_i: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # sorted by block key
@@ -95,13 +103,15 @@ class BlockPartial:
         return cls(np.zeros(n_slots, np.int64), 0, e, e, f, e, e, f)
 
     @classmethod
-    def sum(cls, parts: list[BlockPartial], n_slots: int) -> BlockPartial:
-        """``parts[0] + parts[1] + ...`` with one concatenation (not one per ``+``)."""
+    def sum(cls, parts: list[BlockPartial], n_slots: int, slots: np.ndarray | None = None) -> BlockPartial:
+        """``parts[0] + parts[1] + ...`` with one concatenation (not one per ``+``); ``slots``: their
+        counts, when the caller has already summed them."""
         if not parts:
             return cls.empty(n_slots)
-        slots = np.zeros(n_slots, np.int64)
-        for p in parts:
-            slots += p.slots
+        if slots is None:
+            slots = np.zeros(n_slots, np.int64)
+            for p in parts:
+                slots += p.slots
         cat = {f: np.concatenate([getattr(p, f) for p in parts])
                for f in ("cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x")}
         return cls(slots=slots, pairs=sum(p.pairs for p in parts), blocks=sum((p.blocks for p in parts), ()), **cat)
@@ -174,18 +184,16 @@ def process_block(plan: BlockPlan, x: np.ndarray, bi: int, bj: int) -> BlockPart
         pairs = nr * (nr - 1) // 2
     else:
         pairs = nr * nc
-    # captures: the tail level and each sample's top-k / rank threshold, in either role
-    cap_r = plan.capture_row[r0 : r0 + nr]
-    cap_c = plan.capture_row[c0 : c0 + nc]
-    mask = x >= cap_r[:, None]
-    mask |= x >= cap_c[None, :]
+    # captures: a cheap candidate test on the block, then the exact per-cell / per-sample filter
+    mask = x >= plan.capture_row[r0 : r0 + nr, None]
+    mask |= x >= plan.capture_col[None, c0 : c0 + nc]
     flat = np.flatnonzero(mask)
     del mask
     cx = x.ravel()[flat]
-    keep = cx > sentinel
-    flat, cx = flat[keep], cx[keep]
     cap_i = flat // nc + r0
     cap_j = flat % nc + c0
+    keep = keep_captures(plan, cap_i, cap_j, cx)
+    cap_i, cap_j, cx = cap_i[keep], cap_j[keep], cx[keep]
     if plan.tail_only:
         e = np.empty(0, np.int64)
         return BlockPartial(np.zeros(plan.n_slots, np.int64), 0, cap_i, cap_j, cx, e, e,
@@ -201,6 +209,17 @@ def process_block(plan: BlockPlan, x: np.ndarray, bi: int, bj: int) -> BlockPart
     return BlockPartial(slots.astype(np.int64, copy=False), pairs, cap_i.astype(np.int64),
                         cap_j.astype(np.int64), cx, mi.astype(np.int64), mj.astype(np.int64), gen_x,
                         (plan.block_key(bi, bj),))
+
+
+def keep_captures(plan: BlockPlan, i: np.ndarray, j: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Which candidates (i < j, score x) are kept: at or above the cell's tail level or either
+    sample's summary threshold, and not excluded (the sentinel)."""
+    g, G = plan.group, plan.n_groups
+    keep = x >= plan.keep_cell[g[i] * G + g[j]]
+    keep |= x >= plan.keep_sample[i]
+    keep |= x >= plan.keep_sample[j]
+    keep &= x > SENTINEL
+    return keep
 
 
 def _slot_index(plan: BlockPlan, x: np.ndarray, r0: int, c0: int) -> np.ndarray:

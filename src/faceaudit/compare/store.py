@@ -23,8 +23,10 @@ from faceaudit.scores import SampleIndex, ScoreDistributions
 
 __all__ = ["save_distributions", "load_distributions", "FORMAT"]
 
-FORMAT = "faceaudit.fadist/1"
-_ARRAYS = ("edges", "impostor_hist", "tail_score", "tail_probe", "tail_reference", "below_max",
+FORMAT = "faceaudit.fadist/2"
+#: formats this version reads: /1 stored one scalar tail cutoff (broadcast to every cell on load)
+READABLE = ("faceaudit.fadist/1", FORMAT)
+_ARRAYS = ("edges", "impostor_hist", "tail_cutoff", "tail_score", "tail_probe", "tail_reference", "below_max",
            "genuine_score", "genuine_probe", "genuine_reference")
 
 
@@ -67,7 +69,6 @@ def save_distributions(dist: ScoreDistributions, path: str | os.PathLike) -> Pat
             arrays[f"summary_{k}"] = np.asarray(v)
     doc = {
         "format": FORMAT,
-        "tail_cutoff": repr(float(dist.tail_cutoff)),
         "design": dist.design,
         "exclusions": [[k, int(v)] for k, v in dist.exclusions.items()],
         "group_columns": list(s.group_columns),
@@ -98,9 +99,13 @@ def load_distributions(path: str | os.PathLike) -> ScoreDistributions:
         if "__json__" not in z.files:
             raise InputError(f"{str(path)!r} is not a faceaudit .fadist file")
         doc = json.loads(str(z["__json__"]))
-        if doc.get("format") != FORMAT:
-            raise InputError(f"{str(path)!r} has format {doc.get('format')!r}; this faceaudit reads {FORMAT!r}")
+        if doc.get("format") not in READABLE:
+            raise InputError(f"{str(path)!r} has format {doc.get('format')!r}; this faceaudit reads {READABLE!r}")
         a = {k: z[k] for k in z.files}
+    G = len(doc["group_labels"])
+    if "tail_cutoff" not in a:  # format /1: one cutoff for every cell
+        a["tail_cutoff"] = np.full((G, G), float(doc["tail_cutoff"]))
+    a["tail_cutoff"] = np.broadcast_to(np.asarray(a["tail_cutoff"], np.float64), (G, G)).copy()
 
     def ids(arr: np.ndarray, kind: str) -> np.ndarray:
         return np.asarray([int(v) if kind == "int" else str(v) for v in arr.tolist()], dtype=object)
@@ -120,6 +125,6 @@ def load_distributions(path: str | os.PathLike) -> ScoreDistributions:
     if "summary_k" in a:
         summary = ProbeSummary.from_arrays({k[len("summary_"):]: v for k, v in a.items() if k.startswith("summary_")})
     return ScoreDistributions(
-        samples=samples, **{k: a[k] for k in _ARRAYS}, tail_cutoff=float(doc["tail_cutoff"]),
+        samples=samples, **{k: a[k] for k in _ARRAYS},
         exclusions=Counter({k: v for k, v in doc["exclusions"]}), impostor_subject_pairs=pairs,
         design=doc["design"], meta=doc["meta"], probe_summary=summary)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceaudit.compare.kernel import BlockPartial, BlockPlan, process_block
+from faceaudit.compare.kernel import BlockPartial, BlockPlan, keep_captures, process_block
 from faceaudit.errors import InputError
 
 __all__ = ["TorchBackend"]
@@ -99,13 +99,11 @@ class TorchBackend:
         if diag:
             tril = torch.ones((nr, nc), dtype=torch.bool, device=dev).tril()
             x.masked_fill_(tril, -torch.inf)
-        cap = self._cap(plan)
-        cr, cc = cap[r0 : r0 + nr], cap[c0 : c0 + nc]
-        mask = (x >= cr[:, None]) | (x >= cc[None, :])
+        cap_row, cap_col = self._cap(plan)
+        mask = x >= cap_row[r0 : r0 + nr, None]
+        mask |= x >= cap_col[None, c0 : c0 + nc]
         flat = mask.flatten().nonzero().squeeze(1)
         cx = x.flatten()[flat]
-        keep = cx > -torch.inf
-        flat, cx = flat[keep], cx[keep]
         x.floor_()
         ro, co = self._offsets(plan)
         if plan.float_offsets:
@@ -122,17 +120,19 @@ class TorchBackend:
         slots = torch.bincount(idx.flatten(), minlength=plan.n_slots)
         if slots.numel() != plan.n_slots:
             raise AssertionError("a score fell outside the guard slots")
-        flat = flat.cpu().numpy()
         pairs = nr * (nr - 1) // 2 if diag else nr * nc
-        return BlockPartial(slots.cpu().numpy().astype(np.int64), pairs, (flat // nc + r0).astype(np.int64),
-                            (flat % nc + c0).astype(np.int64), cx.cpu().numpy(), mi.astype(np.int64),
-                            mj.astype(np.int64), gen_x.cpu().numpy(), (plan.block_key(bi, bj),))
+        flat, cx = flat.cpu().numpy(), cx.cpu().numpy()  # the few candidates come back after the histogram
+        ci, cj = (flat // nc + r0).astype(np.int64), (flat % nc + c0).astype(np.int64)
+        keep = keep_captures(plan, ci, cj, cx)  # the exact per-cell / per-sample filter, on the few candidates
+        return BlockPartial(slots.cpu().numpy().astype(np.int64), pairs, ci[keep], cj[keep], cx[keep],
+                            mi.astype(np.int64), mj.astype(np.int64), gen_x.cpu().numpy(), (plan.block_key(bi, bj),))
 
     def _cap(self, plan: BlockPlan):
-        key = ("cap", id(plan.capture_row))
-        if key not in self._scaled:
-            self._scaled[key] = self.torch.from_numpy(plan.capture_row).to(self.device)
-        return self._scaled[key]
+        key = ("cap", id(plan))
+        if key not in self._scaled:  # the plan is held with its tensors, so its id is not reused
+            self._scaled[key] = (plan, self.torch.from_numpy(plan.capture_row).to(self.device),
+                                 self.torch.from_numpy(plan.capture_col).to(self.device))
+        return self._scaled[key][1:]
 
     def _offsets(self, plan: BlockPlan):
         key = ("off", id(plan.row_offset))
@@ -145,7 +145,7 @@ class TorchBackend:
         for k in todo:
             yield k, BlockPartial.sum([self.block(plan, bi, bj) for bi, bj in chunks[k]], plan.n_slots)
 
-    def cell_max_below(self, plan: BlockPlan, blocks, level_x: float, cells: np.ndarray) -> np.ndarray:
+    def cell_max_below(self, plan: BlockPlan, blocks, level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
         from faceaudit.compare.engine import cell_max_below_of
 
         return cell_max_below_of(plan, lambda bi, bj: self._x(plan, bi, bj).cpu().numpy(), blocks, level_x, cells)
