@@ -66,7 +66,10 @@ def subject_level_labels(subjects: np.ndarray, labels: np.ndarray) -> tuple[np.n
 def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000) -> dict:
     from faceaudit.audit import audit
     from faceaudit.compare import compare_embeddings
-    from faceaudit.report.jsonout import to_jsonable, write_json
+    from faceaudit.data.tables import file_sha256
+    from faceaudit.report.compact import audit_document
+    from faceaudit.report.html import write_html
+    from faceaudit.report.jsonout import write_json
     from faceaudit.report.terminal import print_audit
 
     console = Console()
@@ -74,27 +77,48 @@ def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     path = DEMO_DATA / f"lfw_{model}.parquet"
     emb, samples, meta, failed = load_demo_embeddings(path)
+    provenance = json.loads(meta.get("faceaudit", "{}"))
     console.print(f"[bold]faceaudit demo[/bold]: {path.name} — {samples.n_samples:,} LFW samples of "
                   f"{samples.n_subjects:,} subjects ({failed} without an acquired face left out), model {model}; "
                   f"labels made subject-level (samples relabelled: {meta['subject_level_labels']})")
+    _print_fta(console, provenance.get("fta"), provenance.get("fta_policy"))
     t0 = time.perf_counter()
     # SFace features are compared by cosine similarity (OpenCV FaceRecognizerSF.match, FR_COSINE):
     # raw features are not unit-norm, so they are normalised here, as the matcher itself does
     dist = compare_embeddings(emb, samples, backend="numpy", fmr_targets=TARGETS, normalize=True)
     t1 = time.perf_counter()
-    dist.meta.setdefault("inputs", {})["embeddings"] = {"path": f"demo_data/{path.name}",
-                                                        "metadata": meta}
+    dist.meta.setdefault("inputs", {})["embeddings"] = {
+        "path": f"demo_data/{path.name}", "sha256": file_sha256(path),
+        "labels_made_subject_level": json.loads(meta["subject_level_labels"]),
+    }
+    for key in ("fta", "fta_policy", "labels", "source"):
+        if key in provenance:
+            dist.meta[key] = provenance[key]
+    if "model" in provenance:  # name and hashes up front; the embedder's settings beside them
+        m = provenance["model"]
+        dist.meta["model"] = {k: m[k] for k in ("name", "version", "weights_sha256", "similarity") if k in m}
+        dist.meta["model"]["detector_sha256"] = m.get("settings", {}).get("detector_sha256")
+        dist.meta["embedding_settings"] = m.get("settings", {})
     result = audit(dist, fmr_targets=TARGETS, groupings=[("sex",), ("race",), ("sex", "race")],
                    bootstrap=bootstrap, seed=0)
     t2 = time.perf_counter()
-    doc = to_jsonable(result.to_dict())
+    doc = audit_document(result)
     write_json(doc, out / "result.json")
+    write_html(doc, out / "audit.html")
     print_audit(doc, console)
     console.print(f"compared {dist.n_mated + dist.n_nonmated:,} pairs in {t1 - t0:.1f} s, audited in "
-                  f"{t2 - t1:.1f} s; wrote {out / 'result.json'}")
-    (out / "demo_settings.json").write_text(json.dumps({"model": model, "fmr_targets": TARGETS,
-                                                        "bootstrap": bootstrap}, indent=1) + "\n")
+                  f"{t2 - t1:.1f} s; wrote {out / 'result.json'} and {out / 'audit.html'} (open it in a browser)")
     return doc
+
+
+def _print_fta(console: Console, fta: dict | None, policy: str | None) -> None:
+    """Failure to acquire per group (ISO/IEC 19795-10 reports it by group): never hidden."""
+    if not fta:
+        console.print("failure to acquire: not recorded in the demo data")
+        return
+    for column, groups in fta.get("by_group", {}).items():
+        parts = [f"{g} {v['fta']}/{v['n']}" for g, v in sorted(groups.items())]
+        console.print(f"failure to acquire by {column} (policy: {policy}): " + ", ".join(parts))
 
 
 def main() -> None:  # pragma: no cover - exercised by `make demo`
