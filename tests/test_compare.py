@@ -45,7 +45,7 @@ def lattice_set(n=150, d=64, subjects=40, seed=0, groups=True):
     return x.astype(np.float32), samples
 
 
-def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), k=5):
+def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), k=20):
     """Every pair i < j by loops over a full float64 (exact for lattice inputs) score matrix."""
     n = x.shape[0]
     a = x.astype(np.float64)

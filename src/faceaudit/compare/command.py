@@ -22,7 +22,7 @@ def compare(
     fmr: Annotated[list[float], typer.Option("--fmr", help="target FMR whose threshold must be exact (repeat); default 1e-3, 1e-4, 1e-5")] = [],  # noqa: B006
     bins: Annotated[int, typer.Option(help="histogram bins per group pair over the score range")] = 4096,
     block: Annotated[int, typer.Option(help="block side of the all-pairs schedule")] = 1024,
-    top_k: Annotated[int, typer.Option(help="non-mated scores kept per probe for 1:N")] = 5,
+    top_k: Annotated[int, typer.Option(help="non-mated scores kept per probe for 1:N (the tail model uses 20)")] = 20,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (torch only: scores move by ~1e-3)")] = "fp32",
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda:0 (default: cuda when present)")] = None,
     scheduler: Annotated[str | None, typer.Option(help="dask scheduler address (default: a LocalCluster)")] = None,

@@ -701,7 +701,7 @@ def compare_embeddings(
     normalize: bool = False,
     bins: int = DEFAULT_BINS,
     block: int = DEFAULT_BLOCK,
-    top_k: int = 5,
+    top_k: int = 20,
     fmr_targets: Iterable[float] = (1e-3, 1e-4, 1e-5),
     precision: str = "fp32",
     device: str | None = None,
