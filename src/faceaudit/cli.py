@@ -118,12 +118,13 @@ def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the demo's outputs")] = Path("out/demo"),
+    model: Annotated[str, typer.Option(help="bundled embeddings: sface (OpenCV Zoo) or dlib (ResNet)")] = "sface",
 ) -> None:
     """Run a real audit on the bundled data and print the summary."""
     from faceaudit.demo import run_demo
 
     try:
-        run_demo(out)
+        run_demo(out, model=model)
     except FaceAuditError as exc:
         _fail(exc)
 

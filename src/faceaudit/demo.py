@@ -32,8 +32,14 @@ def load_demo_embeddings(path: Path) -> tuple[np.ndarray, SampleIndex, dict, int
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     status = table.column("acquisition_status").to_pylist() if "acquisition_status" in table.column_names else None
     keep = np.array([s != "failed" for s in status]) if status else np.ones(table.num_rows, bool)
-    emb = np.asarray(table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False))
-    emb = emb.reshape(table.num_rows, -1).astype(np.float32)[keep]
+    column = table.column("embedding").combine_chunks()
+    present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if (keep & ~present).any():
+        raise InputError(f"{int((keep & ~present).sum())} acquired sample(s) have no embedding in {str(path)!r}")
+    # flatten() skips null rows: the vectors belong to the rows that have one
+    vectors = np.asarray(column.flatten().to_numpy(zero_copy_only=False)).reshape(int(present.sum()), -1)
+    emb = vectors[keep[present]].astype(np.float32)
+    keep &= present
     cols = {c: np.asarray(table.column(c).to_pylist(), dtype=object)[keep] for c in ("sample_id", "subject_id",
                                                                                     "sex", "race")}
     relabelled = {}

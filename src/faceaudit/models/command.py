@@ -6,7 +6,7 @@ Mounted in the CLI as ``app.command("embed")(embed)``.
 from __future__ import annotations
 
 import importlib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,19 +16,19 @@ from faceaudit.errors import FaceAuditError
 from faceaudit.models.base import DEFAULT_FTA_POLICY, FTA_POLICIES
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     subject_folders = "subject-folders"
     manifest = "manifest"
 
 
-class ModelKind(str, Enum):
+class ModelKind(StrEnum):
     dlib = "dlib"
     sface = "sface"
     onnx = "onnx"
     callable = "callable"
 
 
-class FtaPolicy(str, Enum):
+class FtaPolicy(StrEnum):
     exclude = "exclude"
     central_crop = "central-crop"
     largest = "largest"

@@ -29,7 +29,7 @@ from faceaudit.models.base import (
     verify_model_file,
 )
 from faceaudit.models.errors import EmbedderError, MissingDependencyError, ModelFileError
-from faceaudit.models.sface import YUNET_SHA256, _cv2
+from faceaudit.models.sface import YUNET_SHA256, _cv2, detect_yunet
 
 
 def _ort():
@@ -61,6 +61,8 @@ class OnnxEmbedder(Embedder):
     layout : ``"NCHW"`` or ``"NHWC"``.
     detector_path : YuNet ONNX file for detection and 5-point alignment; ``None``: the images are
         already aligned crops and are only resized.
+    score_threshold, detect_min_side, detect_max_side : YuNet settings, as in
+        :class:`~faceaudit.models.sface.SFaceEmbedder`.
     normalize : L2-normalise the output vectors.
     providers : onnxruntime providers; default CUDA when available, then CPU.
     """
@@ -81,6 +83,8 @@ class OnnxEmbedder(Embedder):
         layout: str = "NCHW",
         detector_path: str | Path | None = None,
         score_threshold: float = 0.9,
+        detect_min_side: int = 500,
+        detect_max_side: int = 1024,
         normalize: bool = False,
         name: str | None = None,
         expected_sha256: str | None = None,
@@ -104,6 +108,7 @@ class OnnxEmbedder(Embedder):
             raise ValueError("std must not be 0")
         self.channels, self.layout = channels, layout
         self.score_threshold = float(score_threshold)
+        self.detect_min_side, self.detect_max_side = int(detect_min_side), int(detect_max_side)
         self.normalize = bool(normalize)
         self.central_fraction = float(central_fraction)
         self._allow_unverified = allow_unverified
@@ -155,6 +160,7 @@ class OnnxEmbedder(Embedder):
             "detector": "yunet" if self._detector is not None else "none (images are aligned crops)",
             "detector_sha256": self._files[1].sha256 if len(self._files) > 1 else None,
             "score_threshold": self.score_threshold if self._detector is not None else None,
+            "detect_side": [self.detect_min_side, self.detect_max_side] if self._detector is not None else None,
             "central_fraction": self.central_fraction,
         }
 
@@ -170,6 +176,8 @@ class OnnxEmbedder(Embedder):
             "channels": self.channels,
             "layout": self.layout,
             "score_threshold": self.score_threshold,
+            "detect_min_side": self.detect_min_side,
+            "detect_max_side": self.detect_max_side,
             "normalize": self.normalize,
             "name": self.name,
             "expected_sha256": self._expected,
@@ -206,9 +214,7 @@ class OnnxEmbedder(Embedder):
             return cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA), Acquisition("ok", action="whole_image")
         h, w = rgb.shape[:2]
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        self._detector.setInputSize((w, h))
-        _, faces = self._detector.detect(bgr)
-        faces = np.zeros((0, 15), np.float32) if faces is None else faces
+        faces = detect_yunet(self._detector, bgr, min_side=self.detect_min_side, max_side=self.detect_max_side)
         index, record = choose_face(faces[:, :4], h, w, self.fta_policy)
         if record.status == "failed":
             return None, record

@@ -58,8 +58,17 @@ def _limit_native_threads() -> None:
         pass
 
 
+def _exit_with_parent(parent: int) -> None:
+    # a worker whose coordinator was killed would otherwise sit on its half-sent result for ever
+    while True:
+        time.sleep(2)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _init_process_worker(spec: tuple[type, dict[str, Any]]) -> None:
     global _worker_embedder
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _limit_native_threads()
     cls, kwargs = spec
     _worker_embedder = cls(**kwargs)

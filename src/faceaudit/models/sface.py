@@ -54,6 +54,27 @@ def _cv2():
     return cv2
 
 
+def detect_yunet(detector, bgr: np.ndarray, *, min_side: int, max_side: int) -> np.ndarray:
+    """Run a ``cv2.FaceDetectorYN`` on a BGR image resized so its longer side is within
+    ``[min_side, max_side]``; detections ``[k, 15]`` in the original image's coordinates."""
+    cv2 = _cv2()
+    h, w = bgr.shape[:2]
+    longer = max(h, w)
+    scale = max_side / longer if longer > max_side else max(1.0, min_side / longer)
+    img = bgr
+    if scale != 1.0:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
+    detector.setInputSize((img.shape[1], img.shape[0]))
+    _, faces = detector.detect(img)
+    if faces is None:
+        return np.zeros((0, 15), dtype=np.float32)
+    faces = faces.astype(np.float32)
+    if scale != 1.0:
+        faces[:, :14] /= scale
+    return faces
+
+
 class SFaceEmbedder(Embedder):
     """SFace (128-d, cosine) on faces found and aligned by YuNet.
 
@@ -63,6 +84,9 @@ class SFaceEmbedder(Embedder):
     score_threshold : YuNet's detection score threshold (OpenCV Zoo's demo uses 0.9).
     nms_threshold : YuNet's non-maximum suppression IoU threshold.
     detect_max_side : larger images are shrunk to this side for detection only.
+    detect_min_side : smaller images are enlarged to this (longer) side for detection only. On LFW
+        (250x250) detecting on the image doubled to 500 found a face in all of 17 images where the
+        native size found none, and cut verification errors on View 2 folds 1-2 from 10 to 3.
     fta_policy : ``exclude``, ``central-crop`` (default) or ``largest`` (see :mod:`faceaudit.models.base`).
     allow_unverified : accept model files whose sha256 is not a known release.
     """
@@ -81,6 +105,7 @@ class SFaceEmbedder(Embedder):
         score_threshold: float = 0.9,
         nms_threshold: float = 0.3,
         detect_max_side: int = 1024,
+        detect_min_side: int = 500,
         fta_policy: str = DEFAULT_FTA_POLICY,
         central_fraction: float = DEFAULT_CENTRAL_FRACTION,
         allow_unverified: bool = False,
@@ -100,6 +125,7 @@ class SFaceEmbedder(Embedder):
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.detect_max_side = int(detect_max_side)
+        self.detect_min_side = int(detect_min_side)
         self.central_fraction = float(central_fraction)
         try:
             self._detector = cv2.FaceDetectorYN.create(det.path, "", (320, 320), self.score_threshold,
@@ -121,6 +147,7 @@ class SFaceEmbedder(Embedder):
             "score_threshold": self.score_threshold,
             "nms_threshold": self.nms_threshold,
             "detect_max_side": self.detect_max_side,
+            "detect_min_side": self.detect_min_side,
             "central_fraction": self.central_fraction,
             "alignment": "FaceRecognizerSF.alignCrop (5-point similarity to the 112x112 ArcFace template)",
         }
@@ -135,6 +162,7 @@ class SFaceEmbedder(Embedder):
             "score_threshold": self.score_threshold,
             "nms_threshold": self.nms_threshold,
             "detect_max_side": self.detect_max_side,
+            "detect_min_side": self.detect_min_side,
             "fta_policy": self.fta_policy,
             "central_fraction": self.central_fraction,
             "allow_unverified": self._allow_unverified,
@@ -143,19 +171,7 @@ class SFaceEmbedder(Embedder):
 
     def detect(self, bgr: np.ndarray) -> np.ndarray:
         """YuNet detections ``[k, 15]``: box (x, y, w, h), five landmarks (x, y), score."""
-        h, w = bgr.shape[:2]
-        scale = min(1.0, self.detect_max_side / max(h, w))
-        img = bgr
-        if scale < 1.0:
-            img = _cv2().resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))))
-        self._detector.setInputSize((img.shape[1], img.shape[0]))
-        _, faces = self._detector.detect(img)
-        if faces is None:
-            return np.zeros((0, 15), dtype=np.float32)
-        faces = faces.astype(np.float32)
-        if scale < 1.0:
-            faces[:, :14] /= scale
-        return faces
+        return detect_yunet(self._detector, bgr, min_side=self.detect_min_side, max_side=self.detect_max_side)
 
     def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Acquisition]]:
         out = np.full((len(images), self.dim), np.nan, dtype=np.float32)
