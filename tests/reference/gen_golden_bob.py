@@ -34,10 +34,9 @@ from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
 
+import bob.measure as bm
 import h5py
 import numpy
-
-import bob.measure as bm
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -508,10 +507,10 @@ def cmc_section(peers: Path):
                "n_probes": len(pairs),
                "n_probes_with_mate": sum(q is not None for _, q in pairs),
                "probes": [{"negatives": n.tolist(), "positive": None if q is None else float(q)} for n, q in pairs]}
-        for key, fn in (("detection_identification_rate(threshold=0.5)", lambda: bm.detection_identification_rate(pairs, 0.5)),
-                        ("false_alarm_rate(threshold=0.5)", lambda: bm.false_alarm_rate(pairs, 0.5)),
-                        ("recognition_rate()", lambda: bm.recognition_rate(pairs)),
-                        ("recognition_rate(threshold=0.5)", lambda: bm.recognition_rate(pairs, threshold=0.5))):
+        for key, fn in (("detection_identification_rate(threshold=0.5)", lambda pairs=pairs: bm.detection_identification_rate(pairs, 0.5)),
+                        ("false_alarm_rate(threshold=0.5)", lambda pairs=pairs: bm.false_alarm_rate(pairs, 0.5)),
+                        ("recognition_rate()", lambda pairs=pairs: bm.recognition_rate(pairs)),
+                        ("recognition_rate(threshold=0.5)", lambda pairs=pairs: bm.recognition_rate(pairs, threshold=0.5))):
             v, e = call(fn)
             row[key] = e or float(v)
         opens.append(row)
@@ -686,7 +685,7 @@ def main(argv=None):
             "numba": ver("numba"),
             "h5py": ver("h5py"),
             "python": platform.python_version(),
-            "generated_utc": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+            "generated_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
             "command": "bash tests/reference/make_bob_venv.sh && tests/reference/.venv-bob/bin/python tests/reference/gen_golden_bob.py",
             "argv": [Path(sys.argv[0]).name] + sys.argv[1:],
             "peers_dir": PEERS_REL + " (relative to the shared/ root, <repo>/../shared)",
