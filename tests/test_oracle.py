@@ -386,3 +386,14 @@ def test_per_cell_cutoffs_give_the_exact_answers(tmp_path, seed, bins):
         assert entry["eer_threshold"] == oracle_eer_threshold(neg, pos), (name, values)
         for p in entry["operating_points"]:
             assert p["threshold"] == oracle_far_threshold(neg, p["fmr_target"]), (name, values)
+
+
+def test_det_sampled_in_the_audit_keeps_exact_points_and_counts_all(evalset):
+    samples, scores, srows, rows = evalset
+    dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
+    full = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=10**6).overall["det"]
+    few = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=20).overall["det"]
+    assert few["points_total"] == full["points_total"] == full["points_kept"]
+    assert few["points_kept"] <= 20 + 16  # sampled tail points plus the bulk's bin edges, then decimated
+    exact = set(zip(full["threshold"], full["false_matches"], full["false_non_matches"]))
+    assert all(p in exact for p in zip(few["threshold"], few["false_matches"], few["false_non_matches"]))

@@ -332,7 +332,7 @@ def audit(
 
     overall_sub = subsets[((), ())]
     overall = measure(overall_sub, None)
-    overall["det"] = _det_json(_full_det(dist, overall_sub), det_points)
+    overall["det"] = _det_json(_full_det(dist, overall_sub, det_points), det_points)
     global_thr = {p["fmr_target"]: p["threshold"] for p in overall["operating_points"]}
 
     by_group: dict[str, list[dict[str, Any]]] = {}
@@ -341,7 +341,7 @@ def audit(
             continue
         entry = measure(sub, global_thr)
         if sub.genuine.size and sub.view.total:
-            entry["det"] = _det_json(_full_det(dist, sub), det_points)
+            entry["det"] = _det_json(_full_det(dist, sub, det_points), det_points)
         by_group.setdefault(grouping_name(key[0]), []).append(entry)
 
     cross: dict[str, list[dict[str, Any]]] = {}
@@ -434,11 +434,15 @@ def _point(sub: _Subset, threshold: float) -> OperatingPoint:
     )
 
 
-def _full_det(dist: ScoreDistributions, sub: _Subset) -> dict[str, np.ndarray]:
-    """Every distinct operating point of the exact tail, preceded, below the tail, by the operating
-    points at the histogram's inner bin edges (exact too: the count of scores >= an edge is the sum
-    of the bins above it)."""
-    curve = det_curve(sub.view, sub.genuine)
+def _full_det(dist: ScoreDistributions, sub: _Subset, max_points: int) -> dict[str, np.ndarray]:
+    """The DET curve's exact operating points: every distinct one of the exact tail (or, when there
+    are more than ``max_points``, observed scores at geometrically spread ranks, without building the
+    full curve), preceded, below the tail, by the operating points at the histogram's inner bin edges
+    (exact too: the count of scores >= an edge is the sum of the bins above it). ``distinct`` counts
+    the tail's distinct operating points."""
+    distinct = _count_distinct(sub.view.tail, sub.genuine, sub.view.below_max)
+    curve = det_curve(sub.view, sub.genuine, None if distinct <= max_points else max_points)
+    curve["distinct"] = distinct
     if not sub.view.n_below:
         return curve
     hist = dist.impostor_hist[dist.cell_mask(sub.groups, sub.groups)].sum(axis=0)
@@ -453,7 +457,18 @@ def _full_det(dist: ScoreDistributions, sub: _Subset) -> dict[str, np.ndarray]:
                                              curve["false_non_matches"]]),
         "nonmated": curve["nonmated"],
         "mated": curve["mated"],
+        "distinct": distinct + int(bulk.size),
     }
+
+
+def _count_distinct(tail: np.ndarray, genuine: np.ndarray, above: float) -> int:
+    """Distinct observed scores above ``above`` (both arrays sorted), plus the point at +inf."""
+    g = genuine[np.searchsorted(genuine, above, side="right"):]
+    t = tail[np.searchsorted(tail, above, side="right"):]
+    distinct_t = int(t.size and 1 + np.count_nonzero(t[1:] != t[:-1]))
+    distinct_g = int(g.size and 1 + np.count_nonzero(g[1:] != g[:-1]))
+    shared = int(np.isin(np.unique(g), t, assume_unique=False).sum()) if g.size and t.size else 0
+    return distinct_t + distinct_g - shared + 1
 
 
 def _finite(x: float) -> float | str | None:
@@ -471,9 +486,11 @@ def _det_json(curve: dict[str, np.ndarray], max_points: int) -> dict[str, Any]:
     keep = decimate_curve(fmr, fnmr, max_points)
     thr = curve["threshold"][keep]
     return {
-        "points_total": int(fm.size),
+        "points_total": int(curve.get("distinct", fm.size)),
         "points_kept": int(keep.size),
-        "decimation": "exact operating points spread evenly along the curve on probit axes; none interpolated",
+        "decimation": "exact operating points (none interpolated): where the curve has more than the kept "
+                      "number, observed scores at geometrically spread ranks of each score set, then spread "
+                      "evenly along the curve on probit axes",
         "threshold": [float(x) if np.isfinite(x) else "inf" for x in thr],
         "false_matches": fm[keep].tolist(),
         "false_non_matches": fnm[keep].tolist(),
