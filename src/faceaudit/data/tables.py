@@ -135,7 +135,9 @@ class ScoreFile:
         cols = list(SCORE_COLUMNS) + (["mated"] if self.has_mated else [])
         try:
             if self.is_parquet:
-                yield from pq.ParquetFile(self.path).iter_batches(batch_size=self.batch_rows, columns=cols)
+                # pre_buffer=False: with it on, Arrow buffers ahead and its memory grows with the file
+                pf = pq.ParquetFile(self.path, pre_buffer=False)
+                yield from pf.iter_batches(batch_size=self.batch_rows, columns=cols)
             else:
                 opts = pacsv.ConvertOptions(
                     include_columns=cols,
