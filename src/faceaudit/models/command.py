@@ -141,9 +141,11 @@ def embed(
 
     fta = result.metadata["fta"]
     overall = fta["overall"]
+    ms = result.timings["ms_per_image"]
+    speed = "none embedded now" if ms != ms else f"{ms:.1f} ms/image embedded"  # NaN: all from the cache
     console.print(
         f"{embedder.name} ({embedder.weights_sha256[:12]}…): {overall['n']} samples, "
-        f"{result.metadata['n_from_cache']} from cache, {result.timings['ms_per_image']:.1f} ms/image embedded"
+        f"{result.metadata['n_from_cache']} from cache, {speed}"
     )
     console.print(
         f"failure to acquire: {overall['fta']} of {overall['n']} (policy {policy}: {overall['fallback']} "
