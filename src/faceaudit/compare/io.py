@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from faceaudit.compare.errors import EmbeddingAlignmentError, EmbeddingShapeError
+from faceaudit.data.tables import file_sha256
 from faceaudit.errors import InputError
 from faceaudit.scores import SampleIndex
 
@@ -29,14 +29,6 @@ class EmbeddingFile:
     def provenance(self) -> dict[str, Any]:
         return {"embeddings_file": self.path, "embeddings_sha256": self.sha256, "model": self.model,
                 "embedding_dim": int(self.matrix.shape[1]), "embedding_dtype": str(self.matrix.dtype)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _align(ids: list[Any] | None, matrix: np.ndarray, samples: SampleIndex, path: Path) -> np.ndarray:
@@ -135,4 +127,4 @@ def read_embeddings(path: str | Path, samples: SampleIndex, *, id_column: str = 
         raise EmbeddingShapeError(f"{str(path)!r} holds an array of shape {matrix.shape}, not (n, d)")
     if matrix.dtype not in (np.float16, np.float32, np.float64):
         raise EmbeddingShapeError(f"{str(path)!r} holds {matrix.dtype} values; float16/32/64 expected")
-    return EmbeddingFile(matrix=_align(ids, matrix, samples, path), path=str(path), sha256=_sha256(path), model=model)
+    return EmbeddingFile(matrix=_align(ids, matrix, samples, path), path=str(path), sha256=file_sha256(path), model=model)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from faceaudit.data.tables import file_sha256 as sha256_file
 from faceaudit.models.errors import ModelFileError
 
 FTA_POLICIES = ("exclude", "central-crop", "largest")
@@ -123,14 +124,6 @@ def choose_face(
     centres = boxes[:, :2] + boxes[:, 2:] / 2
     offset = np.hypot(centres[:, 0] - width / 2, centres[:, 1] - height / 2)
     return int(np.argmin(offset)), Acquisition("fallback", MULTIPLE_FACES, k, "most_central_face")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
