@@ -173,10 +173,6 @@ class _Bootstrap:
         self.pairs = dist.impostor_subject_pairs
         self._den_cache: dict[tuple, np.ndarray] = {}
 
-    @property
-    def available(self) -> bool:
-        return self.pairs is not None or self.dist.design == "complete"
-
     def _complete_denominator(self, subjects: np.ndarray) -> np.ndarray:
         """Per replicate, the weighted count of non-mated pairs among ``subjects`` when every pair of
         samples was compared once: sum over unordered subject pairs a != b of w_a w_b n_a n_b,
@@ -498,5 +494,3 @@ def _det_json(curve: dict[str, np.ndarray], max_points: int) -> dict[str, Any]:
         "mated": nm,
     }
 
-
-__all__ += ["NotExactError"]
