@@ -252,3 +252,102 @@ def test_lfw_validation_fit_on_subset_predict_full():
         assert r["exhaustive_full"] / 3 <= r["predicted_full"] <= 3 * r["exhaustive_full"], r
         # self-consistency: at the subset's own size the model reproduces what the subset measured
         assert r["self_consistency_subset"] == pytest.approx(r["subset_measured"], rel=0.5, abs=1e-3)
+
+
+def test_zero_counts_are_reported_with_count_total_and_rule_of_three(engine_case):
+    """A zero count is never a bare 0 with a [0, 0] interval: count, total, rule of 3, Clopper-Pearson."""
+    from faceaudit.identify_command import format_identification
+    from faceaudit.stats.intervals import rule_of_three
+
+    dist, fast, brute, scores, samples = engine_case
+    t = float(fast.top_score().max()) + 0.01  # no non-mated score reaches it: FPIR counts are 0
+    r = identification(fast, thresholds=[t, float(np.median(fast.top_score()))], gallery_sizes=[10, None],
+                       ranks=[1], bootstrap=20)
+    doc = r.to_dict()
+    for block in [doc["overall"]] + doc["by_group"]["sex"]:
+        for p in block["points"]:
+            f = p["fpir"]
+            if p["threshold"] == t:
+                assert f["count"] == 0 and f["total"] == block["probes"] and f["value"] == 0
+                assert f["rule_of_three_upper"] == pytest.approx(rule_of_three(block["probes"]))
+                assert f["clopper_pearson"]["low"] == 0 and f["clopper_pearson"]["high"] > 0
+                assert "subject_bootstrap" not in f and "rule of three" in f["note"]
+            else:
+                # counted, non-zero rates carry Clopper-Pearson next to the subject bootstrap
+                assert f["clopper_pearson"]["low"] <= f["value"] <= f["clopper_pearson"]["high"]
+                assert "subject_bootstrap" in f and "rule_of_three_upper" not in f
+                assert ("count" in f) == (p["gallery_size"] == "full")
+    text = "\n".join(format_identification(doc))
+    assert "[0, 0]" not in text
+    n = doc["overall"]["probes"]
+    assert f"0 (0/{n:,}; <= {3 / n:.3g} by rule of 3)" in text
+    assert "CP [" in text and "boot [" in text
+
+
+def _two_tailed_groups(extreme_f=40, extreme_m=12, n_subjects=400, seed=7):
+    """Gaussian scores; single extreme pairs (score 6) within each sex: many for female, few for male."""
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subjects), 2)
+    sex = np.where(subj % 2 == 0, "female", "male")
+    n = subj.size
+    s = rng.normal(size=(n, n))
+    s = (s + s.T) / 2
+    for want, label in ((extreme_f, "female"), (extreme_m, "male")):
+        idx = np.flatnonzero(sex == label)
+        done = 0
+        while done < want:
+            i, j = rng.choice(idx, 2, replace=False)
+            if subj[i] != subj[j] and s[i, j] < 6:
+                s[i, j] = s[j, i] = 6.0
+                done += 1
+    samples = SampleIndex.from_columns(np.arange(n), subj, {"sex": sex})
+    return ProbeTails.from_score_rows(samples, [(np.arange(n), s)], max_known=60), sex
+
+
+def test_pair_part_is_estimated_per_group_when_the_group_has_the_scores():
+    tails, sex = _two_tailed_groups()
+    model = TailModel.fitted(tails, m=20)
+    T = 5.5  # only the injected pairs reach it: 80 female scores, 24 male
+    part = np.where(sex == "female", 0, 1)
+    pooled = model.components(T)
+    own = model.components(T, partition=part)
+    assert own["groups"] == {0: {"events": 80, "own": True}, 1: {"events": 24, "own": True}}
+    f, m_ = sex == "female", sex == "male"
+    n = tails.n_nonmated
+    # pooled: one pair rate for everyone, so the groups look alike at T
+    assert pooled["r"] > 0.9 * float(pooled["p"].mean())
+    assert pooled["p"][f].mean() == pytest.approx(pooled["p"][m_].mean(), rel=0.05)
+    # per group: each group's mean exceedance equals its own observed share of scores >= T
+    k, _ = tails.count_at_least(T)
+    for sel in (f, m_):
+        assert float((own["p"] * n)[sel].sum() / n[sel].sum()) == pytest.approx(k[sel].sum() / n[sel].sum(), rel=1e-9)
+    assert own["p"][f].mean() > 2.5 * own["p"][m_].mean()
+    # identification reports the difference at an extrapolated gallery, and says how each group was calibrated
+    r = identification(tails, thresholds=[T], extrapolate_to=[1e3], bootstrap=10)
+    xf, xm = (b["extrapolated"][0] for b in r.by_group["sex"])
+    assert xf["calibration"] == xm["calibration"] == "own group"
+    assert xf["fpir"] > 2 * xm["fpir"]
+    assert xf["interval"]["low"] <= xf["fpir"] <= xf["interval"]["high"]
+
+
+def test_group_with_too_few_scores_uses_pooled_pair_part_and_is_flagged():
+    tails, sex = _two_tailed_groups(extreme_f=40, extreme_m=2)
+    T = 5.5  # male: 4 scores >= T
+    r = identification(tails, thresholds=[T], extrapolate_to=[1e5], bootstrap=0)
+    xf, xm = (b["extrapolated"][0] for b in r.by_group["sex"])
+    assert xf["calibration"] == "own group" and xm["calibration"].startswith("pooled")
+    assert any("sex" in f or "male" in f for f in r.flags if "pooled calibration" in f)
+    assert any(f.startswith("group male:") for f in r.flags)
+
+
+def test_count_factors_match_the_exact_poisson_interval():
+    from scipy.stats import chi2
+
+    tails, sex = _two_tailed_groups()
+    model = TailModel.fitted(tails, m=20)
+    K = model.effective_events(5.5)
+    assert K == 52  # 40 + 12 injected pairs, each one pair of subjects
+    cf = model.count_factors(5.5, 20_000, seed=1)[:, 0]
+    lo, hi = np.quantile(cf * K, [0.025, 0.975])
+    assert lo == pytest.approx(chi2.ppf(0.025, 2 * K) / 2, rel=0.03)
+    assert hi == pytest.approx(chi2.ppf(0.975, 2 * K + 2) / 2, rel=0.03)

@@ -137,3 +137,52 @@ def test_cli_identify_and_scenario(dist, tmp_path):
     res = runner.invoke(app, ["scenario", "--distributions", str(path), "--searches", "100", "--gallery", "1e3",
                               "--threshold", f"{t}", "--mix", "sex=female:0.3,male:0.6", "--bootstrap", "0"])
     assert res.exit_code == 2 and "ScenarioError" in res.output
+
+
+def test_cli_identify_at_fmr_targets_and_zero_counts(dist, tmp_path):
+    from faceaudit.compare.store import save_distributions
+    from faceaudit.identify_command import identify
+    from faceaudit.identify_command import scenario as scenario_cmd
+    from faceaudit.measures.verification import fmr_threshold
+
+    path = save_distributions(dist, tmp_path / "d.fadist")
+    app = typer.Typer()
+    app.command("identify")(identify)
+    app.command("scenario")(scenario_cmd)
+    runner = CliRunner()
+    out = tmp_path / "i.json"
+    res = runner.invoke(app, ["identify", "--distributions", str(path), "--fmr", "1e-3,1e-4,1e-7", "--gallery-sizes",
+                              "1e2,full", "--bootstrap", "10", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    want = [fmr_threshold(dist.impostor_view(), f, dist.genuine_scores()) for f in (1e-3, 1e-4, 1e-7)]
+    assert doc["settings"]["thresholds"] == pytest.approx(want)
+    assert [f["fmr_target"] for f in doc["settings"]["fmr_targets"]] == [1e-3, 1e-4, 1e-7]
+    assert "global FMR 0.001" in res.output and "[0, 0]" not in res.output
+    # FMR 1e-7 is beyond the ~1.3M pairs: no false positive in the small race=rare group (48 probes) is a
+    # count of 0 of 48 with its rule-of-three bound, in the JSON and on the terminal
+    rare = next(b for b in doc["by_group"]["race"] if b["group"] == "rare")
+    full = [p for p in rare["points"] if p["threshold"] == pytest.approx(want[2])]
+    zero = [p["fpir"] for p in full if p["fpir"].get("count") == 0]
+    assert zero
+    for z in zero:
+        assert z["total"] == rare["probes"] and z["rule_of_three_upper"] == pytest.approx(3 / rare["probes"])
+    assert f"0 (0/{rare['probes']}; <= {3 / rare['probes']:.3g} by rule of 3)" in res.output
+    res = runner.invoke(app, ["identify", "--distributions", str(path), "--fmr", "1e-3", "--threshold", "0.5"])
+    assert res.exit_code == 2 and "exactly one" in res.output
+
+
+def test_scenario_calibrates_each_group_on_its_own_scores_or_flags_it():
+    from test_identification import _two_tailed_groups
+
+    tails, _ = _two_tailed_groups(extreme_f=40, extreme_m=12)
+    r = scenario(tails, searches=1e4, gallery_size=1e3, threshold=5.5, mix="sex=female:0.5,male:0.5", bootstrap=10)
+    cal = r.model["calibration_by_group"]
+    assert cal["female"]["own"] and cal["male"]["own"] and cal["female"]["pair_rate"] > 2.5 * cal["male"]["pair_rate"]
+    f, m = r.by_group
+    assert f["false_matches"] > 2 * m["false_matches"]
+    assert "exact-Poisson" in r.expected["interval"]["method"]
+    tails, _ = _two_tailed_groups(extreme_f=40, extreme_m=2)
+    r = scenario(tails, searches=1e4, gallery_size=1e3, threshold=5.5, mix="sex=female:0.5,male:0.5", bootstrap=0)
+    assert not r.model["calibration_by_group"]["male"]["own"]
+    assert any("sex=male" in f and "pooled" in f for f in r.flags)

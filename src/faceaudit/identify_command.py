@@ -37,12 +37,33 @@ def _load(path: Path):
     return ProbeTails.from_distributions(load_distributions(path))
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3g}"
+def thresholds_at_fmr(dist, targets: list[float]) -> list[float]:
+    """The global threshold at each target FMR, read as the audit reads it: the exact non-mated tail
+    (``fmr_threshold`` on ``dist.impostor_view()``, with the mated scores, default convention)."""
+    from faceaudit.measures.verification import fmr_threshold
+
+    view, genuine = dist.impostor_view(), dist.genuine_scores()
+    return [float(fmr_threshold(view, float(t), genuine)) for t in targets]
 
 
 def _ci(d: dict[str, Any] | None) -> str:
     return "" if not d else f" [{d['low']:.3g}, {d['high']:.3g}]"
+
+
+def _rate(r: dict[str, Any]) -> str:
+    """A counted rate as faceaudit prints rates: value, count/total, Clopper-Pearson and subject
+    bootstrap; a zero count as 0/total with its rule-of-three upper bound, never ``0 [0, 0]``."""
+    if r.get("value") is None:
+        return "n/a (no searches)"
+    total = r["total"]
+    if "rule_of_three_upper" in r:
+        return f"0 (0/{total:,}; <= {r['rule_of_three_upper']:.3g} by rule of 3)"
+    count = f"{r['count']:,}" if "count" in r else f"~{r['expected_count']:.3g}"
+    cp = r.get("clopper_pearson")
+    boot = r.get("subject_bootstrap")
+    return (f"{r['value']:.3g} ({count}/{total:,}"
+            + (f"; CP [{cp['low']:.3g}, {cp['high']:.3g}]" if cp else "")
+            + (f"; boot [{boot['low']:.3g}, {boot['high']:.3g}]" if boot else "") + ")")
 
 
 def format_identification(doc: dict[str, Any]) -> list[str]:
@@ -50,18 +71,18 @@ def format_identification(doc: dict[str, Any]) -> list[str]:
     extrapolated FPIR next to the naive N x FMR."""
     lines = [f"1:N on {doc['counts']['probes']:,} probes ({doc['counts']['mated_probes']:,} with a mate) of "
              f"{doc['counts']['subjects']:,} subjects; protocol: {doc['protocol']}"]
+    for f in doc["settings"].get("fmr_targets", []):
+        lines.append(f"threshold {f['threshold']:.6g} = global FMR {f['fmr_target']:g} ({f['source']})")
     blocks = [doc["overall"]] + [b for bs in doc["by_group"].values() for b in bs]
     for b in blocks:
         lines.append(f"\n== probes: {b['group']} ({b['probes']:,} probes, {b['subjects']:,} subjects)")
         for p in b["points"]:
-            fn = "  ".join(f"FNIR@{f['rank']}={_pct(f['rate'].get('value'))}{_ci(f['rate'].get('subject_bootstrap'))}"
-                           for f in p["fnir"])
+            fn = "  ".join(f"FNIR@{f['rank']}={_rate(f['rate'])}" for f in p["fnir"])
             note = "" if p["exact"] else f"  (bounded: {p['fpir_bounds'][0]:.3g}..{p['fpir_bounds'][1]:.3g})"
-            lines.append(f"  N={p['gallery_size']!s:>8} T={p['threshold']:<8.6g} FPIR={_pct(p['fpir'].get('value'))}"
-                         f"{_ci(p['fpir'].get('subject_bootstrap'))}{note}  {fn}")
+            lines.append(f"  N={p['gallery_size']!s:>8} T={p['threshold']:<8.6g} FPIR={_rate(p['fpir'])}{note}  {fn}")
         for c in b["cmc"]:
             lines.append(f"  N={c['gallery_size']!s:>8} CMC: " + "  ".join(
-                f"rank {x['rank']}: {_pct(x['rate'].get('value'))}" for x in c["cmc"]))
+                f"rank {x['rank']}: {_rate(x['rate'])}" for x in c["cmc"]))
         for x in b.get("extrapolated", []):
             conc = x["share_from_top_1pct_probes"]
             lines.append(
@@ -100,7 +121,9 @@ def format_scenario(doc: dict[str, Any]) -> list[str]:
 
 def identify(
     distributions: Annotated[Path, typer.Option(help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)")],
-    threshold: Annotated[str, typer.Option(help="threshold(s), comma-separated, e.g. 0.45,0.52")],
+    threshold: Annotated[str | None, typer.Option(help="threshold(s), comma-separated, e.g. 0.45,0.52")] = None,
+    fmr: Annotated[str | None, typer.Option(help="instead of --threshold: target FMR(s), e.g. 1e-3,1e-4 (global "
+                                            "thresholds read from the exact non-mated tail, as the audit does)")] = None,
     gallery_sizes: Annotated[str, typer.Option(help="non-mated gallery sizes, comma-separated; 'full' = every other sample")] = "full",
     rank: Annotated[str, typer.Option(help="ranks for FNIR and CMC, comma-separated")] = "1",
     extrapolate: Annotated[str, typer.Option(help="gallery sizes beyond the set for the tail model, e.g. 1e5,1e7")] = "",
@@ -113,12 +136,19 @@ def identify(
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """1:N identification: FPIR, FNIR and CMC by gallery size, per probe group, with intervals."""
-    from faceaudit.errors import FaceAuditError
-    from faceaudit.measures.identification import identification, parse_gallery_sizes
+    from faceaudit.compare.store import load_distributions
+    from faceaudit.errors import FaceAuditError, InputError
+    from faceaudit.measures.identification import ProbeTails, identification, parse_gallery_sizes
 
     try:
-        tails = _load(distributions)
-        result = identification(tails, thresholds=_floats(threshold), gallery_sizes=parse_gallery_sizes(gallery_sizes),
+        if (threshold is None) == (fmr is None):
+            raise InputError("give exactly one of --threshold and --fmr")
+        dist = load_distributions(distributions)
+        tails = ProbeTails.from_distributions(dist)
+        fmr_targets = _floats(fmr) if fmr is not None else None
+        thresholds = thresholds_at_fmr(dist, fmr_targets) if fmr_targets else _floats(threshold or "")
+        result = identification(tails, thresholds=thresholds, fmr_targets=fmr_targets,
+                                gallery_sizes=parse_gallery_sizes(gallery_sizes),
                                 ranks=[int(r) for r in _floats(rank)], extrapolate_to=_floats(extrapolate),
                                 groupings=[(g,) for g in group] or None, m=tail_m, bootstrap=bootstrap, seed=seed,
                                 level=level)

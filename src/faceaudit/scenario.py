@@ -15,10 +15,13 @@ own probe mix is used. The gallery is assumed to be like the evaluation set's re
 knows the score distribution against *those* people only, and says so in its output.
 
 Intervals (percentile, subject bootstrap over probes, stratified by group) refit the GPD on every
-replicate, so they carry sampling and tail-fit uncertainty; where no observed score reaches T, the
-pair-level part is bounded by the rule of three (3 per total comparisons) where fewer than 10
-observed scores reach T. They do not carry the
-binomial noise of a particular run of ``S`` searches (about ``sqrt(expected)`` on top).
+replicate and multiply the count of scores >= T the level is calibrated on by an exact-Poisson draw
+(distinct subject pairs, :meth:`~faceaudit.measures.identification.TailModel.count_factors`), so they
+carry sampling, tail-fit and count (extrapolation) uncertainty; where fewer than 10 observed scores
+reach T, the high end is raised to the rule-of-three bound on unobserved pair-level matches (3 per
+total comparisons). With ``mix``, each group is calibrated on its own scores >= T where it has at
+least 10, else pooled and flagged. They do not carry the binomial noise of a particular run of ``S``
+searches (about ``sqrt(expected)`` on top).
 
 Inputs the data cannot support are flagged in ``flags`` rather than silently extrapolated.
 """
@@ -94,9 +97,11 @@ class _Evaluator:
     """Expected false matches at any threshold: point estimate and bootstrap replicates."""
 
     def __init__(self, model: TailModel, gallery: float, groups: list[np.ndarray], mix: np.ndarray,
-                 mated_share: float, searches: float, pw: np.ndarray | None, fits: list) -> None:
+                 mated_share: float, searches: float, pw: np.ndarray | None, fits: list, seed: int = 0,
+                 partition: np.ndarray | None = None) -> None:
         self.model, self.N, self.groups, self.mix = model, gallery, groups, mix
         self.mated_share, self.S, self.pw, self.fits = mated_share, searches, pw, fits
+        self.seed, self.partition = seed, partition
         t = model.tails
         self.mated = t.has_mate
         self.total_pairs = float(t.n_nonmated.sum())
@@ -118,13 +123,14 @@ class _Evaluator:
 
     def at(self, threshold: float, replicates: bool = True) -> dict[str, Any]:
         m = self.model
-        comp = m.components(threshold)
+        comp = m.components(threshold, partition=self.partition)
         g, r, events = comp["g"], comp["r"], comp["events"]
         e = fpir_extrapolated(comp["p"], self.N)
         fg, fmg = self._per_group(e, None)
         point = self.counts(fg, fmg)
         out = {"threshold": threshold, "fpir_g": fg, "fpir_mated_g": fmg, "counts_g": point, "total": float(point.sum()),
-               "pair_rate": r, "pair_events": events, "e": e, "g": g, "p": comp["p"], "scale": comp["scale"]}
+               "pair_rate": r, "pair_events": events, "calibration_groups": comp.get("groups", {}),
+               "e": e, "g": g, "p": comp["p"], "scale": comp["scale"]}
         if events < MIN_CALIBRATION_EVENTS:
             # too few observed scores reach T to calibrate: bound unobserved pair-level matches by the rule of three
             e3 = fpir_extrapolated(np.clip(comp["p"] + 3.0 / self.total_pairs, 0, 1), self.N)
@@ -132,7 +138,8 @@ class _Evaluator:
         if replicates and self.pw is not None:
             reps = []
             reps_g = []
-            P = m.exceedance_replicates(threshold, self.fits, self.pw)
+            cf = m.count_factors(threshold, len(self.fits), self.seed, partition=self.partition)
+            P = m.exceedance_replicates(threshold, self.fits, self.pw, count_factors=cf, partition=self.partition)
             for pb, w in zip(P, self.pw):
                 eb = fpir_extrapolated(pb, self.N)
                 cg = self.counts(*self._per_group(eb, w))
@@ -226,7 +233,13 @@ def scenario(
         W = bootstrap_weights(s.group_of_subject, int(bootstrap), seed)
         pw = W[:, s.subject_of_sample]
         fits = [model.refit(w) for w in pw]
-    ev = _Evaluator(model, float(gallery_size), masks, shares, float(mated_share), float(searches), pw, fits)
+    partition = None
+    if mix is not None:
+        partition = np.full(tails.n_probes, -1)
+        for i, mask in enumerate(masks):
+            partition[mask] = i
+    ev = _Evaluator(model, float(gallery_size), masks, shares, float(mated_share), float(searches), pw, fits, seed,
+                    partition)
     n_max = int(tails.n_nonmated.max())
     if gallery_size > n_max:
         flags.append(f"gallery of {gallery_size:,.0f} is beyond the {n_max:,} non-mated references measured per probe: "
@@ -254,8 +267,15 @@ def scenario(
                               gpd_upper_endpoint(model.fit.shape, model.fit.scale)):
             flags.append("T lies beyond the fitted tail's upper end for every probe: the model's zero is the model's, "
                          f"not the data's (lowest probe endpoint {end:.6g})")
+    if partition is not None and isinstance(res["pair_rate"], np.ndarray):
+        for i, name in enumerate(group_names):
+            info = res["calibration_groups"].get(i)
+            if shares[i] > 0 and info is not None and not info["own"]:
+                flags.append(f"group {mix[0]}={name}: {info['events']} of its non-mated scores reach T (< "
+                             f"{MIN_CALIBRATION_EVENTS}); its level at T is calibrated on all probes pooled, not on its own")
     a = (1 - level) / 2
-    method = f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile)"
+    method = (f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile), times an exact-Poisson "
+              "draw of the count of scores >= T (distinct subject pairs)")
 
     def interval(reps, extra_high=None):
         if reps is None:
@@ -310,8 +330,17 @@ def scenario(
     inputs = {"searches": float(searches), "gallery_size": float(gallery_size), "threshold": float(threshold),
               "mated_share": float(mated_share), "mix": None if mix is None else {"column": mix[0], "shares": dict(mix[1])},
               "max_false_matches": max_false_matches, "bootstrap": int(bootstrap), "seed": seed, "level": level}
-    model_doc = {"m": model.m, "gpd": model.fit.as_dict(), "pair_rate": res["pair_rate"], "pair_events": res["pair_events"],
-                 "calibration_scale": res["scale"],
+    pr, sc = res["pair_rate"], res["scale"]
+    per_group_cal = None
+    if isinstance(pr, np.ndarray):
+        per_group_cal = {name: {"pair_rate": float(pr[masks[i]][0]) if masks[i].any() else None,
+                                "calibration_scale": float(sc[masks[i]][0]) if masks[i].any() else None,
+                                **res["calibration_groups"].get(i, {"events": 0, "own": False})}
+                         for i, name in enumerate(group_names)}
+        pooled = model.components(float(threshold))
+        pr, sc = pooled["r"], pooled["scale"]
+    model_doc = {"m": model.m, "gpd": model.fit.as_dict(), "pair_rate": pr, "pair_events": res["pair_events"],
+                 "calibration_scale": sc, "calibration_by_group": per_group_cal,
                  "probes": tails.n_probes, "nonmated_references_per_probe": [int(tails.n_nonmated.min()), n_max],
                  "extrapolated_probe_share": model.extrapolated_share(float(threshold)),
                  "share_from_top_1pct_probes": conc}
@@ -327,7 +356,7 @@ def _wrong_first(ev: _Evaluator, threshold: float) -> float:
         return 0.0
     m = ev.model
     th = np.maximum(threshold, np.nan_to_num(t.best_mated_score, nan=threshold))
-    comp = m.components(threshold)
+    comp = m.components(threshold, partition=ev.partition)
     above = th > m.cutoff
     g = np.empty(t.n_probes)
     g[above] = m.rate[above] * m.fit.sf(th[above] - m.cutoff[above])

@@ -50,9 +50,21 @@ which is what a heterogeneous population does; the naive ``N x FMR(T)`` (or the 
 ``N x FMR`` is not small, while hiding that the false positives concentrate on a few probes.
 
 Groups are **probe** groups: the gallery is always the whole evaluation set (its demographic mix).
-Intervals come from the subject bootstrap over probes (stratified by group, as in the audit); for the
-model they also refit the GPD on each replicate, so they carry the tail-fit uncertainty too. They do
-not carry the randomness of which references a future gallery holds.
+The calibration (scale and pair part) is done **per probe group** where the group has at least
+:data:`MIN_CALIBRATION_EVENTS` non-mated scores >= T of its own, else on all probes pooled, and the
+result says which (``calibration``) and flags the pooled ones: a pooled pair part cannot tell groups
+apart where it dominates.
+
+Counted rates (measured gallery sizes) are reported as faceaudit reports every rate: count (or
+expected count over galleries) and total, Clopper-Pearson next to the subject bootstrap, and for a
+zero count the rule-of-three bound 3 / total instead of a degenerate [0, 0]. Intervals on the model
+come from the subject bootstrap over probes (stratified by group, as in the audit) with the GPD refitted
+on each replicate, **times** a draw of the count of scores >= T that the calibration rests on: with
+``K`` distinct subject pairs among them, an exact-Poisson (Garwood) draw
+(:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T, and
+whether a random evaluation set holds 4 or 12 of them is what the prediction depends on most; a subject
+bootstrap of those few misses most of it (bench/RESULTS.md). Neither carries the randomness of which
+references a future gallery holds.
 """
 
 from __future__ import annotations
@@ -383,7 +395,8 @@ class TailModel:
         return out
 
     def components(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
-                   weights: np.ndarray | None = None, *, counts: np.ndarray | None = None) -> dict[str, Any]:
+                   weights: np.ndarray | None = None, *, counts: np.ndarray | None = None,
+                   count_factor: float | np.ndarray = 1.0, partition: np.ndarray | None = None) -> dict[str, Any]:
         """``p_p(T)`` and its parts: the probe part ``g`` scaled by ``scale``, the pair part ``r``, and
         the number of observed non-mated scores >= T (``events``) they are calibrated on.
 
@@ -393,29 +406,106 @@ class TailModel:
         far, as a light, Gaussian-like tail does), a shortfall becomes the pair part. Beyond that the
         scale of the last calibrated threshold is carried on and the pair part covers only the few
         scores observed (the scenario adds the rule-of-three bound on unobserved ones and flags it).
+
+        ``count_factor`` (a scalar or one per probe) multiplies the observed count of scores >= T (a
+        draw of its count uncertainty, see :meth:`count_factors`). ``partition`` (an int label per probe, ``-1`` for
+        none) calibrates each labelled group on its own observed count where that group has at least
+        :data:`MIN_CALIBRATION_EVENTS` scores >= T, else on the pooled count; ``groups`` in the result
+        says which (``{label: {"events": int, "own": bool}}``), ``scale`` and ``r`` are per probe then.
         """
         k = self.tails.count_at_least(float(threshold))[0] if counts is None else counts
         g = self.probe_part(threshold, fit, counts=k)
         n = self.tails.n_nonmated
         w = np.ones(self.tails.n_probes) if weights is None else weights
-        den = float(np.sum(w * n))
         events = int(k.sum())
-        if events >= MIN_CALIBRATION_EVENTS or not np.isfinite(self.calibration_threshold):
-            F = float(np.sum(w * k)) / den
-            gbar = float(np.sum(w * n * g)) / den
-            scale = min(1.0, F / gbar) if gbar > 0 else 1.0
-            r = max(0.0, F - gbar)
-        else:
-            ts = self.calibration_threshold
-            ks = self.tails.count_at_least(ts)[0]
-            gs = self.probe_part(ts, fit, counts=ks)
-            fs = float(np.sum(w * ks)) / den
-            gbs = float(np.sum(w * n * gs)) / den
+        calibrated = events >= MIN_CALIBRATION_EVENTS or not np.isfinite(self.calibration_threshold)
+        ks = gs = None
+        if not calibrated:
+            ks = self.tails.count_at_least(self.calibration_threshold)[0]
+            gs = self.probe_part(self.calibration_threshold, fit, counts=ks)
+
+        def calibrate(sel: np.ndarray) -> tuple[float, float]:
+            ws = w * sel
+            den = float(np.sum(ws * n))
+            if den <= 0:
+                return 1.0, 0.0
+            F = float(np.sum(ws * k * count_factor)) / den
+            gbar = float(np.sum(ws * n * g)) / den
+            if calibrated:
+                return (min(1.0, F / gbar) if gbar > 0 else 1.0), max(0.0, F - gbar)
+            fs = float(np.sum(ws * ks)) / den
+            gbs = float(np.sum(ws * n * gs)) / den
             scale = min(1.0, fs / gbs) if gbs > 0 else 1.0
             # the few scores observed >= T stay counted: what the scaled probe part misses of them is pair part
-            F = float(np.sum(w * k)) / den
-            r = max(0.0, F - scale * float(np.sum(w * n * g)) / den)
-        return {"p": np.clip(g * scale + r, 0.0, 1.0), "g": g, "scale": scale, "r": r, "events": events}
+            return scale, max(0.0, F - scale * gbar)
+
+        scale, r = calibrate(np.ones(self.tails.n_probes, bool))
+        out: dict[str, Any] = {"g": g, "scale": scale, "r": r, "events": events}
+        if partition is not None and calibrated:
+            part = np.asarray(partition)
+            sc = np.full(self.tails.n_probes, scale)
+            rr = np.full(self.tails.n_probes, r)
+            groups = {}
+            for lab in np.unique(part[part >= 0]):
+                sel = part == lab
+                ev = int(k[sel].sum())
+                own = ev >= MIN_CALIBRATION_EVENTS
+                if own:
+                    sc[sel], rr[sel] = calibrate(sel)
+                groups[int(lab)] = {"events": ev, "own": own}
+            out.update(scale=sc, r=rr, groups=groups)
+        elif partition is not None:
+            part = np.asarray(partition)
+            out["groups"] = {int(lab): {"events": int(k[part == lab].sum()), "own": False}
+                             for lab in np.unique(part[part >= 0])}
+        out["p"] = np.clip(g * out["scale"] + out["r"], 0.0, 1.0)
+        return out
+
+    def effective_events(self, threshold: float, probes: np.ndarray | None = None) -> int:
+        """Independent events behind the count of non-mated scores >= T (of the probes in the mask
+        ``probes``): distinct pairs of *subjects*; a mislabelled identity or a near-duplicate set
+        gives many scores from one pair of people, and they come or go together."""
+        t = self.tails
+        hit = t.known_score >= threshold
+        if probes is not None:
+            hit &= np.asarray(probes, bool)[t.probe_of_known]
+        subj = t.samples.subject_of_sample
+        a = subj[t.probe_of_known[hit]]
+        b = subj[t.known_reference[hit]]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        return int(np.unique(lo.astype(np.int64) * t.samples.n_subjects + hi).size)
+
+    def count_factors(self, threshold: float, replicates: int, seed: int = 0,
+                      partition: np.ndarray | None = None) -> np.ndarray:
+        """(replicates, n) per-probe multipliers of the observed count at ``threshold`` carrying its
+        Poisson uncertainty. With ``K`` effective events (:meth:`effective_events`) a draw is ``G / K``,
+        ``G`` the ``u``-quantile of Gamma(K) for ``u < 1/2`` and of Gamma(K + 1) above, ``u`` uniform:
+        its ``a/2`` and ``1 - a/2`` quantiles are exactly the Garwood (exact Poisson) bounds on ``K``
+        at every level. With ``partition``, a group calibrated on its own count (at least
+        :data:`MIN_CALIBRATION_EVENTS` scores >= T, as in :meth:`components`) draws from its own
+        events. ``K = 0`` gives factors of 1 (nothing to scale; the rule of three covers it)."""
+        from scipy.stats import gamma
+
+        rng = np.random.default_rng([int(seed), 5])
+        n = self.tails.n_probes
+
+        def draw(mask):
+            K = self.effective_events(float(threshold), mask)
+            if K == 0:
+                return np.ones(replicates)
+            u = rng.random(replicates)
+            return np.where(u < 0.5, gamma.ppf(u, K), gamma.ppf(u, K + 1)) / K
+
+        out = np.repeat(draw(None)[:, None], n, axis=1)
+        if partition is not None:
+            part = np.asarray(partition)
+            k, _ = self.tails.count_at_least(float(threshold))
+            if int(k.sum()) >= MIN_CALIBRATION_EVENTS:
+                for lab in np.unique(part[part >= 0]):
+                    sel = part == lab
+                    if int(k[sel].sum()) >= MIN_CALIBRATION_EVENTS:
+                        out[:, sel] = draw(sel)[:, None]
+        return out
 
     @functools.cached_property
     def calibration_threshold(self) -> float:
@@ -425,18 +515,22 @@ class TailModel:
             return -np.inf
         return float(np.partition(s, s.size - MIN_CALIBRATION_EVENTS)[s.size - MIN_CALIBRATION_EVENTS])
 
-    def exceedance_replicates(self, threshold: float, fits: Sequence[GPDFit], probe_weights: np.ndarray) -> np.ndarray:
-        """(R, n) ``p_p(T)`` under each replicate's refitted GPD and probe weights."""
+    def exceedance_replicates(self, threshold: float, fits: Sequence[GPDFit], probe_weights: np.ndarray,
+                              count_factors: np.ndarray | None = None,
+                              partition: np.ndarray | None = None) -> np.ndarray:
+        """(R, n) ``p_p(T)`` under each replicate's refitted GPD and probe weights, and, with
+        ``count_factors`` (:meth:`count_factors`), each replicate's draw of the count uncertainty."""
         k, _ = self.tails.count_at_least(float(threshold))
         out = np.empty((len(fits), self.tails.n_probes))
         for i, (f, w) in enumerate(zip(fits, probe_weights)):
-            out[i] = self.components(threshold, f, w, counts=k)["p"]
+            cf = 1.0 if count_factors is None else count_factors[i]
+            out[i] = self.components(threshold, f, w, counts=k, count_factor=cf, partition=partition)["p"]
         return out
 
     def exceedance(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
-                   weights: np.ndarray | None = None) -> np.ndarray:
+                   weights: np.ndarray | None = None, partition: np.ndarray | None = None) -> np.ndarray:
         """Per probe ``p_p(T)`` (see :meth:`components`)."""
-        return self.components(threshold, fit, weights)["p"]
+        return self.components(threshold, fit, weights, partition=partition)["p"]
 
     def extrapolated_share(self, threshold: float) -> float:
         """Share of probes whose exceedance at ``threshold`` comes from the GPD (threshold above the
@@ -517,8 +611,15 @@ def _interval(reps: np.ndarray | None, level: float, method: str) -> dict[str, A
 
 
 def _rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral: bool, method: str) -> dict[str, Any]:
-    """An identification rate as faceaudit reports rates: the probes it is over, the (expected)
-    count, the value and intervals; Clopper-Pearson and rule-of-3 where the count is a count."""
+    """An identification rate as faceaudit reports rates (:func:`faceaudit.audit.rate_entry`): the
+    searches it is over (``total``), the count, the value, a Clopper-Pearson interval next to the
+    subject bootstrap, and for a zero count the rule-of-three upper bound 3 / total (a zero is never
+    reported with a bare [0, 0] interval: the degenerate bootstrap of a zero count is left out).
+
+    At a subsampled gallery the count is an expectation over galleries (``expected_count``, not a
+    whole number); its Clopper-Pearson interval is the beta-quantile interval at that count. An
+    expected count of exactly 0 (no gallery produces an error) is a count of 0 and gets the rule of
+    three like any other."""
     vals = per_probe[mask]
     vals = vals[np.isfinite(vals)]
     total = int(vals.size)
@@ -526,16 +627,23 @@ def _rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral
         return {"count": 0, "total": 0, "value": None, "note": "no searches"}
     expected = float(vals.sum())
     out: dict[str, Any] = {"total": total, "value": expected / total}
-    if integral:
+    if integral or expected == 0.0:
         c = int(round(expected))
         out["count"] = c
         out["clopper_pearson"] = clopper_pearson(c, total, level).as_dict()
-        if c == 0:
-            out["rule_of_three_upper"] = rule_of_three(total)
     else:
+        c = None
         out["expected_count"] = expected
+        cp = clopper_pearson(min(expected, float(total)), total, level).as_dict()  # type: ignore[arg-type]
+        cp["method"] = "clopper-pearson at the expected count"
+        out["clopper_pearson"] = cp
     boot = _interval(_weighted(per_probe, mask & np.isfinite(per_probe), pw), level, method)
-    if boot is not None:
+    if c == 0:
+        out["rule_of_three_upper"] = rule_of_three(total)
+        if boot is not None:
+            out["note"] = (f"0 of {total} searches: the subject bootstrap of a zero count is [0, 0] and says nothing; "
+                           f"the rate is below {rule_of_three(total):.3g} (rule of three, 95%)")
+    elif boot is not None:
         out["subject_bootstrap"] = boot
     return out
 
@@ -577,6 +685,7 @@ def identification(
     bootstrap: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    fmr_targets: Sequence[float] | None = None,
 ) -> IdentificationResult:
     """FPIR(N, T), FNIR(N, R, T) and CMC(N, R) at each measured gallery size, overall and per probe
     group, with subject-bootstrap intervals; and at each size in ``extrapolate_to`` (beyond the set)
@@ -597,6 +706,8 @@ def identification(
     tails = data if isinstance(data, ProbeTails) else ProbeTails.from_distributions(data)
     if not thresholds:
         raise IdentificationInputError("give at least one threshold")
+    if fmr_targets is not None and len(fmr_targets) != len(thresholds):
+        raise IdentificationInputError("fmr_targets must name one target FMR per threshold")
     ranks = sorted({int(r) for r in ranks})
     if ranks[0] < 1:
         raise IdentificationInputError(f"ranks must be >= 1, got {ranks[0]}")
@@ -633,8 +744,27 @@ def identification(
     if extrapolate_to:
         model = TailModel.fitted(tails, m=m)
         reps = [model.refit(w) for w in pw] if pw is not None else []
-        model_p = {float(T): model.exceedance(float(T)) for T in thresholds}
-        model_reps = {float(T): model.exceedance_replicates(float(T), reps, pw) for T in thresholds} if reps else {}
+        # one calibration per grouping: each of its groups on its own count of scores >= T where it
+        # has MIN_CALIBRATION_EVENTS of them, else on the pooled count (flagged); overall pooled
+        partitions: dict[tuple, np.ndarray | None] = {(): None}
+        for gkey in groups:
+            if gkey[0]:
+                partitions.setdefault(gkey[0], np.full(tails.n_probes, -1))
+        group_label: dict[tuple, int] = {}
+        for gkey, gmask in groups.items():
+            if gkey[0]:
+                group_label[gkey] = len(group_label)
+                partitions[gkey[0]][gmask] = group_label[gkey]
+        model_p, model_reps, model_groups = {}, {}, {}
+        for G, part in partitions.items():
+            for T in thresholds:
+                comp = model.components(float(T), partition=part)
+                model_p[G, float(T)] = comp["p"]
+                model_groups[G, float(T)] = comp.get("groups", {})
+                if reps:
+                    cf = model.count_factors(float(T), len(reps), seed, partition=part)
+                    model_reps[G, float(T)] = model.exceedance_replicates(float(T), reps, pw, count_factors=cf,
+                                                                          partition=part)
     fmr_total = float(tails.n_nonmated.sum())
     by_group: dict[str, list[dict[str, Any]]] = {}
     overall: dict[str, Any] = {}
@@ -659,22 +789,32 @@ def identification(
             points.append(entry)
         if model is not None:
             for T in thresholds:
-                p = model_p[float(T)]
+                p = model_p[key[0], float(T)]
+                ginfo = model_groups[key[0], float(T)].get(group_label.get(key, -1))
                 # FMR within the set: pooled non-mated share >= T (model where beyond the observed)
                 fmr = float((p * tails.n_nonmated)[mask].sum() / tails.n_nonmated[mask].sum())
                 for N in extrapolate_to:
                     e = fpir_extrapolated(p, N)
                     rep_vals = None
                     if model_reps:
-                        eb = fpir_extrapolated(model_reps[float(T)], N)
+                        eb = fpir_extrapolated(model_reps[key[0], float(T)], N)
                         den = (pw * mask).sum(axis=1)
                         rep_vals = (pw * eb * mask).sum(axis=1) / np.where(den > 0, den, np.nan)
                     value = float(e[mask].mean())
                     top = np.sort(e[mask])[::-1]
                     share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
+                    if key[0] and not (ginfo and ginfo["own"]) and N == extrapolate_to[0]:
+                        flags.append(
+                            f"group {_gname(key)}: fewer than {MIN_CALIBRATION_EVENTS} of its non-mated scores reach "
+                            f"T = {float(T):.6g}; its extrapolated FPIR uses the pooled calibration (pair part) of "
+                            "all probes, so it cannot differ from the others there for that reason")
                     extra.append({
                         "gallery_size": float(N), "threshold": float(T), "fpir": value,
-                        "interval": _interval(rep_vals, level, method + " with GPD refit"),
+                        "interval": _interval(rep_vals, level, method + " with GPD refit, times an exact-Poisson "
+                                              "draw of the count of scores >= T (distinct subject pairs)"),
+                        "scores_at_or_above_threshold": int(tails.count_at_least(float(T))[0][mask].sum()),
+                        "calibration": ("pooled (overall)" if ginfo is None and not key[0] else
+                                        "own group" if ginfo and ginfo["own"] else "pooled (group too few scores >= T)"),
                         "fmr": fmr, "naive_n_fmr": float(N) * fmr,
                         "homogeneous_fpir": float(-np.expm1(float(N) * np.log1p(-min(fmr, 1.0)))),
                         "share_from_top_1pct_probes": share1,
@@ -692,6 +832,10 @@ def identification(
     settings = {"thresholds": [float(t) for t in thresholds], "gallery_sizes": ["full" if x is None else x for x in sizes],
                 "ranks": ranks, "extrapolate_to": [float(x) for x in extrapolate_to], "bootstrap": int(bootstrap),
                 "seed": seed, "level": level}
+    if fmr_targets is not None:
+        settings["fmr_targets"] = [{"fmr_target": float(f), "threshold": float(t),
+                                    "source": "fmr_threshold on the exact non-mated tail (global, as the audit)"}
+                                   for f, t in zip(fmr_targets, thresholds)]
     if model is not None:
         settings["tail_model"] = {"m": model.m, "gpd": model.fit.as_dict(),
                                   "description": "per-probe cutoff = its m-th highest non-mated score; pooled GPD above"}
