@@ -218,8 +218,9 @@ class Embedder(ABC):
         """Every setting that changes the vectors (JSON-serialisable); part of the cache key."""
 
     def model_files(self) -> list[ModelFile]:
-        """The model files used, with their hashes (empty for a callable)."""
-        return []
+        """The model files used, with their hashes (embedders keep them in ``_files``; none for a
+        callable)."""
+        return list(getattr(self, "_files", ()))
 
     def spec(self) -> tuple[type, dict[str, Any]] | None:
         """``(class, kwargs)`` that rebuild this embedder in a worker process; ``None`` if impossible."""

@@ -142,9 +142,6 @@ class DlibResNetEmbedder(Embedder):
             "alignment": "dlib shape_predictor_5_face_landmarks + compute_face_descriptor chip (150x150)",
         }
 
-    def model_files(self) -> list[ModelFile]:
-        return list(self._files)
-
     def spec(self) -> tuple[type, dict[str, Any]]:
         return type(self), {
             "detector": self.detector,

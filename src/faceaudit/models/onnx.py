@@ -164,9 +164,6 @@ class OnnxEmbedder(Embedder):
             "central_fraction": self.central_fraction,
         }
 
-    def model_files(self) -> list[ModelFile]:
-        return list(self._files)
-
     def spec(self) -> tuple[type, dict[str, Any]]:
         return type(self), {
             "model_path": self._files[0].path,

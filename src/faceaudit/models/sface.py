@@ -152,9 +152,6 @@ class SFaceEmbedder(Embedder):
             "alignment": "FaceRecognizerSF.alignCrop (5-point similarity to the 112x112 ArcFace template)",
         }
 
-    def model_files(self) -> list[ModelFile]:
-        return list(self._files)
-
     def spec(self) -> tuple[type, dict[str, Any]]:
         return type(self), {
             "model_path": self._files[0].path,
