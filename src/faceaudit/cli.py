@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from faceaudit.cli_errors import fail
 from faceaudit.compare.command import compare
 from faceaudit.errors import FaceAuditError, InputError
 from faceaudit.identify_command import identify, scenario
@@ -21,11 +22,6 @@ app = typer.Typer(
     help="Measure face-recognition systems: false match and non-match rates, for whom, with intervals.",
 )
 err = Console(stderr=True)
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc}")
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -85,7 +81,7 @@ def audit(
             result = run_audit(dist, fmr_targets=targets, convention=convention, level=level,
                                bootstrap=bootstrap, seed=seed)
     except FaceAuditError as exc:
-        _fail(exc)
+        fail(exc)
     _finish(result, json_out, quiet, report_out, pdf)
 
 
@@ -112,7 +108,7 @@ def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None 
                 write_pdf(report_out, pdf)
                 err.print(f"wrote {pdf}")
         except FaceAuditError as exc:
-            _fail(exc)
+            fail(exc)
 
 
 @app.command()
@@ -126,7 +122,7 @@ def demo(
     try:
         run_demo(out, model=model)
     except FaceAuditError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 app.command("compare")(compare)

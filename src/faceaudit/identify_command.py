@@ -5,11 +5,13 @@ Typer command functions; the app mounts them (``app.command("identify")(identify
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from faceaudit.cli_errors import fail
+from faceaudit.report.jsonout import write_json
 
 __all__ = ["identify", "scenario", "format_identification", "format_scenario"]
 
@@ -21,13 +23,6 @@ def _floats(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"{text!r} is not a comma-separated list of numbers") from None
-
-
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc}")
-    raise typer.Exit(code=2)
 
 
 def _load(path: Path):
@@ -153,10 +148,10 @@ def identify(
                                 groupings=[(g,) for g in group] or None, m=tail_m, bootstrap=bootstrap, seed=seed,
                                 level=level)
     except FaceAuditError as exc:
-        _fail(exc)
+        fail(exc)
     doc = result.to_dict()
     if json_out:
-        json_out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        write_json(doc, json_out)
     if not quiet:
         typer.echo("\n".join(format_identification(doc)))
 
@@ -188,9 +183,9 @@ def scenario(
                               max_false_matches=max_false_matches, mated_share=mated_share, mix=parsed, m=tail_m,
                               bootstrap=bootstrap, seed=seed, level=level)
     except FaceAuditError as exc:
-        _fail(exc)
+        fail(exc)
     doc = result.to_dict()
     if json_out:
-        json_out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        write_json(doc, json_out)
     if not quiet:
         typer.echo("\n".join(format_scenario(doc)))

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from faceaudit.cli_errors import fail
+
 __all__ = ["compare"]
 
 
@@ -53,8 +55,7 @@ def compare(
             meta=meta)
         save_distributions(dist, out)
     except FaceAuditError as exc:
-        err.print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc}")
-        raise typer.Exit(code=2) from None
+        fail(exc)
     if checkpoint is None:
         shutil.rmtree(ckpt, ignore_errors=True)
     n = index.n_samples

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from faceaudit.cli_errors import fail
 from faceaudit.errors import FaceAuditError
 from faceaudit.models.base import DEFAULT_FTA_POLICY, FTA_POLICIES
 
@@ -136,8 +137,7 @@ def embed(
         result = embed_images(samples, embedder, cache=cache, workers=workers, source=source)
         result.write_parquet(out, float16=float16)
     except FaceAuditError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail(exc)
 
     fta = result.metadata["fta"]
     overall = fta["overall"]

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from faceaudit.cli_errors import fail
+
 __all__ = ["report"]
 
 err = Console(stderr=True)
@@ -43,5 +45,4 @@ def report(
             write_pdf(html_path, pdf)
             err.print(f"wrote {pdf}")
     except FaceAuditError as exc:
-        err.print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc}")
-        raise typer.Exit(code=2) from None
+        fail(exc)

@@ -1,0 +1,16 @@
+"""How every faceaudit command ends on a named error: the error's class and message on stderr,
+exit status 2, no traceback."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+__all__ = ["fail"]
+
+
+def fail(exc: Exception) -> NoReturn:
+    Console(stderr=True).print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc}")
+    raise typer.Exit(code=2) from None
