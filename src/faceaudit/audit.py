@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from faceaudit import __version__
-from faceaudit.build import group_subsets
+from faceaudit.build import default_groupings, group_subsets
 from faceaudit.errors import EmptyError, InputError, NotExactError
 from faceaudit.measures import differentials as dif
 from faceaudit.measures.verification import (
@@ -48,14 +48,6 @@ from faceaudit.stats.intervals import (
 )
 
 __all__ = ["audit", "AuditResult", "rate_entry", "default_groupings"]
-
-
-def default_groupings(columns: Sequence[str]) -> list[tuple[str, ...]]:
-    """Each column on its own, then their full intersection (when there are two or more)."""
-    out = [(c,) for c in columns]
-    if len(columns) > 1:
-        out.append(tuple(columns))
-    return out
 
 
 def grouping_name(grouping: Sequence[str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,9 +18,17 @@ import numpy as np
 from faceaudit.measures.verification import _allowed_false_matches
 from faceaudit.scores import DistributionBuilder, SampleIndex, ScoreDistributions, bin_index, uniform_edges
 
-__all__ = ["required_tail_cutoff", "two_pass", "from_arrays", "group_subsets"]
+__all__ = ["required_tail_cutoff", "two_pass", "from_arrays", "group_subsets", "default_groupings"]
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]  # probe index, reference index, score
+
+
+def default_groupings(columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each column on its own, then their full intersection (when there are two or more)."""
+    out = [(c,) for c in columns]
+    if len(columns) > 1:
+        out.append(tuple(columns))
+    return out
 
 
 def group_subsets(samples: SampleIndex, groupings: Iterable[tuple[str, ...]]) -> dict[tuple, list[int]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from faceaudit import __version__
-from faceaudit.build import group_subsets, two_pass
+from faceaudit.build import default_groupings, group_subsets, two_pass
 from faceaudit.data.tables import ScoreFile, file_sha256, read_sample_table, score_range
 from faceaudit.scores import DEFAULT_BINS, ScoreDistributions, uniform_edges
 
@@ -35,8 +35,6 @@ def load_score_file(
     (rows x FMR at the EER), the rest does not. ``track_subject_pairs`` keeps the non-mated comparison
     counts per pair of subjects that the subject bootstrap needs (up to subjects^2 entries).
     """
-    from faceaudit.audit import default_groupings
-
     index = read_sample_table(samples, group_columns)
     sf = ScoreFile(scores, index, distance=distance, batch_rows=batch_rows)
     lo, hi = score_range(sf)
