@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from faceaudit.demo import DEMO_DATA, load_demo_embeddings
-from faceaudit.measures.identification import ProbeTails, TailModel, fpir_extrapolated
+from faceaudit.measures.identification import ProbeTails, TailModel, fpir_extrapolated, partner_shares, realised_fpir
 from faceaudit.scores import SampleIndex
 from faceaudit.stats.intervals import bootstrap_weights
 
@@ -58,12 +58,23 @@ def _threshold_at_fmr(tails: ProbeTails, fmr: float) -> tuple[float, bool]:
     return t, bool(exact.all())
 
 
+_FULL: dict = {}
+
+
+def _full(engine: bool):
+    """The embeddings and the full set's per-probe tails, computed once per process."""
+    if engine not in _FULL:
+        emb, samples, _, _ = load_demo_embeddings(DEMO_DATA / "lfw_sface.parquet")
+        e = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+        t0 = time.perf_counter()
+        full = _tails(e, samples, engine)
+        _FULL[engine] = (e, samples, full, time.perf_counter() - t0)
+    return _FULL[engine]
+
+
 def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1e-6), m: int = 20,
              engine: bool = False, bootstrap: int = 0) -> list[dict]:
-    emb, samples, _, _ = load_demo_embeddings(DEMO_DATA / "lfw_sface.parquet")
-    e = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
-    t0 = time.perf_counter()
-    full = _tails(e, samples, engine)
+    e, samples, full, full_s = _full(engine)
     t1 = time.perf_counter()
     rng = np.random.default_rng(seed)
     in_a = rng.random(samples.n_subjects) < fraction
@@ -103,6 +114,7 @@ def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1
                "subset_measured": float(np.mean(k > 0)),
                "pair_rate": comp["r"], "calibration_scale": comp["scale"], "events_in_subset": comp["events"], "gpd": model.fit.as_dict()}
         row["effective_events_in_subset"] = model.effective_events(T)
+        row["largest_pair_of_people"] = model.pair_concentration(T)
         if fits:
             # subject bootstrap alone (GPD refitted on each replicate) ...
             P = model.exceedance_replicates(T, fits, pw)
@@ -115,46 +127,88 @@ def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1
             row["predicted_full_interval"] = [float(x) for x in np.quantile(reps, [0.025, 0.975])]
             repb = (pw * fpir_extrapolated(P, float(b.size))).sum(axis=1) / pw.sum(axis=1)
             row["predicted_disjoint_interval"] = [float(x) for x in np.quantile(repb, [0.025, 0.975])]
+            # ... and the prediction of what this one gallery does to these probes: per subject, a
+            # beta-binomial draw with the within-subject correlation measured on the subset
+            subj_a = sub_samples.subject_of_sample
+            ps = partner_shares(sub, T)
+            real = realised_fpir(fpir_extrapolated(P, n_full[None, :]), subj_a, ps["shares"], pw, seed)
+            row["partners"] = {"threshold_used": ps["threshold_used"], "pairs_of_people": ps["pairs_of_people"],
+                               "mean_share": float(ps["shares"].mean()) if ps["shares"].size else None,
+                               "max_share": float(ps["shares"].max()) if ps["shares"].size else None}
+            row["predicted_full_prediction_interval"] = [float(x) for x in np.quantile(real, [0.025, 0.975])]
+            realb = realised_fpir(fpir_extrapolated(P, float(b.size)), subj_a, ps["shares"], pw, seed)
+            row["predicted_disjoint_prediction_interval"] = [float(x) for x in np.quantile(realb, [0.025, 0.975])]
         out.append(row)
-    timing = {"full_tails_s": t1 - t0, "subset_and_fit_s": t2 - t1}
+    timing = {"full_tails_s": full_s, "subset_and_fit_s": t2 - t1}
     for r in out:
         r["timing"] = timing
+    return out
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fraction", type=float, default=0.25)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", default="0", help="a seed, a list 0,1,2 or a range 0-9 (a coverage summary follows)")
     ap.add_argument("--m", type=int, default=20)
     ap.add_argument("--engine", action="store_true")
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    rows = validate(fraction=args.fraction, seed=args.seed, m=args.m, engine=args.engine, bootstrap=args.bootstrap)
-    print(f"fraction {args.fraction}, seed {args.seed}, m {args.m}, engine {args.engine}; "
-          f"{rows[0]['probes']} probes; n_subset {rows[0]['n_subset_mean']:.0f} -> n_full {rows[0]['n_full_mean']:.0f} "
-          f"(disjoint {rows[0]['n_disjoint']}); timing {rows[0]['timing']}")
-    print("| seed | FMR (full set) | T | scores >= T in subset (subject pairs) | exhaustive FPIR @ full N | "
-          "predicted | 95% CI bootstrap only | 95% CI bootstrap + exact Poisson count | covers | naive N*FMR | "
-          "homogeneous | subset measured (model at subset N) | exhaustive @ disjoint B | predicted @ B (95% CI) | naive @ B |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def ci(x):
         return f"{x[0]:.4f}-{x[1]:.4f}" if x else "-"
 
-    for r in rows:
-        c = r.get("predicted_full_interval")
-        cov = ("yes" if c[0] <= r["exhaustive_full"] <= c[1] else "**no**") if c else "-"
-        print(f"| {args.seed} | {r['fmr_level_full_set']:.0e} | {r['threshold']:.4f} | {r['events_in_subset']} "
-              f"({r['effective_events_in_subset']}) | {r['exhaustive_full']:.4f} | {r['predicted_full']:.4f} | "
-              f"{ci(r.get('predicted_full_interval_bootstrap_only'))} | {ci(c)} | {cov} | {r['naive_full']:.4f} | "
-              f"{r['homogeneous_full']:.4f} | {r['subset_measured']:.4f} ({r['self_consistency_subset']:.4f}) | "
-              f"{r['exhaustive_disjoint']:.4f} | {r['predicted_disjoint']:.4f} ({ci(r.get('predicted_disjoint_interval'))}) | "
-              f"{r['naive_disjoint']:.4f} |")
+    def cov(x, truth):
+        return ("yes" if x[0] <= truth <= x[1] else "**no**") if x else "-"
+
+    all_rows = []
+    print("| seed | FMR (full set) | T | scores >= T in subset (pairs of people; largest pair's share) | exhaustive FPIR @ full N | "
+          "predicted | 95% CI bootstrap + Poisson count | covers | 95% prediction (+ gallery realisation; mean/max lookalike share) | covers | "
+          "naive N*FMR | exhaustive @ B | predicted @ B | CI @ B covers | prediction @ B | covers |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for seed in _seeds(args.seed):
+        rows = validate(fraction=args.fraction, seed=seed, m=args.m, engine=args.engine, bootstrap=args.bootstrap)
+        for r in rows:
+            r["seed"] = seed
+            c, pi = r.get("predicted_full_interval"), r.get("predicted_full_prediction_interval")
+            cb, pib = r.get("predicted_disjoint_interval"), r.get("predicted_disjoint_prediction_interval")
+            icc = (f", f {r['partners']['mean_share']:.2f}/{r['partners']['max_share']:.2f}"
+                   if r.get("partners", {}).get("mean_share") is not None else "")
+            print(f"| {seed} | {r['fmr_level_full_set']:.0e} | {r['threshold']:.4f} | {r['events_in_subset']} "
+                  f"({r['effective_events_in_subset']}; top pair {100 * r['largest_pair_of_people']['share']:.0f}%) | {r['exhaustive_full']:.4f} | {r['predicted_full']:.4f} | "
+                  f"{ci(c)} | {cov(c, r['exhaustive_full'])} | {ci(pi)}{icc} | {cov(pi, r['exhaustive_full'])} | "
+                  f"{r['naive_full']:.4f} | {r['exhaustive_disjoint']:.4f} | {r['predicted_disjoint']:.4f} | "
+                  f"{cov(cb, r['exhaustive_disjoint'])} | {ci(pib)} | {cov(pib, r['exhaustive_disjoint'])} |", flush=True)
+        all_rows.extend(rows)
+    print(f"\nfraction {args.fraction}, m {args.m}, engine {args.engine}, bootstrap {args.bootstrap}; "
+          f"timing of the last seed {all_rows[-1]['timing']}")
+    if args.bootstrap:
+        print("| FMR (full set) | seeds | CI covers @ full N | prediction covers @ full N | CI covers @ B | "
+              "prediction covers @ B | median |predicted/exhaustive - 1| @ full N | same, naive |")
+        print("|---|---|---|---|---|---|---|---|")
+        for level in sorted({r["fmr_level_full_set"] for r in all_rows}, reverse=True):
+            rs = [r for r in all_rows if r["fmr_level_full_set"] == level]
+
+            def n_cov(key, truth):
+                return sum(r[key][0] <= r[truth] <= r[key][1] for r in rs)
+
+            err = np.median([abs(r["predicted_full"] / r["exhaustive_full"] - 1) for r in rs if r["exhaustive_full"] > 0])
+            nerr = np.median([abs(r["naive_full"] / r["exhaustive_full"] - 1) for r in rs if r["exhaustive_full"] > 0])
+            print(f"| {level:.0e} | {len(rs)} | {n_cov('predicted_full_interval', 'exhaustive_full')} | "
+                  f"{n_cov('predicted_full_prediction_interval', 'exhaustive_full')} | "
+                  f"{n_cov('predicted_disjoint_interval', 'exhaustive_disjoint')} | "
+                  f"{n_cov('predicted_disjoint_prediction_interval', 'exhaustive_disjoint')} | {err:.0%} | {nerr:.0%} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(all_rows, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -351,3 +351,107 @@ def test_count_factors_match_the_exact_poisson_interval():
     lo, hi = np.quantile(cf * K, [0.025, 0.975])
     assert lo == pytest.approx(chi2.ppf(0.025, 2 * K) / 2, rel=0.03)
     assert hi == pytest.approx(chi2.ppf(0.975, 2 * K + 2) / 2, rel=0.03)
+
+
+# ----- the realisation of one gallery: lookalikes take many of one person's samples at once ----------
+def test_partner_shares_equal_brute_force():
+    """partner_shares against loops over every (probe subject, reference subject) pair of people."""
+    from faceaudit.measures.identification import partner_shares
+
+    emb, samples = clustered(n_subjects=60, per=3, d=16, spread=1.3, seed=3)
+    sc = emb.astype(np.float64) @ emb.astype(np.float64).T
+    tails = ProbeTails.from_score_rows(samples, iter_rows(sc), max_known=10_000)
+    subj = samples.subject_of_sample
+    sizes = np.bincount(subj)
+    off = sc[subj[:, None] != subj[None, :]]
+    T = float(np.quantile(off, 0.995))
+    got = partner_shares(tails, T, min_events=1)
+    expect = []
+    for s_ in range(samples.n_subjects):
+        ps = np.flatnonzero(subj == s_)
+        if ps.size < 2:
+            continue
+        for r in range(samples.n_subjects):
+            if r == s_:
+                continue
+            hit = (sc[np.ix_(ps, np.flatnonzero(subj == r))] >= T).any(axis=1)
+            if hit.any():
+                expect.append(hit.sum() / sizes[s_])
+    assert got["threshold_used"] == T
+    assert got["pairs_of_people"] == len(expect) > 5
+    np.testing.assert_allclose(np.sort(got["shares"]), np.sort(expect))
+    # too few pairs of people at T: read lower, at the highest threshold with min_events of them
+    deep = float(np.quantile(off, 0.99999))
+    low = partner_shares(tails, deep, min_events=len(expect))
+    assert deep > low["threshold_used"] >= T and low["pairs_of_people"] == len(expect)
+    np.testing.assert_allclose(np.sort(low["shares"]), np.sort(expect))
+
+
+def test_realised_fpir_keeps_the_mean_and_clusters_by_subject():
+    from faceaudit.measures.identification import realised_fpir
+
+    subj = np.repeat(np.arange(40), np.r_[[200], np.ones(39, int) * 5])  # one person with 200 samples
+    h = np.full((4000, subj.size), 0.05)
+    # no shares known, or single-sample subjects: independent searches, binomial spread
+    ind = realised_fpir(h, subj, np.empty(0), seed=1)
+    assert ind.mean() == pytest.approx(0.05, abs=0.002)
+    assert ind.std() == pytest.approx(np.sqrt(0.05 * 0.95 / subj.size), rel=0.1)
+    # a lookalike takes all of a person's samples: the big subject is all or nothing
+    allnone = realised_fpir(h, subj, np.ones(10), seed=1)
+    assert allnone.mean() == pytest.approx(0.05, abs=0.004)
+    big = 200 / subj.size
+    assert allnone.std() > 3 * ind.std()
+    assert np.mean(allnone > big) == pytest.approx(1 - np.exp(-(-np.log1p(-0.05))), abs=0.015)
+    # shares in between: the mean is kept (l = -log(1 - h) / mean(f)), the spread lies between
+    mid = realised_fpir(h, subj, np.array([0.1, 0.3, 0.6]), seed=1)
+    assert mid.mean() == pytest.approx(0.05, abs=0.003)
+    assert ind.std() < mid.std() < allnone.std()
+    # subject weights (a bootstrap replicate) weigh whole subjects
+    w = np.ones((1, subj.size))
+    w[0, subj == 0] = 0.0
+    only_small = realised_fpir(np.where(subj == 0, 1.0, 0.0)[None, :], subj, np.ones(3), w, seed=2)
+    assert only_small[0] == 0.0
+
+
+def test_identify_reports_a_prediction_interval_next_to_the_interval(engine_case):
+    dist, fast, brute, scores, samples = engine_case
+    T = float(np.quantile(fast.top_score(), 0.95))
+    r = identification(fast, thresholds=[T], extrapolate_to=[1e5], bootstrap=40, groupings=[["sex"]])
+    for block in [r.overall, *r.by_group["sex"]]:
+        row = block["extrapolated"][0]
+        iv, pi = row["interval"], row["prediction_interval"]
+        assert pi["low"] <= pi["high"] and "lookalike" in pi["method"]
+        assert pi["high"] - pi["low"] >= 0.9 * (iv["high"] - iv["low"])
+
+
+def test_one_pair_of_people_dominating_the_tail_is_measured_and_flagged():
+    """Two 'relatives' (subjects 0 and 1 share a centre, 30 samples each) give most scores >= T."""
+    rng = np.random.default_rng(5)
+    n_subj, d = 300, 32
+    per = np.r_[30, 30, np.full(n_subj - 2, 3)]
+    subj = np.repeat(np.arange(n_subj), per)
+    centres = rng.normal(size=(n_subj, d))
+    centres[1] = centres[0] + 0.35 * rng.normal(size=d)
+    emb = centres[subj] + 0.8 * rng.normal(size=(subj.size, d))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    samples = SampleIndex.from_columns(np.arange(subj.size), subj)
+    sc = emb @ emb.T
+    tails = ProbeTails.from_score_rows(samples, iter_rows(sc), max_known=2000)
+    model = TailModel.fitted(tails, m=20)
+    off = subj[:, None] != subj[None, :]
+    T = float(np.sort(sc[off])[-200])
+    conc = model.pair_concentration(T)
+    # brute force: the (0, 1) pair's share of the ordered non-mated pairs >= T
+    hit = off & (sc >= T)
+    pair01 = hit & (np.minimum(subj[:, None], subj[None, :]) == 0) & (np.maximum(subj[:, None], subj[None, :]) == 1)
+    assert conc["scores"] == hit.sum()
+    assert conc["share"] == pytest.approx(pair01.sum() / hit.sum()) and conc["share"] > 0.25
+    r = identification(tails, thresholds=[T], extrapolate_to=[1e4], bootstrap=0)
+    row = r.overall["extrapolated"][0]
+    assert row["largest_pair_of_people"]["share"] == conc["share"]
+    assert any("one pair of people gives" in f for f in r.flags)
+    from faceaudit.scenario import scenario
+
+    sr = scenario(tails, searches=1000, gallery_size=1e4, threshold=T, bootstrap=0)
+    assert sr.model["largest_pair_of_people"]["share"] == conc["share"]
+    assert any("one pair of people gives" in f for f in sr.flags)

@@ -186,3 +186,14 @@ def test_scenario_calibrates_each_group_on_its_own_scores_or_flags_it():
     r = scenario(tails, searches=1e4, gallery_size=1e3, threshold=5.5, mix="sex=female:0.5,male:0.5", bootstrap=0)
     assert not r.model["calibration_by_group"]["male"]["own"]
     assert any("sex=male" in f and "pooled" in f for f in r.flags)
+
+
+def test_count_interval_adds_the_noise_of_one_run_of_searches(tails):
+    """Few searches: the number one run returns is a whole number spread wider than its expectation."""
+    r = scenario(tails, searches=200, gallery_size=1e4, threshold=_t(tails, 0.95), bootstrap=60, seed=1)
+    iv, ci = r.expected["interval"], r.expected["count_interval"]
+    assert float(ci["low"]).is_integer() and float(ci["high"]).is_integer()
+    assert ci["high"] - ci["low"] > iv["high"] - iv["low"]
+    assert ci["low"] <= r.expected["false_matches"] <= ci["high"]
+    for g in r.by_group:
+        assert g["count_interval"]["low"] <= g["count_interval"]["high"]

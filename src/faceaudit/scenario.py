@@ -20,8 +20,10 @@ replicate and multiply the count of scores >= T the level is calibrated on by an
 carry sampling, tail-fit and count (extrapolation) uncertainty; where fewer than 10 observed scores
 reach T, the high end is raised to the rule-of-three bound on unobserved pair-level matches (3 per
 total comparisons). With ``mix``, each group is calibrated on its own scores >= T where it has at
-least 10, else pooled and flagged. They do not carry the binomial noise of a particular run of ``S``
-searches (about ``sqrt(expected)`` on top).
+least 10, else pooled and flagged. They are intervals on the *expected* number; ``count_interval`` adds
+the binomial noise of one run of ``S`` searches, each of a different person (about ``sqrt(expected)``
+on top). Searches repeated on the same people would spread further: a person whose lookalike is
+enrolled is matched on most searches (:func:`~faceaudit.measures.identification.realised_fpir`).
 
 Inputs the data cannot support are flagged in ``flags`` rather than silently extrapolated.
 """
@@ -36,6 +38,7 @@ import numpy as np
 
 from faceaudit.errors import InputError
 from faceaudit.measures.identification import (
+    CONCENTRATION_FLAG,
     MIN_CALIBRATION_EVENTS,
     MIN_GROUP_PROBES,
     MIN_GROUP_SUBJECTS,
@@ -267,6 +270,11 @@ def scenario(
                               gpd_upper_endpoint(model.fit.shape, model.fit.scale)):
             flags.append("T lies beyond the fitted tail's upper end for every probe: the model's zero is the model's, "
                          f"not the data's (lowest probe endpoint {end:.6g})")
+    conc_t = model.pair_concentration(float(threshold))
+    if conc_t["share"] > CONCENTRATION_FLAG and conc_t["scores"] >= MIN_CALIBRATION_EVENTS:
+        flags.append(f"one pair of people gives {100 * conc_t['share']:.0f}% of the {conc_t['scores']} non-mated scores "
+                     f">= T = {threshold:.6g}: the figure rests on whether the evaluation set holds such a pair (a "
+                     "relative, a mislabelled identity) and can be off by a factor of 3 either way (bench/RESULTS.md)")
     if partition is not None and isinstance(res["pair_rate"], np.ndarray):
         for i, name in enumerate(group_names):
             info = res["calibration_groups"].get(i)
@@ -277,10 +285,10 @@ def scenario(
     method = (f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile), times an exact-Poisson "
               "draw of the count of scores >= T (distinct subject pairs)")
 
-    def interval(reps, extra_high=None):
+    def interval(reps, extra_high=None, quantiles="linear"):
         if reps is None:
             return None
-        lo, hi = np.quantile(reps, [a, 1 - a])
+        lo, hi = np.quantile(reps, [a, 1 - a], method=quantiles)
         if extra_high is not None:
             hi = max(hi, extra_high)
         return {"low": float(lo), "high": float(hi), "level": level, "method": method
@@ -290,9 +298,28 @@ def scenario(
     r3 = res.get("rule_of_three_total")
     nonmated_searches = searches * (1 - mated_share)
     wrong_first = _wrong_first(ev, float(threshold))
+    # one run of S searches, each of a different person: a binomial draw around each replicate's
+    # expectation (at least as wide as the Poisson-binomial of searches with unequal probabilities)
+    runs = runs_g = None
+    if reps is not None:
+        rng = np.random.default_rng([int(seed), 13])
+        n_s = max(1, int(round(searches)))
+        runs = rng.binomial(n_s, np.clip(reps / n_s, 0.0, 1.0)).astype(np.float64)
+        n_g = np.maximum(1, np.round(searches * shares)).astype(np.int64)
+        runs_g = rng.binomial(np.broadcast_to(n_g, res["reps_g"].shape),
+                              np.clip(np.nan_to_num(res["reps_g"]) / n_g, 0.0, 1.0)).astype(np.float64)
+
+    def run_interval(draws, extra_high=None):
+        iv = interval(draws, extra_high, "inverted_cdf")
+        if iv is not None:
+            iv["method"] = ("the number one run of these searches returns, each search of a different person: "
+                            "a binomial draw around each replicate of the interval above")
+        return iv
+
     expected = {
         "false_matches": res["total"],
         "interval": interval(reps, r3),
+        "count_interval": run_interval(runs, r3),
         "from_nonmated_searches": float(np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
         "from_mated_searches": float(res["total"] - np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
         "mated_searches_wrong_person_first": wrong_first,
@@ -310,6 +337,7 @@ def scenario(
                  if shares[i] > 0 else None}
         if reps is not None:
             entry["interval"] = interval(res["reps_g"][:, i])
+            entry["count_interval"] = run_interval(runs_g[:, i])
         by_group.append(entry)
     e = res["e"]
     top = np.sort(e)[::-1]
@@ -343,7 +371,7 @@ def scenario(
                  "calibration_scale": sc, "calibration_by_group": per_group_cal,
                  "probes": tails.n_probes, "nonmated_references_per_probe": [int(tails.n_nonmated.min()), n_max],
                  "extrapolated_probe_share": model.extrapolated_share(float(threshold)),
-                 "share_from_top_1pct_probes": conc}
+                 "share_from_top_1pct_probes": conc, "largest_pair_of_people": conc_t}
     return ScenarioResult(inputs=inputs, statement=statement, expected=expected, by_group=by_group, model=model_doc,
                           flags=flags, budget=budget)
 

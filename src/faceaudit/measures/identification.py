@@ -63,8 +63,14 @@ on each replicate, **times** a draw of the count of scores >= T that the calibra
 ``K`` distinct subject pairs among them, an exact-Poisson (Garwood) draw
 (:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T, and
 whether a random evaluation set holds 4 or 12 of them is what the prediction depends on most; a subject
-bootstrap of those few misses most of it (bench/RESULTS.md). Neither carries the randomness of which
-references a future gallery holds.
+bootstrap of those few misses most of it (bench/RESULTS.md). That is a confidence interval on the
+*expected* FPIR of a search. What one particular gallery does to one particular set of probes spreads
+further, because a lookalike (a relative, a mislabelled identity) takes many of one person's samples at
+once: the extrapolated rows add a ``prediction_interval`` (:func:`realised_fpir`, with the shares a
+lookalike takes measured on the set by :func:`partner_shares`). Where one pair of people gives more than
+:data:`CONCENTRATION_FLAG` of the scores >= T the result is flagged (:meth:`TailModel.pair_concentration`):
+the uniform pair part spreads that pair's scores over every probe, and whether the set holds such a pair
+decides the figure (on LFW a factor of about 3 either way at FMR 1e-5).
 """
 
 from __future__ import annotations
@@ -94,6 +100,8 @@ __all__ = [
     "hypergeometric_any",
     "parse_gallery_sizes",
     "probe_groupings",
+    "partner_shares",
+    "realised_fpir",
 ]
 
 #: the most known non-mated scores kept per probe (the exact tail can hold many more for a lamb)
@@ -103,6 +111,8 @@ MIN_GROUP_PROBES = 100
 MIN_GROUP_SUBJECTS = 30
 #: observed non-mated scores >= T needed to calibrate the tail model's level on the observed FMR
 MIN_CALIBRATION_EVENTS = 10
+#: above this share of the scores >= T from one pair of people, the extrapolation is flagged
+CONCENTRATION_FLAG = 0.25
 
 
 class IdentificationInputError(InputError):
@@ -475,6 +485,24 @@ class TailModel:
         lo, hi = np.minimum(a, b), np.maximum(a, b)
         return int(np.unique(lo.astype(np.int64) * t.samples.n_subjects + hi).size)
 
+    def pair_concentration(self, threshold: float, probes: np.ndarray | None = None) -> dict[str, Any]:
+        """How much of the count of non-mated scores >= T the single largest pair of people gives
+        (``share``, of ``scores``; ``pairs_of_people`` distinct pairs). Above
+        :data:`CONCENTRATION_FLAG` the level at T rests on one pair of people (on LFW a father and
+        son give 43% of the scores at FMR 1e-5): whether an evaluation set holds such a pair decides
+        the extrapolation, which then errs by a factor of 3 either way (bench/RESULTS.md)."""
+        t = self.tails
+        hit = t.known_score >= threshold
+        if probes is not None:
+            hit &= np.asarray(probes, bool)[t.probe_of_known]
+        subj = t.samples.subject_of_sample
+        a, b = subj[t.probe_of_known[hit]], subj[t.known_reference[hit]]
+        key = np.minimum(a, b).astype(np.int64) * t.samples.n_subjects + np.maximum(a, b)
+        if key.size == 0:
+            return {"share": 0.0, "scores": 0, "pairs_of_people": 0}
+        _, c = np.unique(key, return_counts=True)
+        return {"share": float(c.max() / key.size), "scores": int(key.size), "pairs_of_people": int(c.size)}
+
     def count_factors(self, threshold: float, replicates: int, seed: int = 0,
                       partition: np.ndarray | None = None) -> np.ndarray:
         """(replicates, n) per-probe multipliers of the observed count at ``threshold`` carrying its
@@ -536,6 +564,92 @@ class TailModel:
         """Share of probes whose exceedance at ``threshold`` comes from the GPD (threshold above the
         probe's highest observed non-mated score), not from counted scores."""
         return float(np.mean(threshold > self.tails.top_score()))
+
+
+def partner_shares(tails: ProbeTails, threshold: float, min_events: int = 30,
+                   probes: np.ndarray | None = None) -> dict[str, Any]:
+    """How much of a person a lookalike takes: for every (probe subject ``s``, reference subject
+    ``r``) pair of people with at least one non-mated score >= the threshold, the share of ``s``'s
+    samples (those with another subject to match, ``n_s >= 2`` only: a single sample is all or
+    nothing anyway) that score >= it against some sample of ``r``.
+
+    Read at ``threshold`` where at least ``min_events`` such pairs of people are observed, else at the
+    highest threshold where they are (``threshold_used``). On LFW one pair of people (a father and
+    son, judging by the images' labels) takes 60% of the 530 images of one of them at FMR 1e-5: whether
+    a gallery holds such a partner decides hundreds of searches at once (bench/RESULTS.md)."""
+    t = tails
+    subj = t.samples.subject_of_sample
+    probe = t.probe_of_known
+    keep = np.ones(t.known_score.size, bool) if probes is None else np.asarray(probes, bool)[probe]
+    sizes = np.bincount(subj if probes is None else subj[np.asarray(probes, bool)], minlength=t.samples.n_subjects)
+    multi = sizes[subj[probe]] >= 2
+    sc = t.known_score[keep & multi]
+    key = subj[probe[keep & multi]].astype(np.int64) * t.samples.n_subjects + subj[t.known_reference[keep & multi]]
+    if sc.size == 0:
+        return {"shares": np.empty(0), "threshold_used": float(threshold), "pairs_of_people": 0}
+    # the highest score of each (probe sample, reference subject): a probe's hit against r
+    pk = probe[keep & multi].astype(np.int64) * t.samples.n_subjects + subj[t.known_reference[keep & multi]]
+    order = np.lexsort((-sc, pk))
+    first = np.ones(order.size, bool)
+    first[1:] = pk[order][1:] != pk[order][:-1]
+    best, bkey = sc[order][first], key[order][first]
+    # the threshold: T, or lower until min_events pairs of people have a hit
+    pair_best = {}
+    for kk, b in zip(bkey.tolist(), best.tolist()):
+        if b > pair_best.get(kk, -np.inf):
+            pair_best[kk] = b
+    pb = np.sort(np.fromiter(pair_best.values(), float))[::-1]
+    used = float(threshold)
+    if np.sum(pb >= threshold) < min_events:
+        used = float(pb[min(min_events, pb.size) - 1])
+    hit = best >= used
+    u, c = np.unique(bkey[hit], return_counts=True)
+    shares = c / sizes[u // t.samples.n_subjects]
+    return {"shares": shares.astype(np.float64), "threshold_used": used, "pairs_of_people": int(u.size)}
+
+
+def realised_fpir(per_probe: np.ndarray, subject_of_probe: np.ndarray, shares: np.ndarray,
+                  probe_weights: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Draws of the FPIR that *one* gallery realises for this set of probes, around the per-probe
+    expectations ``per_probe`` (R, n) (a row per replicate of the model).
+
+    A subject ``s`` with ``n_s >= 2`` probes and mean expectation ``h_s`` meets ``D ~ Poisson(l_s)``
+    lookalikes in the gallery, each taking a share ``f`` of its samples drawn from ``shares``
+    (:func:`partner_shares`); its probes match with probability ``1 - prod(1 - f)``, and
+    ``l_s = -log(1 - h_s) / mean(f)`` makes that ``h_s`` on average. A single-sample subject matches
+    with probability ``h_s``. Returns (R,) probe-weighted means (weights ``probe_weights`` (R, n),
+    constant within a subject as the subject bootstrap makes them).
+
+    A confidence interval on the expected FPIR of a random search is the replicates' spread alone; a
+    prediction of what a particular gallery does to a particular probe set, where a few people with
+    many images carry much of the weight, adds this draw."""
+    P = np.atleast_2d(np.asarray(per_probe, dtype=np.float64))
+    R, n = P.shape
+    _, inv, sizes = np.unique(np.asarray(subject_of_probe), return_inverse=True, return_counts=True)
+    k = sizes.size
+    W = np.ones((R, n)) if probe_weights is None else np.atleast_2d(np.asarray(probe_weights, dtype=np.float64))
+    h = np.clip(np.stack([np.bincount(inv, weights=np.nan_to_num(P[i]), minlength=k) for i in range(R)]) / sizes,
+                0.0, 1.0 - 1e-12)
+    ws = np.stack([np.bincount(inv, weights=W[i], minlength=k) for i in range(R)]) / sizes
+    rng = np.random.default_rng([int(seed), 11])
+    f = np.asarray(shares, dtype=np.float64)
+    f = f[(f > 0) & (f <= 1)]
+    prob = h.copy()  # single-sample subjects (and no shares known): independent searches
+    multi = np.broadcast_to(sizes >= 2, h.shape)
+    if f.size:
+        lam = -np.log1p(-h) / f.mean()
+        D = rng.poisson(np.where(multi, lam, 0.0))
+        ri, si = np.nonzero(D)
+        reps = D[ri, si]
+        draws = f[rng.integers(0, f.size, int(reps.sum()))]
+        logs = np.add.reduceat(np.log1p(-np.minimum(draws, 1.0 - 1e-15)), np.r_[0, np.cumsum(reps)[:-1]]) \
+            if reps.size else np.empty(0)
+        prob = np.where(multi, 0.0, prob)
+        prob[ri, si] = -np.expm1(logs)
+    hits = rng.binomial(np.broadcast_to(sizes, h.shape), prob)
+    num = np.sum(ws * hits, axis=1)
+    den = np.sum(ws * sizes, axis=1)
+    return num / np.where(den > 0, den, np.nan)
 
 
 def fpir_extrapolated(p: np.ndarray, gallery_size: float | np.ndarray) -> np.ndarray:
@@ -766,6 +880,7 @@ def identification(
                     model_reps[G, float(T)] = model.exceedance_replicates(float(T), reps, pw, count_factors=cf,
                                                                           partition=part)
     fmr_total = float(tails.n_nonmated.sum())
+    shares_at: dict[float, np.ndarray] = {}
     by_group: dict[str, list[dict[str, Any]]] = {}
     overall: dict[str, Any] = {}
     for key, mask in groups.items():
@@ -800,6 +915,16 @@ def identification(
                         eb = fpir_extrapolated(model_reps[key[0], float(T)], N)
                         den = (pw * mask).sum(axis=1)
                         rep_vals = (pw * eb * mask).sum(axis=1) / np.where(den > 0, den, np.nan)
+                    pred = None
+                    if model_reps:
+                        if float(T) not in shares_at:
+                            shares_at[float(T)] = partner_shares(tails, float(T))["shares"]
+                        cols = np.flatnonzero(mask)
+                        real = realised_fpir(eb[:, cols], s.subject_of_sample[cols], shares_at[float(T)],
+                                             pw[:, cols], seed)
+                        pred = _interval(real, level, "prediction for these probes against one gallery of this size: "
+                                         "each replicate above, plus a draw of which people's lookalikes it holds "
+                                         "(realised_fpir; a lookalike takes many of one person's samples at once)")
                     value = float(e[mask].mean())
                     top = np.sort(e[mask])[::-1]
                     share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
@@ -808,10 +933,19 @@ def identification(
                             f"group {_gname(key)}: fewer than {MIN_CALIBRATION_EVENTS} of its non-mated scores reach "
                             f"T = {float(T):.6g}; its extrapolated FPIR uses the pooled calibration (pair part) of "
                             "all probes, so it cannot differ from the others there for that reason")
+                    conc = model.pair_concentration(float(T), mask)
+                    if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS \
+                            and N == extrapolate_to[0]:
+                        flags.append(
+                            f"{_gname(key)}: one pair of people gives {100 * conc['share']:.0f}% of the {conc['scores']} "
+                            f"non-mated scores >= T = {float(T):.6g}: the extrapolation rests on whether a set holds "
+                            "such a pair (a relative, a mislabelled identity) and can be off by a factor of 3 either way")
                     extra.append({
                         "gallery_size": float(N), "threshold": float(T), "fpir": value,
+                        "largest_pair_of_people": conc,
                         "interval": _interval(rep_vals, level, method + " with GPD refit, times an exact-Poisson "
                                               "draw of the count of scores >= T (distinct subject pairs)"),
+                        "prediction_interval": pred,
                         "scores_at_or_above_threshold": int(tails.count_at_least(float(T))[0][mask].sum()),
                         "calibration": ("pooled (overall)" if ginfo is None and not key[0] else
                                         "own group" if ginfo and ginfo["own"] else "pooled (group too few scores >= T)"),
