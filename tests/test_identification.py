@@ -252,6 +252,17 @@ def test_lfw_validation_fit_on_subset_predict_full():
         assert r["exhaustive_full"] / 3 <= r["predicted_full"] <= 3 * r["exhaustive_full"], r
         # self-consistency: at the subset's own size the model reproduces what the subset measured
         assert r["self_consistency_subset"] == pytest.approx(r["subset_measured"], rel=0.5, abs=1e-3)
+    # seed 2: the quarter holds one person with 530 images whose lookalike (12 images) is outside it; at
+    # FMR 1e-5 that pair of people decides the exhaustive FPIR (0.117, predicted 0.042). The confidence
+    # interval on the expected FPIR misses it; the prediction for one gallery (a lookalike takes ~60% of
+    # one person's samples at once) covers it
+    rows = {r["fmr_level_full_set"]: r for r in mod.validate(fraction=0.25, seed=2, fmr_levels=(1e-5,), m=20,
+                                                             bootstrap=60)}
+    r = rows[1e-5]
+    lo, hi = r["predicted_full_interval"]
+    assert not lo <= r["exhaustive_full"] <= hi, r
+    lo, hi = r["predicted_full_prediction_interval"]
+    assert lo <= r["exhaustive_full"] <= hi, r
 
 
 def test_zero_counts_are_reported_with_count_total_and_rule_of_three(engine_case):
@@ -401,7 +412,7 @@ def test_realised_fpir_keeps_the_mean_and_clusters_by_subject():
     assert allnone.mean() == pytest.approx(0.05, abs=0.004)
     big = 200 / subj.size
     assert allnone.std() > 3 * ind.std()
-    assert np.mean(allnone > big) == pytest.approx(1 - np.exp(-(-np.log1p(-0.05))), abs=0.015)
+    assert np.mean(allnone > big) == pytest.approx(0.05, abs=0.015)  # P(a lookalike) = 1 - exp(-l) = h
     # shares in between: the mean is kept (l = -log(1 - h) / mean(f)), the spread lies between
     mid = realised_fpir(h, subj, np.array([0.1, 0.3, 0.6]), seed=1)
     assert mid.mean() == pytest.approx(0.05, abs=0.003)
@@ -445,7 +456,7 @@ def test_one_pair_of_people_dominating_the_tail_is_measured_and_flagged():
     hit = off & (sc >= T)
     pair01 = hit & (np.minimum(subj[:, None], subj[None, :]) == 0) & (np.maximum(subj[:, None], subj[None, :]) == 1)
     assert conc["scores"] == hit.sum()
-    assert conc["share"] == pytest.approx(pair01.sum() / hit.sum()) and conc["share"] > 0.25
+    assert conc["share"] == pytest.approx(pair01.sum() / hit.sum()) and conc["share"] > 0.5
     r = identification(tails, thresholds=[T], extrapolate_to=[1e4], bootstrap=0)
     row = r.overall["extrapolated"][0]
     assert row["largest_pair_of_people"]["share"] == conc["share"]

@@ -140,7 +140,7 @@ def test_labels_are_escaped(audited):
     html = render_html(doc)
     assert HOSTILE not in html and "<script>alert" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html  # shown as text in the tables
-    assert html.count("<script") == 5  # the data block, three vendor libraries, the page's own script
+    assert html.count("<script") == 6  # the data block, three vendor libraries, the scenario panel's and the page's scripts
     data = re.search(r'<script type="application/json" id="faceaudit-data">(.*?)</script>', html, re.S).group(1)
     assert "<" not in data and ">" not in data and "&" not in data and "\u2028" not in data
     assert json.loads(data)["by_group"]["region"][0]["group"] in (HOSTILE, AMPERSAND, "a")
@@ -209,8 +209,9 @@ def _skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def chromium_context(tmp_path_factory):
+    """A headless Chromium context (Debian's binary, offline); skips (fails in CI) where there is none.
+    A generator for module-scoped fixtures here and in test_report_scenario.py."""
     if CHROMIUM is None:
         _skip_or_fail("Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
     try:
@@ -226,6 +227,11 @@ def browser(tmp_path_factory):
             offline=True)
         yield context
         context.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    yield from chromium_context(tmp_path_factory)
 
 
 def _open(browser, path):

@@ -83,3 +83,77 @@ def test_zero_count_requires_rule_of_three(document):
 def test_not_an_audit_document():
     with pytest.raises(InputError, match="not a faceaudit audit document"):
         validate_document({"hello": 1})
+
+
+# ---------------------------------------------------------------------------- 1.1: scenarios
+
+@pytest.fixture(scope="module")
+def scenario_document():
+    from faceaudit.compare import compare_embeddings
+    from faceaudit.scenario import scenario
+
+    rng = np.random.default_rng(5)
+    subj = np.repeat(np.arange(120), 3)
+    emb = rng.normal(size=(120, 32))[subj] + 0.9 * rng.normal(size=(subj.size, 32))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    index = SampleIndex.from_columns(np.arange(subj.size), subj, {"sex": np.where(subj % 2, "f", "m")})
+    dist = compare_embeddings(emb.astype(np.float32), index, backend="numpy", top_k=20, progress=False)
+    r = scenario(dist, searches=1e4, gallery_size=1e6, threshold=0.4, mated_share=0.2, mix="sex=f:0.5,m:0.5",
+                 bootstrap=5)
+    return json.loads(json.dumps(to_jsonable(r.to_dict())))
+
+
+def test_audit_document_writes_the_current_version(document):
+    from faceaudit.report.compact import audit_document
+    from faceaudit.report.schema import SCHEMA_VERSION
+
+    assert SCHEMA_VERSION == "1.1"
+    assert jsonschema.Draft202012Validator(load_schema()["properties"]["schema_version"]).is_valid(SCHEMA_VERSION)
+
+    class Result:  # audit_document reads to_dict() only, when no distributions are attached
+        def to_dict(self):
+            return copy.deepcopy(document)
+
+    assert audit_document(Result())["schema_version"] == SCHEMA_VERSION
+
+
+def test_document_with_scenarios_validates(document, scenario_document):
+    from faceaudit.report.schema import validate_scenario_document
+
+    validate_scenario_document(scenario_document)
+    doc = copy.deepcopy(document)
+    doc["schema_version"] = "1.1"
+    doc["scenarios"] = [dict(scenario_document, source={"path": "s.json", "sha256": "a" * 64})]
+    jsonschema.Draft202012Validator(load_schema()).validate(doc)
+    validate_document(doc)
+
+
+@pytest.mark.parametrize("breakage, where", [
+    (lambda s: s.__setitem__("schema", "faceaudit.audit"), "schema"),
+    (lambda s: s["inputs"].__setitem__("searches", -1), "inputs/searches"),
+    (lambda s: s["inputs"].pop("threshold"), "threshold"),
+    (lambda s: s["by_group"][0].pop("group"), "group"),
+    (lambda s: s.__setitem__("flags", "none"), "flags"),
+    (lambda s: s["expected"]["interval"].pop("method"), "method"),
+    (lambda s: s.__setitem__("source", {"path": "x", "sha256": "nothex"}), "sha256"),
+])
+def test_broken_scenarios_are_named(document, scenario_document, breakage, where):
+    from faceaudit.report.schema import validate_scenario_document
+
+    scen = copy.deepcopy(scenario_document)
+    breakage(scen)
+    doc = copy.deepcopy(document)
+    doc["scenarios"] = [scen]
+    with pytest.raises(InputError, match=where.split("/")[-1]):
+        validate_document(doc)
+    with pytest.raises(InputError):
+        validate_scenario_document(scen)
+
+
+def test_not_a_scenario_document(document):
+    from faceaudit.report.schema import validate_scenario_document
+
+    with pytest.raises(InputError, match="not a faceaudit scenario document.*faceaudit.audit"):
+        validate_scenario_document(document)
+    with pytest.raises(InputError, match="not a faceaudit scenario document"):
+        validate_scenario_document([1, 2])

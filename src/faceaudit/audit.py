@@ -147,7 +147,7 @@ class AuditResult:
         }
 
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class _Bootstrap:

@@ -40,16 +40,21 @@ def audit(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
     report_out: Annotated[Path | None, typer.Option("--report", help="write the self-contained HTML report here")] = None,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the report to this PDF (needs Chromium)")] = None,
+    scenario: Annotated[list[Path], typer.Option("--scenario", help="a scenario's JSON (faceaudit scenario --json) to "
+                                                 "include in the JSON and the report (repeat)")] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
 ) -> None:
     """Audit a vendor's comparison scores against a labelled sample table."""
     from faceaudit.audit import audit as run_audit
     from faceaudit.data.ingest import load_score_file
+    from faceaudit.report.scenarios import read_scenario
 
     if pdf is not None and report_out is None:
         report_out = pdf.with_suffix(".html")
     targets = fmr or [1e-3, 1e-4, 1e-5]
     try:
+        for path in scenario:  # a bad scenario file stops the command before the audit runs
+            read_scenario(path)
         if distributions is not None:
             if scores is not None:
                 raise InputError("give either --distributions or --scores/--samples, not both")
@@ -63,7 +68,7 @@ def audit(
             groupings = [(g,) for g in group] + ([tuple(group)] if len(group) > 1 else []) if group else None
             result = run_audit(dist, fmr_targets=targets, groupings=groupings, convention=convention,
                                level=level, bootstrap=bootstrap, seed=seed)
-            _finish(result, json_out, quiet, report_out, pdf)
+            _finish(result, json_out, quiet, report_out, pdf, scenario, distributions)
             return
         if scores is None or samples is None:
             raise InputError("give --scores and --samples (or --distributions)")
@@ -82,16 +87,23 @@ def audit(
                                bootstrap=bootstrap, seed=seed)
     except FaceAuditError as exc:
         fail(exc)
-    _finish(result, json_out, quiet, report_out, pdf)
+    _finish(result, json_out, quiet, report_out, pdf, scenario)
 
 
 def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None = None,
-            pdf: Path | None = None) -> None:
+            pdf: Path | None = None, scenarios: list[Path] | None = None, distributions: Path | None = None) -> None:
     from faceaudit.report.compact import audit_document
     from faceaudit.report.jsonout import write_json
+    from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
 
     doc = audit_document(result)  # the JSON document, with the compact distributions the page needs
+    try:
+        if distributions is not None:  # so that a scenario computed from the same file can be matched to it
+            record_distributions_input(doc, distributions)
+        attach_scenarios(doc, scenarios or [])
+    except FaceAuditError as exc:
+        fail(exc)
     if json_out:
         write_json(doc, json_out)
     if not quiet:

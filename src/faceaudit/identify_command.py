@@ -82,13 +82,17 @@ def format_identification(doc: dict[str, Any]) -> list[str]:
             conc = x["share_from_top_1pct_probes"]
             lines.append(
                 f"  N={x['gallery_size']:>8.3g} T={x['threshold']:<8.6g} model FPIR={x['fpir']:.3g}{_ci(x['interval'])}"
-                f"  naive N*FMR={x['naive_n_fmr']:.3g}  homogeneous 1-(1-FMR)^N={x['homogeneous_fpir']:.3g}"
+                + (f" (one gallery:{_ci(x['prediction_interval'])})" if x.get("prediction_interval") else "")
+                + f"  naive N*FMR={x['naive_n_fmr']:.3g}  homogeneous 1-(1-FMR)^N={x['homogeneous_fpir']:.3g}"
                 + (f"  top 1% of probes carry {100 * conc:.0f}%" if conc is not None else "")
                 + ("  [FMR below anything observed]" if x["beyond_observed_fmr"] else ""))
     if any(b.get("extrapolated") for b in blocks):
         lines.append("\nWhy the model and N*FMR differ: FMR is an average over probes; a few probes (lambs) match many "
                      "people and saturate (a search counts once), most match almost no one. The model keeps each probe's "
-                     "own tail, so FPIR = mean over probes of 1-(1-p_probe)^N, not N times the mean.")
+                     "own tail, so FPIR = mean over probes of 1-(1-p_probe)^N, not N times the mean.\n"
+                     "The interval is on the expected FPIR of a search; 'one gallery' is what a particular gallery of "
+                     "that size does to these probes: a lookalike (a relative, a mislabelled identity) in it takes many "
+                     "of one person's samples at once.")
     for f in doc["flags"]:
         lines.append(f"FLAG: {f}")
     return lines
@@ -97,7 +101,9 @@ def format_identification(doc: dict[str, Any]) -> list[str]:
 def format_scenario(doc: dict[str, Any]) -> list[str]:
     e = doc["expected"]
     lines = [doc["statement"], "",
-             f"expected false matches: {e['false_matches']:,.1f}{_ci(e['interval'])}  "
+             f"expected false matches: {e['false_matches']:,.1f}{_ci(e['interval'])}"
+             + (f" (one run of these searches, each of a different person:{_ci(e['count_interval'])})"
+                if e.get("count_interval") else "") + "  "
              f"(non-mated searches {e['from_nonmated_searches']:,.1f}, mated searches also returning someone else "
              f"{e['from_mated_searches']:,.1f}, of which wrong person first {e['mated_searches_wrong_person_first']:,.1f})",
              f"FPIR {e['fpir']:.3g}; modelled FMR at the threshold {e['fmr_at_threshold']:.3g}; "
@@ -169,10 +175,15 @@ def scenario(
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
     level: Annotated[float, typer.Option(help="interval level")] = 0.95,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
+    report_out: Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML page of this scenario "
+                                                    "(to put it in an audit's report: faceaudit report result.json "
+                                                    "--scenario SCENARIO.json)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """Operational projection: expected false matches of S searches against a gallery of N at a threshold."""
     from faceaudit.errors import FaceAuditError
+    from faceaudit.report.jsonout import to_jsonable
+    from faceaudit.report.scenarios import record_distributions_input
     from faceaudit.scenario import parse_mix
     from faceaudit.scenario import scenario as run_scenario
 
@@ -182,10 +193,17 @@ def scenario(
         result = run_scenario(tails, searches=searches, gallery_size=gallery, threshold=threshold,
                               max_false_matches=max_false_matches, mated_share=mated_share, mix=parsed, m=tail_m,
                               bootstrap=bootstrap, seed=seed, level=level)
+        raw = result.to_dict()
+        doc = to_jsonable(raw)
+        # the .fadist file it was computed from, so that `faceaudit report --scenario` can match it to an audit
+        record_distributions_input(doc, distributions)
+        if json_out:
+            write_json(doc, json_out)
+        if report_out:
+            from faceaudit.report.html import write_html
+
+            write_html(doc, report_out)
     except FaceAuditError as exc:
         fail(exc)
-    doc = result.to_dict()
-    if json_out:
-        write_json(doc, json_out)
     if not quiet:
-        typer.echo("\n".join(format_scenario(doc)))
+        typer.echo("\n".join(format_scenario(raw)))

@@ -136,8 +136,10 @@ class _Evaluator:
                "e": e, "g": g, "p": comp["p"], "scale": comp["scale"]}
         if events < MIN_CALIBRATION_EVENTS:
             # too few observed scores reach T to calibrate: bound unobserved pair-level matches by the rule of three
-            e3 = fpir_extrapolated(np.clip(comp["p"] + 3.0 / self.total_pairs, 0, 1), self.N)
-            out["rule_of_three_total"] = float(self.counts(*self._per_group(e3, None)).sum())
+            e3 = fpir_extrapolated(m.unobserved_bound(threshold, comp["p"]), self.N)
+            c3 = self.counts(*self._per_group(e3, None))
+            out["rule_of_three_total"] = float(c3.sum())
+            out["rule_of_three_g"] = c3
         if replicates and self.pw is not None:
             reps = []
             reps_g = []
@@ -336,8 +338,9 @@ def scenario(
                  "per_10k_searches_of_group": float(1e4 * res["counts_g"][i] / max(searches * shares[i], 1e-300))
                  if shares[i] > 0 else None}
         if reps is not None:
-            entry["interval"] = interval(res["reps_g"][:, i])
-            entry["count_interval"] = run_interval(runs_g[:, i])
+            r3g = None if "rule_of_three_g" not in res else float(res["rule_of_three_g"][i])
+            entry["interval"] = interval(res["reps_g"][:, i], r3g)
+            entry["count_interval"] = run_interval(runs_g[:, i], r3g)
         by_group.append(entry)
     e = res["e"]
     top = np.sort(e)[::-1]
@@ -350,9 +353,12 @@ def scenario(
         + (f" ({expected['interval']['low']:,.1f} to {expected['interval']['high']:,.1f}, {int(level * 100)}%)"
            if expected["interval"] else "")
         + f". The naive searches x N x FMR gives {naive:,.1f}: "
-        + ("it treats every probe as average; false positives concentrate on a few probes (the top 1% of probes "
-           f"carry {100 * conc:.0f}% of them), and a probe already matching someone cannot match twice, so the "
-           "naive figure " + ("overstates" if naive > res["total"] else "understates") + " the count."
+        + ("it treats every probe as average; "
+           + (f"false positives concentrate on a few probes (the top 1% of probes carry {100 * conc:.0f}% of them)"
+              if conc >= 0.05 else
+              f"here false positives are spread fairly evenly (the top 1% of probes carry {100 * conc:.0f}% of them)")
+           + ", and a probe already matching someone cannot match twice, so the naive figure "
+           + ("overstates" if naive > res["total"] else "understates") + " the count."
            if conc is not None else "there is nothing to compare.")
         + " The gallery is assumed to be like the evaluation set's people.")
     inputs = {"searches": float(searches), "gallery_size": float(gallery_size), "threshold": float(threshold),
@@ -416,8 +422,12 @@ def _solve(ev: _Evaluator, budget: float, level: float, iterations: int = 40) ->
     for name, f in (("threshold", point), ("threshold_upper_bound_within_budget", upper)):
         if f(hi) > budget:
             out[name] = None
-            out["note"] = (f"no threshold up to {hi:.6g} keeps the expected false matches within {budget:g}; "
-                           "the data cannot support that budget")
+            what = ("the expected false matches" if name == "threshold" else
+                    "the upper interval bound of the expected false matches")
+            out.setdefault("notes", []).append(
+                f"no threshold up to {hi:.6g} keeps {what} within {budget:g}; the data cannot support that budget"
+                + ("" if name == "threshold" else " with that confidence"))
+            out["note"] = "; ".join(out["notes"])
             continue
         if f(lo) <= budget:
             out[name] = lo

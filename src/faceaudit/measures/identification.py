@@ -112,7 +112,7 @@ MIN_GROUP_SUBJECTS = 30
 #: observed non-mated scores >= T needed to calibrate the tail model's level on the observed FMR
 MIN_CALIBRATION_EVENTS = 10
 #: above this share of the scores >= T from one pair of people, the extrapolation is flagged
-CONCENTRATION_FLAG = 0.25
+CONCENTRATION_FLAG = 0.5
 
 
 class IdentificationInputError(InputError):
@@ -471,26 +471,9 @@ class TailModel:
         out["p"] = np.clip(g * out["scale"] + out["r"], 0.0, 1.0)
         return out
 
-    def effective_events(self, threshold: float, probes: np.ndarray | None = None) -> int:
-        """Independent events behind the count of non-mated scores >= T (of the probes in the mask
-        ``probes``): distinct pairs of *subjects*; a mislabelled identity or a near-duplicate set
-        gives many scores from one pair of people, and they come or go together."""
-        t = self.tails
-        hit = t.known_score >= threshold
-        if probes is not None:
-            hit &= np.asarray(probes, bool)[t.probe_of_known]
-        subj = t.samples.subject_of_sample
-        a = subj[t.probe_of_known[hit]]
-        b = subj[t.known_reference[hit]]
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        return int(np.unique(lo.astype(np.int64) * t.samples.n_subjects + hi).size)
-
-    def pair_concentration(self, threshold: float, probes: np.ndarray | None = None) -> dict[str, Any]:
-        """How much of the count of non-mated scores >= T the single largest pair of people gives
-        (``share``, of ``scores``; ``pairs_of_people`` distinct pairs). Above
-        :data:`CONCENTRATION_FLAG` the level at T rests on one pair of people (on LFW a father and
-        son give 43% of the scores at FMR 1e-5): whether an evaluation set holds such a pair decides
-        the extrapolation, which then errs by a factor of 3 either way (bench/RESULTS.md)."""
+    def pair_counts(self, threshold: float, probes: np.ndarray | None = None) -> np.ndarray:
+        """Per distinct pair of *people* (subjects), how many of the non-mated scores >= T (of the
+        probes in the mask ``probes``) it gives, unordered pairs of subjects, in no particular order."""
         t = self.tails
         hit = t.known_score >= threshold
         if probes is not None:
@@ -498,18 +481,36 @@ class TailModel:
         subj = t.samples.subject_of_sample
         a, b = subj[t.probe_of_known[hit]], subj[t.known_reference[hit]]
         key = np.minimum(a, b).astype(np.int64) * t.samples.n_subjects + np.maximum(a, b)
-        if key.size == 0:
+        return np.unique(key, return_counts=True)[1]
+
+    def effective_events(self, threshold: float, probes: np.ndarray | None = None) -> int:
+        """Independent events behind the count of non-mated scores >= T (of the probes in the mask
+        ``probes``): distinct pairs of *subjects*; a mislabelled identity or a near-duplicate set
+        gives many scores from one pair of people, and they come or go together."""
+        return int(self.pair_counts(threshold, probes).size)
+
+    def pair_concentration(self, threshold: float, probes: np.ndarray | None = None) -> dict[str, Any]:
+        """How much of the count of non-mated scores >= T the single largest pair of people gives
+        (``share``, of ``scores``; ``pairs_of_people`` distinct pairs). Above
+        :data:`CONCENTRATION_FLAG` the level at T rests on one pair of people (on LFW a father and
+        son give 43% of the scores at FMR 1e-5): whether an evaluation set holds such a pair decides
+        the extrapolation, which then errs by a factor of 3 either way (bench/RESULTS.md)."""
+        c = self.pair_counts(threshold, probes)
+        if c.size == 0:
             return {"share": 0.0, "scores": 0, "pairs_of_people": 0}
-        _, c = np.unique(key, return_counts=True)
-        return {"share": float(c.max() / key.size), "scores": int(key.size), "pairs_of_people": int(c.size)}
+        return {"share": float(c.max() / c.sum()), "scores": int(c.sum()), "pairs_of_people": int(c.size)}
 
     def count_factors(self, threshold: float, replicates: int, seed: int = 0,
                       partition: np.ndarray | None = None) -> np.ndarray:
         """(replicates, n) per-probe multipliers of the observed count at ``threshold`` carrying its
-        Poisson uncertainty. With ``K`` effective events (:meth:`effective_events`) a draw is ``G / K``,
-        ``G`` the ``u``-quantile of Gamma(K) for ``u < 1/2`` and of Gamma(K + 1) above, ``u`` uniform:
-        its ``a/2`` and ``1 - a/2`` quantiles are exactly the Garwood (exact Poisson) bounds on ``K``
-        at every level. With ``partition``, a group calibrated on its own count (at least
+        uncertainty: which pairs of people a set of this size holds. With ``K`` pairs of people giving
+        ``c_1 .. c_K`` of the scores (:meth:`pair_counts`), a draw is ``G * sum_j D_j c_j / sum_j c_j``:
+        ``G`` the ``u``-quantile of Gamma(K) for ``u < 1/2`` and of Gamma(K + 1) above (``u`` uniform),
+        ``D`` a flat Dirichlet over the pairs (the Bayesian bootstrap of pairs of people). Where every
+        pair gives the same number of scores this is ``G / K``, whose ``a/2`` and ``1 - a/2`` quantiles
+        are exactly the Garwood (exact Poisson) bounds on ``K`` at every level; where one pair of people
+        gives most of the scores (relatives, a mislabelled identity), whether a set holds it moves the
+        count by that pair's share, and the draw carries that. With ``partition``, a group calibrated on its own count (at least
         :data:`MIN_CALIBRATION_EVENTS` scores >= T, as in :meth:`components`) draws from its own
         events. ``K = 0`` gives factors of 1 (nothing to scale; the rule of three covers it)."""
         from scipy.stats import gamma
@@ -518,11 +519,16 @@ class TailModel:
         n = self.tails.n_probes
 
         def draw(mask):
-            K = self.effective_events(float(threshold), mask)
+            c = self.pair_counts(float(threshold), mask).astype(np.float64)
+            K = c.size
             if K == 0:
                 return np.ones(replicates)
             u = rng.random(replicates)
-            return np.where(u < 0.5, gamma.ppf(u, K), gamma.ppf(u, K + 1)) / K
+            G = np.where(u < 0.5, gamma.ppf(u, K), gamma.ppf(u, K + 1))
+            if np.all(c == c[0]):
+                return G / K
+            D = rng.dirichlet(np.ones(K), replicates)
+            return G * (D @ c) / c.sum()
 
         out = np.repeat(draw(None)[:, None], n, axis=1)
         if partition is not None:
@@ -554,6 +560,16 @@ class TailModel:
             cf = 1.0 if count_factors is None else count_factors[i]
             out[i] = self.components(threshold, f, w, counts=k, count_factor=cf, partition=partition)["p"]
         return out
+
+    def unobserved_bound(self, threshold: float, p: np.ndarray) -> np.ndarray | None:
+        """Where fewer than :data:`MIN_CALIBRATION_EVENTS` non-mated scores >= T were observed, the
+        per-probe exceedance raised by the rule-of-three bound on unobserved pair-level matches
+        (``3 / total comparisons``): what an interval's high end must reach, since the model's own
+        figure there may be the GPD's near-zero alone. ``None`` where the level is calibrated."""
+        k, _ = self.tails.count_at_least(float(threshold))
+        if int(k.sum()) >= MIN_CALIBRATION_EVENTS:
+            return None
+        return np.clip(p + 3.0 / float(self.tails.n_nonmated.sum()), 0.0, 1.0)
 
     def exceedance(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
                    weights: np.ndarray | None = None, partition: np.ndarray | None = None) -> np.ndarray:
@@ -722,6 +738,14 @@ def _interval(reps: np.ndarray | None, level: float, method: str) -> dict[str, A
     a = (1 - level) / 2
     lo, hi = np.quantile(r, [a, 1 - a])
     return {"low": float(lo), "high": float(hi), "level": level, "method": method}
+
+
+def _raise(iv: dict[str, Any] | None, high: float | None) -> dict[str, Any] | None:
+    """An interval whose high end is raised to the rule-of-three bound where too few scores were seen."""
+    if iv is None or high is None or high <= iv["high"]:
+        return iv
+    return {**iv, "high": high, "method": iv["method"] + "; high raised to the rule-of-three bound on "
+            "unobserved pair-level matches (fewer than 10 non-mated scores reach T)"}
 
 
 def _rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral: bool, method: str) -> dict[str, Any]:
@@ -926,6 +950,8 @@ def identification(
                                          "each replicate above, plus a draw of which people's lookalikes it holds "
                                          "(realised_fpir; a lookalike takes many of one person's samples at once)")
                     value = float(e[mask].mean())
+                    r3 = model.unobserved_bound(float(T), p)
+                    r3_fpir = None if r3 is None else float(fpir_extrapolated(r3, N)[mask].mean())
                     top = np.sort(e[mask])[::-1]
                     share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
                     if key[0] and not (ginfo and ginfo["own"]) and N == extrapolate_to[0]:
@@ -943,9 +969,11 @@ def identification(
                     extra.append({
                         "gallery_size": float(N), "threshold": float(T), "fpir": value,
                         "largest_pair_of_people": conc,
-                        "interval": _interval(rep_vals, level, method + " with GPD refit, times an exact-Poisson "
-                                              "draw of the count of scores >= T (distinct subject pairs)"),
-                        "prediction_interval": pred,
+                        "interval": _raise(_interval(rep_vals, level, method + " with GPD refit, times a draw of "
+                                                     "the count of scores >= T over the pairs of people giving them"),
+                                           r3_fpir),
+                        "prediction_interval": _raise(pred, r3_fpir),
+                        "rule_of_three_fpir": r3_fpir,
                         "scores_at_or_above_threshold": int(tails.count_at_least(float(T))[0][mask].sum()),
                         "calibration": ("pooled (overall)" if ginfo is None and not key[0] else
                                         "own group" if ginfo and ginfo["own"] else "pooled (group too few scores >= T)"),

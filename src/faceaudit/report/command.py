@@ -1,4 +1,5 @@
-"""`faceaudit report`: the HTML page (and optionally its PDF) from an audit's JSON document."""
+"""`faceaudit report`: the HTML page (and optionally its PDF) from an audit's JSON document, with any
+scenarios added (``--scenario``), or the page of one scenario from its JSON document."""
 
 from __future__ import annotations
 
@@ -16,16 +17,22 @@ err = Console(stderr=True)
 
 
 def report(
-    result: Annotated[Path, typer.Argument(help="the audit's JSON document (faceaudit audit --json)")],
+    result: Annotated[Path, typer.Argument(help="the audit's JSON document (faceaudit audit --json), or a scenario's "
+                                                "(faceaudit scenario --json) for a page of that scenario alone")],
     out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: RESULT with .html)")] = None,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the page to this PDF (needs Chromium)")] = None,
+    scenario: Annotated[list[Path], typer.Option("--scenario", help="a scenario's JSON document (faceaudit scenario "
+                                                 "--json) to add to the audit's report (repeat)")] = [],  # noqa: B006
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the document the page is rendered from "
+                                                  "(the audit with the added scenarios)")] = None,
     validate: Annotated[bool, typer.Option("--validate/--no-validate",
                                            help="check the document against the JSON Schema first")] = True,
 ) -> None:
     """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes."""
     from faceaudit.errors import FaceAuditError, InputError
     from faceaudit.report.html import write_html, write_pdf
-    from faceaudit.report.jsonout import read_json
+    from faceaudit.report.jsonout import read_json, write_json
+    from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
 
     try:
         if not result.exists():
@@ -34,10 +41,23 @@ def report(
             doc = read_json(result)
         except ValueError as exc:
             raise InputError(f"{str(result)!r} is not JSON: {exc}") from exc
-        if validate:
-            from faceaudit.report.schema import validate_document
+        if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
+            if scenario:
+                raise InputError(f"{str(result)!r} is a scenario document: --scenario adds scenarios to an audit's "
+                                 "report (faceaudit report result.json --scenario ...); render each scenario on its own")
+            if validate:
+                from faceaudit.report.schema import validate_scenario_document
 
-            validate_document(doc)
+                validate_scenario_document(doc)
+        else:
+            if validate:
+                from faceaudit.report.schema import validate_document
+
+                validate_document(doc)
+            attach_scenarios(doc, scenario)
+        if json_out is not None:
+            write_json(doc, json_out)
+            err.print(f"wrote {json_out}")
         html_path = out or result.with_suffix(".html")
         write_html(doc, html_path)
         err.print(f"wrote {html_path}")

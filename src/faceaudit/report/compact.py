@@ -146,10 +146,13 @@ def compact_distributions(
 
 def audit_document(result: Any, **kwargs: Any) -> dict[str, Any]:
     """``result.to_dict()`` in JSON types, with the ``distributions`` section the report's threshold
-    control needs (when the result still holds its distributions: not one loaded from JSON)."""
+    control needs (when the result still holds its distributions: not one loaded from JSON).
+    Scenarios are added by :func:`faceaudit.report.scenarios.attach_scenarios`."""
     from faceaudit.report.jsonout import to_jsonable
+    from faceaudit.report.schema import SCHEMA_VERSION
 
     doc = to_jsonable(result.to_dict())
+    doc["schema_version"] = SCHEMA_VERSION  # the version of the document this module writes (1.1: scenarios)
     dist, subsets = getattr(result, "_dist", None), getattr(result, "_subsets", None)
     if dist is not None and subsets:
         doc["distributions"] = compact_distributions(dist, subsets, **kwargs)

@@ -8,6 +8,9 @@ script writes text with ``textContent`` only.
 
 Determinism: the same document gives the same bytes (no clock, sorted keys), so
 ``faceaudit report result.json`` reproduces the page that ``faceaudit audit --report`` wrote.
+
+A scenario document (``faceaudit scenario --json``) renders as a page of its own, with the same panel
+that an audit document's ``scenarios`` get in the full report (``templates/scenario_panel.html.j2``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ from typing import Any
 import jinja2
 
 from faceaudit.report.jsonout import to_jsonable
+from faceaudit.report.scenarios import (
+    SCENARIO_SCHEMA,
+    fmt_big,
+    fmt_expected,
+    fmt_pct,
+    fmt_prob,
+    scenario_view,
+)
 
 __all__ = ["render_html", "write_html", "write_pdf", "find_chromium", "CHROMIUM_FLAGS"]
 
@@ -186,7 +197,7 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
         "fta": _fta(manifest),
         "groupings": list(doc.get("by_group", {})),
         "has_distributions": isinstance(doc.get("distributions"), Mapping),
-        "scenario": doc.get("scenario"),
+        "scenarios": [scenario_view(x, doc) for x in doc.get("scenarios") or [] if isinstance(x, Mapping)],
     }
 
 
@@ -204,7 +215,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(num=fmt_num, int=fmt_int, thr=fmt_threshold, count=fmt_count, interval=fmt_interval,
-                       rate=fmt_rate, one_in=one_in)
+                       rate=fmt_rate, one_in=one_in, expected=fmt_expected, big=fmt_big, prob=fmt_prob, pct=fmt_pct)
     return env
 
 
@@ -234,15 +245,18 @@ def _csp_hash(script: str) -> str:
 
 
 def render_html(doc: Mapping[str, Any]) -> str:
-    """The report page for an audit document (``AuditResult.to_dict()`` or a JSON file's contents)."""
+    """The report page for an audit document (``AuditResult.to_dict()`` or a JSON file's contents),
+    or the scenario page for a scenario document."""
     # one canonical form (sorted keys, JSON types) whether the document comes from an AuditResult or a
     # file: the page's tables (Jinja) and its script (JSON.parse) then see groups in the same order
     doc = json.loads(json.dumps(to_jsonable(dict(doc)), sort_keys=True, allow_nan=False))
     env = _environment()
     vendor = _vendor_js()
-    app = (TEMPLATES / "report.js").read_text(encoding="utf-8")
+    scenario_js = (TEMPLATES / "scenario.js").read_text(encoding="utf-8")
+    standalone = doc.get("schema") == SCENARIO_SCHEMA
+    app = "" if standalone else (TEMPLATES / "report.js").read_text(encoding="utf-8")
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    scripts = [*vendor, app]
+    scripts = [*vendor, scenario_js] + ([] if standalone else [app])
     csp = "; ".join([
         "default-src 'none'",
         "script-src " + " ".join(_csp_hash(s) for s in scripts) + " 'unsafe-eval'",  # vega compiles expressions
@@ -254,9 +268,14 @@ def render_html(doc: Mapping[str, Any]) -> str:
         "base-uri 'none'",
     ])
     versions = json.loads((VENDOR / "versions.json").read_text(encoding="utf-8"))
+    if standalone:
+        return env.get_template("scenario.html.j2").render(
+            doc=doc, sv=scenario_view(doc), data_json=_script_json(doc), vendor_scripts=vendor,
+            scenario_script=scenario_js, css=css, csp=csp, vendor_versions=versions,
+        )
     return env.get_template("report.html.j2").render(
         doc=doc, vm=view_model(doc), data_json=_script_json(doc), vendor_scripts=vendor, app_script=app,
-        css=css, csp=csp, vendor_versions=versions,
+        scenario_script=scenario_js, css=css, csp=csp, vendor_versions=versions,
     )
 
 

@@ -1,4 +1,5 @@
-"""The audit document's JSON Schema (report/schema.json) and its validation."""
+"""The audit document's JSON Schema (report/schema.json) and its validation; scenario documents
+(``faceaudit scenario --json``) are validated against the schema's ``$defs/scenario``."""
 
 from __future__ import annotations
 
@@ -7,14 +8,31 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_PATH", "load_schema", "validate_document"]
+__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "load_schema", "validate_document", "validate_scenario_document"]
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
+
+#: the audit document version this faceaudit writes (1.1: optional ``scenarios``); it reads any 1.x
+SCHEMA_VERSION = "1.1"
 
 
 @cache
 def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _check(schema: dict[str, Any], doc: Any, what: str) -> None:
+    from faceaudit.errors import InputError
+
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - jsonschema is a test dependency
+        return
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise InputError(f"the {what} breaks its schema at {where}: {error.message[:300]}")
 
 
 def validate_document(doc: Any) -> None:
@@ -29,12 +47,21 @@ def validate_document(doc: Any) -> None:
     version = str(doc.get("schema_version", ""))
     if not version.startswith("1."):
         raise InputError(f"audit document schema version {version!r} is not supported (this faceaudit reads 1.x)")
-    try:
-        import jsonschema
-    except ImportError:  # pragma: no cover - jsonschema is a test dependency
-        return
-    validator = jsonschema.Draft202012Validator(load_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise InputError(f"the audit document breaks its schema at {where}: {error.message[:300]}")
+    _check(load_schema(), doc, "audit document")
+
+
+def validate_scenario_document(doc: Any) -> None:
+    """The same for a scenario document (``faceaudit scenario --json``)."""
+    from faceaudit.errors import InputError
+
+    kind = doc.get("schema") if isinstance(doc, dict) else None
+    if kind != "faceaudit.scenario":
+        what = f"a {kind} document" if isinstance(kind, str) else "JSON of another kind"
+        raise InputError(f"not a faceaudit scenario document (its 'schema' field is {kind!r}: {what}; "
+                         "write one with `faceaudit scenario ... --json`)")
+    version = str(doc.get("schema_version", ""))
+    if not version.startswith("1."):
+        raise InputError(f"scenario document schema version {version!r} is not supported (this faceaudit reads 1.x)")
+    schema = load_schema()
+    _check({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/scenario"}, doc,
+           "scenario document")

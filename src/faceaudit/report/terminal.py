@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["print_audit", "fmt_rate"]
 
@@ -57,3 +58,8 @@ def print_audit(doc: dict[str, Any], console: Console | None = None) -> None:
                     f"max/geomean {d['fmr_max_geomean_ratio']}; FNMR max/min {d['fnmr_max_min_ratio']}; "
                     f"FDR {d['fdr']:.4g}; GARBE {d['garbe']:.4g}"
                 )
+    for k, sc in enumerate(doc.get("scenarios") or [], 1):
+        # Text, not markup: labels inside the statement and flags come from input files
+        console.print(Text(f"Scenario {k}: {sc.get('statement') or ''}"))
+        for flag in sc.get("flags") or []:
+            console.print(Text(f"  FLAG: {flag}", style="bold red"))

@@ -127,6 +127,8 @@
     model.cells.forEach(function (c) { parts.push(c.scores); });
     model.mated.forEach(function (m) { parts.push(m.scores); });
     var reported = doc.overall.operating_points.map(function (p) { return p.threshold; });
+    // a scenario's threshold too, where counts are exact at any threshold (the panel ties to it)
+    (doc.scenarios || []).forEach(function (sc) { if (sc.inputs && typeof sc.inputs.threshold === "number") reported.push(sc.inputs.threshold); });
     if (isFinite(model.exactFrom)) reported.push(model.exactFrom);
     parts.push(reported.filter(function (t) { return t >= model.exactFrom; }));
     var total = 0; parts.forEach(function (p) { total += p.length; });
@@ -438,6 +440,19 @@
   Object.keys(doc.cross_group_fmr).forEach(function (grouping, gi) {
     if (initialRes.cross[grouping]) embed("heat-" + gi, "heat-chart-" + gi, heatSpec(grouping, heatRows(grouping, initialRes.cross[grouping])));
   });
+  // the scenario panels (scenario.js): their charts, and the hook that ties them to the control
+  if (window.faceauditScenario && doc.scenarios && doc.scenarios.length) {
+    api.scenarioHook = window.faceauditScenario.mount({
+      doc: doc, scenarios: doc.scenarios, embed: embed, positions: model ? model.positions : null,
+      setThreshold: function (t) {
+        if (!model) return false;
+        var i = nearest(t);
+        if (model.positions[i] !== t) return false;
+        setIndex(i, "This scenario's threshold.");
+        return true;
+      }
+    });
+  }
   update(initialRes, true);
 
   var slider = document.getElementById("thr-range"), stateText = document.getElementById("thr-state");
