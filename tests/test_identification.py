@@ -466,3 +466,25 @@ def test_one_pair_of_people_dominating_the_tail_is_measured_and_flagged():
     sr = scenario(tails, searches=1000, gallery_size=1e4, threshold=T, bootstrap=0)
     assert sr.model["largest_pair_of_people"]["share"] == conc["share"]
     assert any("one pair of people gives" in f for f in sr.flags)
+
+
+def test_rule_of_three_counts_pairs_of_people_not_scores():
+    """Above every observed score the bound is 3 pairs of people, each with the mean number of scores a
+    pair of people gives at the highest threshold with 10 scores (brute force over the score matrix)."""
+    emb, samples = clustered(n_subjects=80, per=4, d=16, spread=0.7, seed=9)
+    sc = emb.astype(np.float64) @ emb.astype(np.float64).T
+    tails = ProbeTails.from_score_rows(samples, iter_rows(sc), max_known=10_000)
+    model = TailModel.fitted(tails, m=20)
+    subj = samples.subject_of_sample
+    off = subj[:, None] != subj[None, :]
+    tc = float(np.sort(sc[off])[-10])  # the calibration threshold: 10 ordered non-mated pairs at or above
+    assert model.calibration_threshold == pytest.approx(tc)
+    hit = off & (sc >= tc)
+    i, j = np.nonzero(hit)
+    pairs = {(min(a, b), max(a, b)) for a, b in zip(subj[i], subj[j])}
+    cbar = max(1.0, hit.sum() / len(pairs))
+    T = float(sc[off].max()) + 0.01
+    p = model.exceedance(T)
+    bound = model.unobserved_bound(T, p)
+    np.testing.assert_allclose(bound - p, 3 * cbar / tails.n_nonmated.sum())
+    assert model.unobserved_bound(tc, model.exceedance(tc)) is None  # 10 scores: calibrated, no bound

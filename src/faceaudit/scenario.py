@@ -15,11 +15,12 @@ own probe mix is used. The gallery is assumed to be like the evaluation set's re
 knows the score distribution against *those* people only, and says so in its output.
 
 Intervals (percentile, subject bootstrap over probes, stratified by group) refit the GPD on every
-replicate and multiply the count of scores >= T the level is calibrated on by an exact-Poisson draw
-(distinct subject pairs, :meth:`~faceaudit.measures.identification.TailModel.count_factors`), so they
-carry sampling, tail-fit and count (extrapolation) uncertainty; where fewer than 10 observed scores
-reach T, the high end is raised to the rule-of-three bound on unobserved pair-level matches (3 per
-total comparisons). With ``mix``, each group is calibrated on its own scores >= T where it has at
+replicate and redraw the count of scores >= T the level is calibrated on over the pairs of people
+giving them (:meth:`~faceaudit.measures.identification.TailModel.count_factors`), so they carry
+sampling, tail-fit and count (extrapolation) uncertainty; where fewer than 10 observed scores reach T,
+the high end is raised to the rule-of-three bound on unobserved pair-level matches (3 pairs of people,
+each with the mean number of scores a pair gives,
+:meth:`~faceaudit.measures.identification.TailModel.unobserved_bound`). With ``mix``, each group is calibrated on its own scores >= T where it has at
 least 10, else pooled and flagged. They are intervals on the *expected* number; ``count_interval`` adds
 the binomial noise of one run of ``S`` searches, each of a different person (about ``sqrt(expected)``
 on top). Searches repeated on the same people would spread further: a person whose lookalike is
