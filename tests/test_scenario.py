@@ -197,3 +197,14 @@ def test_count_interval_adds_the_noise_of_one_run_of_searches(tails):
     assert ci["low"] <= r.expected["false_matches"] <= ci["high"]
     for g in r.by_group:
         assert g["count_interval"]["low"] <= g["count_interval"]["high"]
+
+
+def test_wrong_person_first_has_an_interval(tails):
+    r = scenario(tails, searches=1e4, gallery_size=1e5, threshold=_t(tails, 0.99), mated_share=0.5, bootstrap=40)
+    e = r.expected
+    iv = e["mated_searches_wrong_person_first_interval"]
+    assert 0 < e["mated_searches_wrong_person_first"] <= e["from_mated_searches"] + 1e-9
+    assert 0 <= iv["low"] <= e["mated_searches_wrong_person_first"] <= iv["high"]
+    # nobody enrolled: nobody's mate can come second
+    r0 = scenario(tails, searches=1e4, gallery_size=1e5, threshold=_t(tails, 0.99), mated_share=0.0, bootstrap=10)
+    assert r0.expected["mated_searches_wrong_person_first"] == 0.0

@@ -105,7 +105,8 @@ def format_scenario(doc: dict[str, Any]) -> list[str]:
              + (f" (one run of these searches, each of a different person:{_ci(e['count_interval'])})"
                 if e.get("count_interval") else "") + "  "
              f"(non-mated searches {e['from_nonmated_searches']:,.1f}, mated searches also returning someone else "
-             f"{e['from_mated_searches']:,.1f}, of which wrong person first {e['mated_searches_wrong_person_first']:,.1f})",
+             f"{e['from_mated_searches']:,.1f}, of which wrong person first {e['mated_searches_wrong_person_first']:,.1f}"
+             f"{_ci(e.get('mated_searches_wrong_person_first_interval'))})",
              f"FPIR {e['fpir']:.3g}; modelled FMR at the threshold {e['fmr_at_threshold']:.3g}; "
              f"naive searches x N x FMR {e['naive_searches_x_n_x_fmr']:,.1f}"]
     for g in doc["by_group"]:

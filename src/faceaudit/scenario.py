@@ -49,7 +49,7 @@ from faceaudit.measures.identification import (
 )
 from faceaudit.scores import ScoreDistributions
 from faceaudit.stats.intervals import bootstrap_weights
-from faceaudit.stats.tails import gpd_upper_endpoint
+from faceaudit.stats.tails import gpd_sf, gpd_upper_endpoint
 
 __all__ = ["ScenarioError", "ScenarioResult", "parse_mix", "scenario", "SHARE_TOLERANCE"]
 
@@ -300,7 +300,7 @@ def scenario(
     reps = res.get("reps")
     r3 = res.get("rule_of_three_total")
     nonmated_searches = searches * (1 - mated_share)
-    wrong_first = _wrong_first(ev, float(threshold))
+    wrong_first, wrong_first_reps = _wrong_first(ev, float(threshold), replicates=True)
     # one run of S searches, each of a different person: a binomial draw around each replicate's
     # expectation (at least as wide as the Poisson-binomial of searches with unequal probabilities)
     runs = runs_g = None
@@ -326,6 +326,7 @@ def scenario(
         "from_nonmated_searches": float(np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
         "from_mated_searches": float(res["total"] - np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
         "mated_searches_wrong_person_first": wrong_first,
+        "mated_searches_wrong_person_first_interval": interval(wrong_first_reps),
         "fpir": float(np.sum(shares * res["fpir_g"])),
         "fmr_at_threshold": fmr_model,
         "naive_searches_x_n_x_fmr": float(nonmated_searches * gallery_size * fmr_model
@@ -383,24 +384,39 @@ def scenario(
                           flags=flags, budget=budget)
 
 
-def _wrong_first(ev: _Evaluator, threshold: float) -> float:
+def _wrong_first(ev: _Evaluator, threshold: float, replicates: bool = False) -> tuple[float, np.ndarray | None]:
     """Expected mated searches whose first answer is a non-mate at or above T (probe part at
-    max(T, best mated score) per probe plus the pair part at T, an upper bound on it)."""
+    max(T, best mated score) per probe plus the pair part at T, an upper bound on it), and with
+    ``replicates`` its bootstrap replicates (GPD refitted, people resampled, count redrawn, as the
+    expected false matches)."""
     t = ev.model.tails
     if ev.mated_share == 0 or not t.has_mate.any():
-        return 0.0
+        return 0.0, (np.zeros(len(ev.fits)) if replicates and ev.pw is not None else None)
     m = ev.model
     th = np.maximum(threshold, np.nan_to_num(t.best_mated_score, nan=threshold))
-    comp = m.components(threshold, partition=ev.partition)
     above = th > m.cutoff
-    g = np.empty(t.n_probes)
-    g[above] = m.rate[above] * m.fit.sf(th[above] - m.cutoff[above])
     hit = t.known_score >= th[t.probe_of_known]
     k = np.bincount(t.probe_of_known[hit], minlength=t.n_probes)
-    g[~above] = (k / np.maximum(t.n_nonmated, 1))[~above]
-    e = fpir_extrapolated(np.clip(g * comp["scale"] + comp["r"], 0, 1), ev.N)
-    vals = [float((e * mask * t.has_mate).sum() / max((mask * t.has_mate).sum(), 1)) for mask in ev.groups]
-    return float(ev.S * ev.mated_share * np.sum(ev.mix * np.array(vals)))
+    counted = (k / np.maximum(t.n_nonmated, 1))[~above]
+    counts_t, _ = t.count_at_least(float(threshold))
+
+    def one(fit, w, cf) -> float:
+        comp = m.components(threshold, fit, w, counts=counts_t, count_factor=cf, partition=ev.partition)
+        shape, scale = (m.fit.shape, m.fit.scale) if fit is None else (fit.shape, fit.scale)
+        g = np.empty(t.n_probes)
+        g[above] = m.rate[above] * gpd_sf(th[above] - m.cutoff[above], shape, scale)
+        g[~above] = counted
+        e = fpir_extrapolated(np.clip(g * comp["scale"] + comp["r"], 0, 1), ev.N)
+        ww = np.ones(t.n_probes) if w is None else w
+        vals = [float((ww * e * mask * t.has_mate).sum() / max((ww * mask * t.has_mate).sum(), 1e-300))
+                for mask in ev.groups]
+        return float(ev.S * ev.mated_share * np.sum(ev.mix * np.array(vals)))
+
+    point = one(None, None, 1.0)
+    if not replicates or ev.pw is None:
+        return point, None
+    cf = m.count_factors(threshold, len(ev.fits), ev.seed, partition=ev.partition)
+    return point, np.array([one(f, w, c) for f, w, c in zip(ev.fits, ev.pw, cf)])
 
 
 def _solve(ev: _Evaluator, budget: float, level: float, iterations: int = 40) -> dict[str, Any]:

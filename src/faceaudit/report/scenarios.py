@@ -370,7 +370,9 @@ def scenario_view(scen: Mapping[str, Any], audit_doc: Mapping[str, Any] | None =
         ("modelled FPIR (share of searches returning someone else)", fmt_prob(expected.get("fpir"))),
         ("from non-mated searches", fmt_expected(expected.get("from_nonmated_searches"))),
         ("from mated searches also returning someone else", fmt_expected(expected.get("from_mated_searches"))),
-        ("… of which someone else comes first", fmt_expected(expected.get("mated_searches_wrong_person_first"))),
+        ("… of which someone else comes first", fmt_expected(expected.get("mated_searches_wrong_person_first"))
+         + (f" ({_interval_text(expected['mated_searches_wrong_person_first_interval'])})"
+            if isinstance(expected.get("mated_searches_wrong_person_first_interval"), Mapping) else "")),
         ("bootstrap replicates, seed", f"{fmt_big(inputs.get('bootstrap'))}, {fmt_big(inputs.get('seed'))}"),
         ("faceaudit version", str(scen.get("faceaudit_version", "not recorded"))),
     ):
