@@ -492,8 +492,8 @@ class TailModel:
     def pair_concentration(self, threshold: float, probes: np.ndarray | None = None) -> dict[str, Any]:
         """How much of the count of non-mated scores >= T the single largest pair of people gives
         (``share``, of ``scores``; ``pairs_of_people`` distinct pairs). Above
-        :data:`CONCENTRATION_FLAG` the level at T rests on one pair of people (on LFW a father and
-        son give 43% of the scores at FMR 1e-5): whether an evaluation set holds such a pair decides
+        :data:`CONCENTRATION_FLAG` the level at T rests on one pair of people (on LFW two brothers
+        give 43% of the scores at FMR 1e-5): whether an evaluation set holds such a pair decides
         the extrapolation, which then errs by a factor of 3 either way (bench/RESULTS.md)."""
         c = self.pair_counts(threshold, probes)
         if c.size == 0:
@@ -599,8 +599,8 @@ def partner_shares(tails: ProbeTails, threshold: float, min_events: int = 30,
     nothing anyway) that score >= it against some sample of ``r``.
 
     Read at ``threshold`` where at least ``min_events`` such pairs of people are observed, else at the
-    highest threshold where they are (``threshold_used``). On LFW one pair of people (a father and
-    son, judging by the images' labels) takes 60% of the 530 images of one of them at FMR 1e-5: whether
+    highest threshold where they are (``threshold_used``). On LFW one pair of people (two brothers,
+    by the images' labels) takes 60% of the 530 images of one of them at FMR 1e-5: whether
     a gallery holds such a partner decides hundreds of searches at once (bench/RESULTS.md)."""
     t = tails
     subj = t.samples.subject_of_sample
