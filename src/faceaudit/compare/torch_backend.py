@@ -8,26 +8,46 @@ rounded to bfloat16 (8 significant bits) before the float32 GEMM: each score mov
 at a fixed threshold change by the mass of scores within it. The result is exact for the bf16 scores
 and says so in ``meta['settings']['precision']``.
 
-The histogram pass is the numpy kernel's, op for op: floor of the pre-scaled GEMM output, integer slot
-offsets, one bincount per block; only the per-block counts and the few captured scores come back to
-the host. A fused Triton GEMM+histogram kernel (in-register histogram per tile) is the way to the GPU
-target of <= 2x the GEMM alone; this module is the correct reference such a kernel must match.
+Two kernels. ``torch``: the numpy kernel's histogram pass, op for op: floor of the pre-scaled GEMM
+output, integer slot offsets, one bincount per block; only the per-block counts and the few captured
+scores come back to the host (the reference the fused kernel must match). ``triton``: the fused
+GEMM + histogram + capture kernel of :mod:`faceaudit.compare.triton_kernel` (no score matrix in
+global memory), for cosine scores with power-of-two bins (other plans take the torch kernel). The
+choice: ``kernel=`` or the environment variable ``FACEAUDIT_TORCH_KERNEL`` (``auto``, ``triton``,
+``torch``); ``auto`` takes ``triton`` on CUDA when triton imports, else ``torch``. Forcing ``triton`` on
+the CPU runs Triton's interpreter, which needs ``TRITON_INTERPRET=1`` before triton is imported (tests).
+The fused kernel wants large blocks (e.g. ``block=32768``, ``chunk_pairs=2**33``): it pads each
+group's samples in a block to a multiple of its tile side (64 or 128) and launches once per chunk.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from faceaudit.compare.kernel import BlockPartial, BlockPlan, keep_captures, process_block
 from faceaudit.errors import InputError
 
-__all__ = ["TorchBackend"]
+__all__ = ["TorchBackend", "KERNELS"]
+
+KERNELS = ("auto", "triton", "torch")
+
+
+def _triton_status() -> str | None:
+    """None when the fused Triton kernel module imports, else why not."""
+    try:
+        import faceaudit.compare.triton_kernel  # noqa: F401
+    except ImportError as exc:
+        return f"triton is not importable ({exc})"
+    return None
 
 
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, emb: np.ndarray, *, precision: str = "fp32", device: str | None = None) -> None:
+    def __init__(self, emb: np.ndarray, *, precision: str = "fp32", device: str | None = None,
+                 kernel: str | None = None, triton_options: dict | None = None) -> None:
         try:
             import torch
         except ImportError:
@@ -38,9 +58,9 @@ class TorchBackend:
         self.device = torch.device(device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = False
-            self.device_name = torch.cuda.get_device_name(self.device)
+            self._device_label = torch.cuda.get_device_name(self.device)
         else:
-            self.device_name = "cpu (torch)"
+            self._device_label = "cpu"
         self.precision = precision
         t = torch.from_numpy(np.ascontiguousarray(emb, np.float32)).to(self.device)
         if precision == "bf16":
@@ -48,8 +68,52 @@ class TorchBackend:
         elif precision != "fp32":
             raise InputError(f"unknown precision {precision!r}")
         self.emb = t
-        self.score_identity = f"torch-{self.device.type}-{precision}"
         self._scaled = {}
+        if kernel is None:
+            kernel = os.environ.get("FACEAUDIT_TORCH_KERNEL", "auto") or "auto"
+        if kernel not in KERNELS:
+            raise InputError(f"unknown torch kernel {kernel!r}; use one of {KERNELS}")
+        self.fused = None
+        why = None
+        if kernel == "triton" or (kernel == "auto" and self.device.type == "cuda"):
+            why = _triton_status()
+            if why is None and kernel == "auto":
+                from faceaudit.compare.triton_kernel import interpreting
+
+                if interpreting():  # TRITON_INTERPRET=1 on a GPU machine: the interpreter is far slower
+                    why = "TRITON_INTERPRET=1 is set: auto takes the torch kernels"
+            if why is None:
+                from faceaudit.compare.triton_kernel import FusedPairs
+
+                try:
+                    self.fused = FusedPairs(torch, self.emb, precision=precision, **(triton_options or {}))
+                except RuntimeError as exc:
+                    why = str(exc)
+            if kernel == "triton" and self.fused is None:
+                raise InputError(f"the fused Triton kernel was asked for but cannot run: {why}")
+        self.kernel = "triton" if self.fused is not None else "torch"
+        #: why the fused kernel is not used (None when it is, or was not asked for)
+        self.kernel_note = why
+        self.kernels_used: set[str] = set()
+        # the fused kernel sums in another order than torch.matmul: its scores are not the torch
+        # kernel's bit for bit, so their checkpoints must not mix
+        self.score_identity = f"torch-{self.device.type}-{precision}" + ("-triton" if self.fused is not None else "")
+
+    @property
+    def device_name(self) -> str:
+        used = sorted(self.kernels_used) or [self.kernel]
+        names = {"triton": "fused Triton kernel", "torch": "torch kernels"}
+        return f"{self._device_label} ({' + '.join(names[k] for k in used)})"
+
+    def _use_fused(self, plan: BlockPlan) -> bool:
+        if self.fused is None:
+            return False
+        from faceaudit.compare.triton_kernel import supported_plan
+
+        why = supported_plan(plan)
+        if why is not None:
+            self.kernel_note = why
+        return why is None
 
     def _scaled_emb(self, scale: float):
         if scale not in self._scaled:
@@ -142,13 +206,28 @@ class TorchBackend:
         return self._scaled[key]
 
     def run_chunks(self, plan: BlockPlan, chunks, todo):
+        if self._use_fused(plan):
+            self.kernels_used.add("triton")
+            try:
+                yield from self.fused.run_chunks(plan, chunks, todo)
+            except (AssertionError, GeneratorExit):
+                raise
+            except Exception as exc:
+                raise RuntimeError(f"the fused Triton kernel failed ({type(exc).__name__}: {exc}); "
+                                   "FACEAUDIT_TORCH_KERNEL=torch selects the torch kernels") from exc
+            return
+        self.kernels_used.add("torch")
         for k in todo:
             yield k, BlockPartial.sum([self.block(plan, bi, bj) for bi, bj in chunks[k]], plan.n_slots)
 
     def cell_max_below(self, plan: BlockPlan, blocks, level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        if self._use_fused(plan):  # the rescan must see the main pass's own scores
+            return self.fused.cell_max_below(plan, blocks, level_x, cells)
         from faceaudit.compare.engine import cell_max_below_of
 
         return cell_max_below_of(plan, lambda bi, bj: self._x(plan, bi, bj).cpu().numpy(), blocks, level_x, cells)
 
     def close(self) -> None:
         self._scaled.clear()
+        if self.fused is not None:
+            self.fused.close()
