@@ -285,8 +285,9 @@ def scenario(
                 flags.append(f"group {mix[0]}={name}: {info['events']} of its non-mated scores reach T (< "
                              f"{MIN_CALIBRATION_EVENTS}); its level at T is calibrated on all probes pooled, not on its own")
     a = (1 - level) / 2
-    method = (f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile), times an exact-Poisson "
-              "draw of the count of scores >= T (distinct subject pairs)")
+    method = (f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile), times a draw of the "
+              "count of scores >= T over the pairs of people giving them (exact-Poisson in their number, "
+              "Dirichlet-reweighted among them)")
 
     def interval(reps, extra_high=None, quantiles="linear"):
         if reps is None:

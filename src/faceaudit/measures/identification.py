@@ -60,8 +60,9 @@ expected count over galleries) and total, Clopper-Pearson next to the subject bo
 zero count the rule-of-three bound 3 / total instead of a degenerate [0, 0]. Intervals on the model
 come from the subject bootstrap over probes (stratified by group, as in the audit) with the GPD refitted
 on each replicate, **times** a draw of the count of scores >= T that the calibration rests on: with
-``K`` distinct subject pairs among them, an exact-Poisson (Garwood) draw
-(:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T, and
+``K`` distinct pairs of people among them, an exact-Poisson (Garwood) draw in ``K`` times a flat
+Dirichlet reweighting of the pairs, so that one pair giving most of the scores may be absent from a
+set (:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T, and
 whether a random evaluation set holds 4 or 12 of them is what the prediction depends on most; a subject
 bootstrap of those few misses most of it (bench/RESULTS.md). That is a confidence interval on the
 *expected* FPIR of a search. What one particular gallery does to one particular set of probes spreads
@@ -979,7 +980,8 @@ def identification(
                         "gallery_size": float(N), "threshold": float(T), "fpir": value,
                         "largest_pair_of_people": conc,
                         "interval": _raise(_interval(rep_vals, level, method + " with GPD refit, times a draw of "
-                                                     "the count of scores >= T over the pairs of people giving them"),
+                                                     "the count of scores >= T over the pairs of people giving them "
+                                                     "(exact-Poisson in their number, Dirichlet-reweighted among them)"),
                                            r3_fpir),
                         "prediction_interval": _raise(pred, r3_fpir),
                         "rule_of_three_fpir": r3_fpir,
