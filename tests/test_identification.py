@@ -240,29 +240,30 @@ def test_lfw_validation_fit_on_subset_predict_full():
         "validate_extrapolation", Path(__file__).resolve().parents[1] / "bench" / "validate_extrapolation.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rows = {r["fmr_level_full_set"]: r for r in mod.validate(fraction=0.25, seed=0, fmr_levels=(1e-4, 1e-5, 1e-6), m=20)}
-    # where FPIR is large and heterogeneity matters most (FMR 1e-4 of the full set, FPIR ~0.44), the model
+    rows = {r["fmr_level_full_set"]: r for r in mod.validate(fraction=0.25, seed=0, fmr_levels=(1e-4, 1e-5, 1e-6), m=20,
+                                                             bootstrap=60)}
+    for r in rows.values():
+        assert r["threshold_exact"], r  # every count at the thresholds is exact (no truncated tail)
+    # where FPIR is large and heterogeneity matters most (FMR 1e-4 of the full set, FPIR ~0.39), the model
     # predicts the exhaustive full-N FPIR within 10% from a quarter of the subjects; N x FMR is off by >50%
     r = rows[1e-4]
     assert abs(r["predicted_full"] - r["exhaustive_full"]) <= 0.10 * r["exhaustive_full"], r
     assert abs(r["naive_full"] - r["exhaustive_full"]) > 0.5 * r["exhaustive_full"]
-    # deeper in the tail a quarter of LFW's subjects holds few events: within a factor of 3 (RESULTS.md)
     for level in (1e-5, 1e-6):
         r = rows[level]
+        # deeper in the tail a quarter of LFW's subjects holds few pairs of people: within a factor of 3
         assert r["exhaustive_full"] / 3 <= r["predicted_full"] <= 3 * r["exhaustive_full"], r
-        # self-consistency: at the subset's own size the model reproduces what the subset measured
-        assert r["self_consistency_subset"] == pytest.approx(r["subset_measured"], rel=0.5, abs=1e-3)
-    # seed 2: the quarter holds one person with 530 images whose lookalike (12 images) is outside it; at
-    # FMR 1e-5 that pair of people decides the exhaustive FPIR (0.117, predicted 0.042). The confidence
-    # interval on the expected FPIR misses it; the prediction for one gallery (a lookalike takes ~60% of
-    # one person's samples at once) covers it
-    rows = {r["fmr_level_full_set"]: r for r in mod.validate(fraction=0.25, seed=2, fmr_levels=(1e-5,), m=20,
-                                                             bootstrap=60)}
-    r = rows[1e-5]
-    lo, hi = r["predicted_full_interval"]
-    assert not lo <= r["exhaustive_full"] <= hi, r
-    lo, hi = r["predicted_full_prediction_interval"]
-    assert lo <= r["exhaustive_full"] <= hi, r
+        # at the subset's own size the model is within a factor of 2 of what the subset measured (it is
+        # calibrated on the count of scores, which cluster on a few pairs of people, not on FPIR)
+        assert r["subset_measured"] / 2 <= r["self_consistency_subset"] <= 2 * r["subset_measured"], r
+    for r in rows.values():
+        # both intervals cover the exhaustive value on this seed (20 seeds: bench/RESULTS.md), and the
+        # prediction for one gallery is at least as wide as the interval on the expectation
+        for key in ("predicted_full_interval", "predicted_full_prediction_interval"):
+            lo, hi = r[key]
+            assert lo <= r["exhaustive_full"] <= hi, (key, r)
+        ci, pi = r["predicted_full_interval"], r["predicted_full_prediction_interval"]
+        assert pi[1] - pi[0] >= 0.95 * (ci[1] - ci[0]), r
 
 
 def test_zero_counts_are_reported_with_count_total_and_rule_of_three(engine_case):
@@ -364,6 +365,17 @@ def test_count_factors_match_the_exact_poisson_interval():
     assert hi == pytest.approx(chi2.ppf(0.975, 2 * K + 2) / 2, rel=0.03)
 
 
+def test_count_factors_let_a_dominant_pair_of_people_be_absent(monkeypatch):
+    """One pair of people giving 100 of 104 scores is absent from a Poisson draw of the pairs with
+    probability 1/e, and then the count falls to about 4/104 of itself."""
+    tails, _ = _two_tailed_groups()
+    model = TailModel.fitted(tails, m=20)
+    monkeypatch.setattr(TailModel, "pair_counts", lambda self, t, probes=None: np.array([100, 1, 1, 1, 1]))
+    cf = model.count_factors(5.5, 20_000, seed=3)[:, 0]
+    assert np.mean(cf < 0.2) == pytest.approx(np.exp(-1), abs=0.02)
+    assert cf.mean() == pytest.approx(1.0, abs=0.15)  # Garwood's (K + 1/2) / K at K = 5 and a ratio of means
+
+
 # ----- the realisation of one gallery: lookalikes take many of one person's samples at once ----------
 def test_partner_shares_equal_brute_force():
     """partner_shares against loops over every (probe subject, reference subject) pair of people."""
@@ -417,6 +429,17 @@ def test_realised_fpir_keeps_the_mean_and_clusters_by_subject():
     mid = realised_fpir(h, subj, np.array([0.1, 0.3, 0.6]), seed=1)
     assert mid.mean() == pytest.approx(0.05, abs=0.003)
     assert ind.std() < mid.std() < allnone.std()
+    # shares drawn from people of a similar size: the 200-sample person draws the 21+ bin's small shares
+    from faceaudit.measures.identification import MIN_BIN_SHARES
+
+    sh = np.r_[np.full(MIN_BIN_SHARES, 1.0), np.full(MIN_BIN_SHARES, 0.05)]
+    sz = np.r_[np.full(MIN_BIN_SHARES, 5), np.full(MIN_BIN_SHARES, 100)]
+    matched = realised_fpir(h, subj, sh, seed=1, share_sizes=sz)
+    pooled = realised_fpir(h, subj, sh, seed=1)
+    assert matched.mean() == pytest.approx(0.05, abs=0.003)
+    assert matched.std() < 0.7 * pooled.std()
+    # several realisations per replicate: row i of the model gives draws i, i + R, ...
+    assert realised_fpir(h[:10], subj, sh, seed=1, share_sizes=sz, realisations=3).shape == (30,)
     # subject weights (a bootstrap replicate) weigh whole subjects
     w = np.ones((1, subj.size))
     w[0, subj == 0] = 0.0
@@ -488,3 +511,60 @@ def test_rule_of_three_counts_pairs_of_people_not_scores():
     bound = model.unobserved_bound(T, p)
     np.testing.assert_allclose(bound - p, 3 * cbar / tails.n_nonmated.sum())
     assert model.unobserved_bound(tc, model.exceedance(tc)) is None  # 10 scores: calibrated, no bound
+
+
+def test_score_rows_keep_every_score_above_a_floor():
+    """max_known scores per probe, or every one >= keep_above where those are more: counts at or
+    above the floor are exact for every probe (brute force)."""
+    emb, samples = clustered(n_subjects=50, per=4, d=8, spread=1.5, seed=4)
+    sc = emb.astype(np.float64) @ emb.astype(np.float64).T
+    subj = samples.subject_of_sample
+    off = subj[:, None] != subj[None, :]
+    floor = float(np.quantile(sc[off], 0.97))
+    tails = ProbeTails.from_score_rows(samples, iter_rows(sc, block=37), max_known=3, keep_above=floor)
+    assert (tails.known_count > 3).any()
+    for t in (floor, float(np.quantile(sc[off], 0.99)), float(sc[off].max())):
+        k, exact = tails.count_at_least(t)
+        assert exact.all()
+        np.testing.assert_array_equal(k, ((sc >= t) & off).sum(axis=1))
+
+
+def test_a_groups_rule_of_three_rests_on_its_own_comparisons():
+    emb, samples = clustered(n_subjects=120, per=3, d=16, spread=0.7, seed=2)
+    sc = emb.astype(np.float64) @ emb.astype(np.float64).T
+    tails = ProbeTails.from_score_rows(samples, iter_rows(sc), max_known=10_000)
+    model = TailModel.fitted(tails, m=20)
+    T = float(tails.known_score.max()) + 0.01
+    p = model.exceedance(T)
+    whole = model.unobserved_bound(T, p) - p
+    female = np.array([samples.group_labels[g] == ("female",) for g in samples.group_of_sample])
+    assert 0 < female.mean() < 0.5
+    own = model.unobserved_bound(T, p, female) - p
+    ratio = tails.n_nonmated.sum() / tails.n_nonmated[female].sum()
+    np.testing.assert_allclose(own, whole * ratio)
+    r = identification(tails, thresholds=[T], extrapolate_to=[1e3], bootstrap=20, groupings=[["sex"]])
+    fem = next(b for b in r.by_group["sex"] if b["group"] == "female")["extrapolated"][0]
+    allr = r.overall["extrapolated"][0]
+    assert fem["rule_of_three_fpir"] > allr["rule_of_three_fpir"]
+    assert fem["interval"]["high"] >= fem["rule_of_three_fpir"] and "rule-of-three" in fem["interval"]["method"]
+
+
+def test_one_person_holding_many_probes_is_flagged():
+    from faceaudit.measures.identification import MAX_PERSON_SHARE, person_concentration_flag
+
+    subj = np.r_[np.zeros(60, int), np.repeat(np.arange(1, 301), 3)]  # one person: 60 of 960 probes
+    assert 60 / subj.size > MAX_PERSON_SHARE
+    assert "6% of the probes (60 of 960)" in person_concentration_flag(subj, "all")
+    assert person_concentration_flag(np.repeat(np.arange(300), 3), "all") is None
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(subj.size, 16)) + 2.0 * rng.normal(size=(301, 16))[subj]
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    samples = SampleIndex.from_columns(np.arange(subj.size), subj)
+    tails = ProbeTails.from_score_rows(samples, iter_rows(emb @ emb.T), max_known=100)
+    r = identification(tails, thresholds=[float(np.quantile(tails.top_score(), 0.9))], bootstrap=0)
+    assert any("one person holds 6% of the probes" in f for f in r.flags), r.flags
+    from faceaudit.scenario import scenario
+
+    sr = scenario(tails, searches=1e3, gallery_size=1e4, threshold=float(np.quantile(tails.top_score(), 0.9)),
+                  bootstrap=0)
+    assert any("one person holds 6% of the probes" in f for f in sr.flags)

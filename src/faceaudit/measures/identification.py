@@ -103,6 +103,7 @@ __all__ = [
     "probe_groupings",
     "partner_shares",
     "realised_fpir",
+    "person_concentration_flag",
 ]
 
 #: the most known non-mated scores kept per probe (the exact tail can hold many more for a lamb)
@@ -219,10 +220,12 @@ class ProbeTails:
 
     @classmethod
     def from_score_rows(cls, samples: SampleIndex, rows: Iterable[tuple[np.ndarray, np.ndarray]], *,
-                        max_known: int = 200) -> ProbeTails:
+                        max_known: int = 200, keep_above: float = np.inf) -> ProbeTails:
         """Reference implementation from explicit score rows: ``rows`` yields ``(probe_indices,
         scores)`` with ``scores[i, j]`` the score of probe ``probe_indices[i]`` against sample ``j``
         (all samples as references; the diagonal is ignored). Every row must come exactly once.
+        Each probe keeps its ``max_known`` highest non-mated scores, or all of them >= ``keep_above``
+        where those are more (so counts at thresholds >= ``keep_above`` are exact for every probe).
         For small sets and for the validation; the engine path is :meth:`from_distributions`."""
         n = samples.n_samples
         subj = samples.subject_of_sample
@@ -254,13 +257,22 @@ class ProbeTails:
                 exact_from[idx] = np.nextafter(ts.min(axis=1), np.inf)
                 exact_from[idx[n_nonmated[idx] <= m]] = -np.inf
             keep = np.isfinite(ts)
-            probes.append(np.repeat(idx, keep.sum(axis=1)))
-            refs.append(top[keep])
-            scores.append(ts[keep])
+            many = (nm >= keep_above).sum(axis=1) > m if np.isfinite(keep_above) else np.zeros(idx.size, bool)
+            probes.append(np.repeat(idx[~many], keep[~many].sum(axis=1)))
+            refs.append(top[~many][keep[~many]])
+            scores.append(ts[~many][keep[~many]])
+            if np.isfinite(keep_above) and m < n:  # at most m scores >= keep_above: all of them are kept
+                exact_from[idx[~many]] = np.minimum(exact_from[idx[~many]], keep_above)
+            if many.any():  # these probes keep every score >= keep_above, complete from there
+                r, c = np.nonzero(nm[many] >= keep_above)
+                probes.append(idx[many][r])
+                refs.append(c.astype(np.int64))
+                scores.append(nm[many][r, c])
+                exact_from[idx[many]] = keep_above
         if not seen.all():
             raise IdentificationInputError(f"{int((~seen).sum())} probe row(s) missing")
         return cls._assemble(samples, n_nonmated, np.concatenate(probes), np.concatenate(refs), np.concatenate(scores),
-                             exact_from, best, rank, max_known)
+                             exact_from, best, rank, max_known if not np.isfinite(keep_above) else 0)
 
     @classmethod
     def _assemble(cls, samples, n_nonmated, probe, ref, score, exact_from, best, rank, max_known) -> ProbeTails:
@@ -380,8 +392,9 @@ class TailModel:
         excess = tails.known_score[sel] - cutoff[probe[sel]]
         if excess.size < 10:
             raise IdentificationInputError(
-                f"only {excess.size} tail scores to fit: the per-probe summaries are too short "
-                "(rerun `faceaudit compare` with a larger --top-k)")
+                f"only {excess.size} tail scores to fit: too few probes with 3 or more non-mated scores "
+                "(a set of very few subjects), or per-probe summaries too short (rerun `faceaudit compare` "
+                "with a larger --top-k)")
         fit = fit_gpd(excess)
         return cls(tails=tails, m=int(m), cutoff=cutoff, rate=rate, fit=fit, excess=excess,
                    excess_probe=probe[sel])
@@ -505,13 +518,15 @@ class TailModel:
                       partition: np.ndarray | None = None) -> np.ndarray:
         """(replicates, n) per-probe multipliers of the observed count at ``threshold`` carrying its
         uncertainty: which pairs of people a set of this size holds. With ``K`` pairs of people giving
-        ``c_1 .. c_K`` of the scores (:meth:`pair_counts`), a draw is ``G * sum_j D_j c_j / sum_j c_j``:
-        ``G`` the ``u``-quantile of Gamma(K) for ``u < 1/2`` and of Gamma(K + 1) above (``u`` uniform),
-        ``D`` a flat Dirichlet over the pairs (the Bayesian bootstrap of pairs of people). Where every
-        pair gives the same number of scores this is ``G / K``, whose ``a/2`` and ``1 - a/2`` quantiles
-        are exactly the Garwood (exact Poisson) bounds on ``K`` at every level; where one pair of people
-        gives most of the scores (relatives, a mislabelled identity), whether a set holds it moves the
-        count by that pair's share, and the draw carries that. With ``partition``, a group calibrated on its own count (at least
+        ``c_1 .. c_K`` of the scores (:meth:`pair_counts`), a draw is ``G / K`` times the mean count per
+        pair in a Poisson bootstrap of the pairs (``X_j ~ Poisson(1)`` copies of pair ``j``:
+        ``sum_j X_j c_j / sum_j X_j``) over the observed mean; ``G`` is the ``u``-quantile of Gamma(K)
+        for ``u < 1/2`` and of Gamma(K + 1) above (``u`` uniform). Where every pair gives the same
+        number of scores this is ``G / K``, whose ``a/2`` and ``1 - a/2`` quantiles are exactly the
+        Garwood (exact Poisson) bounds on ``K`` at every level; where one pair of people gives most of
+        the scores (relatives, a mislabelled identity), it is absent from a draw with probability
+        ``1/e`` and the count falls by its share. Drawn per distinct count value (memory
+        ``replicates x distinct counts``, not ``x K``). With ``partition``, a group calibrated on its own count (at least
         :data:`MIN_CALIBRATION_EVENTS` scores >= T, as in :meth:`components`) draws from its own
         events. ``K = 0`` gives factors of 1 (nothing to scale; the rule of three covers it)."""
         from scipy.stats import gamma
@@ -520,16 +535,22 @@ class TailModel:
         n = self.tails.n_probes
 
         def draw(mask):
-            c = self.pair_counts(float(threshold), mask).astype(np.float64)
+            c = self.pair_counts(float(threshold), mask)
             K = c.size
             if K == 0:
                 return np.ones(replicates)
             u = rng.random(replicates)
-            G = np.where(u < 0.5, gamma.ppf(u, K), gamma.ppf(u, K + 1))
-            if np.all(c == c[0]):
-                return G / K
-            D = rng.dirichlet(np.ones(K), replicates)
-            return G * (D @ c) / c.sum()
+            G = np.where(u < 0.5, gamma.ppf(u, K), gamma.ppf(u, K + 1)) / K
+            values, n_v = np.unique(c, return_counts=True)
+            if values.size == 1:
+                return G
+            # Poisson(1) copies of every pair of people, grouped by its count of scores (exact: the
+            # copies of the n_v pairs giving v scores each sum to Poisson(n_v)): the mean count per
+            # pair in the drawn set over the observed mean
+            Y = rng.poisson(n_v.astype(np.float64), size=(replicates, values.size))
+            drawn = Y.sum(axis=1)
+            mean_drawn = np.where(drawn > 0, (Y @ values.astype(np.float64)) / np.maximum(drawn, 1), c.mean())
+            return G * mean_drawn / c.mean()
 
         out = np.repeat(draw(None)[:, None], n, axis=1)
         if partition is not None:
@@ -562,7 +583,7 @@ class TailModel:
             out[i] = self.components(threshold, f, w, counts=k, count_factor=cf, partition=partition)["p"]
         return out
 
-    def unobserved_bound(self, threshold: float, p: np.ndarray) -> np.ndarray | None:
+    def unobserved_bound(self, threshold: float, p: np.ndarray, probes: np.ndarray | None = None) -> np.ndarray | None:
         """Where fewer than :data:`MIN_CALIBRATION_EVENTS` non-mated scores >= T were observed, the
         per-probe exceedance raised by the rule-of-three bound on unobserved pair-level matches: what an
         interval's high end must reach, since the model's own figure there may be the GPD's near-zero
@@ -570,16 +591,19 @@ class TailModel:
 
         The unit that comes or goes is a pair of *people*, not a score (:meth:`pair_counts`): the bound
         is 3 pairs of people, each bringing the mean number of scores a pair of people gives at the
-        highest threshold with enough of them (:attr:`calibration_threshold`), over the comparisons.
-        On LFW a quarter of the subjects holds no score at the full set's FMR 1e-6 in 2 of 20 draws; a
-        bound of 3 scores would sit 3-4x below the truth there, 3 pairs of people do not
-        (bench/RESULTS.md)."""
+        highest threshold with enough of them (:attr:`calibration_threshold`), over the comparisons of
+        the probes in ``probes`` (a group's bound rests on the group's own comparisons, as its measured
+        zero counts do). On LFW a quarter of the subjects holds no score at the full set's FMR 1e-6 in
+        2 of 20 draws; a bound of 3 scores sits 4-8x below the truth there, 3 pairs of people 1.5x
+        below it on one draw and above it on the other (bench/RESULTS.md)."""
+        mask = np.ones(self.tails.n_probes, bool) if probes is None else np.asarray(probes, bool)
         k, _ = self.tails.count_at_least(float(threshold))
-        if int(k.sum()) >= MIN_CALIBRATION_EVENTS:
+        if int(k[mask].sum()) >= MIN_CALIBRATION_EVENTS:
             return None
         c = self.pair_counts(self.calibration_threshold) if np.isfinite(self.calibration_threshold) else np.empty(0)
         per_pair = max(1.0, float(c.sum() / c.size)) if c.size else 1.0
-        return np.clip(p + 3.0 * per_pair / float(self.tails.n_nonmated.sum()), 0.0, 1.0)
+        comparisons = float(self.tails.n_nonmated[mask].sum())
+        return np.clip(p + 3.0 * per_pair / max(comparisons, 1.0), 0.0, 1.0)
 
     def exceedance(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
                    weights: np.ndarray | None = None, partition: np.ndarray | None = None) -> np.ndarray:
@@ -592,59 +616,123 @@ class TailModel:
         return float(np.mean(threshold > self.tails.top_score()))
 
 
+#: above this share of a group's probes from one person, the group's 1:N figures are flagged
+MAX_PERSON_SHARE = 0.05
+#: gallery realisations drawn per model replicate for a prediction interval
+PREDICTION_REALISATIONS = 4
+#: subject-size bins (number of the person's samples) within which lookalike shares are drawn
+SHARE_SIZE_BINS = (2, 3, 6, 21)
+#: fewest shares a size bin needs to be used on its own (else the pooled shares are drawn)
+MIN_BIN_SHARES = 10
+
+
+def person_concentration_flag(subject_of_probe: np.ndarray, name: str) -> str | None:
+    """A flag when one person holds more than :data:`MAX_PERSON_SHARE` of a group's probes: their
+    searches rise or fall together with whether a lookalike of theirs is in the gallery, which no
+    model fitted on this set can foresee (on LFW one person is 4% of all images and 14% of a random
+    quarter's; whether his brother is in the gallery moved the FPIR at FMR 1e-5 by 3-5x,
+    bench/RESULTS.md)."""
+    subj = np.asarray(subject_of_probe)
+    if subj.size == 0:
+        return None
+    c = np.bincount(np.unique(subj, return_inverse=True)[1])
+    share = float(c.max() / subj.size)
+    if share <= MAX_PERSON_SHARE:
+        return None
+    return (f"{name}: one person holds {100 * share:.0f}% of the probes ({int(c.max())} of {subj.size}); their "
+            "searches rise or fall together with whether the gallery holds a lookalike of theirs (a relative, a "
+            "mislabelled identity), so the 1:N figures can move several-fold on that alone")
+
+
+def _size_bin(sizes: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(SHARE_SIZE_BINS), sizes, side="right") - 1
+
+
 def partner_shares(tails: ProbeTails, threshold: float, min_events: int = 30,
                    probes: np.ndarray | None = None) -> dict[str, Any]:
     """How much of a person a lookalike takes: for every (probe subject ``s``, reference subject
     ``r``) pair of people with at least one non-mated score >= the threshold, the share of ``s``'s
     samples (those with another subject to match, ``n_s >= 2`` only: a single sample is all or
-    nothing anyway) that score >= it against some sample of ``r``.
+    nothing anyway) that score >= it against some sample of ``r``, with ``n_s`` (``sizes``): the share
+    depends strongly on how many samples the person has (on LFW about 0.55 for 2 images, 0.06 for
+    21 or more).
 
     Read at ``threshold`` where at least ``min_events`` such pairs of people are observed, else at the
-    highest threshold where they are (``threshold_used``). On LFW one pair of people (two brothers,
-    by the images' labels) takes 60% of the 530 images of one of them at FMR 1e-5: whether
-    a gallery holds such a partner decides hundreds of searches at once (bench/RESULTS.md)."""
+    highest threshold where they are (never above ``threshold``; ``threshold_used``); within each
+    subject-size bin (:data:`SHARE_SIZE_BINS`) lower still where the bin has fewer than
+    :data:`MIN_BIN_SHARES` pairs (``by_size_bin``: a person's samples match a lookalike more often at
+    a lower threshold, so this errs towards wider predictions). On LFW one pair
+    of people (two brothers, by the images' labels) takes 60% of the 530 images of one of them at FMR
+    1e-5: whether a gallery holds such a partner decides hundreds of searches at once
+    (bench/RESULTS.md)."""
     t = tails
     subj = t.samples.subject_of_sample
+    ns = t.samples.n_subjects
     probe = t.probe_of_known
-    keep = np.ones(t.known_score.size, bool) if probes is None else np.asarray(probes, bool)[probe]
-    sizes = np.bincount(subj if probes is None else subj[np.asarray(probes, bool)], minlength=t.samples.n_subjects)
-    multi = sizes[subj[probe]] >= 2
-    sc = t.known_score[keep & multi]
-    key = subj[probe[keep & multi]].astype(np.int64) * t.samples.n_subjects + subj[t.known_reference[keep & multi]]
-    if sc.size == 0:
-        return {"shares": np.empty(0), "threshold_used": float(threshold), "pairs_of_people": 0}
-    # the highest score of each (probe sample, reference subject): a probe's hit against r
-    pk = probe[keep & multi].astype(np.int64) * t.samples.n_subjects + subj[t.known_reference[keep & multi]]
+    pmask = np.ones(t.n_probes, bool) if probes is None else np.asarray(probes, bool)
+    sizes = np.bincount(subj[pmask], minlength=ns)
+    keep = pmask[probe] & (sizes[subj[probe]] >= 2)
+    empty = {"shares": np.empty(0), "sizes": np.empty(0, np.int64), "threshold_used": float(threshold),
+             "pairs_of_people": 0}
+    if not keep.any():
+        return empty
+    sc = t.known_score[keep]
+    ref_subj = subj[t.known_reference[keep]].astype(np.int64)
+    pk = probe[keep].astype(np.int64) * ns + ref_subj  # (probe sample, reference subject)
+    key = subj[probe[keep]].astype(np.int64) * ns + ref_subj  # (probe subject, reference subject)
+    # each probe sample's best score against each reference subject
     order = np.lexsort((-sc, pk))
-    first = np.ones(order.size, bool)
-    first[1:] = pk[order][1:] != pk[order][:-1]
+    first = np.r_[True, pk[order][1:] != pk[order][:-1]]
     best, bkey = sc[order][first], key[order][first]
-    # the threshold: T, or lower until min_events pairs of people have a hit
-    pair_best = {}
-    for kk, b in zip(bkey.tolist(), best.tolist()):
-        if b > pair_best.get(kk, -np.inf):
-            pair_best[kk] = b
-    pb = np.sort(np.fromiter(pair_best.values(), float))[::-1]
-    used = float(threshold)
-    if np.sum(pb >= threshold) < min_events:
-        used = float(pb[min(min_events, pb.size) - 1])
-    hit = best >= used
-    u, c = np.unique(bkey[hit], return_counts=True)
-    shares = c / sizes[u // t.samples.n_subjects]
-    return {"shares": shares.astype(np.float64), "threshold_used": used, "pairs_of_people": int(u.size)}
+    # each pair of people's best score, to find the threshold with min_events pairs at or above it
+    o2 = np.argsort(bkey, kind="stable")
+    starts = np.flatnonzero(np.r_[True, bkey[o2][1:] != bkey[o2][:-1]])
+    pair_key, pair_best = bkey[o2][starts], np.maximum.reduceat(best[o2], starts)
+
+    def level(sel: np.ndarray, need: int) -> float:
+        pb = np.sort(pair_best[sel])[::-1]
+        if pb.size == 0 or np.sum(pb >= threshold) >= need:
+            return float(threshold)
+        return min(float(threshold), float(pb[min(need, pb.size) - 1]))
+
+    used = level(np.ones(pair_best.size, bool), min_events)
+    shares, out_sizes = [], []
+    # per subject-size bin, at the highest threshold <= used where the bin has MIN_BIN_SHARES pairs
+    pair_size = sizes[pair_key // ns]
+    pair_bin = _size_bin(pair_size)
+    by_bin = {}
+    for b in np.unique(pair_bin):
+        sel = pair_bin == b
+        t_b = min(used, level(sel, MIN_BIN_SHARES))
+        hit = (best >= t_b) & np.isin(bkey, pair_key[sel])
+        u, c = np.unique(bkey[hit], return_counts=True)
+        n_s = sizes[u // ns]
+        shares.append(c / n_s)
+        out_sizes.append(n_s)
+        by_bin[int(SHARE_SIZE_BINS[b])] = {"threshold_used": t_b, "pairs_of_people": int(u.size)}
+    if not shares:
+        return {**empty, "threshold_used": used}
+    sh, sz = np.concatenate(shares), np.concatenate(out_sizes)
+    return {"shares": sh.astype(np.float64), "sizes": sz.astype(np.int64), "threshold_used": used,
+            "pairs_of_people": int(sh.size), "by_size_bin": by_bin}
 
 
 def realised_fpir(per_probe: np.ndarray, subject_of_probe: np.ndarray, shares: np.ndarray,
-                  probe_weights: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+                  probe_weights: np.ndarray | None = None, seed: int = 0, *,
+                  share_sizes: np.ndarray | None = None, realisations: int = 1) -> np.ndarray:
     """Draws of the FPIR that *one* gallery realises for this set of probes, around the per-probe
     expectations ``per_probe`` (R, n) (a row per replicate of the model).
 
     A subject ``s`` with ``n_s >= 2`` probes and mean expectation ``h_s`` meets ``D ~ Poisson(l_s)``
     lookalikes in the gallery, each taking a share ``f`` of its samples drawn from ``shares``
-    (:func:`partner_shares`); its probes match with probability ``1 - prod(1 - f)``, and
-    ``l_s = -log(1 - h_s) / mean(f)`` makes that ``h_s`` on average. A single-sample subject matches
-    with probability ``h_s``. Returns (R,) probe-weighted means (weights ``probe_weights`` (R, n),
-    constant within a subject as the subject bootstrap makes them).
+    (:func:`partner_shares`) — from those of people with a similar number of samples
+    (:data:`SHARE_SIZE_BINS`) where ``share_sizes`` is given and the bin holds
+    :data:`MIN_BIN_SHARES`, else from all; its probes match with probability ``1 - prod(1 - f)``, and
+    ``l_s = -log(1 - h_s) / mean(f)`` (mean over the shares it draws from) makes that ``h_s`` on
+    average. A single-sample subject matches with probability ``h_s``. Returns
+    (R * realisations,) probe-weighted means (weights ``probe_weights`` (R, n), constant within a
+    subject as the subject bootstrap makes them); row ``i`` of the model gives draws
+    ``i, i + R, ...``.
 
     A confidence interval on the expected FPIR of a random search is the replicates' spread alone; a
     prediction of what a particular gallery does to a particular probe set, where a few people with
@@ -659,23 +747,47 @@ def realised_fpir(per_probe: np.ndarray, subject_of_probe: np.ndarray, shares: n
     ws = np.stack([np.bincount(inv, weights=W[i], minlength=k) for i in range(R)]) / sizes
     rng = np.random.default_rng([int(seed), 11])
     f = np.asarray(shares, dtype=np.float64)
-    f = f[(f > 0) & (f <= 1)]
-    prob = h.copy()  # single-sample subjects (and no shares known): independent searches
-    multi = np.broadcast_to(sizes >= 2, h.shape)
-    if f.size:
-        lam = -np.log1p(-h) / f.mean()
-        D = rng.poisson(np.where(multi, lam, 0.0))
-        ri, si = np.nonzero(D)
-        reps = D[ri, si]
-        draws = f[rng.integers(0, f.size, int(reps.sum()))]
-        logs = np.add.reduceat(np.log1p(-np.minimum(draws, 1.0 - 1e-15)), np.r_[0, np.cumsum(reps)[:-1]]) \
-            if reps.size else np.empty(0)
-        prob = np.where(multi, 0.0, prob)
-        prob[ri, si] = -np.expm1(logs)
-    hits = rng.binomial(np.broadcast_to(sizes, h.shape), prob)
-    num = np.sum(ws * hits, axis=1)
-    den = np.sum(ws * sizes, axis=1)
-    return num / np.where(den > 0, den, np.nan)
+    ok = (f > 0) & (f <= 1)
+    f = np.minimum(f[ok], 1.0 - 1e-15)
+    fbin = None if share_sizes is None else _size_bin(np.asarray(share_sizes)[ok])
+    # the pool each subject draws from: its size bin where that bin has enough shares, else all
+    sbin = _size_bin(sizes)
+    pools = {-1: f}
+    if fbin is not None:
+        for b in np.unique(sbin[sizes >= 2]):
+            if np.sum(fbin == b) >= MIN_BIN_SHARES:
+                pools[int(b)] = f[fbin == b]
+    pool_of = np.array([int(b) if int(b) in pools else -1 for b in sbin])
+    multi = sizes >= 2
+    out = np.empty(R * realisations)
+    for rep in range(realisations):
+        prob = h.copy()  # single-sample subjects (and no shares known): independent searches
+        if f.size:
+            for b, fb in pools.items():
+                cols = np.flatnonzero(multi & (pool_of == b))
+                if cols.size == 0:
+                    continue
+                mf, ml = fb.mean(), -np.log1p(-fb).mean()  # E[f], E[-log(1 - f)]
+                lam = -np.log1p(-h[:, cols]) / mf
+                D = rng.poisson(lam)
+                q = np.zeros_like(lam)
+                # many lookalikes: the product is 1 - exp(-(sum of D draws of -log(1 - f))), whose sum is
+                # close to its mean for large D; drawn exactly for small D
+                big = D > 64
+                q[big] = -np.expm1(-(D[big] * ml + np.sqrt(D[big]) * (-np.log1p(-fb)).std()
+                                     * rng.standard_normal(int(big.sum()))).clip(min=0))
+                ri, si = np.nonzero((D > 0) & ~big)
+                reps = D[ri, si]
+                if reps.size:
+                    draws = fb[rng.integers(0, fb.size, int(reps.sum()))]
+                    logs = np.add.reduceat(np.log1p(-draws), np.r_[0, np.cumsum(reps)[:-1]])
+                    q[ri, si] = -np.expm1(logs)
+                prob[:, cols] = q
+        hits = rng.binomial(np.broadcast_to(sizes, h.shape), prob)
+        num = np.sum(ws * hits, axis=1)
+        den = np.sum(ws * sizes, axis=1)
+        out[rep * R:(rep + 1) * R] = num / np.where(den > 0, den, np.nan)
+    return out
 
 
 def fpir_extrapolated(p: np.ndarray, gallery_size: float | np.ndarray) -> np.ndarray:
@@ -879,6 +991,8 @@ def identification(
         if key != ((), ()) and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
             flags.append(f"group {_gname(key)} has {int(mask.sum())} probes of {n_subj} subjects "
                          f"(< {MIN_GROUP_PROBES} or < {MIN_GROUP_SUBJECTS}): its rates rest on too few people")
+        elif (fl := person_concentration_flag(s.subject_of_sample[mask], _gname(key))) is not None:
+            flags.append(fl)
     has = tails.has_mate
     per_point = []
     for N in sizes:
@@ -914,7 +1028,7 @@ def identification(
                     model_reps[G, float(T)] = model.exceedance_replicates(float(T), reps, pw, count_factors=cf,
                                                                           partition=part)
     fmr_total = float(tails.n_nonmated.sum())
-    shares_at: dict[float, np.ndarray] = {}
+    shares_at: dict[float, dict[str, Any]] = {}
     by_group: dict[str, list[dict[str, Any]]] = {}
     overall: dict[str, Any] = {}
     for key, mask in groups.items():
@@ -952,15 +1066,16 @@ def identification(
                     pred = None
                     if model_reps:
                         if float(T) not in shares_at:
-                            shares_at[float(T)] = partner_shares(tails, float(T))["shares"]
+                            shares_at[float(T)] = partner_shares(tails, float(T))
                         cols = np.flatnonzero(mask)
-                        real = realised_fpir(eb[:, cols], s.subject_of_sample[cols], shares_at[float(T)],
-                                             pw[:, cols], seed)
+                        ps = shares_at[float(T)]
+                        real = realised_fpir(eb[:, cols], s.subject_of_sample[cols], ps["shares"], pw[:, cols], seed,
+                                             share_sizes=ps["sizes"], realisations=PREDICTION_REALISATIONS)
                         pred = _interval(real, level, "prediction for these probes against one gallery of this size: "
                                          "each replicate above, plus a draw of which people's lookalikes it holds "
                                          "(realised_fpir; a lookalike takes many of one person's samples at once)")
                     value = float(e[mask].mean())
-                    r3 = model.unobserved_bound(float(T), p)
+                    r3 = model.unobserved_bound(float(T), p, mask)
                     r3_fpir = None if r3 is None else float(fpir_extrapolated(r3, N)[mask].mean())
                     top = np.sort(e[mask])[::-1]
                     share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
@@ -970,15 +1085,21 @@ def identification(
                             f"T = {float(T):.6g}; its extrapolated FPIR uses the pooled calibration (pair part) of "
                             "all probes, so it cannot differ from the others there for that reason")
                     conc = model.pair_concentration(float(T), mask)
+                    counts_exact = bool(tails.count_at_least(float(T))[1][mask].all())
+                    if not counts_exact and N == extrapolate_to[0]:
+                        flags.append(
+                            f"{_gname(key)}: at T = {float(T):.6g} some probes have more non-mated scores >= T than "
+                            "their kept tail holds; the counts the model is calibrated on are lower bounds "
+                            "(rerun compare with a larger --top-k)")
                     if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS \
                             and N == extrapolate_to[0]:
                         flags.append(
                             f"{_gname(key)}: one pair of people gives {100 * conc['share']:.0f}% of the {conc['scores']} "
                             f"non-mated scores >= T = {float(T):.6g}: the extrapolation rests on whether a set holds "
-                            "such a pair (a relative, a mislabelled identity) and can be off by a factor of 3 either way")
+                            "such a pair (a relative, a mislabelled identity); on LFW that moved it by a factor of 3 to 5 either way")
                     extra.append({
                         "gallery_size": float(N), "threshold": float(T), "fpir": value,
-                        "largest_pair_of_people": conc,
+                        "largest_pair_of_people": conc, "counts_exact": counts_exact,
                         "interval": _raise(_interval(rep_vals, level, method + " with GPD refit, times a draw of "
                                                      "the count of scores >= T over the pairs of people giving them "
                                                      "(exact-Poisson in their number, Dirichlet-reweighted among them)"),
