@@ -594,8 +594,8 @@ class TailModel:
         highest threshold with enough of them (:attr:`calibration_threshold`), over the comparisons of
         the probes in ``probes`` (a group's bound rests on the group's own comparisons, as its measured
         zero counts do). On LFW a quarter of the subjects holds no score at the full set's FMR 1e-6 in
-        2 of 20 draws; a bound of 3 scores sits 4-8x below the truth there, 3 pairs of people 1.5x
-        below it on one draw and above it on the other (bench/RESULTS.md)."""
+        2 of 20 draws; a bound of 3 scores sits 2.5-3x below the truth on both, 3 pairs of people
+        1.5x below it on one and above it on the other (bench/RESULTS.md)."""
         mask = np.ones(self.tails.n_probes, bool) if probes is None else np.asarray(probes, bool)
         k, _ = self.tails.count_at_least(float(threshold))
         if int(k[mask].sum()) >= MIN_CALIBRATION_EVENTS:
