@@ -1,9 +1,11 @@
 """The fused Triton GEMM + histogram + capture kernel against the numpy kernel and a brute-force oracle.
 
-Without a GPU the kernel runs in Triton's interpreter (``TRITON_INTERPRET=1``, set here before triton
-is imported) on CPU torch tensors; on a machine where triton was already imported in compiled mode and
-CUDA is present, the same tests run the compiled kernel on the GPU. Skipped when triton or torch is
-absent.
+Where CUDA is present (``python3 -m pytest tests/test_triton_kernel.py`` on a GPU machine) the tests
+run the compiled kernel on the GPU, in every mode: the main pass, the capture-only second pass
+(TAIL_ONLY) and the below-tail rescan (MAX_BELOW, the kernel's float ``atomic_max`` and loop-carried
+scalar). Without CUDA the kernel runs in Triton's interpreter on CPU torch tensors: ``TRITON_INTERPRET=1``
+is set here, before triton is first imported, only then (set it yourself to interpret on a GPU
+machine). Skipped when triton or torch is absent.
 
 What is exact and what is not. On lattice sets (entries +-1/8, d = 64) every partial sum is exact, so
 the kernel's scores are numpy's bit for bit, every score lies on a bin edge (ties), and the whole
@@ -22,14 +24,16 @@ import sys
 import numpy as np
 import pytest
 
-if "triton" not in sys.modules:
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first import of triton
 torch = pytest.importorskip("torch", reason="torch is not installed: the fused kernel is not tested")
+if "triton" not in sys.modules and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first import of triton
 pytest.importorskip("triton", reason="triton is not installed: the fused Triton kernel is not tested")
 
 from faceaudit.compare import compare_embeddings  # noqa: E402
 from faceaudit.compare import engine as engine_mod  # noqa: E402
+from faceaudit.compare import torch_backend as tb  # noqa: E402
 from faceaudit.compare import triton_kernel as tk  # noqa: E402
+from faceaudit.compare.errors import CheckpointError  # noqa: E402
 from faceaudit.compare.kernel import BlockPartial  # noqa: E402
 from faceaudit.compare.torch_backend import TorchBackend  # noqa: E402
 from faceaudit.scores import SampleIndex, bin_index  # noqa: E402
@@ -63,10 +67,173 @@ def test_selection(monkeypatch):
     assert TorchBackend(x, device=DEVICE, kernel="triton").kernel == "triton"
     monkeypatch.setenv("FACEAUDIT_TORCH_KERNEL", "triton")
     b = TorchBackend(x, device=DEVICE)
-    assert b.kernel == "triton" and b.score_identity.endswith("-triton")
+    assert b.kernel == "triton" and "-triton[" in b.score_identity
     assert "Triton" in b.device_name
     monkeypatch.setenv("FACEAUDIT_TORCH_KERNEL", "auto")
     assert TorchBackend(x, device="cpu").kernel == "torch"  # auto: the fused kernel on CUDA only
+
+
+def two_groups(n, seed):
+    """The lattice set with one attribute of two values (by subject)."""
+    x, samples = lattice_set(n=n, seed=seed, groups=False)
+    subj = samples.subject_of_sample
+    sex = np.array(["f", "m"])[subj % 2]
+    return x, type(samples).from_columns(samples.sample_ids, samples.subject_ids[subj], {"sex": sex})
+
+
+def low_padding_set():
+    """Two groups in one block whose padding stays under MAX_PADDING: 200 samples and 16-row tiles in
+    the interpreter (1.08x), 1,024 samples and 64-row tiles on a GPU (1.13x)."""
+    n = 200 if DEVICE == "cpu" else 1024
+    x, samples = two_groups(n, seed=5)
+    tile = 16 if DEVICE == "cpu" else AUTO_CONFIG.pad
+    assert tk.padded_pair_ratio(samples.group_of_sample, samples.n_groups, n, tile) <= tb.MAX_PADDING
+    return x, samples, n
+
+
+AUTO_CONFIG = tk.TileConfig(64, 64, 32, 4, 2)  # on a GPU: 64-row padding
+
+
+class AutoHere(TorchBackend):
+    """``kernel=auto`` as on CUDA, on whatever DEVICE is (on the CPU auto never takes the fused kernel)."""
+
+    def __init__(self, emb, **kw):
+        opts = {"config": AUTO_CONFIG} if DEVICE == "cuda" else None
+        super().__init__(emb, **{**kw, "kernel": "triton", "triton_options": opts})
+        self.requested = "auto"
+
+
+@pytest.fixture
+def auto_here(monkeypatch):
+    monkeypatch.setattr(tb, "TorchBackend", AutoHere)  # what engine._make_backend imports
+    monkeypatch.setattr(tk.FusedPairs, "PROBE_SAMPLES", 40)  # the interpreter: ~20 ms a tile
+
+
+# ----- the choice of kernel ---------------------------------------------------------------------------
+def test_choose_kernel_is_a_pure_function():
+    kw = {"block": 1024, "n_groups": 8, "tile": 128}
+    assert tb.choose_kernel("torch", plan_problem=None, padding=1.0, **kw) == (False, None)
+    assert tb.choose_kernel("auto", plan_problem=None, padding=1.0, **kw) == (True, None)
+    assert tb.choose_kernel("auto", plan_problem=None, padding=tb.MAX_PADDING, **kw) == (True, None)
+    use, note = tb.choose_kernel("auto", plan_problem=None, padding=2.15, **kw)
+    assert not use and "2.15x" in note and "block 1,024" in note and "not used" in note
+    use, note = tb.choose_kernel("triton", plan_problem=None, padding=2.15, **kw)  # forced: runs, says what it costs
+    assert use and "2.15x" in note
+    for requested in ("auto", "triton"):
+        use, note = tb.choose_kernel(requested, plan_problem="power-of-two bins only", padding=1.0, **kw)
+        assert not use and "power-of-two bins only" in note
+
+
+def test_padded_pair_ratio():
+    """The ratio counts exactly the pairs GroupLayout's work items visit; the command's default block
+    pads a lot (the reviewer's 2.15x for 8 groups, 9.1x for 24), large blocks little."""
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 5, 1000)
+    for block, tile in ((300, 32), (128, 16), (1000, 64)):
+        lay = tk.GroupLayout(group, 5, block=block, tile=tile)
+        nb = -(-1000 // block)
+        blocks = np.array([(bi, bj) for bi in range(nb) for bj in range(bi, nb)])
+        visited = int((lay.items(blocks, None, 1 << 30)[:, 7].astype(np.int64) * tile * tile).sum())
+        sizes = [min(block, 1000 - b * block) for b in range(nb)]
+        real = sum(sizes[bi] * sizes[bj] for bi, bj in blocks)
+        assert tk.padded_pair_ratio(group, 5, block, tile) == pytest.approx(visited / real, rel=1e-12)
+    n = 1 << 16
+    for G, lo, hi in ((8, 2.0, 2.3), (24, 8.5, 9.7)):
+        group = rng.integers(0, G, n)
+        assert lo < tk.padded_pair_ratio(group, G, 1024, 128) < hi
+    assert tk.padded_pair_ratio(rng.integers(0, 8, n), 8, 32768, 128) < 1.1
+
+
+def test_auto_falls_back_on_padding(auto_here):
+    """auto: blocks of 64 samples in 6 groups, padded to 16-row tiles, visit ~2x the pairs: torch kernels,
+    and the result says why; forced, the fused kernel runs and the note gives the cost."""
+    x, samples = lattice_set(n=120, seed=5)
+    ref = compare_embeddings(x, samples, backend="numpy", **SETTINGS)
+    dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **SETTINGS)
+    assert "torch kernels" in dist.meta["device"] and "padding" in dist.meta["device"]
+    assert "fused Triton kernel [" not in dist.meta["device"]
+    assert dist == ref
+    b = AutoHere(x, device=DEVICE)
+    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=64, top_k=0,
+                          fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    assert "-auto[" in b.score_identity  # before the choice: the rule
+    assert tb.describe_score_identity(b.score_identity).startswith("kernel=auto")
+    assert b.prepare(run.plan) is False
+    assert b.score_identity == b._torch_identity  # after: the kernel that computes the scores
+    assert b.kernel_meta["choices"][0]["padding"] > tb.MAX_PADDING
+
+
+def test_auto_probes_then_takes_the_fused_kernel(auto_here):
+    """Two groups in one block: little padding, the probe passes, the fused kernel runs."""
+    x, samples, block = low_padding_set()
+    kw = {**SETTINGS, "block": block}
+    dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **kw)
+    assert "fused Triton kernel [" in dist.meta["device"] and "not used" not in dist.meta["device"]
+    check_equal(dist, x, samples)
+    b = AutoHere(x, device=DEVICE)
+    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=block,
+                          top_k=0, fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    assert b.prepare(run.plan) is True
+    assert "-triton[" in b.score_identity and triton_version() in b.score_identity
+    assert b.kernel_meta["choices"][0]["probe"].startswith("probe passed")
+
+
+def test_auto_falls_back_when_the_probe_fails(auto_here, monkeypatch):
+    def broken(self, plan, m=None):
+        raise RuntimeError("ptxas fatal: simulated\nsecond line")
+
+    monkeypatch.setattr(tk.FusedPairs, "probe", broken)
+    x, samples, block = low_padding_set()
+    dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **{**SETTINGS, "block": block})
+    assert "torch kernels" in dist.meta["device"] and "probe failed (RuntimeError: ptxas fatal" in dist.meta["device"]
+    check_equal(dist, x, samples)
+
+
+def test_probe_checks_every_mode(monkeypatch):
+    x, samples = gaussian_set(n=150, seed=3)
+    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=150, top_k=0,
+                          fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    fused = tk.FusedPairs(torch, torch.from_numpy(run.emb).to(DEVICE), precision="fp32")
+    assert fused.probe(run.plan, m=40).startswith("probe passed: 40 samples, 780 pairs")
+    assert not fused._layouts and not fused._plans  # the probe's tiny plan is not kept
+    real_fetch = tk.FusedPairs._fetch
+
+    def one_more(self, launch, count=None):  # a histogram that is off by one pair
+        n, out, hist = real_fetch(self, launch, count)
+        hist = hist.copy()
+        hist.flat[0] += 1
+        return n, out, hist
+
+    monkeypatch.setattr(tk.FusedPairs, "_fetch", one_more)
+    with pytest.raises(AssertionError, match="histogram"):
+        fused.probe(run.plan, m=40)
+
+
+def triton_version():
+    import triton
+
+    return triton.__version__
+
+
+def test_score_identity_names_what_decides_the_scores(tmp_path, fused, monkeypatch):
+    x, samples = lattice_set(n=60, seed=2)
+    a = TorchBackend(x, device=DEVICE, kernel="triton")
+    cfg = a.fused.config
+    assert f"tiles {cfg.bm}x{cfg.bn}x{cfg.bk}" in a.score_identity and triton_version() in a.score_identity
+    assert a.fused.gpu in a.score_identity
+    other = tk.TileConfig(cfg.bm, cfg.bn, cfg.bk * 2, cfg.num_warps, cfg.num_stages)
+    b = TorchBackend(x, device=DEVICE, kernel="triton", triton_options={"config": other})
+    assert b.score_identity != a.score_identity
+    assert "fused Triton kernel" in tb.describe_score_identity(a.score_identity)
+    assert "torch kernels" in tb.describe_score_identity(TorchBackend(x, device=DEVICE, kernel="torch").score_identity)
+    # a checkpoint of the fused kernel is not resumed by the torch kernels
+    kw = {**SETTINGS, "checkpoint_dir": tmp_path / "ckpt"}
+    compare_embeddings(x, samples, backend="torch", device=DEVICE, **kw)
+    monkeypatch.setenv("FACEAUDIT_TORCH_KERNEL", "torch")
+    with pytest.raises(CheckpointError) as err:
+        compare_embeddings(x, samples, backend="torch", device=DEVICE, resume=True, **kw)
+    if "scores from" in str(err.value):  # an engine that records which kernel wrote the checkpoint names it
+        assert "fused Triton kernel" in str(err.value) and "FACEAUDIT_TORCH_KERNEL=triton" in str(err.value)
 
 
 @pytest.mark.parametrize("levels", ["small cells whole", "estimated levels, the other histogram path"])
@@ -114,7 +281,8 @@ def test_second_pass_and_rescan(fused, monkeypatch):
 def test_unsupported_plans_fall_back_to_torch_kernels(fused):
     x, samples = lattice_set(n=60, seed=2)
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, bins=1000, **SETTINGS)
-    assert "torch kernels" in dist.meta["device"] and "Triton" not in dist.meta["device"]
+    assert "torch kernels" in dist.meta["device"] and "fused Triton kernel not used" in dist.meta["device"]
+    assert "fused Triton kernel [" not in dist.meta["device"]
     check_equal(dist, x, samples)
 
 
@@ -166,10 +334,15 @@ def numpy_scores(run, i, j):
     return out
 
 
-@pytest.mark.parametrize("smem_histogram", [True, False], ids=["tl.histogram", "global atomics"])
-def test_raw_kernel_on_gaussian_scores(smem_histogram):
-    """Both histogram paths: tl.histogram (shared memory, Triton >= 3.8) and one global atomic per pair
-    into replicated histograms (older Triton)."""
+@pytest.mark.parametrize("smem_histogram, mask", [(True, True), (True, False), (False, None)],
+                         ids=["tl.histogram mask", "tl.histogram sentinel", "global atomics"])
+def test_raw_kernel_on_gaussian_scores(smem_histogram, mask, monkeypatch):
+    """Every histogram path: tl.histogram (shared memory, Triton >= 3.8) with mask= (Triton >= 3.4) or an
+    out-of-range sentinel bin, and one global atomic per pair into replicated histograms (older Triton)."""
+    if mask is not None:
+        if mask and not tk.HIST_MASK:
+            pytest.skip(f"tl.histogram has no mask= in triton {triton_version()}")
+        monkeypatch.setattr(tk, "HIST_MASK", mask)
     x, samples = gaussian_set()
     run, fused, total, n_chunks = kernel_run(x, samples, smem_histogram=smem_histogram)
     plan, n, G, B = run.plan, run.n, run.G, run.plan.n_bins
@@ -242,6 +415,32 @@ def test_tile_shapes_on_the_lattice():
             np.testing.assert_array_equal(getattr(other, f), getattr(outs[0], f))
     np.testing.assert_array_equal(outs[0].cap_x, numpy_scores(run, outs[0].cap_i, outs[0].cap_j))
     np.testing.assert_array_equal(outs[0].gen_x, numpy_scores(run, outs[0].gen_i, outs[0].gen_j))
+
+
+def test_capture_counter_is_64_bit():
+    """A launch whose capture count passes 2**31 - 1: with an int32 counter the positions would wrap to
+    negative values, pass the capacity test and be written out of bounds. The counter and positions are
+    int64: the count comes back exact and nothing is stored."""
+    x, samples = lattice_set(n=50, seed=8)
+    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=50, top_k=0,
+                          fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    G, n = run.G, run.n
+    run.set_capture(np.full((G, G), -np.inf), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32))
+    fused = tk.FusedPairs(torch, torch.from_numpy(run.emb).to(DEVICE), precision="fp32", capacity=2048)
+    start = 2**31 - 5
+    with fused._on_device():
+        launch = fused._new_launch(run.plan, 0, [(0, 0)])
+        assert launch.counter.dtype == torch.int64
+        for t in launch.cap:
+            t.fill_(-7)
+        launch.counter.fill_(start)
+        fused._run(run.plan, launch, fused._plan_arrays(run.plan)[3])
+        count, (ci, cj, cx), _ = fused._fetch(launch, None)
+    assert count == start + n * (n - 1) // 2  # every pair i < j captured (mated ones too)
+    assert (ci == -7).all() and (cj == -7).all() and (cx == -7).all()
+    # and a normal launch of the same chunk captures them all
+    part = fused.collect(run.plan, fused.submit(run.plan, 0, [(0, 0)]))
+    assert part.cap_i.size + part.gen_i.size == n * (n - 1) // 2
 
 
 def test_group_layout():

@@ -25,7 +25,7 @@ def compare(
     bins: Annotated[int, typer.Option(help="histogram bins per group pair over the score range")] = 4096,
     block: Annotated[int, typer.Option(help="block side of the all-pairs schedule")] = 1024,
     top_k: Annotated[int, typer.Option(help="non-mated scores kept per probe for 1:N (the tail model uses 20)")] = 20,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 (torch only: scores move by ~1e-3)")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (torch only: scores move by up to ~8e-3, typically ~1e-3)")] = "fp32",
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda:0 (default: cuda when present)")] = None,
     scheduler: Annotated[str | None, typer.Option(help="dask scheduler address (default: a LocalCluster)")] = None,
     workers: Annotated[int, typer.Option(help="LocalCluster workers for --backend dask")] = 2,

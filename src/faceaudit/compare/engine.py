@@ -648,12 +648,29 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-class _Checkpoint:
-    """A folder of per-chunk partial results, valid only for the run whose key it records."""
+def describe_scores(identity: str) -> str:
+    """What computed the scores of a backend's ``score_identity``, and how to select it."""
+    if identity.startswith("torch-"):
+        from faceaudit.compare.torch_backend import describe_score_identity
 
-    def __init__(self, folder: str | os.PathLike | None, key: str, resume: bool) -> None:
+        return describe_score_identity(identity)
+    if identity == "float32-gemm":
+        return "the float32 BLAS GEMM of the numpy and dask backends"
+    return identity
+
+
+class _Checkpoint:
+    """A folder of per-chunk partial results, valid only for the run whose key it records.
+
+    ``key`` covers the inputs, the settings and ``scores`` (the backend's ``score_identity``: which
+    kernel computed the scores); ``data_key`` the inputs and settings alone, so that a checkpoint of the
+    same run computed by another kernel is named as such."""
+
+    def __init__(self, folder: str | os.PathLike | None, key: str, resume: bool, data_key: str | None = None,
+                 scores: str | None = None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.key = key
+        self.data_key, self.scores = data_key, scores
         self.resumed: dict[int, BlockPartial] = {}
         self.state: dict[str, np.ndarray] | None = None
         if self.folder is None:
@@ -662,9 +679,17 @@ class _Checkpoint:
         state_json = self.folder / "state.json"
         if resume and state_json.exists():
             try:
-                recorded = json.loads(state_json.read_text())["key"]
-            except (ValueError, KeyError) as exc:
+                state = json.loads(state_json.read_text())
+                recorded = state["key"]
+            except (ValueError, KeyError, TypeError) as exc:
                 raise CheckpointError(f"checkpoint {str(self.folder)!r} is damaged: {exc}") from None
+            was = state.get("scores")
+            if recorded != key and data_key is not None and state.get("data_key") == data_key and was != scores:
+                raise CheckpointError(
+                    f"checkpoint {str(self.folder)!r} holds this run's chunks with scores from "
+                    f"{describe_scores(str(was))}, but this run computes them with {describe_scores(str(scores))}: "
+                    "their scores differ in the last bits, so the chunks cannot be mixed. Resume with the kernel "
+                    "that wrote it, or use another folder or run without resume")
             if recorded != key:
                 raise CheckpointError(
                     f"checkpoint {str(self.folder)!r} belongs to another run (other embeddings, samples or "
@@ -683,7 +708,7 @@ class _Checkpoint:
             return
         _atomic_savez(self.folder / "state.npz", arrays)
         tmp = self.folder / "state.json.tmp"
-        tmp.write_text(json.dumps({"key": self.key}))
+        tmp.write_text(json.dumps({"key": self.key, "data_key": self.data_key, "scores": self.scores}))
         os.replace(tmp, self.folder / "state.json")
 
     def save_chunk(self, k: int, part: BlockPartial) -> None:
@@ -730,8 +755,8 @@ def compare_embeddings(
     metric : ``"cosine"`` (unit-norm rows; ``normalize`` to scale them) or ``"euclidean"`` (scores are
         negated distances, as DESIGN.md's convention asks).
     precision : ``"fp32"`` or, torch only, ``"bf16"``: inputs rounded to bfloat16 (8 significant bits),
-        products accumulated in fp32. bf16 changes scores by up to about 2**-8 * sum|a_k b_k| (~4e-3 for
-        unit vectors), so thresholds and error rates move accordingly; the result is exact for the bf16
+        products accumulated in fp32. bf16 changes scores by up to about 2**-7 * sum|a_k b_k| (both operands
+        rounded by up to 2**-8 each; ~8e-3 for unit vectors at worst, typically far less), so thresholds and error rates move accordingly; the result is exact for the bf16
         scores, and records the precision in ``meta``.
     bins : histogram bins over [-1, 1] (cosine). A power of two takes the fused exact path.
     block : square block side; the block's float32 scores (block^2 * 4 bytes) and its slot indices
@@ -761,6 +786,8 @@ def compare_embeddings(
                max_capture=int(max_capture))
     eng = _make_backend(backend, emb, precision=precision, device=device, threads=threads, scheduler=scheduler,
                         n_workers=n_workers)
+    if hasattr(eng, "prepare"):  # the kernel choice (under auto, a probe launch) before the key names it
+        eng.prepare(run.plan)
     import hashlib
 
     from faceaudit import __version__ as version
@@ -772,9 +799,11 @@ def compare_embeddings(
     h = hashlib.sha256(emb.tobytes())
     h.update(samples.fingerprint().encode())
     h.update(json.dumps({k: v for k, v in settings.items() if k != "backend"}, sort_keys=True).encode())
-    h.update(getattr(eng, "score_identity", "float32-gemm").encode())
+    data_key = h.copy().hexdigest()
+    scores = getattr(eng, "score_identity", "float32-gemm")
+    h.update(scores.encode())
     h.update(b"capture-state/2")  # per-cell levels: older checkpoints belong to another run
-    ckpt = _Checkpoint(checkpoint_dir, h.hexdigest(), resume)
+    ckpt = _Checkpoint(checkpoint_dir, h.hexdigest(), resume, data_key=data_key, scores=scores)
     try:
         t_pre = time.perf_counter()
         if ckpt.state is not None:

@@ -3,21 +3,29 @@
 Precision. ``fp32``: a float32 GEMM with TF32 disabled, so scores carry float32 rounding only
 (|error| <= d * 2**-24 for unit vectors, ~3e-5 at d = 512); they are not bit-identical to numpy's
 (another summation order) but agree within that bound, and so do thresholds. ``bf16``: embeddings are
-rounded to bfloat16 (8 significant bits) before the float32 GEMM: each score moves by up to
-~2**-8 * sum|a_k b_k| <= 4e-3, typically ~1e-3; a threshold moves by about the same amount and FMR/FNMR
-at a fixed threshold change by the mass of scores within it. The result is exact for the bf16 scores
-and says so in ``meta['settings']['precision']``.
+rounded to bfloat16 (8 significant bits, unit roundoff 2**-8) before the float32 GEMM: each product
+moves by at most (2 * 2**-8 + 2**-16) |a_k b_k|, so a score by at most ~2**-7 * sum|a_k b_k| <= 7.8e-3
+for unit vectors (rounding errors of both operands aligned), typically ~1e-3; a threshold moves by about
+the same amount and FMR/FNMR at a fixed threshold change by the mass of scores within it. The result is
+exact for the bf16 scores and says so in ``meta['settings']['precision']``.
 
 Two kernels. ``torch``: the numpy kernel's histogram pass, op for op: floor of the pre-scaled GEMM
 output, integer slot offsets, one bincount per block; only the per-block counts and the few captured
 scores come back to the host (the reference the fused kernel must match). ``triton``: the fused
 GEMM + histogram + capture kernel of :mod:`faceaudit.compare.triton_kernel` (no score matrix in
-global memory), for cosine scores with power-of-two bins (other plans take the torch kernel). The
-choice: ``kernel=`` or the environment variable ``FACEAUDIT_TORCH_KERNEL`` (``auto``, ``triton``,
-``torch``); ``auto`` takes ``triton`` on CUDA when triton imports, else ``torch``. Forcing ``triton`` on
-the CPU runs Triton's interpreter, which needs ``TRITON_INTERPRET=1`` before triton is imported (tests).
-The fused kernel wants large blocks (e.g. ``block=32768``, ``chunk_pairs=2**33``): it pads each
-group's samples in a block to a multiple of its tile side (64 or 128) and launches once per chunk.
+global memory), for cosine scores with power-of-two bins up to 8,192 (other plans take the torch
+kernels). The choice: ``kernel=`` or the environment variable ``FACEAUDIT_TORCH_KERNEL`` (``auto``,
+``triton``, ``torch``). ``triton`` forces the fused kernel (on the CPU: Triton's interpreter, which needs
+``TRITON_INTERPRET=1`` before triton is imported; tests). ``auto`` takes it on CUDA only, per plan
+(:func:`choose_kernel`, a pure function): when the plan is supported, when its padding costs little
+(the fused kernel pads each group's samples in a block to a multiple of its tile side, 64 or 128:
+:func:`~faceaudit.compare.triton_kernel.padded_pair_ratio` <= :data:`MAX_PADDING`; at the command's
+default block of 1,024 and 8 groups it is 2.15, so use large blocks, e.g. ``block=32768``,
+``chunk_pairs=2**33``), and when a probe (:meth:`~faceaudit.compare.triton_kernel.FusedPairs.probe`:
+compile, launch and check every mode on a few samples) passes; else the torch kernels, and
+``meta['device']`` says why. :meth:`TorchBackend.prepare` makes that choice before the checkpoint key is
+taken, so that :attr:`TorchBackend.score_identity` names the kernel that computes the scores (with the
+fused kernel: tile configuration, Triton version, GPU).
 """
 
 from __future__ import annotations
@@ -29,9 +37,46 @@ import numpy as np
 from faceaudit.compare.kernel import BlockPartial, BlockPlan, keep_captures, process_block
 from faceaudit.errors import InputError
 
-__all__ = ["TorchBackend", "KERNELS"]
+__all__ = ["TorchBackend", "KERNELS", "MAX_PADDING", "choose_kernel", "describe_score_identity"]
 
 KERNELS = ("auto", "triton", "torch")
+#: ``kernel=auto`` takes the fused kernel only while its per-group padding makes it visit at most this
+#: many times the pairs of the torch kernels
+MAX_PADDING = 1.25
+
+
+def choose_kernel(requested: str, *, plan_problem: str | None, padding: float, block: int, n_groups: int,
+                  tile: int, max_padding: float = MAX_PADDING) -> tuple[bool, str | None]:
+    """Whether a plan runs on the fused kernel (True) or the torch kernels, and a note why (None: none
+    needed), given that the fused kernel can run at all. ``requested``: ``auto`` or ``triton`` (forced);
+    ``plan_problem``: :func:`~faceaudit.compare.triton_kernel.supported_plan`'s answer; ``padding``: the
+    plan's :func:`~faceaudit.compare.triton_kernel.padded_pair_ratio` with ``tile``-row padding."""
+    if requested not in ("auto", "triton"):
+        return False, None
+    if plan_problem is not None:
+        return False, f"fused Triton kernel not used: {plan_problem}"
+    cost = (f"per-group padding makes the fused kernel visit {padding:.2f}x the pairs (block {block:,}, "
+            f"{n_groups} groups padded to multiples of {tile})")
+    if padding > max_padding:
+        if requested == "auto":
+            return False, (f"fused Triton kernel not used: its {cost}; auto takes it up to {max_padding:g}x. "
+                           "Larger blocks pad less (e.g. block 32768); FACEAUDIT_TORCH_KERNEL=triton forces it")
+        return True, f"{cost}: larger blocks pad less (e.g. block 32768)"
+    return True, None
+
+
+def describe_score_identity(identity: str) -> str:
+    """Which kernel a :attr:`TorchBackend.score_identity` (recorded in a checkpoint) stands for, and how
+    to select it: for the message of a resume whose checkpoint another kernel wrote."""
+    if "-auto[" in identity:  # before "-triton[", which it holds
+        return ("kernel=auto before its choice was recorded (FACEAUDIT_TORCH_KERNEL=auto, with the same Triton, "
+                f"GPU and block: {identity})")
+    if "-triton[" in identity:
+        inner = identity.split("-triton[", 1)[1].rstrip("]")
+        return f"the fused Triton kernel ({inner}; FACEAUDIT_TORCH_KERNEL=triton selects it)"
+    if identity.startswith("torch-"):
+        return f"the torch kernels ({identity}; FACEAUDIT_TORCH_KERNEL=torch selects them)"
+    return identity
 
 
 def _triton_status() -> str | None:
@@ -73,6 +118,7 @@ class TorchBackend:
             kernel = os.environ.get("FACEAUDIT_TORCH_KERNEL", "auto") or "auto"
         if kernel not in KERNELS:
             raise InputError(f"unknown torch kernel {kernel!r}; use one of {KERNELS}")
+        self.requested = kernel
         self.fused = None
         why = None
         if kernel == "triton" or (kernel == "auto" and self.device.type == "cuda"):
@@ -87,33 +133,105 @@ class TorchBackend:
 
                 try:
                     self.fused = FusedPairs(torch, self.emb, precision=precision, **(triton_options or {}))
-                except RuntimeError as exc:
-                    why = str(exc)
+                except Exception as exc:  # auto: any failure takes the torch kernels; triton: raised below
+                    why = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
             if kernel == "triton" and self.fused is None:
                 raise InputError(f"the fused Triton kernel was asked for but cannot run: {why}")
+            if why is not None:
+                why = f"fused Triton kernel not used: {why}"
         self.kernel = "triton" if self.fused is not None else "torch"
-        #: why the fused kernel is not used (None when it is, or was not asked for)
+        #: why the fused kernel is not used, or what it costs (None when there is nothing to say)
         self.kernel_note = why
         self.kernels_used: set[str] = set()
-        # the fused kernel sums in another order than torch.matmul: its scores are not the torch
-        # kernel's bit for bit, so their checkpoints must not mix
-        self.score_identity = f"torch-{self.device.type}-{precision}" + ("-triton" if self.fused is not None else "")
+        #: per (block, group array): (use the fused kernel, note, padding ratio, probe summary); the
+        #: group array is held in the entry, so its id is not reused
+        self._choices: dict[tuple, tuple] = {}
+        if self.device.type == "cuda":
+            cap = torch.cuda.get_device_capability(self.device)
+            self._torch_identity = (f"torch-cuda-{precision}-{self._device_label} sm_{cap[0]}{cap[1]}-"
+                                    f"torch {torch.__version__}")
+        else:
+            self._torch_identity = f"torch-cpu-{precision}"
+
+    @property
+    def score_identity(self) -> str:
+        """What decides the scores besides the inputs, for the checkpoint key: the torch kernels' GEMM
+        (cuBLAS: the GPU and torch version on CUDA), or the fused kernel's tile configuration, Triton
+        version and GPU. Before :meth:`prepare` has chosen, ``auto`` names the rule it will apply (the
+        same inputs, settings and environment give the same choice)."""
+        if self.fused is None:
+            return self._torch_identity
+        fused = f"torch-{self.device.type}-{self.precision}-triton[{self.fused.identity}]"
+        if self._choices:
+            used = {c[1] for c in self._choices.values()}
+            if used == {True}:
+                return fused
+            if used == {False}:
+                return self._torch_identity
+        if self.requested == "triton":
+            return fused
+        return f"torch-{self.device.type}-{self.precision}-auto[{fused} | {self._torch_identity} | padding <= {MAX_PADDING:g}]"
 
     @property
     def device_name(self) -> str:
         used = sorted(self.kernels_used) or [self.kernel]
         names = {"triton": "fused Triton kernel", "torch": "torch kernels"}
-        return f"{self._device_label} ({' + '.join(names[k] for k in used)})"
+        if self.fused is not None:
+            names["triton"] += f" [{self.fused.identity}]"
+        note = f"; {self.kernel_note}" if self.kernel_note else ""
+        return f"{self._device_label} ({' + '.join(names[k] for k in used)}{note})"
+
+    @property
+    def kernel_meta(self) -> dict:
+        """The kernel choice for ``meta``: asked, used, why, the padding and probe, the fused kernel's
+        settings (Triton version, tiles, histogram path, GPU) and the checkpoints' score identity."""
+        choices = [{"block": k[0], "fused": c[1], "note": c[2], "padding": c[3], "probe": c[4]}
+                   for k, c in self._choices.items()]
+        return {"requested": self.requested, "used": sorted(self.kernels_used), "note": self.kernel_note,
+                "choices": choices, "fused": self.fused.describe() if self.fused is not None else None,
+                "score_identity": self.score_identity}
+
+    def prepare(self, plan: BlockPlan) -> bool:
+        """Choose the kernel for ``plan`` (and the plans derived from it: the same block and groups),
+        probing the fused kernel first under ``auto``; True when it is the fused one. Call it before
+        reading :attr:`score_identity` for a checkpoint key; :meth:`run_chunks` calls it otherwise."""
+        return self._use_fused(plan)
 
     def _use_fused(self, plan: BlockPlan) -> bool:
         if self.fused is None:
             return False
-        from faceaudit.compare.triton_kernel import supported_plan
+        key = (plan.block, id(plan.group))
+        if key not in self._choices:
+            from faceaudit.compare.triton_kernel import padded_pair_ratio, supported_plan
 
-        why = supported_plan(plan)
-        if why is not None:
-            self.kernel_note = why
-        return why is None
+            tile = self.fused.config.pad
+            padding = padded_pair_ratio(plan.group, plan.n_groups, plan.block, tile)
+            use, note = choose_kernel(self.requested, plan_problem=supported_plan(plan), padding=padding,
+                                      block=plan.block, n_groups=plan.n_groups, tile=tile)
+            probe = None
+            if use and self.requested == "auto":
+                use, note, probe = self._probe(plan, note)
+            self._choices[key] = (plan.group, use, note, round(padding, 4), probe)
+            if note is not None:
+                self.kernel_note = note
+        return self._choices[key][1]
+
+    def _probe(self, plan: BlockPlan, note: str | None) -> tuple[bool, str | None, str]:
+        """auto: compile, launch and check the fused kernel on a few samples; any failure takes the
+        torch kernels (unless it broke the CUDA context, which the torch kernels need too)."""
+        try:
+            return True, note, self.fused.probe(plan)
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+        if self.device.type == "cuda":
+            try:
+                self.torch.cuda.synchronize(self.device)
+            except Exception as exc:
+                raise RuntimeError(f"the fused Triton kernel's probe failed ({why}) and left the GPU unusable "
+                                   f"({type(exc).__name__}: {exc}); FACEAUDIT_TORCH_KERNEL=torch selects the "
+                                   "torch kernels") from exc
+        return False, f"fused Triton kernel not used: its probe failed ({why})", f"failed: {why}"
 
     def _scaled_emb(self, scale: float):
         if scale not in self._scaled:

@@ -9,8 +9,10 @@ bfloat16) and, without writing a score to global memory:
   ``scale = B / 2``, bin ``floor(x) + B/2`` clipped to ``[0, B - 1]`` — :func:`faceaudit.scores.bin_index`
   for ``uniform_edges(-1, 1, B)``, ``B`` a power of two (the numpy kernel's guard slots hold the
   clipped scores and ``slots_to_hist`` folds them into the same outer bins). Two ways to count:
-  with Triton >= 3.8 a per-tile ``tl.histogram`` (shared-memory atomics), summed in registers over the
-  program's tiles and added to global memory once per program; with older Triton, whose
+  with Triton >= 3.8 a per-tile ``tl.histogram`` (shared-memory atomics; the excluded pairs left out by
+  its ``mask=`` where Triton has it, else by an out-of-range sentinel bin that the NVIDIA lowering
+  drops), summed in registers over the program's tiles and added to global memory once per program;
+  with older Triton, whose
   ``tl.histogram`` is a warp-ballot loop over the bins (hundreds of instructions per pair at 4,096
   bins), one relaxed global atomic per pair into one of up to 16 L2-resident replicas of the
   histogram (program id mod replicas: concurrent programs, often of the same cell, do not queue on
@@ -18,9 +20,10 @@ bfloat16) and, without writing a score to global memory:
 * captures ``(i, j, x)`` of every mated pair ``i < j`` and of every non-mated pair at or above its
   capture level — the cell's ``keep_cell`` or either sample's ``keep_sample`` (the per-probe top-k and
   first-mate thresholds), exactly :func:`faceaudit.compare.kernel.keep_captures` — into a buffer at
-  positions taken from one atomic counter per tile (a tile with no capture costs one reduction).
-  When the counter passes the buffer's capacity the stores past it are dropped, the count is still
-  exact, and :meth:`FusedPairs.collect` reruns the launch with a buffer of that size.
+  positions taken from one int64 atomic counter per launch, one atomic per tile (a tile with no
+  capture costs one reduction). When the counter passes the buffer's capacity the stores past it are
+  dropped, the count is still exact (int64: it cannot wrap, so no position ever falls outside the
+  buffer), and :meth:`FusedPairs.collect` reruns the launch with a buffer of that size.
 
 The excluded pairs (self, ``i > j`` in a diagonal block, mated), which the numpy kernel counts in slot
 0, are the pairs visited less the histogram's total: the engine's "every pair once" check then checks
@@ -40,7 +43,8 @@ side; the pairs of a block are those of its (row run, column run) rectangles, ea
 cell. Which pairs a block holds does not change, so a chunk's partial result is the same set of pairs
 as the numpy kernel's: resumable, mergeable. Padding costs at most ``G * (tile - 1)`` rows per block
 (1.7 % for 8 groups, 128-row tiles and 32,768-sample blocks at 1M samples; a lot for small blocks:
-use large blocks).
+:func:`padded_pair_ratio` is the visited / real pairs of a schedule, 2.15 for 8 groups at the command's
+default block of 1,024, and ``kernel=auto`` takes the torch kernels above 1.25).
 Within a diagonal block every ordered (row, column) pair is visited and only ``i < j`` (original
 indices) is kept, as the numpy kernel masks the lower triangle.
 
@@ -55,6 +59,17 @@ bf16 on Hopper: products of bf16 values are exact, the tensor cores' float32 acc
 differently than sequential float32 adds; ``bench/gpu_check.py`` measures the difference against
 float64 in units of the float32 bound the engine's capture margins use.
 
+Device. Triton launches on the current CUDA device: every launch, event and copy of
+:class:`FusedPairs` runs inside ``torch.cuda.device(its device)``, so ``cuda:1`` works.
+
+Scores are a function of the tile configuration (the K step and the MMA shape set the summation
+order), the Triton version and the GPU architecture: :attr:`FusedPairs.identity` names them, and the
+torch backend puts it in the checkpoint key and the result's ``meta``.
+
+Probe. :meth:`FusedPairs.probe` compiles and launches the kernel in all three modes with a plan's
+constants on a few samples and checks the results; ``kernel=auto`` runs it before choosing the fused
+kernel and takes the torch kernels if it fails.
+
 CPU. With ``TRITON_INTERPRET=1`` set before ``triton`` is first imported, the same kernel runs in
 Triton's interpreter on CPU torch tensors (slowly; bf16 operands are upcast to float32 there, since
 the interpreter's bf16 ``tl.dot`` is wrong; products of bf16 values are exact in float32 either way).
@@ -62,10 +77,12 @@ the interpreter's bf16 ``tl.dot`` is wrong; products of bf16 values are exact in
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import triton
@@ -73,7 +90,8 @@ import triton.language as tl
 
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 
-__all__ = ["FusedPairs", "GroupLayout", "TileConfig", "interpreting", "MAX_BINS", "supported_plan"]
+__all__ = ["FusedPairs", "GroupLayout", "TileConfig", "interpreting", "MAX_BINS", "supported_plan",
+           "padded_pair_ratio"]
 
 #: the in-register / shared-memory histogram of a tile has ``B`` bins: 8,192 is 32 KiB of shared
 #: memory and 32 registers per thread (8 warps); more bins take the torch path
@@ -110,12 +128,27 @@ SMEM_HISTOGRAM = _triton_version() >= (3, 8)
 _REPLICA_BYTES = 64 << 20
 
 
+def _histogram_has_mask() -> bool:
+    """``tl.histogram(..., mask=)`` (Triton >= 3.4, triton-lang/triton#6695)."""
+    try:
+        return "mask" in inspect.signature(tl.histogram).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+#: with a mask the excluded pairs are left out of ``tl.histogram`` explicitly; without one (older
+#: Triton) they are given bin ``B``, out of range, which the NVIDIA lowering drops (an unsigned
+#: ``value < bins`` guard; other backends may not)
+HIST_MASK = _histogram_has_mask()
+
+
 @triton.jit
 def _fused_pairs_kernel(
     emb_ptr, row_idx_ptr, col_idx_ptr, label_ptr, keep_ptr, items_ptr, level_ptr,
     hist_ptr, n_rep, rep_stride, cap_i_ptr, cap_j_ptr, cap_x_ptr, counter_ptr, capacity, cmax_ptr, scale,
     D: tl.constexpr, NB: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
     MODE: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr, SMEM_HIST: tl.constexpr, REORDER: tl.constexpr,
+    HMASK: tl.constexpr,
 ):
     # one work item: tiles [t0, t1) of a (row run, column run) rectangle of one cell, row-major
     pid = tl.program_id(0)
@@ -167,8 +200,11 @@ def _fused_pairs_kernel(
             per_row = tl.sum(ci, axis=1)
             n = tl.sum(per_row, axis=0)
             if n > 0:
-                base = tl.atomic_add(counter_ptr, n)
-                pos = base + (tl.cumsum(per_row, axis=0) - per_row)[:, None] + tl.cumsum(ci, axis=1) - 1
+                # int64 counter and positions: a launch's captures may pass 2**31 - 1 without wrapping
+                # to a negative position (which the capacity test would let through)
+                base = tl.atomic_add(counter_ptr, n.to(tl.int64))
+                within = (tl.cumsum(per_row, axis=0) - per_row)[:, None] + tl.cumsum(ci, axis=1) - 1
+                pos = base + within.to(tl.int64)
                 ok = cap & (pos < capacity)
                 tl.store(cap_i_ptr + pos, tl.broadcast_to(ridx[:, None], (BM, BN)), mask=ok)
                 tl.store(cap_j_ptr + pos, tl.broadcast_to(cidx[None, :], (BM, BN)), mask=ok)
@@ -177,12 +213,17 @@ def _fused_pairs_kernel(
                 lb = tl.floor(x).to(tl.int32) + NB // 2
                 lb = tl.minimum(tl.maximum(lb, 0), NB - 1)
                 if SMEM_HIST:  # Triton >= 3.8: tl.histogram is shared-memory atomics
-                    lb = tl.where(keep, lb, NB)  # NB: out of range, dropped by tl.histogram
+                    # excluded pairs get bin NB; the mask is derived after the reshape, so a reordering
+                    # reshape moves it with its bin
+                    lb = tl.where(keep, lb, NB)
                     if REORDER:
                         flat = tl.reshape(lb, [BM * BN], can_reorder=True)
                     else:
                         flat = tl.reshape(lb, [BM * BN])
-                    hacc += tl.histogram(flat, NB)
+                    if HMASK:
+                        hacc += tl.histogram(flat, NB, mask=flat < NB)
+                    else:  # no mask= in this Triton: NB is out of range, dropped by the NVIDIA lowering
+                        hacc += tl.histogram(flat, NB)
                 else:  # older Triton's tl.histogram is a warp-ballot loop over the bins: far too slow here
                     tl.atomic_add(hist_cell + lb, 1, mask=keep, sem="relaxed")
         else:
@@ -248,7 +289,8 @@ def default_config(precision: str, interpret: bool, smem_histogram: bool = True)
 
 
 def supported_plan(plan: BlockPlan) -> str | None:
-    """Why the fused kernel cannot run this plan (None: it can)."""
+    """Why the fused kernel cannot run this plan (None: it can). The cost of its padding is another
+    question: :func:`padded_pair_ratio`, weighed by the torch backend's ``kernel=auto``."""
     if not plan.fast or plan.metric != "cosine":
         return "the fused kernel bins cosine scores with power-of-two bins only"
     if plan.n_bins > MAX_BINS:
@@ -256,6 +298,26 @@ def supported_plan(plan: BlockPlan) -> str | None:
     if plan.n_groups ** 2 * plan.n_bins * 4 > _REPLICA_BYTES * 16:
         return "too many cells x bins for the fused kernel's histogram buffer"
     return None
+
+
+def padded_pair_ratio(group: np.ndarray, n_groups: int, block: int, tile: int) -> float:
+    """Pairs the fused kernel visits over the pairs the torch kernels visit, for the whole upper-triangle
+    block schedule (``bi <= bj``, a diagonal block's every ordered pair): :class:`GroupLayout` pads each
+    group's run in a block to a multiple of ``tile``, and block pair (bi, bj) costs (padded rows of bi) x
+    (padded rows of bj). Pure numpy, O(n)."""
+    group = np.asarray(group, np.int64)
+    n, G, block, tile = group.size, int(n_groups), int(block), int(tile)
+    if n == 0:
+        return 1.0
+    nb = -(-n // block)
+    counts = np.bincount((np.arange(n) // block) * G + group, minlength=nb * G).reshape(nb, G)
+    real = counts.sum(axis=1).astype(np.float64)
+    padded = (-(-counts // tile) * tile).sum(axis=1).astype(np.float64)
+
+    def upper(v: np.ndarray) -> float:  # sum over bi <= bj of v[bi] * v[bj]
+        return float((v.sum() ** 2 + (v ** 2).sum()) / 2)
+
+    return upper(padded) / upper(real)
 
 
 class GroupLayout:
@@ -396,8 +458,33 @@ class FusedPairs:
         #: launches, and reruns after a capture buffer overflow
         self.launches = 0
         self.reruns = 0
-        self.n_sm = torch.cuda.get_device_properties(self.device).multi_processor_count if self.cuda else 4
+        if self.cuda:
+            props = torch.cuda.get_device_properties(self.device)
+            self.n_sm = props.multi_processor_count
+            self.gpu = f"{props.name} sm_{props.major}{props.minor}"
+        else:
+            self.n_sm, self.gpu = 4, "Triton interpreter (CPU)"
         self._copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
+
+    # ----- what decides the scores --------------------------------------------------------------------
+    @property
+    def identity(self) -> str:
+        """What the kernel's scores depend on besides the inputs (their summation order): the precision,
+        tile configuration, Triton version and GPU architecture. For checkpoint keys and ``meta``."""
+        c = self.config
+        return (f"triton {triton.__version__}; {self.precision}; tiles {c.bm}x{c.bn}x{c.bk}, {c.num_warps} warps, "
+                f"{c.num_stages} stages; {self.gpu}")
+
+    def describe(self) -> dict:
+        """The kernel's settings, for ``meta``."""
+        return {"triton": triton.__version__, "precision": self.precision, "config": vars(self.config),
+                "histogram": ("tl.histogram" + (" (mask)" if HIST_MASK else " (sentinel bin)"))
+                if self.smem_histogram else "global atomics (replicated histograms)",
+                "gpu": self.gpu, "interpreter": self.interpret}
+
+    def _on_device(self):
+        """Triton launches on the current CUDA device: make it this one (``cuda:1``)."""
+        return self.torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext()
 
     # ----- device-side inputs ---------------------------------------------------------------------
     def _layout(self, plan: BlockPlan):
@@ -474,7 +561,7 @@ class FusedPairs:
                 launch.hist, n_rep, stride, cap_i, cap_j, cap_x, launch.counter, launch.capacity, cmax,
                 float(plan.scale), D=self.d_pad, NB=plan.n_bins, BM=cfg.bm, BN=cfg.bn, BK=cfg.bk,
                 MODE=launch.mode, IEEE=self.precision == "fp32", UPCAST=self.interpret and self.precision == "bf16",
-                SMEM_HIST=self.smem_histogram, REORDER=_REORDER and not self.interpret, **kw)
+                SMEM_HIST=self.smem_histogram, REORDER=_REORDER and not self.interpret, HMASK=HIST_MASK, **kw)
             self.launches += 1
         if self.cuda:
             launch.event = torch.cuda.Event()
@@ -485,9 +572,11 @@ class FusedPairs:
         return (torch.empty(capacity, dtype=torch.int32, device=dev), torch.empty(capacity, dtype=torch.int32, device=dev),
                 torch.empty(capacity, dtype=torch.float32, device=dev))
 
-    def submit(self, plan: BlockPlan, key: int, blocks: Sequence[tuple[int, int]]) -> _Launch:
-        """Start one chunk (asynchronously on a GPU)."""
-        torch = self.torch
+    def _counter(self):
+        """A launch's capture counter: int64, so that it cannot wrap (see the kernel)."""
+        return self.torch.zeros(1, dtype=self.torch.int64, device=self.device)
+
+    def _new_launch(self, plan: BlockPlan, key: int, blocks: Sequence[tuple[int, int]]) -> _Launch:
         lay = self._layout(plan)[0]
         barr = np.asarray(blocks, np.int64).reshape(-1, 2)
         items, items_host = self._items(lay, barr, None)
@@ -495,9 +584,13 @@ class FusedPairs:
         n_mated = sum(plan.mated_in(bi, bj)[0].size for bi, bj in blocks) if mode == MAIN else 0
         capacity = _room(max(self.capacity, n_mated + n_mated // 4 + 1024))
         hist = self._histograms(plan, items_host.numpy() if mode == MAIN else None)
-        launch = _Launch(key, barr, mode, items, items_host, hist, self._buffers(capacity),
-                         torch.zeros(1, dtype=torch.int32, device=self.device), capacity)
-        self._run(plan, launch, self._plan_arrays(plan)[3])
+        return _Launch(key, barr, mode, items, items_host, hist, self._buffers(capacity), self._counter(), capacity)
+
+    def submit(self, plan: BlockPlan, key: int, blocks: Sequence[tuple[int, int]]) -> _Launch:
+        """Start one chunk (asynchronously on a GPU)."""
+        with self._on_device():
+            launch = self._new_launch(plan, key, blocks)
+            self._run(plan, launch, self._plan_arrays(plan)[3])
         return launch
 
     def _histograms(self, plan: BlockPlan, items: np.ndarray | None):
@@ -534,6 +627,10 @@ class FusedPairs:
     def collect(self, plan: BlockPlan, launch: _Launch) -> BlockPartial:
         """Wait for a chunk, rerun it with a large enough buffer after an overflow, and build its
         :class:`BlockPartial` (captures sorted by (i, j); mated pairs in the plan's order)."""
+        with self._on_device():
+            return self._collect(plan, launch)
+
+    def _collect(self, plan: BlockPlan, launch: _Launch) -> BlockPartial:
         count, (ci, cj, cx), hist = self._fetch(launch)
         if count > launch.capacity:  # overflow: the count is exact, so one rerun with that room fits
             self.reruns += 1
@@ -611,17 +708,86 @@ class FusedPairs:
         out = np.full(G * G, -np.inf)
         if not len(blocks) or not wanted.any():
             return out
-        lay = self._layout(plan)[0]
-        barr = np.asarray(blocks, np.int64).reshape(-1, 2)
-        items, items_host = self._items(lay, barr, wanted)
-        level = torch.from_numpy(_f32_up(np.asarray(level_x, np.float64).reshape(-1))).to(self.device)
-        cmax = torch.full((G * G,), float("-inf"), dtype=torch.float32, device=self.device)
-        launch = _Launch(-1, barr, MAX_BELOW, items, items_host, self._histograms(plan, None),
-                         self._buffers(16), torch.zeros(1, dtype=torch.int32, device=self.device), 16)
-        self._run(plan, launch, level, cmax)
-        got = cmax.cpu().numpy().astype(np.float64)
+        with self._on_device():
+            lay = self._layout(plan)[0]
+            barr = np.asarray(blocks, np.int64).reshape(-1, 2)
+            items, items_host = self._items(lay, barr, wanted)
+            level = torch.from_numpy(_f32_up(np.asarray(level_x, np.float64).reshape(-1))).to(self.device)
+            cmax = torch.full((G * G,), float("-inf"), dtype=torch.float32, device=self.device)
+            launch = _Launch(-1, barr, MAX_BELOW, items, items_host, self._histograms(plan, None),
+                             self._buffers(16), self._counter(), 16)
+            self._run(plan, launch, level, cmax)
+            got = cmax.cpu().numpy().astype(np.float64)
         out[wanted] = got[wanted]
         return out
+
+    # ----- the probe ------------------------------------------------------------------------------------
+    #: samples of the probe's block (a tenth of a millisecond on a GPU, seconds in the interpreter)
+    PROBE_SAMPLES = 128
+
+    def probe(self, plan: BlockPlan, m: int | None = None) -> str:
+        """Compile and launch the kernel in each mode a run with ``plan`` can use (MAIN, TAIL_ONLY,
+        MAX_BELOW), with the plan's constants (bins, dimension, tiles: the kernels the run will use), on
+        its first ``m`` samples as one block with every non-mated pair captured, and check the results:
+        every pair once; the histogram is the binning of the kernel's own scores; the scores are within
+        the float32 bound of float64 dot products of the same inputs; the capture-only pass captures the
+        same pairs and scores; the rescan finds each cell's largest score. Raises on any failure (an
+        exception of the compiler or the launch, or ``AssertionError``); returns a one-line summary."""
+        from faceaudit.compare.engine import gemm_error_bound
+        from faceaudit.scores import bin_index
+
+        m = int(min(plan.n, self.PROBE_SAMPLES if m is None else m))
+        if m < 2:
+            return "probe: fewer than 2 samples, nothing launched"
+        G = plan.n_groups
+        sel = (plan.mated_i < m) & (plan.mated_j < m)
+        mi, mj = plan.mated_i[sel], plan.mated_j[sel]
+        o = np.lexsort((mj, mi))
+        f32 = np.float32
+        tiny = replace(plan, n=m, block=m, group=np.array(plan.group[:m]), row_offset=plan.row_offset[:m],
+                       col_offset=plan.col_offset[:m], capture_row=np.full(m, -np.inf, f32),
+                       capture_col=np.full(m, -np.inf, f32), keep_sample=np.full(m, np.inf, f32),
+                       keep_cell=np.full(G * G, -np.inf, f32), tail_only=False, sq_norm=None,
+                       mated_i=mi[o].astype(np.int64), mated_j=mj[o].astype(np.int64),
+                       mated_key=np.zeros(mi.size, np.int64))
+        def check(ok: bool, msg: str) -> None:  # not ``assert``: python -O must not skip the probe's checks
+            if not ok:
+                raise AssertionError(f"probe: {msg}")
+
+        before = (set(self._layouts), set(self._plans))
+        try:
+            part = self.collect(tiny, self.submit(tiny, 0, [(0, 0)]))
+            n_pairs = m * (m - 1) // 2
+            ci, cj, cx = part.cap_i, part.cap_j, part.cap_x
+            check(part.pairs == n_pairs, f"{part.pairs} pairs, {n_pairs} expected")
+            check(part.gen_x.size == mi.size, f"{part.gen_x.size} mated pairs, {mi.size} expected")
+            check(ci.size + mi.size == n_pairs and np.unique(ci * m + cj).size == ci.size,
+                  f"{ci.size} non-mated pairs captured, {n_pairs - mi.size} expected, each once")
+            g = tiny.group
+            hist = tiny.slots_to_hist(part.slots)
+            expect = np.zeros_like(hist)
+            np.add.at(expect, (g[ci], g[cj], bin_index(cx.astype(np.float64) / plan.scale, plan.edges)), 1)
+            check(np.array_equal(hist, expect), "the histogram is not the binning of the kernel's own scores")
+            e = self.emb32[:m].double().cpu().numpy()
+            exact = np.einsum("ij,ij->i", e[np.r_[ci, part.gen_i]], e[np.r_[cj, part.gen_j]]) * plan.scale
+            err = float(np.abs(np.r_[cx, part.gen_x].astype(np.float64) - exact).max()) if exact.size else 0.0
+            bound = gemm_error_bound(self.d) * plan.scale
+            check(err <= bound, f"a score is {err:.3g} off its float64 value, more than the bound {bound:.3g}")
+            tail_plan = replace(tiny, tail_only=True)
+            tail = self.collect(tail_plan, self.submit(tail_plan, 0, [(0, 0)]))
+            check(np.array_equal(tail.cap_i, ci) and np.array_equal(tail.cap_j, cj) and np.array_equal(tail.cap_x, cx),
+                  "the capture-only pass captured other pairs or scores than the main pass")
+            got = self.cell_max_below(tiny, [(0, 0)], np.full(G * G, np.inf), np.ones(G * G, bool))
+            want = np.full(G * G, -np.inf)
+            np.maximum.at(want, g[ci] * G + g[cj], cx.astype(np.float64))
+            check(np.array_equal(got, want), "the rescan's per-cell maxima differ from the captured scores")
+        finally:
+            for k in set(self._layouts) - before[0]:
+                del self._layouts[k]
+            for k in set(self._plans) - before[1]:
+                del self._plans[k]
+        return (f"probe passed: {m} samples, {n_pairs} pairs, modes main, tail-only and rescan, "
+                f"max |score error| {err / plan.scale:.2g} (bound {bound / plan.scale:.2g})")
 
     def close(self) -> None:
         self._layouts.clear()
