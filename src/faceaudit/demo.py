@@ -78,14 +78,14 @@ def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000, scenario
              scenario_gallery: float = 1e7, scenario_bootstrap: int = 100) -> dict:
     from faceaudit.audit import audit
     from faceaudit.compare import compare_embeddings
-    from faceaudit.data.tables import file_sha256
     from faceaudit.compare.store import save_distributions
+    from faceaudit.data.tables import file_sha256
     from faceaudit.report.compact import audit_document
-    from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
-    from faceaudit.scenario import scenario
     from faceaudit.report.html import write_html
     from faceaudit.report.jsonout import write_json
+    from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
+    from faceaudit.scenario import scenario
 
     console = Console()
     out = Path(out)
