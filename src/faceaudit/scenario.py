@@ -304,7 +304,7 @@ def scenario(
     a = (1 - level) / 2
     method = (f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile), times a draw of the "
               "count of scores >= T over the pairs of people giving them (exact-Poisson in their number, "
-              "Dirichlet-reweighted among them)")
+              "Poisson-bootstrapped among them)")
 
     def interval(reps, extra_high=None, quantiles="linear"):
         if reps is None:

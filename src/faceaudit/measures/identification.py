@@ -60,9 +60,9 @@ expected count over galleries) and total, Clopper-Pearson next to the subject bo
 zero count the rule-of-three bound 3 / total instead of a degenerate [0, 0]. Intervals on the model
 come from the subject bootstrap over probes (stratified by group, as in the audit) with the GPD refitted
 on each replicate, **times** a draw of the count of scores >= T that the calibration rests on: with
-``K`` distinct pairs of people among them, an exact-Poisson (Garwood) draw in ``K`` times a flat
-Dirichlet reweighting of the pairs, so that one pair giving most of the scores may be absent from a
-set (:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T, and
+``K`` distinct pairs of people among them, an exact-Poisson (Garwood) draw in ``K`` times a Poisson
+bootstrap of the pairs, so that one pair giving most of the scores is absent from a draw with
+probability 1/e (:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T, and
 whether a random evaluation set holds 4 or 12 of them is what the prediction depends on most; a subject
 bootstrap of those few misses most of it (bench/RESULTS.md). That is a confidence interval on the
 *expected* FPIR of a search. What one particular gallery does to one particular set of probes spreads
@@ -1056,18 +1056,36 @@ def identification(
                 ginfo = model_groups[key[0], float(T)].get(group_label.get(key, -1))
                 # FMR within the set: pooled non-mated share >= T (model where beyond the observed)
                 fmr = float((p * tails.n_nonmated)[mask].sum() / tails.n_nonmated[mask].sum())
+                # what does not depend on the gallery size: once per threshold
+                k_t, exact_t = tails.count_at_least(float(T))
+                conc = model.pair_concentration(float(T), mask)
+                counts_exact = bool(exact_t[mask].all())
+                r3 = model.unobserved_bound(float(T), p, mask)
+                if key[0] and not (ginfo and ginfo["own"]):
+                    flags.append(
+                        f"group {_gname(key)}: fewer than {MIN_CALIBRATION_EVENTS} of its non-mated scores reach "
+                        f"T = {float(T):.6g}; its extrapolated FPIR uses the pooled calibration (pair part) of "
+                        "all probes, so it cannot differ from the others there for that reason")
+                if not counts_exact:
+                    flags.append(
+                        f"{_gname(key)}: at T = {float(T):.6g} some probes have more non-mated scores >= T than "
+                        "their kept tail holds; the counts the model is calibrated on are lower bounds "
+                        "(rerun compare with a larger --top-k)")
+                if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS:
+                    flags.append(
+                        f"{_gname(key)}: one pair of people gives {100 * conc['share']:.0f}% of the {conc['scores']} "
+                        f"non-mated scores >= T = {float(T):.6g}: the extrapolation rests on whether a set holds "
+                        "such a pair (a relative, a mislabelled identity); on LFW that moved it by a factor of 3 to 5 either way")
+                if model_reps and float(T) not in shares_at:
+                    shares_at[float(T)] = partner_shares(tails, float(T))
+                cols = np.flatnonzero(mask)
                 for N in extrapolate_to:
                     e = fpir_extrapolated(p, N)
-                    rep_vals = None
+                    rep_vals = pred = None
                     if model_reps:
                         eb = fpir_extrapolated(model_reps[key[0], float(T)], N)
                         den = (pw * mask).sum(axis=1)
                         rep_vals = (pw * eb * mask).sum(axis=1) / np.where(den > 0, den, np.nan)
-                    pred = None
-                    if model_reps:
-                        if float(T) not in shares_at:
-                            shares_at[float(T)] = partner_shares(tails, float(T))
-                        cols = np.flatnonzero(mask)
                         ps = shares_at[float(T)]
                         real = realised_fpir(eb[:, cols], s.subject_of_sample[cols], ps["shares"], pw[:, cols], seed,
                                              share_sizes=ps["sizes"], realisations=PREDICTION_REALISATIONS)
@@ -1075,38 +1093,19 @@ def identification(
                                          "each replicate above, plus a draw of which people's lookalikes it holds "
                                          "(realised_fpir; a lookalike takes many of one person's samples at once)")
                     value = float(e[mask].mean())
-                    r3 = model.unobserved_bound(float(T), p, mask)
                     r3_fpir = None if r3 is None else float(fpir_extrapolated(r3, N)[mask].mean())
                     top = np.sort(e[mask])[::-1]
                     share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
-                    if key[0] and not (ginfo and ginfo["own"]) and N == extrapolate_to[0]:
-                        flags.append(
-                            f"group {_gname(key)}: fewer than {MIN_CALIBRATION_EVENTS} of its non-mated scores reach "
-                            f"T = {float(T):.6g}; its extrapolated FPIR uses the pooled calibration (pair part) of "
-                            "all probes, so it cannot differ from the others there for that reason")
-                    conc = model.pair_concentration(float(T), mask)
-                    counts_exact = bool(tails.count_at_least(float(T))[1][mask].all())
-                    if not counts_exact and N == extrapolate_to[0]:
-                        flags.append(
-                            f"{_gname(key)}: at T = {float(T):.6g} some probes have more non-mated scores >= T than "
-                            "their kept tail holds; the counts the model is calibrated on are lower bounds "
-                            "(rerun compare with a larger --top-k)")
-                    if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS \
-                            and N == extrapolate_to[0]:
-                        flags.append(
-                            f"{_gname(key)}: one pair of people gives {100 * conc['share']:.0f}% of the {conc['scores']} "
-                            f"non-mated scores >= T = {float(T):.6g}: the extrapolation rests on whether a set holds "
-                            "such a pair (a relative, a mislabelled identity); on LFW that moved it by a factor of 3 to 5 either way")
                     extra.append({
                         "gallery_size": float(N), "threshold": float(T), "fpir": value,
                         "largest_pair_of_people": conc, "counts_exact": counts_exact,
                         "interval": _raise(_interval(rep_vals, level, method + " with GPD refit, times a draw of "
                                                      "the count of scores >= T over the pairs of people giving them "
-                                                     "(exact-Poisson in their number, Dirichlet-reweighted among them)"),
+                                                     "(exact-Poisson in their number, Poisson-bootstrapped among them)"),
                                            r3_fpir),
                         "prediction_interval": _raise(pred, r3_fpir),
                         "rule_of_three_fpir": r3_fpir,
-                        "scores_at_or_above_threshold": int(tails.count_at_least(float(T))[0][mask].sum()),
+                        "scores_at_or_above_threshold": int(k_t[mask].sum()),
                         "calibration": ("pooled (overall)" if ginfo is None and not key[0] else
                                         "own group" if ginfo and ginfo["own"] else "pooled (group too few scores >= T)"),
                         "fmr": fmr, "naive_n_fmr": float(N) * fmr,
