@@ -225,6 +225,26 @@ def timed(name: str, fn, *args, **kwargs) -> dict:
 
 
 # ----- correctness ----------------------------------------------------------------------------------
+def per_kernel(kernels: tuple[str, ...], one, out: dict) -> bool:
+    """Run ``one(precision) -> (entry, ok)`` for every kernel (selected through FACEAUDIT_TORCH_KERNEL)
+    and precision, into ``out["<kernel>_<precision>"]``; an error is recorded in its entry and counts
+    as not ok, without stopping the others. Returns whether all were ok."""
+    ok = True
+    try:
+        for kernel in kernels:
+            os.environ["FACEAUDIT_TORCH_KERNEL"] = kernel
+            for prec in ("fp32", "bf16"):
+                try:
+                    out[f"{kernel}_{prec}"], good = one(prec)
+                    ok &= good
+                except Exception as exc:
+                    out[f"{kernel}_{prec}"] = error_of(exc)
+                    ok = False
+    finally:
+        os.environ.pop("FACEAUDIT_TORCH_KERNEL", None)
+    return bool(ok)
+
+
 def lattice_check(device: str, kernels: tuple[str, ...], n: int) -> dict:
     """numpy vs the asked kernels through compare_embeddings on the lattice set: bit-identical."""
     import numpy as np
@@ -236,22 +256,13 @@ def lattice_check(device: str, kernels: tuple[str, ...], n: int) -> dict:
     kw = {"progress": False, "block": 512, "reference_sample": 256}
     ref = compare_embeddings(x, samples, backend="numpy", **kw)
     out: dict = {"n": n, "pairs": n * (n - 1) // 2, "tail": int(ref.tail_score.size)}
-    ok = True
-    for kernel in kernels:
-        os.environ["FACEAUDIT_TORCH_KERNEL"] = kernel
-        for prec in ("fp32", "bf16"):
-            key = f"{kernel}_{prec}"
-            try:
-                d = compare_embeddings(x, samples, backend="torch", device=device, precision=prec, **kw)
-                same = bool(d == ref and d.probe_summary == ref.probe_summary
-                            and np.array_equal(d.nonmated_counts(), ref.nonmated_counts()))
-                out[key] = {"bit_identical_to_numpy": same, "device": d.meta["device"]}
-                ok &= same
-            except Exception as exc:
-                out[key] = error_of(exc)
-                ok = False
-    os.environ.pop("FACEAUDIT_TORCH_KERNEL", None)
-    out["ok"] = bool(ok)
+    def one(prec: str) -> tuple[dict, bool]:
+        d = compare_embeddings(x, samples, backend="torch", device=device, precision=prec, **kw)
+        same = bool(d == ref and d.probe_summary == ref.probe_summary
+                    and np.array_equal(d.nonmated_counts(), ref.nonmated_counts()))
+        return {"bit_identical_to_numpy": same, "device": d.meta["device"]}, same
+
+    out["ok"] = per_kernel(kernels, one, out)
     return out
 
 
@@ -273,34 +284,27 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
     f32 = gemm_error_bound(emb.shape[1])
     bounds = {"fp32": f32, "bf16": BF16_SCORE_BOUND + 2 * f32}
     out: dict = {"n": int(emb.shape[0]), "bounds": bounds, "numpy_s": ref.meta["timing_s"]["total"]}
-    ok = True
-    for kernel in kernels:
-        os.environ["FACEAUDIT_TORCH_KERNEL"] = kernel
-        for prec in ("fp32", "bf16"):
-            key = f"{kernel}_{prec}"
-            try:
-                d = compare_embeddings(emb, samples, backend="torch", device=device, precision=prec, **kw)
-                counts = bool(d.n_mated == ref.n_mated and d.n_nonmated == ref.n_nonmated)
-                moved = int(np.abs(d.impostor_hist - ref.impostor_hist).sum() // 2)
-                # mated scores pair by pair (the canonical order sorts by score, which may differ)
-                oa = np.lexsort((d.genuine_reference, d.genuine_probe))
-                ob = np.lexsort((ref.genuine_reference, ref.genuine_probe))
-                same_pairs = bool(np.array_equal(d.genuine_probe[oa], ref.genuine_probe[ob])
-                                  and np.array_equal(d.genuine_reference[oa], ref.genuine_reference[ob]))
-                gdiff = float(np.abs(d.genuine_score[oa] - ref.genuine_score[ob]).max()) if same_pairs and oa.size else 0.0
-                within = gdiff <= bounds[prec]
-                out[key] = {"counts_equal_numpy": counts and same_pairs, "pairs_in_another_bin_than_numpy": moved,
-                            "max_mated_score_diff": gdiff, "bound": bounds[prec], "within_bound": bool(within),
-                            "max_mated_diff_over_bound": gdiff / bounds[prec],
-                            "tail_cutoffs_equal_numpy": bool(np.array_equal(d.tail_cutoff, ref.tail_cutoff)),
-                            "equal_numpy": bool(d == ref), "seconds": d.meta["timing_s"]["total"],
-                            "device": d.meta["device"]}
-                ok &= counts and same_pairs and within
-            except Exception as exc:
-                out[key] = error_of(exc)
-                ok = False
-    os.environ.pop("FACEAUDIT_TORCH_KERNEL", None)
-    out["ok"] = bool(ok)
+
+    def one(prec: str) -> tuple[dict, bool]:
+        d = compare_embeddings(emb, samples, backend="torch", device=device, precision=prec, **kw)
+        counts = bool(d.n_mated == ref.n_mated and d.n_nonmated == ref.n_nonmated)
+        moved = int(np.abs(d.impostor_hist - ref.impostor_hist).sum() // 2)
+        # mated scores pair by pair (the canonical order sorts by score, which may differ)
+        oa = np.lexsort((d.genuine_reference, d.genuine_probe))
+        ob = np.lexsort((ref.genuine_reference, ref.genuine_probe))
+        same_pairs = bool(np.array_equal(d.genuine_probe[oa], ref.genuine_probe[ob])
+                          and np.array_equal(d.genuine_reference[oa], ref.genuine_reference[ob]))
+        gdiff = float(np.abs(d.genuine_score[oa] - ref.genuine_score[ob]).max()) if same_pairs and oa.size else 0.0
+        within = gdiff <= bounds[prec]
+        entry = {"counts_equal_numpy": counts and same_pairs, "pairs_in_another_bin_than_numpy": moved,
+                 "max_mated_score_diff": gdiff, "bound": bounds[prec], "within_bound": bool(within),
+                 "max_mated_diff_over_bound": gdiff / bounds[prec],
+                 "tail_cutoffs_equal_numpy": bool(np.array_equal(d.tail_cutoff, ref.tail_cutoff)),
+                 "equal_numpy": bool(d == ref), "seconds": d.meta["timing_s"]["total"],
+                 "device": d.meta["device"]}
+        return entry, bool(counts and same_pairs and within)
+
+    out["ok"] = per_kernel(kernels, one, out)
     return out
 
 
