@@ -413,3 +413,30 @@ def test_command_writes_fadist(tmp_path):
     res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
                                    "--out", str(out), "--backend", "numpy", "--quiet", "--metric", "manhattan"])
     assert res.exit_code == 2 and "InputError" in res.output
+
+
+def test_bf16_runs_on_real_valued_embeddings_as_fp32_on_their_bf16_values(monkeypatch):
+    """bf16 = the float32 GEMM of the bfloat16-rounded embeddings: the run's estimates (best mates,
+    top-k, capture levels) see those values too, so a bf16 mate never falls below its estimate (it
+    did on real-valued data: "a probe's rank capture was incomplete"); the lattice sets cannot show
+    this, their values being bfloat16 numbers already."""
+    torch = pytest.importorskip("torch", reason="torch is not installed: the torch backend is not tested")
+    rng = np.random.default_rng(41)
+    n, d = 600, 64
+    subj = rng.integers(0, 150, n)
+    x = rng.standard_normal((150, d))[subj] + 1.2 * rng.standard_normal((n, d))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    samples = SampleIndex.from_columns(np.arange(n), subj, {"grp": np.where(subj % 3 == 0, "a", "b")})
+    kw = {"progress": False, "block": 128, "reference_sample": 96}
+    bf16 = compare_embeddings(x, samples, backend="torch", device="cpu", precision="bf16", **kw)
+    rounded = engine_mod.round_to_bfloat16(engine_mod.prepare_embeddings(x))
+    # the fp32 run on exactly those values (prepare_embeddings would renormalise them)
+    monkeypatch.setattr(engine_mod, "prepare_embeddings", lambda e, **_: rounded)
+    fp32 = compare_embeddings(x, samples, backend="torch", device="cpu", precision="fp32", **kw)
+    assert bf16 == fp32 and bf16.probe_summary == fp32.probe_summary
+    assert not np.array_equal(rounded, x)
+    # the rounding is torch's (ties to even included)
+    halfway = np.array([1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, -(1.0 + 2.0**-8), 0.3, 1e-20], np.float32)
+    for v in (x, halfway):
+        expected = torch.from_numpy(v).to(torch.bfloat16).to(torch.float32).numpy()
+        np.testing.assert_array_equal(engine_mod.round_to_bfloat16(v), expected)

@@ -150,6 +150,14 @@ def _all_subsets(samples: SampleIndex) -> list[list[int]]:
     return list(group_subsets(samples, groupings).values())
 
 
+def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), as float32: what torch's
+    ``.to(torch.bfloat16).to(torch.float32)`` gives for finite values, without torch."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    r = ((u >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF)
+    return ((u + r) & np.uint32(0xFFFF0000)).view(np.float32)
+
+
 def gemm_error_bound(d: int, precision: str = "fp32") -> float:
     """Bound on |score difference| between two float32 GEMMs of unit vectors, any summation order.
 
@@ -779,6 +787,10 @@ def compare_embeddings(
         raise InputError("at least two samples are needed to compare")
     if precision not in ("fp32", "bf16"):
         raise InputError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
+    if precision == "bf16":
+        # the scores are computed from the bfloat16 values: the run's own estimates (best mates, top-k
+        # and capture levels) must see the same values, or a bf16 mate can fall below its estimate
+        emb = round_to_bfloat16(emb)
     if int(bins) < 2 or int(block) < 1 or int(top_k) < 0:
         raise InputError("bins must be >= 2, block >= 1 and top_k >= 0")
     run = _Run(emb, samples, metric=metric, bins=int(bins), block=int(block), top_k=int(top_k),
