@@ -10,36 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
-from faceaudit.measures.verification import _allowed_false_matches
+from faceaudit.groups import default_groupings, group_subsets  # re-exported: one groups module
+from faceaudit.measures.verification import allowed_false_matches
 from faceaudit.scores import DistributionBuilder, SampleIndex, ScoreDistributions, bin_index, uniform_edges
 
 __all__ = ["required_tail_cutoff", "two_pass", "from_arrays", "group_subsets", "default_groupings"]
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]  # probe index, reference index, score
-
-
-def default_groupings(columns: Sequence[str]) -> list[tuple[str, ...]]:
-    """Each column on its own, then their full intersection (when there are two or more)."""
-    out = [(c,) for c in columns]
-    if len(columns) > 1:
-        out.append(tuple(columns))
-    return out
-
-
-def group_subsets(samples: SampleIndex, groupings: Iterable[tuple[str, ...]]) -> dict[tuple, list[int]]:
-    """Finest-group indices making up each group of each grouping: {(grouping, values): [g, ...]}."""
-    out: dict[tuple, list[int]] = {((), ()): list(range(samples.n_groups))}
-    for grouping in groupings:
-        pos = [samples.group_columns.index(c) for c in grouping]
-        for g, label in enumerate(samples.group_labels):
-            key = (tuple(grouping), tuple(label[i] for i in pos))
-            out.setdefault(key, []).append(g)
-    return out
 
 
 def required_tail_cutoff(
@@ -69,7 +51,7 @@ def _subset_cutoff(dist: ScoreDistributions, groups: list[int], cells: np.ndarra
     cutoff = np.inf
     from_top = np.cumsum(hist[::-1])[::-1]  # from_top[b] = count of scores in bins >= b
     for t in targets:
-        c = _allowed_false_matches(t, total)
+        c = allowed_false_matches(t, total)
         if c >= total:
             return -np.inf
         # the (c+1)-th largest score lies in the last bin b with from_top[b] >= c + 1

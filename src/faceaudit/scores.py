@@ -12,7 +12,7 @@ cluster), the measures see the same object:
 * counts that add up, and exclusions with their reasons;
 * ``a + b`` merges two partial results exactly (blocks, workers, resumed runs).
 
-Exactness rule (DESIGN.md): a threshold, an FMR, an FNMR or an EER that faceaudit reports is exact for
+Exactness rule (docs/design.md): a threshold, an FMR, an FNMR or an EER that faceaudit reports is exact for
 the scores seen. The histogram only locates an answer; the exact tail finishes it. Where an answer falls
 below the tail, :class:`~faceaudit.errors.NotExactError` is raised rather than a bin-resolved number
 returned as if exact.

@@ -620,7 +620,7 @@ FIELDS = {
 CONVENTIONS = {
     "negatives": "non-mated (impostor) scores; positives: mated (genuine) scores; higher = more alike",
     "farfrr": "FAR = mean(negatives >= t), FRR = mean(positives < t): a negative ON the threshold is a false accept, a positive ON the threshold is accepted",
-    "far_threshold": "walks the distinct negative values from the top; returns the lowest negative score v with FAR(v) = count(neg >= v)/n <= target, or nextafter(max(neg), +inf) (FAR 0) if even the top score exceeds the target. So it returns a score value, and of the thresholds achieving the largest achievable FAR <= target it returns the HIGHEST (cf. DESIGN.md)",
+    "far_threshold": "walks the distinct negative values from the top; returns the lowest negative score v with FAR(v) = count(neg >= v)/n <= target, or nextafter(max(neg), +inf) (FAR 0) if even the top score exceeds the target. So it returns a score value, and of the thresholds achieving the largest achievable FAR <= target it returns the HIGHEST (cf. docs/design.md)",
     "frr_threshold": "walks the distinct positive values from the bottom; returns the highest positive score v whose 'future FRR' (index of the LAST copy of v in the sorted positives)/n <= target, else nextafter(min(pos), +inf). Without ties in the positives this is the largest achievable FRR <= target; with ties it is not (see quirks)",
 }
 

@@ -1,6 +1,6 @@
 """1:1 verification measures, exact for the scores seen.
 
-Conventions (DESIGN.md), the biometric vocabulary of ISO/IEC 19795-1 and bob.measure:
+Conventions (docs/design.md), the biometric vocabulary of ISO/IEC 19795-1 and bob.measure:
 
 * scores are similarities; a comparison is a match when ``score >= threshold``;
 * ``FMR(t)`` = share of non-mated comparisons with score >= t (bob.measure's FAR);
@@ -111,7 +111,7 @@ def operating_point(view: ImpostorView, genuine: np.ndarray, threshold: float) -
     )
 
 
-def _allowed_false_matches(target: float, total: int) -> int:
+def allowed_false_matches(target: float, total: int) -> int:
     """Largest count c with c / total <= target, compared as bob.measure compares (float division)."""
     c = int(np.floor(target * total))
     c = min(max(c, 0), total)
@@ -157,7 +157,7 @@ def fmr_threshold(
             return float(np.nextafter(lowest, -np.inf))
         candidates = [lowest] if genuine is None or genuine.size == 0 else [lowest, genuine[0]]
         return float(min(candidates))
-    c = _allowed_false_matches(target, total)
+    c = allowed_false_matches(target, total)
     # s* is the (c+1)-th largest score's successor among distinct values: the smallest value v with
     # count(>= v) <= c. The (c+1)-th largest score x has count(>= x) > c, so s* is the next value above x.
     if c >= tail.size:
