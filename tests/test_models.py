@@ -246,7 +246,7 @@ def test_embed_command(image_folder: Path, tmp_path: Path):
     import typer
     from typer.testing import CliRunner
 
-    from faceaudit.models.command import embed
+    from faceaudit.commands.embed import embed
 
     app = typer.Typer()
     app.command("embed")(embed)

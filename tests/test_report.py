@@ -162,7 +162,7 @@ def test_render_is_deterministic_and_reproducible_from_json(audited, tmp_path):
     typer = pytest.importorskip("typer")
     from typer.testing import CliRunner
 
-    from faceaudit.report.command import report
+    from faceaudit.commands.report import report
 
     app = typer.Typer()
     app.command()(report)
@@ -179,7 +179,7 @@ def test_report_command_rejects_a_bad_document(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from faceaudit.report.command import report
+    from faceaudit.commands.report import report
 
     app = typer.Typer()
     app.command()(report)

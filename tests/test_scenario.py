@@ -116,8 +116,8 @@ def test_unsupported_inputs_are_flagged(tails):
 
 def test_cli_identify_and_scenario(dist, tmp_path):
     from faceaudit.compare.store import save_distributions
-    from faceaudit.identify_command import identify
-    from faceaudit.identify_command import scenario as scenario_cmd
+    from faceaudit.commands.identify import identify
+    from faceaudit.commands.scenario import scenario as scenario_cmd
 
     path = save_distributions(dist, tmp_path / "d.fadist")
     app = typer.Typer()
@@ -142,8 +142,8 @@ def test_cli_identify_and_scenario(dist, tmp_path):
 
 def test_cli_identify_at_fmr_targets_and_zero_counts(dist, tmp_path):
     from faceaudit.compare.store import save_distributions
-    from faceaudit.identify_command import identify
-    from faceaudit.identify_command import scenario as scenario_cmd
+    from faceaudit.commands.identify import identify
+    from faceaudit.commands.scenario import scenario as scenario_cmd
     from faceaudit.measures.verification import fmr_threshold
 
     path = save_distributions(dist, tmp_path / "d.fadist")

@@ -31,6 +31,7 @@ __all__ = [
     "eer",
     "det_curve",
     "decimate_curve",
+    "global_fmr_thresholds",
 ]
 
 Convention = Literal["highest", "lowest"]
@@ -318,3 +319,10 @@ def decimate_curve(fmr: np.ndarray, fnmr: np.ndarray, max_points: int = 1000) ->
     marks = np.linspace(0.0, arc[-1], max_points)
     keep = np.unique(np.concatenate([[0, n - 1], np.searchsorted(arc, marks, side="left").clip(0, n - 1)]))
     return keep
+
+
+def global_fmr_thresholds(dist, targets, convention: str = "highest") -> list[float]:
+    """The global threshold at each target FMR, read as the audit reads it: ``fmr_threshold`` on the
+    exact non-mated tail of the whole set (``dist.impostor_view()``), with its mated scores."""
+    view, genuine = dist.impostor_view(), dist.genuine_scores()
+    return [float(fmr_threshold(view, float(t), genuine, convention)) for t in targets]

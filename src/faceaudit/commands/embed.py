@@ -1,7 +1,4 @@
-"""``faceaudit embed``: embed an image set with one embedder and write a Parquet file.
-
-Mounted in the CLI as ``app.command("embed")(embed)``.
-"""
+"""``faceaudit embed``: embed an image set with one embedder and write a Parquet file."""
 
 from __future__ import annotations
 
@@ -12,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from faceaudit.cli_errors import fail
+from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError
 from faceaudit.models.base import DEFAULT_FTA_POLICY, FTA_POLICIES
+from faceaudit.report.document import terminal_text
 
 
 class Layout(StrEnum):
@@ -106,28 +104,13 @@ def embed(
 ) -> None:
     """Embed face images and record, per sample and per group, what failed to acquire."""
     from rich.console import Console
-    from rich.table import Table
 
-    from faceaudit.data.images import join_labels, samples_from_folders, samples_from_manifest
     from faceaudit.models.pipeline import embed_images
 
     console = Console(stderr=True)
     policy = fta_policy.value
     try:
-        if manifest is not None or layout is Layout.manifest:
-            if manifest is None:
-                raise typer.BadParameter("--layout manifest needs --manifest FILE")
-            samples = samples_from_manifest(manifest, root=images)
-            source = str(manifest)
-        else:
-            samples = samples_from_folders(images, ids="integers" if integer_ids else "names")
-            source = str(images)
-        if labels is not None:
-            joined = join_labels(samples, labels)
-            samples = joined.table
-            for attribute, count in joined.unlabelled.items():
-                if count:
-                    console.print(f"[yellow]{count} sample(s) have no {attribute!r} label: recorded as 'unknown'")
+        samples, source = _samples(images, layout, manifest, labels, integer_ids, console)
         embedder = _build(model, model_path=model_path, detector_path=detector_path,
                           allow_unverified=allow_unverified, input_size=input_size, mean=mean, std=std,
                           channels=channels, layout="NCHW" if nchw else "NHWC", expected_sha256=expected_sha256,
@@ -138,27 +121,55 @@ def embed(
         result.write_parquet(out, float16=float16)
     except FaceAuditError as exc:
         fail(exc)
+    _print_summary(console, embedder, result, policy)
+    console.print(f"wrote {terminal_text(out)}")
+
+
+def _samples(images: Path, layout: Layout, manifest: Path | None, labels: Path | None, integer_ids: bool, console):
+    """The sample table (from subject folders or a manifest, with any labels joined) and its source."""
+    from faceaudit.data.images import join_labels, samples_from_folders, samples_from_manifest
+
+    if manifest is not None or layout is Layout.manifest:
+        if manifest is None:
+            raise typer.BadParameter("--layout manifest needs --manifest FILE")
+        samples = samples_from_manifest(manifest, root=images)
+        source = str(manifest)
+    else:
+        samples = samples_from_folders(images, ids="integers" if integer_ids else "names")
+        source = str(images)
+    if labels is not None:
+        joined = join_labels(samples, labels)
+        samples = joined.table
+        for attribute, count in joined.unlabelled.items():
+            if count:
+                console.print(f"[yellow]{count} sample(s) have no {terminal_text(repr(attribute))} label: "
+                              "recorded as 'unknown'")
+    return samples, source
+
+
+def _print_summary(console, embedder, result, policy: str) -> None:
+    """Speed, cache use and failure to acquire, overall and per group."""
+    from rich.table import Table
 
     fta = result.metadata["fta"]
     overall = fta["overall"]
     ms = result.timings["ms_per_image"]
     speed = "none embedded now" if ms != ms else f"{ms:.1f} ms/image embedded"  # NaN: all from the cache
     console.print(
-        f"{embedder.name} ({embedder.weights_sha256[:12]}…): {overall['n']} samples, "
+        f"{terminal_text(embedder.name)} ({embedder.weights_sha256[:12]}…): {overall['n']} samples, "
         f"{result.metadata['n_from_cache']} from cache, {speed}"
     )
     console.print(
         f"failure to acquire: {overall['fta']} of {overall['n']} (policy {policy}: {overall['fallback']} "
-        f"fallback, {overall['failed']} excluded); by reason: {fta['by_reason'] or 'none'}"
+        f"fallback, {overall['failed']} excluded); by reason: {terminal_text(fta['by_reason'] or 'none')}"
     )
     for attribute, groups in fta["by_group"].items():
-        table = Table(title=f"FTA by {attribute}")
+        table = Table(title=f"FTA by {terminal_text(attribute)}")
         for col in (attribute, "n", "FTA", "fallback", "excluded"):
-            table.add_column(col)
+            table.add_column(terminal_text(col))
         for group, c in groups.items():
-            table.add_row(group, str(c["n"]), str(c["fta"]), str(c["fallback"]), str(c["failed"]))
+            table.add_row(terminal_text(group), str(c["n"]), str(c["fta"]), str(c["fallback"]), str(c["failed"]))
         console.print(table)
-    console.print(f"wrote {out}")
 
 
 def _build(model: ModelKind, *, model_path, detector_path, allow_unverified, input_size, mean, std, channels,

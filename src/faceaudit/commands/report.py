@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from faceaudit.cli_errors import fail
+from faceaudit.commands.errors import fail
+from faceaudit.report.document import terminal_text
 
 __all__ = ["report"]
 
@@ -29,40 +30,46 @@ def report(
                                            help="check the document against the JSON Schema first")] = True,
 ) -> None:
     """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes."""
-    from faceaudit.errors import FaceAuditError, InputError
+    from faceaudit.errors import FaceAuditError
     from faceaudit.report.html import write_html, write_pdf
-    from faceaudit.report.jsonout import read_json, write_json
-    from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
+    from faceaudit.report.jsonout import write_json
 
     try:
-        if not result.exists():
-            raise InputError(f"no such file: {str(result)!r}")
-        try:
-            doc = read_json(result)
-        except ValueError as exc:
-            raise InputError(f"{str(result)!r} is not JSON: {exc}") from exc
-        if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
-            if scenario:
-                raise InputError(f"{str(result)!r} is a scenario document: --scenario adds scenarios to an audit's "
-                                 "report (faceaudit report result.json --scenario ...); render each scenario on its own")
-            if validate:
-                from faceaudit.report.schema import validate_scenario_document
-
-                validate_scenario_document(doc)
-        else:
-            if validate:
-                from faceaudit.report.schema import validate_document
-
-                validate_document(doc)
-            attach_scenarios(doc, scenario)
+        doc = _read_document(result, scenario, validate)
         if json_out is not None:
             write_json(doc, json_out)
-            err.print(f"wrote {json_out}")
+            err.print(f"wrote {terminal_text(json_out)}")
         html_path = out or result.with_suffix(".html")
         write_html(doc, html_path)
-        err.print(f"wrote {html_path}")
+        err.print(f"wrote {terminal_text(html_path)}")
         if pdf is not None:
             write_pdf(html_path, pdf)
-            err.print(f"wrote {pdf}")
+            err.print(f"wrote {terminal_text(pdf)}")
     except FaceAuditError as exc:
         fail(exc)
+
+
+def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
+    """The audit document with the scenarios added, or a scenario document on its own; validated."""
+    from faceaudit.errors import InputError
+    from faceaudit.report.jsonout import read_json
+    from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
+    from faceaudit.report.schema import validate_document, validate_scenario_document
+
+    if not result.exists():
+        raise InputError(f"no such file: {str(result)!r}")
+    try:
+        doc = read_json(result)
+    except ValueError as exc:
+        raise InputError(f"{str(result)!r} is not JSON: {exc}") from exc
+    if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
+        if scenarios:
+            raise InputError(f"{str(result)!r} is a scenario document: --scenario adds scenarios to an audit's "
+                             "report (faceaudit report result.json --scenario ...); render each scenario on its own")
+        if validate:
+            validate_scenario_document(doc)
+        return doc
+    if validate:
+        validate_document(doc)
+    attach_scenarios(doc, scenarios)
+    return doc
