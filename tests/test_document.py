@@ -26,7 +26,12 @@ def test_one_rate_builder_counts_zero_and_expected():
     e = rate(None, 10, expected_count=2.5)
     assert e.count is None and e.value == 0.25 and e.rule_of_three is None
     assert e.exact.method == "clopper-pearson at the expected count"
-    assert rate_json(rate(0, 0, unit="searches")) == {"count": 0, "total": 0, "value": None, "note": "no searches"}
+    assert rate_json(rate(0, 0, unit="searches")) == {
+        "count": 0,
+        "total": 0,
+        "value": None,
+        "note": "no searches",
+    }
 
 
 def test_the_formatter_never_prints_a_bare_zero_interval():
@@ -37,10 +42,31 @@ def test_the_formatter_never_prints_a_bare_zero_interval():
 
 
 def test_every_flag_code_has_words():
-    params = {"name": "g", "share": 0.6, "count": 6, "probes": 10, "group": "g", "subjects": 3, "min_probes": 100,
-              "min_subjects": 30, "min_events": 10, "threshold": 0.5, "scores": 12, "column": "sex", "gallery": 1e6,
-              "measured": 1000, "max_false_matches": 5.0, "highest_threshold_tried": 0.9, "threshold_upper_bound_within_budget": None,
-              "highest": 0.4, "fmr": 1e-9, "far": True, "comparisons": 1e6, "lowest_endpoint": 0.8, "events": 3}
+    params = {
+        "name": "g",
+        "share": 0.6,
+        "count": 6,
+        "probes": 10,
+        "group": "g",
+        "subjects": 3,
+        "min_probes": 100,
+        "min_subjects": 30,
+        "min_events": 10,
+        "threshold": 0.5,
+        "scores": 12,
+        "column": "sex",
+        "gallery": 1e6,
+        "measured": 1000,
+        "max_false_matches": 5.0,
+        "highest_threshold_tried": 0.9,
+        "threshold_upper_bound_within_budget": None,
+        "highest": 0.4,
+        "fmr": 1e-9,
+        "far": True,
+        "comparisons": 1e6,
+        "lowest_endpoint": 0.8,
+        "events": 3,
+    }
     for code in FLAG_WORDS:
         p = dict(params, threshold=None) if code == "scenario.budget_unreachable" else params
         text = flag_text(Flag(code, p))
@@ -84,8 +110,9 @@ def test_error_messages_print_ids_literally(tmp_path):
 
 def test_arrays_audit_document_has_no_numpy_or_nan():
     rng = np.random.default_rng(3)
-    doc = audit_document(audit(from_arrays(rng.normal(3, 1, 500), rng.normal(0, 1, 5000)), fmr_targets=[1e-3],
-                               bootstrap=0))
+    doc = audit_document(
+        audit(from_arrays(rng.normal(3, 1, 500), rng.normal(0, 1, 5000)), fmr_targets=[1e-3], bootstrap=0)
+    )
     import json
 
     json.dumps(doc, allow_nan=False)

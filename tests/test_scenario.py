@@ -115,9 +115,9 @@ def test_unsupported_inputs_are_flagged(tails):
 
 
 def test_cli_identify_and_scenario(dist, tmp_path):
-    from faceaudit.compare.store import save_distributions
     from faceaudit.commands.identify import identify
     from faceaudit.commands.scenario import scenario as scenario_cmd
+    from faceaudit.compare.store import save_distributions
 
     path = save_distributions(dist, tmp_path / "d.fadist")
     app = typer.Typer()
@@ -141,9 +141,9 @@ def test_cli_identify_and_scenario(dist, tmp_path):
 
 
 def test_cli_identify_at_fmr_targets_and_zero_counts(dist, tmp_path):
-    from faceaudit.compare.store import save_distributions
     from faceaudit.commands.identify import identify
     from faceaudit.commands.scenario import scenario as scenario_cmd
+    from faceaudit.compare.store import save_distributions
     from faceaudit.measures.verification import fmr_threshold
 
     path = save_distributions(dist, tmp_path / "d.fadist")

@@ -35,7 +35,10 @@ def main() -> None:
         raw = (folder / name).read_bytes()
         doc = normalise(json.loads(raw))
         text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
-        print(f"{name}: raw {hashlib.sha256(raw).hexdigest()}  normalised {hashlib.sha256(text.encode()).hexdigest()}")
+        print(
+            f"{name}: raw {hashlib.sha256(raw).hexdigest()}  normalised "
+            f"{hashlib.sha256(text.encode()).hexdigest()}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""The longest functions in src/ (AST: a function's last line - its first line + 1, decorators excluded).
+"""The longest functions in src/ (AST): lines from ``def`` to the last line (decorators excluded), and in
+brackets the same without the docstring.
 
-    python tools/longest_functions.py [--top 10] [--exclude compare/] [ROOT]
+    python tools/longest_functions.py [--top 10] [--exclude compare/] [--code] [ROOT]
+
+``--code`` ranks by the lines without the docstring.
 """
 
 from __future__ import annotations
@@ -22,11 +25,21 @@ def functions(root: Path) -> list[tuple[int, str]]:
                     name = f"{prefix}{child.name}"
                     if not isinstance(child, ast.ClassDef):
                         rel = path.relative_to(root.parent).as_posix()
-                        out.append((child.end_lineno - child.lineno + 1, f"{rel}:{child.lineno} {name}"))
+                        total = child.end_lineno - child.lineno + 1
+                        body = child.body
+                        doc = (
+                            body[0].end_lineno - body[0].lineno + 1
+                            if body
+                            and isinstance(body[0], ast.Expr)
+                            and isinstance(body[0].value, ast.Constant)
+                            and isinstance(body[0].value.value, str)
+                            else 0
+                        )
+                        out.append((total, total - doc, f"{rel}:{child.lineno} {name}"))
                     stack.append((child, name + "."))
                 else:
                     stack.append((child, prefix))
-    return sorted(out, key=lambda t: (-t[0], t[1]))
+    return out
 
 
 def main() -> None:
@@ -34,10 +47,12 @@ def main() -> None:
     ap.add_argument("root", nargs="?", default="src/faceaudit")
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--exclude", action="append", default=[], help="skip paths containing this (repeat)")
+    ap.add_argument("--code", action="store_true", help="rank by lines without the docstring")
     args = ap.parse_args()
-    rows = [r for r in functions(Path(args.root)) if not any(x in r[1] for x in args.exclude)]
-    for n, name in rows[: args.top]:
-        print(f"{n:5d}  {name}")
+    rows = [r for r in functions(Path(args.root)) if not any(x in r[2] for x in args.exclude)]
+    rows.sort(key=lambda r: (-r[1 if args.code else 0], r[2]))
+    for n, code, name in rows[: args.top]:
+        print(f"{n:5d} ({code:4d})  {name}")
 
 
 if __name__ == "__main__":

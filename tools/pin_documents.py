@@ -74,12 +74,17 @@ def listed_dist():
     from faceaudit.synthetic import make_evaluation_set
 
     samples, scores = make_evaluation_set(n_subjects=40, seed=3)
-    index = SampleIndex.from_columns([r["sample_id"] for r in samples], [r["subject_id"] for r in samples],
-                                     {"sex": [r["sex"] for r in samples], "region": [r["region"] for r in samples]})
+    index = SampleIndex.from_columns(
+        [r["sample_id"] for r in samples],
+        [r["subject_id"] for r in samples],
+        {"sex": [r["sex"] for r in samples], "region": [r["region"] for r in samples]},
+    )
     pos = {s: i for i, s in enumerate(index.sample_ids.tolist())}
     s = np.array([r["score"] for r in scores])
     builder = DistributionBuilder(index, uniform_edges(s.min(), s.max(), 1024), tail_cutoff=-np.inf)
-    builder.add(np.array([pos[r["probe"]] for r in scores]), np.array([pos[r["reference"]] for r in scores]), s)
+    builder.add(
+        np.array([pos[r["probe"]] for r in scores]), np.array([pos[r["reference"]] for r in scores]), s
+    )
     return builder.result()
 
 
@@ -126,31 +131,55 @@ def documents() -> dict[str, str]:
     out["audit_listed.txt"] = terminal(doc)
     t = doc["overall"]["operating_points"][0]["threshold"]
     out["audit_listed_at.json"] = dump(_plain(res.at(t)))
-    out["audit_listed_at_low.json"] = dump(_plain(res.at(float(np.quantile((getattr(res, "_dist", None) or res.distributions).genuine_score, 0.01)))))
+    out["audit_listed_at_low.json"] = dump(
+        _plain(
+            res.at(float(np.quantile((getattr(res, "_dist", None) or res.distributions).genuine_score, 0.01)))
+        )
+    )
 
     dist = complete_dist()
-    res = audit(dist, fmr_targets=[1e-3, 1e-4], groupings=[("sex",), ("race",), ("sex", "race")], bootstrap=30)
+    res = audit(
+        dist, fmr_targets=[1e-3, 1e-4], groupings=[("sex",), ("race",), ("sex", "race")], bootstrap=30
+    )
     doc = _audit_json(res)
     out["audit_complete.json"] = dump(doc)
     out["audit_complete.txt"] = terminal(doc)
     out["audit_complete_cross.json"] = dump(_plain(res.cross_group(1e-3, "sex x race")))
 
     rng = np.random.default_rng(5)
-    res = audit(from_arrays(rng.normal(3, 1, 2000), rng.normal(0, 1, 20_000)), fmr_targets=[1e-3, 1e-5], bootstrap=0)
+    res = audit(
+        from_arrays(rng.normal(3, 1, 2000), rng.normal(0, 1, 20_000)), fmr_targets=[1e-3, 1e-5], bootstrap=0
+    )
     doc = _audit_json(res)
     out["audit_arrays.json"] = dump(doc)
     out["audit_arrays.txt"] = terminal(doc)
 
     tails = ProbeTails.from_distributions(dist)
     ts = [float(np.quantile(tails.top_score(), q)) for q in (0.8, 0.97)]
-    r = identification(tails, thresholds=ts, gallery_sizes=[10, 100, None], ranks=[1, 5], extrapolate_to=[1e5, 1e7],
-                       groupings=[("sex",), ("race",)], bootstrap=20, fmr_targets=[1e-3, 1e-4])
+    r = identification(
+        tails,
+        thresholds=ts,
+        gallery_sizes=[10, 100, None],
+        ranks=[1, 5],
+        extrapolate_to=[1e5, 1e7],
+        groupings=[("sex",), ("race",)],
+        bootstrap=20,
+        fmr_targets=[1e-3, 1e-4],
+    )
     idoc = _plain(r)
     out["identification.json"] = dump(idoc)
     out["identification.txt"] = _identify_text(idoc)
 
-    sc = scenario(tails, searches=1e5, gallery_size=1e6, threshold=ts[1], mated_share=0.3,
-                  mix="sex=female:0.3,male:0.7", bootstrap=20, seed=0)
+    sc = scenario(
+        tails,
+        searches=1e5,
+        gallery_size=1e6,
+        threshold=ts[1],
+        mated_share=0.3,
+        mix="sex=female:0.3,male:0.7",
+        bootstrap=20,
+        seed=0,
+    )
     sdoc = _plain(sc)
     out["scenario_mix.json"] = dump(sdoc)
     out["scenario_mix.txt"] = _scenario_text(sdoc)

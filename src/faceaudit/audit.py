@@ -105,9 +105,13 @@ class SubjectBootstrap:
         return replicate_rates(self.weights, errors, totals)
 
     def fnmr(self, subject_mask: np.ndarray, threshold: float, level: float) -> Interval:
-        return subject_bootstrap_from_rates(self.fnmr_replicates(subject_mask, threshold), level, self.replicates)
+        return subject_bootstrap_from_rates(
+            self.fnmr_replicates(subject_mask, threshold), level, self.replicates
+        )
 
-    def _false_matches(self, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float) -> sp.csr_array:
+    def _false_matches(
+        self, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float
+    ) -> sp.csr_array:
         """(subjects x subjects) counts of non-mated scores >= threshold between the two subject sets."""
         S, d = self.n_subjects, self.dist
         gs = d.samples.group_of_subject
@@ -120,8 +124,9 @@ class SubjectBootstrap:
         keep = probe_subjects[ps] & ref_subjects[rs]
         return sp.coo_array((np.ones(int(keep.sum())), (ps[keep], rs[keep])), shape=(S, S)).tocsr()
 
-    def fmr_replicates(self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray,
-                       threshold: float) -> np.ndarray | None:
+    def fmr_replicates(
+        self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float
+    ) -> np.ndarray | None:
         """The (R,) FMR per replicate; None where the design's closed form does not cover the pairs
         (cross-subset pairs of an all-pairs run)."""
         false = self._false_matches(probe_subjects, ref_subjects, threshold)
@@ -140,8 +145,9 @@ class SubjectBootstrap:
             self._den_cache[key] = (rows @ self.pairs.astype(np.float64) @ cols).tocsr()
         return replicate_rates(self.weights, false, self._den_cache[key])
 
-    def fmr(self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float,
-            level: float) -> Interval | None:
+    def fmr(
+        self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float, level: float
+    ) -> Interval | None:
         reps = self.fmr_replicates(key, probe_subjects, ref_subjects, threshold)
         return None if reps is None else subject_bootstrap_from_rates(reps, level, self.replicates)
 
@@ -153,13 +159,21 @@ class Measurer:
     """Measures groups of one ScoreDistributions under one set of settings; kept by the result for
     ``at(threshold)`` and the bootstrap replicates."""
 
-    def __init__(self, dist: ScoreDistributions, subsets: dict[tuple, Subset], boot: SubjectBootstrap | None,
-                 targets: list[float], convention: str, level: float) -> None:
+    def __init__(
+        self,
+        dist: ScoreDistributions,
+        subsets: dict[tuple, Subset],
+        boot: SubjectBootstrap | None,
+        targets: list[float],
+        convention: str,
+        level: float,
+    ) -> None:
         self.dist, self.subsets, self.boot = dist, subsets, boot
         self.targets, self.convention, self.level = targets, convention, level
 
-    def point(self, sub: Subset, threshold: float, target: float | None = None,
-              convention: str | None = None) -> OperatingPoint:
+    def point(
+        self, sub: Subset, threshold: float, target: float | None = None, convention: str | None = None
+    ) -> OperatingPoint:
         """FMR and FNMR of ``sub`` at ``threshold``, with their subject-bootstrap intervals."""
         fm = count_nonmated_at_least(sub.view, threshold) if sub.view.total else 0
         fnm = count_mated_below(sub.genuine, threshold)
@@ -169,34 +183,64 @@ class Measurer:
                 b_fmr = self.boot.fmr(sub.key, sub.subject_mask, sub.subject_mask, threshold, self.level)
             if sub.genuine.size:
                 b_fnmr = self.boot.fnmr(sub.subject_mask, threshold, self.level)
-        return OperatingPoint(threshold=threshold, fmr_target=target, convention=convention,
-                              fmr=rate(fm, sub.view.total, level=self.level, bootstrap=b_fmr),
-                              fnmr=rate(fnm, sub.genuine.size, level=self.level, bootstrap=b_fnmr))
+        return OperatingPoint(
+            threshold=threshold,
+            fmr_target=target,
+            convention=convention,
+            fmr=rate(fm, sub.view.total, level=self.level, bootstrap=b_fmr),
+            fnmr=rate(fnm, sub.genuine.size, level=self.level, bootstrap=b_fnmr),
+        )
 
-    def group(self, sub: Subset, global_thresholds: dict[float, float] | None, det_points: int) -> GroupMeasures:
+    def group(
+        self, sub: Subset, global_thresholds: dict[float, float] | None, det_points: int
+    ) -> GroupMeasures:
         """The group's counts, EER, own operating point per target, the global-threshold points and DET."""
         measurable = bool(sub.genuine.size and sub.view.total)
         fields: dict[str, Any] = {}
         if measurable:
             e = eer(sub.view, sub.genuine)
-            fields = {"eer": e.eer, "eer_threshold": e.threshold, "eer_point": self.point(sub, e.threshold),
-                      "operating_points": tuple(
-                          self.point(sub, float(fmr_threshold(sub.view, t, sub.genuine, self.convention)), t,
-                                     self.convention) for t in self.targets)}
+            fields = {
+                "eer": e.eer,
+                "eer_threshold": e.threshold,
+                "eer_point": self.point(sub, e.threshold),
+                "operating_points": tuple(
+                    self.point(
+                        sub,
+                        float(fmr_threshold(sub.view, t, sub.genuine, self.convention)),
+                        t,
+                        self.convention,
+                    )
+                    for t in self.targets
+                ),
+            }
         if global_thresholds is not None:
-            fields["at_global_threshold"] = tuple(self.point(sub, thr, t) for t, thr in global_thresholds.items())
+            fields["at_global_threshold"] = tuple(
+                self.point(sub, thr, t) for t, thr in global_thresholds.items()
+            )
         if measurable:
             fields["det"] = self.det(sub, det_points)
-        return GroupMeasures(grouping=sub.key[0], values=sub.key[1], mated=int(sub.genuine.size),
-                             nonmated=int(sub.view.total), subjects=int(sub.subject_mask.sum()), **fields)
+        return GroupMeasures(
+            grouping=sub.key[0],
+            values=sub.key[1],
+            mated=int(sub.genuine.size),
+            nonmated=int(sub.view.total),
+            subjects=int(sub.subject_mask.sum()),
+            **fields,
+        )
 
     def det(self, sub: Subset, max_points: int) -> DetCurve:
         curve = _full_det(self.dist, sub, max_points)
         fm, fnm = curve["false_matches"], curve["false_non_matches"]
         nn, nm = int(curve["nonmated"]), int(curve["mated"])
         keep = decimate_curve(fm / nn, fnm / nm, max_points)
-        return DetCurve(points_total=int(curve.get("distinct", fm.size)), threshold=curve["threshold"][keep],
-                        false_matches=fm[keep], false_non_matches=fnm[keep], nonmated=nn, mated=nm)
+        return DetCurve(
+            points_total=int(curve.get("distinct", fm.size)),
+            threshold=curve["threshold"][keep],
+            false_matches=fm[keep],
+            false_non_matches=fnm[keep],
+            nonmated=nn,
+            mated=nm,
+        )
 
     def cross(self, grouping: tuple[str, ...], target: float, threshold: float) -> CrossGroupMatrix:
         """The probe-group x reference-group FMR matrix of ``grouping`` at ``threshold``."""
@@ -214,12 +258,20 @@ class Measurer:
                     # each unordered pair was compared once, filed under one orientation
                     cells = cells | cells.T
                 if not exact[cells & (totals > 0)].all():
-                    raise NotExactError(f"the global threshold {threshold!r} lies below the exact tail of a "
-                                        "cross-group cell; rebuild with a lower tail cutoff")
+                    raise NotExactError(
+                        f"the global threshold {threshold!r} lies below the exact tail of a "
+                        "cross-group cell; rebuild with a lower tail cutoff"
+                    )
                 row.append(rate(int(at_least[cells].sum()), int(totals[cells].sum()), level=self.level))
             matrix.append(tuple(row))
-        return CrossGroupMatrix(grouping=grouping_name(grouping), fmr_target=target, threshold=threshold,
-                                probe_groups=labels, reference_groups=labels, fmr=tuple(matrix))
+        return CrossGroupMatrix(
+            grouping=grouping_name(grouping),
+            fmr_target=target,
+            threshold=threshold,
+            probe_groups=labels,
+            reference_groups=labels,
+            fmr=tuple(matrix),
+        )
 
     def at(self, threshold: float) -> ThresholdMeasures:
         """FMR and FNMR of every group at ``threshold``: exact, or bounded below the exact tail."""
@@ -229,10 +281,13 @@ class Measurer:
             total = sub.view.total
             exact = lo == hi
             entry = GroupAt(
-                grouping=grouping_name(key[0]), group=group_name(key[1]), exact=exact,
+                grouping=grouping_name(key[0]),
+                group=group_name(key[1]),
+                exact=exact,
                 fmr=rate(lo, total, level=self.level) if exact else None,
                 fmr_bounds=None if exact else (lo / total if total else None, hi / total if total else None),
-                fnmr=rate(count_mated_below(sub.genuine, threshold), sub.genuine.size, level=self.level))
+                fnmr=rate(count_mated_below(sub.genuine, threshold), sub.genuine.size, level=self.level),
+            )
             if key == OVERALL:
                 overall = entry
             else:
@@ -245,8 +300,10 @@ class Measurer:
         if self.boot is None:
             return None
         sub = self.subsets[key]
-        return (self.boot.fmr_replicates(key, sub.subject_mask, sub.subject_mask, threshold),
-                self.boot.fnmr_replicates(sub.subject_mask, threshold))
+        return (
+            self.boot.fmr_replicates(key, sub.subject_mask, sub.subject_mask, threshold),
+            self.boot.fnmr_replicates(sub.subject_mask, threshold),
+        )
 
 
 def audit(
@@ -294,7 +351,8 @@ def audit(
     >>> import numpy as np
     >>> from faceaudit.build import from_arrays
     >>> rng = np.random.default_rng(1)
-    >>> r = audit(from_arrays(rng.normal(3, 1, 500), rng.normal(0, 1, 50_000)), fmr_targets=[1e-2], bootstrap=0)
+    >>> dist = from_arrays(rng.normal(3, 1, 500), rng.normal(0, 1, 50_000))
+    >>> r = audit(dist, fmr_targets=[1e-2], bootstrap=0)
     >>> p = r.overall.operating_points[0]
     >>> p.fmr.count, p.fmr.total
     (500, 50000)
@@ -315,17 +373,34 @@ def audit(
         if key != OVERALL:
             by_group.setdefault(grouping_name(key[0]), []).append(m.group(sub, global_thr, det_points))
     cross = {grouping_name(g): [m.cross(g, t, thr) for t, thr in global_thr.items()] for g in groupings}
-    diffs = {name: [_differentials(name, entries, i, t, thr) for i, (t, thr) in enumerate(global_thr.items())]
-             for name, entries in by_group.items()}
+    diffs = {
+        name: [_differentials(name, entries, i, t, thr) for i, (t, thr) in enumerate(global_thr.items())]
+        for name, entries in by_group.items()
+    }
     settings = AuditSettings(
-        fmr_targets=tuple(targets), convention=convention, groupings=tuple(groupings), level=level,
-        bootstrap_replicates=int(bootstrap) if boot is not None else 0, bootstrap_seed=seed,
-        bootstrap_status="computed" if boot is not None else ("disabled" if not bootstrap else "no_subject_pairs"),
+        fmr_targets=tuple(targets),
+        convention=convention,
+        groupings=tuple(groupings),
+        level=level,
+        bootstrap_replicates=int(bootstrap) if boot is not None else 0,
+        bootstrap_seed=seed,
+        bootstrap_status="computed"
+        if boot is not None
+        else ("disabled" if not bootstrap else "no_subject_pairs"),
         score_direction=dist.meta.get("score_direction", "similarity (higher = more alike)"),
         tail_cutoff_range=(float(np.min(dist.tail_cutoff)), float(np.max(dist.tail_cutoff))),
-        histogram_bins=int(dist.edges.size - 1))
-    return AuditResult(overall=overall, by_group=by_group, cross_group_fmr=cross, differentials=diffs,
-                       settings=settings, counts=_counts(dist), manifest=dict(dist.meta), measurer=m)
+        histogram_bins=int(dist.edges.size - 1),
+    )
+    return AuditResult(
+        overall=overall,
+        by_group=by_group,
+        cross_group_fmr=cross,
+        differentials=diffs,
+        settings=settings,
+        counts=_counts(dist),
+        manifest=dict(dist.meta),
+        measurer=m,
+    )
 
 
 def _check_settings(dist: ScoreDistributions, fmr_targets: Iterable[float], convention: str) -> list[float]:
@@ -344,10 +419,16 @@ def _check_settings(dist: ScoreDistributions, fmr_targets: Iterable[float], conv
 
 def _subsets(dist: ScoreDistributions, groupings: list[tuple[str, ...]]) -> dict[tuple, Subset]:
     subjects_group = dist.samples.group_of_subject
-    return {key: Subset(key=key, groups=groups, genuine=dist.genuine_scores(groups),
-                        view=dist.impostor_view(dist.cell_mask(groups, groups)),
-                        subject_mask=np.isin(subjects_group, groups))
-            for key, groups in group_subsets(dist.samples, groupings).items()}
+    return {
+        key: Subset(
+            key=key,
+            groups=groups,
+            genuine=dist.genuine_scores(groups),
+            view=dist.impostor_view(dist.cell_mask(groups, groups)),
+            subject_mask=np.isin(subjects_group, groups),
+        )
+        for key, groups in group_subsets(dist.samples, groupings).items()
+    }
 
 
 def _counts(dist: ScoreDistributions) -> dict[str, Any]:
@@ -361,21 +442,34 @@ def _counts(dist: ScoreDistributions) -> dict[str, Any]:
     }
 
 
-def _differentials(name: str, entries: list[GroupMeasures], i: int, target: float, threshold: float) -> Differentials:
+def _differentials(
+    name: str, entries: list[GroupMeasures], i: int, target: float, threshold: float
+) -> Differentials:
     """The differential summaries of a grouping at its ``i``-th global threshold, over the groups with
     both mated and non-mated comparisons."""
-    usable = [e for e in entries if e.at_global_threshold[i].fmr.total and e.at_global_threshold[i].fnmr.total]
-    base = {"grouping": name, "fmr_target": target, "threshold": threshold,
-            "groups": tuple(e.group for e in usable),
-            "groups_left_out": tuple(e.group for e in entries if e not in usable)}
+    usable = [
+        e for e in entries if e.at_global_threshold[i].fmr.total and e.at_global_threshold[i].fnmr.total
+    ]
+    base = {
+        "grouping": name,
+        "fmr_target": target,
+        "threshold": threshold,
+        "groups": tuple(e.group for e in usable),
+        "groups_left_out": tuple(e.group for e in entries if e not in usable),
+    }
     if len(usable) < 2:
         return Differentials(**base)
     fmrs = [e.at_global_threshold[i].fmr.value for e in usable]
     fnmrs = [e.at_global_threshold[i].fnmr.value for e in usable]
     return Differentials(
-        **base, fmr_max_min_ratio=dif.max_min_ratio(fmrs), fnmr_max_min_ratio=dif.max_min_ratio(fnmrs),
-        fmr_max_geomean_ratio=dif.max_geomean_ratio(fmrs), fnmr_max_geomean_ratio=dif.max_geomean_ratio(fnmrs),
-        fdr=dif.fairness_discrepancy_rate(fmrs, fnmrs), garbe=dif.garbe(fmrs, fnmrs))
+        **base,
+        fmr_max_min_ratio=dif.max_min_ratio(fmrs),
+        fnmr_max_min_ratio=dif.max_min_ratio(fnmrs),
+        fmr_max_geomean_ratio=dif.max_geomean_ratio(fmrs),
+        fnmr_max_geomean_ratio=dif.max_geomean_ratio(fnmrs),
+        fdr=dif.fairness_discrepancy_rate(fmrs, fnmrs),
+        garbe=dif.garbe(fmrs, fnmrs),
+    )
 
 
 def _full_det(dist: ScoreDistributions, sub: Subset, max_points: int) -> dict[str, np.ndarray]:
@@ -397,8 +491,9 @@ def _full_det(dist: ScoreDistributions, sub: Subset, max_points: int) -> dict[st
     return {
         "threshold": np.concatenate([t, curve["threshold"]]),
         "false_matches": np.concatenate([from_top[bulk + 1], curve["false_matches"]]),
-        "false_non_matches": np.concatenate([np.searchsorted(sub.genuine, t, side="left"),
-                                             curve["false_non_matches"]]),
+        "false_non_matches": np.concatenate(
+            [np.searchsorted(sub.genuine, t, side="left"), curve["false_non_matches"]]
+        ),
         "nonmated": curve["nonmated"],
         "mated": curve["mated"],
         "distinct": distinct + int(bulk.size),
@@ -407,8 +502,8 @@ def _full_det(dist: ScoreDistributions, sub: Subset, max_points: int) -> dict[st
 
 def _count_distinct(tail: np.ndarray, genuine: np.ndarray, above: float) -> int:
     """Distinct observed scores above ``above`` (both arrays sorted), plus the point at +inf."""
-    g = genuine[np.searchsorted(genuine, above, side="right"):]
-    t = tail[np.searchsorted(tail, above, side="right"):]
+    g = genuine[np.searchsorted(genuine, above, side="right") :]
+    t = tail[np.searchsorted(tail, above, side="right") :]
     distinct_t = int(t.size and 1 + np.count_nonzero(t[1:] != t[:-1]))
     distinct_g = int(g.size and 1 + np.count_nonzero(g[1:] != g[:-1]))
     shared = int(np.isin(np.unique(g), t, assume_unique=False).sum()) if g.size and t.size else 0

@@ -42,8 +42,9 @@ def required_tail_cutoff(
     return out
 
 
-def _subset_cutoff(dist: ScoreDistributions, groups: list[int], cells: np.ndarray, targets: list[float],
-                   edges: np.ndarray) -> float:
+def _subset_cutoff(
+    dist: ScoreDistributions, groups: list[int], cells: np.ndarray, targets: list[float], edges: np.ndarray
+) -> float:
     hist = dist.impostor_hist[cells].sum(axis=0)
     total = int(hist.sum())
     if total == 0:
@@ -81,23 +82,27 @@ def two_pass(
 ) -> ScoreDistributions:
     """Read the comparisons twice (``read()`` returns a fresh iterator of chunks each time)."""
     subsets = list(subsets)
-    first = DistributionBuilder(samples, edges, tail_cutoff=np.inf, design=design, meta=meta,
-                                track_subject_pairs=track_subject_pairs)
+    first = DistributionBuilder(
+        samples, edges, tail_cutoff=np.inf, design=design, meta=meta, track_subject_pairs=track_subject_pairs
+    )
     for chunk in read():
         first.add(*chunk)
         if progress:
             progress("histogram")
     coarse = first.result()
     cutoff = required_tail_cutoff(coarse, fmr_targets, subsets)
-    second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, keep_genuine=False,
-                                 track_subject_pairs=False)
+    second = DistributionBuilder(
+        samples, edges, tail_cutoff=cutoff, keep_genuine=False, track_subject_pairs=False
+    )
     for chunk in read():
         second.add(*chunk)
         if progress:
             progress("tail")
     tail = second.result()
-    coarse.meta["tail_cutoff_rule"] = ("per cell: the lowest bin edge reached by any reported EER or target-FMR "
-                                      "threshold of a group containing the cell")
+    coarse.meta["tail_cutoff_rule"] = (
+        "per cell: the lowest bin edge reached by any reported EER or target-FMR "
+        "threshold of a group containing the cell"
+    )
     return dataclasses.replace(
         coarse,
         tail_cutoff=tail.tail_cutoff,
@@ -151,27 +156,24 @@ def from_arrays(
         exclusions["non-finite score (NaN or infinite)"] = n_bad
     G = 1
     coarse = ScoreDistributions(
-        samples=ANONYMOUS_SAMPLES, edges=edges, impostor_hist=hist.reshape(G, G, -1),
-        tail_cutoff=np.full((G, G), np.inf), tail_score=np.empty(0), tail_probe=np.empty(0, np.int64),
-        tail_reference=np.empty(0, np.int64), below_max=np.full((G, G), -np.inf),
-        genuine_score=genuine, genuine_probe=_constant(genuine.size, 0), genuine_reference=_constant(genuine.size, 1),
-        exclusions=exclusions, impostor_subject_pairs=None, design="listed",
+        samples=ANONYMOUS_SAMPLES,
+        edges=edges,
+        impostor_hist=hist.reshape(G, G, -1),
+        tail_cutoff=np.full((G, G), np.inf),
+        tail_score=np.empty(0),
+        tail_probe=np.empty(0, np.int64),
+        tail_reference=np.empty(0, np.int64),
+        below_max=np.full((G, G), -np.inf),
+        genuine_score=genuine,
+        genuine_probe=_constant(genuine.size, 0),
+        genuine_reference=_constant(genuine.size, 1),
+        exclusions=exclusions,
+        impostor_subject_pairs=None,
+        design="listed",
         meta={"source": "score arrays"},
     )
     cutoff = float(required_tail_cutoff(coarse, fmr_targets, [[0]])[0, 0])
-    # the cutoff is a bin edge (or -inf), so the histogram says exactly how many scores the tail holds
-    first = 0 if not np.isfinite(cutoff) else int(np.searchsorted(edges, cutoff, side="left"))
-    tail = np.empty(int(hist[first:].sum()) if cutoff > -np.inf else n_finite_imp, dtype=np.float64)
-    filled, below_max = 0, -np.inf
-    for part in parts():
-        keep = part >= cutoff
-        k = int(keep.sum())
-        tail[filled : filled + k] = part[keep]
-        filled += k
-        if k < part.size:
-            below_max = max(below_max, float(part[~keep].max()))
-    assert filled == tail.size, "histogram and tail disagree"  # bin_index's exact edge semantics
-    tail.sort()
+    tail, below_max = _exact_tail(parts, edges, hist, cutoff, n_finite_imp)
     coarse.meta["tail_cutoff_rule"] = "lowest bin edge reached by the EER or a target-FMR threshold"
     return dataclasses.replace(
         coarse,
@@ -182,6 +184,30 @@ def from_arrays(
         tail_reference=_constant(tail.size, 2),
         below_max=np.full((G, G), below_max),
     )
+
+
+def _exact_tail(
+    parts: Callable[[], Iterator[np.ndarray]],
+    edges: np.ndarray,
+    hist: np.ndarray,
+    cutoff: float,
+    n_finite: int,
+) -> tuple[np.ndarray, float]:
+    """The sorted scores >= ``cutoff`` and the largest score below it. The cutoff is a bin edge (or -inf),
+    so the histogram says exactly how many scores the tail holds: it is allocated once."""
+    first = 0 if not np.isfinite(cutoff) else int(np.searchsorted(edges, cutoff, side="left"))
+    tail = np.empty(int(hist[first:].sum()) if cutoff > -np.inf else n_finite, dtype=np.float64)
+    filled, below_max = 0, -np.inf
+    for part in parts():
+        keep = part >= cutoff
+        k = int(keep.sum())
+        tail[filled : filled + k] = part[keep]
+        filled += k
+        if k < part.size:
+            below_max = max(below_max, float(part[~keep].max()))
+    assert filled == tail.size, "histogram and tail disagree"  # bin_index's exact edge semantics
+    tail.sort()
+    return tail, below_max
 
 
 def _constant(n: int, value: int) -> np.ndarray:

@@ -35,24 +35,31 @@ def load_demo_embeddings(path: Path) -> tuple[np.ndarray, SampleIndex, dict, int
         raise InputError(f"demo data {str(path)!r} not found; regenerate it with bench/make_demo_data.py")
     table = pq.read_table(path)
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    status = table.column("acquisition_status").to_pylist() if "acquisition_status" in table.column_names else None
+    status = (
+        table.column("acquisition_status").to_pylist() if "acquisition_status" in table.column_names else None
+    )
     keep = np.array([s != "failed" for s in status]) if status else np.ones(table.num_rows, bool)
     column = table.column("embedding").combine_chunks()
     present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     if (keep & ~present).any():
-        raise InputError(f"{int((keep & ~present).sum())} acquired sample(s) have no embedding in {str(path)!r}")
+        raise InputError(
+            f"{int((keep & ~present).sum())} acquired sample(s) have no embedding in {str(path)!r}"
+        )
     # flatten() skips null rows: the vectors belong to the rows that have one
     vectors = np.asarray(column.flatten().to_numpy(zero_copy_only=False)).reshape(int(present.sum()), -1)
     emb = vectors[keep[present]].astype(np.float32)
     keep &= present
-    cols = {c: np.asarray(table.column(c).to_pylist(), dtype=object)[keep] for c in ("sample_id", "subject_id",
-                                                                                    "sex", "race")}
+    cols = {
+        c: np.asarray(table.column(c).to_pylist(), dtype=object)[keep]
+        for c in ("sample_id", "subject_id", "sex", "race")
+    }
     relabelled = {}
     for col in ("sex", "race"):
         cols[col], relabelled[col] = subject_level_labels(cols["subject_id"], cols[col])
     meta["subject_level_labels"] = json.dumps(relabelled)
-    samples = SampleIndex.from_columns(cols["sample_id"], cols["subject_id"],
-                                       {"sex": cols["sex"], "race": cols["race"]})
+    samples = SampleIndex.from_columns(
+        cols["sample_id"], cols["subject_id"], {"sex": cols["sex"], "race": cols["race"]}
+    )
     return emb, samples, meta, int((~keep).sum())
 
 
@@ -74,36 +81,80 @@ def subject_level_labels(subjects: np.ndarray, labels: np.ndarray) -> tuple[np.n
     return out, int((out != labels).sum())
 
 
-def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000, scenario_searches: float = 1e5,
-             scenario_gallery: float = 1e7, scenario_bootstrap: int = 100) -> dict:
+def run_demo(
+    out: Path,
+    *,
+    model: str = "sface",
+    bootstrap: int = 1000,
+    scenario_searches: float = 1e5,
+    scenario_gallery: float = 1e7,
+    scenario_bootstrap: int = 100,
+) -> dict:
     from faceaudit.audit import audit
-    from faceaudit.compare import compare_embeddings
     from faceaudit.compare.store import save_distributions
-    from faceaudit.data.tables import file_sha256
-    from faceaudit.report.document import audit_document, to_document
+    from faceaudit.report.document import audit_document
     from faceaudit.report.html import write_html
     from faceaudit.report.jsonout import write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
-    from faceaudit.scenario import scenario
 
     console = Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path = DEMO_DATA / f"lfw_{model}.parquet"
+    t0 = time.perf_counter()
+    dist = _compare(console, DEMO_DATA / f"lfw_{model}.parquet", model)
+    t1 = time.perf_counter()
+    result = audit(
+        dist,
+        fmr_targets=TARGETS,
+        groupings=[("sex",), ("race",), ("sex", "race")],
+        bootstrap=bootstrap,
+        seed=0,
+    )
+    t2 = time.perf_counter()
+    # the distributions as a file, so that the audit and the scenario name the same data by its hash
+    fadist = save_distributions(dist, out / f"lfw_{model}.fadist")
+    doc = audit_document(result)
+    record_distributions_input(doc, fadist)
+    scen_path = None
+    if scenario_searches:
+        scen_path = _scenario(
+            console, dist, result, fadist, out, scenario_searches, scenario_gallery, scenario_bootstrap
+        )
+        doc = attach_scenarios(doc, [scen_path])
+    t3 = time.perf_counter()
+    write_json(doc, out / "result.json")
+    write_html(doc, out / "audit.html")
+    print_audit(doc, console)
+    console.print(
+        f"compared {dist.n_mated + dist.n_nonmated:,} pairs in {t1 - t0:.1f} s, audited in "
+        f"{t2 - t1:.1f} s"
+        + (f", scenario in {t3 - t2:.1f} s" if scen_path else "")
+        + f"; wrote {out / 'result.json'} and {out / 'audit.html'} (open it in a browser)"
+    )
+    return doc
+
+
+def _compare(console: Console, path: Path, model: str):
+    """The bundled embeddings compared all pairs once, with their provenance in the manifest."""
+    from faceaudit.compare import compare_embeddings
+    from faceaudit.data.tables import file_sha256
+
     emb, samples, meta, failed = load_demo_embeddings(path)
     provenance = json.loads(meta.get("faceaudit", "{}"))
-    console.print(f"[bold]faceaudit demo[/bold]: {path.name} — {samples.n_samples:,} LFW samples of "
-                  f"{samples.n_subjects:,} subjects ({failed} without an acquired face left out), model {model}; "
-                  f"labels made subject-level (samples relabelled: {meta['subject_level_labels']})")
+    console.print(
+        f"[bold]faceaudit demo[/bold]: {path.name} — {samples.n_samples:,} LFW samples of "
+        f"{samples.n_subjects:,} subjects ({failed} without an acquired face left out), model "
+        f"{model}; "
+        f"labels made subject-level (samples relabelled: {meta['subject_level_labels']})"
+    )
     _print_fta(console, provenance.get("fta"), provenance.get("fta_policy"))
-    t0 = time.perf_counter()
     # SFace features are compared by cosine similarity (OpenCV FaceRecognizerSF.match, FR_COSINE):
     # raw features are not unit-norm, so they are normalised here, as the matcher itself does
     dist = compare_embeddings(emb, samples, backend="numpy", fmr_targets=TARGETS, normalize=True)
-    t1 = time.perf_counter()
     dist.meta.setdefault("inputs", {})["embeddings"] = {
-        "path": f"demo_data/{path.name}", "sha256": file_sha256(path),
+        "path": f"demo_data/{path.name}",
+        "sha256": file_sha256(path),
         "labels_made_subject_level": json.loads(meta["subject_level_labels"]),
     }
     for key in ("fta", "fta_policy", "labels", "source"):
@@ -114,35 +165,39 @@ def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000, scenario
         dist.meta["model"] = {k: m[k] for k in ("name", "version", "weights_sha256", "similarity") if k in m}
         dist.meta["model"]["detector_sha256"] = m.get("settings", {}).get("detector_sha256")
         dist.meta["embedding_settings"] = m.get("settings", {})
-    result = audit(dist, fmr_targets=TARGETS, groupings=[("sex",), ("race",), ("sex", "race")],
-                   bootstrap=bootstrap, seed=0)
-    t2 = time.perf_counter()
-    # the distributions as a file, so that the audit and the scenario name the same data by its hash
-    fadist = save_distributions(dist, out / f"lfw_{model}.fadist")
-    doc = audit_document(result)
-    record_distributions_input(doc, fadist)
-    scen_path = None
-    if scenario_searches:
-        # the operational question: S searches against a gallery of N at the audit's FMR 1e-5 threshold
-        point = result.overall.point(SCENARIO_FMR)
-        console.print(f"scenario: {scenario_searches:,.0f} searches against a gallery of {scenario_gallery:,.0f} at "
-                      f"the FMR {SCENARIO_FMR:g} threshold {point.threshold:.6g} (tail model, subject bootstrap)...")
-        sc = scenario(dist, searches=scenario_searches, gallery_size=scenario_gallery, threshold=point.threshold,
-                      mated_share=SCENARIO_MATED_SHARE, mix="sex=female:0.5,male:0.5", bootstrap=scenario_bootstrap,
-                      seed=0)
-        sdoc = to_document(sc)
-        record_distributions_input(sdoc, fadist)
-        scen_path = out / "scenario.json"
-        write_json(sdoc, scen_path)
-        doc = attach_scenarios(doc, [scen_path])
-    t3 = time.perf_counter()
-    write_json(doc, out / "result.json")
-    write_html(doc, out / "audit.html")
-    print_audit(doc, console)
-    console.print(f"compared {dist.n_mated + dist.n_nonmated:,} pairs in {t1 - t0:.1f} s, audited in "
-                  f"{t2 - t1:.1f} s" + (f", scenario in {t3 - t2:.1f} s" if scen_path else "")
-                  + f"; wrote {out / 'result.json'} and {out / 'audit.html'} (open it in a browser)")
-    return doc
+    return dist
+
+
+def _scenario(
+    console: Console, dist, result, fadist: Path, out: Path, searches: float, gallery: float, bootstrap: int
+) -> Path:
+    """The operational question: S searches against a gallery of N at the audit's FMR 1e-5 threshold."""
+    from faceaudit.report.document import to_document
+    from faceaudit.report.jsonout import write_json
+    from faceaudit.report.scenarios import record_distributions_input
+    from faceaudit.scenario import scenario
+
+    point = result.overall.point(SCENARIO_FMR)
+    console.print(
+        f"scenario: {searches:,.0f} searches against a gallery of {gallery:,.0f} at "
+        f"the FMR {SCENARIO_FMR:g} threshold {point.threshold:.6g} (tail model, subject "
+        "bootstrap)..."
+    )
+    sc = scenario(
+        dist,
+        searches=searches,
+        gallery_size=gallery,
+        threshold=point.threshold,
+        mated_share=SCENARIO_MATED_SHARE,
+        mix="sex=female:0.5,male:0.5",
+        bootstrap=bootstrap,
+        seed=0,
+    )
+    sdoc = to_document(sc)
+    record_distributions_input(sdoc, fadist)
+    path = out / "scenario.json"
+    write_json(sdoc, path)
+    return path
 
 
 def _print_fta(console: Console, fta: dict | None, policy: str | None) -> None:

@@ -20,8 +20,15 @@ from faceaudit.errors import InputError
 from faceaudit.results import group_label, grouping_label
 from faceaudit.scores import SampleIndex
 
-__all__ = ["grouping_name", "group_name", "default_groupings", "resolve_groupings", "group_subsets",
-           "probe_groupings", "OVERALL"]
+__all__ = [
+    "grouping_name",
+    "group_name",
+    "default_groupings",
+    "resolve_groupings",
+    "group_subsets",
+    "probe_groupings",
+    "OVERALL",
+]
 
 #: the key of the whole set in every ``{(grouping, values): ...}`` mapping
 OVERALL: tuple = ((), ())
@@ -38,8 +45,9 @@ def default_groupings(columns: Sequence[str]) -> list[tuple[str, ...]]:
     return out
 
 
-def resolve_groupings(columns: Sequence[str], groupings: Iterable[Sequence[str]] | None,
-                      error: type[InputError] = InputError) -> list[tuple[str, ...]]:
+def resolve_groupings(
+    columns: Sequence[str], groupings: Iterable[Sequence[str]] | None, error: type[InputError] = InputError
+) -> list[tuple[str, ...]]:
     """``groupings`` as tuples (the default rule when None); ``error`` naming any unknown column."""
     out = default_groupings(list(columns)) if groupings is None else [tuple(g) for g in groupings]
     for g in out:
@@ -60,8 +68,11 @@ def group_subsets(samples: SampleIndex, groupings: Iterable[tuple[str, ...]]) ->
     return out
 
 
-def probe_groupings(samples: SampleIndex, groupings: Iterable[Sequence[str]] | None = None,
-                    error: type[InputError] = InputError) -> dict[tuple, np.ndarray]:
+def probe_groupings(
+    samples: SampleIndex,
+    groupings: Iterable[Sequence[str]] | None = None,
+    error: type[InputError] = InputError,
+) -> dict[tuple, np.ndarray]:
     """{(grouping, values): boolean mask over samples}; the whole set first, then each grouping's
     groups in sorted order of their values."""
     out: dict[tuple, np.ndarray] = {OVERALL: np.ones(samples.n_samples, bool)}

@@ -24,10 +24,30 @@ import numpy as np
 from faceaudit.errors import InputError
 
 __all__ = [
-    "Interval", "Rate", "Flag", "OperatingPoint", "DetCurve", "GroupMeasures", "CrossGroupMatrix",
-    "Differentials", "GroupAt", "ThresholdMeasures", "AuditSettings", "AuditResult",
-    "RankRate", "SearchPoint", "CmcCurve", "ExtrapolatedPoint", "ProbeGroupMeasures", "IdentificationSettings",
-    "IdentificationResult", "ScenarioInputs", "ExpectedFalseMatches", "ScenarioGroup", "Budget", "ScenarioResult",
+    "Interval",
+    "Rate",
+    "Flag",
+    "OperatingPoint",
+    "DetCurve",
+    "GroupMeasures",
+    "CrossGroupMatrix",
+    "Differentials",
+    "GroupAt",
+    "ThresholdMeasures",
+    "AuditSettings",
+    "AuditResult",
+    "RankRate",
+    "SearchPoint",
+    "CmcCurve",
+    "ExtrapolatedPoint",
+    "ProbeGroupMeasures",
+    "IdentificationSettings",
+    "IdentificationResult",
+    "ScenarioInputs",
+    "ExpectedFalseMatches",
+    "ScenarioGroup",
+    "Budget",
+    "ScenarioResult",
 ]
 
 
@@ -245,8 +265,9 @@ class AuditResult:
             raise InputError("this result holds no distributions; `at` needs them")
         return self.measurer.at(threshold)
 
-    def replicates(self, grouping: Sequence[str], values: Sequence[str],
-                   threshold: float) -> tuple[np.ndarray | None, np.ndarray] | None:
+    def replicates(
+        self, grouping: Sequence[str], values: Sequence[str], threshold: float
+    ) -> tuple[np.ndarray | None, np.ndarray] | None:
         """The group's (R,) FMR and FNMR in each subject-bootstrap replicate at ``threshold`` (the
         replicates its intervals are percentiles of; the same weights for every group, so ratios across
         groups can be bootstrapped from them). None without a bootstrap; the FMR part None where the

@@ -20,7 +20,8 @@ giving them (:meth:`~faceaudit.measures.identification.TailModel.count_factors`)
 sampling, tail-fit and count (extrapolation) uncertainty; where fewer than 10 observed scores reach T,
 the high end is raised to the rule-of-three bound on unobserved pair-level matches (3 pairs of people,
 each with the mean number of scores a pair gives,
-:meth:`~faceaudit.measures.identification.TailModel.unobserved_bound`). With ``mix``, each group is calibrated on its own scores >= T where it has at
+:meth:`~faceaudit.measures.identification.TailModel.unobserved_bound`).
+With ``mix``, each group is calibrated on its own scores >= T where it has at
 least 10, else pooled and flagged. They are intervals on the *expected* number; ``count_interval`` adds
 the binomial noise of one run of ``S`` searches, each of a different person (about ``sqrt(expected)``
 on top). Searches repeated on the same people would spread further: a person whose lookalike is
@@ -76,7 +77,9 @@ def parse_mix(text: str | None) -> tuple[str, dict[str, float]] | None:
     if text is None or not text.strip():
         return None
     if "=" not in text:
-        raise ScenarioError(f"--mix {text!r}: write it as COLUMN=value:share,value:share (e.g. sex=female:0.3,male:0.7)")
+        raise ScenarioError(
+            f"--mix {text!r}: write it as COLUMN=value:share,value:share (e.g. sex=female:0.3,male:0.7)"
+        )
     column, body = text.split("=", 1)
     shares: dict[str, float] = {}
     for item in body.split(","):
@@ -93,9 +96,19 @@ def parse_mix(text: str | None) -> tuple[str, dict[str, float]] | None:
 class _Evaluator:
     """Expected false matches at any threshold: point estimate and bootstrap replicates."""
 
-    def __init__(self, model: TailModel, gallery: float, groups: list[np.ndarray], mix: np.ndarray,
-                 mated_share: float, searches: float, pw: np.ndarray | None, fits: list, seed: int = 0,
-                 partition: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        model: TailModel,
+        gallery: float,
+        groups: list[np.ndarray],
+        mix: np.ndarray,
+        mated_share: float,
+        searches: float,
+        pw: np.ndarray | None,
+        fits: list,
+        seed: int = 0,
+        partition: np.ndarray | None = None,
+    ) -> None:
         self.model, self.N, self.groups, self.mix = model, gallery, groups, mix
         self.mated_share, self.S, self.pw, self.fits = mated_share, searches, pw, fits
         self.seed, self.partition = seed, partition
@@ -125,11 +138,23 @@ class _Evaluator:
         e = fpir_extrapolated(comp["p"], self.N)
         fg, fmg = self._per_group(e, None)
         point = self.counts(fg, fmg)
-        out = {"threshold": threshold, "fpir_g": fg, "fpir_mated_g": fmg, "counts_g": point, "total": float(point.sum()),
-               "pair_rate": r, "pair_events": events, "calibration_groups": comp.get("groups", {}),
-               "e": e, "g": g, "p": comp["p"], "scale": comp["scale"]}
+        out = {
+            "threshold": threshold,
+            "fpir_g": fg,
+            "fpir_mated_g": fmg,
+            "counts_g": point,
+            "total": float(point.sum()),
+            "pair_rate": r,
+            "pair_events": events,
+            "calibration_groups": comp.get("groups", {}),
+            "e": e,
+            "g": g,
+            "p": comp["p"],
+            "scale": comp["scale"],
+        }
         if events < MIN_CALIBRATION_EVENTS:
-            # too few observed scores reach T to calibrate: bound unobserved pair-level matches by the rule of three
+            # too few observed scores reach T to calibrate: bound unobserved pair-level matches by the
+            # rule of three
             e3 = fpir_extrapolated(m.unobserved_bound(threshold, comp["p"]), self.N)
             out["rule_of_three_total"] = float(self.counts(*self._per_group(e3, None)).sum())
         # each group on its own comparisons where it has fewer than 10 scores >= T of its own
@@ -144,7 +169,9 @@ class _Evaluator:
             reps = []
             reps_g = []
             cf = m.count_factors(threshold, len(self.fits), self.seed, partition=self.partition)
-            P = m.exceedance_replicates(threshold, self.fits, self.pw, count_factors=cf, partition=self.partition)
+            P = m.exceedance_replicates(
+                threshold, self.fits, self.pw, count_factors=cf, partition=self.partition
+            )
             for pb, w in zip(P, self.pw):
                 eb = fpir_extrapolated(pb, self.N)
                 cg = self.counts(*self._per_group(eb, w))
@@ -155,8 +182,14 @@ class _Evaluator:
         return out
 
 
-def _validate(searches: float, gallery_size: float, threshold: float | None, mated_share: float,
-              max_false_matches: float | None, level: float) -> None:
+def _validate(
+    searches: float,
+    gallery_size: float,
+    threshold: float | None,
+    mated_share: float,
+    max_false_matches: float | None,
+    level: float,
+) -> None:
     for name, v in (("searches", searches), ("gallery size", gallery_size)):
         if not math.isfinite(v) or v < 0:
             raise ScenarioError(f"{name} must be a non-negative number, got {v!r}")
@@ -167,7 +200,9 @@ def _validate(searches: float, gallery_size: float, threshold: float | None, mat
     if (threshold is None) == (max_false_matches is None):
         raise ScenarioError("give exactly one of --threshold and --max-false-matches")
     if max_false_matches is not None and (not math.isfinite(max_false_matches) or max_false_matches < 0):
-        raise ScenarioError(f"the false-match budget must be a non-negative number, got {max_false_matches!r}")
+        raise ScenarioError(
+            f"the false-match budget must be a non-negative number, got {max_false_matches!r}"
+        )
     if threshold is not None and not math.isfinite(threshold):
         raise ScenarioError(f"threshold must be finite, got {threshold!r}")
     if not 0 < level < 1:
@@ -245,8 +280,18 @@ def scenario(
         W = bootstrap_weights(tails.samples.group_of_subject, int(bootstrap), seed)
         pw = W[:, tails.samples.subject_of_sample]
         fits = [model.refit(w) for w in pw]
-    ev = _Evaluator(model, float(gallery_size), pop.masks, pop.shares, float(mated_share), float(searches), pw, fits,
-                    seed, pop.partition)
+    ev = _Evaluator(
+        model,
+        float(gallery_size),
+        pop.masks,
+        pop.shares,
+        float(mated_share),
+        float(searches),
+        pw,
+        fits,
+        seed,
+        pop.partition,
+    )
     flags = list(pop.flags)
     n_max = int(tails.n_nonmated.max())
     if gallery_size > n_max:
@@ -262,14 +307,28 @@ def scenario(
     res = ev.at(threshold)
     fmr_model = float((res["p"] * tails.n_nonmated).sum() / ev.total_pairs)
     flags += _threshold_flags(ev, pop, res, threshold, fmr_model, float(mated_share))
-    expected, by_group = _expected(ev, pop, res, threshold, fmr_model, searches, gallery_size, mated_share, seed,
-                                   level, int(bootstrap))
+    expected, by_group = _expected(
+        ev, pop, res, threshold, fmr_model, searches, gallery_size, mated_share, seed, level, int(bootstrap)
+    )
     inputs = ScenarioInputs(
-        searches=float(searches), gallery_size=float(gallery_size), threshold=threshold,
-        mated_share=float(mated_share), mix=None if mix is None else (mix[0], dict(mix[1])),
-        max_false_matches=max_false_matches, bootstrap=int(bootstrap), seed=seed, level=level)
-    return ScenarioResult(inputs=inputs, expected=expected, by_group=by_group, flags=tuple(flags), budget=budget,
-                          model=_model_summary(ev, pop, res, threshold))
+        searches=float(searches),
+        gallery_size=float(gallery_size),
+        threshold=threshold,
+        mated_share=float(mated_share),
+        mix=None if mix is None else (mix[0], dict(mix[1])),
+        max_false_matches=max_false_matches,
+        bootstrap=int(bootstrap),
+        seed=seed,
+        level=level,
+    )
+    return ScenarioResult(
+        inputs=inputs,
+        expected=expected,
+        by_group=by_group,
+        flags=tuple(flags),
+        budget=budget,
+        model=_model_summary(ev, pop, res, threshold),
+    )
 
 
 @dataclass
@@ -298,7 +357,9 @@ def _population(tails: ProbeTails, mix: tuple[str, dict[str, float]] | None) -> 
         for i, mask in enumerate(pop.masks):
             pop.partition[mask] = i
     for i, (mask, x) in enumerate(zip(pop.masks, pop.shares)):
-        fl = person_concentration_flag(s.subject_of_sample[mask], "all probes" if mix is None else f"group {pop.label(i)}")
+        fl = person_concentration_flag(
+            s.subject_of_sample[mask], "all probes" if mix is None else f"group {pop.label(i)}"
+        )
         if x > 0 and fl is not None:
             pop.flags.append(fl)
     return pop
@@ -306,8 +367,11 @@ def _population(tails: ProbeTails, mix: tuple[str, dict[str, float]] | None) -> 
 
 def _mixed_population(s, column: str, wanted: dict[str, float]) -> _Population:
     if column not in s.group_columns:
-        raise ScenarioError(f"--mix column {column!r} is not a group column of the distributions "
-                            f"({list(s.group_columns) or 'none'}); rerun `faceaudit compare --group {column}`")
+        raise ScenarioError(
+            f"--mix column {column!r} is not a group column of the distributions "
+            f"({list(s.group_columns) or 'none'}); rerun `faceaudit compare --group "
+            f"{column}`"
+        )
     ci = s.group_columns.index(column)
     labels = np.array([lab[ci] for lab in s.group_labels], dtype=object)[s.group_of_sample]
     present = sorted(set(labels.tolist()))
@@ -327,14 +391,30 @@ def _mixed_population(s, column: str, wanted: dict[str, float]) -> _Population:
     for name, mask, x in zip(names, masks, shares):
         n_subj = np.unique(s.subject_of_sample[mask]).size
         if x > 0 and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
-            flags.append(Flag("scenario.group_too_small", {
-                "column": column, "group": name, "probes": int(mask.sum()), "subjects": int(n_subj),
-                "min_probes": MIN_GROUP_PROBES, "min_subjects": MIN_GROUP_SUBJECTS}))
+            flags.append(
+                Flag(
+                    "scenario.group_too_small",
+                    {
+                        "column": column,
+                        "group": name,
+                        "probes": int(mask.sum()),
+                        "subjects": int(n_subj),
+                        "min_probes": MIN_GROUP_PROBES,
+                        "min_subjects": MIN_GROUP_SUBJECTS,
+                    },
+                )
+            )
     return _Population(names, masks, shares, column, None, flags)
 
 
-def _threshold_flags(ev: _Evaluator, pop: _Population, res: dict[str, Any], threshold: float, fmr_model: float,
-                     mated_share: float) -> list[Flag]:
+def _threshold_flags(
+    ev: _Evaluator,
+    pop: _Population,
+    res: dict[str, Any],
+    threshold: float,
+    fmr_model: float,
+    mated_share: float,
+) -> list[Flag]:
     """What the data cannot support at the threshold: beyond every observed score, an FMR below what the
     set can observe, beyond the fitted tail's end, groups without mates, one pair of people, pooled
     calibration."""
@@ -343,36 +423,59 @@ def _threshold_flags(ev: _Evaluator, pop: _Population, res: dict[str, Any], thre
     if threshold > top_score:
         flags.append(Flag("scenario.threshold_above_scores", {"threshold": threshold, "highest": top_score}))
     if fmr_model < 1.0 / ev.total_pairs:
-        flags.append(Flag("scenario.fmr_below_observable", {"fmr": fmr_model, "comparisons": ev.total_pairs,
-                                                            "far": fmr_model < 0.01 / ev.total_pairs}))
+        flags.append(
+            Flag(
+                "scenario.fmr_below_observable",
+                {"fmr": fmr_model, "comparisons": ev.total_pairs, "far": fmr_model < 0.01 / ev.total_pairs},
+            )
+        )
     if model.fit.shape < 0:
         finite = model.cutoff[np.isfinite(model.cutoff)]
         endpoint = gpd_upper_endpoint(model.fit.shape, model.fit.scale)
         if threshold >= float(np.max(finite) + endpoint):
-            flags.append(Flag("scenario.beyond_tail_endpoint", {"lowest_endpoint": float(np.min(finite) + endpoint)}))
+            flags.append(
+                Flag("scenario.beyond_tail_endpoint", {"lowest_endpoint": float(np.min(finite) + endpoint)})
+            )
     if mated_share > 0:
         for i in range(len(pop.names)):
             if pop.shares[i] > 0 and not (pop.masks[i] & tails.has_mate).any():
                 flags.append(Flag("scenario.group_without_mates", {"group": pop.label(i)}))
     conc = model.pair_concentration(threshold)
     if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS:
-        flags.append(Flag("scenario.pair_concentration",
-                          {"share": conc["share"], "scores": conc["scores"], "threshold": threshold}))
+        flags.append(
+            Flag(
+                "scenario.pair_concentration",
+                {"share": conc["share"], "scores": conc["scores"], "threshold": threshold},
+            )
+        )
     if pop.partition is not None and isinstance(res["pair_rate"], np.ndarray):
         for i, name in enumerate(pop.names):
             info = res["calibration_groups"].get(i)
             if pop.shares[i] > 0 and info is not None and not info["own"]:
-                flags.append(Flag("scenario.pooled_calibration", {
-                    "column": pop.column, "group": name, "events": info["events"],
-                    "min_events": MIN_CALIBRATION_EVENTS}))
+                flags.append(
+                    Flag(
+                        "scenario.pooled_calibration",
+                        {
+                            "column": pop.column,
+                            "group": name,
+                            "events": info["events"],
+                            "min_events": MIN_CALIBRATION_EVENTS,
+                        },
+                    )
+                )
     return flags
 
 
-INTERVAL_METHOD = ("subject bootstrap ({replicates} replicates, GPD refitted on each, percentile), times a draw of the "
-                   "count of scores >= T over the pairs of people giving them (exact-Poisson in their number, "
-                   "Poisson-bootstrapped among them)")
-RUN_METHOD = ("the number one run of these searches returns, each search of a different person: "
-              "a binomial draw around each replicate of the interval above")
+INTERVAL_METHOD = (
+    "subject bootstrap ({replicates} replicates, GPD refitted on each, percentile), times a draw of the "
+    "count of scores >= T over the pairs of people giving them (exact-Poisson in their "
+    "number, "
+    "Poisson-bootstrapped among them)"
+)
+RUN_METHOD = (
+    "the number one run of these searches returns, each search of a different person: "
+    "a binomial draw around each replicate of the interval above"
+)
 RAISED = "; high raised to the rule-of-three bound on unobserved pair-level matches"
 
 
@@ -388,7 +491,9 @@ class _Intervals:
         return raise_high(iv, extra_high or None, RAISED, only_if_higher=False)
 
     def run(self, draws: np.ndarray | None, extra_high: float | None = None) -> Interval | None:
-        iv = percentile_interval(draws, self.level, RUN_METHOD, finite_only=False, quantile_method="inverted_cdf")
+        iv = percentile_interval(
+            draws, self.level, RUN_METHOD, finite_only=False, quantile_method="inverted_cdf"
+        )
         high = None if extra_high is None else float(np.ceil(extra_high))
         return raise_high(iv, high or None, RAISED, only_if_higher=False)
 
@@ -403,13 +508,25 @@ def _run_draws(res: dict[str, Any], searches: float, shares: np.ndarray, seed: i
     n_s = max(1, int(round(searches)))
     runs = rng.binomial(n_s, np.clip(reps / n_s, 0.0, 1.0)).astype(np.float64)
     n_g = np.maximum(1, np.round(searches * shares)).astype(np.int64)
-    runs_g = rng.binomial(np.broadcast_to(n_g, res["reps_g"].shape),
-                          np.clip(np.nan_to_num(res["reps_g"]) / n_g, 0.0, 1.0)).astype(np.float64)
+    runs_g = rng.binomial(
+        np.broadcast_to(n_g, res["reps_g"].shape), np.clip(np.nan_to_num(res["reps_g"]) / n_g, 0.0, 1.0)
+    ).astype(np.float64)
     return runs, runs_g
 
 
-def _expected(ev: _Evaluator, pop: _Population, res: dict[str, Any], threshold: float, fmr_model: float,
-              searches, gallery_size, mated_share, seed: int, level: float, replicates: int):
+def _expected(
+    ev: _Evaluator,
+    pop: _Population,
+    res: dict[str, Any],
+    threshold: float,
+    fmr_model: float,
+    searches,
+    gallery_size,
+    mated_share,
+    seed: int,
+    level: float,
+    replicates: int,
+):
     """The expected false matches (total, split, intervals) and the per-group figures."""
     ivs = _Intervals(level, replicates)
     shares, reps, r3 = pop.shares, res.get("reps"), res.get("rule_of_three_total")
@@ -418,27 +535,44 @@ def _expected(ev: _Evaluator, pop: _Population, res: dict[str, Any], threshold: 
     from_nonmated = float(np.sum(searches * shares * (1 - mated_share) * res["fpir_g"]))
     nonmated_searches = searches * (1 - mated_share)
     expected = ExpectedFalseMatches(
-        false_matches=res["total"], interval=ivs.expected(reps, r3), count_interval=ivs.run(runs, r3),
+        false_matches=res["total"],
+        interval=ivs.expected(reps, r3),
+        count_interval=ivs.run(runs, r3),
         from_nonmated_searches=from_nonmated,
-        from_mated_searches=float(res["total"] - np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
+        from_mated_searches=float(
+            res["total"] - np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])
+        ),
         mated_searches_wrong_person_first=wrong_first,
-        mated_searches_wrong_person_first_interval=ivs.expected(wrong_first_reps) if mated_share > 0 else None,
-        fpir=float(np.sum(shares * res["fpir_g"])), fmr_at_threshold=fmr_model,
-        naive_searches_x_n_x_fmr=float(nonmated_searches * gallery_size * fmr_model
-                                       + searches * mated_share * gallery_size * fmr_model))
+        mated_searches_wrong_person_first_interval=ivs.expected(wrong_first_reps)
+        if mated_share > 0
+        else None,
+        fpir=float(np.sum(shares * res["fpir_g"])),
+        fmr_at_threshold=fmr_model,
+        naive_searches_x_n_x_fmr=float(
+            nonmated_searches * gallery_size * fmr_model + searches * mated_share * gallery_size * fmr_model
+        ),
+    )
     by_group = []
     for i, name in enumerate(pop.names):
         r3g = res.get("rule_of_three_g")
         r3g = None if r3g is None or not np.isfinite(r3g[i]) else float(r3g[i])
         boot = reps is not None
-        by_group.append(ScenarioGroup(
-            group=name, share=float(shares[i]), probes=int(pop.masks[i].sum()),
-            subjects=int(np.unique(ev.model.tails.samples.subject_of_sample[pop.masks[i]]).size),
-            fpir=float(res["fpir_g"][i]), false_matches=float(res["counts_g"][i]),
-            per_10k_searches_of_group=float(1e4 * res["counts_g"][i] / max(searches * shares[i], 1e-300))
-            if shares[i] > 0 else None,
-            interval=ivs.expected(res["reps_g"][:, i], r3g) if boot else None,
-            count_interval=ivs.run(runs_g[:, i], r3g) if boot else None, bootstrapped=boot))
+        by_group.append(
+            ScenarioGroup(
+                group=name,
+                share=float(shares[i]),
+                probes=int(pop.masks[i].sum()),
+                subjects=int(np.unique(ev.model.tails.samples.subject_of_sample[pop.masks[i]]).size),
+                fpir=float(res["fpir_g"][i]),
+                false_matches=float(res["counts_g"][i]),
+                per_10k_searches_of_group=float(1e4 * res["counts_g"][i] / max(searches * shares[i], 1e-300))
+                if shares[i] > 0
+                else None,
+                interval=ivs.expected(res["reps_g"][:, i], r3g) if boot else None,
+                count_interval=ivs.run(runs_g[:, i], r3g) if boot else None,
+                bootstrapped=boot,
+            )
+        )
     return expected, tuple(by_group)
 
 
@@ -453,20 +587,34 @@ def _model_summary(ev: _Evaluator, pop: _Population, res: dict[str, Any], thresh
     per_group_cal = None
     if isinstance(pr, np.ndarray):
         masks = pop.masks
-        per_group_cal = {name: {"pair_rate": float(pr[masks[i]][0]) if masks[i].any() else None,
-                                "calibration_scale": float(sc[masks[i]][0]) if masks[i].any() else None,
-                                **res["calibration_groups"].get(i, {"events": 0, "own": False})}
-                         for i, name in enumerate(pop.names)}
+        per_group_cal = {
+            name: {
+                "pair_rate": float(pr[masks[i]][0]) if masks[i].any() else None,
+                "calibration_scale": float(sc[masks[i]][0]) if masks[i].any() else None,
+                **res["calibration_groups"].get(i, {"events": 0, "own": False}),
+            }
+            for i, name in enumerate(pop.names)
+        }
         pooled = model.components(threshold)
         pr, sc = pooled["r"], pooled["scale"]
-    return {"m": model.m, "gpd": model.fit, "pair_rate": pr, "pair_events": res["pair_events"],
-            "calibration_scale": sc, "calibration_by_group": per_group_cal, "probes": tails.n_probes,
-            "nonmated_references_per_probe": [int(tails.n_nonmated.min()), int(tails.n_nonmated.max())],
-            "extrapolated_probe_share": model.extrapolated_share(threshold),
-            "share_from_top_1pct_probes": conc, "largest_pair_of_people": model.pair_concentration(threshold)}
+    return {
+        "m": model.m,
+        "gpd": model.fit,
+        "pair_rate": pr,
+        "pair_events": res["pair_events"],
+        "calibration_scale": sc,
+        "calibration_by_group": per_group_cal,
+        "probes": tails.n_probes,
+        "nonmated_references_per_probe": [int(tails.n_nonmated.min()), int(tails.n_nonmated.max())],
+        "extrapolated_probe_share": model.extrapolated_share(threshold),
+        "share_from_top_1pct_probes": conc,
+        "largest_pair_of_people": model.pair_concentration(threshold),
+    }
 
 
-def _wrong_first(ev: _Evaluator, threshold: float, replicates: bool = False) -> tuple[float, np.ndarray | None]:
+def _wrong_first(
+    ev: _Evaluator, threshold: float, replicates: bool = False
+) -> tuple[float, np.ndarray | None]:
     """Expected mated searches whose first answer is a non-mate at or above T (probe part at
     max(T, best mated score) per probe plus the pair part at T, an upper bound on it), and with
     ``replicates`` its bootstrap replicates (GPD refitted, people resampled, count redrawn, as the
@@ -493,8 +641,12 @@ def _wrong_first(ev: _Evaluator, threshold: float, replicates: bool = False) -> 
         pooled = float((ww * e * t.has_mate).sum() / max((ww * t.has_mate).sum(), 1e-300))
         # a group without (weighted) mated probes takes the pooled rate of all mated probes, as
         # counts() takes the group's non-mated FPIR for its mated searches (flagged in scenario())
-        vals = [float((ww * e * mask * t.has_mate).sum() / den) if (den := (ww * mask * t.has_mate).sum()) > 0
-                else pooled for mask in ev.groups]
+        vals = [
+            float((ww * e * mask * t.has_mate).sum() / den)
+            if (den := (ww * mask * t.has_mate).sum()) > 0
+            else pooled
+            for mask in ev.groups
+        ]
         return float(ev.S * ev.mated_share * np.sum(ev.mix * np.array(vals)))
 
     point = one(None, None, 1.0)

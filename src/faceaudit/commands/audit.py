@@ -1,4 +1,4 @@
-"""``faceaudit audit``: the 1:1 audit of a score file (or a .fadist file), as JSON, terminal tables and HTML."""
+"""``faceaudit audit``: the 1:1 audit of a score file (or a .fadist file): JSON, terminal tables, HTML."""
 
 from __future__ import annotations
 
@@ -19,22 +19,47 @@ err = Console(stderr=True)
 
 
 def audit(
-    scores: Annotated[Path | None, typer.Option(help="score table (CSV or Parquet): probe, reference, score[, mated]")] = None,
-    samples: Annotated[Path | None, typer.Option(help="sample table: sample_id, subject_id, attribute columns")] = None,
-    distributions: Annotated[Path | None, typer.Option(help="a .fadist file from `faceaudit compare` (instead of --scores/--samples)")] = None,
-    group: Annotated[list[str], typer.Option("--group", help="attribute column to break results down by (repeat)")] = [],  # noqa: B006
-    fmr: Annotated[list[float], typer.Option("--fmr", help="target FMR (repeat); default 1e-3, 1e-4, 1e-5")] = [],  # noqa: B006
-    convention: Annotated[str, typer.Option(help="threshold convention: highest (bob.measure) or lowest (scikit-learn)")] = "highest",
-    distance: Annotated[bool, typer.Option("--distance", help="scores are distances: negate them at ingestion")] = False,
+    scores: Annotated[
+        Path | None, typer.Option(help="score table (CSV or Parquet): probe, reference, score[, mated]")
+    ] = None,
+    samples: Annotated[
+        Path | None, typer.Option(help="sample table: sample_id, subject_id, attribute columns")
+    ] = None,
+    distributions: Annotated[
+        Path | None,
+        typer.Option(help="a .fadist file from `faceaudit compare` (instead of --scores/--samples)"),
+    ] = None,
+    group: Annotated[
+        list[str], typer.Option("--group", help="attribute column to break results down by (repeat)")
+    ] = [],  # noqa: B006
+    fmr: Annotated[
+        list[float], typer.Option("--fmr", help="target FMR (repeat); default 1e-3, 1e-4, 1e-5")
+    ] = [],  # noqa: B006
+    convention: Annotated[
+        str, typer.Option(help="threshold convention: highest (bob.measure) or lowest (scikit-learn)")
+    ] = "highest",
+    distance: Annotated[
+        bool, typer.Option("--distance", help="scores are distances: negate them at ingestion")
+    ] = False,
     bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0 disables)")] = 1000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
     level: Annotated[float, typer.Option(help="interval level")] = 0.95,
     bins: Annotated[int, typer.Option(help="histogram bins per group pair")] = 4096,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
-    report_out: Annotated[Path | None, typer.Option("--report", help="write the self-contained HTML report here")] = None,
-    pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the report to this PDF (needs Chromium)")] = None,
-    scenario: Annotated[list[Path], typer.Option("--scenario", help="a scenario's JSON (faceaudit scenario --json) to "
-                                                 "include in the JSON and the report (repeat)")] = [],  # noqa: B006
+    report_out: Annotated[
+        Path | None, typer.Option("--report", help="write the self-contained HTML report here")
+    ] = None,
+    pdf: Annotated[
+        Path | None, typer.Option("--pdf", help="also print the report to this PDF (needs Chromium)")
+    ] = None,
+    scenario: Annotated[
+        list[Path],
+        typer.Option(
+            "--scenario",
+            help="a scenario's JSON (faceaudit scenario --json) to "
+            "include in the JSON and the report (repeat)",
+        ),
+    ] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
 ) -> None:
     """Audit a vendor's comparison scores against a labelled sample table."""
@@ -52,9 +77,19 @@ def audit(
         if distributions is not None:
             dist, groupings = _from_distributions(distributions, group)
         else:
-            dist, groupings = _from_scores(scores, samples, group, targets, distance, bins, bootstrap, quiet), None
-        result = run_audit(dist, fmr_targets=targets, groupings=groupings, convention=convention, level=level,
-                           bootstrap=bootstrap, seed=seed)
+            dist, groupings = (
+                _from_scores(scores, samples, group, targets, distance, bins, bootstrap, quiet),
+                None,
+            )
+        result = run_audit(
+            dist,
+            fmr_targets=targets,
+            groupings=groupings,
+            convention=convention,
+            level=level,
+            bootstrap=bootstrap,
+            seed=seed,
+        )
     except FaceAuditError as exc:
         fail(exc)
     _finish(result, json_out, quiet, report_out, pdf, scenario, distributions)
@@ -68,33 +103,65 @@ def _from_distributions(path: Path, group: list[str]):
     dist = load_distributions(path)
     missing = [g for g in group if g not in dist.samples.group_columns]
     if missing:
-        raise InputError(f"--group {missing} not in the distributions' group columns "
-                         f"{list(dist.samples.group_columns)}; rerun `faceaudit compare` with them")
+        raise InputError(
+            f"--group {missing} not in the distributions' group columns "
+            f"{list(dist.samples.group_columns)}; rerun `faceaudit compare` with them"
+        )
     return dist, default_groupings(group) if group else None
 
 
-def _from_scores(scores: Path | None, samples: Path | None, group: list[str], targets: list[float], distance: bool,
-                 bins: int, bootstrap: int, quiet: bool):
+def _from_scores(
+    scores: Path | None,
+    samples: Path | None,
+    group: list[str],
+    targets: list[float],
+    distance: bool,
+    bins: int,
+    bootstrap: int,
+    quiet: bool,
+):
     """Score and sample tables read in two passes, with a progress bar."""
     from faceaudit.data.ingest import load_score_file
 
     if scores is None or samples is None:
         raise InputError("give --scores and --samples (or --distributions)")
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} chunks"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} chunks"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as bar:
         task = bar.add_task("reading scores", total=None)
 
         def tick(stage: str) -> None:
             bar.update(task, advance=1, description=f"reading scores ({stage})")
 
-        dist = load_score_file(scores, samples, group_columns=group, fmr_targets=targets, distance=distance,
-                               bins=bins, progress=tick, track_subject_pairs=bootstrap > 0)
+        dist = load_score_file(
+            scores,
+            samples,
+            group_columns=group,
+            fmr_targets=targets,
+            distance=distance,
+            bins=bins,
+            progress=tick,
+            track_subject_pairs=bootstrap > 0,
+        )
         bar.update(task, description="measuring")
     return dist
 
 
-def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None = None,
-            pdf: Path | None = None, scenarios: list[Path] | None = None, distributions: Path | None = None) -> None:
+def _finish(
+    result,
+    json_out: Path | None,
+    quiet: bool,
+    report_out: Path | None = None,
+    pdf: Path | None = None,
+    scenarios: list[Path] | None = None,
+    distributions: Path | None = None,
+) -> None:
     from faceaudit.report.document import audit_document
     from faceaudit.report.jsonout import write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input

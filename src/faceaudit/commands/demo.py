@@ -15,7 +15,9 @@ __all__ = ["demo"]
 
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the demo's outputs")] = Path("out/demo"),
-    model: Annotated[str, typer.Option(help="bundled embeddings: sface (OpenCV Zoo) or dlib (ResNet)")] = "sface",
+    model: Annotated[
+        str, typer.Option(help="bundled embeddings: sface (OpenCV Zoo) or dlib (ResNet)")
+    ] = "sface",
     searches: Annotated[float, typer.Option(help="the scenario's searches (0: no scenario)")] = 1e5,
     gallery: Annotated[float, typer.Option(help="the scenario's gallery size")] = 1e7,
 ) -> None:

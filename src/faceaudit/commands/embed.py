@@ -40,7 +40,9 @@ def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError as exc:
-        raise typer.BadParameter(f"{what} must be one number or three comma-separated numbers, got {text!r}") from exc
+        raise typer.BadParameter(
+            f"{what} must be one number or three comma-separated numbers, got {text!r}"
+        ) from exc
 
 
 def _load_callable(target: str):
@@ -54,10 +56,14 @@ def _load_callable(target: str):
 
 
 def embed(
-    images: Annotated[Path, typer.Option("--images", help="Image folder (subject folders) or the root of manifest paths.")],
+    images: Annotated[
+        Path, typer.Option("--images", help="Image folder (subject folders) or the root of manifest paths.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
     model: Annotated[ModelKind, typer.Option("--model", help="Embedder.")] = ModelKind.sface,
-    layout: Annotated[Layout, typer.Option("--layout", help="How subjects are given.")] = Layout.subject_folders,
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="How subjects are given.")
+    ] = Layout.subject_folders,
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="CSV with path, subject_id[, sample_id, attributes...].")
     ] = None,
@@ -65,16 +71,20 @@ def embed(
         Path | None, typer.Option("--labels", help="CSV of attributes keyed by sample_id or subject_id.")
     ] = None,
     integer_ids: Annotated[
-        bool, typer.Option("--integer-ids", help="Subject folders: integer sample/subject ids instead of names.")
+        bool,
+        typer.Option("--integer-ids", help="Subject folders: integer sample/subject ids instead of names."),
     ] = False,
     model_path: Annotated[
-        Path | None, typer.Option("--model-path", help="sface/onnx: model file; dlib: a non-default recogniser.")
+        Path | None,
+        typer.Option("--model-path", help="sface/onnx: model file; dlib: a non-default recogniser."),
     ] = None,
     detector_path: Annotated[
-        Path | None, typer.Option("--detector-path", help="YuNet ONNX file (sface: required; onnx: for alignment).")
+        Path | None,
+        typer.Option("--detector-path", help="YuNet ONNX file (sface: required; onnx: for alignment)."),
     ] = None,
     allow_unverified: Annotated[
-        bool, typer.Option("--allow-unverified", help="Accept model files whose sha256 is not a known release.")
+        bool,
+        typer.Option("--allow-unverified", help="Accept model files whose sha256 is not a known release."),
     ] = False,
     input_size: Annotated[int, typer.Option("--input-size", help="onnx: input side in pixels.")] = 112,
     mean: Annotated[str, typer.Option("--mean", help="onnx: per-channel mean (1 or 3 numbers).")] = "127.5",
@@ -85,7 +95,8 @@ def embed(
         str | None, typer.Option("--sha256", help="onnx: expected sha256 of the model file (checked).")
     ] = None,
     callable_target: Annotated[
-        str | None, typer.Option("--callable", help="callable: 'module:function' taking a list of RGB images.")
+        str | None,
+        typer.Option("--callable", help="callable: 'module:function' taking a list of RGB images."),
     ] = None,
     dim: Annotated[int | None, typer.Option("--dim", help="callable: embedding size.")] = None,
     detector: Annotated[str, typer.Option("--detector", help="dlib: hog, cnn or hog+cnn.")] = "hog",
@@ -93,14 +104,19 @@ def embed(
     jitters: Annotated[int, typer.Option("--jitters", help="dlib: num_jitters.")] = 1,
     padding: Annotated[float, typer.Option("--padding", help="dlib: chip padding.")] = 0.25,
     fta_policy: Annotated[
-        FtaPolicy, typer.Option("--fta-policy", help="On failure to acquire: exclude, central-crop or largest.")
+        FtaPolicy,
+        typer.Option("--fta-policy", help="On failure to acquire: exclude, central-crop or largest."),
     ] = FtaPolicy(DEFAULT_FTA_POLICY),
     float16: Annotated[bool, typer.Option("--float16", help="Store embeddings as float16.")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker count (default: CPU count).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker count (default: CPU count).")
+    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache", help="Embedding cache file (default ~/.cache/faceaudit).")
     ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")
+    ] = False,
 ) -> None:
     """Embed face images and record, per sample and per group, what failed to acquire."""
     from rich.console import Console
@@ -111,11 +127,25 @@ def embed(
     policy = fta_policy.value
     try:
         samples, source = _samples(images, layout, manifest, labels, integer_ids, console)
-        embedder = _build(model, model_path=model_path, detector_path=detector_path,
-                          allow_unverified=allow_unverified, input_size=input_size, mean=mean, std=std,
-                          channels=channels, layout="NCHW" if nchw else "NHWC", expected_sha256=expected_sha256,
-                          callable_target=callable_target, dim=dim, detector=detector, upsample=upsample,
-                          jitters=jitters, padding=padding, policy=policy)
+        embedder = _build(
+            model,
+            model_path=model_path,
+            detector_path=detector_path,
+            allow_unverified=allow_unverified,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            channels=channels,
+            layout="NCHW" if nchw else "NHWC",
+            expected_sha256=expected_sha256,
+            callable_target=callable_target,
+            dim=dim,
+            detector=detector,
+            upsample=upsample,
+            jitters=jitters,
+            padding=padding,
+            policy=policy,
+        )
         cache = False if no_cache else (cache_dir if cache_dir is not None else True)
         result = embed_images(samples, embedder, cache=cache, workers=workers, source=source)
         result.write_parquet(out, float16=float16)
@@ -125,7 +155,9 @@ def embed(
     console.print(f"wrote {terminal_text(out)}")
 
 
-def _samples(images: Path, layout: Layout, manifest: Path | None, labels: Path | None, integer_ids: bool, console):
+def _samples(
+    images: Path, layout: Layout, manifest: Path | None, labels: Path | None, integer_ids: bool, console
+):
     """The sample table (from subject folders or a manifest, with any labels joined) and its source."""
     from faceaudit.data.images import join_labels, samples_from_folders, samples_from_manifest
 
@@ -142,8 +174,10 @@ def _samples(images: Path, layout: Layout, manifest: Path | None, labels: Path |
         samples = joined.table
         for attribute, count in joined.unlabelled.items():
             if count:
-                console.print(f"[yellow]{count} sample(s) have no {terminal_text(repr(attribute))} label: "
-                              "recorded as 'unknown'")
+                console.print(
+                    f"[yellow]{count} sample(s) have no {terminal_text(repr(attribute))} label: "
+                    "recorded as 'unknown'"
+                )
     return samples, source
 
 
@@ -168,32 +202,69 @@ def _print_summary(console, embedder, result, policy: str) -> None:
         for col in (attribute, "n", "FTA", "fallback", "excluded"):
             table.add_column(terminal_text(col))
         for group, c in groups.items():
-            table.add_row(terminal_text(group), str(c["n"]), str(c["fta"]), str(c["fallback"]), str(c["failed"]))
+            table.add_row(
+                terminal_text(group), str(c["n"]), str(c["fta"]), str(c["fallback"]), str(c["failed"])
+            )
         console.print(table)
 
 
-def _build(model: ModelKind, *, model_path, detector_path, allow_unverified, input_size, mean, std, channels,
-           layout, expected_sha256, callable_target, dim, detector, upsample, jitters, padding, policy):
+def _build(
+    model: ModelKind,
+    *,
+    model_path,
+    detector_path,
+    allow_unverified,
+    input_size,
+    mean,
+    std,
+    channels,
+    layout,
+    expected_sha256,
+    callable_target,
+    dim,
+    detector,
+    upsample,
+    jitters,
+    padding,
+    policy,
+):
     if model is ModelKind.sface:
         from faceaudit.models.sface import SFaceEmbedder
 
         if model_path is None or detector_path is None:
-            raise typer.BadParameter("--model sface needs --model-path (SFace .onnx) and --detector-path (YuNet .onnx)")
+            raise typer.BadParameter(
+                "--model sface needs --model-path (SFace .onnx) and --detector-path (YuNet .onnx)"
+            )
         return SFaceEmbedder(model_path, detector_path, fta_policy=policy, allow_unverified=allow_unverified)
     if model is ModelKind.dlib:
         from faceaudit.models.dlib_resnet import DlibResNetEmbedder
 
-        return DlibResNetEmbedder(detector=detector, upsample=upsample, num_jitters=jitters, padding=padding,
-                                  model_path=model_path, fta_policy=policy, allow_unverified=allow_unverified)
+        return DlibResNetEmbedder(
+            detector=detector,
+            upsample=upsample,
+            num_jitters=jitters,
+            padding=padding,
+            model_path=model_path,
+            fta_policy=policy,
+            allow_unverified=allow_unverified,
+        )
     if model is ModelKind.onnx:
         from faceaudit.models.onnx import OnnxEmbedder
 
         if model_path is None:
             raise typer.BadParameter("--model onnx needs --model-path")
-        return OnnxEmbedder(model_path, input_size=input_size, mean=_floats(mean, "--mean"),
-                            std=_floats(std, "--std"), channels=channels, layout=layout,
-                            detector_path=detector_path, expected_sha256=expected_sha256, fta_policy=policy,
-                            allow_unverified=allow_unverified)
+        return OnnxEmbedder(
+            model_path,
+            input_size=input_size,
+            mean=_floats(mean, "--mean"),
+            std=_floats(std, "--std"),
+            channels=channels,
+            layout=layout,
+            detector_path=detector_path,
+            expected_sha256=expected_sha256,
+            fta_policy=policy,
+            allow_unverified=allow_unverified,
+        )
     from faceaudit.models.callable import CallableEmbedder
 
     if callable_target is None or dim is None:

@@ -17,14 +17,30 @@ __all__ = ["identify"]
 
 
 def identify(
-    distributions: Annotated[Path, typer.Option(help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)")],
-    threshold: Annotated[str | None, typer.Option(help="threshold(s), comma-separated, e.g. 0.45,0.52")] = None,
-    fmr: Annotated[str | None, typer.Option(help="instead of --threshold: target FMR(s), e.g. 1e-3,1e-4 (global "
-                                            "thresholds read from the exact non-mated tail, as the audit does)")] = None,
-    gallery_sizes: Annotated[str, typer.Option(help="non-mated gallery sizes, comma-separated; 'full' = every other sample")] = "full",
+    distributions: Annotated[
+        Path, typer.Option(help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)")
+    ],
+    threshold: Annotated[
+        str | None, typer.Option(help="threshold(s), comma-separated, e.g. 0.45,0.52")
+    ] = None,
+    fmr: Annotated[
+        str | None,
+        typer.Option(
+            help="instead of --threshold: target FMR(s), e.g. 1e-3,1e-4 (global "
+            "thresholds read from the exact non-mated tail, as the audit does)"
+        ),
+    ] = None,
+    gallery_sizes: Annotated[
+        str, typer.Option(help="non-mated gallery sizes, comma-separated; 'full' = every other sample")
+    ] = "full",
     rank: Annotated[str, typer.Option(help="ranks for FNIR and CMC, comma-separated")] = "1",
-    extrapolate: Annotated[str, typer.Option(help="gallery sizes beyond the set for the tail model, e.g. 1e5,1e7")] = "",
-    group: Annotated[list[str], typer.Option("--group", help="group column to break results down by (repeat; default: each)")] = [],  # noqa: B006
+    extrapolate: Annotated[
+        str, typer.Option(help="gallery sizes beyond the set for the tail model, e.g. 1e5,1e7")
+    ] = "",
+    group: Annotated[
+        list[str],
+        typer.Option("--group", help="group column to break results down by (repeat; default: each)"),
+    ] = [],  # noqa: B006
     tail_m: Annotated[int, typer.Option(help="per-probe tail size m for the GPD model")] = 20,
     bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0 disables)")] = 200,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
@@ -43,11 +59,19 @@ def identify(
         tails = ProbeTails.from_distributions(dist)
         fmr_targets = floats(fmr) if fmr is not None else None
         thresholds = global_fmr_thresholds(dist, fmr_targets) if fmr_targets else floats(threshold or "")
-        result = identification(tails, thresholds=thresholds, fmr_targets=fmr_targets,
-                                gallery_sizes=parse_gallery_sizes(gallery_sizes),
-                                ranks=[int(r) for r in floats(rank)], extrapolate_to=floats(extrapolate),
-                                groupings=[(g,) for g in group] or None, m=tail_m, bootstrap=bootstrap, seed=seed,
-                                level=level)
+        result = identification(
+            tails,
+            thresholds=thresholds,
+            fmr_targets=fmr_targets,
+            gallery_sizes=parse_gallery_sizes(gallery_sizes),
+            ranks=[int(r) for r in floats(rank)],
+            extrapolate_to=floats(extrapolate),
+            groupings=[(g,) for g in group] or None,
+            m=tail_m,
+            bootstrap=bootstrap,
+            seed=seed,
+            level=level,
+        )
     except FaceAuditError as exc:
         fail(exc)
     doc = to_document(result)

@@ -18,16 +18,38 @@ err = Console(stderr=True)
 
 
 def report(
-    result: Annotated[Path, typer.Argument(help="the audit's JSON document (faceaudit audit --json), or a scenario's "
-                                                "(faceaudit scenario --json) for a page of that scenario alone")],
-    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: RESULT with .html)")] = None,
-    pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the page to this PDF (needs Chromium)")] = None,
-    scenario: Annotated[list[Path], typer.Option("--scenario", help="a scenario's JSON document (faceaudit scenario "
-                                                 "--json) to add to the audit's report (repeat)")] = [],  # noqa: B006
-    json_out: Annotated[Path | None, typer.Option("--json", help="also write the document the page is rendered from "
-                                                  "(the audit with the added scenarios)")] = None,
-    validate: Annotated[bool, typer.Option("--validate/--no-validate",
-                                           help="check the document against the JSON Schema first")] = True,
+    result: Annotated[
+        Path,
+        typer.Argument(
+            help="the audit's JSON document (faceaudit audit --json), or a scenario's "
+            "(faceaudit scenario --json) for a page of that scenario alone"
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write (default: RESULT with .html)")
+    ] = None,
+    pdf: Annotated[
+        Path | None, typer.Option("--pdf", help="also print the page to this PDF (needs Chromium)")
+    ] = None,
+    scenario: Annotated[
+        list[Path],
+        typer.Option(
+            "--scenario",
+            help="a scenario's JSON document (faceaudit scenario "
+            "--json) to add to the audit's report (repeat)",
+        ),
+    ] = [],  # noqa: B006
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="also write the document the page is rendered from (the audit with the added scenarios)",
+        ),
+    ] = None,
+    validate: Annotated[
+        bool,
+        typer.Option("--validate/--no-validate", help="check the document against the JSON Schema first"),
+    ] = True,
 ) -> None:
     """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes."""
     from faceaudit.errors import FaceAuditError
@@ -64,8 +86,10 @@ def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
         raise InputError(f"{str(result)!r} is not JSON: {exc}") from exc
     if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
         if scenarios:
-            raise InputError(f"{str(result)!r} is a scenario document: --scenario adds scenarios to an audit's "
-                             "report (faceaudit report result.json --scenario ...); render each scenario on its own")
+            raise InputError(
+                f"{str(result)!r} is a scenario document: --scenario adds scenarios to an audit's "
+                "report (faceaudit report result.json --scenario ...); render each scenario on its own"
+            )
         if validate:
             validate_scenario_document(doc)
         return doc

@@ -21,17 +21,31 @@ def scenario(
     searches: Annotated[float, typer.Option(help="number of searches")],
     gallery: Annotated[float, typer.Option(help="faces in the gallery searched")],
     threshold: Annotated[float | None, typer.Option(help="the threshold the system runs at")] = None,
-    max_false_matches: Annotated[float | None, typer.Option(help="instead of --threshold: find the threshold keeping expected false matches within this")] = None,
+    max_false_matches: Annotated[
+        float | None,
+        typer.Option(
+            help="instead of --threshold: find the threshold keeping expected false matches within this"
+        ),
+    ] = None,
     mated_share: Annotated[float, typer.Option(help="share of searches whose person is enrolled")] = 0.0,
-    mix: Annotated[str | None, typer.Option(help="searched population, e.g. sex=female:0.3,male:0.7 (default: the set's own mix)")] = None,
+    mix: Annotated[
+        str | None,
+        typer.Option(help="searched population, e.g. sex=female:0.3,male:0.7 (default: the set's own mix)"),
+    ] = None,
     tail_m: Annotated[int, typer.Option(help="per-probe tail size m for the GPD model")] = 20,
     bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (GPD refitted on each)")] = 100,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
     level: Annotated[float, typer.Option(help="interval level")] = 0.95,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
-    report_out: Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML page of this scenario "
-                                                    "(to put it in an audit's report: faceaudit report result.json "
-                                                    "--scenario SCENARIO.json)")] = None,
+    report_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="write a self-contained HTML page of this scenario "
+            "(to put it in an audit's report: faceaudit report result.json "
+            "--scenario SCENARIO.json)",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """Operational projection: expected false matches of S searches against a gallery of N at a threshold."""
@@ -43,11 +57,21 @@ def scenario(
     try:
         parsed = parse_mix(mix)
         tails = ProbeTails.from_distributions(load_distributions(distributions))
-        result = run_scenario(tails, searches=searches, gallery_size=gallery, threshold=threshold,
-                              max_false_matches=max_false_matches, mated_share=mated_share, mix=parsed, m=tail_m,
-                              bootstrap=bootstrap, seed=seed, level=level)
+        result = run_scenario(
+            tails,
+            searches=searches,
+            gallery_size=gallery,
+            threshold=threshold,
+            max_false_matches=max_false_matches,
+            mated_share=mated_share,
+            mix=parsed,
+            m=tail_m,
+            bootstrap=bootstrap,
+            seed=seed,
+            level=level,
+        )
         doc = to_document(result)
-        # the .fadist file it was computed from, so that `faceaudit report --scenario` can match it to an audit
+        # the .fadist file it was computed from, so that `faceaudit report --scenario` can match it
         record_distributions_input(doc, distributions)
         if json_out:
             write_json(doc, json_out)

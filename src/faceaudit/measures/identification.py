@@ -62,7 +62,8 @@ come from the subject bootstrap over probes (stratified by group, as in the audi
 on each replicate, **times** a draw of the count of scores >= T that the calibration rests on: with
 ``K`` distinct pairs of people among them, an exact-Poisson (Garwood) draw in ``K`` times a Poisson
 bootstrap of the pairs, so that one pair giving most of the scores is absent from a draw with
-probability 1/e (:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T, and
+probability 1/e (:meth:`TailModel.count_factors`). Deep in the tail only a handful of pairs of people reach T,
+and
 whether a random evaluation set holds 4 or 12 of them is what the prediction depends on most; a subject
 bootstrap of those few misses most of it (bench/RESULTS.md). That is a confidence interval on the
 *expected* FPIR of a search. What one particular gallery does to one particular set of probes spreads
@@ -189,7 +190,9 @@ class ProbeTails:
 
     # ----- constructors -------------------------------------------------------------------------
     @classmethod
-    def from_distributions(cls, dist: ScoreDistributions, *, max_known: int = DEFAULT_MAX_KNOWN) -> ProbeTails:
+    def from_distributions(
+        cls, dist: ScoreDistributions, *, max_known: int = DEFAULT_MAX_KNOWN
+    ) -> ProbeTails:
         """Per-probe tails of an all-pairs (complete-design) ScoreDistributions with a probe summary.
 
         Union of the summary's top-k (complete above each probe's k-th score) and the exact non-mated
@@ -202,16 +205,21 @@ class ProbeTails:
             raise IdentificationInputError(
                 "1:N needs the per-probe summaries of an all-pairs comparison (faceaudit compare); "
                 f"these distributions have design {dist.design!r} and "
-                f"{'no' if summary is None else 'a'} probe summary")
+                f"{'no' if summary is None else 'a'} probe summary"
+            )
         s = dist.samples
         n = s.n_samples
         if summary.topk_score.shape[0] != n:
             raise IdentificationInputError("the probe summary does not align with the sample table")
         if any(dist.exclusions.values()):
             # excluded pairs (non-finite scores) would make n_p wrong: refuse rather than guess
-            raise IdentificationInputError(f"comparisons were excluded ({dict(dist.exclusions)}); the per-probe "
-                                           "counts of non-mated references would be wrong")
-        n_nonmated = (n - np.bincount(s.subject_of_sample, minlength=s.n_subjects)[s.subject_of_sample]).astype(np.int64)
+            raise IdentificationInputError(
+                f"comparisons were excluded ({dict(dist.exclusions)}); the per-probe "
+                "counts of non-mated references would be wrong"
+            )
+        n_nonmated = (
+            n - np.bincount(s.subject_of_sample, minlength=s.n_subjects)[s.subject_of_sample]
+        ).astype(np.int64)
         k = summary.k
         g = s.group_of_sample
         # every non-mated score of p at or above the cutoffs of its cells is in the tail
@@ -226,15 +234,32 @@ class ProbeTails:
         exact_from = np.minimum(topk_from, cut)
         tr = summary.topk_reference
         valid = tr >= 0
-        probe = np.concatenate([np.repeat(np.arange(n), valid.sum(axis=1)), dist.tail_probe, dist.tail_reference])
+        probe = np.concatenate(
+            [np.repeat(np.arange(n), valid.sum(axis=1)), dist.tail_probe, dist.tail_reference]
+        )
         ref = np.concatenate([tr[valid], dist.tail_reference, dist.tail_probe])
         score = np.concatenate([summary.topk_score[valid], dist.tail_score, dist.tail_score])
-        return cls._assemble(s, n_nonmated, probe, ref, score, exact_from, summary.best_mated_score.astype(np.float64),
-                             summary.mate_rank.astype(np.int64), max_known)
+        return cls._assemble(
+            s,
+            n_nonmated,
+            probe,
+            ref,
+            score,
+            exact_from,
+            summary.best_mated_score.astype(np.float64),
+            summary.mate_rank.astype(np.int64),
+            max_known,
+        )
 
     @classmethod
-    def from_score_rows(cls, samples: SampleIndex, rows: Iterable[tuple[np.ndarray, np.ndarray]], *,
-                        max_known: int = 200, keep_above: float = np.inf) -> ProbeTails:
+    def from_score_rows(
+        cls,
+        samples: SampleIndex,
+        rows: Iterable[tuple[np.ndarray, np.ndarray]],
+        *,
+        max_known: int = 200,
+        keep_above: float = np.inf,
+    ) -> ProbeTails:
         """Reference implementation from explicit score rows: ``rows`` yields ``(probe_indices,
         scores)`` with ``scores[i, j]`` the score of probe ``probe_indices[i]`` against sample ``j``
         (all samples as references; the diagonal is ignored). Every row must come exactly once.
@@ -264,7 +289,9 @@ class ProbeTails:
             best[idx[has]] = b[has]
             rank[idx[has]] = 1 + (nm[has] >= b[has, None]).sum(axis=1)
             m = min(max_known, n)
-            top = np.argpartition(-nm, m - 1, axis=1)[:, :m] if m < n else np.tile(np.arange(n), (idx.size, 1))
+            top = (
+                np.argpartition(-nm, m - 1, axis=1)[:, :m] if m < n else np.tile(np.arange(n), (idx.size, 1))
+            )
             ts = np.take_along_axis(nm, top, axis=1)
             if m < n:
                 # complete strictly above the m-th score (ties at it may be cut)
@@ -285,11 +312,22 @@ class ProbeTails:
                 exact_from[idx[many]] = keep_above
         if not seen.all():
             raise IdentificationInputError(f"{int((~seen).sum())} probe row(s) missing")
-        return cls._assemble(samples, n_nonmated, np.concatenate(probes), np.concatenate(refs), np.concatenate(scores),
-                             exact_from, best, rank, max_known if not np.isfinite(keep_above) else 0)
+        return cls._assemble(
+            samples,
+            n_nonmated,
+            np.concatenate(probes),
+            np.concatenate(refs),
+            np.concatenate(scores),
+            exact_from,
+            best,
+            rank,
+            max_known if not np.isfinite(keep_above) else 0,
+        )
 
     @classmethod
-    def _assemble(cls, samples, n_nonmated, probe, ref, score, exact_from, best, rank, max_known) -> ProbeTails:
+    def _assemble(
+        cls, samples, n_nonmated, probe, ref, score, exact_from, best, rank, max_known
+    ) -> ProbeTails:
         n = samples.n_samples
         subj = samples.subject_of_sample
         ok = (subj[probe] != subj[ref]) & (score >= exact_from[probe])
@@ -314,9 +352,16 @@ class ProbeTails:
             probe, ref, score = probe[keep], ref[keep], score[keep]
             counts = np.bincount(probe, minlength=n)
             starts = np.r_[0, np.cumsum(counts)]
-        return cls(samples=samples, n_nonmated=np.asarray(n_nonmated, np.int64), offsets=starts.astype(np.int64),
-                   known_score=score.astype(np.float64), known_reference=ref.astype(np.int64), exact_from=exact_from,
-                   best_mated_score=np.asarray(best, np.float64), mate_rank=np.asarray(rank, np.int64))
+        return cls(
+            samples=samples,
+            n_nonmated=np.asarray(n_nonmated, np.int64),
+            offsets=starts.astype(np.int64),
+            known_score=score.astype(np.float64),
+            known_reference=ref.astype(np.int64),
+            exact_from=exact_from,
+            best_mated_score=np.asarray(best, np.float64),
+            mate_rank=np.asarray(rank, np.int64),
+        )
 
 
 # ----- exact measures at a measured gallery size --------------------------------------------------
@@ -336,7 +381,9 @@ def hypergeometric_any(n: np.ndarray, k: np.ndarray, draws: np.ndarray | int) ->
     return out
 
 
-def fpir_at(tails: ProbeTails, gallery_size: int | None, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fpir_at(
+    tails: ProbeTails, gallery_size: int | None, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per probe, the exact expected false-positive identification at a measured size: (low, high,
     exact). ``gallery_size=None`` is each probe's full set (``N = n_p``). Where ``threshold`` falls
     below a probe's complete tail its count is only bounded (low from the known scores, high 1)."""
@@ -344,8 +391,10 @@ def fpir_at(tails: ProbeTails, gallery_size: int | None, threshold: float) -> tu
     N = n if gallery_size is None else np.minimum(int(gallery_size), n)
     if gallery_size is not None and np.any(n < int(gallery_size)):
         raise IdentificationInputError(
-            f"gallery size {int(gallery_size):,} exceeds the {int(n.min()):,} non-mated references some probes "
-            "have: use the tail model (TailModel / `faceaudit scenario`) beyond the measured size")
+            f"gallery size {int(gallery_size):,} exceeds the {int(n.min()):,} non-mated references some "
+            "probes "
+            "have: use the tail model (TailModel / `faceaudit scenario`) beyond the measured size"
+        )
     k, exact = tails.count_at_least(threshold)
     low = hypergeometric_any(n, k, N)
     high = np.where(exact, low, np.where(N > 0, 1.0, 0.0))
@@ -395,8 +444,11 @@ class TailModel:
         counts = tails.known_count
         mp = np.minimum(counts, m)
         starts = tails.offsets[:-1]
-        cutoff = np.where(mp > 0, tails.known_score[starts + np.maximum(mp - 1, 0)], np.inf) if tails.known_score.size \
+        cutoff = (
+            np.where(mp > 0, tails.known_score[starts + np.maximum(mp - 1, 0)], np.inf)
+            if tails.known_score.size
             else np.full(tails.n_probes, np.inf)
+        )
         rate = mp / (tails.n_nonmated + 1.0)
         pos = np.arange(tails.known_score.size) - np.repeat(starts, counts)
         probe = tails.probe_of_known
@@ -408,21 +460,31 @@ class TailModel:
             raise IdentificationInputError(
                 f"only {excess.size} tail scores to fit: too few probes with 3 or more non-mated scores "
                 "(a set of very few subjects), or per-probe summaries too short (rerun `faceaudit compare` "
-                "with a larger --top-k)")
+                "with a larger --top-k)"
+            )
         fit = fit_gpd(excess)
-        return cls(tails=tails, m=int(m), cutoff=cutoff, rate=rate, fit=fit, excess=excess,
-                   excess_probe=probe[sel])
+        return cls(
+            tails=tails, m=int(m), cutoff=cutoff, rate=rate, fit=fit, excess=excess, excess_probe=probe[sel]
+        )
 
     def refit(self, probe_weights: np.ndarray) -> GPDFit:
         """The GPD refitted with per-probe weights (a subject-bootstrap replicate)."""
         return fit_gpd(self.excess, probe_weights[self.excess_probe], start=(self.fit.shape, self.fit.scale))
 
-    def probe_part(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None, *,
-                   counts: np.ndarray | None = None) -> np.ndarray:
+    def probe_part(
+        self,
+        threshold: float,
+        fit: GPDFit | tuple[float, float] | None = None,
+        *,
+        counts: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Per probe, ``g_p(T)``: the exact ``k_p(T) / n_p`` at or below the probe's cutoff, the pooled
         GPD above it."""
-        shape, scale = (self.fit.shape, self.fit.scale) if fit is None else (
-            (fit.shape, fit.scale) if isinstance(fit, GPDFit) else fit)
+        shape, scale = (
+            (self.fit.shape, self.fit.scale)
+            if fit is None
+            else ((fit.shape, fit.scale) if isinstance(fit, GPDFit) else fit)
+        )
         above = threshold > self.cutoff
         out = np.empty(self.tails.n_probes)
         out[above] = self.rate[above] * gpd_sf(threshold - self.cutoff[above], shape, scale)
@@ -432,9 +494,16 @@ class TailModel:
             out[below] = k[below] / np.maximum(self.tails.n_nonmated[below], 1)
         return out
 
-    def components(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
-                   weights: np.ndarray | None = None, *, counts: np.ndarray | None = None,
-                   count_factor: float | np.ndarray = 1.0, partition: np.ndarray | None = None) -> dict[str, Any]:
+    def components(
+        self,
+        threshold: float,
+        fit: GPDFit | tuple[float, float] | None = None,
+        weights: np.ndarray | None = None,
+        *,
+        counts: np.ndarray | None = None,
+        count_factor: float | np.ndarray = 1.0,
+        partition: np.ndarray | None = None,
+    ) -> dict[str, Any]:
         """``p_p(T)`` and its parts: the probe part ``g`` scaled by ``scale``, the pair part ``r``, and
         the number of observed non-mated scores >= T (``events``) they are calibrated on.
 
@@ -446,7 +515,8 @@ class TailModel:
         scores observed (the scenario adds the rule-of-three bound on unobserved ones and flags it).
 
         ``count_factor`` (a scalar or one per probe) multiplies the observed count of scores >= T (a
-        draw of its count uncertainty, see :meth:`count_factors`). ``partition`` (an int label per probe, ``-1`` for
+        draw of its count uncertainty, see :meth:`count_factors`). ``partition`` (an int label per probe,
+        ``-1`` for
         none) calibrates each labelled group on its own observed count where that group has at least
         :data:`MIN_CALIBRATION_EVENTS` scores >= T, else on the pooled count; ``groups`` in the result
         says which (``{label: {"events": int, "own": bool}}``), ``scale`` and ``r`` are per probe then.
@@ -474,7 +544,8 @@ class TailModel:
             fs = float(np.sum(ws * ks)) / den
             gbs = float(np.sum(ws * n * gs)) / den
             scale = min(1.0, fs / gbs) if gbs > 0 else 1.0
-            # the few scores observed >= T stay counted: what the scaled probe part misses of them is pair part
+            # the few scores observed >= T stay counted: what the scaled probe part misses of them is
+            # pair part
             return scale, max(0.0, F - scale * gbar)
 
         scale, r = calibrate(np.ones(self.tails.n_probes, bool))
@@ -494,8 +565,10 @@ class TailModel:
             out.update(scale=sc, r=rr, groups=groups)
         elif partition is not None:
             part = np.asarray(partition)
-            out["groups"] = {int(lab): {"events": int(k[part == lab].sum()), "own": False}
-                             for lab in np.unique(part[part >= 0])}
+            out["groups"] = {
+                int(lab): {"events": int(k[part == lab].sum()), "own": False}
+                for lab in np.unique(part[part >= 0])
+            }
         out["p"] = np.clip(g * out["scale"] + out["r"], 0.0, 1.0)
         return out
 
@@ -528,8 +601,9 @@ class TailModel:
             return {"share": 0.0, "scores": 0, "pairs_of_people": 0}
         return {"share": float(c.max() / c.sum()), "scores": int(c.sum()), "pairs_of_people": int(c.size)}
 
-    def count_factors(self, threshold: float, replicates: int, seed: int = 0,
-                      partition: np.ndarray | None = None) -> np.ndarray:
+    def count_factors(
+        self, threshold: float, replicates: int, seed: int = 0, partition: np.ndarray | None = None
+    ) -> np.ndarray:
         """(replicates, n) per-probe multipliers of the observed count at ``threshold`` carrying its
         uncertainty: which pairs of people a set of this size holds. With ``K`` pairs of people giving
         ``c_1 .. c_K`` of the scores (:meth:`pair_counts`), a draw is ``G / K`` times the mean count per
@@ -540,8 +614,8 @@ class TailModel:
         Garwood (exact Poisson) bounds on ``K`` at every level; where one pair of people gives most of
         the scores (relatives, a mislabelled identity), it is absent from a draw with probability
         ``1/e`` and the count falls by its share. Drawn per distinct count value (memory
-        ``replicates x distinct counts``, not ``x K``). With ``partition``, a group calibrated on its own count (at least
-        :data:`MIN_CALIBRATION_EVENTS` scores >= T, as in :meth:`components`) draws from its own
+        ``replicates x distinct counts``, not ``x K``). With ``partition``, a group calibrated on its own
+        count (at least :data:`MIN_CALIBRATION_EVENTS` scores >= T, as in :meth:`components`) draws from its own
         events. ``K = 0`` gives factors of 1 (nothing to scale; the rule of three covers it)."""
         from scipy.stats import gamma
 
@@ -579,15 +653,21 @@ class TailModel:
 
     @functools.cached_property
     def calibration_threshold(self) -> float:
-        """The highest threshold with :data:`MIN_CALIBRATION_EVENTS` observed non-mated scores at or above it."""
+        """The highest threshold with :data:`MIN_CALIBRATION_EVENTS` observed non-mated scores at or
+        above it."""
         s = self.tails.known_score
         if s.size < MIN_CALIBRATION_EVENTS:
             return -np.inf
         return float(np.partition(s, s.size - MIN_CALIBRATION_EVENTS)[s.size - MIN_CALIBRATION_EVENTS])
 
-    def exceedance_replicates(self, threshold: float, fits: Sequence[GPDFit], probe_weights: np.ndarray,
-                              count_factors: np.ndarray | None = None,
-                              partition: np.ndarray | None = None) -> np.ndarray:
+    def exceedance_replicates(
+        self,
+        threshold: float,
+        fits: Sequence[GPDFit],
+        probe_weights: np.ndarray,
+        count_factors: np.ndarray | None = None,
+        partition: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(R, n) ``p_p(T)`` under each replicate's refitted GPD and probe weights, and, with
         ``count_factors`` (:meth:`count_factors`), each replicate's draw of the count uncertainty."""
         k, _ = self.tails.count_at_least(float(threshold))
@@ -597,7 +677,9 @@ class TailModel:
             out[i] = self.components(threshold, f, w, counts=k, count_factor=cf, partition=partition)["p"]
         return out
 
-    def unobserved_bound(self, threshold: float, p: np.ndarray, probes: np.ndarray | None = None) -> np.ndarray | None:
+    def unobserved_bound(
+        self, threshold: float, p: np.ndarray, probes: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """Where fewer than :data:`MIN_CALIBRATION_EVENTS` non-mated scores >= T were observed, the
         per-probe exceedance raised by the rule-of-three bound on unobserved pair-level matches: what an
         interval's high end must reach, since the model's own figure there may be the GPD's near-zero
@@ -614,13 +696,22 @@ class TailModel:
         k, _ = self.tails.count_at_least(float(threshold))
         if int(k[mask].sum()) >= MIN_CALIBRATION_EVENTS:
             return None
-        c = self.pair_counts(self.calibration_threshold) if np.isfinite(self.calibration_threshold) else np.empty(0)
+        c = (
+            self.pair_counts(self.calibration_threshold)
+            if np.isfinite(self.calibration_threshold)
+            else np.empty(0)
+        )
         per_pair = max(1.0, float(c.sum() / c.size)) if c.size else 1.0
         comparisons = float(self.tails.n_nonmated[mask].sum())
         return np.clip(p + 3.0 * per_pair / max(comparisons, 1.0), 0.0, 1.0)
 
-    def exceedance(self, threshold: float, fit: GPDFit | tuple[float, float] | None = None,
-                   weights: np.ndarray | None = None, partition: np.ndarray | None = None) -> np.ndarray:
+    def exceedance(
+        self,
+        threshold: float,
+        fit: GPDFit | tuple[float, float] | None = None,
+        weights: np.ndarray | None = None,
+        partition: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Per probe ``p_p(T)`` (see :meth:`components`)."""
         return self.components(threshold, fit, weights, partition=partition)["p"]
 
@@ -653,15 +744,19 @@ def person_concentration_flag(subject_of_probe: np.ndarray, name: str) -> Flag |
     share = float(c.max() / subj.size)
     if share <= MAX_PERSON_SHARE:
         return None
-    return Flag("person_concentration", {"name": name, "share": share, "count": int(c.max()), "probes": int(subj.size)})
+    return Flag(
+        "person_concentration",
+        {"name": name, "share": share, "count": int(c.max()), "probes": int(subj.size)},
+    )
 
 
 def _size_bin(sizes: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(SHARE_SIZE_BINS), sizes, side="right") - 1
 
 
-def partner_shares(tails: ProbeTails, threshold: float, min_events: int = 30,
-                   probes: np.ndarray | None = None) -> dict[str, Any]:
+def partner_shares(
+    tails: ProbeTails, threshold: float, min_events: int = 30, probes: np.ndarray | None = None
+) -> dict[str, Any]:
     """How much of a person a lookalike takes: for every (probe subject ``s``, reference subject
     ``r``) pair of people with at least one non-mated score >= the threshold, the share of ``s``'s
     samples (those with another subject to match, ``n_s >= 2`` only: a single sample is all or
@@ -684,8 +779,12 @@ def partner_shares(tails: ProbeTails, threshold: float, min_events: int = 30,
     pmask = np.ones(t.n_probes, bool) if probes is None else np.asarray(probes, bool)
     sizes = np.bincount(subj[pmask], minlength=ns)
     keep = pmask[probe] & (sizes[subj[probe]] >= 2)
-    empty = {"shares": np.empty(0), "sizes": np.empty(0, np.int64), "threshold_used": float(threshold),
-             "pairs_of_people": 0}
+    empty = {
+        "shares": np.empty(0),
+        "sizes": np.empty(0, np.int64),
+        "threshold_used": float(threshold),
+        "pairs_of_people": 0,
+    }
     if not keep.any():
         return empty
     sc = t.known_score[keep]
@@ -725,13 +824,25 @@ def partner_shares(tails: ProbeTails, threshold: float, min_events: int = 30,
     if not shares:
         return {**empty, "threshold_used": used}
     sh, sz = np.concatenate(shares), np.concatenate(out_sizes)
-    return {"shares": sh.astype(np.float64), "sizes": sz.astype(np.int64), "threshold_used": used,
-            "pairs_of_people": int(sh.size), "by_size_bin": by_bin}
+    return {
+        "shares": sh.astype(np.float64),
+        "sizes": sz.astype(np.int64),
+        "threshold_used": used,
+        "pairs_of_people": int(sh.size),
+        "by_size_bin": by_bin,
+    }
 
 
-def realised_fpir(per_probe: np.ndarray, subject_of_probe: np.ndarray, shares: np.ndarray,
-                  probe_weights: np.ndarray | None = None, seed: int = 0, *,
-                  share_sizes: np.ndarray | None = None, realisations: int = 1) -> np.ndarray:
+def realised_fpir(
+    per_probe: np.ndarray,
+    subject_of_probe: np.ndarray,
+    shares: np.ndarray,
+    probe_weights: np.ndarray | None = None,
+    seed: int = 0,
+    *,
+    share_sizes: np.ndarray | None = None,
+    realisations: int = 1,
+) -> np.ndarray:
     """Draws of the FPIR that *one* gallery realises for this set of probes, around the per-probe
     expectations ``per_probe`` (R, n) (a row per replicate of the model).
 
@@ -753,9 +864,16 @@ def realised_fpir(per_probe: np.ndarray, subject_of_probe: np.ndarray, shares: n
     R, n = P.shape
     _, inv, sizes = np.unique(np.asarray(subject_of_probe), return_inverse=True, return_counts=True)
     k = sizes.size
-    W = np.ones((R, n)) if probe_weights is None else np.atleast_2d(np.asarray(probe_weights, dtype=np.float64))
-    h = np.clip(np.stack([np.bincount(inv, weights=np.nan_to_num(P[i]), minlength=k) for i in range(R)]) / sizes,
-                0.0, 1.0 - 1e-12)
+    W = (
+        np.ones((R, n))
+        if probe_weights is None
+        else np.atleast_2d(np.asarray(probe_weights, dtype=np.float64))
+    )
+    h = np.clip(
+        np.stack([np.bincount(inv, weights=np.nan_to_num(P[i]), minlength=k) for i in range(R)]) / sizes,
+        0.0,
+        1.0 - 1e-12,
+    )
     ws = np.stack([np.bincount(inv, weights=W[i], minlength=k) for i in range(R)]) / sizes
     rng = np.random.default_rng([int(seed), 11])
     f = np.asarray(shares, dtype=np.float64)
@@ -786,8 +904,12 @@ def realised_fpir(per_probe: np.ndarray, subject_of_probe: np.ndarray, shares: n
                 # many lookalikes: the product is 1 - exp(-(sum of D draws of -log(1 - f))), whose sum is
                 # close to its mean for large D; drawn exactly for small D
                 big = D > 64
-                q[big] = -np.expm1(-(D[big] * ml + np.sqrt(D[big]) * (-np.log1p(-fb)).std()
-                                     * rng.standard_normal(int(big.sum()))).clip(min=0))
+                q[big] = -np.expm1(
+                    -(
+                        D[big] * ml
+                        + np.sqrt(D[big]) * (-np.log1p(-fb)).std() * rng.standard_normal(int(big.sum()))
+                    ).clip(min=0)
+                )
                 ri, si = np.nonzero((D > 0) & ~big)
                 reps = D[ri, si]
                 if reps.size:
@@ -798,7 +920,7 @@ def realised_fpir(per_probe: np.ndarray, subject_of_probe: np.ndarray, shares: n
         hits = rng.binomial(np.broadcast_to(sizes, h.shape), prob)
         num = np.sum(ws * hits, axis=1)
         den = np.sum(ws * sizes, axis=1)
-        out[rep * R:(rep + 1) * R] = num / np.where(den > 0, den, np.nan)
+        out[rep * R : (rep + 1) * R] = num / np.where(den > 0, den, np.nan)
     return out
 
 
@@ -844,16 +966,25 @@ def _weighted(values: np.ndarray, mask: np.ndarray, pw: np.ndarray | None) -> np
 
 
 #: appended to an interval's method where its high end is raised to the rule-of-three bound
-RAISED_TO_RULE_OF_THREE = ("; high raised to the rule-of-three bound on unobserved pair-level matches (fewer than "
-                           "10 non-mated scores reach T)")
-MODEL_METHOD = (" with GPD refit, times a draw of the count of scores >= T over the pairs of people giving them "
-                "(exact-Poisson in their number, Poisson-bootstrapped among them)")
-PREDICTION_METHOD = ("prediction for these probes against one gallery of this size: each replicate above, plus a "
-                     "draw of which people's lookalikes it holds (realised_fpir; a lookalike takes many of one "
-                     "person's samples at once)")
+RAISED_TO_RULE_OF_THREE = (
+    "; high raised to the rule-of-three bound on unobserved pair-level matches (fewer than "
+    "10 non-mated scores reach T)"
+)
+MODEL_METHOD = (
+    " with GPD refit, times a draw of the count of scores >= T over the pairs of people giving them "
+    "(exact-Poisson in their number, Poisson-bootstrapped among them)"
+)
+PREDICTION_METHOD = (
+    "prediction for these probes against one gallery of this size: each replicate above, plus a "
+    "draw of which people's lookalikes it holds (realised_fpir; a lookalike takes many of "
+    "one "
+    "person's samples at once)"
+)
 
 
-def search_rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral: bool, method: str) -> Rate:
+def search_rate(
+    per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral: bool, method: str
+) -> Rate:
     """An identification rate (:func:`faceaudit.stats.intervals.rate`) over the searches in ``mask``: the
     count, Clopper-Pearson next to the subject bootstrap, and for a zero count the rule-of-three upper
     bound 3 / total (the degenerate bootstrap of a zero count is withheld).
@@ -870,8 +1001,14 @@ def search_rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, in
     expected = float(vals.sum())
     boot = percentile_interval(_weighted(per_probe, mask & np.isfinite(per_probe), pw), level, method)
     if integral or expected == 0.0:
-        return rate(int(round(expected)), total, level=level, bootstrap=boot, unit="searches",
-                    withhold_zero_bootstrap=True)
+        return rate(
+            int(round(expected)),
+            total,
+            level=level,
+            bootstrap=boot,
+            unit="searches",
+            withhold_zero_bootstrap=True,
+        )
     return rate(None, total, level=level, bootstrap=boot, unit="searches", expected_count=expected)
 
 
@@ -946,23 +1083,39 @@ def identification(
             extra, more = model.rows(key, mask, extrapolate_to)
             flags += more
         block = ProbeGroupMeasures(
-            grouping=key[0], values=key[1], probes=int(mask.sum()), mated_probes=int((mask & tails.has_mate).sum()),
-            subjects=int(np.unique(s.subject_of_sample[mask]).size), extrapolated=extra,
-            **_measured_block(measured, mask, tails.has_mate, pw, level, method))
+            grouping=key[0],
+            values=key[1],
+            probes=int(mask.sum()),
+            mated_probes=int((mask & tails.has_mate).sum()),
+            subjects=int(np.unique(s.subject_of_sample[mask]).size),
+            extrapolated=extra,
+            **_measured_block(measured, mask, tails.has_mate, pw, level, method),
+        )
         if key == OVERALL:
             overall = block
         else:
             by_group.setdefault(grouping_name(key[0]), []).append(block)
     settings = IdentificationSettings(
-        thresholds=tuple(float(t) for t in thresholds), gallery_sizes=tuple(sizes), ranks=tuple(ranks),
-        extrapolate_to=tuple(float(x) for x in extrapolate_to), bootstrap=int(bootstrap), seed=seed, level=level,
+        thresholds=tuple(float(t) for t in thresholds),
+        gallery_sizes=tuple(sizes),
+        ranks=tuple(ranks),
+        extrapolate_to=tuple(float(x) for x in extrapolate_to),
+        bootstrap=int(bootstrap),
+        seed=seed,
+        level=level,
         fmr_targets=None if fmr_targets is None else tuple(float(f) for f in fmr_targets),
-        tail_model=None if model is None else {"m": model.model.m, "gpd": model.model.fit})
-    counts = {"probes": tails.n_probes, "mated_probes": int(tails.has_mate.sum()), "subjects": s.n_subjects,
-              "nonmated_references_min": int(tails.n_nonmated.min()),
-              "nonmated_references_max": int(tails.n_nonmated.max())}
-    return IdentificationResult(overall=overall, by_group=by_group, settings=settings, counts=counts,
-                                flags=tuple(flags))
+        tail_model=None if model is None else {"m": model.model.m, "gpd": model.model.fit},
+    )
+    counts = {
+        "probes": tails.n_probes,
+        "mated_probes": int(tails.has_mate.sum()),
+        "subjects": s.n_subjects,
+        "nonmated_references_min": int(tails.n_nonmated.min()),
+        "nonmated_references_max": int(tails.n_nonmated.max()),
+    }
+    return IdentificationResult(
+        overall=overall, by_group=by_group, settings=settings, counts=counts, flags=tuple(flags)
+    )
 
 
 def _check_identification(tails: ProbeTails, thresholds, fmr_targets, ranks, gallery_sizes):
@@ -979,7 +1132,8 @@ def _check_identification(tails: ProbeTails, thresholds, fmr_targets, ranks, gal
     if too_big:
         raise IdentificationInputError(
             f"gallery size(s) {too_big} exceed the {nmin:,} non-mated references the smallest probe set "
-            f"measures; give them as extrapolation sizes (--extrapolate) instead")
+            f"measures; give them as extrapolation sizes (--extrapolate) instead"
+        )
     return ranks, sizes
 
 
@@ -994,9 +1148,16 @@ def _group_flag(key: tuple, mask: np.ndarray, s: SampleIndex) -> Flag | None:
     """A group too small to support its rates, or one person holding too many of its probes."""
     n_subj = np.unique(s.subject_of_sample[mask]).size
     if key != OVERALL and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
-        return Flag("identification.group_too_small", {
-            "group": group_name(key[1]), "probes": int(mask.sum()), "subjects": int(n_subj),
-            "min_probes": MIN_GROUP_PROBES, "min_subjects": MIN_GROUP_SUBJECTS})
+        return Flag(
+            "identification.group_too_small",
+            {
+                "group": group_name(key[1]),
+                "probes": int(mask.sum()),
+                "subjects": int(n_subj),
+                "min_probes": MIN_GROUP_PROBES,
+                "min_subjects": MIN_GROUP_SUBJECTS,
+            },
+        )
     return person_concentration_flag(s.subject_of_sample[mask], group_name(key[1]))
 
 
@@ -1011,25 +1172,34 @@ def _measured(tails: ProbeTails, sizes, thresholds: list[float], ranks: list[int
     return out
 
 
-def _measured_block(measured: list[tuple], mask: np.ndarray, has_mate: np.ndarray, pw, level: float,
-                    method: str) -> dict[str, tuple]:
+def _measured_block(
+    measured: list[tuple], mask: np.ndarray, has_mate: np.ndarray, pw, level: float, method: str
+) -> dict[str, tuple]:
     """One probe group's search points and CMC curves."""
     points, cmcs = [], []
     for N, T, lo, hi, exact, fn in measured:
+
         def by_rank(values, integral):
-            return tuple(RankRate(R, search_rate(v, mask & has_mate, pw, level, integral=integral, method=method))
-                         for R, v in values.items())
+            return tuple(
+                RankRate(R, search_rate(v, mask & has_mate, pw, level, integral=integral, method=method))
+                for R, v in values.items()
+            )
 
         if T is None:
             cmcs.append(CmcCurve(gallery_size=N, cmc=by_rank(fn, N is None)))
             continue
         ex = bool(exact[mask].all())
-        points.append(SearchPoint(
-            gallery_size=N, threshold=T, exact=ex,
-            fpir=search_rate(lo, mask, pw, level, integral=N is None and ex, method=method),
-            fnir=by_rank(fn, N is None),
-            fpir_bounds=None if ex else (float(lo[mask].mean()), float(hi[mask].mean())),
-            inexact_probes=int((~exact[mask]).sum())))
+        points.append(
+            SearchPoint(
+                gallery_size=N,
+                threshold=T,
+                exact=ex,
+                fpir=search_rate(lo, mask, pw, level, integral=N is None and ex, method=method),
+                fnir=by_rank(fn, N is None),
+                fpir_bounds=None if ex else (float(lo[mask].mean()), float(hi[mask].mean())),
+                inexact_probes=int((~exact[mask]).sum()),
+            )
+        )
     return {"points": tuple(points), "cmc": tuple(cmcs)}
 
 
@@ -1038,8 +1208,17 @@ class _Extrapolation:
     has :data:`MIN_CALIBRATION_EVENTS` of them, else pooled; the whole set pooled), with its bootstrap
     replicates; ``rows`` gives a probe group's extrapolated rows and flags."""
 
-    def __init__(self, tails: ProbeTails, groups: dict[tuple, np.ndarray], thresholds, m: int, pw, seed: int,
-                 level: float, method: str) -> None:
+    def __init__(
+        self,
+        tails: ProbeTails,
+        groups: dict[tuple, np.ndarray],
+        thresholds,
+        m: int,
+        pw,
+        seed: int,
+        level: float,
+        method: str,
+    ) -> None:
         self.tails, self.pw, self.seed, self.level, self.method = tails, pw, seed, level, method
         self.thresholds = [float(t) for t in thresholds]
         self.model = TailModel.fitted(tails, m=m)
@@ -1059,7 +1238,9 @@ class _Extrapolation:
                 self.calibration[G, T] = comp.get("groups", {})
                 if reps:
                     cf = self.model.count_factors(T, len(reps), seed, partition=part)
-                    self.reps[G, T] = self.model.exceedance_replicates(T, reps, pw, count_factors=cf, partition=part)
+                    self.reps[G, T] = self.model.exceedance_replicates(
+                        T, reps, pw, count_factors=cf, partition=part
+                    )
         self._shares: dict[float, dict[str, Any]] = {}
         self.total_pairs = float(tails.n_nonmated.sum())
 
@@ -1068,7 +1249,9 @@ class _Extrapolation:
             self._shares[T] = partner_shares(self.tails, T)
         return self._shares[T]
 
-    def rows(self, key: tuple, mask: np.ndarray, sizes: Sequence[float]) -> tuple[tuple[ExtrapolatedPoint, ...], list[Flag]]:
+    def rows(
+        self, key: tuple, mask: np.ndarray, sizes: Sequence[float]
+    ) -> tuple[tuple[ExtrapolatedPoint, ...], list[Flag]]:
         rows, flags = [], []
         for T in self.thresholds:
             info = self.calibration[key[0], T].get(self.group_label.get(key, -1))
@@ -1085,26 +1268,43 @@ class _Extrapolation:
             "p": p,
             # FMR within the set: pooled non-mated share >= T (model where beyond the observed)
             "fmr": float((p * t.n_nonmated)[mask].sum() / t.n_nonmated[mask].sum()),
-            "k": int(k_t[mask].sum()), "counts_exact": bool(exact_t[mask].all()),
-            "conc": self.model.pair_concentration(T, mask), "r3": self.model.unobserved_bound(T, p, mask),
-            "calibration": ("pooled_overall" if info is None and not key[0] else
-                            "own_group" if info and info["own"] else "pooled_group"),
+            "k": int(k_t[mask].sum()),
+            "counts_exact": bool(exact_t[mask].all()),
+            "conc": self.model.pair_concentration(T, mask),
+            "r3": self.model.unobserved_bound(T, p, mask),
+            "calibration": (
+                "pooled_overall"
+                if info is None and not key[0]
+                else "own_group"
+                if info and info["own"]
+                else "pooled_group"
+            ),
             "own": bool(info and info["own"]),
         }
 
     def _flags(self, key: tuple, T: float, info, shared: dict[str, Any]) -> list[Flag]:
         name, conc, out = group_name(key[1]), shared["conc"], []
         if key[0] and not shared["own"]:
-            out.append(Flag("identification.pooled_calibration",
-                            {"group": name, "min_events": MIN_CALIBRATION_EVENTS, "threshold": T}))
+            out.append(
+                Flag(
+                    "identification.pooled_calibration",
+                    {"group": name, "min_events": MIN_CALIBRATION_EVENTS, "threshold": T},
+                )
+            )
         if not shared["counts_exact"]:
             out.append(Flag("identification.counts_lower_bounds", {"group": name, "threshold": T}))
         if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS:
-            out.append(Flag("identification.pair_concentration",
-                            {"group": name, "share": conc["share"], "scores": conc["scores"], "threshold": T}))
+            out.append(
+                Flag(
+                    "identification.pair_concentration",
+                    {"group": name, "share": conc["share"], "scores": conc["scores"], "threshold": T},
+                )
+            )
         return out
 
-    def _intervals(self, key: tuple, mask: np.ndarray, T: float, N: float) -> tuple[Interval | None, Interval | None]:
+    def _intervals(
+        self, key: tuple, mask: np.ndarray, T: float, N: float
+    ) -> tuple[Interval | None, Interval | None]:
         """The confidence interval on the expected FPIR and the prediction for one gallery."""
         if not self.reps:
             return None, None
@@ -1113,28 +1313,50 @@ class _Extrapolation:
         den = (pw * mask).sum(axis=1)
         rep_vals = (pw * eb * mask).sum(axis=1) / np.where(den > 0, den, np.nan)
         ps = self.shares(T)
-        real = realised_fpir(eb[:, cols], self.tails.samples.subject_of_sample[cols], ps["shares"], pw[:, cols],
-                             self.seed, share_sizes=ps["sizes"], realisations=PREDICTION_REALISATIONS)
-        return (percentile_interval(rep_vals, self.level, self.method + MODEL_METHOD),
-                percentile_interval(real, self.level, PREDICTION_METHOD))
+        real = realised_fpir(
+            eb[:, cols],
+            self.tails.samples.subject_of_sample[cols],
+            ps["shares"],
+            pw[:, cols],
+            self.seed,
+            share_sizes=ps["sizes"],
+            realisations=PREDICTION_REALISATIONS,
+        )
+        return (
+            percentile_interval(rep_vals, self.level, self.method + MODEL_METHOD),
+            percentile_interval(real, self.level, PREDICTION_METHOD),
+        )
 
-    def _row(self, key: tuple, mask: np.ndarray, T: float, N: float, shared: dict[str, Any]) -> ExtrapolatedPoint:
+    def _row(
+        self, key: tuple, mask: np.ndarray, T: float, N: float, shared: dict[str, Any]
+    ) -> ExtrapolatedPoint:
         e = fpir_extrapolated(shared["p"], N)
         iv, pred = self._intervals(key, mask, T, N)
         r3 = shared["r3"]
         r3_fpir = None if r3 is None else float(fpir_extrapolated(r3, N)[mask].mean())
         top = np.sort(e[mask])[::-1]
-        share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
+        share1 = (
+            float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
+        )
         fmr = shared["fmr"]
         return ExtrapolatedPoint(
-            gallery_size=float(N), threshold=T, fpir=float(e[mask].mean()),
+            gallery_size=float(N),
+            threshold=T,
+            fpir=float(e[mask].mean()),
             interval=raise_high(iv, r3_fpir, RAISED_TO_RULE_OF_THREE),
-            prediction_interval=raise_high(pred, r3_fpir, RAISED_TO_RULE_OF_THREE), rule_of_three_fpir=r3_fpir,
-            largest_pair_of_people=shared["conc"], counts_exact=shared["counts_exact"],
-            scores_at_or_above_threshold=shared["k"], calibration=shared["calibration"], fmr=fmr,
-            naive_n_fmr=float(N) * fmr, homogeneous_fpir=float(-np.expm1(float(N) * np.log1p(-min(fmr, 1.0)))),
-            share_from_top_1pct_probes=share1, extrapolated_probe_share=self.model.extrapolated_share(T),
-            beyond_observed_fmr=bool(fmr < 1.0 / self.total_pairs))
+            prediction_interval=raise_high(pred, r3_fpir, RAISED_TO_RULE_OF_THREE),
+            rule_of_three_fpir=r3_fpir,
+            largest_pair_of_people=shared["conc"],
+            counts_exact=shared["counts_exact"],
+            scores_at_or_above_threshold=shared["k"],
+            calibration=shared["calibration"],
+            fmr=fmr,
+            naive_n_fmr=float(N) * fmr,
+            homogeneous_fpir=float(-np.expm1(float(N) * np.log1p(-min(fmr, 1.0)))),
+            share_from_top_1pct_probes=share1,
+            extrapolated_probe_share=self.model.extrapolated_share(T),
+            beyond_observed_fmr=bool(fmr < 1.0 / self.total_pairs),
+        )
 
 
 def iter_rows(scores: np.ndarray, block: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray]]:

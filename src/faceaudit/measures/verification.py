@@ -213,7 +213,11 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
 
     def D(u: float) -> int:
         """(FMR - FNMR) * Nn * Np just above u: non-mated > u against mated <= u, exact integers."""
-        above = tail.size - int(np.searchsorted(tail, u, side="right")) + (1 if pseudo and view.below_max > u else 0)
+        above = (
+            tail.size
+            - int(np.searchsorted(tail, u, side="right"))
+            + (1 if pseudo and view.below_max > u else 0)
+        )
         return above * Np - int(np.searchsorted(pos, u, side="right")) * Nn
 
     def last_nonnegative(n: int, at) -> int:
@@ -228,7 +232,9 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
 
     i = last_nonnegative(n_neg, neg_at)
     j = last_nonnegative(Np, lambda k: float(pos[k]))
-    u_a = max([v for v, k in ((neg_at(i), i), (float(pos[j]) if j >= 0 else None, j)) if k >= 0], default=None)
+    u_a = max(
+        [v for v, k in ((neg_at(i), i), (float(pos[j]) if j >= 0 else None, j)) if k >= 0], default=None
+    )
 
     def after(u: float) -> float | None:
         """The next observed value above u, mated or not."""
@@ -266,7 +272,9 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
     return EERResult(point=operating_point(view, genuine, best_t))
 
 
-def det_curve(view: ImpostorView, genuine: np.ndarray, max_points: int | None = None) -> dict[str, np.ndarray]:
+def det_curve(
+    view: ImpostorView, genuine: np.ndarray, max_points: int | None = None
+) -> dict[str, np.ndarray]:
     """Every distinct operating point of the exact region, lowest threshold first.
 
     Thresholds are each distinct observed score above the bulk (plus +inf, where nothing matches).

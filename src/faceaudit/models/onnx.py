@@ -36,7 +36,9 @@ def _ort():
     try:
         import onnxruntime
     except ImportError as exc:  # pragma: no cover
-        raise MissingDependencyError("the ONNX embedder needs onnxruntime: pip install 'faceaudit[onnx]'") from exc
+        raise MissingDependencyError(
+            "the ONNX embedder needs onnxruntime: pip install 'faceaudit[onnx]'"
+        ) from exc
     return onnxruntime
 
 
@@ -113,15 +115,26 @@ class OnnxEmbedder(Embedder):
         self.central_fraction = float(central_fraction)
         self._allow_unverified = allow_unverified
         self._expected = expected_sha256
-        if _verified is None:
-            files = [verify_model_file(model_path, role="ONNX model",
-                                       expected={expected_sha256: Path(model_path).name} if expected_sha256 else {},
-                                       allow_unverified=allow_unverified or expected_sha256 is None)]
-            if detector_path is not None:
-                files.append(verify_model_file(detector_path, role="YuNet detector", expected=YUNET_SHA256,
-                                               allow_unverified=allow_unverified))
-            _verified = tuple(files)
-        self._files = _verified
+        self._files = (
+            _verified
+            if _verified is not None
+            else _verify_files(model_path, detector_path, expected_sha256, allow_unverified)
+        )
+        self._open_session(ort, providers)
+        self._detector = None
+        if len(self._files) > 1:
+            cv2 = _cv2()
+            self._detector = cv2.FaceDetectorYN.create(
+                self._files[1].path, "", (320, 320), self.score_threshold, 0.3, 5000
+            )
+        probe = self._run(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
+        self.dim = int(probe.shape[1])
+        self.name = name or f"onnx:{Path(self._files[0].path).name}"
+        self.version = f"onnxruntime {ort.__version__}"
+        self.weights_sha256 = self._files[0].sha256
+
+    def _open_session(self, ort, providers: Sequence[str] | None) -> None:
+        """The onnxruntime session on the model file, and its single image input."""
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -129,25 +142,19 @@ class OnnxEmbedder(Embedder):
         options = ort.SessionOptions()
         options.log_severity_level = 3  # exporters' initializer-in-inputs warnings are not the user's problem
         try:
-            self._session = ort.InferenceSession(self._files[0].path, sess_options=options, providers=self.providers)
+            self._session = ort.InferenceSession(
+                self._files[0].path, sess_options=options, providers=self.providers
+            )
         except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
             raise ModelFileError(f"onnxruntime cannot load {self._files[0].path}: {exc}") from exc
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            raise EmbedderError(f"{model_path} has {len(inputs)} inputs; an embedding model takes one image tensor")
+            raise EmbedderError(
+                f"{self._files[0].path} has {len(inputs)} inputs; an embedding model takes one image tensor"
+            )
         self._input_name = inputs[0].name
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
         self._fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
-        self._detector = None
-        if len(self._files) > 1:
-            cv2 = _cv2()
-            self._detector = cv2.FaceDetectorYN.create(self._files[1].path, "", (320, 320), self.score_threshold,
-                                                       0.3, 5000)
-        probe = self._run(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
-        self.dim = int(probe.shape[1])
-        self.name = name or f"onnx:{Path(self._files[0].path).name}"
-        self.version = f"onnxruntime {ort.__version__}"
-        self.weights_sha256 = self._files[0].sha256
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -160,7 +167,9 @@ class OnnxEmbedder(Embedder):
             "detector": "yunet" if self._detector is not None else "none (images are aligned crops)",
             "detector_sha256": self._files[1].sha256 if len(self._files) > 1 else None,
             "score_threshold": self.score_threshold if self._detector is not None else None,
-            "detect_side": [self.detect_min_side, self.detect_max_side] if self._detector is not None else None,
+            "detect_side": [self.detect_min_side, self.detect_max_side]
+            if self._detector is not None
+            else None,
             "central_fraction": self.central_fraction,
         }
 
@@ -208,10 +217,14 @@ class OnnxEmbedder(Embedder):
         cv2 = _cv2()
         s = self.input_size
         if self._detector is None:
-            return cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA), Acquisition("ok", action="whole_image")
+            return cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA), Acquisition(
+                "ok", action="whole_image"
+            )
         h, w = rgb.shape[:2]
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        faces = detect_yunet(self._detector, bgr, min_side=self.detect_min_side, max_side=self.detect_max_side)
+        faces = detect_yunet(
+            self._detector, bgr, min_side=self.detect_min_side, max_side=self.detect_max_side
+        )
         index, record = choose_face(faces[:, :4], h, w, self.fta_policy)
         if record.status == "failed":
             return None, record
@@ -234,3 +247,23 @@ class OnnxEmbedder(Embedder):
         if crops:
             out[where] = self._run(np.stack(crops))
         return out, records
+
+
+def _verify_files(model_path, detector_path, expected_sha256, allow_unverified) -> tuple[ModelFile, ...]:
+    """The model file (checked against ``expected_sha256`` when given) and the YuNet detector (against the
+    known releases)."""
+    files = [
+        verify_model_file(
+            model_path,
+            role="ONNX model",
+            expected={expected_sha256: Path(model_path).name} if expected_sha256 else {},
+            allow_unverified=allow_unverified or expected_sha256 is None,
+        )
+    ]
+    if detector_path is not None:
+        files.append(
+            verify_model_file(
+                detector_path, role="YuNet detector", expected=YUNET_SHA256, allow_unverified=allow_unverified
+            )
+        )
+    return tuple(files)

@@ -168,7 +168,9 @@ def read_embeddings(path: str | Path) -> EmbeddingSet:
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
-        raise SampleTableError(f"{path} has no faceaudit metadata: not an embeddings file written by faceaudit")
+        raise SampleTableError(
+            f"{path} has no faceaudit metadata: not an embeddings file written by faceaudit"
+        )
     metadata = json.loads(raw)
     column = table.column("embedding").combine_chunks()
     dim = column.type.list_size
@@ -203,8 +205,11 @@ def fta_summary(statuses: Sequence[str], reasons: Sequence[str], groups: dict[st
     for r in reasons:
         for part in filter(None, r.split(";")):
             by_reason[part.split(":", 1)[0]] += 1
-    summary: dict[str, Any] = {"overall": counts(everyone), "by_reason": dict(sorted(by_reason.items())),
-                               "by_group": {}}
+    summary: dict[str, Any] = {
+        "overall": counts(everyone),
+        "by_reason": dict(sorted(by_reason.items())),
+        "by_group": {},
+    }
     for attribute, values in groups.items():
         values = np.asarray(values, dtype=object)
         summary["by_group"][attribute] = {
@@ -262,31 +267,10 @@ def embed_images(
     workers = 1 if executor == "inline" else max(1, int(workers or os.cpu_count() or 1))
     started = time.perf_counter()
     n = samples.num_rows
-    paths = [str(p) for p in samples.column("path").to_pylist()]
-
-    owns_cache = False
-    if cache is True:
-        cache, owns_cache = EmbeddingCache(), True
-    elif isinstance(cache, str | Path):
-        cache, owns_cache = EmbeddingCache(cache), True
-    elif cache is False:
-        cache = None
+    cache, owns_cache = _open_cache(cache)
     model_key = embedder.cache_key()
-
     vectors = np.full((n, embedder.dim), np.nan, dtype=np.float32)
-    records: list[Acquisition | None] = [None] * n
-    image_hashes: list[str | None] = [None] * n
-    blobs_by_hash: dict[str, bytes] = {}
-    rows_by_hash: dict[str, list[int]] = {}
-    for i, p in enumerate(paths):
-        blob, error = _read(p)
-        if blob is None:
-            records[i] = Acquisition("failed", error, 0, "none")
-            continue
-        sha = hashlib.sha256(blob).hexdigest()
-        image_hashes[i] = sha
-        rows_by_hash.setdefault(sha, []).append(i)
-        blobs_by_hash.setdefault(sha, blob)
+    records, blobs_by_hash, rows_by_hash = _read_images([str(p) for p in samples.column("path").to_pylist()])
     read_s = time.perf_counter() - started
 
     cached = cache.get_many(model_key, rows_by_hash, embedder.dim) if cache is not None else {}
@@ -295,7 +279,6 @@ def embed_images(
             vectors[i] = vector
             records[i] = record
     todo = [sha for sha in rows_by_hash if sha not in cached]
-    batches = [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
 
     def take(batch: list[str], result: tuple[np.ndarray, list[Acquisition]]) -> None:
         out, acquired = result
@@ -307,35 +290,104 @@ def embed_images(
             cache.put_many(model_key, zip(batch, out, acquired, strict=True))
 
     embed_started = time.perf_counter()
-    progress_bar = _progress(progress, embedder.name, len(todo), len(cached))
-    with progress_bar as bar:
-        task = bar.add_task("embed", total=len(todo)) if bar is not None else None
-        if batches and (workers == 1 or len(batches) == 1):
-            for batch in batches:
-                take(batch, _embed_bytes(embedder, [blobs_by_hash[s] for s in batch]))
-                if bar is not None:
-                    bar.advance(task, len(batch))
-        elif batches:
-            pool = _make_pool(embedder, executor, min(workers, len(batches)))
-            with pool:
-                spec = embedder.spec()
-                futures = {}
-                for batch in batches:
-                    payload = [blobs_by_hash[s] for s in batch]
-                    if isinstance(pool, cf.ProcessPoolExecutor):
-                        futures[pool.submit(_process_task, payload)] = batch
-                    else:
-                        futures[pool.submit(_thread_task, spec, embedder, payload)] = batch
-                for future in cf.as_completed(futures):
-                    batch = futures[future]
-                    take(batch, future.result())
-                    if bar is not None:
-                        bar.advance(task, len(batch))
+    with _progress(progress, embedder.name, len(todo), len(cached)) as bar:
+        _run_batches(
+            embedder,
+            [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)],
+            blobs_by_hash,
+            take,
+            executor,
+            workers,
+            bar,
+        )
     embed_s = time.perf_counter() - embed_started
     if owns_cache:
         cache.close()
+    final = [r if r is not None else Acquisition("failed", "internal", 0, "none") for r in records]
+    table, metadata = _assemble(samples, embedder, final, vectors)
+    metadata.update(
+        {
+            "n_unique_images": len(rows_by_hash),
+            "n_embedded_now": len(todo),
+            "n_from_cache": len(cached),
+            "source": source,
+            "workers": workers,
+            "executor": executor if workers > 1 else "inline",
+        }
+    )
+    timings = {
+        "read_s": read_s,
+        "embed_s": embed_s,
+        "total_s": time.perf_counter() - started,
+        "ms_per_image": 1000 * embed_s / len(todo) if todo else float("nan"),
+    }
+    return EmbeddingSet(table=table, vectors=vectors, metadata=metadata, timings=timings)
 
-    final: list[Acquisition] = [r if r is not None else Acquisition("failed", "internal", 0, "none") for r in records]
+
+def _open_cache(cache: EmbeddingCache | str | Path | None | bool) -> tuple[EmbeddingCache | None, bool]:
+    """The cache to use, and whether this call opened it (and so closes it)."""
+    if cache is True:
+        return EmbeddingCache(), True
+    if isinstance(cache, str | Path):
+        return EmbeddingCache(cache), True
+    return (None if cache is False else cache), False
+
+
+def _read_images(paths: list[str]):
+    """Each path's bytes, once per distinct image (by sha256): a failed read is an acquisition failure."""
+    records: list[Acquisition | None] = [None] * len(paths)
+    blobs_by_hash: dict[str, bytes] = {}
+    rows_by_hash: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        blob, error = _read(p)
+        if blob is None:
+            records[i] = Acquisition("failed", error, 0, "none")
+            continue
+        sha = hashlib.sha256(blob).hexdigest()
+        rows_by_hash.setdefault(sha, []).append(i)
+        blobs_by_hash.setdefault(sha, blob)
+    return records, blobs_by_hash, rows_by_hash
+
+
+def _run_batches(
+    embedder: Embedder,
+    batches: list[list[str]],
+    blobs_by_hash: dict[str, bytes],
+    take,
+    executor: str,
+    workers: int,
+    bar,
+) -> None:
+    """Embed the batches in this process or in a pool, handing each result to ``take``."""
+    task = bar.add_task("embed", total=sum(len(b) for b in batches)) if bar is not None else None
+    if batches and (workers == 1 or len(batches) == 1):
+        for batch in batches:
+            take(batch, _embed_bytes(embedder, [blobs_by_hash[s] for s in batch]))
+            if bar is not None:
+                bar.advance(task, len(batch))
+        return
+    if not batches:
+        return
+    with _make_pool(embedder, executor, min(workers, len(batches))) as pool:
+        spec = embedder.spec()
+        futures = {}
+        for batch in batches:
+            payload = [blobs_by_hash[s] for s in batch]
+            if isinstance(pool, cf.ProcessPoolExecutor):
+                futures[pool.submit(_process_task, payload)] = batch
+            else:
+                futures[pool.submit(_thread_task, spec, embedder, payload)] = batch
+        for future in cf.as_completed(futures):
+            batch = futures[future]
+            take(batch, future.result())
+            if bar is not None:
+                bar.advance(task, len(batch))
+
+
+def _assemble(samples: pa.Table, embedder: Embedder, final: list[Acquisition], vectors: np.ndarray):
+    """The embeddings table (sample columns, acquisition, embedding) and its metadata."""
+    from faceaudit import __version__
+
     attributes = [c for c in samples.column_names if c not in RESERVED_COLUMNS]
     statuses = [r.status for r in final]
     reasons = [r.reason for r in final]
@@ -348,40 +400,26 @@ def embed_images(
         .append_column("embedding", _embedding_column(vectors, pa.float32(), embedder.dim))
     )
     groups = {a: [str(v) for v in samples.column(a).to_pylist()] for a in attributes}
-    from faceaudit import __version__
-
-    n_embedded = len(todo)
     metadata = {
         "kind": "faceaudit.embeddings",
         "model": embedder.describe(),
         "fta_policy": embedder.fta_policy,
         "fta": fta_summary(statuses, reasons, groups),
         "attributes": attributes,
-        "n_samples": n,
-        "n_unique_images": len(rows_by_hash),
-        "n_embedded_now": n_embedded,
-        "n_from_cache": len(cached),
+        "n_samples": samples.num_rows,
         "faceaudit_version": __version__,
-        "source": source,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "workers": workers,
-        "executor": executor if workers > 1 else "inline",
     }
-    timings = {
-        "read_s": read_s,
-        "embed_s": embed_s,
-        "total_s": time.perf_counter() - started,
-        "ms_per_image": 1000 * embed_s / n_embedded if n_embedded else float("nan"),
-    }
-    return EmbeddingSet(table=table, vectors=vectors, metadata=metadata, timings=timings)
+    return table, metadata
 
 
 def _make_pool(embedder: Embedder, executor: str, workers: int) -> cf.Executor:
     spec = embedder.spec()
     if executor == "process" and spec is not None:
         # spawn: forking a process that holds OpenCV/dlib thread pools can deadlock the child
-        return cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_init_process_worker, initargs=(spec,))
+        return cf.ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_init_process_worker, initargs=(spec,)
+        )
     if spec is None and not embedder.thread_safe:
         # nothing to rebuild the embedder from, and it cannot be shared: run it alone
         return cf.ThreadPoolExecutor(1)
@@ -403,4 +441,6 @@ def _progress(enabled: bool, name: str, todo: int, cached: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     label = f"{name}: embedding {todo} image(s), {cached} from cache"
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+    )

@@ -35,7 +35,14 @@ from faceaudit.results import group_label as group_name
 from faceaudit.results import grouping_label as grouping_name
 from faceaudit.scores import ScoreDistributions, bin_index
 
-__all__ = ["audit_document", "compact_distributions", "encode_scores", "decode_scores", "COMPACT_FORMAT", "COMPACT_VERSION"]
+__all__ = [
+    "audit_document",
+    "compact_distributions",
+    "encode_scores",
+    "decode_scores",
+    "COMPACT_FORMAT",
+    "COMPACT_VERSION",
+]
 
 COMPACT_FORMAT = "faceaudit.compact-distributions"
 COMPACT_VERSION = 1
@@ -95,34 +102,18 @@ def compact_distributions(
     grid_idx = np.arange(step - 1, inner.size, step)  # indices into inner (edge b = inner[b - 1])
     grid_idx = grid_idx[inner[grid_idx] < exact_from]
     grid = inner[grid_idx]
-    fine_from_top = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # [c, b] = count of scores >= edges[b]
 
-    cells = []
-    for c in range(G * G):
-        lo, hi = starts[c], starts[c + 1]
-        cell_scores = scores[lo:hi]
-        exact = cell_scores[cell_scores >= exact_from] if np.isfinite(exact_from) else cell_scores
-        at_least = fine_from_top[c, grid_idx + 1] if grid.size else np.empty(0, np.int64)
-        cells.append({"total": int(totals[c]), "at_least_grid": _trimmed(at_least),
-                      "scores": encode_scores(exact)})
+    cells = _cells(scores, starts, totals, exact_from, np.cumsum(hist[:, ::-1], axis=1)[:, ::-1], grid_idx)
+    mated = _mated(dist, exact_from, grid)
 
-    mated = []
-    genuine_group = dist.genuine_group
-    for g in range(G):
-        gs = np.sort(dist.genuine_score[genuine_group == g])
-        exact = gs[gs >= exact_from] if np.isfinite(exact_from) else gs
-        below_grid = np.searchsorted(gs, grid, side="left") if grid.size else np.empty(0, np.int64)
-        mated.append({"total": int(gs.size), "below_exact_from": int(gs.size - exact.size),
-                      "below_grid": _trimmed(below_grid), "scores": encode_scores(exact)})
-
-    listed = []
-    for key, value in sorted(subsets.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
-        grouping, values = key
-        listed.append({
-            "grouping": grouping_name(grouping),
-            "group": group_name(values),
+    listed = [
+        {
+            "grouping": grouping_name(key[0]),
+            "group": group_name(key[1]),
             "finest_groups": sorted(_subset_groups(value)),
-        })
+        }
+        for key, value in sorted(subsets.items(), key=lambda kv: (len(kv[0][0]), kv[0]))
+    ]
     _check_bins(dist, grid)
     return {
         "format": COMPACT_FORMAT,
@@ -130,7 +121,8 @@ def compact_distributions(
         "resolution": (
             "At and above exact_from every count is exact at every threshold (every score there is "
             "embedded). Below it counts are exact at the thresholds listed in grid (histogram bin edges, "
-            f"every {step} of {B} bins), and the report's threshold control stops only at those."),
+            f"every {step} of {B} bins), and the report's threshold control stops only at those."
+        ),
         "design": dist.design,
         "n_groups": G,
         "group_columns": list(dist.samples.group_columns),
@@ -144,6 +136,47 @@ def compact_distributions(
         "mated": mated,
         "subsets": listed,
     }
+
+
+def _cells(
+    scores: np.ndarray,
+    starts: np.ndarray,
+    totals: np.ndarray,
+    exact_from: float,
+    fine_from_top: np.ndarray,
+    grid_idx: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Per finest cell: its total, its counts >= each grid threshold (``fine_from_top[c, b]`` = count of
+    scores >= edges[b]) and its scores >= ``exact_from``."""
+    cells = []
+    for c in range(totals.size):
+        cell_scores = scores[starts[c] : starts[c + 1]]
+        exact = cell_scores[cell_scores >= exact_from] if np.isfinite(exact_from) else cell_scores
+        at_least = fine_from_top[c, grid_idx + 1] if grid_idx.size else np.empty(0, np.int64)
+        cells.append(
+            {"total": int(totals[c]), "at_least_grid": _trimmed(at_least), "scores": encode_scores(exact)}
+        )
+    return cells
+
+
+def _mated(dist: ScoreDistributions, exact_from: float, grid: np.ndarray) -> list[dict[str, Any]]:
+    """Per finest group: its mated total, counts below each grid threshold and its scores >=
+    ``exact_from``."""
+    mated = []
+    genuine_group = dist.genuine_group
+    for g in range(dist.n_groups):
+        gs = np.sort(dist.genuine_score[genuine_group == g])
+        exact = gs[gs >= exact_from] if np.isfinite(exact_from) else gs
+        below_grid = np.searchsorted(gs, grid, side="left") if grid.size else np.empty(0, np.int64)
+        mated.append(
+            {
+                "total": int(gs.size),
+                "below_exact_from": int(gs.size - exact.size),
+                "below_grid": _trimmed(below_grid),
+                "scores": encode_scores(exact),
+            }
+        )
+    return mated
 
 
 def audit_document(result: Any, **kwargs: Any) -> dict[str, Any]:
@@ -183,8 +216,13 @@ def _trimmed(values: np.ndarray) -> dict[str, Any]:
     start = int(differ[0]) if differ.size else n
     differ = np.flatnonzero(v != v[-1])
     end = max(start, int(differ[-1]) + 1 if differ.size else 0)
-    return {"length": n, "start": start, "head": int(v[0]), "tail": int(v[-1]),
-            "values": v[start:end].tolist()}
+    return {
+        "length": n,
+        "start": start,
+        "head": int(v[0]),
+        "tail": int(v[-1]),
+        "values": v[start:end].tolist(),
+    }
 
 
 def _check_bins(dist: ScoreDistributions, grid: np.ndarray) -> None:
@@ -199,8 +237,8 @@ def expand_trimmed(block: Mapping[str, Any]) -> np.ndarray:
     n, start, vals = block["length"], block["start"], block["values"]
     out = np.empty(n, dtype=np.int64)
     out[:start] = block["head"]
-    out[start:start + len(vals)] = vals
-    out[start + len(vals):] = block["tail"]
+    out[start : start + len(vals)] = vals
+    out[start + len(vals) :] = block["tail"]
     return out
 
 
@@ -214,8 +252,9 @@ def group_cells(n_groups: int, probe: Iterable[int], reference: Iterable[int], d
     return sorted(out)
 
 
-def counts_at(section: Mapping[str, Any], threshold: float, probe: Iterable[int],
-              reference: Iterable[int] | None = None) -> dict[str, int | None]:
+def counts_at(
+    section: Mapping[str, Any], threshold: float, probe: Iterable[int], reference: Iterable[int] | None = None
+) -> dict[str, int | None]:
     """What the page computes, in Python: false matches among the cells probe x reference (within
     ``probe`` when ``reference`` is None) and false non-matches of the mated pairs of ``probe``, at a
     threshold that is ``exact_from`` or above, or one of ``grid``. Returns None counts elsewhere."""
@@ -250,8 +289,12 @@ def counts_at(section: Mapping[str, Any], threshold: float, probe: Iterable[int]
                 fnm += m["below_exact_from"] + int(np.searchsorted(s, threshold, side="left"))
             else:
                 fnm += int(expand_trimmed(m["below_grid"])[k])
-    return {"false_matches": fm, "nonmated": total, "false_non_matches": fnm if within else None,
-            "mated": mated if within else None}
+    return {
+        "false_matches": fm,
+        "nonmated": total,
+        "false_non_matches": fnm if within else None,
+        "mated": mated if within else None,
+    }
 
 
 def _number(x: Any) -> float:

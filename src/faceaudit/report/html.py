@@ -48,8 +48,14 @@ VENDOR_FILES = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
 
 #: flags for headless Chromium as root in a container, with no network and no profile
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 )
 
@@ -57,6 +63,7 @@ CHROMIUM_FLAGS = (
 # ----------------------------------------------------------------------------------------------
 # formatting (Jinja filters); the page's script formats live numbers the same way
 # ----------------------------------------------------------------------------------------------
+
 
 def fmt_int(n: Any) -> str:
     return "n/a" if n is None else f"{int(n):,}"
@@ -83,6 +90,7 @@ def one_in(x: Any) -> str:
 # the view model: what the template shows, from the document alone
 # ----------------------------------------------------------------------------------------------
 
+
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(obj, Mapping):
         out: list[tuple[str, str]] = []
@@ -103,8 +111,13 @@ def _inputs(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
     out = []
     for name, entry in sorted((manifest.get("inputs") or {}).items()):
         if isinstance(entry, Mapping):
-            out.append({"name": str(name), "path": str(entry.get("path", "")),
-                        "sha256": str(entry.get("sha256", "") or "")})
+            out.append(
+                {
+                    "name": str(name),
+                    "path": str(entry.get("path", "")),
+                    "sha256": str(entry.get("sha256", "") or ""),
+                }
+            )
     return out
 
 
@@ -127,8 +140,11 @@ def _fta(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _group_extremes(entries: list[Mapping[str, Any]], index: int, rate: str) -> dict[str, Any] | None:
-    usable = [(e["group"], e["at_global_threshold"][index][rate]) for e in entries
-              if e.get("at_global_threshold") and e["at_global_threshold"][index][rate].get("value") is not None]
+    usable = [
+        (e["group"], e["at_global_threshold"][index][rate])
+        for e in entries
+        if e.get("at_global_threshold") and e["at_global_threshold"][index][rate].get("value") is not None
+    ]
     if len(usable) < 2:
         return None
     lo = min(usable, key=lambda gv: gv[1]["value"])
@@ -144,8 +160,13 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
     extremes = []
     if primary is not None:
         for grouping, entries in doc.get("by_group", {}).items():
-            extremes.append({"grouping": grouping, "fmr": _group_extremes(entries, 0, "fmr"),
-                             "fnmr": _group_extremes(entries, 0, "fnmr")})
+            extremes.append(
+                {
+                    "grouping": grouping,
+                    "fmr": _group_extremes(entries, 0, "fmr"),
+                    "fnmr": _group_extremes(entries, 0, "fnmr"),
+                }
+            )
     return {
         "targets": targets,
         "primary": primary,
@@ -166,6 +187,7 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
 # rendering
 # ----------------------------------------------------------------------------------------------
 
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -175,16 +197,32 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=fmt_num, int=fmt_int, thr=fmt_threshold, count=fmt_count, interval=fmt_interval,
-                       rate=fmt_rate, one_in=one_in, expected=fmt_expected, big=fmt_big, prob=fmt_prob, pct=fmt_pct)
+    env.filters.update(
+        num=fmt_num,
+        int=fmt_int,
+        thr=fmt_threshold,
+        count=fmt_count,
+        interval=fmt_interval,
+        rate=fmt_rate,
+        one_in=one_in,
+        expected=fmt_expected,
+        big=fmt_big,
+        prob=fmt_prob,
+        pct=fmt_pct,
+    )
     return env
 
 
 def _script_json(doc: Any) -> str:
     """JSON safe inside <script type="application/json">: no '<', '>', '&' or line separators."""
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                 ("\u2029", "\\u2029")):
+    for a, b in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(a, b)
     return text
 
@@ -202,11 +240,14 @@ def _vendor_js() -> list[str]:
 
 
 def _csp_hash(script: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
+    return (
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
+    )
 
 
 def render_html(doc: Mapping[str, Any]) -> str:
-    """The report page for an audit document (:func:`faceaudit.report.document.audit_document` or a JSON file's contents),
+    """The report page for an audit document (:func:`faceaudit.report.document.audit_document` or a
+    JSON file's contents),
     or the scenario page for a scenario document."""
     # one canonical form (sorted keys, JSON types) whether the document comes from an AuditResult or a
     # file: the page's tables (Jinja) and its script (JSON.parse) then see groups in the same order
@@ -218,25 +259,42 @@ def render_html(doc: Mapping[str, Any]) -> str:
     app = "" if standalone else (TEMPLATES / "report.js").read_text(encoding="utf-8")
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     scripts = [*vendor, scenario_js] + ([] if standalone else [app])
-    csp = "; ".join([
-        "default-src 'none'",
-        "script-src " + " ".join(_csp_hash(s) for s in scripts) + " 'unsafe-eval'",  # vega compiles expressions
-        "style-src 'unsafe-inline'",
-        "img-src data:",
-        "font-src 'none'",
-        "connect-src 'none'",
-        "form-action 'none'",
-        "base-uri 'none'",
-    ])
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            "script-src "
+            + " ".join(_csp_hash(s) for s in scripts)
+            + " 'unsafe-eval'",  # vega compiles expressions
+            "style-src 'unsafe-inline'",
+            "img-src data:",
+            "font-src 'none'",
+            "connect-src 'none'",
+            "form-action 'none'",
+            "base-uri 'none'",
+        ]
+    )
     versions = json.loads((VENDOR / "versions.json").read_text(encoding="utf-8"))
     if standalone:
         return env.get_template("scenario.html.j2").render(
-            doc=doc, sv=scenario_view(doc), data_json=_script_json(doc), vendor_scripts=vendor,
-            scenario_script=scenario_js, css=css, csp=csp, vendor_versions=versions,
+            doc=doc,
+            sv=scenario_view(doc),
+            data_json=_script_json(doc),
+            vendor_scripts=vendor,
+            scenario_script=scenario_js,
+            css=css,
+            csp=csp,
+            vendor_versions=versions,
         )
     return env.get_template("report.html.j2").render(
-        doc=doc, vm=view_model(doc), data_json=_script_json(doc), vendor_scripts=vendor, app_script=app,
-        scenario_script=scenario_js, css=css, csp=csp, vendor_versions=versions,
+        doc=doc,
+        vm=view_model(doc),
+        data_json=_script_json(doc),
+        vendor_scripts=vendor,
+        app_script=app,
+        scenario_script=scenario_js,
+        css=css,
+        csp=csp,
+        vendor_versions=versions,
     )
 
 
@@ -258,21 +316,33 @@ def find_chromium() -> str | None:
     return None
 
 
-def write_pdf(html_path: str | Path, pdf_path: str | Path, *, chromium: str | None = None,
-              timeout: float = 120.0) -> Path:
+def write_pdf(
+    html_path: str | Path, pdf_path: str | Path, *, chromium: str | None = None, timeout: float = 120.0
+) -> Path:
     """Print the page to PDF with headless Chromium (``--print-to-pdf``), charts drawn first."""
     from faceaudit.errors import InputError
 
     chromium = chromium or find_chromium()
     if chromium is None:
-        raise InputError("--pdf needs Chromium: install it (Debian: apt-get install chromium) or set "
-                         "FACEAUDIT_CHROMIUM to its path")
+        raise InputError(
+            "--pdf needs Chromium: install it (Debian: apt-get install chromium) or set "
+            "FACEAUDIT_CHROMIUM to its path"
+        )
     html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path).resolve()
     with tempfile.TemporaryDirectory(prefix="faceaudit-chromium-") as profile:
-        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               "--run-all-compositor-stages-before-draw", "--virtual-time-budget=15000",
-               f"--print-to-pdf={pdf_path}", html_path.as_uri()]
+        cmd = [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--no-pdf-header-footer",
+            "--run-all-compositor-stages-before-draw",
+            "--virtual-time-budget=15000",
+            f"--print-to-pdf={pdf_path}",
+            html_path.as_uri(),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0 or not pdf_path.exists():
-        raise InputError(f"Chromium could not print the report (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        raise InputError(
+            f"Chromium could not print the report (exit {proc.returncode}): {proc.stderr[-2000:]}"
+        )
     return pdf_path

@@ -26,8 +26,17 @@ from typing import Any
 
 from faceaudit.errors import InputError
 
-__all__ = ["ScenarioFileError", "ScenarioMismatchError", "SCENARIO_SCHEMA", "read_scenario", "attach_scenarios",
-           "consistency", "check_consistency", "scenario_view", "record_distributions_input"]
+__all__ = [
+    "ScenarioFileError",
+    "ScenarioMismatchError",
+    "SCENARIO_SCHEMA",
+    "read_scenario",
+    "attach_scenarios",
+    "consistency",
+    "check_consistency",
+    "scenario_view",
+    "record_distributions_input",
+]
 
 SCENARIO_SCHEMA = "faceaudit.scenario"
 #: share of expected false positives carried by the top 1% of probes from which the page calls them uneven
@@ -45,6 +54,7 @@ class ScenarioMismatchError(InputError):
 # ----------------------------------------------------------------------------------------------
 # reading, checking, attaching
 # ----------------------------------------------------------------------------------------------
+
 
 def read_scenario(path: str | Path) -> dict[str, Any]:
     """A scenario document from a file, validated; :class:`ScenarioFileError` naming what is wrong."""
@@ -78,32 +88,48 @@ def consistency(audit_doc: Mapping[str, Any] | None, scen: Mapping[str, Any]) ->
     mine = _distributions_hash(scen)
     if audit_doc is None:
         where = ((scen.get("manifest") or {}).get("inputs") or {}).get("distributions") or {}
-        detail = (f"computed from the score distributions {where.get('path')!r} (sha256 {mine})." if mine else
-                  "the scenario document does not record which score distributions it was computed from.")
+        detail = (
+            f"computed from the score distributions {where.get('path')!r} (sha256 {mine})."
+            if mine
+            else "the scenario document does not record which score distributions it was computed from."
+        )
         return {"status": "standalone", "detail": "This scenario was " + detail}
     theirs = _distributions_hash(audit_doc)
     if mine and theirs:
         if mine == theirs:
-            return {"status": "verified", "detail": "Verified: the scenario was computed from the same score "
-                    f"distributions file as this audit (sha256 {mine})."}
-        return {"status": "mismatch", "detail": f"the scenario was computed from score distributions with sha256 "
-                f"{mine}, this audit from {theirs}: they are not the same data"}
+            return {
+                "status": "verified",
+                "detail": "Verified: the scenario was computed from the same score "
+                f"distributions file as this audit (sha256 {mine}).",
+            }
+        return {
+            "status": "mismatch",
+            "detail": f"the scenario was computed from score distributions with sha256 "
+            f"{mine}, this audit from {theirs}: they are not the same data",
+        }
     probes = (scen.get("model") or {}).get("probes")
     samples = (audit_doc.get("counts") or {}).get("samples")
-    missing = ("this audit does not record a distributions file (it was run from a score file)" if not theirs else
-               "the scenario does not record the distributions file it was computed from")
+    missing = (
+        "this audit does not record a distributions file (it was run from a score file)"
+        if not theirs
+        else "the scenario does not record the distributions file it was computed from"
+    )
     detail = f"Not verified: {missing}, so faceaudit cannot check that both describe the same evaluation set."
     if isinstance(probes, int) and isinstance(samples, int) and probes != samples:
-        detail += (f" They differ in size: the scenario's evaluation set has {probes:,} probes, this audit "
-                   f"{samples:,} samples.")
+        detail += (
+            f" They differ in size: the scenario's evaluation set has {probes:,} probes, this audit "
+            f"{samples:,} samples."
+        )
     return {"status": "unverified", "detail": detail}
 
 
 def check_consistency(audit_doc: Mapping[str, Any], scen: Mapping[str, Any], name: str) -> None:
     c = consistency(audit_doc, scen)
     if c["status"] == "mismatch":
-        raise ScenarioMismatchError(f"{name}: {c['detail']}; recompute the scenario with `faceaudit scenario "
-                                    "--distributions` on the file the audit used")
+        raise ScenarioMismatchError(
+            f"{name}: {c['detail']}; recompute the scenario with `faceaudit scenario "
+            "--distributions` on the file the audit used"
+        )
 
 
 def record_distributions_input(doc: dict[str, Any], path: str | Path) -> None:
@@ -158,6 +184,7 @@ def _version(text: Any) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------------------------
 # words and numbers for the page (formatting only: every number is the scenario document's)
 # ----------------------------------------------------------------------------------------------
+
 
 def _num(x: Any) -> float | None:
     if isinstance(x, bool) or x is None:
@@ -247,142 +274,18 @@ def scenario_view(scen: Mapping[str, Any], audit_doc: Mapping[str, Any] | None =
     model = scen.get("model") or {}
     budget = scen.get("budget") if isinstance(scen.get("budget"), Mapping) else None
     S, N, T = _num(inputs.get("searches")), _num(inputs.get("gallery_size")), _num(inputs.get("threshold"))
-    share = _num(inputs.get("mated_share"))
     level = _num(inputs.get("level"))
     iv = expected.get("interval") if isinstance(expected.get("interval"), Mapping) else None
     if level is None and iv is not None:
         level = _num(iv.get("level"))
     level_pct = f"{round(level * 100):g}%" if level is not None else "the stated"
-
-    words = [f"{fmt_big(S)} searches against a gallery of {fmt_big(N)} faces at threshold {fmt_big(T)}"
-             + (f" (the lowest threshold that keeps the expected false matches within the budget of "
-                f"{fmt_big(budget.get('max_false_matches'))})" if budget and budget.get("threshold") is not None else "")
-             + "."]
-    if share is not None:
-        mated = S * share if S is not None else None
-        words.append(f"{fmt_pct(share)} of the searched people are enrolled in the gallery ({fmt_big(mated)} mated "
-                     f"searches, whose own face is in it); the other {fmt_big(None if S is None else S - mated)} "
-                     "searches are of people who are not.")
-    words.append(f"Searched population: {_mix_words(inputs)}.")
-    words.append("A search returns someone else when a face of another person in the gallery scores at or above "
-                 "the threshold; such a search is one false-positive identification, however many faces match.")
-
-    groups = []
-    for g in scen.get("by_group") or []:
-        giv = g.get("interval") if isinstance(g.get("interval"), Mapping) else None
-        groups.append({"group": str(g.get("group")), "share": g.get("share"), "share_text": fmt_pct(g.get("share")),
-                       "searches": fmt_big(S * _num(g["share"])) if S is not None and _num(g.get("share")) is not None
-                       else "not recorded",
-                       "probes": fmt_big(g.get("probes")), "subjects": fmt_big(g.get("subjects")),
-                       "fpir": g.get("fpir"), "fpir_text": fmt_prob(g.get("fpir")),
-                       "false_matches": g.get("false_matches"), "false_matches_text": fmt_expected(g.get("false_matches")),
-                       "low": giv.get("low") if giv else None, "high": giv.get("high") if giv else None,
-                       "interval_text": _interval_text(giv, short=True),
-                       "per_10k": fmt_expected(g.get("per_10k_searches_of_group"))})
-
-    total = _num(expected.get("false_matches"))
     naive = _num(expected.get("naive_searches_x_n_x_fmr"))
-    naive_words = []
-    if naive is not None and total is not None:
-        if naive > 0 and total > 0:
-            direction = "overstates" if naive > total else "understates"
-            ratio = naive / total if naive >= total else total / naive
-            naive_words.append(f"The naive figure, searches × gallery size × FMR = {fmt_expected(naive)}, {direction} "
-                               f"the model's {fmt_expected(total)} ({ratio:.3g} times {'more' if naive > total else 'less'}).")
-        else:
-            naive_words.append(f"The naive figure, searches × gallery size × FMR, is {fmt_expected(naive)}; the "
-                               f"model's is {fmt_expected(total)}.")
-        if S is not None and naive > S:
-            naive_words.append(f"It exceeds the number of searches ({fmt_big(S)}), which cannot be: a search that returns "
-                               "someone else counts once, however many faces in the gallery score above the threshold. "
-                               "When most searches already return someone, the count saturates; the model counts "
-                               "searches, the naive figure counts pairs.")
-        conc = _num(model.get("share_from_top_1pct_probes"))
-        het = ("The naive figure treats every searched person as average. The model keeps each person's own score "
-               "tail from the evaluation set, so the chance that a search returns someone else is the mean over "
-               "people of 1 − (1 − p)^N, not N times the mean p.")
-        if conc is not None and conc >= UNEVEN_TOP_1PCT_SHARE:
-            het += (" False matches are not spread evenly over people: some faces (“lambs”) match many others, most "
-                    f"match almost no one; in this evaluation set the 1% of people most prone to false matches carry "
-                    f"{fmt_pct(conc)} of the expected false-positive identifications.")
-        elif conc is not None:
-            het += (f" Here false matches are spread fairly evenly over people (the 1% most prone to them carry "
-                    f"{fmt_pct(conc)}), so the difference comes mostly from a search counting once, however many "
-                    "faces it matches.")
-        naive_words.append(het)
-        fmr = _num(expected.get("fmr_at_threshold"))
-        if fmr is not None:
-            naive_words.append(f"Both use the modelled false match rate at the threshold, {fmt_prob(fmr)} per comparison.")
-
-    if iv is not None:
-        method = str(iv.get("method", ""))
-        carries = [f"The {level_pct} interval carries the uncertainty of sampling (which people happened to be in the "
-                   "evaluation set: people are resampled, not pairs), of the fitted tail model (refitted on every "
-                   "resample) and of the extrapolation to this gallery size (the count of distinct pairs of people "
-                   "reaching the threshold, drawn again on every resample)."]
-        if "rule-of-three" in method:
-            carries.append("The upper end of the total's interval is raised to the rule-of-three bound, because too "
-                           "few scores of the evaluation set reach the threshold to calibrate on.")
-            unraised = [str(g.get("group")) for g in scen.get("by_group") or []
-                        if isinstance(g.get("interval"), Mapping) and "rule-of-three" not in str(g["interval"].get("method", ""))]
-            if unraised:
-                carries.append("The per-group intervals are not raised so: they understate the uncertainty, and the "
-                               "total's interval is the one to read.")
-        civ = expected.get("count_interval") if isinstance(expected.get("count_interval"), Mapping) else None
-        if civ is not None:
-            carries.append(f"It is an interval on the expected number. The number one run of these searches returns, "
-                           f"each search of a different person, adds chance variation: {_interval_text(civ)} (a "
-                           "binomial draw around each resample). Searches repeated on the same people spread further: "
-                           "a person whose lookalike is enrolled is matched on most of their searches.")
-        else:
-            carries.append("It does not carry the chance variation of one particular run of these searches (about "
-                           "the square root of the expected count on top).")
-        carries.append("Neither carries any difference between the evaluation set's people and the people in the "
-                       "real gallery.")
-        carries.append(f"Method, as recorded: {method}.")
-    else:
-        method = ""
-        carries = ["No interval was computed (the scenario was run without a bootstrap): the figure carries no stated "
-                   "uncertainty, and should not be read without one."]
-
-    budget_words = None
-    if budget:
-        b = fmt_big(budget.get("max_false_matches"))
-        tp, tu = budget.get("threshold"), budget.get("threshold_upper_bound_within_budget")
-        if tp is None:
-            budget_words = (f"Budget of at most {b} expected false matches: no threshold meets it. "
-                            + str(budget.get("note") or "") + " The figures shown are at the highest threshold tried.")
-        else:
-            budget_words = (f"Budget of at most {b} expected false matches: the lowest threshold whose expected count "
-                            f"stays within it is {fmt_big(tp)}; "
-                            + (f"the lowest whose upper interval bound also stays within it is {fmt_big(tu)}."
-                               if tu is not None else "no threshold keeps the upper interval bound within it.")
-                            + " The figures shown are at the first.")
-    details = []
-    for label, value in (
-        ("probes (people's images searched) in the evaluation set", fmt_big(model.get("probes"))),
-        ("non-mated references measured per probe",
-         " to ".join(fmt_big(v) for v in model["nonmated_references_per_probe"])
-         if isinstance(model.get("nonmated_references_per_probe"), list) else "not recorded"),
-        ("share of probes whose figure is extrapolated by the tail model", fmt_pct(model.get("extrapolated_probe_share"))),
-        ("generalized Pareto tail: shape, scale", ", ".join(fmt_prob((model.get("gpd") or {}).get(k))
-                                                            for k in ("shape", "scale"))),
-        ("modelled FPIR (share of searches returning someone else)", fmt_prob(expected.get("fpir"))),
-        ("from non-mated searches", fmt_expected(expected.get("from_nonmated_searches"))),
-        ("from mated searches also returning someone else", fmt_expected(expected.get("from_mated_searches"))),
-        ("… of which someone else comes first", fmt_expected(expected.get("mated_searches_wrong_person_first"))
-         + (f" ({_interval_text(expected['mated_searches_wrong_person_first_interval'])})"
-            if isinstance(expected.get("mated_searches_wrong_person_first_interval"), Mapping) else "")),
-        ("bootstrap replicates, seed", f"{fmt_big(inputs.get('bootstrap'))}, {fmt_big(inputs.get('seed'))}"),
-        ("faceaudit version", str(scen.get("faceaudit_version", "not recorded"))),
-    ):
-        details.append((label, value))
     source = scen.get("source") if isinstance(scen.get("source"), Mapping) else None
     dist = ((scen.get("manifest") or {}).get("inputs") or {}).get("distributions")
     return {
         "title": f"{fmt_big(S)} searches, gallery of {fmt_big(N)}, threshold {fmt_big(T)}",
         "threshold": T,
-        "words": words,
+        "words": _operation_words(inputs, budget),
         "statement": str(scen.get("statement") or ""),
         "flags": [str(f) for f in scen.get("flags") or []],
         "searches_text": fmt_big(S),
@@ -396,16 +299,267 @@ def scenario_view(scen: Mapping[str, Any], audit_doc: Mapping[str, Any] | None =
         "total_interval_short": _interval_text(iv, short=True),
         "naive": expected.get("naive_searches_x_n_x_fmr"),
         "naive_text": fmt_expected(naive),
-        "naive_words": naive_words,
-        "carries": carries,
+        "naive_words": _naive_words(expected, model, S),
+        "carries": _carries(scen, iv, level_pct),
         "level_pct": level_pct,
-        "groups": groups,
-        "column": str((inputs.get("mix") or {}).get("column", "group")) if isinstance(inputs.get("mix"), Mapping) else None,
-        "budget_words": budget_words,
-        "details": details,
-        "calibration": sorted((str(k), v) for k, v in (model.get("calibration_by_group") or {}).items()
-                              if isinstance(v, Mapping)),
+        "groups": _group_rows(scen, S),
+        "column": str((inputs.get("mix") or {}).get("column", "group"))
+        if isinstance(inputs.get("mix"), Mapping)
+        else None,
+        "budget_words": _budget_words(budget),
+        "details": _details(scen, inputs, expected, model),
+        "calibration": sorted(
+            (str(k), v)
+            for k, v in (model.get("calibration_by_group") or {}).items()
+            if isinstance(v, Mapping)
+        ),
         "consistency": consistency(audit_doc, scen),
         "source": source,
         "distributions": dist if isinstance(dist, Mapping) else None,
     }
+
+
+def _operation_words(inputs: Mapping[str, Any], budget: Mapping[str, Any] | None) -> list[str]:
+    S, N, T = _num(inputs.get("searches")), _num(inputs.get("gallery_size")), _num(inputs.get("threshold"))
+    share = _num(inputs.get("mated_share"))
+    words = [
+        f"{fmt_big(S)} searches against a gallery of {fmt_big(N)} faces at threshold {fmt_big(T)}"
+        + (
+            f" (the lowest threshold that keeps the expected false matches within the budget of "
+            f"{fmt_big(budget.get('max_false_matches'))})"
+            if budget and budget.get("threshold") is not None
+            else ""
+        )
+        + "."
+    ]
+    if share is not None:
+        mated = S * share if S is not None else None
+        words.append(
+            f"{fmt_pct(share)} of the searched people are enrolled in the gallery ({fmt_big(mated)} mated "
+            "searches, whose own face is in it); the other "
+            f"{fmt_big(None if S is None else S - mated)} "
+            "searches are of people who are not."
+        )
+    words.append(f"Searched population: {_mix_words(inputs)}.")
+    words.append(
+        "A search returns someone else when a face of another person in the gallery scores at or above "
+        "the threshold; such a search is one false-positive identification, however many faces "
+        "match."
+    )
+
+    return words
+
+
+def _group_rows(scen: Mapping[str, Any], S: float | None) -> list[dict[str, Any]]:
+    groups = []
+    for g in scen.get("by_group") or []:
+        giv = g.get("interval") if isinstance(g.get("interval"), Mapping) else None
+        groups.append(
+            {
+                "group": str(g.get("group")),
+                "share": g.get("share"),
+                "share_text": fmt_pct(g.get("share")),
+                "searches": fmt_big(S * _num(g["share"]))
+                if S is not None and _num(g.get("share")) is not None
+                else "not recorded",
+                "probes": fmt_big(g.get("probes")),
+                "subjects": fmt_big(g.get("subjects")),
+                "fpir": g.get("fpir"),
+                "fpir_text": fmt_prob(g.get("fpir")),
+                "false_matches": g.get("false_matches"),
+                "false_matches_text": fmt_expected(g.get("false_matches")),
+                "low": giv.get("low") if giv else None,
+                "high": giv.get("high") if giv else None,
+                "interval_text": _interval_text(giv, short=True),
+                "per_10k": fmt_expected(g.get("per_10k_searches_of_group")),
+            }
+        )
+
+    return groups
+
+
+def _naive_words(expected: Mapping[str, Any], model: Mapping[str, Any], S: float | None) -> list[str]:
+    total = _num(expected.get("false_matches"))
+    naive = _num(expected.get("naive_searches_x_n_x_fmr"))
+    naive_words = []
+    if naive is not None and total is not None:
+        if naive > 0 and total > 0:
+            direction = "overstates" if naive > total else "understates"
+            ratio = naive / total if naive >= total else total / naive
+            naive_words.append(
+                f"The naive figure, searches × gallery size × FMR = {fmt_expected(naive)}, {direction} "
+                f"the model's {fmt_expected(total)} ({ratio:.3g} times "
+                f"{'more' if naive > total else 'less'})."
+            )
+        else:
+            naive_words.append(
+                f"The naive figure, searches × gallery size × FMR, is {fmt_expected(naive)}; the "
+                f"model's is {fmt_expected(total)}."
+            )
+        if S is not None and naive > S:
+            naive_words.append(
+                f"It exceeds the number of searches ({fmt_big(S)}), which cannot be: a search that returns "
+                "someone else counts once, however many faces in the gallery score above "
+                "the threshold. "
+                "When most searches already return someone, the count saturates; the model "
+                "counts "
+                "searches, the naive figure counts pairs."
+            )
+        conc = _num(model.get("share_from_top_1pct_probes"))
+        het = (
+            "The naive figure treats every searched person as average. The model keeps each person's own "
+            "score "
+            "tail from the evaluation set, so the chance that a search returns someone else is the mean "
+            "over "
+            "people of 1 − (1 − p)^N, not N times the mean p."
+        )
+        if conc is not None and conc >= UNEVEN_TOP_1PCT_SHARE:
+            het += (
+                " False matches are not spread evenly over people: some faces (“lambs”) match many others, "
+                "most "
+                "match almost no one; in this evaluation set the 1% of people most prone to false "
+                "matches carry "
+                f"{fmt_pct(conc)} of the expected false-positive identifications."
+            )
+        elif conc is not None:
+            het += (
+                f" Here false matches are spread fairly evenly over people (the 1% most prone to them carry "
+                f"{fmt_pct(conc)}), so the difference comes mostly from a search counting once, "
+                "however many "
+                "faces it matches."
+            )
+        naive_words.append(het)
+        fmr = _num(expected.get("fmr_at_threshold"))
+        if fmr is not None:
+            naive_words.append(
+                f"Both use the modelled false match rate at the threshold, {fmt_prob(fmr)} per comparison."
+            )
+
+    return naive_words
+
+
+def _carries(scen: Mapping[str, Any], iv: Mapping[str, Any] | None, level_pct: str) -> list[str]:
+    expected = scen.get("expected") or {}
+    if iv is not None:
+        method = str(iv.get("method", ""))
+        carries = [
+            f"The {level_pct} interval carries the uncertainty of sampling (which people happened to be in "
+            "the "
+            "evaluation set: people are resampled, not pairs), of the fitted tail model (refitted "
+            "on every "
+            "resample) and of the extrapolation to this gallery size (the count of distinct pairs "
+            "of people "
+            "reaching the threshold, drawn again on every resample)."
+        ]
+        if "rule-of-three" in method:
+            carries.append(
+                "The upper end of the total's interval is raised to the rule-of-three bound, because too "
+                "few scores of the evaluation set reach the threshold to calibrate on."
+            )
+            unraised = [
+                str(g.get("group"))
+                for g in scen.get("by_group") or []
+                if isinstance(g.get("interval"), Mapping)
+                and "rule-of-three" not in str(g["interval"].get("method", ""))
+            ]
+            if unraised:
+                carries.append(
+                    "The per-group intervals are not raised so: they understate the uncertainty, and the "
+                    "total's interval is the one to read."
+                )
+        civ = expected.get("count_interval") if isinstance(expected.get("count_interval"), Mapping) else None
+        if civ is not None:
+            carries.append(
+                f"It is an interval on the expected number. The number one run of these searches returns, "
+                "each search of a different person, adds chance variation: "
+                f"{_interval_text(civ)} (a "
+                "binomial draw around each resample). Searches repeated on the same people "
+                "spread further: "
+                "a person whose lookalike is enrolled is matched on most of their searches."
+            )
+        else:
+            carries.append(
+                "It does not carry the chance variation of one particular run of these searches (about "
+                "the square root of the expected count on top)."
+            )
+        carries.append(
+            "Neither carries any difference between the evaluation set's people and the people in the "
+            "real gallery."
+        )
+        carries.append(f"Method, as recorded: {method}.")
+    else:
+        method = ""
+        carries = [
+            "No interval was computed (the scenario was run without a bootstrap): the figure carries no "
+            "stated "
+            "uncertainty, and should not be read without one."
+        ]
+
+    return carries
+
+
+def _budget_words(budget: Mapping[str, Any] | None) -> str | None:
+    budget_words = None
+    if budget:
+        b = fmt_big(budget.get("max_false_matches"))
+        tp, tu = budget.get("threshold"), budget.get("threshold_upper_bound_within_budget")
+        if tp is None:
+            budget_words = (
+                f"Budget of at most {b} expected false matches: no threshold meets it. "
+                + str(budget.get("note") or "")
+                + " The figures shown are at the highest threshold tried."
+            )
+        else:
+            budget_words = (
+                f"Budget of at most {b} expected false matches: the lowest threshold whose expected count "
+                f"stays within it is {fmt_big(tp)}; "
+                + (
+                    f"the lowest whose upper interval bound also stays within it is {fmt_big(tu)}."
+                    if tu is not None
+                    else "no threshold keeps the upper interval bound within it."
+                )
+                + " The figures shown are at the first."
+            )
+    return budget_words
+
+
+def _details(
+    scen: Mapping[str, Any], inputs: Mapping[str, Any], expected: Mapping[str, Any], model: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    details = []
+    for label, value in (
+        ("probes (people's images searched) in the evaluation set", fmt_big(model.get("probes"))),
+        (
+            "non-mated references measured per probe",
+            " to ".join(fmt_big(v) for v in model["nonmated_references_per_probe"])
+            if isinstance(model.get("nonmated_references_per_probe"), list)
+            else "not recorded",
+        ),
+        (
+            "share of probes whose figure is extrapolated by the tail model",
+            fmt_pct(model.get("extrapolated_probe_share")),
+        ),
+        (
+            "generalized Pareto tail: shape, scale",
+            ", ".join(fmt_prob((model.get("gpd") or {}).get(k)) for k in ("shape", "scale")),
+        ),
+        ("modelled FPIR (share of searches returning someone else)", fmt_prob(expected.get("fpir"))),
+        ("from non-mated searches", fmt_expected(expected.get("from_nonmated_searches"))),
+        (
+            "from mated searches also returning someone else",
+            fmt_expected(expected.get("from_mated_searches")),
+        ),
+        (
+            "… of which someone else comes first",
+            fmt_expected(expected.get("mated_searches_wrong_person_first"))
+            + (
+                f" ({_interval_text(expected['mated_searches_wrong_person_first_interval'])})"
+                if isinstance(expected.get("mated_searches_wrong_person_first_interval"), Mapping)
+                else ""
+            ),
+        ),
+        ("bootstrap replicates, seed", f"{fmt_big(inputs.get('bootstrap'))}, {fmt_big(inputs.get('seed'))}"),
+        ("faceaudit version", str(scen.get("faceaudit_version", "not recorded"))),
+    ):
+        details.append((label, value))
+    return details

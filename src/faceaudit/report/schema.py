@@ -15,7 +15,6 @@ __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "load_schema", "validate_document", 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
 
 
-
 @cache
 def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -46,7 +45,9 @@ def validate_document(doc: Any) -> None:
         raise InputError("not a faceaudit audit document (its 'schema' field is not 'faceaudit.audit')")
     version = str(doc.get("schema_version", ""))
     if not version.startswith("1."):
-        raise InputError(f"audit document schema version {version!r} is not supported (this faceaudit reads 1.x)")
+        raise InputError(
+            f"audit document schema version {version!r} is not supported (this faceaudit reads 1.x)"
+        )
     _check(load_schema(), doc, "audit document")
 
 
@@ -57,11 +58,18 @@ def validate_scenario_document(doc: Any) -> None:
     kind = doc.get("schema") if isinstance(doc, dict) else None
     if kind != "faceaudit.scenario":
         what = f"a {kind} document" if isinstance(kind, str) else "JSON of another kind"
-        raise InputError(f"not a faceaudit scenario document (its 'schema' field is {kind!r}: {what}; "
-                         "write one with `faceaudit scenario ... --json`)")
+        raise InputError(
+            f"not a faceaudit scenario document (its 'schema' field is {kind!r}: {what}; "
+            "write one with `faceaudit scenario ... --json`)"
+        )
     version = str(doc.get("schema_version", ""))
     if not version.startswith("1."):
-        raise InputError(f"scenario document schema version {version!r} is not supported (this faceaudit reads 1.x)")
+        raise InputError(
+            f"scenario document schema version {version!r} is not supported (this faceaudit reads 1.x)"
+        )
     schema = load_schema()
-    _check({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/scenario"}, doc,
-           "scenario document")
+    _check(
+        {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/scenario"},
+        doc,
+        "scenario document",
+    )

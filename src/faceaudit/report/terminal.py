@@ -44,13 +44,20 @@ def print_audit(doc: dict[str, Any], console: Console | None = None) -> None:
             for e in entries:
                 g = e["at_global_threshold"][i]
                 eer = "n/a" if e["eer"] is None else f"{e['eer']:.3g}"
-                t.add_row(terminal_text(e["group"]), f"{e['mated']:,}", f"{e['nonmated']:,}", fmt_rate(g["fmr"]),
-                          fmt_rate(g["fnmr"]), eer)
+                t.add_row(
+                    terminal_text(e["group"]),
+                    f"{e['mated']:,}",
+                    f"{e['nonmated']:,}",
+                    fmt_rate(g["fmr"]),
+                    fmt_rate(g["fnmr"]),
+                    eer,
+                )
             console.print(t)
         for d in doc["differentials"].get(grouping, []):
             if "fdr" in d:
                 console.print(
-                    f"  {terminal_text(grouping)} @ FMR {d['fmr_target']:g}: FMR max/min {d['fmr_max_min_ratio']}, "
+                    f"  {terminal_text(grouping)} @ FMR {d['fmr_target']:g}: FMR max/min "
+                    f"{d['fmr_max_min_ratio']}, "
                     f"max/geomean {d['fmr_max_geomean_ratio']}; FNMR max/min {d['fnmr_max_min_ratio']}; "
                     f"FDR {d['fdr']:.4g}; GARBE {d['garbe']:.4g}"
                 )

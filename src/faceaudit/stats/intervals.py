@@ -41,9 +41,16 @@ __all__ = [
 CP_AT_EXPECTED = "clopper-pearson at the expected count"
 
 
-def rate(count: int | None, total: int, *, level: float = 0.95, bootstrap: Interval | None = None,
-         unit: str = "comparisons", expected_count: float | None = None,
-         withhold_zero_bootstrap: bool = False) -> Rate:
+def rate(
+    count: int | None,
+    total: int,
+    *,
+    level: float = 0.95,
+    bootstrap: Interval | None = None,
+    unit: str = "comparisons",
+    expected_count: float | None = None,
+    withhold_zero_bootstrap: bool = False,
+) -> Rate:
     """The one way faceaudit builds a rate: ``count`` of ``total`` (or, over random galleries, a
     non-integral ``expected_count`` with ``count=None``), its value, the Clopper-Pearson interval, the
     given subject-bootstrap interval, and for a zero count the rule-of-three bound. With
@@ -58,18 +65,37 @@ def rate(count: int | None, total: int, *, level: float = 0.95, bootstrap: Inter
         return Rate(total=0, count=0, value=None, unit=unit)
     if expected_count is not None:
         cp = clopper_pearson(min(expected_count, float(total)), total, level)  # type: ignore[arg-type]
-        return Rate(total=total, value=expected_count / total, expected_count=expected_count, unit=unit,
-                    exact=Interval(cp.low, cp.high, cp.level, CP_AT_EXPECTED), bootstrap=bootstrap)
+        return Rate(
+            total=total,
+            value=expected_count / total,
+            expected_count=expected_count,
+            unit=unit,
+            exact=Interval(cp.low, cp.high, cp.level, CP_AT_EXPECTED),
+            bootstrap=bootstrap,
+        )
     count = int(count)  # type: ignore[arg-type]
     zero = count == 0
     withheld = zero and withhold_zero_bootstrap and bootstrap is not None
-    return Rate(total=total, count=count, value=count / total, exact=clopper_pearson(count, total, level),
-                bootstrap=None if withheld else bootstrap, rule_of_three=rule_of_three(total) if zero else None,
-                unit=unit, bootstrap_withheld=withheld)
+    return Rate(
+        total=total,
+        count=count,
+        value=count / total,
+        exact=clopper_pearson(count, total, level),
+        bootstrap=None if withheld else bootstrap,
+        rule_of_three=rule_of_three(total) if zero else None,
+        unit=unit,
+        bootstrap_withheld=withheld,
+    )
 
 
-def percentile_interval(replicates: np.ndarray | None, level: float, method: str, *, finite_only: bool = True,
-                        quantile_method: str = "linear") -> Interval | None:
+def percentile_interval(
+    replicates: np.ndarray | None,
+    level: float,
+    method: str,
+    *,
+    finite_only: bool = True,
+    quantile_method: str = "linear",
+) -> Interval | None:
     """The percentile interval of replicate values (non-finite ones dropped with ``finite_only``);
     None without replicates."""
     if replicates is None:
@@ -84,7 +110,9 @@ def percentile_interval(replicates: np.ndarray | None, level: float, method: str
     return Interval(float(lo), float(hi), level, method)
 
 
-def raise_high(interval: Interval | None, high: float | None, why: str, *, only_if_higher: bool = True) -> Interval | None:
+def raise_high(
+    interval: Interval | None, high: float | None, why: str, *, only_if_higher: bool = True
+) -> Interval | None:
     """The interval with its high end raised to ``high`` (a rule-of-three bound where too few events
     were seen), ``why`` appended to its method."""
     if interval is None or high is None or (only_if_higher and high <= interval.high):
@@ -111,9 +139,7 @@ def rule_of_three(n: int) -> float:
     return min(1.0, 3.0 / n)
 
 
-def bootstrap_weights(
-    group_of_subject: np.ndarray, replicates: int, seed: int
-) -> np.ndarray:
+def bootstrap_weights(group_of_subject: np.ndarray, replicates: int, seed: int) -> np.ndarray:
     """(replicates, subjects) multiplicities: each replicate redraws, within each group, as many
     subjects as the group has, with replacement (stratified, so every group keeps its size)."""
     rng = np.random.default_rng(seed)
@@ -148,7 +174,9 @@ def subject_bootstrap(
     false matches and of comparisons per subject pair: a pair of subjects drawn ``w_a`` and ``w_b``
     times counts ``w_a * w_b`` times, so the replicate rate is ``(w F w) / (w C w)``.
     """
-    return subject_bootstrap_from_rates(replicate_rates(weights, numerator, denominator), level, weights.shape[0])
+    return subject_bootstrap_from_rates(
+        replicate_rates(weights, numerator, denominator), level, weights.shape[0]
+    )
 
 
 def replicate_rates(
