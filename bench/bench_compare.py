@@ -79,7 +79,7 @@ def _phase(name: str, x, subj, group, block: int, threads: int) -> dict:
     return {"seconds": seconds, "engine_cpu_s": cpu_s() - c0, "peak_rss_mb": rss_mb(), "inputs_rss_mb": base,
             "passes": dist.meta["passes"], "tail": int(dist.tail_score.size),
             "tail_cutoff_range": [float(dist.tail_cutoff.min()), float(dist.tail_cutoff.max())],
-            "capture_level_range": dist.meta["capture_level"], "timing_s": dist.meta["timing_s"],
+            "capture_level_range": dist.meta["capture_level"], "timing_s": dist.meta["run"]["timing_s"],
             "pairs": dist.meta["pairs"], "mated": dist.n_mated}
 
 

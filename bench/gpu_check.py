@@ -144,7 +144,7 @@ def environment() -> tuple[dict, list[str]]:
         try:
             import triton
 
-            from faceaudit.compare import triton_kernel as tk
+            from faceaudit.compare.backends import triton_kernel as tk
 
             env["triton_path"] = str(Path(triton.__file__).parent)
             env["triton_histogram"] = ("tl.histogram (shared memory), " + ("mask=" if tk.HIST_MASK else "sentinel bin")
@@ -260,7 +260,7 @@ def lattice_check(device: str, kernels: tuple[str, ...], n: int) -> dict:
         d = compare_embeddings(x, samples, backend="torch", device=device, precision=prec, **kw)
         same = bool(d == ref and d.probe_summary == ref.probe_summary
                     and np.array_equal(d.nonmated_counts(), ref.nonmated_counts()))
-        return {"bit_identical_to_numpy": same, "device": d.meta["device"]}, same
+        return {"bit_identical_to_numpy": same, "device": d.meta["run"]["device"]}, same
 
     out["ok"] = per_kernel(kernels, one, out)
     return out
@@ -272,7 +272,7 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
     from bench_compare import lfw_like
 
     from faceaudit.compare import compare_embeddings
-    from faceaudit.compare.engine import gemm_error_bound
+    from faceaudit.compare.kernel import gemm_error_bound
     from faceaudit.scores import SampleIndex
 
     emb, subj, group = lfw_like()
@@ -283,7 +283,7 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
     ref = compare_embeddings(emb, samples, backend="numpy", **kw)
     f32 = gemm_error_bound(emb.shape[1])
     bounds = {"fp32": f32, "bf16": BF16_SCORE_BOUND + 2 * f32}
-    out: dict = {"n": int(emb.shape[0]), "bounds": bounds, "numpy_s": ref.meta["timing_s"]["total"]}
+    out: dict = {"n": int(emb.shape[0]), "bounds": bounds, "numpy_s": ref.meta["run"]["timing_s"]["total"]}
 
     def one(prec: str) -> tuple[dict, bool]:
         d = compare_embeddings(emb, samples, backend="torch", device=device, precision=prec, **kw)
@@ -300,8 +300,8 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
                  "max_mated_score_diff": gdiff, "bound": bounds[prec], "within_bound": bool(within),
                  "max_mated_diff_over_bound": gdiff / bounds[prec],
                  "tail_cutoffs_equal_numpy": bool(np.array_equal(d.tail_cutoff, ref.tail_cutoff)),
-                 "equal_numpy": bool(d == ref), "seconds": d.meta["timing_s"]["total"],
-                 "device": d.meta["device"]}
+                 "equal_numpy": bool(d == ref), "seconds": d.meta["run"]["timing_s"]["total"],
+                 "device": d.meta["run"]["device"]}
         return entry, bool(counts and same_pairs and within)
 
     out["ok"] = per_kernel(kernels, one, out)
@@ -314,9 +314,10 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
     import numpy as np
     from bench_compare import lfw_like
 
-    from faceaudit.compare import engine as E
-    from faceaudit.compare import triton_kernel as tk
-    from faceaudit.compare.kernel import BlockPartial
+    from faceaudit.compare import plan as E
+    from faceaudit.compare.backends import triton_kernel as tk
+    from faceaudit.compare.inputs import prepare_embeddings
+    from faceaudit.compare.kernel import BlockPartial, gemm_error_bound, scaled_references
     from faceaudit.scores import SampleIndex, bin_index
 
     emb, subj, group = lfw_like()
@@ -324,17 +325,17 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
     if d is not None:
         emb = emb[:, :d] / np.linalg.norm(emb[:, :d], axis=1, keepdims=True)
     samples = SampleIndex.from_columns(np.arange(n), subj, {"group": group})
-    emb = E.prepare_embeddings(emb)
+    emb = prepare_embeddings(emb)
     out: dict = {"n": n, "d": int(emb.shape[1])}
     ok = True
     for prec in ("fp32", "bf16"):
         try:
             block = max(256, n // 2)
-            run = E._Run(emb, samples, metric="cosine", bins=4096, block=block, top_k=0, fmr_targets=[1e-3],
+            run = E.Planner(emb, samples, metric="cosine", bins=4096, block=block, top_k=0, fmr_targets=[1e-3],
                          reference_sample=64, seed=0, max_capture=10**12)
             G = run.G
             run.set_capture(np.full((G, G), -np.inf), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32))
-            chunks = E._chunks(run.blocks, block, n, 1 << 40)
+            chunks = E.make_chunks(run.blocks, block, n, 1 << 40)
             t = torch.from_numpy(emb).to(device)
             if prec == "bf16":
                 t = t.to(torch.bfloat16).to(torch.float32)
@@ -354,7 +355,7 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
             e64 = t.double().cpu().numpy()
             exact = np.einsum("ij,ij->i", e64[i], e64[j]) * plan.scale  # float64 of the kernel's own inputs
             diff = np.abs(x.astype(np.float64) - exact)
-            bound = E.gemm_error_bound(run.d) * plan.scale
+            bound = gemm_error_bound(run.d) * plan.scale
             res = {"pairs_once": once, "hist_equals_own_scores": hist_ok, "mated": int(total.gen_x.size),
                    "max_abs_diff_x": float(diff.max()), "bound_x": bound,
                    "max_diff_over_float32_bound": float(diff.max() / bound), "within_bound": bool(diff.max() <= bound),
@@ -362,7 +363,7 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
                    "pairs": int(i.size), "reruns": fused.reruns, "kernel": fused.identity}
             if prec == "fp32":
                 xn = np.empty(i.size, np.float32)
-                sc = E.scaled_references(emb, plan)
+                sc = scaled_references(emb, plan)
                 for bi, bj in run.blocks:  # numpy's own block GEMMs
                     m = (i // block == bi) & (j // block == bj)
                     xb = emb[bi * block : (bi + 1) * block] @ sc[bj * block : (bj + 1) * block].T
@@ -387,8 +388,9 @@ def probe_check(torch, device: str, m: int) -> dict:
     from bench_compare import lfw_like
     from test_compare import lattice_set
 
-    from faceaudit.compare import engine as E
-    from faceaudit.compare import triton_kernel as tk
+    from faceaudit.compare import plan as E
+    from faceaudit.compare.backends import triton_kernel as tk
+    from faceaudit.compare.inputs import prepare_embeddings
     from faceaudit.scores import SampleIndex
 
     out: dict = {"m": m}
@@ -396,8 +398,8 @@ def probe_check(torch, device: str, m: int) -> dict:
     emb, subj, group = lfw_like()
     gauss = (emb[:m], SampleIndex.from_columns(np.arange(m), subj[:m], {"group": group[:m]}))
     for name, (x, samples) in (("lattice", lattice_set(n=m, subjects=max(20, m // 4), seed=3)), ("gaussian", gauss)):
-        e = E.prepare_embeddings(x)
-        run = E._Run(e, samples, metric="cosine", bins=4096, block=m, top_k=0, fmr_targets=[1e-3],
+        e = prepare_embeddings(x)
+        run = E.Planner(e, samples, metric="cosine", bins=4096, block=m, top_k=0, fmr_targets=[1e-3],
                      reference_sample=64, seed=0, max_capture=10**12)
         for prec in ("fp32", "bf16"):
             try:
@@ -418,8 +420,9 @@ def auto_check(device: str, n: int | None) -> dict:
     import numpy as np
     from bench_compare import lfw_like
 
-    from faceaudit.compare import engine as E
-    from faceaudit.compare.torch_backend import TorchBackend
+    from faceaudit.compare import plan as E
+    from faceaudit.compare.backends.torch_backend import TorchBackend
+    from faceaudit.compare.inputs import prepare_embeddings
     from faceaudit.scores import SampleIndex
 
     emb, subj, group = lfw_like()
@@ -428,7 +431,7 @@ def auto_check(device: str, n: int | None) -> dict:
     samples = SampleIndex.from_columns(np.arange(emb.shape[0]), subj, {"group": group})
     out: dict = {}
     for block in (1024, 32768):
-        run = E._Run(E.prepare_embeddings(emb), samples, metric="cosine", bins=4096, block=block, top_k=0,
+        run = E.Planner(prepare_embeddings(emb), samples, metric="cosine", bins=4096, block=block, top_k=0,
                      fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**12)
         be = TorchBackend(emb, device=device, kernel="auto")
         t = time.perf_counter()
@@ -458,13 +461,13 @@ def plan_for(torch, x, subj, group, block: int, fmr: float = 1e-5):
     per-probe summaries (top_k=0): the main pass of a real run, without its pre-pass."""
     import numpy as np
 
-    from faceaudit.compare import engine as E
+    from faceaudit.compare import plan as E
     from faceaudit.scores import SampleIndex, bin_index
 
     n = x.shape[0]
     emb = x.cpu().numpy()
     samples = SampleIndex.from_columns(np.arange(n), subj, {"group": group})
-    run = E._Run(emb, samples, metric="cosine", bins=4096, block=block, top_k=0, fmr_targets=[1e-3, 1e-4, 1e-5],
+    run = E.Planner(emb, samples, metric="cosine", bins=4096, block=block, top_k=0, fmr_targets=[1e-3, 1e-4, 1e-5],
                  reference_sample=512, seed=0, max_capture=10**12)
     g = torch.Generator(device=x.device).manual_seed(1)
     rows = torch.randint(0, n, (min(n, 4096),), device=x.device, generator=g)
@@ -550,14 +553,14 @@ class Workload:
     the engine's plan and its chunks."""
 
     def __init__(self, torch, device: str, spec: dict) -> None:
-        from faceaudit.compare import engine as E
+        from faceaudit.compare import plan as E
 
         self.spec = spec
         n, d, block = spec["n"], spec["d"], spec["block"]
         self.x, subj, group = make_set(torch, device, n, d)
         self.run, self.emb, self.samples, self.level = plan_for(torch, self.x, subj, group, block)
         self.total_pairs = n * (n - 1) // 2
-        self.chunks = E._chunks(self.run.blocks, block, n, spec["chunk_pairs"])
+        self.chunks = E.make_chunks(self.run.blocks, block, n, spec["chunk_pairs"])
         size = {}
         for bi, bj in self.run.blocks:
             nr, nc = min(block, n - bi * block), min(block, n - bj * block)
@@ -576,8 +579,8 @@ class Workload:
 
     def _auto(self) -> dict:
         """Padding and kernel=auto's choice (pure functions: nothing is launched)."""
-        from faceaudit.compare import triton_kernel as tk
-        from faceaudit.compare.torch_backend import choose_kernel
+        from faceaudit.compare.backends import triton_kernel as tk
+        from faceaudit.compare.backends.torch_backend import choose_kernel
 
         plan = self.run.plan
         out: dict = {}
@@ -596,7 +599,7 @@ class Workload:
 
 def baseline_rows(torch, device: str, w: Workload, budget: Budget, box: float, reserve: float, on_row) -> None:
     """The GEMM alone and the torch kernels' main pass, per precision of the workload."""
-    from faceaudit.compare.torch_backend import TorchBackend
+    from faceaudit.compare.backends.torch_backend import TorchBackend
 
     spec, d = w.spec, w.spec["d"]
     for prec in spec["precisions"]:
@@ -626,8 +629,8 @@ def baseline_rows(torch, device: str, w: Workload, budget: Budget, box: float, r
 
 def fused_rows(torch, device: str, w: Workload, configs: list, budget: Budget, box: float, on_row) -> None:
     """The fused kernel's main pass in each (precision, tile configuration, histogram path)."""
-    from faceaudit.compare.torch_backend import TorchBackend
-    from faceaudit.compare.triton_kernel import TileConfig
+    from faceaudit.compare.backends.torch_backend import TorchBackend
+    from faceaudit.compare.backends.triton_kernel import TileConfig
 
     for k, (prec, cfg, smem) in enumerate(configs):
         if budget.left() < 8:
@@ -665,7 +668,7 @@ def ratios(entry: dict) -> None:
 
 def fused_configs(no_sweep: bool, interpret: bool) -> list:
     """(precision, tile configuration as a dict or None, histogram path) for the smaller size."""
-    from faceaudit.compare.triton_kernel import SMEM_HISTOGRAM, TileConfig, default_config
+    from faceaudit.compare.backends.triton_kernel import SMEM_HISTOGRAM, TileConfig, default_config
 
     if interpret:
         return [("bf16", vars(TileConfig(16, 16, 32, 4, 1)), None), ("bf16", vars(TileConfig(16, 32, 32, 4, 1)), None),
@@ -938,7 +941,7 @@ def main() -> int:
     if env.get("triton") is None:
         why = "triton is not installed"
     else:
-        from faceaudit.compare.triton_kernel import interpreter_problem, interpreting
+        from faceaudit.compare.backends.triton_kernel import interpreter_problem, interpreting
 
         if cuda:
             fused_ok = not interpreting()

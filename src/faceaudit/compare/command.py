@@ -38,7 +38,7 @@ def compare(
 
     from faceaudit.compare.engine import compare_embeddings
     from faceaudit.compare.io import read_embeddings
-    from faceaudit.compare.store import save_distributions
+    from faceaudit.compare.store import save_distributions, sidecar_path
     from faceaudit.data.tables import file_sha256, read_sample_table
     from faceaudit.errors import FaceAuditError
 
@@ -62,4 +62,5 @@ def compare(
     err.print(f"wrote {out}: {n * (n - 1) // 2:,} pairs ({dist.n_mated:,} mated, {dist.n_nonmated:,} non-mated), "
               f"tail of {dist.tail_score.size:,} scores (per-cell cutoffs {float(dist.tail_cutoff.min()):.6g} to "
               f"{float(dist.tail_cutoff.max()):.6g}), "
-              f"{dist.meta['timing_s']['total']:.2f} s on {dist.meta['device']}")
+              f"{dist.meta['run']['timing_s']['total']:.2f} s on {dist.meta['run']['device']} "
+              f"(run details: {sidecar_path(out).name})", markup=False, highlight=False)

@@ -31,7 +31,7 @@ histogram + mated captures against n(n-1)/2.
 
 The per-probe 1:N summaries (top-k non-mated scores, best mate, rank of the first mate) are not
 computed in the kernel: every pair that can enter them is captured (``keep_sample``), and the engine
-builds them from the captures as for every backend (:func:`faceaudit.compare.engine._probe_summary`).
+builds them from the captures as for every backend (:func:`faceaudit.compare.summary.build_probe_summary`).
 The mated scores come back with their (i, j) and are put in the plan's order on the host. The
 engine's rare rescan for the largest score below a cell's tail (``cell_max_below``) runs in the kernel
 too (mode MAX_BELOW), so that it sees the main pass's own scores.
@@ -50,7 +50,7 @@ indices) is kept, as the numpy kernel masks the lower triangle.
 
 Scores. ``x = (a . b) * scale`` with a power-of-two scale is bit-identical to ``a . (scale * b)``
 (the numpy kernel's pre-scaled references) barring subnormal products. The float32 dot is another
-summation order than numpy's BLAS: scores agree within :func:`faceaudit.compare.engine.gemm_error_bound`,
+summation order than numpy's BLAS: scores agree within :func:`faceaudit.compare.kernel.gemm_error_bound`,
 not bit for bit, except where every partial sum is exact (the tests' lattice sets, where the
 histogram and the captures equal numpy's exactly). Binning is exact for the kernel's own scores
 (on the GPU ``floor`` flushes subnormal inputs to zero: a score within 1e-38 below 0 goes to the bin
@@ -88,7 +88,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from faceaudit.compare.kernel import BlockPartial, BlockPlan
+from faceaudit.compare.kernel import BlockPartial, BlockPlan, gemm_error_bound
 
 __all__ = ["FusedPairs", "GroupLayout", "TileConfig", "interpreting", "MAX_BINS", "supported_plan",
            "padded_pair_ratio"]
@@ -418,7 +418,7 @@ class _Launch:
 
 
 class FusedPairs:
-    """The fused kernel over an engine's plan, for :class:`~faceaudit.compare.torch_backend.TorchBackend`.
+    """The fused kernel over an engine's plan, for :class:`~faceaudit.compare.backends.torch_backend.TorchBackend`.
 
     ``emb``: the (n, d) float32 rows as a torch tensor on its device (bf16 precision: values already
     rounded to bfloat16). A CUDA device runs the compiled kernel; a CPU device needs the interpreter.
@@ -733,7 +733,6 @@ class FusedPairs:
         the float32 bound of float64 dot products of the same inputs; the capture-only pass captures the
         same pairs and scores; the rescan finds each cell's largest score. Raises on any failure (an
         exception of the compiler or the launch, or ``AssertionError``); returns a one-line summary."""
-        from faceaudit.compare.engine import gemm_error_bound
         from faceaudit.scores import bin_index
 
         m = int(min(plan.n, self.PROBE_SAMPLES if m is None else m))
