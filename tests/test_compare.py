@@ -61,7 +61,9 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
         full = a @ a.T
     else:
         x32 = x.astype(np.float32)
-        full = -np.sqrt(np.maximum(np.float32(2.0) - np.float32(2.0) * (x32 @ x32.T), np.float32(0.0))).astype(np.float64)
+        full = -np.sqrt(
+            np.maximum(np.float32(2.0) - np.float32(2.0) * (x32 @ x32.T), np.float32(0.0))
+        ).astype(np.float64)
     pi, pj, ps = [], [], []
     for i in range(n):
         for j in range(i + 1, n):
@@ -75,7 +77,9 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
     first = DistributionBuilder(samples, edges, track_subject_pairs=False, design="complete")
     first.add(pi, pj, ps)
     cutoff = required_tail_cutoff(first.result(), targets, subsets)
-    second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete")
+    second = DistributionBuilder(
+        samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete"
+    )
     second.add(pi, pj, ps)
     expected = second.result()
     # per-probe: top-k non-mated, best mate, rank (ties count against the mate)
@@ -177,7 +181,9 @@ def tiny_group_set(seed=23):
     flips = rng.random((subj.size, d)) < flip_rate[:, None]
     x = (np.where(flips, -proto[subj], proto[subj]) / np.sqrt(d)).astype(np.float32)
     grp = np.where(subj >= subjects, "tiny", np.where(subj % 2 == 0, "big0", "big1"))
-    samples = SampleIndex.from_columns([f"s{i}" for i in range(subj.size)], [f"p{s}" for s in subj], {"grp": grp})
+    samples = SampleIndex.from_columns(
+        [f"s{i}" for i in range(subj.size)], [f"p{s}" for s in subj], {"grp": grp}
+    )
     return x, samples
 
 
@@ -219,7 +225,9 @@ def test_gaussian_equals_oracle_on_the_same_scores(levels):
     for bi in range(0, n, block):
         for bj in range(bi, n, block):
             xb = x[bi : bi + block] @ (x[bj : bj + block] * scale).T
-            i, j = np.meshgrid(np.arange(bi, bi + xb.shape[0]), np.arange(bj, bj + xb.shape[1]), indexing="ij")
+            i, j = np.meshgrid(
+                np.arange(bi, bi + xb.shape[0]), np.arange(bj, bj + xb.shape[1]), indexing="ij"
+            )
             m = i < j
             pi.append(i[m])
             pj.append(j[m])
@@ -228,7 +236,9 @@ def test_gaussian_equals_oracle_on_the_same_scores(levels):
     first = DistributionBuilder(samples, dist.edges, track_subject_pairs=False, design="complete")
     first.add(pi, pj, ps)
     cutoff = required_tail_cutoff(first.result(), (1e-3, 1e-4, 1e-5), [[0, 1, 2], [0], [1], [2]])
-    second = DistributionBuilder(samples, dist.edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete")
+    second = DistributionBuilder(
+        samples, dist.edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete"
+    )
     second.add(pi, pj, ps)
     expected = second.result()
     np.testing.assert_array_equal(dist.tail_cutoff, expected.tail_cutoff)
@@ -335,7 +345,9 @@ def test_read_embeddings_formats(tmp_path):
 
 def test_store_round_trip(tmp_path):
     x, samples = lattice_set(n=60)
-    dist = compare_embeddings(x, samples, meta={"model": {"name": "toy"}, "embeddings_sha256": "ab" * 32}, **FAST)
+    dist = compare_embeddings(
+        x, samples, meta={"model": {"name": "toy"}, "embeddings_sha256": "ab" * 32}, **FAST
+    )
     path = save_distributions(dist, tmp_path / "d.fadist")
     back = load_distributions(path)
     assert back == dist
@@ -412,14 +424,42 @@ def test_command_writes_fadist(tmp_path):
     app = typer.Typer()
     app.command()(compare)
     out = tmp_path / "d.fadist"
-    res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
-                                   "--group", "sex", "--out", str(out), "--backend", "numpy", "--quiet"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "--embeddings",
+            str(tmp_path / "e.npy"),
+            "--samples",
+            str(tmp_path / "s.csv"),
+            "--group",
+            "sex",
+            "--out",
+            str(out),
+            "--backend",
+            "numpy",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     d = load_distributions(out)
     assert d.samples.group_columns == ("sex",) and d.n_mated + d.n_nonmated == 40 * 39 // 2
     assert len(d.meta["embeddings_sha256"]) == 64 and not (tmp_path / "d.fadist.ckpt").exists()
-    res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
-                                   "--out", str(out), "--backend", "numpy", "--quiet", "--metric", "manhattan"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "--embeddings",
+            str(tmp_path / "e.npy"),
+            "--samples",
+            str(tmp_path / "s.csv"),
+            "--out",
+            str(out),
+            "--backend",
+            "numpy",
+            "--quiet",
+            "--metric",
+            "manhattan",
+        ],
+    )
     assert res.exit_code == 2 and "InputError" in res.output
 
 
@@ -470,7 +510,12 @@ def test_damaged_fadist_files_are_named_errors(saved_fadist, tmp_path):
     dist, path, data = saved_fadist
     meta = load_distributions(path).meta
     assert _same_load(load_distributions(path), dist, meta) and meta["model"] == {"name": "toy"}
-    cases = {"empty": b"", "truncated": data[: len(data) // 2], "tail cut": data[:-10], "text": b"sample_id,x\n1,2\n"}
+    cases = {
+        "empty": b"",
+        "truncated": data[: len(data) // 2],
+        "tail cut": data[:-10],
+        "text": b"sample_id,x\n1,2\n",
+    }
     flipped = bytearray(data)
     flipped[len(data) // 3] ^= 0x10  # inside a compressed member
     cases["bit flip"] = bytes(flipped)
@@ -556,9 +601,24 @@ def test_two_clean_runs_write_byte_identical_fadist_and_a_sidecar(tmp_path):
     outs = []
     for run in range(2):
         out = tmp_path / f"d{run}.fadist"
-        res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
-                                       "--group", "sex", "--out", str(out), "--backend", "numpy", "--quiet",
-                                       "--block", "16"])
+        res = CliRunner().invoke(
+            app,
+            [
+                "--embeddings",
+                str(tmp_path / "e.npy"),
+                "--samples",
+                str(tmp_path / "s.csv"),
+                "--group",
+                "sex",
+                "--out",
+                str(out),
+                "--backend",
+                "numpy",
+                "--quiet",
+                "--block",
+                "16",
+            ],
+        )
         assert res.exit_code == 0, res.output
         outs.append(out)
         time.sleep(1.1)  # a later second: a time stamp in the archive would show
@@ -568,7 +628,9 @@ def test_two_clean_runs_write_byte_identical_fadist_and_a_sidecar(tmp_path):
 
     assert side[0]["fadist_sha256"] == hashlib.sha256(outs[0].read_bytes()).hexdigest()
     assert side[0]["timing_s"]["total"] > 0 and side[0]["device"] == "cpu"
-    assert "timing_s" not in load_distributions(outs[0]).meta and "run" not in load_distributions(outs[0]).meta
+    assert (
+        "timing_s" not in load_distributions(outs[0]).meta and "run" not in load_distributions(outs[0]).meta
+    )
 
 
 def test_resumed_run_writes_the_same_bytes_as_a_clean_one(tmp_path):
@@ -639,11 +701,15 @@ def test_damaged_embedding_files_are_named_errors(tmp_path):
     with pytest.raises(EmbeddingFileError):
         read_embeddings(tmp_path / "cut.npz", samples)
     ids = [str(v) for v in samples.sample_ids]
-    pq.write_table(pa.table({"sample_id": ids, "embedding": [list(map(float, r)) for r in x]}), tmp_path / "e.parquet")
+    pq.write_table(
+        pa.table({"sample_id": ids, "embedding": [list(map(float, r)) for r in x]}), tmp_path / "e.parquet"
+    )
     (tmp_path / "cut.parquet").write_bytes((tmp_path / "e.parquet").read_bytes()[:-30])
     with pytest.raises(EmbeddingFileError, match="Parquet"):
         read_embeddings(tmp_path / "cut.parquet", samples)
-    pq.write_table(pa.table({"sample_id": ids, "embedding": [[str(v) for v in r] for r in x]}), tmp_path / "s.parquet")
+    pq.write_table(
+        pa.table({"sample_id": ids, "embedding": [[str(v) for v in r] for r in x]}), tmp_path / "s.parquet"
+    )
     with pytest.raises(EmbeddingShapeError, match="not floating-point"):
         read_embeddings(tmp_path / "s.parquet", samples)
     pq.write_table(pa.table({"sample_id": ids, "a": ["x"] * 30, "b": [1.0] * 30}), tmp_path / "cols.parquet")
@@ -688,13 +754,28 @@ def test_backend_capabilities_are_declared_and_options_checked():
         make_backend("cupy", emb, BackendOptions())
     b = make_backend("numpy", emb, BackendOptions(threads=2))
     assert isinstance(b, Backend) and b.capabilities is REGISTRY["numpy"].capabilities and b.threads == 2
-    assert REGISTRY["dask"].capabilities.numpy_identical and not REGISTRY["dask"].capabilities.device_sample_scores
+    assert (
+        REGISTRY["dask"].capabilities.numpy_identical
+        and not REGISTRY["dask"].capabilities.device_sample_scores
+    )
     assert "bf16" in REGISTRY["torch"].capabilities.precisions and REGISTRY["torch"].capabilities.fused_kernel
 
 
-@pytest.mark.parametrize("bad", [{"fmr_targets": [2.0]}, {"fmr_targets": [0.0]}, {"fmr_targets": [float("nan")]},
-                                 {"fmr_targets": []}, {"chunk_pairs": 0}, {"reference_sample": 0}, {"bins": 1},
-                                 {"top_k": -1}, {"block": 0}, {"precision": "fp8"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"fmr_targets": [2.0]},
+        {"fmr_targets": [0.0]},
+        {"fmr_targets": [float("nan")]},
+        {"fmr_targets": []},
+        {"chunk_pairs": 0},
+        {"reference_sample": 0},
+        {"bins": 1},
+        {"top_k": -1},
+        {"block": 0},
+        {"precision": "fp8"},
+    ],
+)
 def test_settings_outside_their_domain_are_named_errors(bad):
     from faceaudit.errors import InputError
 

@@ -154,7 +154,10 @@ def private_imports(modules: dict[str, Path]) -> list[str]:
 def test_cycle_finder_on_known_graphs():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": {"e"}, "e": {"d"}}) == [["a", "b", "c"], ["d", "e"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": {"e"}, "e": {"d"}}) == [
+        ["a", "b", "c"],
+        ["d", "e"],
+    ]
 
 
 def test_function_level_and_relative_imports_are_edges(tmp_path):
@@ -181,7 +184,14 @@ def test_function_level_and_relative_imports_are_edges(tmp_path):
 
 # ----- the real tree ---------------------------------------------------------------------------------------
 def _in(prefix: str, items):
-    return [c for c in items if any(m == prefix or m.startswith(prefix + ".") for m in (c if isinstance(c, list) else [c.split(":")[0]]))]
+    return [
+        c
+        for c in items
+        if any(
+            m == prefix or m.startswith(prefix + ".")
+            for m in (c if isinstance(c, list) else [c.split(":")[0]])
+        )
+    ]
 
 
 def test_compare_package_has_no_import_cycle_and_no_private_import():

@@ -122,7 +122,9 @@ def test_choose_kernel_is_a_pure_function():
     assert tb.choose_kernel("auto", plan_problem=None, padding=tb.MAX_PADDING, **kw) == (True, None)
     use, note = tb.choose_kernel("auto", plan_problem=None, padding=2.15, **kw)
     assert not use and "2.15x" in note and "block 1,024" in note and "not used" in note
-    use, note = tb.choose_kernel("triton", plan_problem=None, padding=2.15, **kw)  # forced: runs, says what it costs
+    use, note = tb.choose_kernel(
+        "triton", plan_problem=None, padding=2.15, **kw
+    )  # forced: runs, says what it costs
     assert use and "2.15x" in note
     for requested in ("auto", "triton"):
         use, note = tb.choose_kernel(requested, plan_problem="power-of-two bins only", padding=1.0, **kw)
@@ -173,7 +175,9 @@ def test_auto_probes_then_takes_the_fused_kernel(auto_here):
     x, samples, block = low_padding_set()
     kw = {**SETTINGS, "block": block}
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **kw)
-    assert "fused Triton kernel [" in dist.meta["run"]["device"] and "not used" not in dist.meta["run"]["device"]
+    assert (
+        "fused Triton kernel [" in dist.meta["run"]["device"] and "not used" not in dist.meta["run"]["device"]
+    )
     check_equal(dist, x, samples)
     b = AutoHere(x, device=DEVICE)
     run = Planner(prepare_embeddings(x), samples, metric="cosine", bins=4096, block=block,
@@ -190,7 +194,10 @@ def test_auto_falls_back_when_the_probe_fails(auto_here, monkeypatch):
     monkeypatch.setattr(tk.FusedPairs, "probe", broken)
     x, samples, block = low_padding_set()
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **{**SETTINGS, "block": block})
-    assert "torch kernels" in dist.meta["run"]["device"] and "probe failed (RuntimeError: ptxas fatal" in dist.meta["run"]["device"]
+    assert (
+        "torch kernels" in dist.meta["run"]["device"]
+        and "probe failed (RuntimeError: ptxas fatal" in dist.meta["run"]["device"]
+    )
     check_equal(dist, x, samples)
 
 
@@ -230,7 +237,9 @@ def test_score_identity_names_what_decides_the_scores(tmp_path, fused, monkeypat
     b = TorchBackend(x, device=DEVICE, kernel="triton", triton_options={"config": other})
     assert b.score_identity != a.score_identity
     assert "fused Triton kernel" in tb.describe_score_identity(a.score_identity)
-    assert "torch kernels" in tb.describe_score_identity(TorchBackend(x, device=DEVICE, kernel="torch").score_identity)
+    assert "torch kernels" in tb.describe_score_identity(
+        TorchBackend(x, device=DEVICE, kernel="torch").score_identity
+    )
     # a checkpoint of the fused kernel is not resumed by the torch kernels
     kw = {**SETTINGS, "checkpoint_dir": tmp_path / "ckpt"}
     compare_embeddings(x, samples, backend="torch", device=DEVICE, **kw)
@@ -286,7 +295,10 @@ def test_second_pass_and_rescan(fused, monkeypatch):
 def test_unsupported_plans_fall_back_to_torch_kernels(fused):
     x, samples = lattice_set(n=60, seed=2)
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, bins=1000, **SETTINGS)
-    assert "torch kernels" in dist.meta["run"]["device"] and "fused Triton kernel not used" in dist.meta["run"]["device"]
+    assert (
+        "torch kernels" in dist.meta["run"]["device"]
+        and "fused Triton kernel not used" in dist.meta["run"]["device"]
+    )
     assert "fused Triton kernel [" not in dist.meta["run"]["device"]
     check_equal(dist, x, samples)
 
@@ -381,8 +393,11 @@ def test_raw_kernel_on_gaussian_scores(smem_histogram, mask, monkeypatch):
     moved = bins_n != bins_k
     lo, hi = np.minimum(xk, xn)[moved], np.maximum(xk, xn)[moved]
     assert (np.floor(hi) > np.floor(lo)).all() or not moved.any()  # an edge (an integer x) between them
-    print(f"\n{i.size} non-mated scores: {int((diff > 0).sum())} differ from numpy's (max |dx| {diff.max():.3g}, "
-          f"{bound:.3g} allowed, x = {plan.scale:g} * score); {int(moved.sum())} in another bin than numpy's")
+    print(
+        f"\n{i.size} non-mated scores: {int((diff > 0).sum())} differ from numpy's (max |dx| "
+        f"{diff.max():.3g}, "
+        f"{bound:.3g} allowed, x = {plan.scale:g} * score); {int(moved.sum())} in another bin than numpy's"
+    )
     # mated scores: the same comparison
     gn = numpy_scores(run, total.gen_i, total.gen_j)
     assert np.abs(total.gen_x.astype(np.float64) - gn).max() <= bound
@@ -390,8 +405,9 @@ def test_raw_kernel_on_gaussian_scores(smem_histogram, mask, monkeypatch):
 
 def test_capture_overflow_reruns_and_bf16():
     """A capture buffer far too small: a launch that overflows reruns once with the exact room it
-    needs (and the buffer grows for the next ones), and the result is the one a large buffer gives. bf16: operands rounded to bfloat16 (upcast in the
-    interpreter), scores within the bound of numpy's on the same rounded inputs."""
+    needs (and the buffer grows for the next ones), and the result is the one a large buffer gives. bf16:
+    operands rounded to bfloat16 (upcast in the interpreter), scores within the bound of numpy's on the
+    same rounded inputs."""
     x, samples = gaussian_set(n=140, seed=9)
     _, small, total_small, n_chunks = kernel_run(x, samples, block=64, chunk_pairs=5000, capacity=16)
     _, big, total_big, _ = kernel_run(x, samples, block=64, chunk_pairs=5000)
@@ -412,8 +428,13 @@ def test_tile_shapes_on_the_lattice():
     x, samples = lattice_set(n=130, seed=3)
     outs = []
     for bm, bn in ((16, 16), (16, 32), (32, 16)):
-        run, fused, total, _ = kernel_run(x, samples, config=tk.TileConfig(bm, bn, 32, 4, 1) if DEVICE == "cpu"
-                                          else tk.TileConfig(max(bm, 64), max(bn, 64), 32, 4, 2))
+        run, fused, total, _ = kernel_run(
+            x,
+            samples,
+            config=tk.TileConfig(bm, bn, 32, 4, 1)
+            if DEVICE == "cpu"
+            else tk.TileConfig(max(bm, 64), max(bn, 64), 32, 4, 2),
+        )
         outs.append(total)
     for other in outs[1:]:
         for f in ("slots", "cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x"):

@@ -66,7 +66,9 @@ def check_pair_counts(run: Planner, total: BlockPartial, hist: np.ndarray) -> No
             f"expected n(n-1)/2 = {run.total_pairs}")
 
 
-def assemble_tail(run: Planner, backend: Backend, total: BlockPartial, hist: np.ndarray) -> ScoreDistributions:
+def assemble_tail(
+    run: Planner, backend: Backend, total: BlockPartial, hist: np.ndarray
+) -> ScoreDistributions:
     """Genuine scores, per-cell cutoffs from the exact histogram, the tail and below_max of every cell."""
     samples, G, scale = run.samples, run.G, run.plan.scale
     gs, gp, gr = genuine_canonical(run, total)
@@ -96,7 +98,11 @@ def assemble_tail(run: Planner, backend: Backend, total: BlockPartial, hist: np.
                                      level.reshape(-1) * scale, missing)
         below[missing] = got[missing] / scale
         passes.append(f"rescan of {int(missing.sum())} cell(s) for the largest score below the tail")
-    tail_score, tail_probe, tail_ref = cs[in_tail], caps.i[in_tail].astype(np.int64), caps.j[in_tail].astype(np.int64)
+    tail_score, tail_probe, tail_ref = (
+        cs[in_tail],
+        caps.i[in_tail].astype(np.int64),
+        caps.j[in_tail].astype(np.int64),
+    )
     del cs, cell, in_tail
     o = np.lexsort((tail_ref, tail_probe, tail_score))  # the canonical order of ScoreDistributions
     return ScoreDistributions(
@@ -113,9 +119,19 @@ def _cutoffs(run: Planner, hist: np.ndarray, gs: np.ndarray, gp: np.ndarray, gr:
         return np.full((G, G), np.inf)
     empty_i = np.empty(0, np.int64)
     coarse = GenuineSorted(
-        samples=run.samples, edges=run.edges, impostor_hist=hist, tail_cutoff=np.full((G, G), np.inf),
-        tail_score=np.empty(0), tail_probe=empty_i, tail_reference=empty_i, below_max=np.full((G, G), -np.inf),
-        genuine_score=gs, genuine_probe=gp, genuine_reference=gr, design="complete")
+        samples=run.samples,
+        edges=run.edges,
+        impostor_hist=hist,
+        tail_cutoff=np.full((G, G), np.inf),
+        tail_score=np.empty(0),
+        tail_probe=empty_i,
+        tail_reference=empty_i,
+        below_max=np.full((G, G), -np.inf),
+        genuine_score=gs,
+        genuine_probe=gp,
+        genuine_reference=gr,
+        design="complete",
+    )
     return required_tail_cutoff(coarse, run.targets, run.subsets)
 
 
@@ -129,8 +145,9 @@ def _second_pass(run: Planner, backend: Backend, hist: np.ndarray, T: np.ndarray
     arrays = run.capture_arrays(np.where(fail, level, np.inf), np.full(run.n, np.inf, np.float32))
     second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
     chunks = make_chunks(run.blocks_holding(fail), run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
-    extra = BlockPartial.sum([part for _, part in backend.run_chunks(second, chunks, list(range(len(chunks))))],
-                             plan.n_slots)
+    extra = BlockPartial.sum(
+        [part for _, part in backend.run_chunks(second, chunks, list(range(len(chunks))))], plan.n_slots
+    )
     g = run.samples.group_of_sample
     old = ~fail.reshape(-1)[g[caps.i] * G + g[caps.j]]
     return Captures(np.concatenate([caps.i[old], extra.cap_i]), np.concatenate([caps.j[old], extra.cap_j]),
@@ -139,14 +156,17 @@ def _second_pass(run: Planner, backend: Backend, hist: np.ndarray, T: np.ndarray
 
 def _tail_meta(run: Planner, level: np.ndarray, passes: list[str]) -> dict:
     finite = level[np.isfinite(level)]
-    return {"tail_cutoff_rule": "per cell: required_tail_cutoff of the complete histogram (every EER and target-FMR "
-                                "threshold of every group subset containing the cell exact); tail captured in "
-                                "the main pass",
-            "capture_level": [float(level.min()), float(level.max())] if level.size else [],
-            "capture_level_finite": [float(finite.min()), float(finite.max())] if finite.size else [],
-            "passes": passes, "pairs": run.total_pairs,
-            "score_definition": f"float32 GEMM of {run.metric} rows"
-                                + (", unit-normalised in float64" if run.metric == "cosine" else "")}
+    return {
+        "tail_cutoff_rule": "per cell: required_tail_cutoff of the complete histogram (every EER and "
+        "target-FMR threshold of every group subset containing the cell exact); tail captured in the "
+        "main pass",
+        "capture_level": [float(level.min()), float(level.max())] if level.size else [],
+        "capture_level_finite": [float(finite.min()), float(finite.max())] if finite.size else [],
+        "passes": passes,
+        "pairs": run.total_pairs,
+        "score_definition": f"float32 GEMM of {run.metric} rows"
+        + (", unit-normalised in float64" if run.metric == "cosine" else ""),
+    }
 
 
 def genuine_canonical(run: Planner, total: BlockPartial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -159,7 +179,9 @@ def genuine_canonical(run: Planner, total: BlockPartial) -> tuple[np.ndarray, np
     lo = np.searchsorted(plan.mated_key, keys, side="left")
     lens = np.searchsorted(plan.mated_key, keys, side="right") - lo
     pos = np.repeat(lo - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
-    if not (np.array_equal(plan.mated_i[pos], total.gen_i) and np.array_equal(plan.mated_j[pos], total.gen_j)):
+    if not (
+        np.array_equal(plan.mated_i[pos], total.gen_i) and np.array_equal(plan.mated_j[pos], total.gen_j)
+    ):
         raise AssertionError("mated pairs came back out of the plan's order")
     m = pos.size
     where = np.empty(m, np.int64)

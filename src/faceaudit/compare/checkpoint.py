@@ -65,7 +65,9 @@ class Checkpoint:
         if self.folder is None:
             return
         if self.folder.exists() and not self.folder.is_dir():
-            raise CheckpointError(f"checkpoint {str(self.folder)!r} is a file, not a folder; use another path")
+            raise CheckpointError(
+                f"checkpoint {str(self.folder)!r} is a file, not a folder; use another path"
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         if resume and (self.folder / "state.json").exists():
             self._check_key()
@@ -121,15 +123,18 @@ class Checkpoint:
             self.resumed[k] = BlockPartial.from_arrays(self._read(p, PARTIAL_FIELDS))
 
     def check_resumed(self, n_chunks: int, n_slots: int, n: int) -> None:
-        """Refuse resumed chunks that cannot belong to this run's schedule (a digest-valid but foreign file)."""
+        """Refuse resumed chunks that cannot belong to this run's schedule (a digest-valid but foreign
+        file)."""
         for k, part in self.resumed.items():
             if not 0 <= k < n_chunks or part.slots.shape != (n_slots,):
                 raise CheckpointError(f"checkpoint chunk {k} of {str(self.folder)!r} does not fit this run's "
                                       f"plan; {_restart(self.folder)}")
             for idx in (part.cap_i, part.cap_j, part.gen_i, part.gen_j):
                 if idx.size and (idx.min() < 0 or idx.max() >= n):
-                    raise CheckpointError(f"checkpoint chunk {k} of {str(self.folder)!r} names samples out of "
-                                          f"range; {_restart(self.folder)}")
+                    raise CheckpointError(
+                        f"checkpoint chunk {k} of {str(self.folder)!r} names samples out of "
+                        f"range; {_restart(self.folder)}"
+                    )
 
     def save_state(self, arrays: dict[str, np.ndarray]) -> None:
         if self.folder is None:

@@ -179,9 +179,18 @@ def compare_embeddings(
                                fmr_targets=tuple(fmr_targets), precision=precision, chunk_pairs=chunk_pairs,
                                reference_sample=reference_sample, seed=seed, max_capture=max_capture)
     emb = _checked_inputs(embeddings, samples, settings)
-    run = Planner(emb, samples, metric=metric, bins=int(bins), block=int(block), top_k=int(top_k),
-                  fmr_targets=list(settings.fmr_targets), reference_sample=int(reference_sample), seed=int(seed),
-                  max_capture=int(max_capture))
+    run = Planner(
+        emb,
+        samples,
+        metric=metric,
+        bins=int(bins),
+        block=int(block),
+        top_k=int(top_k),
+        fmr_targets=list(settings.fmr_targets),
+        reference_sample=int(reference_sample),
+        seed=int(seed),
+        max_capture=int(max_capture),
+    )
     options = BackendOptions(precision=precision, device=device, threads=threads, scheduler=scheduler,
                              n_workers=n_workers, connect_timeout=connect_timeout)
     eng = make_backend(backend, emb, options)
@@ -212,8 +221,10 @@ def _checked_inputs(embeddings: Any, samples: SampleIndex, settings: CompareSett
     settings.check()
     emb = prepare_embeddings(embeddings, metric=settings.metric, normalize=settings.normalize)
     if emb.shape[0] != samples.n_samples:
-        raise EmbeddingShapeError(f"{emb.shape[0]} embeddings for {samples.n_samples} samples: the matrix must "
-                                  "align with the sample table")
+        raise EmbeddingShapeError(
+            f"{emb.shape[0]} embeddings for {samples.n_samples} samples: the matrix must "
+            "align with the sample table"
+        )
     check_samples(samples)
     if samples.n_samples < 2:
         raise InputError("at least two samples are needed to compare")

@@ -36,7 +36,8 @@ class ZeroEmbeddingError(EmbeddingError):
 
 
 class NotNormalizedError(EmbeddingError):
-    """Cosine similarity needs unit-norm embeddings; pass ``normalize=True`` (``--normalize``) to scale them."""
+    """Cosine similarity needs unit-norm embeddings; pass ``normalize=True`` (``--normalize``) to scale
+    them."""
 
 
 class EmbeddingAlignmentError(EmbeddingError):

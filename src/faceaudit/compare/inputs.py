@@ -77,11 +77,15 @@ def check_samples(samples: SampleIndex) -> None:
     ids = samples.sample_ids.tolist()
     if len(set(ids)) != len(ids):
         dups = [k for k, c in Counter(ids).items() if c > 1]
-        raise SampleTableError(f"duplicate sample_id: {len(dups)} id(s) appear more than once, e.g. {dups[:5]!r}")
+        raise SampleTableError(
+            f"duplicate sample_id: {len(dups)} id(s) appear more than once, e.g. {dups[:5]!r}"
+        )
     g = np.full(samples.n_subjects, -1, np.intp)
     g[samples.subject_of_sample] = samples.group_of_sample
     if (g[samples.subject_of_sample] != samples.group_of_sample).any():
-        raise SampleTableError("a subject appears in more than one group: its mated pairs would have no group")
+        raise SampleTableError(
+            "a subject appears in more than one group: its mated pairs would have no group"
+        )
 
 
 def round_to_bfloat16(x: np.ndarray) -> np.ndarray:

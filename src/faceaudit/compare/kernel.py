@@ -119,7 +119,9 @@ class BlockPartial:
                 slots += p.slots
         cat = {f: np.concatenate([getattr(p, f) for p in parts])
                for f in ("cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x")}
-        return cls(slots=slots, pairs=sum(p.pairs for p in parts), blocks=sum((p.blocks for p in parts), ()), **cat)
+        return cls(
+            slots=slots, pairs=sum(p.pairs for p in parts), blocks=sum((p.blocks for p in parts), ()), **cat
+        )
 
     def __add__(self, other: BlockPartial) -> BlockPartial:
         return BlockPartial(
@@ -141,9 +143,17 @@ class BlockPartial:
 
     @classmethod
     def from_arrays(cls, a) -> BlockPartial:
-        return cls(slots=a["slots"], pairs=int(a["pairs"]), cap_i=a["cap_i"], cap_j=a["cap_j"], cap_x=a["cap_x"],
-                   gen_i=a["gen_i"], gen_j=a["gen_j"], gen_x=a["gen_x"],
-                   blocks=tuple(int(b) for b in a["blocks"]))
+        return cls(
+            slots=a["slots"],
+            pairs=int(a["pairs"]),
+            cap_i=a["cap_i"],
+            cap_j=a["cap_j"],
+            cap_x=a["cap_x"],
+            gen_i=a["gen_i"],
+            gen_j=a["gen_j"],
+            gen_x=a["gen_x"],
+            blocks=tuple(int(b) for b in a["blocks"]),
+        )
 
 
 _TRIL_CACHE: dict[int, np.ndarray] = {}
@@ -297,8 +307,14 @@ def numpy_chunk(plan: BlockPlan, emb: np.ndarray, emb_scaled: np.ndarray,
     return BlockPartial.sum(parts, plan.n_slots, slots=slots)
 
 
-def numpy_cell_max_below(plan: BlockPlan, emb: np.ndarray, emb_scaled: np.ndarray,
-                         blocks: Sequence[tuple[int, int]], level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
+def numpy_cell_max_below(
+    plan: BlockPlan,
+    emb: np.ndarray,
+    emb_scaled: np.ndarray,
+    blocks: Sequence[tuple[int, int]],
+    level_x: np.ndarray,
+    cells: np.ndarray,
+) -> np.ndarray:
     """(G*G,) largest non-mated x < level_x[cell] per wanted cell over some blocks (exact rescan, rare)."""
     b = plan.block
     emb, emb_scaled = np.require(emb, requirements="AC"), np.require(emb_scaled, requirements="AC")
@@ -310,8 +326,13 @@ def numpy_cell_max_below(plan: BlockPlan, emb: np.ndarray, emb_scaled: np.ndarra
     return cell_max_below_of(plan, block_x, blocks, level_x, cells)
 
 
-def cell_max_below_of(plan: BlockPlan, block_x: Callable[[int, int], np.ndarray],
-                      blocks: Sequence[tuple[int, int]], level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
+def cell_max_below_of(
+    plan: BlockPlan,
+    block_x: Callable[[int, int], np.ndarray],
+    blocks: Sequence[tuple[int, int]],
+    level_x: np.ndarray,
+    cells: np.ndarray,
+) -> np.ndarray:
     """The rescan: per wanted cell (a (G*G,) mask), the largest non-mated x below its level (float64
     comparisons: the level is exact, not rounded to float32)."""
     b, G = plan.block, plan.n_groups

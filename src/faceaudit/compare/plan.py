@@ -175,13 +175,29 @@ class Planner:
         if self.metric == "euclidean":
             sq_norm = (self.emb.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
         return BlockPlan(
-            n=n, block=self.block, scale=self.scale, fast=fast, metric=self.metric, edges=self.edges, n_bins=B,
-            n_groups=G, group=self.samples.group_of_sample, slot_stride=stride, guard=guard, n_slots=n_slots,
+            n=n,
+            block=self.block,
+            scale=self.scale,
+            fast=fast,
+            metric=self.metric,
+            edges=self.edges,
+            n_bins=B,
+            n_groups=G,
+            group=self.samples.group_of_sample,
+            slot_stride=stride,
+            guard=guard,
+            n_slots=n_slots,
             row_offset=(g * G * stride).astype(dt),
-            col_offset=(g * stride + 3 + guard + (B // 2 if fast else 0)).astype(dt), float_offsets=float_off,
-            capture_row=inf, capture_col=inf.copy(), keep_sample=inf.copy(),
-            keep_cell=np.full(G * G, np.inf, np.float32), sq_norm=sq_norm,
-            mated_i=mi[o], mated_j=mj[o], mated_key=key[o],
+            col_offset=(g * stride + 3 + guard + (B // 2 if fast else 0)).astype(dt),
+            float_offsets=float_off,
+            capture_row=inf,
+            capture_col=inf.copy(),
+            keep_sample=inf.copy(),
+            keep_cell=np.full(G * G, np.inf, np.float32),
+            sq_norm=sq_norm,
+            mated_i=mi[o],
+            mated_j=mj[o],
+            mated_key=key[o],
         )
 
     def chunks(self, chunk_pairs: int) -> list[list[tuple[int, int]]]:

@@ -160,7 +160,9 @@ def _gram(run: Planner, e: np.ndarray) -> np.ndarray:
     if run.metric == "euclidean":
         e64 = e.astype(np.float64)
         sq = (e64**2).sum(axis=2)
-        return -np.sqrt(np.maximum(sq[:, :, None] + sq[:, None, :] - 2.0 * (e64 @ e64.transpose(0, 2, 1)), 0.0))
+        return -np.sqrt(
+            np.maximum(sq[:, :, None] + sq[:, None, :] - 2.0 * (e64 @ e64.transpose(0, 2, 1)), 0.0)
+        )
     return np.matmul(e, e.transpose(0, 2, 1))
 
 

@@ -81,7 +81,11 @@ def _arrays_of(dist: ScoreDistributions) -> dict[str, np.ndarray]:
     pairs = dist.impostor_subject_pairs
     if pairs is not None:
         pairs = sp.csr_array(pairs)
-        arrays["pairs_data"], arrays["pairs_indices"], arrays["pairs_indptr"] = pairs.data, pairs.indices, pairs.indptr
+        arrays["pairs_data"], arrays["pairs_indices"], arrays["pairs_indptr"] = (
+            pairs.data,
+            pairs.indices,
+            pairs.indptr,
+        )
     if dist.probe_summary is not None:
         for k, v in dist.probe_summary.to_arrays().items():
             arrays[f"summary_{k}"] = np.asarray(v)
@@ -155,7 +159,8 @@ def load_distributions(path: str | os.PathLike) -> ScoreDistributions:
         return _build(a, doc)
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise DistributionsFileError(
-            f"distribution file {str(path)!r} is inconsistent ({type(exc).__name__}: {str(exc)[:200]})") from None
+            f"distribution file {str(path)!r} is inconsistent ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
 
 
 def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
@@ -177,10 +182,14 @@ def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
     )
     pairs = None
     if doc["pairs_shape"] is not None:
-        pairs = sp.csr_array((a["pairs_data"], a["pairs_indices"], a["pairs_indptr"]), shape=tuple(doc["pairs_shape"]))
+        pairs = sp.csr_array(
+            (a["pairs_data"], a["pairs_indices"], a["pairs_indptr"]), shape=tuple(doc["pairs_shape"])
+        )
     summary = None
     if "summary_k" in a:
-        summary = ProbeSummary.from_arrays({k[len("summary_"):]: v for k, v in a.items() if k.startswith("summary_")})
+        summary = ProbeSummary.from_arrays(
+            {k[len("summary_") :]: v for k, v in a.items() if k.startswith("summary_")}
+        )
     return ScoreDistributions(
         samples=samples, **{k: a[k] for k in ARRAY_FIELDS},
         exclusions=Counter({k: v for k, v in doc["exclusions"]}), impostor_subject_pairs=pairs,

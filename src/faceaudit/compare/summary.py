@@ -47,16 +47,22 @@ class ProbeSummary:
 
     @classmethod
     def from_arrays(cls, a) -> ProbeSummary:
-        return cls(k=int(a["k"]), topk_score=np.asarray(a["topk_score"]), topk_reference=np.asarray(a["topk_reference"]),
-                   best_mated_score=np.asarray(a["best_mated_score"]),
-                   best_mated_reference=np.asarray(a["best_mated_reference"]), mate_rank=np.asarray(a["mate_rank"]))
+        return cls(
+            k=int(a["k"]),
+            topk_score=np.asarray(a["topk_score"]),
+            topk_reference=np.asarray(a["topk_reference"]),
+            best_mated_score=np.asarray(a["best_mated_score"]),
+            best_mated_reference=np.asarray(a["best_mated_reference"]),
+            mate_rank=np.asarray(a["mate_rank"]),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProbeSummary):
             return NotImplemented
         return self.k == other.k and all(
             np.array_equal(getattr(self, f), getattr(other, f), equal_nan=f == "best_mated_score")
-            for f in ("topk_score", "topk_reference", "best_mated_score", "best_mated_reference", "mate_rank"))
+            for f in ("topk_score", "topk_reference", "best_mated_score", "best_mated_reference", "mate_rank")
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -109,7 +115,9 @@ def _top_k(samples: SampleIndex, k: int, topk_x: np.ndarray, total: BlockPartial
     return topk_score, topk_ref
 
 
-def _first_mates(n: int, mate_x: np.ndarray, total: BlockPartial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _first_mates(
+    n: int, mate_x: np.ndarray, total: BlockPartial
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each probe's best mated x (float32), its reference (-1: none; ties to the lower index) and the
     rank of its first mate: reductions over both roles, no sort."""
     ci, cj, cx = total.cap_i, total.cap_j, total.cap_x
@@ -134,7 +142,9 @@ def _first_mates(n: int, mate_x: np.ndarray, total: BlockPartial) -> tuple[np.nd
     return best, np.where(has, best_ref, -1), rank
 
 
-def by_probe_score_desc_ref(probe: np.ndarray, x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def by_probe_score_desc_ref(
+    probe: np.ndarray, x: np.ndarray, ref: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The order by probe, then score descending, then reference, and the probes in that order.
 
     (probe, score) are packed in one uint64 and sorted with the fast unstable sort; only the rare runs

@@ -50,8 +50,14 @@ def registered() -> tuple[str, ...]:
 
 register_backend(Registration("numpy", numpy_backend.CAPABILITIES, numpy_backend.create,
                               numpy_backend.describe_score_identity))
-register_backend(Registration("torch", torch_backend.CAPABILITIES, torch_backend.create,
-                              lambda i: torch_backend.describe_score_identity(i) if i.startswith("torch-") else None))
+register_backend(
+    Registration(
+        "torch",
+        torch_backend.CAPABILITIES,
+        torch_backend.create,
+        lambda i: torch_backend.describe_score_identity(i) if i.startswith("torch-") else None,
+    )
+)
 register_backend(Registration("dask", dask_backend.CAPABILITIES, dask_backend.create))
 
 #: the built-in choices (``auto``: torch when it sees a GPU, else numpy)
@@ -79,10 +85,14 @@ def check_options(reg: Registration, options: BackendOptions) -> None:
         raise InputError(f"the {reg.name} backend computes in {' or '.join(caps.precisions)} only; "
                          f"{options.precision} needs --backend {' or '.join(others) or '(none registered)'}")
     if options.device is not None and not caps.devices:
-        raise InputError(f"the {reg.name} backend takes no device (it runs on {', '.join(caps.device_kinds)}); "
-                         "--device is for --backend torch")
+        raise InputError(
+            f"the {reg.name} backend takes no device (it runs on {', '.join(caps.device_kinds)}); "
+            "--device is for --backend torch"
+        )
     if options.scheduler is not None and not caps.scheduler:
-        raise InputError(f"the {reg.name} backend takes no scheduler address; --scheduler is for --backend dask")
+        raise InputError(
+            f"the {reg.name} backend takes no scheduler address; --scheduler is for --backend dask"
+        )
     if options.threads is not None and (int(options.threads) < 1):
         raise InputError(f"threads must be >= 1, got {options.threads}")
     if int(options.n_workers) < 1:

@@ -98,7 +98,9 @@ class Backend(Protocol):
         """Pre-pass scores (float64, (rows, refs)) of ``rows`` against ``refs``."""
         ...
 
-    def run_chunks(self, plan: BlockPlan, chunks: Chunks, todo: Sequence[int]) -> Iterator[tuple[int, BlockPartial]]:
+    def run_chunks(
+        self, plan: BlockPlan, chunks: Chunks, todo: Sequence[int]
+    ) -> Iterator[tuple[int, BlockPartial]]:
         """Each chunk ``k`` of ``todo`` as ``(k, its BlockPartial)``, in any order."""
         ...
 

@@ -41,7 +41,8 @@ def connect(scheduler: str, timeout: float):
         raise SchedulerUnreachableError(
             f"cannot reach the dask scheduler at {scheduler!r} within {float(timeout):g} s "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no answer'}); "
-            "check the address and that the scheduler runs, or omit --scheduler for a local cluster") from None
+            "check the address and that the scheduler runs, or omit --scheduler for a local cluster"
+        ) from None
     except ValueError as exc:  # an address distributed cannot parse
         raise SchedulerUnreachableError(f"dask scheduler address {scheduler!r} is not valid: {exc}") from None
 
@@ -59,7 +60,9 @@ class DaskBackend:
         try:
             from distributed import Client, LocalCluster
         except ImportError:  # pragma: no cover - an optional extra
-            raise InputError("the dask backend needs dask[distributed]: pip install 'faceaudit[dask]'") from None
+            raise InputError(
+                "the dask backend needs dask[distributed]: pip install 'faceaudit[dask]'"
+            ) from None
         self.emb = emb
         self.cluster = None
         if scheduler:
@@ -87,7 +90,9 @@ class DaskBackend:
     def sample_scores(self, rows: np.ndarray, refs: np.ndarray, metric: str) -> np.ndarray:
         return host_sample_scores(self.emb, rows, refs, metric)  # CAPABILITIES: on the host
 
-    def run_chunks(self, plan: BlockPlan, chunks: Chunks, todo: Sequence[int]) -> Iterator[tuple[int, BlockPartial]]:
+    def run_chunks(
+        self, plan: BlockPlan, chunks: Chunks, todo: Sequence[int]
+    ) -> Iterator[tuple[int, BlockPartial]]:
         from distributed import as_completed
 
         emb_f, scaled_f = self._data(plan)
@@ -105,8 +110,10 @@ class DaskBackend:
         plan_f = self.client.scatter(plan, broadcast=True)
         n_tasks = max(1, len(self.client.scheduler_info().get("workers", {})) * 4)
         parts = [blocks[t::n_tasks] for t in range(n_tasks) if blocks[t::n_tasks]]
-        futs = [self.client.submit(numpy_cell_max_below, plan_f, emb_f, scaled_f, p, level_x, cells, pure=False)
-                for p in parts]
+        futs = [
+            self.client.submit(numpy_cell_max_below, plan_f, emb_f, scaled_f, p, level_x, cells, pure=False)
+            for p in parts
+        ]
         return np.maximum.reduce(self.client.gather(futs))
 
     def close(self) -> None:

@@ -42,7 +42,9 @@ class NumpyBackend:
     def sample_scores(self, rows: np.ndarray, refs: np.ndarray, metric: str) -> np.ndarray:
         return host_sample_scores(self.emb, rows, refs, metric)
 
-    def run_chunks(self, plan: BlockPlan, chunks: Chunks, todo: Sequence[int]) -> Iterator[tuple[int, BlockPartial]]:
+    def run_chunks(
+        self, plan: BlockPlan, chunks: Chunks, todo: Sequence[int]
+    ) -> Iterator[tuple[int, BlockPartial]]:
         scaled = scaled_references(self.emb, plan)
         if self.threads == 1:
             for k in todo:

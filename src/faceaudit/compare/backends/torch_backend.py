@@ -38,7 +38,15 @@ from faceaudit.compare.backends.base import BackendOptions, Capabilities
 from faceaudit.compare.kernel import BlockPartial, BlockPlan, cell_max_below_of, keep_captures, process_block
 from faceaudit.errors import InputError
 
-__all__ = ["TorchBackend", "KERNELS", "MAX_PADDING", "CAPABILITIES", "choose_kernel", "describe_score_identity", "create"]
+__all__ = [
+    "TorchBackend",
+    "KERNELS",
+    "MAX_PADDING",
+    "CAPABILITIES",
+    "choose_kernel",
+    "describe_score_identity",
+    "create",
+]
 
 KERNELS = ("auto", "triton", "torch")
 #: ``kernel=auto`` takes the fused kernel only while its per-group padding makes it visit at most this
@@ -53,7 +61,8 @@ def choose_kernel(requested: str, *, plan_problem: str | None, padding: float, b
                   tile: int, max_padding: float = MAX_PADDING) -> tuple[bool, str | None]:
     """Whether a plan runs on the fused kernel (True) or the torch kernels, and a note why (None: none
     needed), given that the fused kernel can run at all. ``requested``: ``auto`` or ``triton`` (forced);
-    ``plan_problem``: :func:`~faceaudit.compare.backends.triton_kernel.supported_plan`'s answer; ``padding``: the
+    ``plan_problem``: :func:`~faceaudit.compare.backends.triton_kernel.supported_plan`'s answer;
+    ``padding``: the
     plan's :func:`~faceaudit.compare.backends.triton_kernel.padded_pair_ratio` with ``tile``-row padding."""
     if requested not in ("auto", "triton"):
         return False, None
@@ -63,8 +72,10 @@ def choose_kernel(requested: str, *, plan_problem: str | None, padding: float, b
             f"{n_groups} groups padded to multiples of {tile})")
     if padding > max_padding:
         if requested == "auto":
-            return False, (f"fused Triton kernel not used: its {cost}; auto takes it up to {max_padding:g}x. "
-                           "Larger blocks pad less (e.g. block 32768); FACEAUDIT_TORCH_KERNEL=triton forces it")
+            return False, (
+                f"fused Triton kernel not used: its {cost}; auto takes it up to {max_padding:g}x. "
+                "Larger blocks pad less (e.g. block 32768); FACEAUDIT_TORCH_KERNEL=triton forces it"
+            )
         return True, f"{cost}: larger blocks pad less (e.g. block 32768)"
     return True, None
 
@@ -73,8 +84,10 @@ def describe_score_identity(identity: str) -> str:
     """Which kernel a :attr:`TorchBackend.score_identity` (recorded in a checkpoint) stands for, and how
     to select it: for the message of a resume whose checkpoint another kernel wrote."""
     if "-auto[" in identity:  # before "-triton[", which it holds
-        return ("kernel=auto before its choice was recorded (FACEAUDIT_TORCH_KERNEL=auto, with the same Triton, "
-                f"GPU and block: {identity})")
+        return (
+            "kernel=auto before its choice was recorded (FACEAUDIT_TORCH_KERNEL=auto, with the same Triton, "
+            f"GPU and block: {identity})"
+        )
     if "-triton[" in identity:
         inner = identity.split("-triton[", 1)[1].rstrip("]")
         return f"the fused Triton kernel ({inner}; FACEAUDIT_TORCH_KERNEL=triton selects it)"
@@ -127,26 +140,7 @@ class TorchBackend:
         if kernel not in KERNELS:
             raise InputError(f"unknown torch kernel {kernel!r}; use one of {KERNELS}")
         self.requested = kernel
-        self.fused = None
-        why = None
-        if kernel == "triton" or (kernel == "auto" and self.device.type == "cuda"):
-            why = _triton_status()
-            if why is None and kernel == "auto":
-                from faceaudit.compare.backends.triton_kernel import interpreting
-
-                if interpreting():  # TRITON_INTERPRET=1 on a GPU machine: the interpreter is far slower
-                    why = "TRITON_INTERPRET=1 is set: auto takes the torch kernels"
-            if why is None:
-                from faceaudit.compare.backends.triton_kernel import FusedPairs
-
-                try:
-                    self.fused = FusedPairs(torch, self.emb, precision=precision, **(triton_options or {}))
-                except Exception as exc:  # auto: any failure takes the torch kernels; triton: raised below
-                    why = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
-            if kernel == "triton" and self.fused is None:
-                raise InputError(f"the fused Triton kernel was asked for but cannot run: {why}")
-            if why is not None:
-                why = f"fused Triton kernel not used: {why}"
+        self.fused, why = self._fused_kernel(kernel, triton_options)
         self.kernel = "triton" if self.fused is not None else "torch"
         #: why the fused kernel is not used, or what it costs (None when there is nothing to say)
         self.kernel_note = why
@@ -160,6 +154,29 @@ class TorchBackend:
                                     f"torch {torch.__version__}")
         else:
             self._torch_identity = f"torch-cpu-{precision}"
+
+    def _fused_kernel(self, kernel: str, triton_options: dict | None):
+        """The fused kernel (or None) and why it is not used (None: nothing to say); ``triton`` that
+        cannot run is an error, ``auto`` takes the torch kernels."""
+        if not (kernel == "triton" or (kernel == "auto" and self.device.type == "cuda")):
+            return None, None
+        fused = None
+        why = _triton_status()
+        if why is None and kernel == "auto":
+            from faceaudit.compare.backends.triton_kernel import interpreting
+
+            if interpreting():  # TRITON_INTERPRET=1 on a GPU machine: the interpreter is far slower
+                why = "TRITON_INTERPRET=1 is set: auto takes the torch kernels"
+        if why is None:
+            from faceaudit.compare.backends.triton_kernel import FusedPairs
+
+            try:
+                fused = FusedPairs(self.torch, self.emb, precision=self.precision, **(triton_options or {}))
+            except Exception as exc:  # auto: any failure takes the torch kernels; triton: raised below
+                why = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+        if kernel == "triton" and fused is None:
+            raise InputError(f"the fused Triton kernel was asked for but cannot run: {why}")
+        return fused, (f"fused Triton kernel not used: {why}" if why is not None else None)
 
     @property
     def score_identity(self) -> str:
@@ -178,7 +195,8 @@ class TorchBackend:
                 return self._torch_identity
         if self.requested == "triton":
             return fused
-        return f"torch-{self.device.type}-{self.precision}-auto[{fused} | {self._torch_identity} | padding <= {MAX_PADDING:g}]"
+        rule = f"{fused} | {self._torch_identity} | padding <= {MAX_PADDING:g}"
+        return f"torch-{self.device.type}-{self.precision}-auto[{rule}]"
 
     @property
     def device_name(self) -> str:
@@ -236,9 +254,11 @@ class TorchBackend:
             try:
                 self.torch.cuda.synchronize(self.device)
             except Exception as exc:
-                raise RuntimeError(f"the fused Triton kernel's probe failed ({why}) and left the GPU unusable "
-                                   f"({type(exc).__name__}: {exc}); FACEAUDIT_TORCH_KERNEL=torch selects the "
-                                   "torch kernels") from exc
+                raise RuntimeError(
+                    f"the fused Triton kernel's probe failed ({why}) and left the GPU unusable "
+                    f"({type(exc).__name__}: {exc}); FACEAUDIT_TORCH_KERNEL=torch selects the "
+                    "torch kernels"
+                ) from exc
         return False, f"fused Triton kernel not used: its probe failed ({why})", f"failed: {why}"
 
     def _scaled_emb(self, scale: float):
@@ -313,9 +333,20 @@ class TorchBackend:
         pairs = nr * (nr - 1) // 2 if diag else nr * nc
         flat, cx = flat.cpu().numpy(), cx.cpu().numpy()  # the few candidates come back after the histogram
         ci, cj = (flat // nc + r0).astype(np.int64), (flat % nc + c0).astype(np.int64)
-        keep = keep_captures(plan, ci, cj, cx)  # the exact per-cell / per-sample filter, on the few candidates
-        return BlockPartial(slots.cpu().numpy().astype(np.int64), pairs, ci[keep], cj[keep], cx[keep],
-                            mi.astype(np.int64), mj.astype(np.int64), gen_x.cpu().numpy(), (plan.block_key(bi, bj),))
+        keep = keep_captures(
+            plan, ci, cj, cx
+        )  # the exact per-cell / per-sample filter, on the few candidates
+        return BlockPartial(
+            slots.cpu().numpy().astype(np.int64),
+            pairs,
+            ci[keep],
+            cj[keep],
+            cx[keep],
+            mi.astype(np.int64),
+            mj.astype(np.int64),
+            gen_x.cpu().numpy(),
+            (plan.block_key(bi, bj),),
+        )
 
     def _cap(self, plan: BlockPlan):
         key = ("cap", id(plan))
@@ -349,7 +380,9 @@ class TorchBackend:
     def cell_max_below(self, plan: BlockPlan, blocks, level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
         if self._use_fused(plan):  # the rescan must see the main pass's own scores
             return self.fused.cell_max_below(plan, blocks, level_x, cells)
-        return cell_max_below_of(plan, lambda bi, bj: self._x(plan, bi, bj).cpu().numpy(), blocks, level_x, cells)
+        return cell_max_below_of(
+            plan, lambda bi, bj: self._x(plan, bi, bj).cpu().numpy(), blocks, level_x, cells
+        )
 
     def close(self) -> None:
         self._scaled.clear()
