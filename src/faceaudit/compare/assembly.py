@@ -20,7 +20,8 @@ from faceaudit.build import required_tail_cutoff
 from faceaudit.compare.backends.base import Backend
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
-from faceaudit.compare.summary import build_probe_summary, float_order
+from faceaudit.compare.probes import ProbeAccumulator
+from faceaudit.compare.summary import float_order
 from faceaudit.scores import ScoreDistributions, bin_index
 
 __all__ = ["assemble", "lower_level", "check_pair_counts"]
@@ -38,16 +39,18 @@ class Captures:
     x: np.ndarray
 
 
-def assemble(run: Planner, backend: Backend, parts: list[BlockPartial]) -> ScoreDistributions:
-    """The distributions and probe summaries of a run from its chunks' partial results (in order)."""
+def assemble(run: Planner, backend: Backend, parts: list[BlockPartial],
+             probes: ProbeAccumulator) -> ScoreDistributions:
+    """The distributions and probe summaries of a run from its chunks' partial results (in order) and
+    the running per-probe summaries."""
     plan = run.plan
     total = BlockPartial.sum(parts, plan.n_slots)
     parts.clear()
     hist = plan.slots_to_hist(total.slots)
     check_pair_counts(run, total, hist)
     with ThreadPoolExecutor(1) as pool:  # the per-probe summaries need none of the rest: alongside
-        summary = pool.submit(build_probe_summary, run.samples, run.top_k, run.topk_x, run.mate_x, total,
-                              plan.scale)
+        summary = pool.submit(probes.summary, run.samples.subject_of_sample, total.gen_i, total.gen_j,
+                              total.gen_x, plan.scale)
         dist = assemble_tail(run, backend, total, hist)
         dist.probe_summary = summary.result()
     return dist

@@ -3,7 +3,8 @@
 ``state.json`` records the run's key (inputs, settings and the backend's score identity), its data key
 (inputs and settings alone, so that a checkpoint of the same run computed by another kernel is named as
 such) and the score identity; ``state.npz`` the capture levels of the pre-pass; ``chunk-NNNNNN.npz`` each
-finished chunk. Every file is written atomically with a content digest
+finished chunk, reduced (its tail captures and its per-probe summary partial, not every capture).
+Every file is written atomically with a content digest
 (:mod:`faceaudit.compare.npzfile`) and checked on resume: a damaged one is a
 :class:`~faceaudit.compare.errors.CheckpointError` that says how to restart.
 """
@@ -21,14 +22,16 @@ from faceaudit.compare.backends import describe_score_identity
 from faceaudit.compare.errors import CheckpointError
 from faceaudit.compare.kernel import BlockPartial
 from faceaudit.compare.npzfile import NpzDamaged, read_npz, write_npz
+from faceaudit.compare.probes import ProbePartial
 from faceaudit.scores import SampleIndex
 
 __all__ = ["Checkpoint", "RunKeys", "run_keys", "KEY_VERSION"]
 
 #: bumped when what a checkpoint holds changes: older checkpoints belong to another run
-KEY_VERSION = b"capture-state/3"
-PARTIAL_FIELDS = ("slots", "pairs", "cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x", "blocks")
-STATE_FIELDS = ("cell_level", "topk_x", "mate_x")
+KEY_VERSION = b"capture-state/4"
+PARTIAL_FIELDS = ("slots", "pairs", "cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x", "blocks",
+                  *ProbePartial.fields())
+STATE_FIELDS = ("cell_level", "topk_x", "mate_x", "mate_hi_x")
 
 
 class RunKeys:
@@ -60,7 +63,8 @@ class Checkpoint:
     def __init__(self, folder: str | os.PathLike | None, keys: RunKeys, resume: bool) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.keys = keys
-        self.resumed: dict[int, BlockPartial] = {}
+        #: the chunks a resumed run has (their files are read one at a time by :meth:`resumed_chunks`)
+        self.resumed: dict[int, Path] = {}
         self.state: dict[str, np.ndarray] | None = None
         if self.folder is None:
             return
@@ -120,21 +124,27 @@ class Checkpoint:
             except (IndexError, ValueError):
                 raise CheckpointError(f"unexpected file {p.name!r} in checkpoint {str(self.folder)!r}; "
                                       f"{_restart(self.folder)}") from None
-            self.resumed[k] = BlockPartial.from_arrays(self._read(p, PARTIAL_FIELDS))
+            self.resumed[k] = p
 
-    def check_resumed(self, n_chunks: int, n_slots: int, n: int) -> None:
-        """Refuse resumed chunks that cannot belong to this run's schedule (a digest-valid but foreign
-        file)."""
-        for k, part in self.resumed.items():
-            if not 0 <= k < n_chunks or part.slots.shape != (n_slots,):
-                raise CheckpointError(f"checkpoint chunk {k} of {str(self.folder)!r} does not fit this run's "
-                                      f"plan; {_restart(self.folder)}")
-            for idx in (part.cap_i, part.cap_j, part.gen_i, part.gen_j):
-                if idx.size and (idx.min() < 0 or idx.max() >= n):
-                    raise CheckpointError(
-                        f"checkpoint chunk {k} of {str(self.folder)!r} names samples out of "
-                        f"range; {_restart(self.folder)}"
-                    )
+    def resumed_chunks(self, n_chunks: int, n_slots: int, n: int):
+        """Each resumed chunk as ``(k, BlockPartial, ProbePartial)``, read and checked one at a time."""
+        for k, path in sorted(self.resumed.items()):
+            arrays = self._read(path, PARTIAL_FIELDS)
+            part, probes = BlockPartial.from_arrays(arrays), ProbePartial.from_arrays(arrays)
+            self._check_fits(k, part, probes, n_chunks, n_slots, n)
+            yield k, part, probes
+
+    def _check_fits(self, k: int, part: BlockPartial, probes: ProbePartial, n_chunks: int, n_slots: int,
+                    n: int) -> None:
+        """Refuse a chunk that cannot belong to this run's schedule (a digest-valid but foreign file)."""
+        if not 0 <= k < n_chunks or part.slots.shape != (n_slots,):
+            raise CheckpointError(f"checkpoint chunk {k} of {str(self.folder)!r} does not fit this run's "
+                                  f"plan; {_restart(self.folder)}")
+        for idx in (part.cap_i, part.cap_j, part.gen_i, part.gen_j, probes.top_p, probes.top_r, probes.band_p,
+                    probes.above_p):
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise CheckpointError(f"checkpoint chunk {k} of {str(self.folder)!r} names samples out of "
+                                      f"range; {_restart(self.folder)}")
 
     def save_state(self, arrays: dict[str, np.ndarray]) -> None:
         if self.folder is None:
@@ -145,6 +155,7 @@ class Checkpoint:
                                    "scores": self.keys.scores}))
         os.replace(tmp, self.folder / "state.json")
 
-    def save_chunk(self, k: int, part: BlockPartial) -> None:
+    def save_chunk(self, k: int, part: BlockPartial, probes: ProbePartial) -> None:
         if self.folder is not None:
-            write_npz(self.folder / f"chunk-{k:06d}.npz", part.to_arrays(), compress=False, fsync=True)
+            write_npz(self.folder / f"chunk-{k:06d}.npz", {**part.to_arrays(), **probes.to_arrays()},
+                      compress=False, fsync=True)

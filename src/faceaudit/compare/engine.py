@@ -47,6 +47,7 @@ from faceaudit.compare.inputs import check_samples, prepare_embeddings, round_to
 from faceaudit.compare.kernel import BlockPartial, host_sample_scores
 from faceaudit.compare.plan import DEFAULT_BLOCK, DEFAULT_CHUNK_PAIRS, Planner
 from faceaudit.compare.prepass import estimate_capture
+from faceaudit.compare.probes import ProbeAccumulator, ProbePartial, fold_captures
 from faceaudit.compare.progress import Progress
 from faceaudit.errors import InputError
 from faceaudit.scores import DEFAULT_BINS, SampleIndex, ScoreDistributions
@@ -199,9 +200,9 @@ def compare_embeddings(
         recorded = settings.record(eng.name)
         ckpt = Checkpoint(checkpoint_dir, run_keys(emb, samples, recorded, eng.score_identity), resume)
         _capture_levels(run, eng, ckpt, timings)
-        parts = _main_pass(run, eng, ckpt, settings.chunk_pairs, progress, on_chunk, timings)
+        parts, probes = _main_pass(run, eng, ckpt, settings.chunk_pairs, progress, on_chunk, timings)
         t = time.perf_counter()
-        result = assemble(run, eng, parts)
+        result = assemble(run, eng, parts, probes)
         timings.lap("assembly", t)
     finally:
         eng.close()
@@ -239,7 +240,8 @@ def _capture_levels(run: Planner, eng: Backend, ckpt: Checkpoint, timings: _Timi
     """The pre-pass (or the levels a resumed checkpoint recorded)."""
     t = time.perf_counter()
     if ckpt.state is not None:
-        run.set_capture(ckpt.state["cell_level"], ckpt.state["topk_x"], ckpt.state["mate_x"])
+        st = ckpt.state
+        run.set_capture(st["cell_level"], st["topk_x"], st["mate_x"], st["mate_hi_x"])
     else:
         if eng.capabilities.device_sample_scores:
             def scores_fn(rows: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -252,19 +254,31 @@ def _capture_levels(run: Planner, eng: Backend, ckpt: Checkpoint, timings: _Timi
     timings.lap("pre_pass", t)
 
 
-def _main_pass(run: Planner, eng: Backend, ckpt: Checkpoint, chunk_pairs: int, progress: bool,
-               on_chunk: Callable[[int], Any] | None, timings: _Timings) -> list[BlockPartial]:
-    """Every chunk not resumed, on the backend, each checkpointed; all chunks' partials in order."""
+def _main_pass(
+    run: Planner,
+    eng: Backend,
+    ckpt: Checkpoint,
+    chunk_pairs: int,
+    progress: bool,
+    on_chunk: Callable[[int], Any] | None,
+    timings: _Timings,
+) -> tuple[list[BlockPartial], ProbeAccumulator]:
+    """Every chunk not resumed, on the backend; each reduced as it arrives (its tail captures kept, its
+    per-probe part folded into the running summaries) and checkpointed. The chunks' partials in order."""
     chunks = run.chunks(int(chunk_pairs))
-    ckpt.check_resumed(len(chunks), run.plan.n_slots, run.n)
-    todo = [k for k in range(len(chunks)) if k not in ckpt.resumed]
-    parts: dict[int, BlockPartial] = dict(ckpt.resumed)
+    acc = ProbeAccumulator(run.n, run.probe_thresholds())
+    parts: dict[int, BlockPartial] = {}
+    for k, part, probes in ckpt.resumed_chunks(len(chunks), run.plan.n_slots, run.n):
+        acc.fold(probes)
+        parts[k] = part
+    todo = [k for k in range(len(chunks)) if k not in parts]
     bar = Progress(progress, run.total_pairs, f"comparing ({eng.name})")
     bar.advance(sum(p.pairs for p in parts.values()))
     t = time.perf_counter()
     try:
         for k, part in eng.run_chunks(run.plan, chunks, todo):
-            ckpt.save_chunk(k, part)
+            part, probes = reduce_chunk(run, part, acc)  # folded into acc
+            ckpt.save_chunk(k, part, probes)
             parts[k] = part
             bar.advance(part.pairs)
             if on_chunk is not None:
@@ -272,7 +286,22 @@ def _main_pass(run: Planner, eng: Backend, ckpt: Checkpoint, chunk_pairs: int, p
     finally:
         bar.close()
     timings.lap("main_pass", t)
-    return [parts.pop(k) for k in range(len(chunks))]
+    return [parts.pop(k) for k in range(len(chunks))], acc
+
+
+def reduce_chunk(
+    run: Planner, part: BlockPartial, acc: ProbeAccumulator
+) -> tuple[BlockPartial, ProbePartial]:
+    """A chunk's captures split: those its cells' tails may need (at or above the cell's level) stay in
+    the partial; the per-probe summaries fold the rest into ``acc``
+    (:func:`~faceaudit.compare.probes.fold_captures`),
+    whose reduction for this chunk is returned for its checkpoint."""
+    plan = run.plan
+    probes = fold_captures(acc, part.cap_i, part.cap_j, part.cap_x)
+    g = plan.group
+    tail = part.cap_x >= plan.keep_cell[g[part.cap_i] * plan.n_groups + g[part.cap_j]]
+    part.cap_i, part.cap_j, part.cap_x = part.cap_i[tail], part.cap_j[tail], part.cap_x[tail]
+    return part, probes
 
 
 def _run_details(eng: Backend, timings: _Timings) -> dict[str, Any]:

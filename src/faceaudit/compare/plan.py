@@ -16,9 +16,10 @@ import numpy as np
 
 from faceaudit.build import group_subsets
 from faceaudit.compare.kernel import BlockPlan, gemm_error_bound
+from faceaudit.compare.probes import ProbeThresholds
 from faceaudit.scores import SampleIndex, ScoreDistributions, uniform_edges
 
-__all__ = ["Planner", "GenuineSorted", "make_chunks", "mated_pairs", "all_subsets", "f32_down",
+__all__ = ["Planner", "GenuineSorted", "make_chunks", "mated_pairs", "all_subsets", "f32_down", "f32_up",
            "DEFAULT_BLOCK", "DEFAULT_CHUNK_PAIRS"]
 
 DEFAULT_BLOCK = 1024
@@ -61,6 +62,15 @@ def f32_down(a: Any) -> np.ndarray:
     f = a.astype(np.float32)
     up = f.astype(np.float64) > a
     f[up] = np.nextafter(f[up], np.float32(-np.inf))
+    return f
+
+
+def f32_up(a: Any) -> np.ndarray:
+    """float32 values never below the float64 ones (an upper bound rounded down would miss scores)."""
+    a = np.asarray(a, dtype=np.float64)
+    f = a.astype(np.float32)
+    down = f.astype(np.float64) < a
+    f[down] = np.nextafter(f[down], np.float32(np.inf))
     return f
 
 
@@ -154,6 +164,8 @@ class Planner:
         # per sample, x units: top-k and first-mate capture thresholds of the per-probe summaries
         self.topk_x = np.full(self.n, np.inf, np.float32)
         self.mate_x = np.full(self.n, np.inf, np.float32)
+        # per sample, x units: an upper bound of its best mated score (the rank counts scores above it)
+        self.mate_hi_x = np.full(self.n, np.inf, np.float32)
 
     def _block_plan(self, bins: int) -> BlockPlan:
         """The slot layout (per cell, B bins between guard slots) and the mated pairs in block order."""
@@ -218,16 +230,24 @@ class Planner:
                 "capture_col": np.minimum(keep_sample, col_level[g]),
                 "keep_sample": keep_sample, "keep_cell": keep_cell}
 
-    def set_capture(self, cell_level: np.ndarray, topk_x: np.ndarray, mate_x: np.ndarray) -> None:
+    def set_capture(self, cell_level: np.ndarray, topk_x: np.ndarray, mate_x: np.ndarray,
+                    mate_hi_x: np.ndarray | None = None) -> None:
         """Set the per-cell levels and per-sample thresholds (from the pre-pass or a checkpoint)."""
         self.cell_level = np.asarray(cell_level, np.float64).reshape(self.G, self.G)
         self.topk_x, self.mate_x = np.asarray(topk_x, np.float32), np.asarray(mate_x, np.float32)
+        self.mate_hi_x = (np.full(self.n, np.inf, np.float32) if mate_hi_x is None
+                          else np.asarray(mate_hi_x, np.float32))
         for k, v in self.capture_arrays(self.cell_level, np.minimum(self.topk_x, self.mate_x)).items():
             setattr(self.plan, k, v)
 
     def state(self) -> dict[str, np.ndarray]:
         """What a checkpoint keeps of the plan: the capture levels."""
-        return {"cell_level": self.cell_level, "topk_x": self.topk_x, "mate_x": self.mate_x}
+        return {"cell_level": self.cell_level, "topk_x": self.topk_x, "mate_x": self.mate_x,
+                "mate_hi_x": self.mate_hi_x}
+
+    def probe_thresholds(self) -> ProbeThresholds:
+        """The per-probe summaries' thresholds (top-k, rank band)."""
+        return ProbeThresholds(self.top_k, self.topk_x, self.mate_x, self.mate_hi_x)
 
     def blocks_holding(self, cells: np.ndarray) -> list[tuple[int, int]]:
         """The blocks that hold at least one pair of a (G, G) mask's cells."""

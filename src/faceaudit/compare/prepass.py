@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from faceaudit.build import required_tail_cutoff
-from faceaudit.compare.plan import GenuineSorted, Planner, f32_down
+from faceaudit.compare.plan import GenuineSorted, Planner, f32_down, f32_up
 from faceaudit.scores import bin_index
 
 __all__ = ["estimate_capture", "cell_levels", "SMALL_CELL", "SMALL_CELLS_TOTAL", "LEVEL_MARGIN_SHARE",
@@ -130,7 +130,8 @@ def estimate_capture(run: Planner, scores_fn: ScoresFn, threads: int = 1, rows_p
     est = (c + c.transpose(1, 0, 2)) / 4.0
     # rank of the first mate: capture everything >= (an under-estimate of) the best mated score
     mate = np.where(np.isfinite(best), (best - run.margin) * run.scale, np.inf)
-    run.set_capture(cell_levels(run, est, gx, gi), f32_down(step.topk), f32_down(mate))
+    mate_hi = np.where(np.isfinite(best), (best + run.margin) * run.scale, np.inf)
+    run.set_capture(cell_levels(run, est, gx, gi), f32_down(step.topk), f32_down(mate), f32_up(mate_hi))
 
 
 def genuine_estimate(run: Planner) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
