@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ProbeSummary"]
+__all__ = ["ProbeSummary", "float_order", "by_probe_score_desc_ref"]
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,52 @@ class ProbeSummary:
 
     @classmethod
     def from_arrays(cls, a) -> ProbeSummary:
-        return cls(k=int(a["k"]), topk_score=np.asarray(a["topk_score"]), topk_reference=np.asarray(a["topk_reference"]),
-                   best_mated_score=np.asarray(a["best_mated_score"]),
-                   best_mated_reference=np.asarray(a["best_mated_reference"]), mate_rank=np.asarray(a["mate_rank"]))
+        return cls(
+            k=int(a["k"]),
+            topk_score=np.asarray(a["topk_score"]),
+            topk_reference=np.asarray(a["topk_reference"]),
+            best_mated_score=np.asarray(a["best_mated_score"]),
+            best_mated_reference=np.asarray(a["best_mated_reference"]),
+            mate_rank=np.asarray(a["mate_rank"]),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProbeSummary):
             return NotImplemented
         return self.k == other.k and all(
             np.array_equal(getattr(self, f), getattr(other, f), equal_nan=f == "best_mated_score")
-            for f in ("topk_score", "topk_reference", "best_mated_score", "best_mated_reference", "mate_rank"))
+            for f in ("topk_score", "topk_reference", "best_mated_score", "best_mated_reference", "mate_rank")
+        )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def float_order(x: np.ndarray) -> np.ndarray:
+    """uint32 keys in the order of the float32 values (-0.0 and 0.0 equal, as comparisons have them)."""
+    u = (np.asarray(x, np.float32) + np.float32(0.0)).view(np.uint32)
+    return np.where(u >> np.uint32(31), ~u, u | np.uint32(0x80000000))
+
+
+def by_probe_score_desc_ref(
+    probe: np.ndarray, x: np.ndarray, ref: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The order by probe, then score descending, then reference, and the probes in that order.
+
+    (probe, score) are packed in one uint64 and sorted with the fast unstable sort; only the rare runs
+    of equal (probe, score) are then ordered by reference."""
+    if probe.size and int(probe.max()) >= 2**32:
+        o = np.lexsort((ref, -x, probe))
+        return o, probe[o]
+    key = (probe.astype(np.uint64) << np.uint64(32)) | (~float_order(x)).astype(np.uint64)
+    o = np.argsort(key)
+    ks = key[o]
+    del key
+    eq = ks[1:] == ks[:-1]
+    if eq.any():
+        tied = np.zeros(ks.size, bool)
+        tied[1:] |= eq
+        tied[:-1] |= eq
+        at = np.flatnonzero(tied)
+        sub = o[at]
+        o[at] = sub[np.lexsort((ref[sub], ks[at]))]
+    return o, (ks >> np.uint64(32)).astype(np.intp)

@@ -1,0 +1,91 @@
+"""Peak memory and time of `faceaudit compare` with the per-probe summaries (default top-k 20) and
+without them (`--top-k 0`), at growing set sizes (issue 17, first bullet).
+
+Set: synthetic 128-d unit vectors, 4 images per subject, 4 groups (subject-level), float32; a subject's
+images are its centre plus Gaussian noise (mated cosines ~0.4-0.8, non-mated ~0 +- 0.09). Each run is
+one `python -m faceaudit.cli compare --backend numpy` process under `/usr/bin/time -v` (peak RSS of
+that process, wall time); the figures are appended as JSON lines to ``--out``.
+
+    .venv/bin/python bench/bench_topk.py --sizes 20000 40000 100000 --out /tmp/topk.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_set(n: int, folder: Path, d: int = 128, per_subject: int = 4, groups: int = 4, seed: int = 0):
+    """emb.npy and samples.csv of an n-image set (written once per size)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    emb, table = folder / "emb.npy", folder / "samples.csv"
+    if emb.exists() and table.exists():
+        return emb, table
+    rng = np.random.default_rng(seed)
+    subj = np.arange(n) // per_subject
+    centre = rng.standard_normal((subj[-1] + 1, d)).astype(np.float32)
+    x = centre[subj] + 0.9 * rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    np.save(emb, x.astype(np.float32))
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sample_id", "subject_id", "grp"])
+        for i in range(n):
+            w.writerow([f"s{i:07d}", f"p{subj[i]:07d}", f"g{subj[i] % groups}"])
+    return emb, table
+
+
+def run(emb: Path, table: Path, out: Path, top_k: int, timeout: float) -> dict:
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "faceaudit.cli", "compare", "--embeddings", str(emb),
+           "--samples", str(table), "--group", "grp", "--out", str(out), "--backend", "numpy", "--quiet",
+           "--top-k", str(top_k)]
+    t = time.time()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"top_k": top_k, "error": f"timed out after {timeout:.0f} s"}
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", p.stderr)
+    parts = [float(v) for v in wall.group(1).split(":")] if wall else []
+    seconds = sum(v * 60 ** (len(parts) - 1 - i) for i, v in enumerate(parts)) if parts else time.time() - t
+    row = {"top_k": top_k, "rc": p.returncode, "seconds": round(seconds, 2),
+           "peak_rss_gb": round(int(peak.group(1)) / 2**20, 3) if peak else None,
+           "load_avg": os.getloadavg()}
+    if p.returncode != 0:
+        row["error"] = p.stderr.strip().splitlines()[-1][:300] if p.stderr.strip() else "no output"
+    side = out.with_name(out.name + ".run.json")
+    if side.exists():
+        row["timing_s"] = json.loads(side.read_text())["timing_s"]
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 40000, 100000])
+    ap.add_argument("--top-k", type=int, nargs="+", default=[20, 0])
+    ap.add_argument("--data", type=Path, default=Path("/tmp/faceaudit_topk"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/faceaudit_topk/results.jsonl"))
+    ap.add_argument("--label", default="")
+    ap.add_argument("--timeout", type=float, default=1800)
+    a = ap.parse_args()
+    for n in a.sizes:
+        emb, table = make_set(n, a.data / str(n))
+        for k in a.top_k:
+            row = {"n": n, "pairs": n * (n - 1) // 2, "label": a.label,
+                   **run(emb, table, a.data / str(n) / f"k{k}.fadist", k, a.timeout)}
+            print(json.dumps(row), flush=True)
+            with open(a.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
