@@ -391,7 +391,7 @@ def _run_batches(
 
 def _assemble(samples: pa.Table, embedder: Embedder, final: list[Acquisition], vectors: np.ndarray):
     """The embeddings table (sample columns, acquisition, embedding) and its metadata."""
-    from faceaudit import __version__
+    from faceaudit.version import __version__
 
     attributes = [c for c in samples.column_names if c not in RESERVED_COLUMNS]
     statuses = [r.status for r in final]

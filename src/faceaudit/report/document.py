@@ -73,7 +73,7 @@ SCENARIO_SCHEMA_VERSION = "1.0"
 
 
 def _version() -> str:
-    from faceaudit import __version__
+    from faceaudit.version import __version__
 
     return __version__
 
