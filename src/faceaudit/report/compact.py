@@ -86,7 +86,7 @@ def compact_distributions(
     G = dist.n_groups
     edges = dist.edges
     B = edges.size - 1
-    scores, starts, _ = dist._tail_index()
+    scores, starts, _ = dist.tail_index()
     hist = dist.impostor_hist.reshape(G * G, B)
     totals = hist.sum(axis=1)
     kept = np.diff(starts)
