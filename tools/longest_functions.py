@@ -1,9 +1,9 @@
 """The longest functions in src/ (AST): lines from ``def`` to the last line (decorators excluded), and in
-brackets the same without the docstring.
+brackets the body's lines (signature and docstring left out).
 
     python tools/longest_functions.py [--top 10] [--exclude compare/] [--code] [ROOT]
 
-``--code`` ranks by the lines without the docstring.
+``--code`` ranks by the body's lines.
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ def functions(root: Path) -> list[tuple[int, str]]:
                             and isinstance(body[0].value.value, str)
                             else 0
                         )
-                        out.append((total, total - doc, f"{rel}:{child.lineno} {name}"))
+                        # the body: from the first statement after the docstring (the signature left out:
+                        # a command's options are declarations, not logic)
+                        first = body[1] if doc and len(body) > 1 else body[0]
+                        code = 0 if doc and len(body) == 1 else child.end_lineno - first.lineno + 1
+                        out.append((total, code, f"{rel}:{child.lineno} {name}"))
                     stack.append((child, name + "."))
                 else:
                     stack.append((child, prefix))
@@ -47,7 +51,7 @@ def main() -> None:
     ap.add_argument("root", nargs="?", default="src/faceaudit")
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--exclude", action="append", default=[], help="skip paths containing this (repeat)")
-    ap.add_argument("--code", action="store_true", help="rank by lines without the docstring")
+    ap.add_argument("--code", action="store_true", help="rank by the body's lines")
     args = ap.parse_args()
     rows = [r for r in functions(Path(args.root)) if not any(x in r[2] for x in args.exclude)]
     rows.sort(key=lambda r: (-r[1 if args.code else 0], r[2]))

@@ -21,7 +21,7 @@ See docs/design.md.
 True
 """
 
-__version__ = "0.1.0"
+from faceaudit.version import __version__  # noqa: I001 (first: modules read it)
 
 from faceaudit.audit import audit  # noqa: E402
 from faceaudit.data.ingest import load_score_file  # noqa: E402

@@ -387,7 +387,7 @@ def audit(
         bootstrap_status="computed"
         if boot is not None
         else ("disabled" if not bootstrap else "no_subject_pairs"),
-        score_direction=dist.meta.get("score_direction", "similarity (higher = more alike)"),
+        score_direction=dist.meta.get("score_direction"),
         tail_cutoff_range=(float(np.min(dist.tail_cutoff)), float(np.max(dist.tail_cutoff))),
         histogram_bins=int(dist.edges.size - 1),
     )

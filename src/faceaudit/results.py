@@ -228,7 +228,7 @@ class AuditSettings:
     bootstrap_replicates: int
     bootstrap_seed: int
     bootstrap_status: str  # "computed", "disabled" or "no_subject_pairs"
-    score_direction: str
+    score_direction: str | None  # as the distributions' manifest records it; None: similarities
     tail_cutoff_range: tuple[float, float]
     histogram_bins: int
 

@@ -264,7 +264,7 @@ class ScoreDistributions:
         g = self.samples.group_of_sample
         return g[self.tail_probe], g[self.tail_reference]
 
-    def _tail_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def tail_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tail scores regrouped by cell (cell code g_probe * G + g_ref), each cell sorted ascending,
         the start offset of every cell, and the permutation from the tail arrays: built once, reused
         by every query."""
@@ -289,7 +289,7 @@ class ScoreDistributions:
 
     def tail_at_least(self, threshold: float, cells: np.ndarray) -> np.ndarray:
         """Indices into the tail arrays of the scores >= threshold in the cells of a (G, G) mask."""
-        scores, starts, order = self._tail_index()
+        scores, starts, order = self.tail_index()
         parts = []
         for c in np.flatnonzero(cells.reshape(-1)):
             lo, hi = starts[c], starts[c + 1]
@@ -301,7 +301,7 @@ class ScoreDistributions:
         """(G, G) exact counts of non-mated scores >= threshold, and a (G, G) mask of the cells where
         the count is exact (threshold above every score of the cell that the tail did not keep)."""
         G = self.n_groups
-        scores, starts, _ = self._tail_index()
+        scores, starts, _ = self.tail_index()
         counts = np.empty(G * G, dtype=np.int64)
         for c in range(G * G):
             lo, hi = starts[c], starts[c + 1]
@@ -337,7 +337,7 @@ class ScoreDistributions:
         """The exact view of the non-mated scores in the cells of a (G, G) mask (None = all)."""
         if cells is None:
             cells = np.ones((self.n_groups, self.n_groups), bool)
-        scores, starts, _ = self._tail_index()
+        scores, starts, _ = self.tail_index()
         codes = [c for c in np.flatnonzero(cells.reshape(-1)) if starts[c + 1] > starts[c]]
         if len(codes) == 1:  # one cell's scores are already sorted: a view, no copy
             tail = scores[starts[codes[0]]:starts[codes[0] + 1]]

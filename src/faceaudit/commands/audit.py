@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError, InputError
 from faceaudit.report.document import terminal_text
+from faceaudit.scores import DEFAULT_BINS
 
 __all__ = ["audit"]
 
@@ -44,7 +45,7 @@ def audit(
     bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0 disables)")] = 1000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
     level: Annotated[float, typer.Option(help="interval level")] = 0.95,
-    bins: Annotated[int, typer.Option(help="histogram bins per group pair")] = 4096,
+    bins: Annotated[int, typer.Option(help="histogram bins per group pair")] = DEFAULT_BINS,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
     report_out: Annotated[
         Path | None, typer.Option("--report", help="write the self-contained HTML report here")

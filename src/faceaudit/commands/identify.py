@@ -39,7 +39,7 @@ def identify(
     ] = "",
     group: Annotated[
         list[str],
-        typer.Option("--group", help="group column to break results down by (repeat; default: each)"),
+        typer.Option("--group", help="group column (repeat): each, then their intersection; default: all"),
     ] = [],  # noqa: B006
     tail_m: Annotated[int, typer.Option(help="per-probe tail size m for the GPD model")] = 20,
     bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0 disables)")] = 200,
@@ -49,6 +49,7 @@ def identify(
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """1:N identification: FPIR, FNIR and CMC by gallery size, per probe group, with intervals."""
+    from faceaudit.groups import default_groupings
     from faceaudit.measures.identification import ProbeTails, identification, parse_gallery_sizes
     from faceaudit.measures.verification import global_fmr_thresholds
 
@@ -66,7 +67,7 @@ def identify(
             gallery_sizes=parse_gallery_sizes(gallery_sizes),
             ranks=[int(r) for r in floats(rank)],
             extrapolate_to=floats(extrapolate),
-            groupings=[(g,) for g in group] or None,
+            groupings=default_groupings(group) if group else None,
             m=tail_m,
             bootstrap=bootstrap,
             seed=seed,

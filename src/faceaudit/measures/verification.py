@@ -36,12 +36,8 @@ __all__ = [
 
 Convention = Literal["highest", "lowest"]
 
-CONVENTIONS: dict[str, str] = {
-    "highest": "highest threshold achieving the FMR (bob.measure far_threshold): sits on a non-mated "
-    "score; FNMR is the worst of the thresholds that achieve it",
-    "lowest": "lowest threshold achieving the FMR (scikit-learn roc_curve / pyeer): the smallest observed "
-    "score above the next lower non-mated score; FNMR is the best of the thresholds that achieve it",
-}
+#: the threshold conventions (their meaning in words: report.document.CONVENTION_MEANINGS)
+CONVENTIONS: tuple[str, ...] = ("highest", "lowest")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from faceaudit.models.base import (
     verify_model_file,
 )
 from faceaudit.models.errors import EmbedderError, MissingDependencyError, ModelFileError
-from faceaudit.models.sface import YUNET_SHA256, _cv2, detect_yunet
+from faceaudit.models.sface import YUNET_SHA256, detect_yunet, load_cv2
 
 
 def _ort():
@@ -123,7 +123,7 @@ class OnnxEmbedder(Embedder):
         self._open_session(ort, providers)
         self._detector = None
         if len(self._files) > 1:
-            cv2 = _cv2()
+            cv2 = load_cv2()
             self._detector = cv2.FaceDetectorYN.create(
                 self._files[1].path, "", (320, 320), self.score_threshold, 0.3, 5000
             )
@@ -214,7 +214,7 @@ class OnnxEmbedder(Embedder):
         return out
 
     def _crop(self, rgb: np.ndarray) -> tuple[np.ndarray | None, Acquisition]:
-        cv2 = _cv2()
+        cv2 = load_cv2()
         s = self.input_size
         if self._detector is None:
             return cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA), Acquisition(

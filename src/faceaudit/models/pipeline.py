@@ -257,14 +257,7 @@ def embed_images(
     batch_size : images per task (dlib runs its network once per batch).
     source : the image folder or manifest, recorded in the metadata.
     """
-    missing = [c for c in ("sample_id", "subject_id", "path") if c not in samples.column_names]
-    if missing:
-        raise SampleTableError(f"sample table lacks column(s) {missing}; it has {samples.column_names}")
-    if executor not in ("auto", "inline", "process", "thread"):
-        raise ValueError(f"executor must be 'auto', 'inline', 'process' or 'thread', not {executor!r}")
-    if executor == "auto":
-        executor = embedder.preferred_executor
-    workers = 1 if executor == "inline" else max(1, int(workers or os.cpu_count() or 1))
+    executor, workers = _check_run(samples, embedder, executor, workers)
     started = time.perf_counter()
     n = samples.num_rows
     cache, owns_cache = _open_cache(cache)
@@ -322,6 +315,18 @@ def embed_images(
         "ms_per_image": 1000 * embed_s / len(todo) if todo else float("nan"),
     }
     return EmbeddingSet(table=table, vectors=vectors, metadata=metadata, timings=timings)
+
+
+def _check_run(samples: pa.Table, embedder: Embedder, executor: str, workers: int | None) -> tuple[str, int]:
+    """The sample table's required columns, and the executor and worker count to use."""
+    missing = [c for c in ("sample_id", "subject_id", "path") if c not in samples.column_names]
+    if missing:
+        raise SampleTableError(f"sample table lacks column(s) {missing}; it has {samples.column_names}")
+    if executor not in ("auto", "inline", "process", "thread"):
+        raise ValueError(f"executor must be 'auto', 'inline', 'process' or 'thread', not {executor!r}")
+    if executor == "auto":
+        executor = embedder.preferred_executor
+    return executor, 1 if executor == "inline" else max(1, int(workers or os.cpu_count() or 1))
 
 
 def _open_cache(cache: EmbeddingCache | str | Path | None | bool) -> tuple[EmbeddingCache | None, bool]:
@@ -386,7 +391,7 @@ def _run_batches(
 
 def _assemble(samples: pa.Table, embedder: Embedder, final: list[Acquisition], vectors: np.ndarray):
     """The embeddings table (sample columns, acquisition, embedding) and its metadata."""
-    from faceaudit import __version__
+    from faceaudit.version import __version__
 
     attributes = [c for c in samples.column_names if c not in RESERVED_COLUMNS]
     statuses = [r.status for r in final]

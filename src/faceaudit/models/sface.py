@@ -42,7 +42,7 @@ YUNET_SHA256 = {
 }
 
 
-def _cv2():
+def load_cv2():
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover
@@ -57,7 +57,7 @@ def _cv2():
 def detect_yunet(detector, bgr: np.ndarray, *, min_side: int, max_side: int) -> np.ndarray:
     """Run a ``cv2.FaceDetectorYN`` on a BGR image resized so its longer side is within
     ``[min_side, max_side]``; detections ``[k, 15]`` in the original image's coordinates."""
-    cv2 = _cv2()
+    cv2 = load_cv2()
     h, w = bgr.shape[:2]
     longer = max(h, w)
     scale = max_side / longer if longer > max_side else max(1.0, min_side / longer)
@@ -111,7 +111,7 @@ class SFaceEmbedder(Embedder):
         allow_unverified: bool = False,
         _verified: tuple[ModelFile, ModelFile] | None = None,
     ):
-        cv2 = _cv2()
+        cv2 = load_cv2()
         self.fta_policy = check_policy(fta_policy)
         if _verified is None:
             rec = verify_model_file(model_path, role="SFace recogniser", expected=SFACE_SHA256,

@@ -36,7 +36,6 @@ from faceaudit.results import grouping_label as grouping_name
 from faceaudit.scores import ScoreDistributions, bin_index
 
 __all__ = [
-    "audit_document",
     "compact_distributions",
     "encode_scores",
     "decode_scores",
@@ -87,7 +86,7 @@ def compact_distributions(
     G = dist.n_groups
     edges = dist.edges
     B = edges.size - 1
-    scores, starts, _ = dist._tail_index()
+    scores, starts, _ = dist.tail_index()
     hist = dist.impostor_hist.reshape(G * G, B)
     totals = hist.sum(axis=1)
     kept = np.diff(starts)
@@ -177,13 +176,6 @@ def _mated(dist: ScoreDistributions, exact_from: float, grid: np.ndarray) -> lis
             }
         )
     return mated
-
-
-def audit_document(result: Any, **kwargs: Any) -> dict[str, Any]:
-    """The audit document: :func:`faceaudit.report.document.audit_document` (kept importable here)."""
-    from faceaudit.report.document import audit_document as build
-
-    return build(result, **kwargs)
 
 
 def _exact_from(tail: np.ndarray, floor: float, max_exact: int) -> float:

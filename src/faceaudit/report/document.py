@@ -73,7 +73,7 @@ SCENARIO_SCHEMA_VERSION = "1.0"
 
 
 def _version() -> str:
-    from faceaudit import __version__
+    from faceaudit.version import __version__
 
     return __version__
 
@@ -130,6 +130,8 @@ DET_DECIMATION = (
     "number, observed scores at geometrically spread ranks of each score set, then spread "
     "evenly along the curve on probit axes"
 )
+#: the score direction of distributions whose manifest does not record one
+SIMILARITY = "similarity (higher = more alike)"
 NO_DIFFERENTIALS = "fewer than two groups with both mated and non-mated comparisons"
 
 
@@ -254,7 +256,7 @@ def audit_settings_json(result: AuditResult) -> dict[str, Any]:
         "bootstrap_replicates": s.bootstrap_replicates,
         "bootstrap_seed": s.bootstrap_seed,
         "bootstrap_note": BOOTSTRAP_NOTES[s.bootstrap_status],
-        "score_direction": s.score_direction,
+        "score_direction": SIMILARITY if s.score_direction is None else s.score_direction,
         **DEFINITIONS,
         "tail_cutoff_range": list(s.tail_cutoff_range),
         "histogram_bins": s.histogram_bins,
