@@ -79,7 +79,7 @@ def _phase(name: str, x, subj, group, block: int, threads: int) -> dict:
     return {"seconds": seconds, "engine_cpu_s": cpu_s() - c0, "peak_rss_mb": rss_mb(), "inputs_rss_mb": base,
             "passes": dist.meta["passes"], "tail": int(dist.tail_score.size),
             "tail_cutoff_range": [float(dist.tail_cutoff.min()), float(dist.tail_cutoff.max())],
-            "capture_level_range": dist.meta["capture_level"], "timing_s": dist.meta["timing_s"],
+            "capture_level_range": dist.meta["capture_level"], "timing_s": dist.meta["run"]["timing_s"],
             "pairs": dist.meta["pairs"], "mated": dist.n_mated}
 
 
@@ -120,21 +120,30 @@ def main() -> None:
     def med(f):
         return float(np.median([f(r) for r in runs]))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; "
-          f"load average {min(r['load_before'] for r in runs):.1f}-{max(r['load_after'] for r in runs):.1f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy "
+        f"{np.__version__}; "
+        f"load average {min(r['load_before'] for r in runs):.1f}-{max(r['load_after'] for r in runs):.1f}"
+    )
     print(f"medians of {len(runs)} runs:")
     print(f"GEMM alone (X @ X.T)        {med(lambda r: r['gemm']['seconds']):.3f} s")
     print(f"block GEMMs, upper triangle {med(lambda r: r['tri']['seconds']):.3f} s")
-    print(f"engine (numpy, block {a.block}, {a.threads} threads) {med(lambda r: r['engine']['seconds']):.3f} s "
-          f"= {med(lambda r: r['ratio']):.2f} x GEMM (runs: {', '.join(format(r['ratio'], '.2f') for r in runs)})")
+    print(
+        f"engine (numpy, block {a.block}, {a.threads} threads) {med(lambda r: r['engine']['seconds']):.3f} s "
+        f"= {med(lambda r: r['ratio']):.2f} x GEMM (runs: "
+        f"{', '.join(format(r['ratio'], '.2f') for r in runs)})"
+    )
     print(f"  CPU time (user + sys): GEMM {med(lambda r: r['gemm']['cpu_s']):.3f} s, engine "
           f"{med(lambda r: r['engine']['engine_cpu_s']):.3f} s = {med(lambda r: r['cpu_ratio']):.2f} x GEMM "
           f"(runs: {', '.join(format(r['cpu_ratio'], '.2f') for r in runs)})")
     for k in ("pre_pass", "main_pass", "assembly"):
         print(f"  {k:10s} {med(lambda r, k=k: r['engine']['timing_s'][k]):.3f} s "
               f"= {med(lambda r, k=k: r['engine']['timing_s'][k] / r['gemm']['seconds']):.2f} x GEMM")
-    print(f"peak RSS {med(lambda r: r['engine']['peak_rss_mb']):.0f} MB "
-          f"({med(lambda r: r['engine']['peak_rss_mb'] - r['engine']['inputs_rss_mb']):.0f} MB over the loaded inputs)")
+    print(
+        f"peak RSS {med(lambda r: r['engine']['peak_rss_mb']):.0f} MB "
+        f"({med(lambda r: r['engine']['peak_rss_mb'] - r['engine']['inputs_rss_mb']):.0f} MB over the "
+        f"loaded inputs)"
+    )
 
 
 if __name__ == "__main__":

@@ -144,11 +144,14 @@ def environment() -> tuple[dict, list[str]]:
         try:
             import triton
 
-            from faceaudit.compare import triton_kernel as tk
+            from faceaudit.compare.backends import triton_kernel as tk
 
             env["triton_path"] = str(Path(triton.__file__).parent)
-            env["triton_histogram"] = ("tl.histogram (shared memory), " + ("mask=" if tk.HIST_MASK else "sentinel bin")
-                                       if tk.SMEM_HISTOGRAM else "global atomics into replicated histograms")
+            env["triton_histogram"] = (
+                "tl.histogram (shared memory), " + ("mask=" if tk.HIST_MASK else "sentinel bin")
+                if tk.SMEM_HISTOGRAM
+                else "global atomics into replicated histograms"
+            )
         except Exception as exc:
             env["triton_histogram"] = f"unknown ({type(exc).__name__}: {exc})"
     return env, missing
@@ -161,7 +164,9 @@ def driver_info() -> dict:
         r = subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"], capture_output=True,
                            text=True, timeout=20)
         vals = [v.strip() for v in r.stdout.strip().splitlines()[0].split(",")] if r.stdout.strip() else []
-        return dict(zip(q.split(","), vals)) if vals else {"nvidia_smi": (r.stderr or "no output").strip()[:200]}
+        return (
+            dict(zip(q.split(","), vals)) if vals else {"nvidia_smi": (r.stderr or "no output").strip()[:200]}
+        )
     except Exception as exc:
         return {"nvidia_smi": f"{type(exc).__name__}: {exc}"}
 
@@ -260,7 +265,7 @@ def lattice_check(device: str, kernels: tuple[str, ...], n: int) -> dict:
         d = compare_embeddings(x, samples, backend="torch", device=device, precision=prec, **kw)
         same = bool(d == ref and d.probe_summary == ref.probe_summary
                     and np.array_equal(d.nonmated_counts(), ref.nonmated_counts()))
-        return {"bit_identical_to_numpy": same, "device": d.meta["device"]}, same
+        return {"bit_identical_to_numpy": same, "device": d.meta["run"]["device"]}, same
 
     out["ok"] = per_kernel(kernels, one, out)
     return out
@@ -272,7 +277,7 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
     from bench_compare import lfw_like
 
     from faceaudit.compare import compare_embeddings
-    from faceaudit.compare.engine import gemm_error_bound
+    from faceaudit.compare.kernel import gemm_error_bound
     from faceaudit.scores import SampleIndex
 
     emb, subj, group = lfw_like()
@@ -283,7 +288,7 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
     ref = compare_embeddings(emb, samples, backend="numpy", **kw)
     f32 = gemm_error_bound(emb.shape[1])
     bounds = {"fp32": f32, "bf16": BF16_SCORE_BOUND + 2 * f32}
-    out: dict = {"n": int(emb.shape[0]), "bounds": bounds, "numpy_s": ref.meta["timing_s"]["total"]}
+    out: dict = {"n": int(emb.shape[0]), "bounds": bounds, "numpy_s": ref.meta["run"]["timing_s"]["total"]}
 
     def one(prec: str) -> tuple[dict, bool]:
         d = compare_embeddings(emb, samples, backend="torch", device=device, precision=prec, **kw)
@@ -294,14 +299,18 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
         ob = np.lexsort((ref.genuine_reference, ref.genuine_probe))
         same_pairs = bool(np.array_equal(d.genuine_probe[oa], ref.genuine_probe[ob])
                           and np.array_equal(d.genuine_reference[oa], ref.genuine_reference[ob]))
-        gdiff = float(np.abs(d.genuine_score[oa] - ref.genuine_score[ob]).max()) if same_pairs and oa.size else 0.0
+        gdiff = (
+            float(np.abs(d.genuine_score[oa] - ref.genuine_score[ob]).max())
+            if same_pairs and oa.size
+            else 0.0
+        )
         within = gdiff <= bounds[prec]
         entry = {"counts_equal_numpy": counts and same_pairs, "pairs_in_another_bin_than_numpy": moved,
                  "max_mated_score_diff": gdiff, "bound": bounds[prec], "within_bound": bool(within),
                  "max_mated_diff_over_bound": gdiff / bounds[prec],
                  "tail_cutoffs_equal_numpy": bool(np.array_equal(d.tail_cutoff, ref.tail_cutoff)),
-                 "equal_numpy": bool(d == ref), "seconds": d.meta["timing_s"]["total"],
-                 "device": d.meta["device"]}
+                 "equal_numpy": bool(d == ref), "seconds": d.meta["run"]["timing_s"]["total"],
+                 "device": d.meta["run"]["device"]}
         return entry, bool(counts and same_pairs and within)
 
     out["ok"] = per_kernel(kernels, one, out)
@@ -314,9 +323,10 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
     import numpy as np
     from bench_compare import lfw_like
 
-    from faceaudit.compare import engine as E
-    from faceaudit.compare import triton_kernel as tk
-    from faceaudit.compare.kernel import BlockPartial
+    from faceaudit.compare import plan as E
+    from faceaudit.compare.backends import triton_kernel as tk
+    from faceaudit.compare.inputs import prepare_embeddings
+    from faceaudit.compare.kernel import BlockPartial, gemm_error_bound, scaled_references
     from faceaudit.scores import SampleIndex, bin_index
 
     emb, subj, group = lfw_like()
@@ -324,17 +334,29 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
     if d is not None:
         emb = emb[:, :d] / np.linalg.norm(emb[:, :d], axis=1, keepdims=True)
     samples = SampleIndex.from_columns(np.arange(n), subj, {"group": group})
-    emb = E.prepare_embeddings(emb)
+    emb = prepare_embeddings(emb)
     out: dict = {"n": n, "d": int(emb.shape[1])}
     ok = True
     for prec in ("fp32", "bf16"):
         try:
             block = max(256, n // 2)
-            run = E._Run(emb, samples, metric="cosine", bins=4096, block=block, top_k=0, fmr_targets=[1e-3],
-                         reference_sample=64, seed=0, max_capture=10**12)
+            run = E.Planner(
+                emb,
+                samples,
+                metric="cosine",
+                bins=4096,
+                block=block,
+                top_k=0,
+                fmr_targets=[1e-3],
+                reference_sample=64,
+                seed=0,
+                max_capture=10**12,
+            )
             G = run.G
-            run.set_capture(np.full((G, G), -np.inf), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32))
-            chunks = E._chunks(run.blocks, block, n, 1 << 40)
+            run.set_capture(
+                np.full((G, G), -np.inf), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32)
+            )
+            chunks = E.make_chunks(run.blocks, block, n, 1 << 40)
             t = torch.from_numpy(emb).to(device)
             if prec == "bf16":
                 t = t.to(torch.bfloat16).to(torch.float32)
@@ -345,7 +367,9 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
             i, j, x = total.cap_i, total.cap_j, total.cap_x
             iu, ju = np.triu_indices(n, 1)
             nm = subj[iu] != subj[ju]
-            once = bool(i.size == nm.sum() and np.unique(i * n + j).size == i.size and (subj[i] != subj[j]).all())
+            once = bool(
+                i.size == nm.sum() and np.unique(i * n + j).size == i.size and (subj[i] != subj[j]).all()
+            )
             bins_k = bin_index(x.astype(np.float64) / plan.scale, run.edges)
             expect = np.zeros((G, G, plan.n_bins), np.int64)
             gg = samples.group_of_sample
@@ -354,15 +378,25 @@ def raw_kernel_check(torch, device: str, n: int, d: int | None) -> dict:
             e64 = t.double().cpu().numpy()
             exact = np.einsum("ij,ij->i", e64[i], e64[j]) * plan.scale  # float64 of the kernel's own inputs
             diff = np.abs(x.astype(np.float64) - exact)
-            bound = E.gemm_error_bound(run.d) * plan.scale
-            res = {"pairs_once": once, "hist_equals_own_scores": hist_ok, "mated": int(total.gen_x.size),
-                   "max_abs_diff_x": float(diff.max()), "bound_x": bound,
-                   "max_diff_over_float32_bound": float(diff.max() / bound), "within_bound": bool(diff.max() <= bound),
-                   "pairs_in_another_bin_than_exact": int((bin_index(exact / plan.scale, run.edges) != bins_k).sum()),
-                   "pairs": int(i.size), "reruns": fused.reruns, "kernel": fused.identity}
+            bound = gemm_error_bound(run.d) * plan.scale
+            res = {
+                "pairs_once": once,
+                "hist_equals_own_scores": hist_ok,
+                "mated": int(total.gen_x.size),
+                "max_abs_diff_x": float(diff.max()),
+                "bound_x": bound,
+                "max_diff_over_float32_bound": float(diff.max() / bound),
+                "within_bound": bool(diff.max() <= bound),
+                "pairs_in_another_bin_than_exact": int(
+                    (bin_index(exact / plan.scale, run.edges) != bins_k).sum()
+                ),
+                "pairs": int(i.size),
+                "reruns": fused.reruns,
+                "kernel": fused.identity,
+            }
             if prec == "fp32":
                 xn = np.empty(i.size, np.float32)
-                sc = E.scaled_references(emb, plan)
+                sc = scaled_references(emb, plan)
                 for bi, bj in run.blocks:  # numpy's own block GEMMs
                     m = (i // block == bi) & (j // block == bj)
                     xb = emb[bi * block : (bi + 1) * block] @ sc[bj * block : (bj + 1) * block].T
@@ -387,17 +421,21 @@ def probe_check(torch, device: str, m: int) -> dict:
     from bench_compare import lfw_like
     from test_compare import lattice_set
 
-    from faceaudit.compare import engine as E
-    from faceaudit.compare import triton_kernel as tk
+    from faceaudit.compare import plan as E
+    from faceaudit.compare.backends import triton_kernel as tk
+    from faceaudit.compare.inputs import prepare_embeddings
     from faceaudit.scores import SampleIndex
 
     out: dict = {"m": m}
     ok = True
     emb, subj, group = lfw_like()
     gauss = (emb[:m], SampleIndex.from_columns(np.arange(m), subj[:m], {"group": group[:m]}))
-    for name, (x, samples) in (("lattice", lattice_set(n=m, subjects=max(20, m // 4), seed=3)), ("gaussian", gauss)):
-        e = E.prepare_embeddings(x)
-        run = E._Run(e, samples, metric="cosine", bins=4096, block=m, top_k=0, fmr_targets=[1e-3],
+    for name, (x, samples) in (
+        ("lattice", lattice_set(n=m, subjects=max(20, m // 4), seed=3)),
+        ("gaussian", gauss),
+    ):
+        e = prepare_embeddings(x)
+        run = E.Planner(e, samples, metric="cosine", bins=4096, block=m, top_k=0, fmr_targets=[1e-3],
                      reference_sample=64, seed=0, max_capture=10**12)
         for prec in ("fp32", "bf16"):
             try:
@@ -418,8 +456,9 @@ def auto_check(device: str, n: int | None) -> dict:
     import numpy as np
     from bench_compare import lfw_like
 
-    from faceaudit.compare import engine as E
-    from faceaudit.compare.torch_backend import TorchBackend
+    from faceaudit.compare import plan as E
+    from faceaudit.compare.backends.torch_backend import TorchBackend
+    from faceaudit.compare.inputs import prepare_embeddings
     from faceaudit.scores import SampleIndex
 
     emb, subj, group = lfw_like()
@@ -428,12 +467,16 @@ def auto_check(device: str, n: int | None) -> dict:
     samples = SampleIndex.from_columns(np.arange(emb.shape[0]), subj, {"group": group})
     out: dict = {}
     for block in (1024, 32768):
-        run = E._Run(E.prepare_embeddings(emb), samples, metric="cosine", bins=4096, block=block, top_k=0,
+        run = E.Planner(prepare_embeddings(emb), samples, metric="cosine", bins=4096, block=block, top_k=0,
                      fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**12)
         be = TorchBackend(emb, device=device, kernel="auto")
         t = time.perf_counter()
         fused = be.prepare(run.plan)
-        out[f"block{block}"] = {"fused": fused, "seconds": round(time.perf_counter() - t, 3), **be.kernel_meta}
+        out[f"block{block}"] = {
+            "fused": fused,
+            "seconds": round(time.perf_counter() - t, 3),
+            **be.kernel_meta,
+        }
     out["ok"] = True  # informative: what auto chooses, and why
     return out
 
@@ -458,14 +501,24 @@ def plan_for(torch, x, subj, group, block: int, fmr: float = 1e-5):
     per-probe summaries (top_k=0): the main pass of a real run, without its pre-pass."""
     import numpy as np
 
-    from faceaudit.compare import engine as E
+    from faceaudit.compare import plan as E
     from faceaudit.scores import SampleIndex, bin_index
 
     n = x.shape[0]
     emb = x.cpu().numpy()
     samples = SampleIndex.from_columns(np.arange(n), subj, {"group": group})
-    run = E._Run(emb, samples, metric="cosine", bins=4096, block=block, top_k=0, fmr_targets=[1e-3, 1e-4, 1e-5],
-                 reference_sample=512, seed=0, max_capture=10**12)
+    run = E.Planner(
+        emb,
+        samples,
+        metric="cosine",
+        bins=4096,
+        block=block,
+        top_k=0,
+        fmr_targets=[1e-3, 1e-4, 1e-5],
+        reference_sample=512,
+        seed=0,
+        max_capture=10**12,
+    )
     g = torch.Generator(device=x.device).manual_seed(1)
     rows = torch.randint(0, n, (min(n, 4096),), device=x.device, generator=g)
     cols = torch.randint(0, n, (min(n, 65536),), device=x.device, generator=g)
@@ -473,7 +526,9 @@ def plan_for(torch, x, subj, group, block: int, fmr: float = 1e-5):
     k = max(1, int(fmr * s.numel()))
     level = float(torch.topk(s, k).values[-1])
     edge = float(run.edges[bin_index(np.array([level]), run.edges)[0]])
-    run.set_capture(np.full((run.G, run.G), edge), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32))
+    run.set_capture(
+        np.full((run.G, run.G), edge), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32)
+    )
     return run, emb, samples, edge
 
 
@@ -532,7 +587,12 @@ def gemm_time(torch, x, blocks, block: int, dtype, out_fp32: bool, box: float) -
             if time.perf_counter() - start > box:
                 break
     sync(torch)
-    return {"seconds": time.perf_counter() - start, "chunks": n_done, "of_chunks": len(blocks), "pairs": pairs}
+    return {
+        "seconds": time.perf_counter() - start,
+        "chunks": n_done,
+        "of_chunks": len(blocks),
+        "pairs": pairs,
+    }
 
 
 def finish(row: dict, total_pairs: int, d: int) -> dict:
@@ -550,14 +610,14 @@ class Workload:
     the engine's plan and its chunks."""
 
     def __init__(self, torch, device: str, spec: dict) -> None:
-        from faceaudit.compare import engine as E
+        from faceaudit.compare import plan as E
 
         self.spec = spec
         n, d, block = spec["n"], spec["d"], spec["block"]
         self.x, subj, group = make_set(torch, device, n, d)
         self.run, self.emb, self.samples, self.level = plan_for(torch, self.x, subj, group, block)
         self.total_pairs = n * (n - 1) // 2
-        self.chunks = E._chunks(self.run.blocks, block, n, spec["chunk_pairs"])
+        self.chunks = E.make_chunks(self.run.blocks, block, n, spec["chunk_pairs"])
         size = {}
         for bi, bj in self.run.blocks:
             nr, nc = min(block, n - bi * block), min(block, n - bj * block)
@@ -576,8 +636,8 @@ class Workload:
 
     def _auto(self) -> dict:
         """Padding and kernel=auto's choice (pure functions: nothing is launched)."""
-        from faceaudit.compare import triton_kernel as tk
-        from faceaudit.compare.torch_backend import choose_kernel
+        from faceaudit.compare.backends import triton_kernel as tk
+        from faceaudit.compare.backends.torch_backend import choose_kernel
 
         plan = self.run.plan
         out: dict = {}
@@ -586,17 +646,24 @@ class Workload:
         auto = {}
         for prec in ("fp32", "bf16"):
             tile = tk.default_config(prec, False, tk.SMEM_HISTOGRAM).pad
-            use, note = choose_kernel("auto", plan_problem=tk.supported_plan(plan),
-                                      padding=tk.padded_pair_ratio(plan.group, plan.n_groups, plan.block, tile),
-                                      block=plan.block, n_groups=plan.n_groups, tile=tile)
+            use, note = choose_kernel(
+                "auto",
+                plan_problem=tk.supported_plan(plan),
+                padding=tk.padded_pair_ratio(plan.group, plan.n_groups, plan.block, tile),
+                block=plan.block,
+                n_groups=plan.n_groups,
+                tile=tile,
+            )
             auto[prec] = "fused Triton kernel (after its probe)" if use else f"torch kernels: {note}"
         out["auto_chooses"] = auto
         return out
 
 
-def baseline_rows(torch, device: str, w: Workload, budget: Budget, box: float, reserve: float, on_row) -> None:
+def baseline_rows(
+    torch, device: str, w: Workload, budget: Budget, box: float, reserve: float, on_row
+) -> None:
     """The GEMM alone and the torch kernels' main pass, per precision of the workload."""
-    from faceaudit.compare.torch_backend import TorchBackend
+    from faceaudit.compare.backends.torch_backend import TorchBackend
 
     spec, d = w.spec, w.spec["d"]
     for prec in spec["precisions"]:
@@ -615,8 +682,16 @@ def baseline_rows(torch, device: str, w: Workload, budget: Budget, box: float, r
             be = TorchBackend(w.emb, precision=prec, device=device, kernel="torch")
             plan = w.run.plan
             list(be.run_chunks(plan, w.chunks[:1], [0]))  # warm-up
-            r = best_of(partial(timed_chunks, torch, partial(be.run_chunks, plan, w.chunks, range(len(w.chunks))),
-                                len(w.chunks), w.chunk_pairs_of.__getitem__, budget.box(box, reserve)))
+            r = best_of(
+                partial(
+                    timed_chunks,
+                    torch,
+                    partial(be.run_chunks, plan, w.chunks, range(len(w.chunks))),
+                    len(w.chunks),
+                    w.chunk_pairs_of.__getitem__,
+                    budget.box(box, reserve),
+                )
+            )
             on_row(finish({"path": "torch kernels", "precision": prec, **r}, w.total_pairs, d))
             del be
         except Exception as exc:
@@ -626,28 +701,55 @@ def baseline_rows(torch, device: str, w: Workload, budget: Budget, box: float, r
 
 def fused_rows(torch, device: str, w: Workload, configs: list, budget: Budget, box: float, on_row) -> None:
     """The fused kernel's main pass in each (precision, tile configuration, histogram path)."""
-    from faceaudit.compare.torch_backend import TorchBackend
-    from faceaudit.compare.triton_kernel import TileConfig
+    from faceaudit.compare.backends.torch_backend import TorchBackend
+    from faceaudit.compare.backends.triton_kernel import TileConfig
 
     for k, (prec, cfg, smem) in enumerate(configs):
         if budget.left() < 8:
-            on_row({"path": "fused triton", "precision": prec, "config": cfg, "error": "skipped: out of time"})
+            on_row(
+                {"path": "fused triton", "precision": prec, "config": cfg, "error": "skipped: out of time"}
+            )
             continue
         # an equal share of what is left per configuration still to run, less ~3 s of compile and warm-up
         box_k = max(2.0, min(box, (budget.left() - 5) / (len(configs) - k) - 3))
         try:
-            be = TorchBackend(w.emb, precision=prec, device=device, kernel="triton",
-                              triton_options={"config": TileConfig(**cfg) if cfg else None, "smem_histogram": smem})
+            be = TorchBackend(
+                w.emb,
+                precision=prec,
+                device=device,
+                kernel="triton",
+                triton_options={"config": TileConfig(**cfg) if cfg else None, "smem_histogram": smem},
+            )
             f, plan = be.fused, w.run.plan
             tc = time.perf_counter()
             list(f.run_chunks(plan, w.chunks[:1], [0]))  # warm-up (compiles)
             compile_s = time.perf_counter() - tc
-            r = best_of(partial(timed_chunks, torch, partial(f.run_chunks, plan, w.chunks, range(len(w.chunks))),
-                                len(w.chunks), w.chunk_pairs_of.__getitem__, budget.box(box_k, 3)))
-            on_row(finish({"path": "fused triton", "precision": prec, "config": vars(f.config),
-                           "histogram": "tl.histogram" if f.smem_histogram else "global atomics",
-                           "kernel": f.identity, "first_chunk_s_with_compile": compile_s, "reruns": f.reruns, **r},
-                          w.total_pairs, w.spec["d"]))
+            r = best_of(
+                partial(
+                    timed_chunks,
+                    torch,
+                    partial(f.run_chunks, plan, w.chunks, range(len(w.chunks))),
+                    len(w.chunks),
+                    w.chunk_pairs_of.__getitem__,
+                    budget.box(box_k, 3),
+                )
+            )
+            on_row(
+                finish(
+                    {
+                        "path": "fused triton",
+                        "precision": prec,
+                        "config": vars(f.config),
+                        "histogram": "tl.histogram" if f.smem_histogram else "global atomics",
+                        "kernel": f.identity,
+                        "first_chunk_s_with_compile": compile_s,
+                        "reruns": f.reruns,
+                        **r,
+                    },
+                    w.total_pairs,
+                    w.spec["d"],
+                )
+            )
             del be, f
         except Exception as exc:
             on_row({"path": "fused triton", "precision": prec, "config": cfg, **error_of(exc, 8)})
@@ -665,22 +767,31 @@ def ratios(entry: dict) -> None:
 
 def fused_configs(no_sweep: bool, interpret: bool) -> list:
     """(precision, tile configuration as a dict or None, histogram path) for the smaller size."""
-    from faceaudit.compare.triton_kernel import SMEM_HISTOGRAM, TileConfig, default_config
+    from faceaudit.compare.backends.triton_kernel import SMEM_HISTOGRAM, TileConfig, default_config
 
     if interpret:
-        return [("bf16", vars(TileConfig(16, 16, 32, 4, 1)), None), ("bf16", vars(TileConfig(16, 32, 32, 4, 1)), None),
-                ("fp32", vars(TileConfig(16, 16, 32, 4, 1)), False)]
+        return [
+            ("bf16", vars(TileConfig(16, 16, 32, 4, 1)), None),
+            ("bf16", vars(TileConfig(16, 32, 32, 4, 1)), None),
+            ("fp32", vars(TileConfig(16, 16, 32, 4, 1)), False),
+        ]
     # (tile rows, columns, K step, warps, stages), histogram path. Offline sm_90 compiles (ptxas): all use
     # 255 registers; spills per thread, global-atomic histogram (Triton 3.6): bf16 128x64 16 B, 64x128 80 B,
     # 64x64/4w 0, 128x128 ~860 B; fp32 128x64 0. tl.histogram (Triton 3.9): bf16 64x128 ~50 B, 128x64
     # ~370 B, 128x128 ~1 KB; fp32 128x64 0. Triton < 3.8's tl.histogram (a warp-ballot loop, ~9 KB of
     # spills) is never tried.
     hist = SMEM_HISTOGRAM
-    out = [("bf16", vars(default_config("bf16", False, hist)), hist), ("fp32", vars(default_config("fp32", False, hist)), hist)]
+    out = [
+        ("bf16", vars(default_config("bf16", False, hist)), hist),
+        ("fp32", vars(default_config("fp32", False, hist)), hist),
+    ]
     if not no_sweep:
         first = default_config("bf16", False, hist)
-        out += [("bf16", vars(TileConfig(*c)), hist) for c in ((128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (64, 64, 64, 4, 3))
-                if TileConfig(*c) != first]
+        out += [
+            ("bf16", vars(TileConfig(*c)), hist)
+            for c in ((128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (64, 64, 64, 4, 3))
+            if TileConfig(*c) != first
+        ]
         out.append(("fp32", vars(TileConfig(64, 64, 32, 4, 2)), hist))
         if hist:  # Triton >= 3.8: the global-atomic path for comparison
             out.append(("bf16", vars(default_config("bf16", False, False)), False))
@@ -693,7 +804,10 @@ def best_configs(rows: list[dict], fallback: list) -> list:
     for r in rows:
         if r.get("path") == "fused triton" and r.get("gpairs_per_s"):
             if r["precision"] not in best or r["gpairs_per_s"] > best[r["precision"]][0]:
-                best[r["precision"]] = (r["gpairs_per_s"], (r["precision"], r["config"], r["histogram"] == "tl.histogram"))
+                best[r["precision"]] = (
+                    r["gpairs_per_s"],
+                    (r["precision"], r["config"], r["histogram"] == "tl.histogram"),
+                )
     out = [v[1] for _, v in sorted(best.items())]
     for c in fallback:  # a precision without a timed configuration: its default
         if c[0] not in {o[0] for o in out}:
@@ -727,7 +841,9 @@ def child_fused_timing(part: Partial, spec: dict, budget: Budget) -> None:
     for entry in spec["entries"]:
         label, rows = entry["label"], []
         if budget.left() < 10:
-            part.put(label, [{"path": "fused triton", "precision": "", "error": "skipped: the stage's time limit"}])
+            part.put(
+                label, [{"path": "fused triton", "precision": "", "error": "skipped: the stage's time limit"}]
+            )
             continue
         log(f"{label}: building the set")
         w = Workload(torch, device, entry)
@@ -735,8 +851,14 @@ def child_fused_timing(part: Partial, spec: dict, budget: Budget) -> None:
         def on_row(row, rows=rows, label=label):
             rows.append(row)
             part.put(label, rows)
-            log(f"{label} {row.get('path')} {row.get('precision')} {row.get('config', '')}: "
-                + (f"{row['seconds']:.2f}s for {row['share_measured']:.0%}" if "seconds" in row else row.get("error", "")))
+            log(
+                f"{label} {row.get('path')} {row.get('precision')} {row.get('config', '')}: "
+                + (
+                    f"{row['seconds']:.2f}s for {row['share_measured']:.0%}"
+                    if "seconds" in row
+                    else row.get("error", "")
+                )
+            )
 
         fused_rows(torch, device, w, entry["configs"], budget, entry["box"], on_row)
         del w
@@ -766,8 +888,18 @@ def run_child(name: str, spec: dict, limit: float) -> tuple[dict, dict]:
     it ended. A child that dies or hangs leaves the steps it finished."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "part.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--child-args", json.dumps(spec),
-               "--child-out", str(path), "--budget", str(max(5.0, limit - 10))]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            name,
+            "--child-args",
+            json.dumps(spec),
+            "--child-out",
+            str(path),
+            "--budget",
+            str(max(5.0, limit - 10)),
+        ]
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, start_new_session=True)
         timed_out = False
@@ -794,15 +926,28 @@ def pytest_stage(out_dir: Path, limit: float) -> dict:
     """tests/test_triton_kernel.py compiled on the GPU (TRITON_INTERPRET unset), killed at ``limit``."""
     env = os.environ.copy()
     env.pop("TRITON_INTERPRET", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "pytest", "tests/test_triton_kernel.py", "-v", "-rA", "-p", "no:cacheprovider",
-           "--durations=15"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_triton_kernel.py",
+        "-v",
+        "-rA",
+        "-p",
+        "no:cacheprovider",
+        "--durations=15",
+    ]
     log_path = out_dir / "gpu_pytest.log"
     t = time.perf_counter()
     timed_out = False
     with open(log_path, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -816,34 +961,56 @@ def pytest_stage(out_dir: Path, limit: float) -> dict:
     passed = re.findall(r"^(tests/\S+::.*?) PASSED", text, re.M)
     failed = re.findall(r"^(?:FAILED|ERROR) (tests/\S+)", text, re.M)
     summary = [ln for ln in text.splitlines() if re.match(r"^=+ .*(passed|failed|error|skipped).* =+$", ln)]
-    return {"rc": rc, "timed_out": timed_out, "limit_s": round(limit, 1), "seconds": round(time.perf_counter() - t, 1),
-            "passed": len(passed), "failed": failed, "summary": summary[-1] if summary else None,
-            "tail": text[-2500:], "log": str(log_path), "ok": rc == 0 and not timed_out}
+    return {
+        "rc": rc,
+        "timed_out": timed_out,
+        "limit_s": round(limit, 1),
+        "seconds": round(time.perf_counter() - t, 1),
+        "passed": len(passed),
+        "failed": failed,
+        "summary": summary[-1] if summary else None,
+        "tail": text[-2500:],
+        "log": str(log_path),
+        "ok": rc == 0 and not timed_out,
+    }
 
 
 # ----- report -----------------------------------------------------------------------------------------
 def markdown(summary: dict) -> str:
     env = summary["environment"]
     drv = summary.get("driver", {})
-    lines = [f"# gpu_check — {env.get('device', 'no GPU')}", "",
-             f"driver {drv.get('driver_version', '?')}, capability {env.get('capability')}, {env.get('sm_count')} SMs, "
-             f"{env.get('memory_gib')} GiB; torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), triton "
-             f"{env.get('triton')} ({env.get('triton_histogram')}), numpy {env.get('numpy')}, python "
-             f"{env.get('python')}; {summary['date']}; {summary.get('total_s', '?')} s"
-             + (" (not finished)" if summary.get("running") else ""), ""]
+    lines = [
+        f"# gpu_check — {env.get('device', 'no GPU')}",
+        "",
+        f"driver {drv.get('driver_version', '?')}, capability {env.get('capability')}, "
+        f"{env.get('sm_count')} SMs, "
+        f"{env.get('memory_gib')} GiB; torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), triton "
+        f"{env.get('triton')} ({env.get('triton_histogram')}), numpy {env.get('numpy')}, python "
+        f"{env.get('python')}; {summary['date']}; {summary.get('total_s', '?')} s"
+        + (" (not finished)" if summary.get("running") else ""),
+        "",
+    ]
     if summary.get("note"):
         lines += [f"**{summary['note']}**", ""]
     if summary.get("fused_kernel"):
         lines += [f"Fused Triton kernel: {summary['fused_kernel']}.", ""]
     if summary.get("children"):
-        lines += ["Child stages: " + "; ".join(f"{k}: rc {v.get('rc')}, {v.get('seconds')} s of {v.get('limit_s')}"
-                                              + (" TIMED OUT" if v.get("timed_out") else "")
-                                              for k, v in summary["children"].items()), ""]
+        lines += [
+            "Child stages: "
+            + "; ".join(
+                f"{k}: rc {v.get('rc')}, {v.get('seconds')} s of {v.get('limit_s')}"
+                + (" TIMED OUT" if v.get("timed_out") else "")
+                for k, v in summary["children"].items()
+            ),
+            "",
+        ]
     lines += ["## Correctness", ""]
     for name, c in summary["checks"].items():
         if not isinstance(c, dict):
             continue
-        status = "error" if "error" in c else ("ok" if c.get("ok") else ("-" if c.get("ok") is None else "FAILED"))
+        status = (
+            "error" if "error" in c else ("ok" if c.get("ok") else ("-" if c.get("ok") is None else "FAILED"))
+        )
         lines.append(f"* **{name}**: {status}")
         for k, v in c.items():
             if k in ("traceback", "ok", "stage_s"):
@@ -851,35 +1018,58 @@ def markdown(summary: dict) -> str:
             lines.append(f"  * {k}: `{json.dumps(v, default=str)[:600]}`")
     t = summary.get("tests")
     if t:
-        lines += ["", f"## pytest tests/test_triton_kernel.py on the GPU: {'ok' if t.get('ok') else 'NOT OK'}", "",
-                  f"{t.get('summary')}; {t.get('passed')} passed; failed: {t.get('failed')}; rc {t.get('rc')}"
-                  + (", TIMED OUT" if t.get("timed_out") else "") + f"; {t.get('seconds')} s of {t.get('limit_s')}"]
+        lines += [
+            "",
+            f"## pytest tests/test_triton_kernel.py on the GPU: {'ok' if t.get('ok') else 'NOT OK'}",
+            "",
+            f"{t.get('summary')}; {t.get('passed')} passed; failed: {t.get('failed')}; rc {t.get('rc')}"
+            + (", TIMED OUT" if t.get("timed_out") else "")
+            + f"; {t.get('seconds')} s of {t.get('limit_s')}",
+        ]
     for size in summary.get("timing", {}).values():
         if "rows" not in size:
             lines += ["", f"## Timing: error `{size.get('error')}`"]
             continue
-        lines += ["", f"## Timing: {size['n']:,} x {size['d']}, {size.get('cells', 64)} cells, 4096 bins, "
-                  f"block {size['block']:,}, chunk_pairs {size['chunk_pairs']:,}, {size.get('chunks')} chunks, "
-                  f"{size.get('pairs', 0):,} pairs", "",
-                  f"Padding (fused visits / real pairs) by tile side: {size.get('padding')}; kernel=auto chooses: "
-                  f"{size.get('auto_chooses')}", "",
-                  "| path | precision | config | histogram | seconds (measured) | share measured | full run s | "
-                  "Gpairs/s | x GEMM alone |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Timing: {size['n']:,} x {size['d']}, {size.get('cells', 64)} cells, 4096 bins, "
+            f"block {size['block']:,}, chunk_pairs {size['chunk_pairs']:,}, {size.get('chunks')} chunks, "
+            f"{size.get('pairs', 0):,} pairs",
+            "",
+            f"Padding (fused visits / real pairs) by tile side: {size.get('padding')}; kernel=auto chooses: "
+            f"{size.get('auto_chooses')}",
+            "",
+            "| path | precision | config | histogram | seconds (measured) | share measured | full run s | "
+            "Gpairs/s | x GEMM alone |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in size["rows"]:
             cfg = r.get("config")
             cfg = (f"{cfg['bm']}x{cfg['bn']}/k{cfg['bk']}/{cfg['num_warps']}w/{cfg['num_stages']}s"
                    if isinstance(cfg, dict) else (cfg or ""))
             if "error" in r:
-                lines.append(f"| {r.get('path')} | {r.get('precision')} | {cfg} | | error: {r['error'][:120]} | | | | |")
+                lines.append(
+                    f"| {r.get('path')} | {r.get('precision')} | {cfg} | | error: {r['error'][:120]} | | | "
+                    f"| |"
+                )
                 continue
-            proj = f"{r['projected_s']:.2f}" + (" (projected)" if r["projected"] else "") if r.get("projected_s") else ""
+            proj = (
+                f"{r['projected_s']:.2f}" + (" (projected)" if r["projected"] else "")
+                if r.get("projected_s")
+                else ""
+            )
             ratio = f"{r['ratio_to_gemm']:.2f}" if r.get("ratio_to_gemm") else ""
             gp = f"{r['gpairs_per_s']:.4g}" if r.get("gpairs_per_s") else ""
-            lines.append(f"| {r['path']} | {r['precision']} | {cfg} | {r.get('histogram', '')} | {r['seconds']:.2f} | "
-                         f"{r['share_measured']:.0%} | {proj} | {gp} | {ratio} |")
-    lines += ["", "Target (issue 3): the fused kernel's main pass <= 2x the GEMM alone of the same precision, "
-              "on the same card. bf16 GEMM alone: bf16 output (torch.mm); the torch kernels' bf16 runs an fp32 "
-              "GEMM on bf16-rounded values (as the torch backend does)."]
+            lines.append(
+                f"| {r['path']} | {r['precision']} | {cfg} | {r.get('histogram', '')} | {r['seconds']:.2f} | "
+                f"{r['share_measured']:.0%} | {proj} | {gp} | {ratio} |"
+            )
+    lines += [
+        "",
+        "Target (issue 3): the fused kernel's main pass <= 2x the GEMM alone of the same precision, "
+        "on the same card. bf16 GEMM alone: bf16 output (torch.mm); the torch kernels' bf16 runs an fp32 "
+        "GEMM on bf16-rounded values (as the torch backend does).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -891,7 +1081,10 @@ def write(summary: dict, out_dir: Path, code: int | None) -> int | None:
     for size in summary.get("timing", {}).values():
         if isinstance(size, dict):
             ratios(size)
-    for name, text in (("gpu_check.json", json.dumps(summary, indent=1, default=str)), ("gpu_check.md", markdown(summary))):
+    for name, text in (
+        ("gpu_check.json", json.dumps(summary, indent=1, default=str)),
+        ("gpu_check.md", markdown(summary)),
+    ):
         tmp = out_dir / (name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, out_dir / name)
@@ -903,10 +1096,14 @@ def write(summary: dict, out_dir: Path, code: int | None) -> int | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true", help="correctness and the smaller size only (CPU: tiny sizes)")
+    ap.add_argument(
+        "--small", action="store_true", help="correctness and the smaller size only (CPU: tiny sizes)"
+    )
     ap.add_argument("--n", type=int, default=1 << 20, help="the large size (default 1,048,576)")
     ap.add_argument("--small-n", type=int, default=1 << 17, help="the smaller size (default 131,072)")
-    ap.add_argument("--budget", type=float, default=None, help="seconds for the whole script (default 345; --small 200)")
+    ap.add_argument(
+        "--budget", type=float, default=None, help="seconds for the whole script (default 345; --small 200)"
+    )
     ap.add_argument("--no-sweep", action="store_true", help="only the default tile configuration")
     ap.add_argument("--no-pytest", action="store_true", help="skip the pytest stage")
     ap.add_argument("--out", default=None, help="output folder (default $OUT, else bench/out)")
@@ -927,8 +1124,10 @@ def main() -> int:
         log(f"MISSING: {m}")
     core = {"numpy", "scipy", "pyarrow", "threadpoolctl", "torch", "faceaudit"}
     if any(m.split()[0] in core for m in missing):
-        summary["note"] = ("cannot run: missing " + ", ".join(missing) + ". Install them (pip install numpy scipy "
-                           "pyarrow threadpoolctl torch triton), or run from the project's venv.")
+        summary["note"] = (
+            "cannot run: missing " + ", ".join(missing) + ". Install them (pip install numpy scipy "
+            "pyarrow threadpoolctl torch triton), or run from the project's venv."
+        )
         log(summary["note"])
         return write(summary, out_dir, 2)
     import torch
@@ -938,38 +1137,61 @@ def main() -> int:
     if env.get("triton") is None:
         why = "triton is not installed"
     else:
-        from faceaudit.compare.triton_kernel import interpreter_problem, interpreting
+        from faceaudit.compare.backends.triton_kernel import interpreter_problem, interpreting
 
         if cuda:
             fused_ok = not interpreting()
-            why = None if fused_ok else "TRITON_INTERPRET is set on a GPU machine: unset it to run the compiled kernel"
+            why = (
+                None
+                if fused_ok
+                else "TRITON_INTERPRET is set on a GPU machine: unset it to run the compiled kernel"
+            )
         elif interpreting():
             why = interpreter_problem(torch)
             fused_ok = why is None
         else:
-            why = "no CUDA device, and TRITON_INTERPRET=1 was not set (the interpreter runs the kernel on the CPU)"
-    summary["fused_kernel"] = ("runs" + ("" if cuda else " in Triton's interpreter")) if fused_ok else f"not run: {why}"
+            why = ("no CUDA device, and TRITON_INTERPRET=1 was not set (the interpreter runs the kernel on "
+                   "the CPU)")
+    summary["fused_kernel"] = (
+        ("runs" + ("" if cuda else " in Triton's interpreter")) if fused_ok else f"not run: {why}"
+    )
     log(f"device: {env.get('device', 'none')}; driver {summary['driver'].get('driver_version')}; "
         f"fused Triton kernel: {summary['fused_kernel']}")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = False
         device = "cuda"
         sizes = {"lattice_n": 3000, "probe_m": 1024, "raw_n": 4096, "raw_d": None, "gaussian": True}
-        small = {"label": f"n{args.small_n}", "n": args.small_n, "d": 512, "block": 16384, "chunk_pairs": 1 << 30,
-                 "precisions": ["bf16", "fp32"], "box": 8.0}
+        small = {
+            "label": f"n{args.small_n}",
+            "n": args.small_n,
+            "d": 512,
+            "block": 16384,
+            "chunk_pairs": 1 << 30,
+            "precisions": ["bf16", "fp32"],
+            "box": 8.0,
+        }
         default = {"label": f"n{args.small_n}_block1024", "n": args.small_n, "d": 512, "block": 1024,
                    "chunk_pairs": 1 << 25, "precisions": ["fp32"], "box": 8.0}
         large = {"label": f"n{args.n}", "n": args.n, "d": 512, "block": 32768, "chunk_pairs": 1 << 33,
                  "precisions": ["bf16", "fp32"], "box": 10.0}
     else:
-        summary["note"] = ("NO CUDA DEVICE: CPU mode — correctness on small sets only (torch on the CPU"
-                           + (", the fused kernel in Triton's interpreter" if fused_ok else "")
-                           + "); no GPU timing, no pytest stage. Run this on the device machine for the real check.")
+        summary["note"] = (
+            "NO CUDA DEVICE: CPU mode — correctness on small sets only (torch on the CPU"
+            + (", the fused kernel in Triton's interpreter" if fused_ok else "")
+            + "); no GPU timing, no pytest stage. Run this on the device machine for the real check."
+        )
         log(summary["note"])
         device = "cpu"
         sizes = {"lattice_n": 120, "probe_m": 40, "raw_n": 96, "raw_d": 64, "gaussian": False}
-        small = {"label": "n384", "n": 384, "d": 64, "block": 128, "chunk_pairs": 1 << 15, "precisions": ["bf16", "fp32"],
-                 "box": 3.0}
+        small = {
+            "label": "n384",
+            "n": 384,
+            "d": 64,
+            "block": 128,
+            "chunk_pairs": 1 << 15,
+            "precisions": ["bf16", "fp32"],
+            "box": 3.0,
+        }
         default = {"label": "n256_block64", "n": 256, "d": 64, "block": 64, "chunk_pairs": 1 << 13,
                    "precisions": ["fp32"], "box": 3.0}
         large = None
@@ -978,10 +1200,14 @@ def main() -> int:
     save()
 
     # ---- 1. baselines, in this process (no fused launch here) ----
-    summary["checks"]["lattice_torch"] = timed("lattice (torch kernels)", lattice_check, device, ("torch",), sizes["lattice_n"])
+    summary["checks"]["lattice_torch"] = timed(
+        "lattice (torch kernels)", lattice_check, device, ("torch",), sizes["lattice_n"]
+    )
     save()
     if sizes["gaussian"]:
-        summary["checks"]["gaussian_torch"] = timed("gaussian (torch kernels)", gaussian_check, device, ("torch",), None)
+        summary["checks"]["gaussian_torch"] = timed(
+            "gaussian (torch kernels)", gaussian_check, device, ("torch",), None
+        )
         save()
     # the least time each later stage is guaranteed (s): a stage's box is what is left less the needs
     # of the stages after it (correctness first: the baselines and checks shrink the timings' boxes)
@@ -1008,8 +1234,14 @@ def main() -> int:
             def on_row(row, entry=entry, label=label):
                 entry["rows"].append(row)
                 save()
-                log(f"{label} {row['path']} {row['precision']}: "
-                    + (f"{row['seconds']:.2f}s for {row['share_measured']:.0%}" if "seconds" in row else row.get("error", "")))
+                log(
+                    f"{label} {row['path']} {row['precision']}: "
+                    + (
+                        f"{row['seconds']:.2f}s for {row['share_measured']:.0%}"
+                        if "seconds" in row
+                        else row.get("error", "")
+                    )
+                )
 
             baseline_rows(torch, device, w, budget, spec["box"], sum(need.values()), on_row)
             del w
@@ -1029,8 +1261,11 @@ def main() -> int:
                 summary["checks"][k] = v if k != "child_error" else {**v, "ok": False}
             if status["rc"] != 0:  # killed at its limit, or died (a crash, a sticky CUDA error)
                 summary["checks"]["fused_checks_child"] = {
-                    "error": f"the child ended with rc {status['rc']}" + (" at its time limit" if status["timed_out"] else "")
-                    + "; its unfinished step has no result", "ok": False}
+                    "error": f"the child ended with rc {status['rc']}"
+                    + (" at its time limit" if status["timed_out"] else "")
+                    + "; its unfinished step has no result",
+                    "ok": False,
+                }
         else:
             summary["checks"]["fused"] = {"error": "skipped: out of time budget", "ok": None}
         save()
@@ -1045,7 +1280,10 @@ def main() -> int:
             save()
         configs = fused_configs(args.no_sweep, not cuda)
         # the command's defaults first (one row: the data behind kernel=auto), then the sweep
-        entries = [{**default, "configs": [c for c in configs if c[0] == "fp32"][:1]}, {**small, "configs": configs}]
+        entries = [
+            {**default, "configs": [c for c in configs if c[0] == "fp32"][:1]},
+            {**small, "configs": configs},
+        ]
         limit = budget.box(120 if large is None else 80, after("timing_small"))
         if limit >= 20:
             data, status = run_child("fused_timing", {"device": device, "entries": entries}, limit)
@@ -1055,11 +1293,14 @@ def main() -> int:
                     summary["timing"][label].setdefault("rows", []).extend(rows)
             save()
         if large is not None:
-            best = best_configs(summary["timing"].get(small["label"], {}).get("rows", []), fused_configs(True, False))
+            best = best_configs(
+                summary["timing"].get(small["label"], {}).get("rows", []), fused_configs(True, False)
+            )
             limit = budget.box(120, after("timing_large"))
             if limit >= 25:
-                data, status = run_child("fused_timing", {"device": device, "entries": [{**large, "configs": best}]},
-                                         limit)
+                data, status = run_child(
+                    "fused_timing", {"device": device, "entries": [{**large, "configs": best}]}, limit
+                )
                 summary["children"]["fused_timing_large"] = status
                 for label, rows in data.items():
                     if label in summary["timing"] and isinstance(rows, list):

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from faceaudit.build import group_subsets, required_tail_cutoff
-from faceaudit.compare import compare_embeddings, load_distributions, read_embeddings, save_distributions
+from faceaudit.compare import (
+    assembly,
+    compare_embeddings,
+    load_distributions,
+    prepass,
+    read_embeddings,
+    save_distributions,
+)
 from faceaudit.compare import engine as engine_mod
 from faceaudit.compare.errors import (
     CheckpointError,
@@ -25,6 +32,7 @@ from faceaudit.compare.errors import (
     NotNormalizedError,
     ZeroEmbeddingError,
 )
+from faceaudit.compare.inputs import prepare_embeddings, round_to_bfloat16
 from faceaudit.errors import SampleTableError
 from faceaudit.scores import DistributionBuilder, SampleIndex
 
@@ -53,7 +61,9 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
         full = a @ a.T
     else:
         x32 = x.astype(np.float32)
-        full = -np.sqrt(np.maximum(np.float32(2.0) - np.float32(2.0) * (x32 @ x32.T), np.float32(0.0))).astype(np.float64)
+        full = -np.sqrt(
+            np.maximum(np.float32(2.0) - np.float32(2.0) * (x32 @ x32.T), np.float32(0.0))
+        ).astype(np.float64)
     pi, pj, ps = [], [], []
     for i in range(n):
         for j in range(i + 1, n):
@@ -67,7 +77,9 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
     first = DistributionBuilder(samples, edges, track_subject_pairs=False, design="complete")
     first.add(pi, pj, ps)
     cutoff = required_tail_cutoff(first.result(), targets, subsets)
-    second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete")
+    second = DistributionBuilder(
+        samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete"
+    )
     second.add(pi, pj, ps)
     expected = second.result()
     # per-probe: top-k non-mated, best mate, rank (ties count against the mate)
@@ -117,7 +129,7 @@ def levels(request, monkeypatch):
     """The test sets are small: every cell is small enough to be captured whole unless SMALL_CELL is
     0, which makes every cell's level come from the pre-pass estimate."""
     if request.param == "estimated levels":
-        monkeypatch.setattr(engine_mod, "SMALL_CELL", 0)
+        monkeypatch.setattr(prepass, "SMALL_CELL", 0)
     return request.param
 
 
@@ -149,8 +161,8 @@ def test_second_pass_and_rescan_stay_exact(monkeypatch):
     G = samples.n_groups
     high = np.full((G, G), -np.inf)
     high[0, :] = 0.984375  # probe group 0: estimated far too high; the other cells keep everything
-    monkeypatch.setattr(engine_mod._Run, "_cell_levels", lambda self, *a: high.copy())
-    monkeypatch.setattr(engine_mod, "_lower_level", lambda edges, hist, T: T)
+    monkeypatch.setattr(prepass, "cell_levels", lambda *a: high.copy())
+    monkeypatch.setattr(assembly, "lower_level", lambda edges, hist, T: T)
     dist = compare_embeddings(x, samples, backend="numpy", **FAST)
     assert dist.meta["passes"][1].startswith(f"capture below the required cutoff in {G} cell(s)")
     assert any(p.startswith("rescan") for p in dist.meta["passes"])
@@ -169,7 +181,9 @@ def tiny_group_set(seed=23):
     flips = rng.random((subj.size, d)) < flip_rate[:, None]
     x = (np.where(flips, -proto[subj], proto[subj]) / np.sqrt(d)).astype(np.float32)
     grp = np.where(subj >= subjects, "tiny", np.where(subj % 2 == 0, "big0", "big1"))
-    samples = SampleIndex.from_columns([f"s{i}" for i in range(subj.size)], [f"p{s}" for s in subj], {"grp": grp})
+    samples = SampleIndex.from_columns(
+        [f"s{i}" for i in range(subj.size)], [f"p{s}" for s in subj], {"grp": grp}
+    )
     return x, samples
 
 
@@ -206,12 +220,14 @@ def test_gaussian_equals_oracle_on_the_same_scores(levels):
     samples = SampleIndex.from_columns(np.arange(n), subj, {"grp": grp})
     dist = compare_embeddings(x, samples, backend="numpy", progress=False, block=block, reference_sample=96)
     scale = np.float32((dist.edges.size - 1) // 2)  # B / 2: scores are x / scale, x = rows @ (scale * cols).T
-    x = engine_mod.prepare_embeddings(x)  # the engine's own float32 rows
+    x = prepare_embeddings(x)  # the engine's own float32 rows
     pi, pj, ps = [], [], []
     for bi in range(0, n, block):
         for bj in range(bi, n, block):
             xb = x[bi : bi + block] @ (x[bj : bj + block] * scale).T
-            i, j = np.meshgrid(np.arange(bi, bi + xb.shape[0]), np.arange(bj, bj + xb.shape[1]), indexing="ij")
+            i, j = np.meshgrid(
+                np.arange(bi, bi + xb.shape[0]), np.arange(bj, bj + xb.shape[1]), indexing="ij"
+            )
             m = i < j
             pi.append(i[m])
             pj.append(j[m])
@@ -220,7 +236,9 @@ def test_gaussian_equals_oracle_on_the_same_scores(levels):
     first = DistributionBuilder(samples, dist.edges, track_subject_pairs=False, design="complete")
     first.add(pi, pj, ps)
     cutoff = required_tail_cutoff(first.result(), (1e-3, 1e-4, 1e-5), [[0, 1, 2], [0], [1], [2]])
-    second = DistributionBuilder(samples, dist.edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete")
+    second = DistributionBuilder(
+        samples, dist.edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete"
+    )
     second.add(pi, pj, ps)
     expected = second.result()
     np.testing.assert_array_equal(dist.tail_cutoff, expected.tail_cutoff)
@@ -255,8 +273,8 @@ def test_dask_equals_oracle_and_numpy_bit_identical(monkeypatch):
         high = np.full((G, G), -np.inf)
         high[:, 1] = 0.984375
         with monkeypatch.context() as m:
-            m.setattr(engine_mod._Run, "_cell_levels", lambda self, *a: high.copy())
-            m.setattr(engine_mod, "_lower_level", lambda edges, hist, T: T)
+            m.setattr(prepass, "cell_levels", lambda *a: high.copy())
+            m.setattr(assembly, "lower_level", lambda edges, hist, T: T)
             d2 = compare_embeddings(x, samples, backend="dask", scheduler=addr, **FAST)
         assert len(d2.meta["passes"]) == 3
         check_equal(d2, x, samples)
@@ -327,7 +345,9 @@ def test_read_embeddings_formats(tmp_path):
 
 def test_store_round_trip(tmp_path):
     x, samples = lattice_set(n=60)
-    dist = compare_embeddings(x, samples, meta={"model": {"name": "toy"}, "embeddings_sha256": "ab" * 32}, **FAST)
+    dist = compare_embeddings(
+        x, samples, meta={"model": {"name": "toy"}, "embeddings_sha256": "ab" * 32}, **FAST
+    )
     path = save_distributions(dist, tmp_path / "d.fadist")
     back = load_distributions(path)
     assert back == dist
@@ -336,7 +356,7 @@ def test_store_round_trip(tmp_path):
     import json
 
     with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files if k != "tail_cutoff"}
+        arrays = {k: z[k] for k in z.files if k not in ("tail_cutoff", "__digest__")}  # /1 had no digest
     doc = json.loads(str(arrays["__json__"]))
     doc.update(format="faceaudit.fadist/1", tail_cutoff=repr(float(dist.tail_cutoff.max())))
     arrays["__json__"] = np.asarray(json.dumps(doc))
@@ -404,14 +424,42 @@ def test_command_writes_fadist(tmp_path):
     app = typer.Typer()
     app.command()(compare)
     out = tmp_path / "d.fadist"
-    res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
-                                   "--group", "sex", "--out", str(out), "--backend", "numpy", "--quiet"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "--embeddings",
+            str(tmp_path / "e.npy"),
+            "--samples",
+            str(tmp_path / "s.csv"),
+            "--group",
+            "sex",
+            "--out",
+            str(out),
+            "--backend",
+            "numpy",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     d = load_distributions(out)
     assert d.samples.group_columns == ("sex",) and d.n_mated + d.n_nonmated == 40 * 39 // 2
     assert len(d.meta["embeddings_sha256"]) == 64 and not (tmp_path / "d.fadist.ckpt").exists()
-    res = CliRunner().invoke(app, ["--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
-                                   "--out", str(out), "--backend", "numpy", "--quiet", "--metric", "manhattan"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "--embeddings",
+            str(tmp_path / "e.npy"),
+            "--samples",
+            str(tmp_path / "s.csv"),
+            "--out",
+            str(out),
+            "--backend",
+            "numpy",
+            "--quiet",
+            "--metric",
+            "manhattan",
+        ],
+    )
     assert res.exit_code == 2 and "InputError" in res.output
 
 
@@ -429,7 +477,7 @@ def test_bf16_runs_on_real_valued_embeddings_as_fp32_on_their_bf16_values(monkey
     samples = SampleIndex.from_columns(np.arange(n), subj, {"grp": np.where(subj % 3 == 0, "a", "b")})
     kw = {"progress": False, "block": 128, "reference_sample": 96}
     bf16 = compare_embeddings(x, samples, backend="torch", device="cpu", precision="bf16", **kw)
-    rounded = engine_mod.round_to_bfloat16(engine_mod.prepare_embeddings(x))
+    rounded = round_to_bfloat16(prepare_embeddings(x))
     # the fp32 run on exactly those values (prepare_embeddings would renormalise them)
     monkeypatch.setattr(engine_mod, "prepare_embeddings", lambda e, **_: rounded)
     fp32 = compare_embeddings(x, samples, backend="torch", device="cpu", precision="fp32", **kw)
@@ -439,4 +487,298 @@ def test_bf16_runs_on_real_valued_embeddings_as_fp32_on_their_bf16_values(monkey
     halfway = np.array([1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, -(1.0 + 2.0**-8), 0.3, 1e-20], np.float32)
     for v in (x, halfway):
         expected = torch.from_numpy(v).to(torch.bfloat16).to(torch.float32).numpy()
-        np.testing.assert_array_equal(engine_mod.round_to_bfloat16(v), expected)
+        np.testing.assert_array_equal(round_to_bfloat16(v), expected)
+
+
+# ----- damaged files are named errors; artefacts are deterministic ------------------------------------------
+@pytest.fixture(scope="module")
+def saved_fadist(tmp_path_factory):
+    x, samples = lattice_set(n=60, seed=2)
+    dist = compare_embeddings(x, samples, meta={"model": {"name": "toy"}}, **FAST)
+    path = save_distributions(dist, tmp_path_factory.mktemp("fadist") / "d.fadist")
+    return dist, path, path.read_bytes()
+
+
+def _same_load(back, dist, meta):
+    """A load that succeeded must be the saved distributions, summaries and meta included."""
+    return back == dist and back.probe_summary == dist.probe_summary and back.meta == meta
+
+
+def test_damaged_fadist_files_are_named_errors(saved_fadist, tmp_path):
+    from faceaudit.compare.errors import DistributionsFileError
+
+    dist, path, data = saved_fadist
+    meta = load_distributions(path).meta
+    assert _same_load(load_distributions(path), dist, meta) and meta["model"] == {"name": "toy"}
+    cases = {
+        "empty": b"",
+        "truncated": data[: len(data) // 2],
+        "tail cut": data[:-10],
+        "text": b"sample_id,x\n1,2\n",
+    }
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0x10  # inside a compressed member
+    cases["bit flip"] = bytes(flipped)
+    for name, content in cases.items():
+        (tmp_path / f"{name}.fadist").write_bytes(content)
+        with pytest.raises(DistributionsFileError):
+            load_distributions(tmp_path / f"{name}.fadist")
+    # wrong kinds: an embedding NPZ, a checkpoint chunk (digest-valid NPZ archives, but not distributions)
+    with open(tmp_path / "emb.fadist", "wb") as f:
+        np.savez(f, embeddings=np.eye(3))
+    with pytest.raises(DistributionsFileError, match="not a faceaudit .fadist"):
+        load_distributions(tmp_path / "emb.fadist")
+    from faceaudit.compare.kernel import BlockPartial
+    from faceaudit.compare.npzfile import write_npz
+
+    write_npz(tmp_path / "chunk.fadist", BlockPartial.empty(5).to_arrays())
+    with pytest.raises(DistributionsFileError, match="not a faceaudit .fadist"):
+        load_distributions(tmp_path / "chunk.fadist")
+    # a member altered and re-zipped with a valid CRC: only the content digest can tell
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["tail_score"] = arrays["tail_score"].copy()
+    arrays["tail_score"][0] = np.nextafter(arrays["tail_score"][0], 2.0)
+    with open(tmp_path / "altered.fadist", "wb") as f:
+        np.savez_compressed(f, **arrays)
+    with pytest.raises(DistributionsFileError, match="digest does not match"):
+        load_distributions(tmp_path / "altered.fadist")
+
+
+def test_fadist_hostile_bytes_never_traceback_never_wrong(saved_fadist, tmp_path_factory):
+    """Random truncations and bit flips anywhere in the file: a named error, or (a flip in bytes that
+    carry no content, e.g. a ZIP time stamp) the very same distributions; never a traceback."""
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+    from faceaudit.compare.errors import DistributionsFileError
+
+    dist, path, data = saved_fadist
+    meta = load_distributions(path).meta
+    folder = tmp_path_factory.mktemp("hostile")
+    outcomes = {"error": 0, "same": 0}
+
+    @hyp.settings(max_examples=150, deadline=None, derandomize=True)
+    @hyp.given(cut=st.one_of(st.none(), st.integers(0, len(data) - 1)),
+               flips=st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 7)), max_size=3))
+    def check(cut, flips):
+        damaged = bytearray(data if cut is None else data[:cut])
+        for pos, bit in flips:
+            if pos < len(damaged):
+                damaged[pos] ^= 1 << bit
+        p = folder / "h.fadist"
+        p.write_bytes(bytes(damaged))
+        try:
+            back = load_distributions(p)
+        except DistributionsFileError:
+            outcomes["error"] += 1
+            return
+        assert _same_load(back, dist, meta), (cut, flips)
+        outcomes["same"] += 1
+
+    check()
+    assert outcomes["error"] > 100  # most damage is detected; the rest changed no content
+
+
+def test_two_clean_runs_write_byte_identical_fadist_and_a_sidecar(tmp_path):
+    """`faceaudit compare` twice on the same input: the same bytes; timings and the device in the sidecar."""
+    pytest.importorskip("typer")
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceaudit.compare.command import compare
+    from faceaudit.compare.store import sidecar_path
+
+    x, samples = lattice_set(n=80, seed=9)
+    (tmp_path / "s.csv").write_text("sample_id,subject_id,sex\n" + "".join(
+        f"{samples.sample_ids[i]},{samples.subject_ids[samples.subject_of_sample[i]]},"
+        f"{samples.group_labels[samples.group_of_sample[i]][0]}\n" for i in range(80)))
+    np.save(tmp_path / "e.npy", x)
+    import typer
+
+    app = typer.Typer()
+    app.command()(compare)
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"d{run}.fadist"
+        res = CliRunner().invoke(
+            app,
+            [
+                "--embeddings",
+                str(tmp_path / "e.npy"),
+                "--samples",
+                str(tmp_path / "s.csv"),
+                "--group",
+                "sex",
+                "--out",
+                str(out),
+                "--backend",
+                "numpy",
+                "--quiet",
+                "--block",
+                "16",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        outs.append(out)
+        time.sleep(1.1)  # a later second: a time stamp in the archive would show
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    side = [json.loads(sidecar_path(o).read_text()) for o in outs]
+    import hashlib
+
+    assert side[0]["fadist_sha256"] == hashlib.sha256(outs[0].read_bytes()).hexdigest()
+    assert side[0]["timing_s"]["total"] > 0 and side[0]["device"] == "cpu"
+    assert (
+        "timing_s" not in load_distributions(outs[0]).meta and "run" not in load_distributions(outs[0]).meta
+    )
+
+
+def test_resumed_run_writes_the_same_bytes_as_a_clean_one(tmp_path):
+    x, samples = lattice_set(n=120, seed=4)
+    kw = {"block": 16, "chunk_pairs": 300, "reference_sample": 64, "progress": False, "backend": "numpy"}
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_three(k, seen=[]):  # noqa: B006 - a counter across calls
+        seen.append(k)
+        if len(seen) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        compare_embeddings(x, samples, checkpoint_dir=tmp_path / "ck", on_chunk=stop_after_three, **kw)
+    resumed = compare_embeddings(x, samples, checkpoint_dir=tmp_path / "ck", resume=True, **kw)
+    clean = compare_embeddings(x, samples, **kw)
+    save_distributions(resumed, tmp_path / "r.fadist")
+    save_distributions(clean, tmp_path / "c.fadist")
+    assert (tmp_path / "r.fadist").read_bytes() == (tmp_path / "c.fadist").read_bytes()
+
+
+def test_damaged_checkpoints_are_refused_with_the_way_to_restart(tmp_path):
+    x, samples = lattice_set(n=100, seed=6)
+    kw = {"block": 16, "chunk_pairs": 300, "reference_sample": 64, "progress": False, "backend": "numpy"}
+    ck = tmp_path / "ck"
+    ref = compare_embeddings(x, samples, checkpoint_dir=ck, **kw)
+    chunk = sorted(ck.glob("chunk-*.npz"))[2]
+    good = chunk.read_bytes()
+    damages = {"truncated": good[: len(good) // 2], "empty": b"", "bit flip": bytes(
+        b ^ (0x01 if i == len(good) - 200 else 0) for i, b in enumerate(good))}
+    for what, content in damages.items():
+        chunk.write_bytes(content)
+        with pytest.raises(CheckpointError, match="delete the folder") as err:
+            compare_embeddings(x, samples, checkpoint_dir=ck, resume=True, **kw)
+        assert chunk.name in str(err.value), what
+    chunk.write_bytes(good)
+    (ck / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="damaged.*delete the folder"):
+        compare_embeddings(x, samples, checkpoint_dir=ck, resume=True, **kw)
+    # without --resume the folder is cleared and the run starts again
+    assert compare_embeddings(x, samples, checkpoint_dir=ck, **kw) == ref
+
+
+def test_damaged_embedding_files_are_named_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from faceaudit.compare.errors import EmbeddingError, EmbeddingFileError
+
+    x, samples = lattice_set(n=30)
+    np.save(tmp_path / "e.npy", x)
+    data = (tmp_path / "e.npy").read_bytes()
+    for name, content in {"cut.npy": data[: len(data) - 100], "head.npy": data[:40], "empty.npy": b"",
+                          "text.npy": b"not an array"}.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(EmbeddingFileError):
+            read_embeddings(tmp_path / name, samples)
+    np.save(tmp_path / "int.npy", (x * 8).astype(np.int64))
+    with pytest.raises(EmbeddingShapeError, match="int64"):
+        read_embeddings(tmp_path / "int.npy", samples)
+    np.save(tmp_path / "obj.npy", np.array([[1.0, "a"]] * 30, dtype=object), allow_pickle=True)
+    with pytest.raises(EmbeddingFileError, match="object arrays are refused"):
+        read_embeddings(tmp_path / "obj.npy", samples)
+    np.savez(tmp_path / "e.npz", embeddings=x)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "e.npz").read_bytes()[:-50])
+    with pytest.raises(EmbeddingFileError):
+        read_embeddings(tmp_path / "cut.npz", samples)
+    ids = [str(v) for v in samples.sample_ids]
+    pq.write_table(
+        pa.table({"sample_id": ids, "embedding": [list(map(float, r)) for r in x]}), tmp_path / "e.parquet"
+    )
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "e.parquet").read_bytes()[:-30])
+    with pytest.raises(EmbeddingFileError, match="Parquet"):
+        read_embeddings(tmp_path / "cut.parquet", samples)
+    pq.write_table(
+        pa.table({"sample_id": ids, "embedding": [[str(v) for v in r] for r in x]}), tmp_path / "s.parquet"
+    )
+    with pytest.raises(EmbeddingShapeError, match="not floating-point"):
+        read_embeddings(tmp_path / "s.parquet", samples)
+    pq.write_table(pa.table({"sample_id": ids, "a": ["x"] * 30, "b": [1.0] * 30}), tmp_path / "cols.parquet")
+    with pytest.raises(EmbeddingError, match="not floating-point"):
+        read_embeddings(tmp_path / "cols.parquet", samples)
+
+
+def test_unreachable_dask_scheduler_is_a_named_error_within_seconds():
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+    import socket
+
+    from faceaudit.compare.errors import SchedulerUnreachableError
+
+    with socket.socket() as s:  # a local port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    x, samples = lattice_set(n=20)
+    t = time.perf_counter()
+    with pytest.raises(SchedulerUnreachableError, match=f"127.0.0.1:{port}"):
+        compare_embeddings(x, samples, backend="dask", scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=2,
+                           **FAST)
+    # the bound is the contract (a named error in seconds, not distributed's default wait), not a speed
+    assert time.perf_counter() - t < 30
+
+
+def test_backend_capabilities_are_declared_and_options_checked():
+    from faceaudit.compare.backends import REGISTRY, Backend, BackendOptions, make_backend
+    from faceaudit.errors import InputError
+
+    x, _ = lattice_set(n=20)
+    emb = prepare_embeddings(x)
+    assert set(REGISTRY) >= {"numpy", "torch", "dask"}
+    with pytest.raises(InputError, match="fp32 only; bf16 needs --backend torch"):
+        make_backend("numpy", emb, BackendOptions(precision="bf16"))
+    with pytest.raises(InputError, match="fp32 only"):
+        make_backend("dask", emb, BackendOptions(precision="bf16"))
+    with pytest.raises(InputError, match="takes no device"):
+        make_backend("numpy", emb, BackendOptions(device="cuda:0"))
+    with pytest.raises(InputError, match="takes no scheduler"):
+        make_backend("numpy", emb, BackendOptions(scheduler="tcp://127.0.0.1:1"))
+    with pytest.raises(InputError, match="unknown backend"):
+        make_backend("cupy", emb, BackendOptions())
+    b = make_backend("numpy", emb, BackendOptions(threads=2))
+    assert isinstance(b, Backend) and b.capabilities is REGISTRY["numpy"].capabilities and b.threads == 2
+    assert (
+        REGISTRY["dask"].capabilities.numpy_identical
+        and not REGISTRY["dask"].capabilities.device_sample_scores
+    )
+    assert "bf16" in REGISTRY["torch"].capabilities.precisions and REGISTRY["torch"].capabilities.fused_kernel
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"fmr_targets": [2.0]},
+        {"fmr_targets": [0.0]},
+        {"fmr_targets": [float("nan")]},
+        {"fmr_targets": []},
+        {"chunk_pairs": 0},
+        {"reference_sample": 0},
+        {"bins": 1},
+        {"top_k": -1},
+        {"block": 0},
+        {"precision": "fp8"},
+    ],
+)
+def test_settings_outside_their_domain_are_named_errors(bad):
+    from faceaudit.errors import InputError
+
+    x, samples = lattice_set(n=20)
+    with pytest.raises(InputError):
+        compare_embeddings(x, samples, **{**FAST, **bad})

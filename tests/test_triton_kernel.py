@@ -29,13 +29,18 @@ if "triton" not in sys.modules and not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first import of triton
 pytest.importorskip("triton", reason="triton is not installed: the fused Triton kernel is not tested")
 
-from faceaudit.compare import compare_embeddings  # noqa: E402
-from faceaudit.compare import engine as engine_mod  # noqa: E402
-from faceaudit.compare import torch_backend as tb  # noqa: E402
-from faceaudit.compare import triton_kernel as tk  # noqa: E402
+from faceaudit.compare import (  # noqa: E402
+    assembly,
+    compare_embeddings,  # noqa: E402
+    prepass,
+)
+from faceaudit.compare.backends import torch_backend as tb  # noqa: E402
+from faceaudit.compare.backends import triton_kernel as tk  # noqa: E402
+from faceaudit.compare.backends.torch_backend import TorchBackend  # noqa: E402
 from faceaudit.compare.errors import CheckpointError  # noqa: E402
-from faceaudit.compare.kernel import BlockPartial  # noqa: E402
-from faceaudit.compare.torch_backend import TorchBackend  # noqa: E402
+from faceaudit.compare.inputs import prepare_embeddings  # noqa: E402
+from faceaudit.compare.kernel import BlockPartial, gemm_error_bound, scaled_references  # noqa: E402
+from faceaudit.compare.plan import Planner, make_chunks  # noqa: E402
 from faceaudit.scores import SampleIndex, bin_index  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -105,7 +110,7 @@ class AutoHere(TorchBackend):
 
 @pytest.fixture
 def auto_here(monkeypatch):
-    monkeypatch.setattr(tb, "TorchBackend", AutoHere)  # what engine._make_backend imports
+    monkeypatch.setattr(tb, "TorchBackend", AutoHere)  # what torch_backend.create builds
     monkeypatch.setattr(tk.FusedPairs, "PROBE_SAMPLES", 40)  # the interpreter: ~20 ms a tile
 
 
@@ -117,7 +122,9 @@ def test_choose_kernel_is_a_pure_function():
     assert tb.choose_kernel("auto", plan_problem=None, padding=tb.MAX_PADDING, **kw) == (True, None)
     use, note = tb.choose_kernel("auto", plan_problem=None, padding=2.15, **kw)
     assert not use and "2.15x" in note and "block 1,024" in note and "not used" in note
-    use, note = tb.choose_kernel("triton", plan_problem=None, padding=2.15, **kw)  # forced: runs, says what it costs
+    use, note = tb.choose_kernel(
+        "triton", plan_problem=None, padding=2.15, **kw
+    )  # forced: runs, says what it costs
     assert use and "2.15x" in note
     for requested in ("auto", "triton"):
         use, note = tb.choose_kernel(requested, plan_problem="power-of-two bins only", padding=1.0, **kw)
@@ -150,12 +157,12 @@ def test_auto_falls_back_on_padding(auto_here):
     x, samples = lattice_set(n=120, seed=5)
     ref = compare_embeddings(x, samples, backend="numpy", **SETTINGS)
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **SETTINGS)
-    assert "torch kernels" in dist.meta["device"] and "padding" in dist.meta["device"]
-    assert "fused Triton kernel [" not in dist.meta["device"]
+    assert "torch kernels" in dist.meta["run"]["device"] and "padding" in dist.meta["run"]["device"]
+    assert "fused Triton kernel [" not in dist.meta["run"]["device"]
     assert dist == ref
     b = AutoHere(x, device=DEVICE)
-    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=64, top_k=0,
-                          fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    run = Planner(prepare_embeddings(x), samples, metric="cosine", bins=4096, block=64, top_k=0,
+                  fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
     assert "-auto[" in b.score_identity  # before the choice: the rule
     assert tb.describe_score_identity(b.score_identity).startswith("kernel=auto")
     assert b.prepare(run.plan) is False
@@ -168,11 +175,13 @@ def test_auto_probes_then_takes_the_fused_kernel(auto_here):
     x, samples, block = low_padding_set()
     kw = {**SETTINGS, "block": block}
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **kw)
-    assert "fused Triton kernel [" in dist.meta["device"] and "not used" not in dist.meta["device"]
+    assert (
+        "fused Triton kernel [" in dist.meta["run"]["device"] and "not used" not in dist.meta["run"]["device"]
+    )
     check_equal(dist, x, samples)
     b = AutoHere(x, device=DEVICE)
-    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=block,
-                          top_k=0, fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    run = Planner(prepare_embeddings(x), samples, metric="cosine", bins=4096, block=block,
+                  top_k=0, fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
     assert b.prepare(run.plan) is True
     assert "-triton[" in b.score_identity and triton_version() in b.score_identity
     assert b.kernel_meta["choices"][0]["probe"].startswith("probe passed")
@@ -185,14 +194,17 @@ def test_auto_falls_back_when_the_probe_fails(auto_here, monkeypatch):
     monkeypatch.setattr(tk.FusedPairs, "probe", broken)
     x, samples, block = low_padding_set()
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **{**SETTINGS, "block": block})
-    assert "torch kernels" in dist.meta["device"] and "probe failed (RuntimeError: ptxas fatal" in dist.meta["device"]
+    assert (
+        "torch kernels" in dist.meta["run"]["device"]
+        and "probe failed (RuntimeError: ptxas fatal" in dist.meta["run"]["device"]
+    )
     check_equal(dist, x, samples)
 
 
 def test_probe_checks_every_mode(monkeypatch):
     x, samples = gaussian_set(n=150, seed=3)
-    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=150, top_k=0,
-                          fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    run = Planner(prepare_embeddings(x), samples, metric="cosine", bins=4096, block=150, top_k=0,
+                  fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
     fused = tk.FusedPairs(torch, torch.from_numpy(run.emb).to(DEVICE), precision="fp32")
     assert fused.probe(run.plan, m=40).startswith("probe passed: 40 samples, 780 pairs")
     assert not fused._layouts and not fused._plans  # the probe's tiny plan is not kept
@@ -225,7 +237,9 @@ def test_score_identity_names_what_decides_the_scores(tmp_path, fused, monkeypat
     b = TorchBackend(x, device=DEVICE, kernel="triton", triton_options={"config": other})
     assert b.score_identity != a.score_identity
     assert "fused Triton kernel" in tb.describe_score_identity(a.score_identity)
-    assert "torch kernels" in tb.describe_score_identity(TorchBackend(x, device=DEVICE, kernel="torch").score_identity)
+    assert "torch kernels" in tb.describe_score_identity(
+        TorchBackend(x, device=DEVICE, kernel="torch").score_identity
+    )
     # a checkpoint of the fused kernel is not resumed by the torch kernels
     kw = {**SETTINGS, "checkpoint_dir": tmp_path / "ckpt"}
     compare_embeddings(x, samples, backend="torch", device=DEVICE, **kw)
@@ -240,11 +254,11 @@ def test_score_identity_names_what_decides_the_scores(tmp_path, fused, monkeypat
 def test_lattice_equals_numpy_and_oracle(fused, monkeypatch, levels):
     """Scores exact in any order, all on bin edges: the whole result equals numpy's and the oracle's."""
     if levels != "small cells whole":
-        monkeypatch.setattr(engine_mod, "SMALL_CELL", 0)
+        monkeypatch.setattr(prepass, "SMALL_CELL", 0)
         monkeypatch.setattr(tk, "SMEM_HISTOGRAM", not tk.SMEM_HISTOGRAM)  # the other histogram path
     x, samples = lattice_set(seed=11)
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **SETTINGS)
-    assert "Triton" in dist.meta["device"]
+    assert "Triton" in dist.meta["run"]["device"]
     check_equal(dist, x, samples)
     ref = compare_embeddings(x, samples, backend="numpy", **SETTINGS)
     assert dist == ref
@@ -270,8 +284,8 @@ def test_second_pass_and_rescan(fused, monkeypatch):
     G = samples.n_groups
     high = np.full((G, G), -np.inf)
     high[0, :] = 0.984375
-    monkeypatch.setattr(engine_mod._Run, "_cell_levels", lambda self, *a: high.copy())
-    monkeypatch.setattr(engine_mod, "_lower_level", lambda edges, hist, T: T)
+    monkeypatch.setattr(prepass, "cell_levels", lambda *a: high.copy())
+    monkeypatch.setattr(assembly, "lower_level", lambda edges, hist, T: T)
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, **SETTINGS)
     assert dist.meta["passes"][1].startswith(f"capture below the required cutoff in {G} cell(s)")
     assert any(p.startswith("rescan") for p in dist.meta["passes"])
@@ -281,8 +295,11 @@ def test_second_pass_and_rescan(fused, monkeypatch):
 def test_unsupported_plans_fall_back_to_torch_kernels(fused):
     x, samples = lattice_set(n=60, seed=2)
     dist = compare_embeddings(x, samples, backend="torch", device=DEVICE, bins=1000, **SETTINGS)
-    assert "torch kernels" in dist.meta["device"] and "fused Triton kernel not used" in dist.meta["device"]
-    assert "fused Triton kernel [" not in dist.meta["device"]
+    assert (
+        "torch kernels" in dist.meta["run"]["device"]
+        and "fused Triton kernel not used" in dist.meta["run"]["device"]
+    )
+    assert "fused Triton kernel [" not in dist.meta["run"]["device"]
     check_equal(dist, x, samples)
 
 
@@ -305,12 +322,12 @@ def gaussian_set(n=260, d=48, seed=5):
 def kernel_run(x, samples, *, bins=4096, block=96, chunk_pairs=6000, capacity=1 << 16, precision="fp32",
                config=None, smem_histogram=None):
     """The engine's plan with every non-mated pair captured; the fused kernel's chunks summed."""
-    emb = engine_mod.prepare_embeddings(x)
-    run = engine_mod._Run(emb, samples, metric="cosine", bins=bins, block=block, top_k=0,
-                          fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    emb = prepare_embeddings(x)
+    run = Planner(emb, samples, metric="cosine", bins=bins, block=block, top_k=0,
+                  fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
     G, n = run.G, run.n
     run.set_capture(np.full((G, G), -np.inf), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32))
-    chunks = engine_mod._chunks(run.blocks, block, n, chunk_pairs)
+    chunks = make_chunks(run.blocks, block, n, chunk_pairs)
     t = torch.from_numpy(emb).to(DEVICE)
     if precision == "bf16":
         t = t.to(torch.bfloat16).to(torch.float32)
@@ -323,7 +340,7 @@ def kernel_run(x, samples, *, bins=4096, block=96, chunk_pairs=6000, capacity=1 
 def numpy_scores(run, i, j):
     """The numpy kernel's float32 x of pairs (i, j), from its own block GEMMs."""
     plan, emb, b = run.plan, run.emb, run.block
-    scaled = engine_mod.scaled_references(emb, plan)
+    scaled = scaled_references(emb, plan)
     out = np.empty(i.size, np.float32)
     bi, bj = i // b, j // b
     for key in np.unique(bi * 10**6 + bj):
@@ -369,15 +386,18 @@ def test_raw_kernel_on_gaussian_scores(smem_histogram, mask, monkeypatch):
     assert int(total.slots[0]) == total.gen_x.size + tril
     # scores against numpy's own block GEMMs: within the float32 bound; bin changes only across an edge
     xn = numpy_scores(run, i, j)
-    bound = engine_mod.gemm_error_bound(run.d) * plan.scale
+    bound = gemm_error_bound(run.d) * plan.scale
     diff = np.abs(xk.astype(np.float64) - xn.astype(np.float64))
     assert diff.max() <= bound
     bins_n = bin_index(xn.astype(np.float64) / plan.scale, run.edges)
     moved = bins_n != bins_k
     lo, hi = np.minimum(xk, xn)[moved], np.maximum(xk, xn)[moved]
     assert (np.floor(hi) > np.floor(lo)).all() or not moved.any()  # an edge (an integer x) between them
-    print(f"\n{i.size} non-mated scores: {int((diff > 0).sum())} differ from numpy's (max |dx| {diff.max():.3g}, "
-          f"{bound:.3g} allowed, x = {plan.scale:g} * score); {int(moved.sum())} in another bin than numpy's")
+    print(
+        f"\n{i.size} non-mated scores: {int((diff > 0).sum())} differ from numpy's (max |dx| "
+        f"{diff.max():.3g}, "
+        f"{bound:.3g} allowed, x = {plan.scale:g} * score); {int(moved.sum())} in another bin than numpy's"
+    )
     # mated scores: the same comparison
     gn = numpy_scores(run, total.gen_i, total.gen_j)
     assert np.abs(total.gen_x.astype(np.float64) - gn).max() <= bound
@@ -385,8 +405,9 @@ def test_raw_kernel_on_gaussian_scores(smem_histogram, mask, monkeypatch):
 
 def test_capture_overflow_reruns_and_bf16():
     """A capture buffer far too small: a launch that overflows reruns once with the exact room it
-    needs (and the buffer grows for the next ones), and the result is the one a large buffer gives. bf16: operands rounded to bfloat16 (upcast in the
-    interpreter), scores within the bound of numpy's on the same rounded inputs."""
+    needs (and the buffer grows for the next ones), and the result is the one a large buffer gives. bf16:
+    operands rounded to bfloat16 (upcast in the interpreter), scores within the bound of numpy's on the
+    same rounded inputs."""
     x, samples = gaussian_set(n=140, seed=9)
     _, small, total_small, n_chunks = kernel_run(x, samples, block=64, chunk_pairs=5000, capacity=16)
     _, big, total_big, _ = kernel_run(x, samples, block=64, chunk_pairs=5000)
@@ -394,11 +415,11 @@ def test_capture_overflow_reruns_and_bf16():
     for f in ("slots", "cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x"):
         np.testing.assert_array_equal(getattr(total_small, f), getattr(total_big, f))
     xb = x.astype(np.float32)
-    xb = torch.from_numpy(engine_mod.prepare_embeddings(xb)).to(torch.bfloat16).to(torch.float32).numpy()
+    xb = torch.from_numpy(prepare_embeddings(xb)).to(torch.bfloat16).to(torch.float32).numpy()
     run, _, total, _ = kernel_run(x, samples, block=64, chunk_pairs=5000, precision="bf16")
     exact = xb.astype(np.float64) @ xb.astype(np.float64).T * run.plan.scale
     got = exact[total.cap_i, total.cap_j]
-    assert np.abs(total.cap_x - got).max() <= engine_mod.gemm_error_bound(run.d) * run.plan.scale
+    assert np.abs(total.cap_x - got).max() <= gemm_error_bound(run.d) * run.plan.scale
 
 
 def test_tile_shapes_on_the_lattice():
@@ -407,8 +428,13 @@ def test_tile_shapes_on_the_lattice():
     x, samples = lattice_set(n=130, seed=3)
     outs = []
     for bm, bn in ((16, 16), (16, 32), (32, 16)):
-        run, fused, total, _ = kernel_run(x, samples, config=tk.TileConfig(bm, bn, 32, 4, 1) if DEVICE == "cpu"
-                                          else tk.TileConfig(max(bm, 64), max(bn, 64), 32, 4, 2))
+        run, fused, total, _ = kernel_run(
+            x,
+            samples,
+            config=tk.TileConfig(bm, bn, 32, 4, 1)
+            if DEVICE == "cpu"
+            else tk.TileConfig(max(bm, 64), max(bn, 64), 32, 4, 2),
+        )
         outs.append(total)
     for other in outs[1:]:
         for f in ("slots", "cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x"):
@@ -422,8 +448,8 @@ def test_capture_counter_is_64_bit():
     negative values, pass the capacity test and be written out of bounds. The counter and positions are
     int64: the count comes back exact and nothing is stored."""
     x, samples = lattice_set(n=50, seed=8)
-    run = engine_mod._Run(engine_mod.prepare_embeddings(x), samples, metric="cosine", bins=4096, block=50, top_k=0,
-                          fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
+    run = Planner(prepare_embeddings(x), samples, metric="cosine", bins=4096, block=50, top_k=0,
+                  fmr_targets=[1e-3], reference_sample=64, seed=0, max_capture=10**9)
     G, n = run.G, run.n
     run.set_capture(np.full((G, G), -np.inf), np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32))
     fused = tk.FusedPairs(torch, torch.from_numpy(run.emb).to(DEVICE), precision="fp32", capacity=2048)

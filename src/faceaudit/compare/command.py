@@ -14,23 +14,57 @@ __all__ = ["compare"]
 
 
 def compare(
-    embeddings: Annotated[Path, typer.Option(help="embedding file aligned to the samples: Parquet (sample_id + embedding list), NPY or NPZ")],
+    embeddings: Annotated[
+        Path,
+        typer.Option(
+            help="embedding file aligned to the samples: Parquet (sample_id + embedding list), NPY or NPZ"
+        ),
+    ],
     samples: Annotated[Path, typer.Option(help="sample table: sample_id, subject_id, attribute columns")],
     out: Annotated[Path, typer.Option(help="where to write the distributions (.fadist)")],
-    group: Annotated[list[str], typer.Option("--group", help="attribute column to break results down by (repeat)")] = [],  # noqa: B006
-    backend: Annotated[str, typer.Option(help="auto | numpy | torch | dask (auto: torch when it sees a GPU, else numpy)")] = "auto",
-    metric: Annotated[str, typer.Option(help="cosine (unit-norm embeddings) or euclidean (scores are negated distances)")] = "cosine",
-    normalize: Annotated[bool, typer.Option("--normalize", help="scale embeddings to unit norm instead of refusing non-normalised ones")] = False,
-    fmr: Annotated[list[float], typer.Option("--fmr", help="target FMR whose threshold must be exact (repeat); default 1e-3, 1e-4, 1e-5")] = [],  # noqa: B006
+    group: Annotated[
+        list[str], typer.Option("--group", help="attribute column to break results down by (repeat)")
+    ] = [],  # noqa: B006
+    backend: Annotated[
+        str, typer.Option(help="auto | numpy | torch | dask (auto: torch when it sees a GPU, else numpy)")
+    ] = "auto",
+    metric: Annotated[
+        str, typer.Option(help="cosine (unit-norm embeddings) or euclidean (scores are negated distances)")
+    ] = "cosine",
+    normalize: Annotated[
+        bool,
+        typer.Option(
+            "--normalize", help="scale embeddings to unit norm instead of refusing non-normalised ones"
+        ),
+    ] = False,
+    fmr: Annotated[
+        list[float],
+        typer.Option(
+            "--fmr", help="target FMR whose threshold must be exact (repeat); default 1e-3, 1e-4, 1e-5"
+        ),
+    ] = [],  # noqa: B006
     bins: Annotated[int, typer.Option(help="histogram bins per group pair over the score range")] = 4096,
     block: Annotated[int, typer.Option(help="block side of the all-pairs schedule")] = 1024,
-    top_k: Annotated[int, typer.Option(help="non-mated scores kept per probe for 1:N (the tail model uses 20)")] = 20,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 (torch only: scores move by up to ~8e-3, typically ~1e-3)")] = "fp32",
-    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda:0 (default: cuda when present)")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="dask scheduler address (default: a LocalCluster)")] = None,
+    top_k: Annotated[
+        int, typer.Option(help="non-mated scores kept per probe for 1:N (the tail model uses 20)")
+    ] = 20,
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 (torch only: scores move by up to ~8e-3, typically ~1e-3)")
+    ] = "fp32",
+    device: Annotated[
+        str | None, typer.Option(help="torch device, e.g. cuda:0 (default: cuda when present)")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="dask scheduler address (default: a LocalCluster)")
+    ] = None,
     workers: Annotated[int, typer.Option(help="LocalCluster workers for --backend dask")] = 2,
-    checkpoint: Annotated[Path | None, typer.Option(help="checkpoint folder (default: OUT.ckpt, removed on success)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its checkpoints (bit-identical result)")] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="checkpoint folder (default: OUT.ckpt, removed on success)")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="continue a killed run from its checkpoints (bit-identical result)"),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
     """Compare every pair of an evaluation set's embeddings into score distributions."""
@@ -38,7 +72,7 @@ def compare(
 
     from faceaudit.compare.engine import compare_embeddings
     from faceaudit.compare.io import read_embeddings
-    from faceaudit.compare.store import save_distributions
+    from faceaudit.compare.store import save_distributions, sidecar_path
     from faceaudit.data.tables import file_sha256, read_sample_table
     from faceaudit.errors import FaceAuditError
 
@@ -59,7 +93,12 @@ def compare(
     if checkpoint is None:
         shutil.rmtree(ckpt, ignore_errors=True)
     n = index.n_samples
-    err.print(f"wrote {out}: {n * (n - 1) // 2:,} pairs ({dist.n_mated:,} mated, {dist.n_nonmated:,} non-mated), "
-              f"tail of {dist.tail_score.size:,} scores (per-cell cutoffs {float(dist.tail_cutoff.min()):.6g} to "
-              f"{float(dist.tail_cutoff.max()):.6g}), "
-              f"{dist.meta['timing_s']['total']:.2f} s on {dist.meta['device']}")
+    err.print(
+        f"wrote {out}: {n * (n - 1) // 2:,} pairs ({dist.n_mated:,} mated, {dist.n_nonmated:,} non-mated), "
+        f"tail of {dist.tail_score.size:,} scores (per-cell cutoffs {float(dist.tail_cutoff.min()):.6g} to "
+        f"{float(dist.tail_cutoff.max()):.6g}), "
+        f"{dist.meta['run']['timing_s']['total']:.2f} s on {dist.meta['run']['device']} "
+        f"(run details: {sidecar_path(out).name})",
+        markup=False,
+        highlight=False,
+    )

@@ -12,6 +12,9 @@ __all__ = [
     "NotNormalizedError",
     "EmbeddingAlignmentError",
     "CheckpointError",
+    "DistributionsFileError",
+    "EmbeddingFileError",
+    "SchedulerUnreachableError",
     "SampleTableError",
 ]
 
@@ -33,7 +36,8 @@ class ZeroEmbeddingError(EmbeddingError):
 
 
 class NotNormalizedError(EmbeddingError):
-    """Cosine similarity needs unit-norm embeddings; pass ``normalize=True`` (``--normalize``) to scale them."""
+    """Cosine similarity needs unit-norm embeddings; pass ``normalize=True`` (``--normalize``) to scale
+    them."""
 
 
 class EmbeddingAlignmentError(EmbeddingError):
@@ -41,4 +45,18 @@ class EmbeddingAlignmentError(EmbeddingError):
 
 
 class CheckpointError(InputError):
-    """A checkpoint folder belongs to another run (other data or settings) or is damaged."""
+    """A checkpoint folder belongs to another run (other data or settings) or is damaged (the message
+    says how to restart: delete the folder, or run without resume)."""
+
+
+class DistributionsFileError(InputError):
+    """A ``.fadist`` file is empty, truncated, corrupted (its content digest does not match) or not a
+    faceaudit distributions file."""
+
+
+class EmbeddingFileError(EmbeddingError):
+    """An embedding file cannot be read: truncated, not the format its name says, or of the wrong type."""
+
+
+class SchedulerUnreachableError(InputError):
+    """``--backend dask --scheduler ADDRESS``: no scheduler answers at the address within the timeout."""

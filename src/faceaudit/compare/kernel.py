@@ -15,10 +15,15 @@ power of two), ``floor`` is exact, and the integer offsets added afterwards are 
 the slot count stays below 2**24. This is :func:`faceaudit.scores.bin_index` without its correction
 steps, and provably equal to it; scores outside ``[-1, 1)`` land in guard slots folded into the
 open-ended outer bins at the end. Other metrics or edges use ``bin_index`` itself (slower).
+
+The host functions every backend may share live here too (a chunk of blocks, the exact rescan, the
+pre-pass scores, the float32 error bound), so that a backend module imports this kernel and the plan,
+never another backend or the engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +119,9 @@ class BlockPartial:
                 slots += p.slots
         cat = {f: np.concatenate([getattr(p, f) for p in parts])
                for f in ("cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x")}
-        return cls(slots=slots, pairs=sum(p.pairs for p in parts), blocks=sum((p.blocks for p in parts), ()), **cat)
+        return cls(
+            slots=slots, pairs=sum(p.pairs for p in parts), blocks=sum((p.blocks for p in parts), ()), **cat
+        )
 
     def __add__(self, other: BlockPartial) -> BlockPartial:
         return BlockPartial(
@@ -136,9 +143,17 @@ class BlockPartial:
 
     @classmethod
     def from_arrays(cls, a) -> BlockPartial:
-        return cls(slots=a["slots"], pairs=int(a["pairs"]), cap_i=a["cap_i"], cap_j=a["cap_j"], cap_x=a["cap_x"],
-                   gen_i=a["gen_i"], gen_j=a["gen_j"], gen_x=a["gen_x"],
-                   blocks=tuple(int(b) for b in a["blocks"]))
+        return cls(
+            slots=a["slots"],
+            pairs=int(a["pairs"]),
+            cap_i=a["cap_i"],
+            cap_j=a["cap_j"],
+            cap_x=a["cap_x"],
+            gen_i=a["gen_i"],
+            gen_j=a["gen_j"],
+            gen_x=a["gen_x"],
+            blocks=tuple(int(b) for b in a["blocks"]),
+        )
 
 
 _TRIL_CACHE: dict[int, np.ndarray] = {}
@@ -244,3 +259,111 @@ def _slot_index(plan: BlockPlan, x: np.ndarray, r0: int, c0: int) -> np.ndarray:
         idx += plan.row_offset[r0 : r0 + nr, None]
         idx += plan.col_offset[None, c0 : c0 + nc]
     return idx
+
+
+def gemm_error_bound(d: int, precision: str = "fp32") -> float:
+    """Bound on |score difference| between two float32 GEMMs of unit vectors, any summation order.
+
+    Higham's gamma_d = d u / (1 - d u) bounds each against the exact dot product; two of them differ
+    by at most twice that. bf16 inputs are rounded the same way in both, so u stays float32's.
+    """
+    u = 2.0**-24
+    return 2.0 * d * u / (1.0 - d * u) + 1e-7
+
+
+def host_sample_scores(emb: np.ndarray, rows: np.ndarray, refs: np.ndarray, metric: str) -> np.ndarray:
+    """Pre-pass scores (float64) of ``rows`` against ``refs`` on the host: a float32 GEMM."""
+    a, b = emb[rows], emb[refs]
+    x = (a @ b.T).astype(np.float64)
+    if metric == "euclidean":
+        sa = (a.astype(np.float64) ** 2).sum(1)
+        sb = (b.astype(np.float64) ** 2).sum(1)
+        x = -np.sqrt(np.maximum(sa[:, None] + sb[None, :] - 2.0 * x, 0.0))
+    return x
+
+
+def scaled_references(emb: np.ndarray, plan: BlockPlan) -> np.ndarray:
+    """The reference-side rows pre-multiplied by ``scale`` (a power of two: exact)."""
+    return emb if plan.scale == 1.0 else emb * np.float32(plan.scale)
+
+
+def numpy_chunk(plan: BlockPlan, emb: np.ndarray, emb_scaled: np.ndarray,
+                blocks: Sequence[tuple[int, int]]) -> BlockPartial:
+    """Sum of the partial results of some blocks (numpy): the unit of work of threads and Dask tasks."""
+    b = plan.block
+    # numpy calls BLAS only for aligned arrays (else its own loop, another summation order): arrays
+    # deserialised on a Dask worker can be misaligned, and bit-identity needs the same GEMM everywhere
+    emb, emb_scaled = np.require(emb, requirements="AC"), np.require(emb_scaled, requirements="AC")
+    slots = np.zeros(plan.n_slots, np.int64)
+    parts = []
+    for bi, bj in blocks:
+        x = numpy_block_scores(plan, emb[bi * b : (bi + 1) * b], emb_scaled[bj * b : (bj + 1) * b],
+                               bi * b, bj * b)
+        part = process_block(plan, x, bi, bj)
+        del x
+        slots += part.slots
+        part.slots = None  # summed here: no block keeps its own copy of the counts
+        parts.append(part)
+    return BlockPartial.sum(parts, plan.n_slots, slots=slots)
+
+
+def numpy_cell_max_below(
+    plan: BlockPlan,
+    emb: np.ndarray,
+    emb_scaled: np.ndarray,
+    blocks: Sequence[tuple[int, int]],
+    level_x: np.ndarray,
+    cells: np.ndarray,
+) -> np.ndarray:
+    """(G*G,) largest non-mated x < level_x[cell] per wanted cell over some blocks (exact rescan, rare)."""
+    b = plan.block
+    emb, emb_scaled = np.require(emb, requirements="AC"), np.require(emb_scaled, requirements="AC")
+
+    def block_x(bi: int, bj: int) -> np.ndarray:
+        return numpy_block_scores(plan, emb[bi * b : (bi + 1) * b], emb_scaled[bj * b : (bj + 1) * b],
+                                  bi * b, bj * b)
+
+    return cell_max_below_of(plan, block_x, blocks, level_x, cells)
+
+
+def cell_max_below_of(
+    plan: BlockPlan,
+    block_x: Callable[[int, int], np.ndarray],
+    blocks: Sequence[tuple[int, int]],
+    level_x: np.ndarray,
+    cells: np.ndarray,
+) -> np.ndarray:
+    """The rescan: per wanted cell (a (G*G,) mask), the largest non-mated x below its level (float64
+    comparisons: the level is exact, not rounded to float32)."""
+    b, G = plan.block, plan.n_groups
+    out = np.full(G * G, -np.inf)
+    g = plan.group
+    level_x = np.asarray(level_x, np.float64).reshape(-1)
+    wanted = np.asarray(cells, bool).reshape(-1)
+    for bi, bj in blocks:
+        r0, c0 = bi * b, bj * b
+        gr, gc = g[r0 : r0 + b], g[c0 : c0 + b]
+        here = np.zeros((G, G), bool)
+        here[np.unique(gr)[:, None], np.unique(gc)[None, :]] = True
+        todo = np.flatnonzero(wanted & here.reshape(-1))
+        if not todo.size:
+            continue
+        x = block_x(bi, bj)
+        _exclude_in_rescan(plan, x, bi, bj)
+        nr, nc = x.shape
+        cell = gr[:nr, None] * G + gc[None, :nc]
+        for c in todo.tolist():
+            m = (cell == c) & (x < np.float64(level_x[c]))
+            if m.any():
+                out[c] = max(out[c], float(x[m].max()))
+    return out
+
+
+def _exclude_in_rescan(plan: BlockPlan, x: np.ndarray, bi: int, bj: int) -> None:
+    """Mated pairs and i >= j of a block's x set to -inf (in place)."""
+    r0, c0 = bi * plan.block, bj * plan.block
+    nr, nc = x.shape
+    mi, mj = plan.mated_in(bi, bj)
+    x[mi - r0, mj - c0] = -np.inf
+    if bi == bj:
+        x[np.tril(np.ones((nr, nc), bool))] = -np.inf

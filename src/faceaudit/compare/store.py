@@ -4,10 +4,19 @@ Every array is stored as is (no pickle; ``allow_pickle=False`` on load); the sam
 exclusions, the meta (provenance: embedding file sha256, model information, settings, faceaudit
 version) and the format version go into a JSON string member ``__json__``. A load gives back a
 ScoreDistributions equal (``==``) to the saved one, with its probe summary when it had one.
+
+Integrity and determinism (format ``/3``). The archive carries a content digest (member ``__digest__``,
+:data:`faceaudit.compare.npzfile.DIGEST_RULE`) checked on every load: an empty, truncated, bit-flipped
+or foreign file is a :class:`~faceaudit.compare.errors.DistributionsFileError`, never a traceback or a
+wrong load. The same distributions give the same bytes: the archive's time stamps are fixed, and what
+differs between two runs of the same comparison (wall times, the device, the host) is not in the file
+but in a sidecar JSON next to it, ``<file>.run.json`` (from ``meta["run"]``), which names the file's
+SHA-256 and content digest it belongs to.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -17,17 +26,28 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from faceaudit.compare.errors import DistributionsFileError
+from faceaudit.compare.npzfile import DIGEST_MEMBER, DIGEST_RULE, NpzDamaged, read_npz, write_npz
 from faceaudit.compare.summary import ProbeSummary
 from faceaudit.errors import InputError
 from faceaudit.scores import SampleIndex, ScoreDistributions
 
-__all__ = ["save_distributions", "load_distributions", "FORMAT"]
+__all__ = ["save_distributions", "load_distributions", "sidecar_path", "FORMAT", "RUN_META_KEY"]
 
-FORMAT = "faceaudit.fadist/2"
-#: formats this version reads: /1 stored one scalar tail cutoff (broadcast to every cell on load)
-READABLE = ("faceaudit.fadist/1", FORMAT)
-_ARRAYS = ("edges", "impostor_hist", "tail_cutoff", "tail_score", "tail_probe", "tail_reference", "below_max",
-           "genuine_score", "genuine_probe", "genuine_reference")
+FORMAT = "faceaudit.fadist/3"
+#: formats this version reads: /1 stored one scalar tail cutoff (broadcast to every cell on load); /1 and
+#: /2 carry no content digest (their ZIP members' CRC-32 is all that is checked)
+READABLE = ("faceaudit.fadist/1", "faceaudit.fadist/2", FORMAT)
+#: the key of ``meta`` whose content goes to the sidecar, not into the file
+RUN_META_KEY = "run"
+ARRAY_FIELDS = ("edges", "impostor_hist", "tail_cutoff", "tail_score", "tail_probe", "tail_reference",
+                "below_max", "genuine_score", "genuine_probe", "genuine_reference")
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the run details of the ``.fadist`` file ``path`` go: ``<path>.run.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".run.json")
 
 
 def _ids_array(values: np.ndarray) -> tuple[np.ndarray, str]:
@@ -51,10 +71,8 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def save_distributions(dist: ScoreDistributions, path: str | os.PathLike) -> Path:
-    """Write ``dist`` to ``path`` (atomically: a killed write leaves no half file)."""
-    path = Path(path)
-    arrays: dict[str, np.ndarray] = {a: np.asarray(getattr(dist, a)) for a in _ARRAYS}
+def _arrays_of(dist: ScoreDistributions) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {a: np.asarray(getattr(dist, a)) for a in ARRAY_FIELDS}
     s = dist.samples
     arrays["sample_ids"], sid_kind = _ids_array(s.sample_ids)
     arrays["subject_ids"], subj_kind = _ids_array(s.subject_ids)
@@ -63,12 +81,17 @@ def save_distributions(dist: ScoreDistributions, path: str | os.PathLike) -> Pat
     pairs = dist.impostor_subject_pairs
     if pairs is not None:
         pairs = sp.csr_array(pairs)
-        arrays["pairs_data"], arrays["pairs_indices"], arrays["pairs_indptr"] = pairs.data, pairs.indices, pairs.indptr
+        arrays["pairs_data"], arrays["pairs_indices"], arrays["pairs_indptr"] = (
+            pairs.data,
+            pairs.indices,
+            pairs.indptr,
+        )
     if dist.probe_summary is not None:
         for k, v in dist.probe_summary.to_arrays().items():
             arrays[f"summary_{k}"] = np.asarray(v)
     doc = {
         "format": FORMAT,
+        "digest": DIGEST_RULE,
         "design": dist.design,
         "exclusions": [[k, int(v)] for k, v in dist.exclusions.items()],
         "group_columns": list(s.group_columns),
@@ -76,32 +99,71 @@ def save_distributions(dist: ScoreDistributions, path: str | os.PathLike) -> Pat
         "sample_id_kind": sid_kind,
         "subject_id_kind": subj_kind,
         "pairs_shape": list(pairs.shape) if pairs is not None else None,
-        "meta": _jsonable(dist.meta),
+        "meta": _jsonable({k: v for k, v in dist.meta.items() if k != RUN_META_KEY}),
     }
-    arrays["__json__"] = np.asarray(json.dumps(doc))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
+    arrays["__json__"] = np.asarray(json.dumps(doc, sort_keys=True))
+    return arrays
+
+
+def save_distributions(dist: ScoreDistributions, path: str | os.PathLike) -> Path:
+    """Write ``dist`` to ``path`` (atomically: a killed write leaves no half file), deterministically.
+
+    ``dist.meta["run"]`` (run timings, device, host) goes to the sidecar :func:`sidecar_path`, with the
+    file's SHA-256 and content digest; without it, a stale sidecar of an earlier file is removed."""
+    path = Path(path)
+    digest = write_npz(path, _arrays_of(dist))
+    side = sidecar_path(path)
+    run = dist.meta.get(RUN_META_KEY)
+    if run is None:
+        side.unlink(missing_ok=True)
+        return path
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps({"fadist": path.name, "fadist_sha256": sha, "content_digest": digest,
+                               **_jsonable(run)}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, side)
     return path
 
 
+def _read_checked(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The archive's arrays and its JSON document, or a DistributionsFileError saying what is wrong."""
+    where = f"distribution file {str(path)!r}"
+    try:
+        a = read_npz(path, require_digest=False)
+    except NpzDamaged as exc:
+        raise DistributionsFileError(f"{where} cannot be used: {exc}") from None
+    if "__json__" not in a:
+        raise DistributionsFileError(f"{where} is not a faceaudit .fadist file (members: {sorted(a)[:8]})")
+    try:
+        doc = json.loads(str(a.pop("__json__")))
+    except ValueError as exc:
+        raise DistributionsFileError(f"{where} has an unreadable header: {exc}") from None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt not in READABLE:
+        raise DistributionsFileError(f"{where} has format {fmt!r}; this faceaudit reads {READABLE!r}")
+    if fmt == FORMAT and DIGEST_MEMBER not in a:
+        raise DistributionsFileError(f"{where} lacks its content digest (format {FORMAT} carries one)")
+    a.pop(DIGEST_MEMBER, None)
+    return a, doc
+
+
 def load_distributions(path: str | os.PathLike) -> ScoreDistributions:
-    """Read a ``.fadist`` file written by :func:`save_distributions`."""
+    """Read a ``.fadist`` file written by :func:`save_distributions` (its content digest checked)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"distribution file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise DistributionsFileError(f"{str(path)!r} is a folder, not a .fadist file")
+    a, doc = _read_checked(path)
     try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read distribution file {str(path)!r}: {exc}") from None
-    with z:
-        if "__json__" not in z.files:
-            raise InputError(f"{str(path)!r} is not a faceaudit .fadist file")
-        doc = json.loads(str(z["__json__"]))
-        if doc.get("format") not in READABLE:
-            raise InputError(f"{str(path)!r} has format {doc.get('format')!r}; this faceaudit reads {READABLE!r}")
-        a = {k: z[k] for k in z.files}
+        return _build(a, doc)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise DistributionsFileError(
+            f"distribution file {str(path)!r} is inconsistent ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
     G = len(doc["group_labels"])
     if "tail_cutoff" not in a:  # format /1: one cutoff for every cell
         a["tail_cutoff"] = np.full((G, G), float(doc["tail_cutoff"]))
@@ -120,11 +182,15 @@ def load_distributions(path: str | os.PathLike) -> ScoreDistributions:
     )
     pairs = None
     if doc["pairs_shape"] is not None:
-        pairs = sp.csr_array((a["pairs_data"], a["pairs_indices"], a["pairs_indptr"]), shape=tuple(doc["pairs_shape"]))
+        pairs = sp.csr_array(
+            (a["pairs_data"], a["pairs_indices"], a["pairs_indptr"]), shape=tuple(doc["pairs_shape"])
+        )
     summary = None
     if "summary_k" in a:
-        summary = ProbeSummary.from_arrays({k[len("summary_"):]: v for k, v in a.items() if k.startswith("summary_")})
+        summary = ProbeSummary.from_arrays(
+            {k[len("summary_") :]: v for k, v in a.items() if k.startswith("summary_")}
+        )
     return ScoreDistributions(
-        samples=samples, **{k: a[k] for k in _ARRAYS},
+        samples=samples, **{k: a[k] for k in ARRAY_FIELDS},
         exclusions=Counter({k: v for k, v in doc["exclusions"]}), impostor_subject_pairs=pairs,
         design=doc["design"], meta=doc["meta"], probe_summary=summary)

@@ -31,7 +31,7 @@ histogram + mated captures against n(n-1)/2.
 
 The per-probe 1:N summaries (top-k non-mated scores, best mate, rank of the first mate) are not
 computed in the kernel: every pair that can enter them is captured (``keep_sample``), and the engine
-builds them from the captures as for every backend (:func:`faceaudit.compare.engine._probe_summary`).
+builds them from the captures as for every backend (:func:`faceaudit.compare.summary.build_probe_summary`).
 The mated scores come back with their (i, j) and are put in the plan's order on the host. The
 engine's rare rescan for the largest score below a cell's tail (``cell_max_below``) runs in the kernel
 too (mode MAX_BELOW), so that it sees the main pass's own scores.
@@ -50,7 +50,7 @@ indices) is kept, as the numpy kernel masks the lower triangle.
 
 Scores. ``x = (a . b) * scale`` with a power-of-two scale is bit-identical to ``a . (scale * b)``
 (the numpy kernel's pre-scaled references) barring subnormal products. The float32 dot is another
-summation order than numpy's BLAS: scores agree within :func:`faceaudit.compare.engine.gemm_error_bound`,
+summation order than numpy's BLAS: scores agree within :func:`faceaudit.compare.kernel.gemm_error_bound`,
 not bit for bit, except where every partial sum is exact (the tests' lattice sets, where the
 histogram and the captures equal numpy's exactly). Binning is exact for the kernel's own scores
 (on the GPU ``floor`` flushes subnormal inputs to zero: a score within 1e-38 below 0 goes to the bin
@@ -88,7 +88,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from faceaudit.compare.kernel import BlockPartial, BlockPlan
+from faceaudit.compare.kernel import BlockPartial, BlockPlan, gemm_error_bound
 
 __all__ = ["FusedPairs", "GroupLayout", "TileConfig", "interpreting", "MAX_BINS", "supported_plan",
            "padded_pair_ratio"]
@@ -144,10 +144,33 @@ HIST_MASK = _histogram_has_mask()
 
 @triton.jit
 def _fused_pairs_kernel(
-    emb_ptr, row_idx_ptr, col_idx_ptr, label_ptr, keep_ptr, items_ptr, level_ptr,
-    hist_ptr, n_rep, rep_stride, cap_i_ptr, cap_j_ptr, cap_x_ptr, counter_ptr, capacity, cmax_ptr, scale,
-    D: tl.constexpr, NB: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    MODE: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr, SMEM_HIST: tl.constexpr, REORDER: tl.constexpr,
+    emb_ptr,
+    row_idx_ptr,
+    col_idx_ptr,
+    label_ptr,
+    keep_ptr,
+    items_ptr,
+    level_ptr,
+    hist_ptr,
+    n_rep,
+    rep_stride,
+    cap_i_ptr,
+    cap_j_ptr,
+    cap_x_ptr,
+    counter_ptr,
+    capacity,
+    cmax_ptr,
+    scale,
+    D: tl.constexpr,
+    NB: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+    MODE: tl.constexpr,
+    IEEE: tl.constexpr,
+    UPCAST: tl.constexpr,
+    SMEM_HIST: tl.constexpr,
+    REORDER: tl.constexpr,
     HMASK: tl.constexpr,
 ):
     # one work item: tiles [t0, t1) of a (row run, column run) rectangle of one cell, row-major
@@ -227,7 +250,9 @@ def _fused_pairs_kernel(
                 else:  # older Triton's tl.histogram is a warp-ballot loop over the bins: far too slow here
                     tl.atomic_add(hist_cell + lb, 1, mask=keep, sem="relaxed")
         else:
-            best = tl.maximum(best, tl.max(tl.max(tl.where(keep & (x < level), x, float("-inf")), axis=1), axis=0))
+            best = tl.maximum(
+                best, tl.max(tl.max(tl.where(keep & (x < level), x, float("-inf")), axis=1), axis=0)
+            )
     if MODE == 0:
         if SMEM_HIST:
             tl.atomic_add(hist_cell + tl.arange(0, NB), hacc, mask=hacc > 0, sem="relaxed")
@@ -257,8 +282,10 @@ def interpreter_problem(torch) -> str | None:
             ok = int(out[0]) == 9
             _INTERPRETER_PROBLEM.append(None if ok else "Triton's interpreter computed a wrong loop")
         except Exception as exc:
-            _INTERPRETER_PROBLEM.append(f"Triton {triton.__version__}'s interpreter cannot run the kernel's loops "
-                                        f"({type(exc).__name__}: {exc}); Triton 3.9's can")
+            _INTERPRETER_PROBLEM.append(
+                f"Triton {triton.__version__}'s interpreter cannot run the kernel's loops "
+                f"({type(exc).__name__}: {exc}); Triton 3.9's can"
+            )
     return _INTERPRETER_PROBLEM[0]
 
 
@@ -418,7 +445,8 @@ class _Launch:
 
 
 class FusedPairs:
-    """The fused kernel over an engine's plan, for :class:`~faceaudit.compare.torch_backend.TorchBackend`.
+    """The fused kernel over an engine's plan, for
+    :class:`~faceaudit.compare.backends.torch_backend.TorchBackend`.
 
     ``emb``: the (n, d) float32 rows as a torch tensor on its device (bf16 precision: values already
     rounded to bfloat16). A CUDA device runs the compiled kernel; a CPU device needs the interpreter.
@@ -434,8 +462,10 @@ class FusedPairs:
         self.cuda = self.device.type == "cuda"
         self.interpret = interpreting()
         if not self.cuda and not self.interpret:
-            raise RuntimeError("the fused Triton kernel needs a CUDA device, or TRITON_INTERPRET=1 set before "
-                               "triton is first imported (its interpreter, on the CPU)")
+            raise RuntimeError(
+                "the fused Triton kernel needs a CUDA device, or TRITON_INTERPRET=1 set before "
+                "triton is first imported (its interpreter, on the CPU)"
+            )
         if self.interpret and interpreter_problem(torch) is not None:
             raise RuntimeError(interpreter_problem(torch))
         if precision not in ("fp32", "bf16"):
@@ -472,8 +502,11 @@ class FusedPairs:
         """What the kernel's scores depend on besides the inputs (their summation order): the precision,
         tile configuration, Triton version and GPU architecture. For checkpoint keys and ``meta``."""
         c = self.config
-        return (f"triton {triton.__version__}; {self.precision}; tiles {c.bm}x{c.bn}x{c.bk}, {c.num_warps} warps, "
-                f"{c.num_stages} stages; {self.gpu}")
+        return (
+            f"triton {triton.__version__}; {self.precision}; tiles {c.bm}x{c.bn}x{c.bk}, {c.num_warps} "
+            f"warps, "
+            f"{c.num_stages} stages; {self.gpu}"
+        )
 
     def describe(self) -> dict:
         """The kernel's settings, for ``meta``."""
@@ -501,7 +534,13 @@ class FusedPairs:
             emb[real, : self.d] = self.emb32[index[real]].to(dtype)
             row_idx = torch.where(real, index, torch.full_like(index, _I32_MAX)).to(torch.int32)
             col_idx = torch.where(real, index, torch.full_like(index, -1)).to(torch.int32)
-            self._layouts[key] = (lay, emb, row_idx, col_idx, plan.group)  # the group is held: its id is not reused
+            self._layouts[key] = (
+                lay,
+                emb,
+                row_idx,
+                col_idx,
+                plan.group,
+            )  # the group is held: its id is not reused
         return self._layouts[key][:4]
 
     def _plan_arrays(self, plan: BlockPlan):
@@ -513,7 +552,9 @@ class FusedPairs:
             lay = self._layout(plan)[0]
             label = np.arange(plan.n, dtype=np.int64)
             if plan.mated_i.size:
-                np.minimum.at(label, plan.mated_j, plan.mated_i)  # i < j: a subject's first sample pairs with all
+                np.minimum.at(
+                    label, plan.mated_j, plan.mated_i
+                )  # i < j: a subject's first sample pairs with all
             idx = lay.index
             real = idx >= 0
             lab = np.full(lay.size, -1, np.int32)
@@ -521,9 +562,13 @@ class FusedPairs:
             keep = np.full(lay.size, np.inf, np.float32)
             keep[real] = plan.keep_sample[idx[real]]
             dev = self.device
-            self._plans[key] = ((plan, plan.keep_sample, plan.keep_cell), label, torch.from_numpy(lab).to(dev),
-                                torch.from_numpy(keep).to(dev),
-                                torch.from_numpy(np.ascontiguousarray(plan.keep_cell, np.float32)).to(dev))
+            self._plans[key] = (
+                (plan, plan.keep_sample, plan.keep_cell),
+                label,
+                torch.from_numpy(lab).to(dev),
+                torch.from_numpy(keep).to(dev),
+                torch.from_numpy(np.ascontiguousarray(plan.keep_cell, np.float32)).to(dev),
+            )
         return self._plans[key][1:]
 
     # ----- launches ----------------------------------------------------------------------------------
@@ -557,11 +602,36 @@ class FusedPairs:
             kw = {} if self.interpret else {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
             n_rep, stride = launch.hist.shape
             _fused_pairs_kernel[(n_items,)](
-                emb, row_idx, col_idx, label, keep, launch.items, level,
-                launch.hist, n_rep, stride, cap_i, cap_j, cap_x, launch.counter, launch.capacity, cmax,
-                float(plan.scale), D=self.d_pad, NB=plan.n_bins, BM=cfg.bm, BN=cfg.bn, BK=cfg.bk,
-                MODE=launch.mode, IEEE=self.precision == "fp32", UPCAST=self.interpret and self.precision == "bf16",
-                SMEM_HIST=self.smem_histogram, REORDER=_REORDER and not self.interpret, HMASK=HIST_MASK, **kw)
+                emb,
+                row_idx,
+                col_idx,
+                label,
+                keep,
+                launch.items,
+                level,
+                launch.hist,
+                n_rep,
+                stride,
+                cap_i,
+                cap_j,
+                cap_x,
+                launch.counter,
+                launch.capacity,
+                cmax,
+                float(plan.scale),
+                D=self.d_pad,
+                NB=plan.n_bins,
+                BM=cfg.bm,
+                BN=cfg.bn,
+                BK=cfg.bk,
+                MODE=launch.mode,
+                IEEE=self.precision == "fp32",
+                UPCAST=self.interpret and self.precision == "bf16",
+                SMEM_HIST=self.smem_histogram,
+                REORDER=_REORDER and not self.interpret,
+                HMASK=HIST_MASK,
+                **kw,
+            )
             self.launches += 1
         if self.cuda:
             launch.event = torch.cuda.Event()
@@ -569,8 +639,11 @@ class FusedPairs:
 
     def _buffers(self, capacity: int):
         torch, dev = self.torch, self.device
-        return (torch.empty(capacity, dtype=torch.int32, device=dev), torch.empty(capacity, dtype=torch.int32, device=dev),
-                torch.empty(capacity, dtype=torch.float32, device=dev))
+        return (
+            torch.empty(capacity, dtype=torch.int32, device=dev),
+            torch.empty(capacity, dtype=torch.int32, device=dev),
+            torch.empty(capacity, dtype=torch.float32, device=dev),
+        )
 
     def _counter(self):
         """A launch's capture counter: int64, so that it cannot wrap (see the kernel)."""
@@ -584,7 +657,9 @@ class FusedPairs:
         n_mated = sum(plan.mated_in(bi, bj)[0].size for bi, bj in blocks) if mode == MAIN else 0
         capacity = _room(max(self.capacity, n_mated + n_mated // 4 + 1024))
         hist = self._histograms(plan, items_host.numpy() if mode == MAIN else None)
-        return _Launch(key, barr, mode, items, items_host, hist, self._buffers(capacity), self._counter(), capacity)
+        return _Launch(
+            key, barr, mode, items, items_host, hist, self._buffers(capacity), self._counter(), capacity
+        )
 
     def submit(self, plan: BlockPlan, key: int, blocks: Sequence[tuple[int, int]]) -> _Launch:
         """Start one chunk (asynchronously on a GPU)."""
@@ -606,7 +681,9 @@ class FusedPairs:
         while np.bincount(np.arange(items.shape[0]) % n_rep, weights=pairs).max() >= 2**31 - 1:
             n_rep *= 2
         if n_rep * stride >= 2**31:
-            raise ValueError("too many pairs in one chunk for the fused kernel's 32-bit counters: lower chunk_pairs")
+            raise ValueError(
+                "too many pairs in one chunk for the fused kernel's 32-bit counters: lower chunk_pairs"
+            )
         return torch.zeros((n_rep, stride), dtype=torch.int32, device=self.device)
 
     def _fetch(self, launch: _Launch, count: int | None = None):
@@ -615,7 +692,11 @@ class FusedPairs:
         torch = self.torch
         if not self.cuda:
             n = int(launch.counter.item()) if count is None else count
-            return n, [t[: min(n, launch.capacity)].numpy() for t in launch.cap], launch.hist.sum(0, dtype=torch.int64).numpy()
+            return (
+                n,
+                [t[: min(n, launch.capacity)].numpy() for t in launch.cap],
+                launch.hist.sum(0, dtype=torch.int64).numpy(),
+            )
         launch.event.synchronize()
         with torch.cuda.stream(self._copy_stream):
             n = int(launch.counter.item()) if count is None else count
@@ -670,7 +751,9 @@ class FusedPairs:
         wi = np.concatenate([w[0] for w in want]) if want else np.empty(0, np.int64)
         wj = np.concatenate([w[1] for w in want]) if want else np.empty(0, np.int64)
         if not (np.array_equal(wi, gi) and np.array_equal(wj, gj)):
-            raise AssertionError(f"the fused kernel returned {gi.size} mated pairs, the plan has {wi.size} in these blocks")
+            raise AssertionError(
+                f"the fused kernel returned {gi.size} mated pairs, the plan has {wi.size} in these blocks"
+            )
         pairs, visited = 0, 0
         for bi, bj in blocks:
             nr = min(b, plan.n - bi * b)
@@ -733,7 +816,6 @@ class FusedPairs:
         the float32 bound of float64 dot products of the same inputs; the capture-only pass captures the
         same pairs and scores; the rescan finds each cell's largest score. Raises on any failure (an
         exception of the compiler or the launch, or ``AssertionError``); returns a one-line summary."""
-        from faceaudit.compare.engine import gemm_error_bound
         from faceaudit.scores import bin_index
 
         m = int(min(plan.n, self.PROBE_SAMPLES if m is None else m))
@@ -772,11 +854,17 @@ class FusedPairs:
             exact = np.einsum("ij,ij->i", e[np.r_[ci, part.gen_i]], e[np.r_[cj, part.gen_j]]) * plan.scale
             err = float(np.abs(np.r_[cx, part.gen_x].astype(np.float64) - exact).max()) if exact.size else 0.0
             bound = gemm_error_bound(self.d) * plan.scale
-            check(err <= bound, f"a score is {err:.3g} off its float64 value, more than the bound {bound:.3g}")
+            check(
+                err <= bound, f"a score is {err:.3g} off its float64 value, more than the bound {bound:.3g}"
+            )
             tail_plan = replace(tiny, tail_only=True)
             tail = self.collect(tail_plan, self.submit(tail_plan, 0, [(0, 0)]))
-            check(np.array_equal(tail.cap_i, ci) and np.array_equal(tail.cap_j, cj) and np.array_equal(tail.cap_x, cx),
-                  "the capture-only pass captured other pairs or scores than the main pass")
+            check(
+                np.array_equal(tail.cap_i, ci)
+                and np.array_equal(tail.cap_j, cj)
+                and np.array_equal(tail.cap_x, cx),
+                "the capture-only pass captured other pairs or scores than the main pass",
+            )
             got = self.cell_max_below(tiny, [(0, 0)], np.full(G * G, np.inf), np.ones(G * G, bool))
             want = np.full(G * G, -np.inf)
             np.maximum.at(want, g[ci] * G + g[cj], cx.astype(np.float64))

@@ -12,16 +12,16 @@ exact for the bf16 scores and says so in ``meta['settings']['precision']``.
 Two kernels. ``torch``: the numpy kernel's histogram pass, op for op: floor of the pre-scaled GEMM
 output, integer slot offsets, one bincount per block; only the per-block counts and the few captured
 scores come back to the host (the reference the fused kernel must match). ``triton``: the fused
-GEMM + histogram + capture kernel of :mod:`faceaudit.compare.triton_kernel` (no score matrix in
+GEMM + histogram + capture kernel of :mod:`faceaudit.compare.backends.triton_kernel` (no score matrix in
 global memory), for cosine scores with power-of-two bins up to 8,192 (other plans take the torch
 kernels). The choice: ``kernel=`` or the environment variable ``FACEAUDIT_TORCH_KERNEL`` (``auto``,
 ``triton``, ``torch``). ``triton`` forces the fused kernel (on the CPU: Triton's interpreter, which needs
 ``TRITON_INTERPRET=1`` before triton is imported; tests). ``auto`` takes it on CUDA only, per plan
 (:func:`choose_kernel`, a pure function): when the plan is supported, when its padding costs little
 (the fused kernel pads each group's samples in a block to a multiple of its tile side, 64 or 128:
-:func:`~faceaudit.compare.triton_kernel.padded_pair_ratio` <= :data:`MAX_PADDING`; at the command's
+:func:`~faceaudit.compare.backends.triton_kernel.padded_pair_ratio` <= :data:`MAX_PADDING`; at the command's
 default block of 1,024 and 8 groups it is 2.15, so use large blocks, e.g. ``block=32768``,
-``chunk_pairs=2**33``), and when a probe (:meth:`~faceaudit.compare.triton_kernel.FusedPairs.probe`:
+``chunk_pairs=2**33``), and when a probe (:meth:`~faceaudit.compare.backends.triton_kernel.FusedPairs.probe`:
 compile, launch and check every mode on a few samples) passes; else the torch kernels, and
 ``meta['device']`` says why. :meth:`TorchBackend.prepare` makes that choice before the checkpoint key is
 taken, so that :attr:`TorchBackend.score_identity` names the kernel that computes the scores (with the
@@ -34,23 +34,36 @@ import os
 
 import numpy as np
 
-from faceaudit.compare.kernel import BlockPartial, BlockPlan, keep_captures, process_block
+from faceaudit.compare.backends.base import BackendOptions, Capabilities
+from faceaudit.compare.kernel import BlockPartial, BlockPlan, cell_max_below_of, keep_captures, process_block
 from faceaudit.errors import InputError
 
-__all__ = ["TorchBackend", "KERNELS", "MAX_PADDING", "choose_kernel", "describe_score_identity"]
+__all__ = [
+    "TorchBackend",
+    "KERNELS",
+    "MAX_PADDING",
+    "CAPABILITIES",
+    "choose_kernel",
+    "describe_score_identity",
+    "create",
+]
 
 KERNELS = ("auto", "triton", "torch")
 #: ``kernel=auto`` takes the fused kernel only while its per-group padding makes it visit at most this
 #: many times the pairs of the torch kernels
 MAX_PADDING = 1.25
 
+CAPABILITIES = Capabilities(precisions=("fp32", "bf16"), device_kinds=("cpu", "cuda"), devices=True,
+                            fused_kernel=True, kernel_choice=True)
+
 
 def choose_kernel(requested: str, *, plan_problem: str | None, padding: float, block: int, n_groups: int,
                   tile: int, max_padding: float = MAX_PADDING) -> tuple[bool, str | None]:
     """Whether a plan runs on the fused kernel (True) or the torch kernels, and a note why (None: none
     needed), given that the fused kernel can run at all. ``requested``: ``auto`` or ``triton`` (forced);
-    ``plan_problem``: :func:`~faceaudit.compare.triton_kernel.supported_plan`'s answer; ``padding``: the
-    plan's :func:`~faceaudit.compare.triton_kernel.padded_pair_ratio` with ``tile``-row padding."""
+    ``plan_problem``: :func:`~faceaudit.compare.backends.triton_kernel.supported_plan`'s answer;
+    ``padding``: the
+    plan's :func:`~faceaudit.compare.backends.triton_kernel.padded_pair_ratio` with ``tile``-row padding."""
     if requested not in ("auto", "triton"):
         return False, None
     if plan_problem is not None:
@@ -59,8 +72,10 @@ def choose_kernel(requested: str, *, plan_problem: str | None, padding: float, b
             f"{n_groups} groups padded to multiples of {tile})")
     if padding > max_padding:
         if requested == "auto":
-            return False, (f"fused Triton kernel not used: its {cost}; auto takes it up to {max_padding:g}x. "
-                           "Larger blocks pad less (e.g. block 32768); FACEAUDIT_TORCH_KERNEL=triton forces it")
+            return False, (
+                f"fused Triton kernel not used: its {cost}; auto takes it up to {max_padding:g}x. "
+                "Larger blocks pad less (e.g. block 32768); FACEAUDIT_TORCH_KERNEL=triton forces it"
+            )
         return True, f"{cost}: larger blocks pad less (e.g. block 32768)"
     return True, None
 
@@ -69,8 +84,10 @@ def describe_score_identity(identity: str) -> str:
     """Which kernel a :attr:`TorchBackend.score_identity` (recorded in a checkpoint) stands for, and how
     to select it: for the message of a resume whose checkpoint another kernel wrote."""
     if "-auto[" in identity:  # before "-triton[", which it holds
-        return ("kernel=auto before its choice was recorded (FACEAUDIT_TORCH_KERNEL=auto, with the same Triton, "
-                f"GPU and block: {identity})")
+        return (
+            "kernel=auto before its choice was recorded (FACEAUDIT_TORCH_KERNEL=auto, with the same Triton, "
+            f"GPU and block: {identity})"
+        )
     if "-triton[" in identity:
         inner = identity.split("-triton[", 1)[1].rstrip("]")
         return f"the fused Triton kernel ({inner}; FACEAUDIT_TORCH_KERNEL=triton selects it)"
@@ -82,14 +99,18 @@ def describe_score_identity(identity: str) -> str:
 def _triton_status() -> str | None:
     """None when the fused Triton kernel module imports, else why not."""
     try:
-        import faceaudit.compare.triton_kernel  # noqa: F401
+        import faceaudit.compare.backends.triton_kernel  # noqa: F401
     except ImportError as exc:
         return f"triton is not importable ({exc})"
     return None
 
 
 class TorchBackend:
+    """Block GEMMs with torch (CUDA when present, else the CPU); the fused Triton kernel where it pays."""
+
     name = "torch"
+    capabilities = CAPABILITIES
+    threads = 1  # the pre-pass runs its GEMMs on the device, one row step at a time
 
     def __init__(self, emb: np.ndarray, *, precision: str = "fp32", device: str | None = None,
                  kernel: str | None = None, triton_options: dict | None = None) -> None:
@@ -119,26 +140,7 @@ class TorchBackend:
         if kernel not in KERNELS:
             raise InputError(f"unknown torch kernel {kernel!r}; use one of {KERNELS}")
         self.requested = kernel
-        self.fused = None
-        why = None
-        if kernel == "triton" or (kernel == "auto" and self.device.type == "cuda"):
-            why = _triton_status()
-            if why is None and kernel == "auto":
-                from faceaudit.compare.triton_kernel import interpreting
-
-                if interpreting():  # TRITON_INTERPRET=1 on a GPU machine: the interpreter is far slower
-                    why = "TRITON_INTERPRET=1 is set: auto takes the torch kernels"
-            if why is None:
-                from faceaudit.compare.triton_kernel import FusedPairs
-
-                try:
-                    self.fused = FusedPairs(torch, self.emb, precision=precision, **(triton_options or {}))
-                except Exception as exc:  # auto: any failure takes the torch kernels; triton: raised below
-                    why = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
-            if kernel == "triton" and self.fused is None:
-                raise InputError(f"the fused Triton kernel was asked for but cannot run: {why}")
-            if why is not None:
-                why = f"fused Triton kernel not used: {why}"
+        self.fused, why = self._fused_kernel(kernel, triton_options)
         self.kernel = "triton" if self.fused is not None else "torch"
         #: why the fused kernel is not used, or what it costs (None when there is nothing to say)
         self.kernel_note = why
@@ -152,6 +154,29 @@ class TorchBackend:
                                     f"torch {torch.__version__}")
         else:
             self._torch_identity = f"torch-cpu-{precision}"
+
+    def _fused_kernel(self, kernel: str, triton_options: dict | None):
+        """The fused kernel (or None) and why it is not used (None: nothing to say); ``triton`` that
+        cannot run is an error, ``auto`` takes the torch kernels."""
+        if not (kernel == "triton" or (kernel == "auto" and self.device.type == "cuda")):
+            return None, None
+        fused = None
+        why = _triton_status()
+        if why is None and kernel == "auto":
+            from faceaudit.compare.backends.triton_kernel import interpreting
+
+            if interpreting():  # TRITON_INTERPRET=1 on a GPU machine: the interpreter is far slower
+                why = "TRITON_INTERPRET=1 is set: auto takes the torch kernels"
+        if why is None:
+            from faceaudit.compare.backends.triton_kernel import FusedPairs
+
+            try:
+                fused = FusedPairs(self.torch, self.emb, precision=self.precision, **(triton_options or {}))
+            except Exception as exc:  # auto: any failure takes the torch kernels; triton: raised below
+                why = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+        if kernel == "triton" and fused is None:
+            raise InputError(f"the fused Triton kernel was asked for but cannot run: {why}")
+        return fused, (f"fused Triton kernel not used: {why}" if why is not None else None)
 
     @property
     def score_identity(self) -> str:
@@ -170,7 +195,8 @@ class TorchBackend:
                 return self._torch_identity
         if self.requested == "triton":
             return fused
-        return f"torch-{self.device.type}-{self.precision}-auto[{fused} | {self._torch_identity} | padding <= {MAX_PADDING:g}]"
+        rule = f"{fused} | {self._torch_identity} | padding <= {MAX_PADDING:g}"
+        return f"torch-{self.device.type}-{self.precision}-auto[{rule}]"
 
     @property
     def device_name(self) -> str:
@@ -202,7 +228,7 @@ class TorchBackend:
             return False
         key = (plan.block, id(plan.group))
         if key not in self._choices:
-            from faceaudit.compare.triton_kernel import padded_pair_ratio, supported_plan
+            from faceaudit.compare.backends.triton_kernel import padded_pair_ratio, supported_plan
 
             tile = self.fused.config.pad
             padding = padded_pair_ratio(plan.group, plan.n_groups, plan.block, tile)
@@ -228,9 +254,11 @@ class TorchBackend:
             try:
                 self.torch.cuda.synchronize(self.device)
             except Exception as exc:
-                raise RuntimeError(f"the fused Triton kernel's probe failed ({why}) and left the GPU unusable "
-                                   f"({type(exc).__name__}: {exc}); FACEAUDIT_TORCH_KERNEL=torch selects the "
-                                   "torch kernels") from exc
+                raise RuntimeError(
+                    f"the fused Triton kernel's probe failed ({why}) and left the GPU unusable "
+                    f"({type(exc).__name__}: {exc}); FACEAUDIT_TORCH_KERNEL=torch selects the "
+                    "torch kernels"
+                ) from exc
         return False, f"fused Triton kernel not used: its probe failed ({why})", f"failed: {why}"
 
     def _scaled_emb(self, scale: float):
@@ -305,9 +333,20 @@ class TorchBackend:
         pairs = nr * (nr - 1) // 2 if diag else nr * nc
         flat, cx = flat.cpu().numpy(), cx.cpu().numpy()  # the few candidates come back after the histogram
         ci, cj = (flat // nc + r0).astype(np.int64), (flat % nc + c0).astype(np.int64)
-        keep = keep_captures(plan, ci, cj, cx)  # the exact per-cell / per-sample filter, on the few candidates
-        return BlockPartial(slots.cpu().numpy().astype(np.int64), pairs, ci[keep], cj[keep], cx[keep],
-                            mi.astype(np.int64), mj.astype(np.int64), gen_x.cpu().numpy(), (plan.block_key(bi, bj),))
+        keep = keep_captures(
+            plan, ci, cj, cx
+        )  # the exact per-cell / per-sample filter, on the few candidates
+        return BlockPartial(
+            slots.cpu().numpy().astype(np.int64),
+            pairs,
+            ci[keep],
+            cj[keep],
+            cx[keep],
+            mi.astype(np.int64),
+            mj.astype(np.int64),
+            gen_x.cpu().numpy(),
+            (plan.block_key(bi, bj),),
+        )
 
     def _cap(self, plan: BlockPlan):
         key = ("cap", id(plan))
@@ -341,11 +380,16 @@ class TorchBackend:
     def cell_max_below(self, plan: BlockPlan, blocks, level_x: np.ndarray, cells: np.ndarray) -> np.ndarray:
         if self._use_fused(plan):  # the rescan must see the main pass's own scores
             return self.fused.cell_max_below(plan, blocks, level_x, cells)
-        from faceaudit.compare.engine import cell_max_below_of
-
-        return cell_max_below_of(plan, lambda bi, bj: self._x(plan, bi, bj).cpu().numpy(), blocks, level_x, cells)
+        return cell_max_below_of(
+            plan, lambda bi, bj: self._x(plan, bi, bj).cpu().numpy(), blocks, level_x, cells
+        )
 
     def close(self) -> None:
         self._scaled.clear()
         if self.fused is not None:
             self.fused.close()
+
+
+def create(emb: np.ndarray, options: BackendOptions) -> TorchBackend:
+    """The registry's factory."""
+    return TorchBackend(emb, precision=options.precision, device=options.device)

@@ -1,0 +1,219 @@
+"""Assembly: the chunks' partial results into one exact ScoreDistributions (and the probe summaries).
+
+After the main pass ``T`` (each cell's tail cutoff) is computed from the exact histogram. Where
+``T >= L`` (the cell's capture level) the cell's tail is its captured scores >= ``T`` and its
+``below_max`` the largest captured score in ``[L, T)``; a cell with scores below ``T`` but none captured
+there gets its ``below_max`` from an exact rescan of the blocks holding it. Cells whose estimate was too
+high (``T < L``) get a second, capture-only pass at a level below ``T``, over the blocks holding them.
+Either way the result is exact; the checks are not estimates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceaudit.build import required_tail_cutoff
+from faceaudit.compare.backends.base import Backend
+from faceaudit.compare.kernel import BlockPartial, BlockPlan
+from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
+from faceaudit.compare.summary import build_probe_summary, float_order
+from faceaudit.scores import ScoreDistributions, bin_index
+
+__all__ = ["assemble", "lower_level", "check_pair_counts"]
+
+#: chunk size of the second, capture-only pass
+SECOND_PASS_CHUNK_PAIRS = 1 << 25
+
+
+@dataclass
+class Captures:
+    """Captured non-mated pairs (i < j) in x units."""
+
+    i: np.ndarray
+    j: np.ndarray
+    x: np.ndarray
+
+
+def assemble(run: Planner, backend: Backend, parts: list[BlockPartial]) -> ScoreDistributions:
+    """The distributions and probe summaries of a run from its chunks' partial results (in order)."""
+    plan = run.plan
+    total = BlockPartial.sum(parts, plan.n_slots)
+    parts.clear()
+    hist = plan.slots_to_hist(total.slots)
+    check_pair_counts(run, total, hist)
+    with ThreadPoolExecutor(1) as pool:  # the per-probe summaries need none of the rest: alongside
+        summary = pool.submit(build_probe_summary, run.samples, run.top_k, run.topk_x, run.mate_x, total,
+                              plan.scale)
+        dist = assemble_tail(run, backend, total, hist)
+        dist.probe_summary = summary.result()
+    return dist
+
+
+def check_pair_counts(run: Planner, total: BlockPartial, hist: np.ndarray) -> None:
+    """Every pair once: visited pairs, histogram + mated, the excluded slot, every block once."""
+    n_gen = int(total.gen_x.size)
+    tril = sum(min(run.block, run.n - bi * run.block) * (min(run.block, run.n - bi * run.block) + 1) // 2
+               for bi, bj in run.blocks if bi == bj)
+    if (total.pairs != run.total_pairs or int(hist.sum()) + n_gen != run.total_pairs
+            or n_gen != run.plan.mated_i.size or int(total.slots[0]) != n_gen + tril
+            or len(set(total.blocks)) != len(run.blocks) or len(total.blocks) != len(run.blocks)):
+        raise AssertionError(
+            f"pair counts do not add up: visited {total.pairs}, histogram {int(hist.sum())} + mated {n_gen}, "
+            f"expected n(n-1)/2 = {run.total_pairs}")
+
+
+def assemble_tail(
+    run: Planner, backend: Backend, total: BlockPartial, hist: np.ndarray
+) -> ScoreDistributions:
+    """Genuine scores, per-cell cutoffs from the exact histogram, the tail and below_max of every cell."""
+    samples, G, scale = run.samples, run.G, run.plan.scale
+    gs, gp, gr = genuine_canonical(run, total)
+    T = _cutoffs(run, hist, gs, gp, gr)
+    level = run.cell_level.copy()
+    caps = Captures(total.cap_i, total.cap_j, total.cap_x)
+    passes = ["main"]
+    fail = T < level
+    if fail.any():
+        caps = _second_pass(run, backend, hist, T, level, fail, caps)
+        passes.append(f"capture below the required cutoff in {int(fail.sum())} cell(s), "
+                      f"{len(run.blocks_holding(fail))} block(s)")
+    g = samples.group_of_sample
+    cell = g[caps.i] * G + g[caps.j]
+    cs = caps.x.astype(np.float64)
+    cs /= scale
+    in_tail = cs >= T.reshape(-1)[cell]
+    below = np.full(G * G, -np.inf)
+    band = ~in_tail & (cs >= level.reshape(-1)[cell])
+    np.maximum.at(below, cell[band], cs[band])
+    del band
+    n_tail_cell = np.bincount(cell[in_tail], minlength=G * G)
+    missing = (hist.reshape(G * G, -1).sum(axis=1) - n_tail_cell > 0) & ~np.isfinite(below)
+    if missing.any():
+        # cells with scores below T but none captured in [level, T): their largest lies below level
+        got = backend.cell_max_below(run.plan, run.blocks_holding(missing.reshape(G, G)),
+                                     level.reshape(-1) * scale, missing)
+        below[missing] = got[missing] / scale
+        passes.append(f"rescan of {int(missing.sum())} cell(s) for the largest score below the tail")
+    tail_score, tail_probe, tail_ref = (
+        cs[in_tail],
+        caps.i[in_tail].astype(np.int64),
+        caps.j[in_tail].astype(np.int64),
+    )
+    del cs, cell, in_tail
+    o = np.lexsort((tail_ref, tail_probe, tail_score))  # the canonical order of ScoreDistributions
+    return ScoreDistributions(
+        samples=samples, edges=run.edges, impostor_hist=hist, tail_cutoff=T, tail_score=tail_score[o],
+        tail_probe=tail_probe[o], tail_reference=tail_ref[o], below_max=below.reshape(G, G), genuine_score=gs,
+        genuine_probe=gp, genuine_reference=gr, exclusions=Counter(), impostor_subject_pairs=None,
+        design="complete", meta=_tail_meta(run, level, passes))
+
+
+def _cutoffs(run: Planner, hist: np.ndarray, gs: np.ndarray, gp: np.ndarray, gr: np.ndarray) -> np.ndarray:
+    """Per cell, required_tail_cutoff of the complete histogram and the exact genuine scores."""
+    G = run.G
+    if not hist.sum():
+        return np.full((G, G), np.inf)
+    empty_i = np.empty(0, np.int64)
+    coarse = GenuineSorted(
+        samples=run.samples,
+        edges=run.edges,
+        impostor_hist=hist,
+        tail_cutoff=np.full((G, G), np.inf),
+        tail_score=np.empty(0),
+        tail_probe=empty_i,
+        tail_reference=empty_i,
+        below_max=np.full((G, G), -np.inf),
+        genuine_score=gs,
+        genuine_probe=gp,
+        genuine_reference=gr,
+        design="complete",
+    )
+    return required_tail_cutoff(coarse, run.targets, run.subsets)
+
+
+def _second_pass(run: Planner, backend: Backend, hist: np.ndarray, T: np.ndarray, level: np.ndarray,
+                 fail: np.ndarray, caps: Captures) -> Captures:
+    """The estimate was too high for the cells of ``fail``: capture them again, below T, from the exact
+    histogram (``level`` is lowered in place); the other cells keep their main-pass captures."""
+    G, plan = run.G, run.plan
+    for g, h in zip(*np.nonzero(fail)):
+        level[g, h] = lower_level(run.edges, hist[g, h], T[g, h])
+    arrays = run.capture_arrays(np.where(fail, level, np.inf), np.full(run.n, np.inf, np.float32))
+    second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
+    chunks = make_chunks(run.blocks_holding(fail), run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
+    extra = BlockPartial.sum(
+        [part for _, part in backend.run_chunks(second, chunks, list(range(len(chunks))))], plan.n_slots
+    )
+    g = run.samples.group_of_sample
+    old = ~fail.reshape(-1)[g[caps.i] * G + g[caps.j]]
+    return Captures(np.concatenate([caps.i[old], extra.cap_i]), np.concatenate([caps.j[old], extra.cap_j]),
+                    np.concatenate([caps.x[old], extra.cap_x]))
+
+
+def _tail_meta(run: Planner, level: np.ndarray, passes: list[str]) -> dict:
+    finite = level[np.isfinite(level)]
+    return {
+        "tail_cutoff_rule": "per cell: required_tail_cutoff of the complete histogram (every EER and "
+        "target-FMR threshold of every group subset containing the cell exact); tail captured in the "
+        "main pass",
+        "capture_level": [float(level.min()), float(level.max())] if level.size else [],
+        "capture_level_finite": [float(finite.min()), float(finite.max())] if finite.size else [],
+        "passes": passes,
+        "pairs": run.total_pairs,
+        "score_definition": f"float32 GEMM of {run.metric} rows"
+        + (", unit-normalised in float64" if run.metric == "cosine" else ""),
+    }
+
+
+def genuine_canonical(run: Planner, total: BlockPartial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mated scores, probes and references in the canonical order (score, probe, reference).
+
+    Each block returns its mated pairs in the plan's order (by block, then (i, j)); placed back in
+    (i, j) order, one stable sort by score gives the canonical order (no three-key lexsort)."""
+    plan = run.plan
+    keys = np.asarray(total.blocks, np.int64)
+    lo = np.searchsorted(plan.mated_key, keys, side="left")
+    lens = np.searchsorted(plan.mated_key, keys, side="right") - lo
+    pos = np.repeat(lo - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+    if not (
+        np.array_equal(plan.mated_i[pos], total.gen_i) and np.array_equal(plan.mated_j[pos], total.gen_j)
+    ):
+        raise AssertionError("mated pairs came back out of the plan's order")
+    m = pos.size
+    where = np.empty(m, np.int64)
+    where[pos] = np.arange(m)  # plan position -> position in the blocks' concatenation
+    x = np.empty(m, np.float32)
+    i = np.empty(m, np.int64)
+    j = np.empty(m, np.int64)
+    o = run.mated_order
+    x[o] = total.gen_x[where]
+    i[o] = plan.mated_i
+    j[o] = plan.mated_j
+    if m >= 2**32:
+        c = np.argsort(x, kind="stable")
+    else:  # (score, position in (i, j) order) packed in one uint64: one unstable (SIMD) sort
+        packed = (float_order(x).astype(np.uint64) << np.uint64(32)) | np.arange(m, dtype=np.uint64)
+        packed.sort()
+        c = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+        del packed
+    s = x[c].astype(np.float64)
+    s /= plan.scale
+    return s, i[c], j[c]
+
+
+def lower_level(edges: np.ndarray, hist: np.ndarray, T: float) -> float:
+    """An edge below T with at least a quarter more scores of the cell than above T (and 2 bins of margin)."""
+    if not np.isfinite(T):
+        return -np.inf
+    per_bin = hist.reshape(-1, hist.shape[-1]).sum(axis=0)
+    from_top = np.cumsum(per_bin[::-1])[::-1]
+    bT = int(bin_index(np.array([T]), edges)[0])
+    need = from_top[bT] + max(1, from_top[bT] // 4)
+    b = bT - 2
+    while b > 0 and from_top[b] < need:
+        b -= 1
+    return float(edges[b]) if b > 0 else -np.inf

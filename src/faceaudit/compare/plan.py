@@ -1,0 +1,236 @@
+"""The plan of one comparison run: bins, slots, blocks, chunks, mated pairs and capture levels.
+
+:class:`Planner` holds everything a run decides before any block is scored: the histogram edges and
+their dyadic fast path, the slot layout of the fused histogram (:class:`~faceaudit.compare.kernel.BlockPlan`),
+the block schedule of the upper triangle, the mated pairs in block order, and the capture levels the
+pre-pass (:mod:`faceaudit.compare.prepass`) sets. Backends read its ``plan``; the assembly reads the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from faceaudit.build import group_subsets
+from faceaudit.compare.kernel import BlockPlan, gemm_error_bound
+from faceaudit.scores import SampleIndex, ScoreDistributions, uniform_edges
+
+__all__ = ["Planner", "GenuineSorted", "make_chunks", "mated_pairs", "all_subsets", "f32_down",
+           "DEFAULT_BLOCK", "DEFAULT_CHUNK_PAIRS"]
+
+DEFAULT_BLOCK = 1024
+DEFAULT_CHUNK_PAIRS = 1 << 25
+
+
+def mated_pairs(samples: SampleIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, j), i < j, of one subject, sorted by i then j."""
+    subj = samples.subject_of_sample
+    order = np.argsort(subj, kind="stable")
+    s_sorted = subj[order]
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    ends = np.r_[starts[1:], s_sorted.size]
+    pi, pj = [], []
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        if b - a < 2:
+            continue
+        members = np.sort(order[a:b])
+        iu, ju = np.triu_indices(b - a, k=1)
+        pi.append(members[iu])
+        pj.append(members[ju])
+    if not pi:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    i = np.concatenate(pi).astype(np.int64)
+    j = np.concatenate(pj).astype(np.int64)
+    o = np.lexsort((j, i))
+    return i[o], j[o]
+
+
+def all_subsets(samples: SampleIndex) -> list[list[int]]:
+    """Group subsets of every grouping the audit may report (each non-empty set of columns)."""
+    cols = samples.group_columns
+    groupings = [c for r in range(1, len(cols) + 1) for c in combinations(cols, r)]
+    return list(group_subsets(samples, groupings).values())
+
+
+def f32_down(a: Any) -> np.ndarray:
+    """float32 values never above the float64 ones (a capture level rounded up would miss scores)."""
+    a = np.asarray(a, dtype=np.float64)
+    f = a.astype(np.float32)
+    up = f.astype(np.float64) > a
+    f[up] = np.nextafter(f[up], np.float32(-np.inf))
+    return f
+
+
+def make_chunks(blocks: list[tuple[int, int]], block: int, n: int,
+                chunk_pairs: int) -> list[list[tuple[int, int]]]:
+    """Consecutive blocks grouped into chunks of about ``chunk_pairs`` pairs (the unit of checkpoints)."""
+    out: list[list[tuple[int, int]]] = [[]]
+    acc = 0
+    for bi, bj in blocks:
+        nr = min(block, n - bi * block)
+        nc = min(block, n - bj * block)
+        if acc >= chunk_pairs and out[-1]:
+            out.append([])
+            acc = 0
+        out[-1].append((bi, bj))
+        acc += nr * nc
+    return out
+
+
+class GenuineSorted(ScoreDistributions):
+    """A ScoreDistributions whose genuine scores are sorted ascending: a group subset's genuine scores
+    are a masked view, no sort (``required_tail_cutoff`` asks for every subset's)."""
+
+    def genuine_scores(self, groups: Any = None) -> np.ndarray:
+        if groups is None:
+            return self.genuine_score
+        groups = sorted(set(groups))
+        cache = getattr(self, "by_group_order", None)
+        if cache is None:
+            gg = self.samples.group_of_sample[self.genuine_probe]
+            o = np.argsort(gg.astype(np.int16) if self.n_groups < 2**15 else gg, kind="stable")  # radix
+            starts = np.searchsorted(gg[o], np.arange(self.n_groups + 1))
+            cache = self.by_group_order = (gg, o, starts)
+        gg, o, starts = cache
+        if len(groups) == self.n_groups:
+            return self.genuine_score
+        if len(groups) == 1:  # the group's scores, still sorted (a stable order by group)
+            return self.genuine_score[o[starts[groups[0]] : starts[groups[0] + 1]]]
+        lut = np.zeros(self.n_groups, bool)
+        lut[groups] = True
+        return self.genuine_score[lut[gg]]
+
+
+def _binning(emb: np.ndarray, metric: str, bins: int) -> tuple[np.ndarray, bool, float]:
+    """Edges, whether the dyadic fast path applies, and the scale x = scale * score."""
+    if metric == "cosine":
+        edges = uniform_edges(-1.0, 1.0, bins)
+        fast = bins >= 2 and (bins & (bins - 1)) == 0
+        return edges, fast, float(bins // 2) if fast else 1.0
+    sq = (emb.astype(np.float64) ** 2).sum(axis=1)
+    top = float(2.0 * np.sqrt(sq.max())) * 1.001 + 1e-6
+    return uniform_edges(-top, 0.0, bins), False, 1.0
+
+
+class Planner:
+    """One comparison run's plan: the block plan backends read, the schedule, the capture levels.
+
+    Parameters are the run's settings (see :func:`faceaudit.compare.engine.compare_embeddings`); ``emb``
+    is the validated float32 matrix (:func:`faceaudit.compare.inputs.prepare_embeddings`)."""
+
+    def __init__(self, emb: np.ndarray, samples: SampleIndex, *, metric: str, bins: int, block: int,
+                 top_k: int, fmr_targets: Sequence[float], reference_sample: int, seed: int,
+                 max_capture: int) -> None:
+        self.emb = emb
+        self.samples = samples
+        self.n, self.d = emb.shape
+        self.metric = metric
+        self.block = int(block)
+        self.top_k = int(top_k)
+        self.targets = [float(t) for t in fmr_targets]
+        self.G = samples.n_groups
+        self.subsets = all_subsets(samples)
+        self.edges, self.fast, self.scale = _binning(emb, metric, bins)
+        self.group_size = np.bincount(samples.group_of_sample.astype(np.int64), minlength=self.G)
+        self.plan = self._block_plan(bins)
+        nb = -(-self.n // self.block)
+        self.blocks = [(bi, bj) for bi in range(nb) for bj in range(bi, nb)]
+        # which groups each block row / column holds: a cell's pairs lie only in blocks holding both
+        self.block_groups = np.zeros((nb, self.G), bool)
+        self.block_groups[np.arange(self.n) // self.block, samples.group_of_sample] = True
+        self.total_pairs = self.n * (self.n - 1) // 2
+        self.reference_sample = reference_sample
+        self.seed = seed
+        self.max_capture = max_capture
+        bound = gemm_error_bound(self.d)
+        # euclidean: d^2 = |a|^2 + |b|^2 - 2ab has error ~ bound * 4 max|a|^2, and sqrt turns it into its root
+        self.margin = (bound if metric == "cosine"
+                       else float(np.sqrt(bound * 2.0 * float(self.edges[0]) ** 2)) + bound)
+        # per cell: every non-mated score >= cell_level is kept by the main pass (score units)
+        self.cell_level = np.full((self.G, self.G), np.inf)
+        # per sample, x units: top-k and first-mate capture thresholds of the per-probe summaries
+        self.topk_x = np.full(self.n, np.inf, np.float32)
+        self.mate_x = np.full(self.n, np.inf, np.float32)
+
+    def _block_plan(self, bins: int) -> BlockPlan:
+        """The slot layout (per cell, B bins between guard slots) and the mated pairs in block order."""
+        G, B, fast, n = self.G, bins, self.fast, self.n
+        guard = max(2, int(np.ceil(0.01 * B / 2))) if fast else 0
+        stride = B + 2 * guard
+        n_slots = 3 + G * G * stride
+        float_off = fast and n_slots < 2**24
+        g = self.samples.group_of_sample.astype(np.int64)
+        dt = np.float32 if float_off else np.int64
+        mi, mj = mated_pairs(self.samples)  # sorted by (i, j)
+        nb = -(-n // self.block)
+        key = (mi // self.block) * nb + (mj // self.block)
+        o = np.argsort(key, kind="stable")
+        #: plan position p of a mated pair is position mated_order[p] in (i, j) order
+        self.mated_order = o
+        inf = np.full(n, np.inf, np.float32)
+        sq_norm = None
+        if self.metric == "euclidean":
+            sq_norm = (self.emb.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+        return BlockPlan(
+            n=n,
+            block=self.block,
+            scale=self.scale,
+            fast=fast,
+            metric=self.metric,
+            edges=self.edges,
+            n_bins=B,
+            n_groups=G,
+            group=self.samples.group_of_sample,
+            slot_stride=stride,
+            guard=guard,
+            n_slots=n_slots,
+            row_offset=(g * G * stride).astype(dt),
+            col_offset=(g * stride + 3 + guard + (B // 2 if fast else 0)).astype(dt),
+            float_offsets=float_off,
+            capture_row=inf,
+            capture_col=inf.copy(),
+            keep_sample=inf.copy(),
+            keep_cell=np.full(G * G, np.inf, np.float32),
+            sq_norm=sq_norm,
+            mated_i=mi[o],
+            mated_j=mj[o],
+            mated_key=key[o],
+        )
+
+    def chunks(self, chunk_pairs: int) -> list[list[tuple[int, int]]]:
+        """The run's blocks in chunks of about ``chunk_pairs`` pairs."""
+        return make_chunks(self.blocks, self.block, self.n, chunk_pairs)
+
+    # ----- capture levels -----------------------------------------------------------------------
+    def capture_arrays(self, cell_level: np.ndarray, keep_sample: np.ndarray) -> dict[str, np.ndarray]:
+        """The BlockPlan's capture fields for per-cell levels (score units) and per-sample thresholds."""
+        G = self.G
+        keep_cell = f32_down(cell_level.reshape(-1) * self.scale)
+        kc = keep_cell.reshape(G, G)
+        to_row = self.group_size[:, None] <= self.group_size[None, :]
+        row_level = np.where(to_row, kc, np.float32(np.inf)).min(axis=1)
+        col_level = np.where(~to_row, kc, np.float32(np.inf)).min(axis=0)
+        g = self.samples.group_of_sample
+        return {"capture_row": np.minimum(keep_sample, row_level[g]),
+                "capture_col": np.minimum(keep_sample, col_level[g]),
+                "keep_sample": keep_sample, "keep_cell": keep_cell}
+
+    def set_capture(self, cell_level: np.ndarray, topk_x: np.ndarray, mate_x: np.ndarray) -> None:
+        """Set the per-cell levels and per-sample thresholds (from the pre-pass or a checkpoint)."""
+        self.cell_level = np.asarray(cell_level, np.float64).reshape(self.G, self.G)
+        self.topk_x, self.mate_x = np.asarray(topk_x, np.float32), np.asarray(mate_x, np.float32)
+        for k, v in self.capture_arrays(self.cell_level, np.minimum(self.topk_x, self.mate_x)).items():
+            setattr(self.plan, k, v)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What a checkpoint keeps of the plan: the capture levels."""
+        return {"cell_level": self.cell_level, "topk_x": self.topk_x, "mate_x": self.mate_x}
+
+    def blocks_holding(self, cells: np.ndarray) -> list[tuple[int, int]]:
+        """The blocks that hold at least one pair of a (G, G) mask's cells."""
+        bg = self.block_groups.astype(np.int64)
+        hold = (bg @ cells.astype(np.int64) @ bg.T) > 0  # hold[bi, bj]: some g in bi, h in bj, cell (g, h)
+        return [(bi, bj) for bi, bj in self.blocks if hold[bi, bj]]
