@@ -199,9 +199,9 @@ def compare_embeddings(
         recorded = settings.record(eng.name)
         ckpt = Checkpoint(checkpoint_dir, run_keys(emb, samples, recorded, eng.score_identity), resume)
         _capture_levels(run, eng, ckpt, timings)
-        parts = _main_pass(run, eng, ckpt, settings.chunk_pairs, progress, on_chunk, timings)
+        parts, slots = _main_pass(run, eng, ckpt, settings.chunk_pairs, progress, on_chunk, timings)
         t = time.perf_counter()
-        result = assemble(run, eng, parts)
+        result = assemble(run, eng, parts, slots)
         timings.lap("assembly", t)
     finally:
         eng.close()
@@ -253,18 +253,26 @@ def _capture_levels(run: Planner, eng: Backend, ckpt: Checkpoint, timings: _Timi
 
 
 def _main_pass(run: Planner, eng: Backend, ckpt: Checkpoint, chunk_pairs: int, progress: bool,
-               on_chunk: Callable[[int], Any] | None, timings: _Timings) -> list[BlockPartial]:
-    """Every chunk not resumed, on the backend, each checkpointed; all chunks' partials in order."""
+               on_chunk: Callable[[int], Any] | None, timings: _Timings) -> tuple[list[BlockPartial], np.ndarray]:
+    """Every chunk not resumed, on the backend, each checkpointed; all chunks' partials in order, and their
+    slot counts summed as they come (a partial keeps no copy of its own: one slot array in memory, not one
+    per chunk)."""
     chunks = run.chunks(int(chunk_pairs))
     ckpt.check_resumed(len(chunks), run.plan.n_slots, run.n)
     todo = [k for k in range(len(chunks)) if k not in ckpt.resumed]
     parts: dict[int, BlockPartial] = dict(ckpt.resumed)
+    slots = np.zeros(run.plan.n_slots, np.int64)
+    for part in parts.values():
+        slots += part.slots
+        part.slots = None
     bar = Progress(progress, run.total_pairs, f"comparing ({eng.name})")
     bar.advance(sum(p.pairs for p in parts.values()))
     t = time.perf_counter()
     try:
         for k, part in eng.run_chunks(run.plan, chunks, todo):
             ckpt.save_chunk(k, part)
+            slots += part.slots
+            part.slots = None
             parts[k] = part
             bar.advance(part.pairs)
             if on_chunk is not None:
@@ -272,7 +280,7 @@ def _main_pass(run: Planner, eng: Backend, ckpt: Checkpoint, chunk_pairs: int, p
     finally:
         bar.close()
     timings.lap("main_pass", t)
-    return [parts.pop(k) for k in range(len(chunks))]
+    return [parts.pop(k) for k in range(len(chunks))], slots
 
 
 def _run_details(eng: Backend, timings: _Timings) -> dict[str, Any]:

@@ -81,8 +81,7 @@ def compact_distributions(
     edges = dist.edges
     B = edges.size - 1
     scores, starts, _ = dist._tail_index()
-    hist = dist.impostor_hist.reshape(G * G, B)
-    totals = hist.sum(axis=1)
+    totals = dist.nonmated_counts().reshape(-1)
     kept = np.diff(starts)
     below = totals - kept
     below_max = dist.below_max.reshape(-1)
@@ -95,14 +94,14 @@ def compact_distributions(
     grid_idx = np.arange(step - 1, inner.size, step)  # indices into inner (edge b = inner[b - 1])
     grid_idx = grid_idx[inner[grid_idx] < exact_from]
     grid = inner[grid_idx]
-    fine_from_top = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # [c, b] = count of scores >= edges[b]
 
     cells = []
     for c in range(G * G):
         lo, hi = starts[c], starts[c + 1]
         cell_scores = scores[lo:hi]
         exact = cell_scores[cell_scores >= exact_from] if np.isfinite(exact_from) else cell_scores
-        at_least = fine_from_top[c, grid_idx + 1] if grid.size else np.empty(0, np.int64)
+        # count of the cell's scores >= each grid edge (edge inner[k] = edges[k + 1]), exact
+        at_least = dist.cell_at_least_edges(c, grid_idx + 1) if grid.size else np.empty(0, np.int64)
         cells.append({"total": int(totals[c]), "at_least_grid": _trimmed(at_least),
                       "scores": encode_scores(exact)})
 

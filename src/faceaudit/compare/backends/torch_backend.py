@@ -293,7 +293,7 @@ class TorchBackend:
     def block(self, plan: BlockPlan, bi: int, bj: int) -> BlockPartial:
         torch = self.torch
         x = self._x(plan, bi, bj)
-        if not plan.fast or plan.tail_only:
+        if not plan.fast or plan.tail_only or plan.cell_base is not None:  # cells kept whole: by cell, on the host
             return process_block(plan, x.cpu().numpy(), bi, bj)
         dev = self.device
         b = plan.block
