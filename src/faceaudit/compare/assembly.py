@@ -116,10 +116,12 @@ def assemble_tail(
         tail_cutoff=T, tail_score=tail_score, tail_probe=tail_probe, tail_reference=tail_ref,
         below_max=below.reshape(G, G), genuine_score=gs, genuine_probe=gp, genuine_reference=gr,
         bulk_score=bulk[0], bulk_probe=bulk[1], bulk_reference=bulk[2], cell_limit=run.cell_limit,
-        exclusions=Counter(), impostor_subject_pairs=None, design="complete", meta=_tail_meta(run, level, passes))
+        exclusions=Counter(), impostor_subject_pairs=None, design="complete",
+        meta=_tail_meta(run, level, passes))
 
 
-def _canonical_triple(s: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _canonical_triple(s: np.ndarray, i: np.ndarray,
+                      j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores and their sample indices (int64) in the canonical order of ScoreDistributions."""
     i, j = i.astype(np.int64), j.astype(np.int64)
     o = np.lexsort((j, i, s))

@@ -253,7 +253,8 @@ def _capture_levels(run: Planner, eng: Backend, ckpt: Checkpoint, timings: _Timi
 
 
 def _main_pass(run: Planner, eng: Backend, ckpt: Checkpoint, chunk_pairs: int, progress: bool,
-               on_chunk: Callable[[int], Any] | None, timings: _Timings) -> tuple[list[BlockPartial], np.ndarray]:
+               on_chunk: Callable[[int], Any] | None,
+               timings: _Timings) -> tuple[list[BlockPartial], np.ndarray]:
     """Every chunk not resumed, on the backend, each checkpointed; all chunks' partials in order, and their
     slot counts summed as they come (a partial keeps no copy of its own: one slot array in memory, not one
     per chunk)."""

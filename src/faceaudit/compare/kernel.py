@@ -95,7 +95,8 @@ class BlockPlan:
     def slots_to_hist(self, slots: np.ndarray) -> np.ndarray:
         """The (G, G, B) histogram of a plan where every cell has a row (the fused kernel's plans)."""
         if self.cell_base is not None:
-            raise ValueError("this plan keeps some cells whole: its slots hold rows, not a (G, G, B) histogram")
+            raise ValueError("this plan keeps some cells whole: its slots hold rows, "
+                             "not a (G, G, B) histogram")
         return self.slots_to_rows(slots).reshape(self.n_groups, self.n_groups, self.n_bins)
 
 

@@ -24,7 +24,8 @@ from faceaudit.scores import (
     uniform_edges,
 )
 
-__all__ = ["Planner", "GenuineSorted", "make_chunks", "mated_pairs", "all_subsets", "f32_down", "complete_cell_pairs",
+__all__ = ["Planner", "GenuineSorted", "make_chunks", "mated_pairs", "all_subsets", "f32_down",
+           "complete_cell_pairs",
            "DEFAULT_BLOCK", "DEFAULT_CHUNK_PAIRS"]
 
 DEFAULT_BLOCK = 1024

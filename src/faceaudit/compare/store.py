@@ -223,5 +223,6 @@ def _rows_from_dense(hist: np.ndarray, a: dict[str, np.ndarray], group: np.ndarr
     row = np.full(G * G, -1, np.int64)
     row[binned] = np.arange(int(binned.sum()))
     e = np.empty(0, np.int64)
-    return {"hist_rows": hist.reshape(G * G, B)[binned].astype(np.int64), "hist_row_of_cell": row.reshape(G, G),
+    return {"hist_rows": hist.reshape(G * G, B)[binned].astype(np.int64),
+            "hist_row_of_cell": row.reshape(G, G),
             "bulk_score": np.empty(0), "bulk_probe": e, "bulk_reference": e}

@@ -293,7 +293,8 @@ class TorchBackend:
     def block(self, plan: BlockPlan, bi: int, bj: int) -> BlockPartial:
         torch = self.torch
         x = self._x(plan, bi, bj)
-        if not plan.fast or plan.tail_only or plan.cell_base is not None:  # cells kept whole: by cell, on the host
+        # cells kept whole (a slot base per cell): the numpy kernel on the host
+        if not plan.fast or plan.tail_only or plan.cell_base is not None:
             return process_block(plan, x.cpu().numpy(), bi, bj)
         dev = self.device
         b = plan.block
