@@ -792,9 +792,11 @@ class DistributionBuilder:
             return
         row = self._row[cell]
         small = row < 0
-        if small.any():
-            self._small.append((s[small], p[small], r[small]))
-            self._n_small += int(small.sum())
+        if not small.any():  # the usual case with few groups: every cell has its row
+            self._bin_and_tail(p, r, s, cell, row)
+            return
+        self._small.append((s[small], p[small], r[small]))
+        self._n_small += int(small.sum())
         if not small.all():
             big = ~small
             self._bin_and_tail(p[big], r[big], s[big], cell[big], row[big])
