@@ -203,7 +203,44 @@ def test_refused_up_front(monkeypatch):
         assert bld._rows.nbytes <= 100 * 1024
     with pytest.raises(HistogramMemoryError, match="group-pair cells"):
         bld.result()
-    for bad in ("-1", "abc", "0", "nanG"):
+    for bad in ("-1", "abc", "0", "nanG", "1e-9", "infG", "1e400"):
         monkeypatch.setenv("FACEAUDIT_HISTOGRAM_MEMORY", bad)
         with pytest.raises(InputError, match="FACEAUDIT_HISTOGRAM_MEMORY"):
             histogram_memory_limit()
+
+
+def test_memory_limit_setting_hostile_text():
+    """Any text in FACEAUDIT_HISTOGRAM_MEMORY is a positive byte count or a named error, never a traceback."""
+    import os
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.text(max_size=12), st.from_regex(r"\s*[-+]?\d*\.?\d*(e\d+)?\s*[kKmMgGtT]?(i?[bB])?\s*",
+                                                           fullmatch=True)))
+    def check(text):
+        if "\x00" in text:
+            return
+        old = os.environ.get("FACEAUDIT_HISTOGRAM_MEMORY")
+        os.environ["FACEAUDIT_HISTOGRAM_MEMORY"] = text
+        try:
+            value = histogram_memory_limit()
+            assert isinstance(value, int) and value >= 1
+            if not text.strip():
+                assert value == 4 << 30
+        except InputError as exc:
+            assert "FACEAUDIT_HISTOGRAM_MEMORY" in str(exc)
+        finally:
+            if old is None:
+                os.environ.pop("FACEAUDIT_HISTOGRAM_MEMORY", None)
+            else:
+                os.environ["FACEAUDIT_HISTOGRAM_MEMORY"] = old
+
+    check()
+    for text, value in (("8G", 8 << 30), ("512M", 512 << 20), ("1.5GiB", 3 << 29), ("1024", 1024), ("2kb", 2048)):
+        os.environ["FACEAUDIT_HISTOGRAM_MEMORY"] = text
+        try:
+            assert histogram_memory_limit() == value
+        finally:
+            os.environ.pop("FACEAUDIT_HISTOGRAM_MEMORY", None)
