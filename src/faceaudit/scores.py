@@ -334,9 +334,12 @@ class ScoreDistributions:
             self.cell_limit = default_cell_limit(B)
         G = self.samples.n_groups
         self.hist_row_of_cell = np.asarray(self.hist_row_of_cell, np.int64).reshape(G, G)
-        K = int((self.hist_row_of_cell >= 0).sum())
+        rows = self.hist_row_of_cell.reshape(-1)
+        K = int((rows >= 0).sum())
         if self.hist_rows.shape != (K, B):
             raise InputError(f"histogram rows of shape {self.hist_rows.shape} for {K} cells of {B} bins")
+        if rows.min(initial=-1) < -1 or not np.array_equal(rows[rows >= 0], np.arange(K)):
+            raise InputError("the histogram's row index must number the cells with a row 0, 1, ... in cell order")
 
     # ----- shape and counts -------------------------------------------------------------
     @property
