@@ -29,7 +29,7 @@ histogram rows ``<= min(G^2, P / (L + 1)) x B x 8`` bytes, exact scores of the c
 ``<= min(P, L x G^2) x 24`` bytes. With ``L = B // 4`` an exact cell never costs more than a row would
 (``L x 24 < B x 8``), so the total is below the dense ``G^2 x B x 8`` and below ``56 x P`` bytes
 (plus the (G, G) per-cell arrays: cutoff, below_max, row index, 24 bytes a cell). The comparison engine's
-slot counts follow the rows: ``(K + 1) x (B + guards) x 8`` bytes per chunk in flight. A
+slot counts follow the rows: at most ``(2K + G + 1) x (B + guards) x 8`` bytes per chunk in flight. A
 build whose histogram part would exceed :func:`histogram_memory_limit` (``FACEAUDIT_HISTOGRAM_MEMORY``,
 default 4 GiB) is refused with :class:`~faceaudit.errors.HistogramMemoryError` before it allocates it.
 
