@@ -80,7 +80,8 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
     first.add(pi, pj, ps)
     cutoff = required_tail_cutoff(first.result(), targets, subsets)
     second = DistributionBuilder(
-        samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete", cell_limit=cell_limit
+        samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete",
+        cell_limit=cell_limit,
     )
     second.add(pi, pj, ps)
     expected = second.result()

@@ -341,7 +341,8 @@ class ScoreDistributions:
         if self.hist_rows.shape != (K, B):
             raise InputError(f"histogram rows of shape {self.hist_rows.shape} for {K} cells of {B} bins")
         if rows.min(initial=-1) < -1 or not np.array_equal(rows[rows >= 0], np.arange(K)):
-            raise InputError("the histogram's row index must number the cells with a row 0, 1, ... in cell order")
+            raise InputError("the histogram's row index must number the cells with a row 0, 1, ... "
+                             "in cell order")
 
     # ----- shape and counts -------------------------------------------------------------
     @property
