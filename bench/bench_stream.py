@@ -194,7 +194,7 @@ print(json.dumps({
   "subject_pairs_nnz": None if pairs is None else int(pairs.nnz),
   "subject_pairs_mb": None if pairs is None else (pairs.data.nbytes + pairs.indices.nbytes + pairs.indptr.nbytes) / 2**20,
   "duplicate_bitset_mb": (n * n // 8 + 1) / 2**20,
-  "histogram_mb": dist.impostor_hist.nbytes / 2**20,
+  "histogram_mb": dist.histogram_nbytes() / 2**20,
   "mated": int(dist.genuine_score.size),
 }))
 """

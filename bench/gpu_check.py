@@ -293,7 +293,7 @@ def gaussian_check(device: str, kernels: tuple[str, ...], n: int | None) -> dict
     def one(prec: str) -> tuple[dict, bool]:
         d = compare_embeddings(emb, samples, backend="torch", device=device, precision=prec, **kw)
         counts = bool(d.n_mated == ref.n_mated and d.n_nonmated == ref.n_nonmated)
-        moved = int(np.abs(d.impostor_hist - ref.impostor_hist).sum() // 2)
+        moved = int(np.abs(d.cell_histogram() - ref.cell_histogram()).sum() // 2)
         # mated scores pair by pair (the canonical order sorts by score, which may differ)
         oa = np.lexsort((d.genuine_reference, d.genuine_probe))
         ob = np.lexsort((ref.genuine_reference, ref.genuine_probe))

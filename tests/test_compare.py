@@ -24,6 +24,7 @@ from faceaudit.compare import (
     save_distributions,
 )
 from faceaudit.compare import engine as engine_mod
+from faceaudit.compare import plan as plan_module
 from faceaudit.compare.errors import (
     CheckpointError,
     EmbeddingAlignmentError,
@@ -53,7 +54,7 @@ def lattice_set(n=150, d=64, subjects=40, seed=0, groups=True):
     return x.astype(np.float32), samples
 
 
-def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), k=20):
+def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), k=20, cell_limit=None):
     """Every pair i < j by loops over a full float64 (exact for lattice inputs) score matrix."""
     n = x.shape[0]
     a = x.astype(np.float64)
@@ -74,11 +75,13 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
     cols = samples.group_columns
     subsets = list(group_subsets(samples, [c for r in range(1, len(cols) + 1)
                                            for c in itertools.combinations(cols, r)]).values())
-    first = DistributionBuilder(samples, edges, track_subject_pairs=False, design="complete")
+    first = DistributionBuilder(samples, edges, track_subject_pairs=False, design="complete",
+                                cell_limit=cell_limit)
     first.add(pi, pj, ps)
     cutoff = required_tail_cutoff(first.result(), targets, subsets)
     second = DistributionBuilder(
-        samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete"
+        samples, edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete",
+        cell_limit=cell_limit,
     )
     second.add(pi, pj, ps)
     expected = second.result()
@@ -101,7 +104,7 @@ def oracle(x, samples, metric="cosine", edges=None, targets=(1e-3, 1e-4, 1e-5), 
 
 
 def check_equal(dist, x, samples, metric="cosine"):
-    expected, (topk, topr, best, rank) = oracle(x, samples, metric, dist.edges)
+    expected, (topk, topr, best, rank) = oracle(x, samples, metric, dist.edges, cell_limit=dist.cell_limit)
     G = samples.n_groups
     # per cell: the cutoffs, the tails and the largest score below each tail are the oracle's
     assert dist.tail_cutoff.shape == (G, G)
@@ -124,12 +127,19 @@ def check_equal(dist, x, samples, metric="cosine"):
     np.testing.assert_array_equal(s.mate_rank, rank)
 
 
+def every_cell_a_row(monkeypatch):
+    """Every non-empty cell gets a histogram row (cell limit 0), as before cells were kept whole."""
+    monkeypatch.setattr(plan_module, "default_cell_limit", lambda bins: 0)
+
+
 @pytest.fixture(params=["small cells whole", "estimated levels"])
 def levels(request, monkeypatch):
-    """The test sets are small: every cell is small enough to be captured whole unless SMALL_CELL is
-    0, which makes every cell's level come from the pre-pass estimate."""
+    """The test sets are small: every cell is small enough to be kept whole (no histogram row, every
+    score captured) unless the cell limit is 0 and SMALL_CELL is 0, which gives every cell a row and
+    makes its level come from the pre-pass estimate."""
     if request.param == "estimated levels":
         monkeypatch.setattr(prepass, "SMALL_CELL", 0)
+        every_cell_a_row(monkeypatch)
     return request.param
 
 
@@ -139,7 +149,7 @@ def test_numpy_equals_oracle(threads, levels):
     dist = compare_embeddings(x, samples, backend="numpy", threads=threads, **FAST)
     check_equal(dist, x, samples)
     # group-pair cells: the oracle's cells, tails and below-tail maxima are what the engine holds
-    assert dist.impostor_hist.shape[:2] == (6, 6)
+    assert dist.hist_row_of_cell.shape == (6, 6)
     assert dist.tail_score.size > 0
 
 
@@ -163,6 +173,7 @@ def test_second_pass_and_rescan_stay_exact(monkeypatch):
     high[0, :] = 0.984375  # probe group 0: estimated far too high; the other cells keep everything
     monkeypatch.setattr(prepass, "cell_levels", lambda *a: high.copy())
     monkeypatch.setattr(assembly, "lower_level", lambda edges, hist, T: T)
+    every_cell_a_row(monkeypatch)
     dist = compare_embeddings(x, samples, backend="numpy", **FAST)
     assert dist.meta["passes"][1].startswith(f"capture below the required cutoff in {G} cell(s)")
     assert any(p.startswith("rescan") for p in dist.meta["passes"])
@@ -191,8 +202,10 @@ def test_tiny_group_deep_eer_keeps_other_tails_small(levels):
     x, samples = tiny_group_set()
     dist = compare_embeddings(x, samples, backend="numpy", **FAST)
     check_equal(dist, x, samples)
-    if levels == "estimated levels":
-        assert np.isfinite(dist.meta["capture_level"]).all()
+    if levels == "estimated levels":  # every cell with pairs has a row (levels from the estimate)
+        pairs = plan_module.complete_cell_pairs(samples)
+        np.testing.assert_array_equal(dist.hist_row_of_cell >= 0, pairs > 0)
+        assert (pairs == 0).any() and np.isfinite(dist.meta["capture_level_finite"]).all()
     tiny = samples.group_labels.index(("tiny",))
     T = dist.tail_cutoff
     others = np.ones(T.shape, bool)
@@ -233,11 +246,13 @@ def test_gaussian_equals_oracle_on_the_same_scores(levels):
             pj.append(j[m])
             ps.append(xb[m].astype(np.float64) / float(scale))
     pi, pj, ps = np.concatenate(pi), np.concatenate(pj), np.concatenate(ps)
-    first = DistributionBuilder(samples, dist.edges, track_subject_pairs=False, design="complete")
+    first = DistributionBuilder(samples, dist.edges, track_subject_pairs=False, design="complete",
+                                cell_limit=dist.cell_limit)
     first.add(pi, pj, ps)
     cutoff = required_tail_cutoff(first.result(), (1e-3, 1e-4, 1e-5), [[0, 1, 2], [0], [1], [2]])
     second = DistributionBuilder(
-        samples, dist.edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete"
+        samples, dist.edges, tail_cutoff=cutoff, track_subject_pairs=False, design="complete",
+        cell_limit=dist.cell_limit,
     )
     second.add(pi, pj, ps)
     expected = second.result()
@@ -275,6 +290,7 @@ def test_dask_equals_oracle_and_numpy_bit_identical(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(prepass, "cell_levels", lambda *a: high.copy())
             m.setattr(assembly, "lower_level", lambda edges, hist, T: T)
+            every_cell_a_row(m)
             d2 = compare_embeddings(x, samples, backend="dask", scheduler=addr, **FAST)
         assert len(d2.meta["passes"]) == 3
         check_equal(d2, x, samples)

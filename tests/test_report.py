@@ -307,7 +307,7 @@ def test_page_in_chromium(browser, audited, tmp_path):
             ref = _subset(result, "sex", m["reference_groups"][b])
             mask = dist.cell_mask(probe, ref)
             lo, hi = dist.nonmated_count_at_least(t, mask)
-            assert lo == hi == count and total == int(dist.impostor_hist[mask].sum())
+            assert lo == hi == count and total == int(dist.cell_histogram(mask).sum())
     assert len(seen) > 3  # the numbers did change
 
     # a real key press moves it too

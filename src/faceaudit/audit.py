@@ -483,7 +483,7 @@ def _full_det(dist: ScoreDistributions, sub: Subset, max_points: int) -> dict[st
     curve["distinct"] = distinct
     if not sub.view.n_below:
         return curve
-    hist = dist.impostor_hist[dist.cell_mask(sub.groups, sub.groups)].sum(axis=0)
+    hist = dist.cell_histogram(dist.cell_mask(sub.groups, sub.groups))
     from_top = np.cumsum(hist[::-1])[::-1]
     inner = dist.edges[1:-1]
     bulk = np.flatnonzero(inner <= sub.view.below_max)

@@ -15,9 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from faceaudit.errors import InputError
 from faceaudit.groups import default_groupings, group_subsets  # re-exported: one groups module
 from faceaudit.measures.verification import allowed_false_matches
-from faceaudit.scores import DistributionBuilder, SampleIndex, ScoreDistributions, bin_index, uniform_edges
+from faceaudit.scores import (
+    DistributionBuilder,
+    SampleIndex,
+    ScoreDistributions,
+    bin_index,
+    default_cell_limit,
+    uniform_edges,
+)
 
 __all__ = ["required_tail_cutoff", "two_pass", "from_arrays", "group_subsets", "default_groupings"]
 
@@ -42,10 +50,9 @@ def required_tail_cutoff(
     return out
 
 
-def _subset_cutoff(
-    dist: ScoreDistributions, groups: list[int], cells: np.ndarray, targets: list[float], edges: np.ndarray
-) -> float:
-    hist = dist.impostor_hist[cells].sum(axis=0)
+def _subset_cutoff(dist: ScoreDistributions, groups: list[int], cells: np.ndarray, targets: list[float],
+                   edges: np.ndarray) -> float:
+    hist = dist.cell_histogram(cells)
     total = int(hist.sum())
     if total == 0:
         return np.inf
@@ -82,27 +89,26 @@ def two_pass(
 ) -> ScoreDistributions:
     """Read the comparisons twice (``read()`` returns a fresh iterator of chunks each time)."""
     subsets = list(subsets)
-    first = DistributionBuilder(
-        samples, edges, tail_cutoff=np.inf, design=design, meta=meta, track_subject_pairs=track_subject_pairs
-    )
+    first = DistributionBuilder(samples, edges, tail_cutoff=np.inf, design=design, meta=meta,
+                                track_subject_pairs=track_subject_pairs)
     for chunk in read():
         first.add(*chunk)
         if progress:
             progress("histogram")
     coarse = first.result()
     cutoff = required_tail_cutoff(coarse, fmr_targets, subsets)
-    second = DistributionBuilder(
-        samples, edges, tail_cutoff=cutoff, keep_genuine=False, track_subject_pairs=False
-    )
+    # the second pass keeps the tail (and the exact cells' scores below it), no histogram rows
+    second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, keep_genuine=False,
+                                 track_subject_pairs=False, histogram=False, cell_limit=coarse.cell_limit)
     for chunk in read():
         second.add(*chunk)
         if progress:
             progress("tail")
     tail = second.result()
-    coarse.meta["tail_cutoff_rule"] = (
-        "per cell: the lowest bin edge reached by any reported EER or target-FMR "
-        "threshold of a group containing the cell"
-    )
+    if not np.array_equal(tail.hist_row_of_cell, coarse.hist_row_of_cell):
+        raise InputError("the comparisons changed between the two reads of the score source")
+    coarse.meta["tail_cutoff_rule"] = ("per cell: the lowest bin edge reached by any reported EER or target-FMR "
+                                      "threshold of a group containing the cell")
     return dataclasses.replace(
         coarse,
         tail_cutoff=tail.tail_cutoff,
@@ -110,6 +116,9 @@ def two_pass(
         tail_probe=tail.tail_probe,
         tail_reference=tail.tail_reference,
         below_max=tail.below_max,
+        bulk_score=tail.bulk_score,
+        bulk_probe=tail.bulk_probe,
+        bulk_reference=tail.bulk_reference,
     )
 
 
@@ -127,7 +136,8 @@ def from_arrays(
     times in chunks (range, histogram, exact tail) and never copied whole: memory is the histogram
     plus the exact tail, which is allocated once at the size the histogram predicts. Every mated pair
     is attributed to one anonymous pair of samples and every non-mated pair to another, so
-    subject-level statistics are unavailable. Non-finite scores are excluded and counted.
+    subject-level statistics are unavailable. Non-finite scores are excluded and counted. At most
+    ``bins // 4`` non-mated scores are kept whole, with no histogram row.
     """
     impostor = np.asarray(impostor, dtype=np.float64).ravel()
     genuine = np.asarray(genuine, dtype=np.float64).ravel()
@@ -155,26 +165,30 @@ def from_arrays(
     if n_bad:
         exclusions["non-finite score (NaN or infinite)"] = n_bad
     G = 1
+    exact = n_finite_imp <= default_cell_limit(edges.size - 1)  # few scores: keep them all, no row
+    everything = np.sort(np.concatenate([np.empty(0), *parts()])) if exact else np.empty(0)
     coarse = ScoreDistributions(
-        samples=ANONYMOUS_SAMPLES,
-        edges=edges,
-        impostor_hist=hist.reshape(G, G, -1),
-        tail_cutoff=np.full((G, G), np.inf),
-        tail_score=np.empty(0),
-        tail_probe=np.empty(0, np.int64),
-        tail_reference=np.empty(0, np.int64),
-        below_max=np.full((G, G), -np.inf),
-        genuine_score=genuine,
-        genuine_probe=_constant(genuine.size, 0),
+        samples=ANONYMOUS_SAMPLES, edges=edges,
+        hist_rows=np.empty((0, hist.size), np.int64) if exact else hist.reshape(1, -1),
+        hist_row_of_cell=np.full((G, G), -1 if exact else 0),
+        tail_cutoff=np.full((G, G), np.inf), tail_score=np.empty(0), tail_probe=np.empty(0, np.int64),
+        tail_reference=np.empty(0, np.int64), below_max=np.full((G, G), -np.inf),
+        genuine_score=genuine, genuine_probe=_constant(genuine.size, 0),
         genuine_reference=_constant(genuine.size, 1),
-        exclusions=exclusions,
-        impostor_subject_pairs=None,
-        design="listed",
+        bulk_score=everything, bulk_probe=_constant(everything.size, 0),
+        bulk_reference=_constant(everything.size, 2),
+        exclusions=exclusions, impostor_subject_pairs=None, design="listed",
         meta={"source": "score arrays"},
     )
     cutoff = float(required_tail_cutoff(coarse, fmr_targets, [[0]])[0, 0])
-    tail, below_max = _exact_tail(parts, edges, hist, cutoff, n_finite_imp)
     coarse.meta["tail_cutoff_rule"] = "lowest bin edge reached by the EER or a target-FMR threshold"
+    if exact:
+        k = int(np.searchsorted(everything, cutoff, side="left"))
+        tail, bulk = everything[k:], everything[:k]
+        below_max = float(bulk[-1]) if bulk.size else -np.inf
+    else:
+        tail, below_max = _tail_of(parts, hist, edges, cutoff, n_finite_imp)
+        bulk = np.empty(0)
     return dataclasses.replace(
         coarse,
         tail_cutoff=np.full((G, G), cutoff),
@@ -183,18 +197,15 @@ def from_arrays(
         tail_probe=_constant(tail.size, 0),
         tail_reference=_constant(tail.size, 2),
         below_max=np.full((G, G), below_max),
+        bulk_score=bulk, bulk_probe=_constant(bulk.size, 0), bulk_reference=_constant(bulk.size, 2),
     )
 
 
-def _exact_tail(
-    parts: Callable[[], Iterator[np.ndarray]],
-    edges: np.ndarray,
-    hist: np.ndarray,
-    cutoff: float,
-    n_finite: int,
-) -> tuple[np.ndarray, float]:
-    """The sorted scores >= ``cutoff`` and the largest score below it. The cutoff is a bin edge (or -inf),
-    so the histogram says exactly how many scores the tail holds: it is allocated once."""
+def _tail_of(parts: Callable[[], Iterator[np.ndarray]], hist: np.ndarray, edges: np.ndarray, cutoff: float,
+             n_finite: int) -> tuple[np.ndarray, float]:
+    """The sorted scores >= cutoff (allocated once, at the size the histogram predicts) and the largest
+    score below it."""
+    # the cutoff is a bin edge (or -inf), so the histogram says exactly how many scores the tail holds
     first = 0 if not np.isfinite(cutoff) else int(np.searchsorted(edges, cutoff, side="left"))
     tail = np.empty(int(hist[first:].sum()) if cutoff > -np.inf else n_finite, dtype=np.float64)
     filled, below_max = 0, -np.inf

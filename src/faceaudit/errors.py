@@ -43,3 +43,8 @@ class NotExactError(FaceAuditError):
     The histogram can locate the answer only to within one bin; faceaudit refuses to report a
     bin-resolved number as if it were exact. Rebuild the distributions with a lower tail cutoff.
     """
+
+
+class HistogramMemoryError(InputError):
+    """The histograms of a grouping would take more memory than the limit allows (refused before they are
+    allocated; the message gives the figure and how to raise the limit)."""

@@ -6,9 +6,15 @@ cluster), the measures see the same object:
 * mated (genuine) comparisons kept exactly, with both sample indices;
 * non-mated (impostor) comparisons, per ordered group pair (probe group, reference group), as a
   histogram over fixed bin edges **plus every score at or above the cell's tail cutoff, exactly**, with
-  its sample indices. Memory is O(groups^2 x bins + tail + genuine), never O(pairs). The cutoff is per
-  cell, so that a small group whose EER lies deep in the bulk keeps its own few pairs exactly without
-  forcing every other cell to keep its bulk;
+  its sample indices. Memory is O(min(groups^2, pairs / cell_limit) x bins + tail + genuine). The
+  cutoff is per cell, so that a small group whose EER lies deep in the bulk keeps its own few pairs
+  exactly without forcing every other cell to keep its bulk;
+* a cell with at most ``cell_limit`` non-mated comparisons (default ``B // 4``) has no histogram row:
+  it keeps **every** score exactly (those below its tail cutoff in the ``bulk_*`` arrays), and its
+  histogram is derived from them when asked. Only the other cells have a dense row of ``B`` bins, in
+  ``hist_rows`` (K, B), found through ``hist_row_of_cell`` (G, G; -1 for an exact cell). Nobody indexes
+  this layout: :meth:`ScoreDistributions.cell_histogram`, :meth:`~ScoreDistributions.nonmated_counts`
+  and :meth:`~ScoreDistributions.cell_at_least_edges` answer for any set of cells;
 * counts that add up, and exclusions with their reasons;
 * ``a + b`` merges two partial results exactly (blocks, workers, resumed runs).
 
@@ -16,6 +22,16 @@ Exactness rule (docs/design.md): a threshold, an FMR, an FNMR or an EER that fac
 the scores seen. The histogram only locates an answer; the exact tail finishes it. Where an answer falls
 below the tail, :class:`~faceaudit.errors.NotExactError` is raised rather than a bin-resolved number
 returned as if exact.
+
+Memory bound (histogram part; tail and mated scores are what the answers need and come on top). With
+``P`` non-mated comparisons, ``G`` groups, ``B`` bins and ``L = cell_limit``:
+histogram rows ``<= min(G^2, P / (L + 1)) x B x 8`` bytes, exact scores of the cells without a row
+``<= min(P, L x G^2) x 24`` bytes. With ``L = B // 4`` an exact cell never costs more than a row would
+(``L x 24 < B x 8``), so the total is below the dense ``G^2 x B x 8`` and below ``56 x P`` bytes
+(plus the (G, G) per-cell arrays: cutoff, below_max, row index, 24 bytes a cell). The comparison engine's
+slot counts follow the rows: at most ``(2K + G + 1) x (B + guards) x 8`` bytes per chunk in flight. A
+build whose histogram part would exceed :func:`histogram_memory_limit` (``FACEAUDIT_HISTOGRAM_MEMORY``,
+default 4 GiB) is refused with :class:`~faceaudit.errors.HistogramMemoryError` before it allocates it.
 
 Bins: ``edges`` has ``B + 1`` increasing values and defines ``B`` bins ``[edges[b], edges[b+1])``; the
 first and last bins are open-ended (scores below ``edges[0]`` count in bin 0, scores at or above
@@ -27,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +51,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from faceaudit.errors import IncompatibleError, InputError, SampleTableError
+from faceaudit.errors import HistogramMemoryError, IncompatibleError, InputError, SampleTableError
 
 __all__ = [
     "SampleIndex",
@@ -43,9 +60,70 @@ __all__ = [
     "DistributionBuilder",
     "bin_index",
     "uniform_edges",
+    "default_cell_limit",
+    "histogram_memory_limit",
+    "histogram_bytes",
+    "check_histogram_memory",
+    "HISTOGRAM_MEMORY_ENV",
 ]
 
 DEFAULT_BINS = 4096
+#: bytes of one exactly kept non-mated score: the score and its two sample indices
+EXACT_SCORE_BYTES = 24
+#: the environment variable that sets the histogram memory limit (bytes, or with a K/M/G/T suffix)
+HISTOGRAM_MEMORY_ENV = "FACEAUDIT_HISTOGRAM_MEMORY"
+DEFAULT_HISTOGRAM_MEMORY = 4 << 30
+
+
+def default_cell_limit(bins: int) -> int:
+    """Cells with at most this many non-mated comparisons keep them all exactly, with no row of ``bins``
+    bins: ``bins // 4`` (24 bytes a score, 8 a bin: such a cell never costs more than its row would)."""
+    return max(0, int(bins) // 4)
+
+
+def histogram_memory_limit() -> int:
+    """The limit on the histogram part of a ScoreDistributions (rows and exact scores of the cells
+    without one), in bytes: ``FACEAUDIT_HISTOGRAM_MEMORY`` (e.g. ``8G``, ``512M``, ``1073741824``),
+    default 4 GiB."""
+    raw = os.environ.get(HISTOGRAM_MEMORY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_HISTOGRAM_MEMORY
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = raw.upper().removesuffix("B").removesuffix("I")
+    unit = text[-1:] if text[-1:] in units and not text[-1:].isdigit() else ""
+    try:
+        value = float(text[: len(text) - len(unit)])
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value * units[unit] >= 1):
+        raise InputError(f"{HISTOGRAM_MEMORY_ENV}={raw!r} is not a positive size (e.g. 8G, 512M, 1073741824)")
+    return int(value * units[unit])
+
+
+def histogram_bytes(cell_counts: Any, bins: int, cell_limit: int) -> int:
+    """Bytes of the histogram part for these per-cell non-mated counts: a row of ``bins`` int64 per cell
+    past ``cell_limit``, 24 bytes per score of the others."""
+    counts = np.asarray(cell_counts, np.int64).reshape(-1)
+    binned = counts > cell_limit
+    return int(binned.sum()) * int(bins) * 8 + int(counts[~binned].sum()) * EXACT_SCORE_BYTES
+
+
+def check_histogram_memory(cell_counts: Any, bins: int, cell_limit: int, limit: int | None = None,
+                           *, always: bool = False) -> None:
+    """Raise :class:`HistogramMemoryError` when these cells' histograms need more than ``limit`` bytes
+    (default :func:`histogram_memory_limit`); ``always``: raise with the figure in any case (a build that
+    passed the limit on the way)."""
+    limit = histogram_memory_limit() if limit is None else int(limit)
+    need = histogram_bytes(cell_counts, bins, cell_limit)
+    if need <= limit and not always:
+        return
+    counts = np.asarray(cell_counts).reshape(-1)
+    binned = int((counts > cell_limit).sum())
+    raise HistogramMemoryError(
+        f"the group-pair histograms need {need / 2**30:.2f} GiB ({binned:,} of {counts.size:,} group-pair "
+        f"cells with more than {cell_limit:,} comparisons x {bins:,} bins x 8 bytes, plus 24 bytes per score "
+        f"of the others), over the limit of {limit / 2**30:.2f} GiB: use fewer bins or groups, or raise "
+        f"{HISTOGRAM_MEMORY_ENV} (e.g. {HISTOGRAM_MEMORY_ENV}=16G)")
 
 
 def uniform_edges(low: float, high: float, bins: int = DEFAULT_BINS) -> np.ndarray:
@@ -215,15 +293,19 @@ class ImpostorView:
 
 @dataclass
 class ScoreDistributions:
-    """Mated scores kept exactly; non-mated scores as per-cell histograms plus an exact tail.
+    """Mated scores kept exactly; non-mated scores as per-cell histograms plus an exact tail, or, for a
+    cell with at most ``cell_limit`` of them, every score exactly.
 
     Build one with :class:`DistributionBuilder` (or the readers in :mod:`faceaudit.data`), merge with
-    ``+``, query with :meth:`genuine_scores` and :meth:`impostor_view`.
+    ``+``, query with :meth:`genuine_scores`, :meth:`impostor_view`, :meth:`cell_histogram` and
+    :meth:`nonmated_counts`. The tail (``tail_*``) and ``below_max`` mean the same for every cell; a cell
+    without a histogram row also keeps its scores below the cutoff, in ``bulk_*``.
     """
 
     samples: SampleIndex
     edges: np.ndarray
-    impostor_hist: np.ndarray  # (G, G, B) int64: probe group x reference group x bin
+    hist_rows: np.ndarray  # (K, B) int64: one row of bins per cell with more than cell_limit comparisons
+    hist_row_of_cell: np.ndarray  # (G, G) int64: the cell's row in hist_rows, -1 for an exact cell
     tail_cutoff: np.ndarray  # (G, G) float64: per cell, every non-mated score >= it is in the tail
     tail_score: np.ndarray  # float64, every non-mated score >= its cell's tail_cutoff
     tail_probe: np.ndarray  # int64 sample index
@@ -232,6 +314,12 @@ class ScoreDistributions:
     genuine_score: np.ndarray
     genuine_probe: np.ndarray
     genuine_reference: np.ndarray
+    #: the scores below their cell's tail cutoff of the cells without a histogram row (canonical order)
+    bulk_score: np.ndarray = field(default_factory=lambda: np.empty(0))
+    bulk_probe: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    bulk_reference: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: a cell with at most this many non-mated comparisons keeps them all exactly (no row); -1: B // 4
+    cell_limit: int = -1
     exclusions: Counter = field(default_factory=Counter)
     #: non-mated comparison counts per (probe subject, reference subject): the denominators of the
     #: subject-level bootstrap. None where the design is complete (all pairs), see ``design``.
@@ -242,10 +330,28 @@ class ScoreDistributions:
     #: merged by ``+`` (a merge of partial results has none)
     probe_summary: Any = None
 
+    def __post_init__(self) -> None:
+        B = self.edges.size - 1
+        if self.cell_limit < 0:
+            self.cell_limit = default_cell_limit(B)
+        G = self.samples.n_groups
+        self.hist_row_of_cell = np.asarray(self.hist_row_of_cell, np.int64).reshape(G, G)
+        rows = self.hist_row_of_cell.reshape(-1)
+        K = int((rows >= 0).sum())
+        if self.hist_rows.shape != (K, B):
+            raise InputError(f"histogram rows of shape {self.hist_rows.shape} for {K} cells of {B} bins")
+        if rows.min(initial=-1) < -1 or not np.array_equal(rows[rows >= 0], np.arange(K)):
+            raise InputError("the histogram's row index must number the cells with a row 0, 1, ... "
+                             "in cell order")
+
     # ----- shape and counts -------------------------------------------------------------
     @property
     def n_groups(self) -> int:
         return self.samples.n_groups
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.edges.size - 1)
 
     @property
     def n_mated(self) -> int:
@@ -253,7 +359,7 @@ class ScoreDistributions:
 
     @property
     def n_nonmated(self) -> int:
-        return int(self.impostor_hist.sum())
+        return int(self.nonmated_counts().sum())
 
     @property
     def genuine_group(self) -> np.ndarray:
@@ -264,28 +370,58 @@ class ScoreDistributions:
         g = self.samples.group_of_sample
         return g[self.tail_probe], g[self.tail_reference]
 
+    def histogram_nbytes(self) -> int:
+        """Bytes of the histogram part: the rows and the exact scores of the cells without one."""
+        exact_tail = int(np.diff(self._exact_scores()[2]).sum()) - int(self.bulk_score.size)
+        per_score = self.bulk_score.itemsize + self.bulk_probe.itemsize + self.bulk_reference.itemsize
+        return int(self.hist_rows.nbytes + self.hist_row_of_cell.nbytes
+                   + self.bulk_score.nbytes + self.bulk_probe.nbytes + self.bulk_reference.nbytes
+                   + exact_tail * per_score)
+
+    def _cached(self, name: str, build: Any) -> Any:
+        """``build()``, kept while the arrays it reads are the same objects (a replace makes new ones)."""
+        key = (self.tail_score, self.bulk_score, self.hist_rows, self.hist_row_of_cell)
+        cached = self.__dict__.get(name)
+        if cached is not None and all(a is b for a, b in zip(cached[0], key)):
+            return cached[1]
+        out = build()
+        self.__dict__[name] = (key, out)
+        return out
+
     def tail_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tail scores regrouped by cell (cell code g_probe * G + g_ref), each cell sorted ascending,
         the start offset of every cell, and the permutation from the tail arrays: built once, reused
         by every query."""
-        key = (id(self.tail_score), self.tail_score.size)
-        cached = getattr(self, "_tail_index_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        return self._cached("_tail_index_cache", self._build_tail_index)
+
+    def _build_tail_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         G = self.n_groups
         if G == 1 and _is_sorted(self.tail_score):
             # one cell, already in score order (the canonical order): index without copying
-            n = self.tail_score.size
-            out = (self.tail_score, np.array([0, n]), None)
-            self._tail_index_cache = (key, out)
-            return out
+            return self.tail_score, np.array([0, self.tail_score.size]), None
         gp, gr = self.tail_cell
         code = gp * G + gr
         order = np.lexsort((self.tail_score, code))
-        scores = self.tail_score[order]
         starts = np.searchsorted(code[order], np.arange(G * G + 1), side="left")
-        self._tail_index_cache = (key, (scores, starts, order))
-        return scores, starts, order
+        return self.tail_score[order], starts, order
+
+    def _exact_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every score of the cells without a histogram row (tail and bulk), by cell then score: the
+        scores, their bins, and each cell's start offset (G * G + 1)."""
+        return self._cached("_exact_cache", self._build_exact_scores)
+
+    def _build_exact_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        G = self.n_groups
+        g = self.samples.group_of_sample
+        exact = (self.hist_row_of_cell.reshape(-1) < 0)
+        tcode = g[self.tail_probe] * G + g[self.tail_reference]
+        in_exact = exact[tcode]
+        code = np.concatenate([tcode[in_exact], g[self.bulk_probe] * G + g[self.bulk_reference]])
+        scores = np.concatenate([self.tail_score[in_exact], self.bulk_score]).astype(np.float64)
+        order = np.lexsort((scores, code))
+        scores = scores[order]
+        starts = np.searchsorted(code[order], np.arange(G * G + 1), side="left")
+        return scores, bin_index(scores, self.edges), starts
 
     def tail_at_least(self, threshold: float, cells: np.ndarray) -> np.ndarray:
         """Indices into the tail arrays of the scores >= threshold in the cells of a (G, G) mask."""
@@ -307,13 +443,47 @@ class ScoreDistributions:
             lo, hi = starts[c], starts[c + 1]
             counts[c] = hi - lo - np.searchsorted(scores[lo:hi], threshold, side="left")
         kept = np.diff(starts)
-        below = self.impostor_hist.reshape(G * G, -1).sum(axis=1) - kept
+        below = self.nonmated_counts().reshape(-1) - kept
         exact = (below == 0) | (threshold > self.below_max.reshape(-1))
         return counts.reshape(G, G), exact.reshape(G, G)
 
     def nonmated_counts(self) -> np.ndarray:
         """(G, G) number of non-mated comparisons per (probe group, reference group)."""
-        return self.impostor_hist.sum(axis=2)
+        return self._cached("_counts_cache", self._build_counts).copy()
+
+    def _build_counts(self) -> np.ndarray:
+        G = self.n_groups
+        row = self.hist_row_of_cell.reshape(-1)
+        binned = row >= 0
+        counts = np.diff(self._exact_scores()[2]).astype(self.hist_rows.dtype)
+        counts[binned] = self.hist_rows.sum(axis=1)[row[binned]]
+        return counts.reshape(G, G)
+
+    def cell_histogram(self, cells: np.ndarray | None = None) -> np.ndarray:
+        """(B,) bin counts of the non-mated scores of the cells of a (G, G) mask (None = all): the rows
+        of the cells that have one, the exact scores of the others binned."""
+        G, B = self.n_groups, self.n_bins
+        mask = np.ones(G * G, bool) if cells is None else np.asarray(cells, bool).reshape(-1)
+        row = self.hist_row_of_cell.reshape(-1)
+        out = _sum_rows(self.hist_rows, np.sort(row[mask & (row >= 0)]))
+        _, bins, starts = self._exact_scores()
+        want = np.flatnonzero(mask & (row < 0) & (starts[1:] > starts[:-1]))
+        if want.size:
+            take = np.concatenate([bins[starts[c]:starts[c + 1]] for c in want])
+            out += np.bincount(take, minlength=B).astype(out.dtype)
+        return out
+
+    def cell_at_least_edges(self, cell: int, edge_index: np.ndarray) -> np.ndarray:
+        """Count of the flat cell's non-mated scores >= ``edges[b]`` for each inner edge index ``b``
+        (1 <= b < B): exact, from the row (the sum of the bins from b) or from the exact scores."""
+        b = np.asarray(edge_index, np.intp)
+        r = int(self.hist_row_of_cell.reshape(-1)[cell])
+        if r >= 0:
+            from_top = np.cumsum(self.hist_rows[r, ::-1])[::-1]
+            return from_top[b].astype(np.int64)
+        scores, _, starts = self._exact_scores()
+        s = scores[starts[cell]:starts[cell + 1]]
+        return (s.size - np.searchsorted(s, self.edges[b], side="left")).astype(np.int64)
 
     # ----- queries ----------------------------------------------------------------------
     def cell_mask(self, probe_groups: Any = None, reference_groups: Any = None) -> np.ndarray:
@@ -344,7 +514,7 @@ class ScoreDistributions:
         else:
             tail = np.sort(np.concatenate([scores[starts[c]:starts[c + 1]] for c in codes])) if codes \
                 else np.empty(0)
-        total = int(self.impostor_hist[cells].sum())
+        total = int(self.nonmated_counts()[cells].sum())
         n_below = total - int(tail.size)
         below = self.below_max[cells]
         below_max = float(below.max()) if (n_below > 0 and below.size) else -np.inf
@@ -367,7 +537,7 @@ class ScoreDistributions:
         if view.n_below == 0 or threshold > view.below_max:
             n = int(view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
             return n, n
-        hist = self.impostor_hist[cells].sum(axis=0)
+        hist = self.cell_histogram(cells)
         b = int(bin_index(np.array([threshold], dtype=np.float64), self.edges)[0])
         above = int(hist[b + 1 :].sum())
         if b > 0 and threshold == self.edges[b]:
@@ -384,10 +554,15 @@ class ScoreDistributions:
             raise IncompatibleError("cannot merge: the two distributions were built over different sample tables")
         if self.design != other.design:
             raise IncompatibleError(f"cannot merge a {self.design!r} design with a {other.design!r} one")
+        if self.cell_limit != other.cell_limit:
+            raise IncompatibleError(f"cannot merge: cells kept exact up to {self.cell_limit} and "
+                                    f"{other.cell_limit} comparisons")
         cutoff = np.maximum(self.tail_cutoff, other.tail_cutoff)
         parts = [self._retail(cutoff), other._retail(cutoff)]
+        rows, row_of_cell, keep_bulk = _merge_cells(self, other, parts)
         below = np.maximum(parts[0][4], parts[1][4])
         tail = [np.concatenate([a[i] for a in parts]) for i in range(3)]
+        bulk = [np.concatenate([a[3][i][keep] for a, keep in zip(parts, keep_bulk)]) for i in range(3)]
         genuine = [
             np.concatenate([self.genuine_score, other.genuine_score]),
             np.concatenate([self.genuine_probe, other.genuine_probe]),
@@ -402,35 +577,31 @@ class ScoreDistributions:
         meta["merged_from"] = int(meta["merged_from"]) + int(other.meta.get("merged_from", 1))
         return _canonical(
             ScoreDistributions(
-                samples=self.samples,
-                edges=self.edges,
-                impostor_hist=self.impostor_hist + other.impostor_hist,
-                tail_cutoff=cutoff,
-                tail_score=tail[0],
-                tail_probe=tail[1],
-                tail_reference=tail[2],
-                below_max=below,
-                genuine_score=genuine[0],
-                genuine_probe=genuine[1],
-                genuine_reference=genuine[2],
-                exclusions=self.exclusions + other.exclusions,
-                impostor_subject_pairs=pairs,
-                design=self.design,
-                meta=meta,
+                samples=self.samples, edges=self.edges, hist_rows=rows, hist_row_of_cell=row_of_cell,
+                tail_cutoff=cutoff, tail_score=tail[0], tail_probe=tail[1], tail_reference=tail[2],
+                below_max=below, genuine_score=genuine[0], genuine_probe=genuine[1],
+                genuine_reference=genuine[2], bulk_score=bulk[0], bulk_probe=bulk[1], bulk_reference=bulk[2],
+                cell_limit=self.cell_limit, exclusions=self.exclusions + other.exclusions,
+                impostor_subject_pairs=pairs, design=self.design, meta=meta,
             )
         )
 
     def _retail(self, cutoff: np.ndarray):
-        """Tail arrays restricted to scores >= their cell's cutoff; dropped scores update below_max."""
+        """Tail arrays restricted to scores >= their cell's cutoff; dropped scores update below_max and,
+        in a cell without a histogram row, join the bulk. Returns (score, probe, reference, bulk, below)."""
         below = self.below_max.copy()
+        bulk = (self.bulk_score, self.bulk_probe, self.bulk_reference)
         if np.all(cutoff <= self.tail_cutoff):
-            return self.tail_score, self.tail_probe, self.tail_reference, None, below
+            return self.tail_score, self.tail_probe, self.tail_reference, bulk, below
         gp, gr = self.tail_cell
         drop = self.tail_score < cutoff[gp, gr]
         if drop.any():
             np.maximum.at(below, (gp[drop], gr[drop]), self.tail_score[drop])
+            to_bulk = drop & (self.hist_row_of_cell[gp, gr] < 0)
+            bulk = tuple(np.concatenate([b, t[to_bulk]]) for b, t in
+                         zip(bulk, (self.tail_score, self.tail_probe, self.tail_reference)))
         keep = ~drop
-        return self.tail_score[keep], self.tail_probe[keep], self.tail_reference[keep], None, below
+        return self.tail_score[keep], self.tail_probe[keep], self.tail_reference[keep], bulk, below
 
     def with_tail_cutoff(self, cutoff: float | np.ndarray) -> ScoreDistributions:
         """A copy whose tail keeps only scores >= cutoff (cutoff may only rise: lower needs the data)."""
@@ -439,18 +610,22 @@ class ScoreDistributions:
             raise InputError(
                 f"cannot lower the tail cutoff from {self.tail_cutoff} to {cutoff} without the scores"
             )
-        ts, tp, tr, _, below = self._retail(cutoff)
-        return dataclasses.replace(self, tail_cutoff=cutoff, tail_score=ts, tail_probe=tp, tail_reference=tr,
-                                   below_max=below)
+        ts, tp, tr, bulk, below = self._retail(cutoff)
+        return _canonical(dataclasses.replace(
+            self, tail_cutoff=cutoff, tail_score=ts, tail_probe=tp, tail_reference=tr, below_max=below,
+            bulk_score=bulk[0], bulk_probe=bulk[1], bulk_reference=bulk[2]))
 
     def __eq__(self, other: object) -> bool:  # exact, array-wise equality
         if not isinstance(other, ScoreDistributions):
             return NotImplemented
-        arrays = ("edges", "impostor_hist", "tail_score", "tail_probe", "tail_reference", "below_max",
-                  "genuine_score", "genuine_probe", "genuine_reference")
+        arrays = ("edges", "hist_rows", "hist_row_of_cell", "tail_score", "tail_probe", "tail_reference",
+                  "below_max", "genuine_score", "genuine_probe", "genuine_reference", "bulk_score",
+                  "bulk_probe", "bulk_reference")
         if any(not np.array_equal(getattr(self, a), getattr(other, a)) for a in arrays):
             return False
         if not np.array_equal(self.tail_cutoff, other.tail_cutoff) or self.exclusions != other.exclusions:
+            return False
+        if self.cell_limit != other.cell_limit:
             return False
         a, b = self.impostor_subject_pairs, other.impostor_subject_pairs
         if (a is None) != (b is None):
@@ -462,6 +637,47 @@ class ScoreDistributions:
     __hash__ = None  # type: ignore[assignment]
 
 
+def _sum_rows(rows: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Sum of the rows ``sel`` (sorted, distinct) of a (K, B) array, without copying them all at once."""
+    if sel.size == rows.shape[0]:
+        return rows.sum(axis=0)
+    out = np.zeros(rows.shape[1], rows.dtype)
+    for k in range(0, sel.size, 256):
+        out += rows[sel[k:k + 256]].sum(axis=0)
+    return out
+
+
+def _merge_cells(a: ScoreDistributions, b: ScoreDistributions, parts: list) -> tuple:
+    """The histogram rows and row index of ``a + b``: a cell has a row when the two together hold more than
+    ``cell_limit`` comparisons (or either had one); the exact scores of a cell that gains one are binned
+    into it. ``parts``: each side's ``_retail`` result. Also returns, per side, which bulk entries stay."""
+    G, B = a.n_groups, a.n_bins
+    had = [d.hist_row_of_cell.reshape(-1) for d in (a, b)]
+    binned = (a.nonmated_counts() + b.nonmated_counts()).reshape(-1) > a.cell_limit
+    binned |= (had[0] >= 0) | (had[1] >= 0)
+    new_row = np.full(G * G, -1, np.int64)
+    new_row[binned] = np.arange(int(binned.sum()))
+    dtype = np.result_type(a.hist_rows.dtype, b.hist_rows.dtype)
+    rows = np.zeros((int(binned.sum()), B), dtype)
+    g = a.samples.group_of_sample
+    keep_bulk = []
+    for d, row, part in zip((a, b), had, parts):
+        have = np.flatnonzero(row >= 0)
+        for k in range(0, have.size, 256):  # a side's rows into the new ones, a few at a time
+            c = have[k:k + 256]
+            rows[new_row[c]] += d.hist_rows[row[c]]
+        gain = binned & (row < 0)  # the side's exact cells that now have a row: bin their scores
+        ts, tp, tr, (bs, bp, br), _ = part
+        scores = np.concatenate([ts, bs])
+        code = np.concatenate([g[tp] * G + g[tr], g[bp] * G + g[br]])
+        move = gain[code]
+        if move.any():
+            flat = new_row[code[move]] * B + bin_index(scores[move].astype(np.float64), a.edges)
+            rows += np.bincount(flat, minlength=rows.size).reshape(rows.shape).astype(dtype)
+        keep_bulk.append(~binned[code[ts.size:]])
+    return rows, new_row.reshape(G, G), keep_bulk
+
+
 def _canonical(d: ScoreDistributions) -> ScoreDistributions:
     """Sort the exact parts so that the result of a merge does not depend on the order of merging."""
     o = np.lexsort((d.tail_reference, d.tail_probe, d.tail_score))
@@ -469,6 +685,9 @@ def _canonical(d: ScoreDistributions) -> ScoreDistributions:
     o = np.lexsort((d.genuine_reference, d.genuine_probe, d.genuine_score))
     d.genuine_score, d.genuine_probe, d.genuine_reference = (
         d.genuine_score[o], d.genuine_probe[o], d.genuine_reference[o])
+    if d.bulk_score.size:
+        o = np.lexsort((d.bulk_reference, d.bulk_probe, d.bulk_score))
+        d.bulk_score, d.bulk_probe, d.bulk_reference = d.bulk_score[o], d.bulk_probe[o], d.bulk_reference[o]
     return d
 
 
@@ -476,11 +695,17 @@ class DistributionBuilder:
     """Accumulates comparisons, block by block, into a :class:`ScoreDistributions`.
 
     Feed it ``add(probe_index, reference_index, score)`` with sample indices into ``samples``; it
-    classifies each pair as mated (same subject) or not, histograms the non-mated ones per group pair,
-    keeps every non-mated score >= its cell's ``tail_cutoff`` (a scalar, or (G, G) per cell) exactly,
-    and counts what it excludes and why
-    (non-finite scores, self-comparisons). Memory does not grow with the number of non-mated pairs,
-    only with the tail.
+    classifies each pair as mated (same subject) or not, keeps every non-mated score of a cell exactly
+    while the cell has at most ``cell_limit`` of them, gives a cell that passes the limit a histogram
+    row (its scores so far binned into it), keeps every non-mated score >= its cell's ``tail_cutoff`` (a
+    scalar, or (G, G) per cell) exactly, and counts what it excludes and why (non-finite scores,
+    self-comparisons). Memory does not grow with the number of non-mated pairs, only with the tail and
+    the rows (see the module docstring for the bound). Past ``memory_limit`` bytes of rows and exact
+    scores it keeps counting, allocates nothing more, and :meth:`result` raises
+    :class:`~faceaudit.errors.HistogramMemoryError` with the figure the whole input needs.
+
+    ``histogram=False`` (a second pass that only needs the tail) allocates no rows: the result's rows
+    are zeros that are never written.
     """
 
     def __init__(
@@ -493,16 +718,28 @@ class DistributionBuilder:
         track_subject_pairs: bool = True,
         design: str = "listed",
         meta: dict[str, Any] | None = None,
+        cell_limit: int | None = None,
+        memory_limit: int | None = None,
+        histogram: bool = True,
     ) -> None:
         self.samples = samples
         self.edges = np.asarray(edges, dtype=np.float64)
         if self.edges.ndim != 1 or self.edges.size < 2 or np.any(np.diff(self.edges) <= 0):
             raise InputError("bin edges must be a strictly increasing 1-d array of at least 2 values")
         G = samples.n_groups
+        B = self.edges.size - 1
         self.tail_cutoff = np.broadcast_to(np.asarray(tail_cutoff, dtype=np.float64), (G, G)).copy()
         self._cutoff_flat = self.tail_cutoff.reshape(-1)
-        B = self.edges.size - 1
-        self._hist = np.zeros(G * G * B, dtype=np.int64)
+        self.cell_limit = default_cell_limit(B) if cell_limit is None else int(cell_limit)
+        self.memory_limit = histogram_memory_limit() if memory_limit is None else int(memory_limit)
+        self.histogram = histogram
+        self._counts = np.zeros(G * G, np.int64)
+        self._row = np.full(G * G, -1, np.int64)  # row of each cell in _rows (in order of promotion)
+        self._n_rows = 0
+        self._rows = np.zeros((0, B), np.int64)
+        self._small: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # every score of row-less cells
+        self._n_small = 0
+        self._over = False  # past the memory limit: counting only
         self._below = np.full(G * G, -np.inf)
         self._tail: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._gen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -536,18 +773,7 @@ class DistributionBuilder:
         if not nm.any():
             return
         p, r, s = probe[nm], reference[nm], score[nm]
-        grp = self.samples.group_of_sample
-        G = self.samples.n_groups
-        B = self.edges.size - 1
-        cell = grp[p] * G + grp[r]
-        flat = cell * B + bin_index(s, self.edges)
-        self._hist += np.bincount(flat, minlength=self._hist.size)
-        in_tail = s >= self._cutoff_flat[cell]
-        if in_tail.any():
-            self._tail.append((s[in_tail], p[in_tail], r[in_tail]))
-        if not in_tail.all():
-            out = ~in_tail
-            np.maximum.at(self._below, cell[out], s[out])
+        self._add_nonmated(p, r, s)
         if self.track_subject_pairs:
             S = self.samples.n_subjects
             self._pairs.append(
@@ -556,13 +782,96 @@ class DistributionBuilder:
             if len(self._pairs) > 16:  # keep the pending list short
                 self._pairs = [_sum_sparse(self._pairs)]
 
+    def _cells(self, p: np.ndarray, r: np.ndarray) -> np.ndarray:
+        grp = self.samples.group_of_sample
+        return grp[p] * self.samples.n_groups + grp[r]
+
+    def _add_nonmated(self, p: np.ndarray, r: np.ndarray, s: np.ndarray) -> None:
+        cell = self._cells(p, r)
+        before = self._counts.copy()
+        self._counts += np.bincount(cell, minlength=self._counts.size)
+        if self._over:
+            return
+        cells = np.flatnonzero((self._counts > self.cell_limit) & (self._row < 0))
+        self._promote(cells, int(before[cells].sum()))
+        if self._over:
+            return
+        row = self._row[cell]
+        small = row < 0
+        if not small.any():  # the usual case with few groups: every cell has its row
+            self._bin_and_tail(p, r, s, cell, row)
+            return
+        self._small.append((s[small], p[small], r[small]))
+        self._n_small += int(small.sum())
+        if not small.all():
+            big = ~small
+            self._bin_and_tail(p[big], r[big], s[big], cell[big], row[big])
+
+    def _bin_and_tail(self, p, r, s, cell, row) -> None:
+        """Scores of cells with a row: into the row's bins, the tail or the cell's below_max."""
+        if self.histogram:
+            B = self.edges.size - 1
+            flat = row * B + bin_index(s, self.edges)
+            self._rows[: self._n_rows] += np.bincount(flat, minlength=self._n_rows * B).reshape(-1, B)
+        in_tail = s >= self._cutoff_flat[cell]
+        if in_tail.any():
+            self._tail.append((s[in_tail], p[in_tail], r[in_tail]))
+        if not in_tail.all():
+            out = ~in_tail
+            np.maximum.at(self._below, cell[out], s[out])
+
+    def _promote(self, cells: np.ndarray, n_moving: int) -> None:
+        """Give these cells (past the limit) rows, and move their ``n_moving`` exact scores so far into
+        them. Refuses (counting only from then on) when the rows and the exact scores left would pass
+        the memory limit: never more than the whole input needs, since a cell only gains a row."""
+        if not cells.size:
+            return
+        B = self.edges.size - 1
+        need = (self._n_rows + cells.size) * B * 8 + (self._n_small - n_moving) * EXACT_SCORE_BYTES
+        if need > self.memory_limit:
+            self._over = True
+            self._small, self._tail, self._rows = [], [], np.zeros((0, B), np.int64)
+            return
+        self._row[cells] = np.arange(self._n_rows, self._n_rows + cells.size)
+        self._n_rows += cells.size
+        if self.histogram and self._n_rows > self._rows.shape[0]:
+            grown = np.zeros((max(self._n_rows, 2 * self._rows.shape[0]), B), np.int64)
+            grown[: self._rows.shape[0]] = self._rows
+            self._rows = grown
+        if not self._small:
+            return
+        s, p, r = (np.concatenate([x[i] for x in self._small]) for i in range(3))
+        cell = self._cells(p, r)
+        move = self._row[cell] >= 0
+        self._small = [(s[~move], p[~move], r[~move])]
+        self._n_small = int((~move).sum())
+        if move.any():
+            self._bin_and_tail(p[move], r[move], s[move], cell[move], self._row[cell[move]])
+
     def result(self) -> ScoreDistributions:
         G = self.samples.n_groups
         B = self.edges.size - 1
+        if self._over:
+            check_histogram_memory(self._counts, B, self.cell_limit, self.memory_limit, always=True)
 
         def cat(parts, i, dtype):
             return np.concatenate([x[i] for x in parts]).astype(dtype) if parts else np.empty(0, dtype)
 
+        # rows in the order of their cells (the canonical layout), whatever the order of promotion
+        binned = self._row >= 0
+        row_of_cell = np.full(G * G, -1, np.int64)
+        row_of_cell[binned] = np.arange(int(binned.sum()))
+        if self.histogram:
+            rows = self._rows[self._row[binned]]
+        else:
+            rows = np.zeros((int(binned.sum()), B), np.int64)
+        small = [tuple(cat(self._small, i, dt) for i, dt in enumerate((np.float64, np.int64, np.int64)))]
+        s, p, r = small[0]
+        cell = self._cells(p, r)
+        in_tail = s >= self._cutoff_flat[cell]
+        below = self._below.copy()
+        np.maximum.at(below, cell[~in_tail], s[~in_tail])
+        tail = self._tail + [(s[in_tail], p[in_tail], r[in_tail])]
         pairs = None
         if self.track_subject_pairs:
             S = self.samples.n_subjects
@@ -571,15 +880,20 @@ class DistributionBuilder:
             ScoreDistributions(
                 samples=self.samples,
                 edges=self.edges,
-                impostor_hist=self._hist.reshape(G, G, B).copy(),
+                hist_rows=rows,
+                hist_row_of_cell=row_of_cell.reshape(G, G),
                 tail_cutoff=self.tail_cutoff.copy(),
-                tail_score=cat(self._tail, 0, np.float64),
-                tail_probe=cat(self._tail, 1, np.int64),
-                tail_reference=cat(self._tail, 2, np.int64),
-                below_max=self._below.reshape(G, G).copy(),
+                tail_score=cat(tail, 0, np.float64),
+                tail_probe=cat(tail, 1, np.int64),
+                tail_reference=cat(tail, 2, np.int64),
+                below_max=below.reshape(G, G),
                 genuine_score=cat(self._gen, 0, np.float64),
                 genuine_probe=cat(self._gen, 1, np.int64),
                 genuine_reference=cat(self._gen, 2, np.int64),
+                bulk_score=s[~in_tail],
+                bulk_probe=p[~in_tail],
+                bulk_reference=r[~in_tail],
+                cell_limit=self.cell_limit,
                 exclusions=Counter(self.exclusions),
                 impostor_subject_pairs=pairs,
                 design=self.design,

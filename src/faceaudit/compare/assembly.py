@@ -40,48 +40,55 @@ class Captures:
 
 
 def assemble(run: Planner, backend: Backend, parts: list[BlockPartial],
-             probes: ProbeAccumulator) -> ScoreDistributions:
-    """The distributions and probe summaries of a run from its chunks' partial results (in order) and
-    the running per-probe summaries."""
+             probes: ProbeAccumulator, slots: np.ndarray | None = None) -> ScoreDistributions:
+    """The distributions and probe summaries of a run from its chunks' partial results (in order), the
+    running per-probe summaries, and ``slots``: the chunks' slot counts, already summed (the parts' own
+    are then None)."""
     plan = run.plan
-    total = BlockPartial.sum(parts, plan.n_slots)
+    total = BlockPartial.sum(parts, plan.n_slots, slots=slots)
     parts.clear()
-    hist = plan.slots_to_hist(total.slots)
-    check_pair_counts(run, total, hist)
+    rows, whole = run.rows_of_slots(total.slots)
+    check_pair_counts(run, total, int(rows.sum() + whole.sum()))
+    total.slots = None
     with ThreadPoolExecutor(1) as pool:  # the per-probe summaries need none of the rest: alongside
         summary = pool.submit(probes.summary, run.samples.subject_of_sample, total.gen_i, total.gen_j,
                               total.gen_x, plan.scale)
-        dist = assemble_tail(run, backend, total, hist)
+        dist = assemble_tail(run, backend, total, rows, int(whole.sum()))
         dist.probe_summary = summary.result()
     return dist
 
 
-def check_pair_counts(run: Planner, total: BlockPartial, hist: np.ndarray) -> None:
-    """Every pair once: visited pairs, histogram + mated, the excluded slot, every block once."""
+def check_pair_counts(run: Planner, total: BlockPartial, n_hist: int) -> None:
+    """Every pair once: visited pairs, histogram + mated, the excluded slot, every block once. ``n_hist``:
+    the histogram's count (every row, the shared one of the cells kept whole included)."""
     n_gen = int(total.gen_x.size)
     tril = sum(min(run.block, run.n - bi * run.block) * (min(run.block, run.n - bi * run.block) + 1) // 2
                for bi, bj in run.blocks if bi == bj)
-    if (total.pairs != run.total_pairs or int(hist.sum()) + n_gen != run.total_pairs
+    if (total.pairs != run.total_pairs or n_hist + n_gen != run.total_pairs
             or n_gen != run.plan.mated_i.size or int(total.slots[0]) != n_gen + tril
             or len(set(total.blocks)) != len(run.blocks) or len(total.blocks) != len(run.blocks)):
         raise AssertionError(
-            f"pair counts do not add up: visited {total.pairs}, histogram {int(hist.sum())} + mated {n_gen}, "
+            f"pair counts do not add up: visited {total.pairs}, histogram {n_hist} + mated {n_gen}, "
             f"expected n(n-1)/2 = {run.total_pairs}")
 
 
 def assemble_tail(
-    run: Planner, backend: Backend, total: BlockPartial, hist: np.ndarray
+    run: Planner, backend: Backend, total: BlockPartial, rows: np.ndarray, n_whole: int
 ) -> ScoreDistributions:
-    """Genuine scores, per-cell cutoffs from the exact histogram, the tail and below_max of every cell."""
+    """Genuine scores, per-cell cutoffs from the exact histogram, the tail and below_max of every cell.
+
+    ``rows``: the histogram rows of the cells that have one; ``n_whole``: the pairs the cells kept whole
+    counted in their shared row, checked against those captured."""
     samples, G, scale = run.samples, run.G, run.plan.scale
     gs, gp, gr = genuine_canonical(run, total)
-    T = _cutoffs(run, hist, gs, gp, gr)
-    level = run.cell_level.copy()
     caps = Captures(total.cap_i, total.cap_j, total.cap_x)
+    whole = _whole_cells(run, caps, n_whole)
+    T = _cutoffs(run, rows, whole, gs, gp, gr)
+    level = run.cell_level.copy()
     passes = ["main"]
     fail = T < level
     if fail.any():
-        caps = _second_pass(run, backend, hist, T, level, fail, caps)
+        caps = _second_pass(run, backend, rows, T, level, fail, caps)
         passes.append(f"capture below the required cutoff in {int(fail.sum())} cell(s), "
                       f"{len(run.blocks_holding(fail))} block(s)")
     g = samples.group_of_sample
@@ -94,37 +101,68 @@ def assemble_tail(
     np.maximum.at(below, cell[band], cs[band])
     del band
     n_tail_cell = np.bincount(cell[in_tail], minlength=G * G)
-    missing = (hist.reshape(G * G, -1).sum(axis=1) - n_tail_cell > 0) & ~np.isfinite(below)
+    counts = _cell_counts(run, rows, whole)
+    missing = (counts - n_tail_cell > 0) & ~np.isfinite(below)
     if missing.any():
         # cells with scores below T but none captured in [level, T): their largest lies below level
         got = backend.cell_max_below(run.plan, run.blocks_holding(missing.reshape(G, G)),
                                      level.reshape(-1) * scale, missing)
         below[missing] = got[missing] / scale
         passes.append(f"rescan of {int(missing.sum())} cell(s) for the largest score below the tail")
-    tail_score, tail_probe, tail_ref = (
-        cs[in_tail],
-        caps.i[in_tail].astype(np.int64),
-        caps.j[in_tail].astype(np.int64),
-    )
+    to_bulk = ~in_tail & (run.cell_row[cell] < 0)  # the cells kept whole keep their scores below T too
+    bulk = _canonical_triple(cs[to_bulk], caps.i[to_bulk], caps.j[to_bulk])
+    tail_score, tail_probe, tail_ref = _canonical_triple(cs[in_tail], caps.i[in_tail], caps.j[in_tail])
     del cs, cell, in_tail
-    o = np.lexsort((tail_ref, tail_probe, tail_score))  # the canonical order of ScoreDistributions
     return ScoreDistributions(
-        samples=samples, edges=run.edges, impostor_hist=hist, tail_cutoff=T, tail_score=tail_score[o],
-        tail_probe=tail_probe[o], tail_reference=tail_ref[o], below_max=below.reshape(G, G), genuine_score=gs,
-        genuine_probe=gp, genuine_reference=gr, exclusions=Counter(), impostor_subject_pairs=None,
-        design="complete", meta=_tail_meta(run, level, passes))
+        samples=samples, edges=run.edges, hist_rows=rows, hist_row_of_cell=run.cell_row.reshape(G, G),
+        tail_cutoff=T, tail_score=tail_score, tail_probe=tail_probe, tail_reference=tail_ref,
+        below_max=below.reshape(G, G), genuine_score=gs, genuine_probe=gp, genuine_reference=gr,
+        bulk_score=bulk[0], bulk_probe=bulk[1], bulk_reference=bulk[2], cell_limit=run.cell_limit,
+        exclusions=Counter(), impostor_subject_pairs=None, design="complete",
+        meta=_tail_meta(run, level, passes))
 
 
-def _cutoffs(run: Planner, hist: np.ndarray, gs: np.ndarray, gp: np.ndarray, gr: np.ndarray) -> np.ndarray:
+def _canonical_triple(s: np.ndarray, i: np.ndarray,
+                      j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores and their sample indices (int64) in the canonical order of ScoreDistributions."""
+    i, j = i.astype(np.int64), j.astype(np.int64)
+    o = np.lexsort((j, i, s))
+    return s[o], i[o], j[o]
+
+
+def _whole_cells(run: Planner, caps: Captures, n_whole: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every score (score units) and sample pair of the cells kept whole, captured in the main pass; their
+    number must be the count of their shared histogram row."""
+    g = run.samples.group_of_sample
+    sel = run.cell_row[g[caps.i] * run.G + g[caps.j]] < 0
+    if int(sel.sum()) != n_whole or int(run.cell_pairs.reshape(-1)[run.cell_row < 0].sum()) != n_whole:
+        raise AssertionError(f"the cells kept whole hold {n_whole} pairs, {int(sel.sum())} were captured")
+    s = caps.x[sel].astype(np.float64)
+    s /= run.plan.scale
+    return s, caps.i[sel].astype(np.int64), caps.j[sel].astype(np.int64)
+
+
+def _cell_counts(run: Planner, rows: np.ndarray, whole: tuple) -> np.ndarray:
+    """(G * G,) non-mated pairs per cell: row sums, and the captured pairs of the cells kept whole."""
+    g = run.samples.group_of_sample
+    counts = np.bincount(g[whole[1]] * run.G + g[whole[2]], minlength=run.G * run.G)
+    has = run.cell_row >= 0
+    counts[has] = rows.sum(axis=1)[run.cell_row[has]]
+    return counts
+
+
+def _cutoffs(run: Planner, rows: np.ndarray, whole: tuple, gs: np.ndarray, gp: np.ndarray,
+             gr: np.ndarray) -> np.ndarray:
     """Per cell, required_tail_cutoff of the complete histogram and the exact genuine scores."""
     G = run.G
-    if not hist.sum():
+    if not rows.sum() and not whole[0].size:
         return np.full((G, G), np.inf)
     empty_i = np.empty(0, np.int64)
     coarse = GenuineSorted(
         samples=run.samples,
         edges=run.edges,
-        impostor_hist=hist,
+        hist_rows=rows,
+        hist_row_of_cell=run.cell_row.reshape(G, G),
         tail_cutoff=np.full((G, G), np.inf),
         tail_score=np.empty(0),
         tail_probe=empty_i,
@@ -133,18 +171,22 @@ def _cutoffs(run: Planner, hist: np.ndarray, gs: np.ndarray, gp: np.ndarray, gr:
         genuine_score=gs,
         genuine_probe=gp,
         genuine_reference=gr,
+        bulk_score=whole[0],
+        bulk_probe=whole[1],
+        bulk_reference=whole[2],
+        cell_limit=run.cell_limit,
         design="complete",
     )
     return required_tail_cutoff(coarse, run.targets, run.subsets)
 
 
-def _second_pass(run: Planner, backend: Backend, hist: np.ndarray, T: np.ndarray, level: np.ndarray,
+def _second_pass(run: Planner, backend: Backend, rows: np.ndarray, T: np.ndarray, level: np.ndarray,
                  fail: np.ndarray, caps: Captures) -> Captures:
     """The estimate was too high for the cells of ``fail``: capture them again, below T, from the exact
     histogram (``level`` is lowered in place); the other cells keep their main-pass captures."""
     G, plan = run.G, run.plan
     for g, h in zip(*np.nonzero(fail)):
-        level[g, h] = lower_level(run.edges, hist[g, h], T[g, h])
+        level[g, h] = lower_level(run.edges, rows[run.cell_row[g * G + h]], T[g, h])  # failing: has a row
     arrays = run.capture_arrays(np.where(fail, level, np.inf), np.full(run.n, np.inf, np.float32))
     second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
     chunks = make_chunks(run.blocks_holding(fail), run.block, run.n, SECOND_PASS_CHUNK_PAIRS)

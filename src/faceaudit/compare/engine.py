@@ -200,9 +200,9 @@ def compare_embeddings(
         recorded = settings.record(eng.name)
         ckpt = Checkpoint(checkpoint_dir, run_keys(emb, samples, recorded, eng.score_identity), resume)
         _capture_levels(run, eng, ckpt, timings)
-        parts, probes = _main_pass(run, eng, ckpt, settings.chunk_pairs, progress, on_chunk, timings)
+        parts, probes, slots = _main_pass(run, eng, ckpt, settings.chunk_pairs, progress, on_chunk, timings)
         t = time.perf_counter()
-        result = assemble(run, eng, parts, probes)
+        result = assemble(run, eng, parts, probes, slots)
         timings.lap("assembly", t)
     finally:
         eng.close()
@@ -262,14 +262,19 @@ def _main_pass(
     progress: bool,
     on_chunk: Callable[[int], Any] | None,
     timings: _Timings,
-) -> tuple[list[BlockPartial], ProbeAccumulator]:
+) -> tuple[list[BlockPartial], ProbeAccumulator, np.ndarray]:
     """Every chunk not resumed, on the backend; each reduced as it arrives (its tail captures kept, its
-    per-probe part folded into the running summaries) and checkpointed. The chunks' partials in order."""
+    per-probe part folded into the running summaries) and checkpointed. The chunks' partials in order,
+    the running summaries, and the chunks' slot counts summed as they come (a partial keeps no copy of
+    its own: one slot array in memory, not one per chunk)."""
     chunks = run.chunks(int(chunk_pairs))
     acc = ProbeAccumulator(run.n, run.probe_thresholds())
     parts: dict[int, BlockPartial] = {}
+    slots = np.zeros(run.plan.n_slots, np.int64)
     for k, part, probes in ckpt.resumed_chunks(len(chunks), run.plan.n_slots, run.n):
         acc.fold(probes)
+        slots += part.slots
+        part.slots = None
         parts[k] = part
     todo = [k for k in range(len(chunks)) if k not in parts]
     bar = Progress(progress, run.total_pairs, f"comparing ({eng.name})")
@@ -279,6 +284,8 @@ def _main_pass(
         for k, part in eng.run_chunks(run.plan, chunks, todo):
             part, probes = reduce_chunk(run, part, acc)  # folded into acc
             ckpt.save_chunk(k, part, probes)
+            slots += part.slots
+            part.slots = None
             parts[k] = part
             bar.advance(part.pairs)
             if on_chunk is not None:
@@ -286,7 +293,7 @@ def _main_pass(
     finally:
         bar.close()
     timings.lap("main_pass", t)
-    return [parts.pop(k) for k in range(len(chunks))], acc
+    return [parts.pop(k) for k in range(len(chunks))], acc, slots
 
 
 def reduce_chunk(

@@ -67,6 +67,11 @@ class BlockPlan:
     mated_i: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # sorted by block key
     mated_j: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     mated_key: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    # Cells kept whole (no histogram row) make the layout non-separable: then row_offset[i] + col_offset[j]
+    # is the cell code, slot = bin + cell_base[cell] (int64, G * G), and n_rows cells have rows (in cell
+    # order) followed by one shared row for the cells kept whole. None: every cell has a row, in cell order.
+    cell_base: np.ndarray | None = None
+    n_rows: int = -1
 
     def block_key(self, bi: int, bj: int) -> int:
         nb = -(-self.n // self.block)
@@ -77,14 +82,22 @@ class BlockPlan:
         lo, hi = np.searchsorted(self.mated_key, [k, k + 1])
         return self.mated_i[lo:hi], self.mated_j[lo:hi]
 
-    def slots_to_hist(self, slots: np.ndarray) -> np.ndarray:
-        """Fold the slot counts into the (G, G, B) histogram (guards into the outer bins)."""
-        G, B, S, g = self.n_groups, self.n_bins, self.slot_stride, self.guard
-        cells = slots[3:].reshape(G * G, S)
+    def slots_to_rows(self, slots: np.ndarray) -> np.ndarray:
+        """Fold the slot counts into histogram rows (guards into the outer bins): (G * G, B) in cell order
+        when every cell has a row, else (n_rows + 1, B), the last the shared row of the cells kept whole."""
+        B, S, g = self.n_bins, self.slot_stride, self.guard
+        cells = slots[3:].reshape(-1, S)
         hist = cells[:, g : g + B].copy()
         hist[:, 0] += cells[:, :g].sum(axis=1)
         hist[:, -1] += cells[:, g + B :].sum(axis=1)
-        return hist.reshape(G, G, B)
+        return hist
+
+    def slots_to_hist(self, slots: np.ndarray) -> np.ndarray:
+        """The (G, G, B) histogram of a plan where every cell has a row (the fused kernel's plans)."""
+        if self.cell_base is not None:
+            raise ValueError("this plan keeps some cells whole: its slots hold rows, "
+                             "not a (G, G, B) histogram")
+        return self.slots_to_rows(slots).reshape(self.n_groups, self.n_groups, self.n_bins)
 
 
 @dataclass
@@ -239,6 +252,8 @@ def keep_captures(plan: BlockPlan, i: np.ndarray, j: np.ndarray, x: np.ndarray) 
 
 def _slot_index(plan: BlockPlan, x: np.ndarray, r0: int, c0: int) -> np.ndarray:
     nr, nc = x.shape
+    if plan.cell_base is not None:
+        return _slot_index_by_cell(plan, x, r0, c0)
     if plan.fast:
         np.floor(x, out=x)
         if plan.float_offsets:
@@ -258,6 +273,23 @@ def _slot_index(plan: BlockPlan, x: np.ndarray, r0: int, c0: int) -> np.ndarray:
         del s
         idx += plan.row_offset[r0 : r0 + nr, None]
         idx += plan.col_offset[None, c0 : c0 + nc]
+    return idx
+
+
+def _slot_index_by_cell(plan: BlockPlan, x: np.ndarray, r0: int, c0: int) -> np.ndarray:
+    """Slots of a layout with cells kept whole: the bin (as in the separable layout) plus the cell's base."""
+    nr, nc = x.shape
+    if plan.fast:
+        np.floor(x, out=x)
+        idx = x.astype(np.intp)
+    else:
+        s = x.astype(np.float64)
+        if plan.scale != 1.0:
+            s /= plan.scale
+        idx = bin_index(s.ravel(), plan.edges).reshape(x.shape)
+        del s
+    code = plan.row_offset[r0 : r0 + nr, None] + plan.col_offset[None, c0 : c0 + nc]
+    idx += plan.cell_base[code]
     return idx
 
 

@@ -17,9 +17,16 @@ import numpy as np
 from faceaudit.build import group_subsets
 from faceaudit.compare.kernel import BlockPlan, gemm_error_bound
 from faceaudit.compare.probes import ProbeThresholds
-from faceaudit.scores import SampleIndex, ScoreDistributions, uniform_edges
+from faceaudit.scores import (
+    SampleIndex,
+    ScoreDistributions,
+    check_histogram_memory,
+    default_cell_limit,
+    uniform_edges,
+)
 
 __all__ = ["Planner", "GenuineSorted", "make_chunks", "mated_pairs", "all_subsets", "f32_down", "f32_up",
+           "complete_cell_pairs",
            "DEFAULT_BLOCK", "DEFAULT_CHUNK_PAIRS"]
 
 DEFAULT_BLOCK = 1024
@@ -47,6 +54,22 @@ def mated_pairs(samples: SampleIndex) -> tuple[np.ndarray, np.ndarray]:
     j = np.concatenate(pj).astype(np.int64)
     o = np.lexsort((j, i))
     return i[o], j[o]
+
+
+def complete_cell_pairs(samples: SampleIndex) -> np.ndarray:
+    """(G, G) non-mated pairs per cell of the complete design: pairs i < j, filed under (group[i],
+    group[j]), less the mated ones. O(n) per group."""
+    G = samples.n_groups
+    g = samples.group_of_sample.astype(np.int64)
+    out = np.zeros((G, G), np.int64)
+    for h in np.unique(g).tolist():
+        is_h = g == h
+        before = np.cumsum(is_h) - is_h  # samples of group h before each sample
+        # exact in float64: every partial sum is below n^2 / 2 < 2**53
+        out[h] = np.rint(np.bincount(g, weights=before, minlength=G)).astype(np.int64)
+    mi, mj = mated_pairs(samples)
+    out.reshape(-1)[:] -= np.bincount(g[mi] * G + g[mj], minlength=G * G)
+    return out
 
 
 def all_subsets(samples: SampleIndex) -> list[list[int]]:
@@ -133,7 +156,7 @@ class Planner:
 
     def __init__(self, emb: np.ndarray, samples: SampleIndex, *, metric: str, bins: int, block: int,
                  top_k: int, fmr_targets: Sequence[float], reference_sample: int, seed: int,
-                 max_capture: int) -> None:
+                 max_capture: int, memory_limit: int | None = None) -> None:
         self.emb = emb
         self.samples = samples
         self.n, self.d = emb.shape
@@ -145,6 +168,16 @@ class Planner:
         self.subsets = all_subsets(samples)
         self.edges, self.fast, self.scale = _binning(emb, metric, bins)
         self.group_size = np.bincount(samples.group_of_sample.astype(np.int64), minlength=self.G)
+        # which cells get a histogram row (more than cell_limit non-mated pairs; the others are captured
+        # whole): known before anything is allocated, and refused here if past the memory limit
+        self.cell_limit = default_cell_limit(bins)
+        self.cell_pairs = complete_cell_pairs(samples)
+        check_histogram_memory(self.cell_pairs, bins, self.cell_limit, memory_limit)
+        binned = self.cell_pairs.reshape(-1) > self.cell_limit
+        #: per flat cell, its row of the histogram (-1: kept whole, no row)
+        self.cell_row = np.full(self.G * self.G, -1, np.int64)
+        self.cell_row[binned] = np.arange(int(binned.sum()))
+        self.n_rows = int(binned.sum())
         self.plan = self._block_plan(bins)
         nb = -(-self.n // self.block)
         self.blocks = [(bi, bj) for bi in range(nb) for bj in range(bi, nb)]
@@ -172,10 +205,21 @@ class Planner:
         G, B, fast, n = self.G, bins, self.fast, self.n
         guard = max(2, int(np.ceil(0.01 * B / 2))) if fast else 0
         stride = B + 2 * guard
-        n_slots = 3 + G * G * stride
-        float_off = fast and n_slots < 2**24
         g = self.samples.group_of_sample.astype(np.int64)
-        dt = np.float32 if float_off else np.int64
+        first = 3 + guard + (B // 2 if fast else 0)
+        # every cell with pairs has a row (the empty ones get slots that stay 0): slot = bin + row offset
+        # + column offset, at most about twice the rows (each pair of groups fills one orientation or both)
+        if np.all((self.cell_row >= 0) | (self.cell_pairs.reshape(-1) == 0)):
+            n_slots = 3 + G * G * stride
+            float_off = fast and n_slots < 2**24
+            dt = np.float32 if float_off else np.int64
+            row_offset, col_offset = (g * G * stride).astype(dt), (g * stride + first).astype(dt)
+            cell_base = None
+        else:  # rows for some cells, one shared row for the cells kept whole: slot = bin + base[cell]
+            n_slots = 3 + (self.n_rows + 1) * stride
+            float_off = False
+            row_offset, col_offset = g * G, g.copy()  # the cell code g[i] * G + g[j]
+            cell_base = first + np.where(self.cell_row >= 0, self.cell_row, self.n_rows) * stride
         mi, mj = mated_pairs(self.samples)  # sorted by (i, j)
         nb = -(-n // self.block)
         key = (mi // self.block) * nb + (mj // self.block)
@@ -199,9 +243,11 @@ class Planner:
             slot_stride=stride,
             guard=guard,
             n_slots=n_slots,
-            row_offset=(g * G * stride).astype(dt),
-            col_offset=(g * stride + 3 + guard + (B // 2 if fast else 0)).astype(dt),
+            row_offset=row_offset,
+            col_offset=col_offset,
             float_offsets=float_off,
+            cell_base=cell_base,
+            n_rows=self.n_rows,
             capture_row=inf,
             capture_col=inf.copy(),
             keep_sample=inf.copy(),
@@ -211,6 +257,17 @@ class Planner:
             mated_j=mj[o],
             mated_key=key[o],
         )
+
+    def rows_of_slots(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (n_rows, B) histogram rows of the cells that have one (in cell order) from the slot counts,
+        and the shared row of the cells kept whole (zeros when every cell with pairs has a row)."""
+        folded = self.plan.slots_to_rows(slots)
+        if self.plan.cell_base is not None:
+            return folded[:-1], folded[-1]
+        has = self.cell_row >= 0
+        if folded[~has].any():
+            raise AssertionError("a cell without pairs has histogram counts")
+        return folded[has], np.zeros(folded.shape[1], np.int64)
 
     def chunks(self, chunk_pairs: int) -> list[list[tuple[int, int]]]:
         """The run's blocks in chunks of about ``chunk_pairs`` pairs."""
@@ -232,8 +289,10 @@ class Planner:
 
     def set_capture(self, cell_level: np.ndarray, topk_x: np.ndarray, mate_x: np.ndarray,
                     mate_hi_x: np.ndarray | None = None) -> None:
-        """Set the per-cell levels and per-sample thresholds (from the pre-pass or a checkpoint)."""
-        self.cell_level = np.asarray(cell_level, np.float64).reshape(self.G, self.G)
+        """Set the per-cell levels and per-sample thresholds (from the pre-pass or a checkpoint); a cell
+        with pairs but no histogram row is captured whole (level -inf) whatever the estimate."""
+        self.cell_level = np.asarray(cell_level, np.float64).reshape(self.G, self.G).copy()
+        self.cell_level.reshape(-1)[(self.cell_row < 0) & (self.cell_pairs.reshape(-1) > 0)] = -np.inf
         self.topk_x, self.mate_x = np.asarray(topk_x, np.float32), np.asarray(mate_x, np.float32)
         self.mate_hi_x = (np.full(self.n, np.inf, np.float32) if mate_hi_x is None
                           else np.asarray(mate_hi_x, np.float32))

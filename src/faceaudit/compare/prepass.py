@@ -72,8 +72,15 @@ class _RowSteps:
         samples, G, B = run.samples, run.G, run.edges.size - 1
         self.k = min(run.top_k, refs.size)
         self.topk = np.full(run.n, np.inf if self.k == 0 else -np.inf)
-        self.dump = G * G * B
-        self.ref_code = samples.group_of_sample[refs].astype(np.int64) * B
+        # a sampled row for each cell whose row or transpose's row the estimate needs (B bins each, the
+        # cells kept whole and the excluded pairs in the dump slot)
+        rows = estimated_rows(run)
+        self.n_est = int(rows.size)
+        self.est_row = np.full(G * G, -1, np.int64)
+        self.est_row[rows] = np.arange(rows.size)
+        self.dump = self.n_est * B
+        self.base = np.where(self.est_row >= 0, self.est_row * B, self.dump)
+        self.ref_group = samples.group_of_sample[refs].astype(np.int64)
         self.ref_subj = samples.subject_of_sample[refs]
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
@@ -82,9 +89,10 @@ class _RowSteps:
         s = self.scores_fn(rows, self.refs)  # (rows, R) scores, float64
         excluded = subj[rows][:, None] == self.ref_subj[None, :]  # self and mates
         code = score_bins(run, s)
-        code += self.ref_code[None, :]
-        code += (g[rows].astype(np.int64) * (run.G * (run.edges.size - 1)))[:, None]
-        code[excluded] = self.dump
+        cell = (g[rows].astype(np.int64) * run.G)[:, None] + self.ref_group[None, :]
+        base = self.base[cell]
+        code += base
+        code[excluded | (base == self.dump)] = self.dump
         counts = np.bincount(code.ravel(), minlength=self.dump + 1)
         del code
         if k > 0:
@@ -126,8 +134,7 @@ def estimate_capture(run: Planner, scores_fn: ScoresFn, threads: int = 1, rows_p
     # share the pairs of the two groups (every subset holds both or neither)
     refs_in = np.bincount(run.samples.group_of_sample[refs], minlength=G)
     w = np.where(refs_in > 0, run.group_size / np.maximum(refs_in, 1), 0.0)
-    c = counts[: step.dump].reshape(G, G, B) * w[None, :, None]
-    est = (c + c.transpose(1, 0, 2)) / 4.0
+    est = _estimate_rows(run, step, counts[: step.dump].reshape(step.n_est, B), w)
     # rank of the first mate: capture everything >= (an under-estimate of) the best mated score
     mate = np.where(np.isfinite(best), (best - run.margin) * run.scale, np.inf)
     mate_hi = np.where(np.isfinite(best), (best + run.margin) * run.scale, np.inf)
@@ -170,31 +177,51 @@ def _gram(run: Planner, e: np.ndarray) -> np.ndarray:
 def cell_levels(run: Planner, est: np.ndarray, gx: np.ndarray, gi: np.ndarray) -> np.ndarray:
     """Per cell, a capture level (score units, a bin edge) below the cutoff the estimated
     distribution requires, with a margin in FMR: at least twice the estimated share above the
-    estimated cutoff plus LEVEL_MARGIN_SHARE of the cell, and 2 bins; small cells are captured whole."""
+    estimated cutoff plus LEVEL_MARGIN_SHARE of the cell, and 2 bins; small cells are captured whole,
+    and so are the cells without a histogram row (``est`` has a row for each of the others)."""
     G, edges = run.G, run.edges
     o = np.argsort(gx)  # an estimate: the order of ties does not matter
     dist = GenuineSorted(
-        samples=run.samples, edges=edges, impostor_hist=est, tail_cutoff=np.full((G, G), np.inf),
-        tail_score=np.empty(0), tail_probe=np.empty(0, np.int64), tail_reference=np.empty(0, np.int64),
-        below_max=np.full((G, G), -np.inf), genuine_score=gx[o], genuine_probe=gi[o], genuine_reference=gi[o],
-        design="complete")
-    cutoff = required_tail_cutoff(dist, run.targets, run.subsets)
-    total = est.sum(axis=2)
-    from_top = np.cumsum(est[:, :, ::-1], axis=2)[:, :, ::-1]
-    level = np.full((G, G), -np.inf)
+        samples=run.samples, edges=edges, hist_rows=est, hist_row_of_cell=run.cell_row.reshape(G, G),
+        tail_cutoff=np.full((G, G), np.inf), tail_score=np.empty(0), tail_probe=np.empty(0, np.int64),
+        tail_reference=np.empty(0, np.int64), below_max=np.full((G, G), -np.inf), genuine_score=gx[o],
+        genuine_probe=gi[o], genuine_reference=gi[o], cell_limit=run.cell_limit, design="complete")
+    cutoff = required_tail_cutoff(dist, run.targets, run.subsets).reshape(-1)
+    total = np.zeros(G * G)
+    has = np.flatnonzero(run.cell_row >= 0)
+    total[has] = est.sum(axis=1)
+    level = np.full(G * G, -np.inf)
     budget = run.max_capture / max(run.total_pairs, 1)
-    for g, h in np.ndindex(G, G):
-        t, N = cutoff[g, h], total[g, h]
+    for c, r in zip(has.tolist(), run.cell_row[has].tolist()):
+        t, N = cutoff[c], total[c]
         if not np.isfinite(t) or N <= 0:
             continue  # -inf: keep all; +inf: nothing estimated there, keep all (it is tiny)
+        from_top = np.cumsum(est[r, ::-1])[::-1]
         bt = int(bin_index(np.array([t]), edges)[0])
-        p = from_top[g, h, bt] / N
+        p = from_top[bt] / N
         q = min(1.0, 2.0 * p + LEVEL_MARGIN_SHARE, max(budget, p))
-        bq = int(np.count_nonzero(from_top[g, h] >= q * N)) - 1
+        bq = int(np.count_nonzero(from_top >= q * N)) - 1
         b = min(bt - 2, bq)
-        level[g, h] = edges[b] if b > 0 else -np.inf
-    small = np.flatnonzero((total.reshape(-1) <= SMALL_CELL) & np.isfinite(level.reshape(-1)))
-    small = small[np.argsort(total.reshape(-1)[small], kind="stable")]
-    whole = small[np.cumsum(total.reshape(-1)[small]) <= SMALL_CELLS_TOTAL]
-    level.reshape(-1)[whole] = -np.inf
-    return level
+        level[c] = edges[b] if b > 0 else -np.inf
+    small = np.flatnonzero((total <= SMALL_CELL) & np.isfinite(level))
+    small = small[np.argsort(total[small], kind="stable")]
+    whole = small[np.cumsum(total[small]) <= SMALL_CELLS_TOTAL]
+    level[whole] = -np.inf
+    return level.reshape(G, G)
+
+
+def estimated_rows(run: Planner) -> np.ndarray:
+    """Flat cells whose sampled counts the estimate reads: those with a histogram row and their transposes."""
+    G = run.G
+    has = (run.cell_row >= 0).reshape(G, G)
+    return np.flatnonzero(has | has.T)
+
+
+def _estimate_rows(run: Planner, step: _RowSteps, c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(n_rows, B) estimated histogram of each cell with a row, from the sampled counts: a sampled
+    reference of group h stands for w[h] pairs, each pair is seen from both ends, and cells (g, h) and
+    (h, g) share the pairs of the two groups (every subset holds both or neither)."""
+    G = run.G
+    cells = np.flatnonzero(run.cell_row >= 0)
+    g, h = cells // G, cells % G
+    return (c[step.est_row[cells]] * w[h][:, None] + c[step.est_row[h * G + g]] * w[g][:, None]) / 4.0

@@ -5,7 +5,11 @@ exclusions, the meta (provenance: embedding file sha256, model information, sett
 version) and the format version go into a JSON string member ``__json__``. A load gives back a
 ScoreDistributions equal (``==``) to the saved one, with its probe summary when it had one.
 
-Integrity and determinism (format ``/3``). The archive carries a content digest (member ``__digest__``,
+Format ``/4`` stores the histogram compactly (:class:`~faceaudit.scores.ScoreDistributions`'s rows of
+the cells past ``cell_limit`` comparisons, the row index, and the exact scores of the other cells);
+``/1``-``/3`` files, with a dense (G, G, B) histogram, are converted on load.
+
+Integrity and determinism (format ``/3`` on). The archive carries a content digest (member ``__digest__``,
 :data:`faceaudit.compare.npzfile.DIGEST_RULE`) checked on every load: an empty, truncated, bit-flipped
 or foreign file is a :class:`~faceaudit.compare.errors.DistributionsFileError`, never a traceback or a
 wrong load. The same distributions give the same bytes: the archive's time stamps are fixed, and what
@@ -30,18 +34,24 @@ from faceaudit.compare.errors import DistributionsFileError
 from faceaudit.compare.npzfile import DIGEST_MEMBER, DIGEST_RULE, NpzDamaged, read_npz, write_npz
 from faceaudit.compare.summary import ProbeSummary
 from faceaudit.errors import InputError
-from faceaudit.scores import SampleIndex, ScoreDistributions
+from faceaudit.scores import SampleIndex, ScoreDistributions, default_cell_limit
 
 __all__ = ["save_distributions", "load_distributions", "sidecar_path", "FORMAT", "RUN_META_KEY"]
 
-FORMAT = "faceaudit.fadist/3"
+FORMAT = "faceaudit.fadist/4"
 #: formats this version reads: /1 stored one scalar tail cutoff (broadcast to every cell on load); /1 and
-#: /2 carry no content digest (their ZIP members' CRC-32 is all that is checked)
-READABLE = ("faceaudit.fadist/1", "faceaudit.fadist/2", FORMAT)
+#: /2 carry no content digest (their ZIP members' CRC-32 is all that is checked); /1 to /3 stored a dense
+#: (G, G, B) histogram, converted on load (see :func:`_rows_from_dense`)
+READABLE = ("faceaudit.fadist/1", "faceaudit.fadist/2", "faceaudit.fadist/3", FORMAT)
+#: formats that carry a content digest
+DIGESTED = ("faceaudit.fadist/3", FORMAT)
 #: the key of ``meta`` whose content goes to the sidecar, not into the file
 RUN_META_KEY = "run"
-ARRAY_FIELDS = ("edges", "impostor_hist", "tail_cutoff", "tail_score", "tail_probe", "tail_reference",
-                "below_max", "genuine_score", "genuine_probe", "genuine_reference")
+#: /4: the histogram rows of the cells that have one, each cell's row (-1: none), and the exact scores
+#: below the tail cutoff of the cells without one
+ARRAY_FIELDS = ("edges", "hist_rows", "hist_row_of_cell", "tail_cutoff", "tail_score", "tail_probe",
+                "tail_reference", "below_max", "genuine_score", "genuine_probe", "genuine_reference",
+                "bulk_score", "bulk_probe", "bulk_reference")
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -93,6 +103,7 @@ def _arrays_of(dist: ScoreDistributions) -> dict[str, np.ndarray]:
         "format": FORMAT,
         "digest": DIGEST_RULE,
         "design": dist.design,
+        "cell_limit": int(dist.cell_limit),
         "exclusions": [[k, int(v)] for k, v in dist.exclusions.items()],
         "group_columns": list(s.group_columns),
         "group_labels": [list(label) for label in s.group_labels],
@@ -141,8 +152,8 @@ def _read_checked(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     fmt = doc.get("format") if isinstance(doc, dict) else None
     if fmt not in READABLE:
         raise DistributionsFileError(f"{where} has format {fmt!r}; this faceaudit reads {READABLE!r}")
-    if fmt == FORMAT and DIGEST_MEMBER not in a:
-        raise DistributionsFileError(f"{where} lacks its content digest (format {FORMAT} carries one)")
+    if fmt in DIGESTED and DIGEST_MEMBER not in a:
+        raise DistributionsFileError(f"{where} lacks its content digest (format {fmt} carries one)")
     a.pop(DIGEST_MEMBER, None)
     return a, doc
 
@@ -168,6 +179,8 @@ def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
     if "tail_cutoff" not in a:  # format /1: one cutoff for every cell
         a["tail_cutoff"] = np.full((G, G), float(doc["tail_cutoff"]))
     a["tail_cutoff"] = np.broadcast_to(np.asarray(a["tail_cutoff"], np.float64), (G, G)).copy()
+    if "impostor_hist" in a:  # formats /1 to /3
+        a.update(_rows_from_dense(a.pop("impostor_hist"), a, np.asarray(a["group_of_sample"], np.int64)))
 
     def ids(arr: np.ndarray, kind: str) -> np.ndarray:
         return np.asarray([int(v) if kind == "int" else str(v) for v in arr.tolist()], dtype=object)
@@ -192,5 +205,24 @@ def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
         )
     return ScoreDistributions(
         samples=samples, **{k: a[k] for k in ARRAY_FIELDS},
+        cell_limit=int(doc.get("cell_limit", -1)),
         exclusions=Counter({k: v for k, v in doc["exclusions"]}), impostor_subject_pairs=pairs,
         design=doc["design"], meta=doc["meta"], probe_summary=summary)
+
+
+def _rows_from_dense(hist: np.ndarray, a: dict[str, np.ndarray], group: np.ndarray) -> dict[str, np.ndarray]:
+    """The /4 layout of a /1-/3 file's dense (G, G, B) histogram: a cell keeps its row unless it has at
+    most ``B // 4`` comparisons, all in the exact tail (then the tail is all of it and the row is
+    derivable). A file made by compare /3 loads equal to a /4 run of it except that a small cell with
+    scores below its tail cutoff keeps a row (the file does not hold those scores)."""
+    G, _, B = hist.shape
+    counts = hist.sum(axis=2).reshape(-1)
+    code = group[np.asarray(a["tail_probe"], np.int64)] * G + group[np.asarray(a["tail_reference"], np.int64)]
+    in_tail = np.bincount(code, minlength=G * G)
+    binned = (counts > default_cell_limit(B)) | (in_tail != counts)
+    row = np.full(G * G, -1, np.int64)
+    row[binned] = np.arange(int(binned.sum()))
+    e = np.empty(0, np.int64)
+    return {"hist_rows": hist.reshape(G * G, B)[binned].astype(np.int64),
+            "hist_row_of_cell": row.reshape(G, G),
+            "bulk_score": np.empty(0), "bulk_probe": e, "bulk_reference": e}

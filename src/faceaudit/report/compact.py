@@ -87,8 +87,7 @@ def compact_distributions(
     edges = dist.edges
     B = edges.size - 1
     scores, starts, _ = dist.tail_index()
-    hist = dist.impostor_hist.reshape(G * G, B)
-    totals = hist.sum(axis=1)
+    totals = dist.nonmated_counts().reshape(-1)
     kept = np.diff(starts)
     below = totals - kept
     below_max = dist.below_max.reshape(-1)
@@ -102,7 +101,7 @@ def compact_distributions(
     grid_idx = grid_idx[inner[grid_idx] < exact_from]
     grid = inner[grid_idx]
 
-    cells = _cells(scores, starts, totals, exact_from, np.cumsum(hist[:, ::-1], axis=1)[:, ::-1], grid_idx)
+    cells = _cells(dist, scores, starts, totals, exact_from, grid_idx)
     mated = _mated(dist, exact_from, grid)
 
     listed = [
@@ -138,20 +137,21 @@ def compact_distributions(
 
 
 def _cells(
+    dist: ScoreDistributions,
     scores: np.ndarray,
     starts: np.ndarray,
     totals: np.ndarray,
     exact_from: float,
-    fine_from_top: np.ndarray,
     grid_idx: np.ndarray,
 ) -> list[dict[str, Any]]:
-    """Per finest cell: its total, its counts >= each grid threshold (``fine_from_top[c, b]`` = count of
-    scores >= edges[b]) and its scores >= ``exact_from``."""
+    """Per finest cell: its total, its counts >= each grid threshold (exact, from the cell's histogram
+    row or its exact scores) and its scores >= ``exact_from``."""
     cells = []
     for c in range(totals.size):
         cell_scores = scores[starts[c] : starts[c + 1]]
         exact = cell_scores[cell_scores >= exact_from] if np.isfinite(exact_from) else cell_scores
-        at_least = fine_from_top[c, grid_idx + 1] if grid_idx.size else np.empty(0, np.int64)
+        # count of the cell's scores >= each grid edge (edge inner[k] = edges[k + 1])
+        at_least = dist.cell_at_least_edges(c, grid_idx + 1) if grid_idx.size else np.empty(0, np.int64)
         cells.append(
             {"total": int(totals[c]), "at_least_grid": _trimmed(at_least), "scores": encode_scores(exact)}
         )

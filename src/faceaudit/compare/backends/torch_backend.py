@@ -316,7 +316,10 @@ class TorchBackend:
         cx = x.flatten()[flat]
         x.floor_()
         ro, co = self._offsets(plan)
-        if plan.float_offsets:
+        if plan.cell_base is not None:  # cells kept whole: slot = bin + the cell's base (by its code)
+            idx = x.to(torch.int64)
+            idx += self._cell_base(plan)[ro[r0 : r0 + nr, None] + co[None, c0 : c0 + nc]]
+        elif plan.float_offsets:
             x += ro[r0 : r0 + nr, None]
             x += co[None, c0 : c0 + nc]
             idx = x.to(torch.int64)
@@ -354,6 +357,12 @@ class TorchBackend:
             self._scaled[key] = (plan, self.torch.from_numpy(plan.capture_row).to(self.device),
                                  self.torch.from_numpy(plan.capture_col).to(self.device))
         return self._scaled[key][1:]
+
+    def _cell_base(self, plan: BlockPlan):
+        key = ("base", id(plan.cell_base))
+        if key not in self._scaled:  # the array is held with its tensor, so its id is not reused
+            self._scaled[key] = (plan.cell_base, self.torch.from_numpy(plan.cell_base).to(self.device))
+        return self._scaled[key][1]
 
     def _offsets(self, plan: BlockPlan):
         key = ("off", id(plan.row_offset))

@@ -322,6 +322,9 @@ def supported_plan(plan: BlockPlan) -> str | None:
         return "the fused kernel bins cosine scores with power-of-two bins only"
     if plan.n_bins > MAX_BINS:
         return f"the fused kernel holds at most {MAX_BINS} bins per tile ({plan.n_bins} asked)"
+    if plan.cell_base is not None:
+        return ("the plan keeps small group-pair cells whole (no histogram row); "
+                "the fused kernel bins every cell")
     if plan.n_groups ** 2 * plan.n_bins * 4 > _REPLICA_BYTES * 16:
         return "too many cells x bins for the fused kernel's histogram buffer"
     return None
