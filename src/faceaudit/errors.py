@@ -43,3 +43,24 @@ class NotExactError(FaceAuditError):
     The histogram can locate the answer only to within one bin; faceaudit refuses to report a
     bin-resolved number as if it were exact. Rebuild the distributions with a lower tail cutoff.
     """
+
+
+class EncodingError(InputError):
+    """A text file (CSV) cannot be decoded with the encoding it is read with.
+
+    Text files are read as UTF-8, with or without a byte-order mark, unless another encoding is given
+    (``encoding=`` on the readers, ``--encoding`` on the command line).
+    """
+
+
+class IdentifierTypeError(InputError):
+    """Identifiers of two files cannot be matched without guessing: integer-typed ids in one file
+    against zero-padded or otherwise non-canonical decimal text ids (``"007"``) in the other."""
+
+
+class OptionError(InputError):
+    """A command-line option (or the matching keyword argument) is outside its domain."""
+
+    def __init__(self, option: str, value: object, rule: str) -> None:
+        self.option, self.value, self.rule = option, value, rule
+        super().__init__(f"{option} {value!r}: {rule}")
