@@ -226,7 +226,7 @@ def read_sample_table(path: str | Path, group_columns: Sequence[str] = (), *,
     integers, attribute columns scalars. ``encoding`` applies to CSV (default UTF-8, BOM or not).
     """
     path, what = Path(path), "sample table"
-    encoding = check_encoding(encoding)
+    encoding = check_encoding("--encoding", encoding)
     _check_file(path, what, SampleTableError, encoding)
     needed = list(dict.fromkeys(["sample_id", "subject_id", *group_columns]))
     try:
@@ -294,7 +294,7 @@ class ScoreFile:
         self.samples = samples
         self.distance = distance
         self.batch_rows = batch_rows
-        self.encoding = check_encoding(encoding)
+        self.encoding = check_encoding("--encoding", encoding)
         _check_file(self.path, "score file", ScoreFileError, self.encoding)
         self.is_parquet = is_parquet(self.path)
         names = self._column_names()
