@@ -8,7 +8,7 @@ from typing import Any
 
 from faceaudit import __version__
 from faceaudit.build import default_groupings, group_subsets, two_pass
-from faceaudit.data.tables import ScoreFile, file_sha256, read_sample_table, score_range
+from faceaudit.data.tables import ScoreFile, file_sha256, histogram_range, read_sample_table, score_range
 from faceaudit.scores import DEFAULT_BINS, ScoreDistributions, uniform_edges
 
 __all__ = ["load_score_file"]
@@ -44,7 +44,7 @@ def load_score_file(
     index = read_sample_table(samples, group_columns, encoding=encoding)
     sf = ScoreFile(scores, index, distance=distance, batch_rows=batch_rows, encoding=encoding,
                    pair_order=pair_order)
-    lo, hi = score_range(sf)
+    lo, hi = histogram_range(*score_range(sf), bins, sf.path)
     edges = uniform_edges(lo, hi, bins)
     groupings = default_groupings(list(group_columns)) if groupings is None else list(groupings)
     subsets = list(group_subsets(index, groupings).values())

@@ -119,7 +119,7 @@ def _csv_header(path: Path, what: str, error: type[Exception], encoding: str) ->
 def _read_error(exc: BaseException, path: Path, what: str, error: type[Exception],
                 encoding: str) -> Exception:
     """The named error for a failure of the Arrow readers (undecodable text, malformed CSV or Parquet)."""
-    if isinstance(exc, UnicodeDecodeError) or "invalid UTF8" in str(exc) or "UTF-8" in str(exc):
+    if isinstance(exc, UnicodeError) or "invalid UTF8" in str(exc) or "UTF-8" in str(exc):
         line = _first_undecodable_line(path, encoding)
         at = f" (line {line})" if line else ""
         return EncodingError(f"{what} {str(path)!r} is not valid {encoding} text{at}; {ENCODING_RULE}")
@@ -467,7 +467,8 @@ class ScoreFile:
                     f"{str(self.path)!r}: data rows {where}")
         return (f"duplicate comparison of samples {id_text(a)!r} and {id_text(b)!r} in {str(self.path)!r} "
                 "(a pair is unordered: probe/reference in either order is the same comparison; for a "
-                f"matcher whose score depends on the order, read the file with ordered pairs): data rows {where}")
+                "matcher whose score depends on the order, read the file with ordered pairs): "
+                f"data rows {where}")
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -532,6 +533,21 @@ def _mated_labels(column: pa.Array) -> np.ndarray | tuple[int, str]:
         i = int(np.flatnonzero(~(yes | no))[0])
         return i, f"cannot read {column[i].as_py()!r} as mated/non-mated"
     return yes
+
+
+def histogram_range(low: float, high: float, bins: int, path: Path) -> tuple[float, float]:
+    """A range whose ``bins + 1`` equally spaced edges are distinct floats: a range narrower than that
+    (one score value, or values close together far from 0, e.g. around 2**50) is widened; one wider than
+    a float can hold (scores near +-1e308) is refused, naming the scores' span."""
+    if not np.isfinite(high - low):
+        raise ScoreFileError(f"finite scores of {str(path)!r} span [{low:g}, {high:g}], wider than a float64 "
+                             "histogram can bin; rescale the scores")
+    # 2**-52 |x| bounds the float spacing near x (np.spacing overflows next to the largest float)
+    need = max(abs(low), abs(high), 1.0) * 2.0**-52 * 8.0 * bins  # in this order: no overflow
+    if high - low < need:
+        widened = low + need
+        low, high = (low, widened) if np.isfinite(widened) else (high - need, high)
+    return low, high
 
 
 def score_range(score_file: ScoreFile) -> tuple[float, float]:
