@@ -399,3 +399,27 @@ def test_mated_column_problems_name_the_exact_row(tmp_path, samples):
     scores = write(tmp_path / "s.csv", ["probe", "reference", "score", "mated"], rows)
     with pytest.raises(ScoreFileError, match=r"`mated` at data row 6 .*missing value"):
         load_score_file(scores, samples)
+
+
+# ----- image manifests and label files -----------------------------------------------------------------------
+def test_manifest_ids_as_written_lines_and_encodings(tmp_path):
+    from faceaudit.data.images import join_labels, samples_from_manifest
+    from faceaudit.errors import EncodingError
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('path,subject_id\n\na.jpg,007\n"b\nc.jpg",7\nd.jpg,\n')
+    with pytest.raises(SampleTableError, match="line 6: empty 'path' or 'subject_id'"):
+        samples_from_manifest(manifest)
+    manifest.write_text('path,subject_id\n\na.jpg,007\n"b\nc.jpg",7\n')
+    table = samples_from_manifest(manifest)
+    assert table.column("subject_id").to_pylist() == ["007", "7"]
+    labels = tmp_path / "l.csv"
+    labels.write_bytes("subject_id,sex\n007,Mé\n".encode("latin-1"))
+    with pytest.raises(EncodingError, match=r"line 2.*--encoding"):
+        join_labels(table, labels)
+    joined = join_labels(table, labels, encoding="latin-1")
+    assert joined.table.column("sex").to_pylist() == ["Mé", "unknown"]  # "7" is not "007"
+    ragged = tmp_path / "r.csv"
+    ragged.write_text("path,subject_id\na.jpg,1\nb.jpg,2,extra\n")
+    with pytest.raises(SampleTableError, match="line 3: 3 field"):
+        samples_from_manifest(ragged)
