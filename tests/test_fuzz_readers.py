@@ -406,3 +406,26 @@ def test_one_known_case_each_way(tmp_path, enc):
     case.scores = case.scores[:2]
     (tmp_path / "ok").mkdir()
     run_case(case, tmp_path / "ok")  # loads; the counts and the audit equal the oracle's
+
+
+# ----- damaged files -----------------------------------------------------------------------------------------
+@settings(FUZZ, max_examples=EXAMPLES or 30)
+@given(fmt=st.sampled_from(["csv", "parquet"]), cut=st.floats(0, 1), flips=st.lists(
+    st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), max_size=4))
+def test_damaged_files_load_or_end_in_a_named_error(fmt, cut, flips, tmp_path_factory):
+    """Truncated or bit-flipped score files (and sample tables): a named error or a load; a flipped digit
+    can change a number without any reader noticing (the manifest's sha256 identifies the file read)."""
+    folder = tmp_path_factory.mktemp("dmg")
+    case = Case(samples=[("a1", "A", "f"), ("a2", "A", "f"), ("b1", "B", "m"), ("b2", "B", "m")],
+                scores=[("a1", "a2", "0.9"), ("b1", "b2", "0.8"), ("a1", "b1", "0.1"), ("a2", "b2", "0.2")],
+                score_value={"0.9": 0.9, "0.8": 0.8, "0.1": 0.1, "0.2": 0.2}, samples_fmt=fmt, scores_fmt=fmt)
+    s_path, c_path = write_case(case, folder)
+    for path in (c_path, s_path):
+        data = bytearray(path.read_bytes())
+        for where, mask in flips:
+            data[int(where * len(data))] ^= mask
+        path.write_bytes(bytes(data[: max(1, int(cut * len(data)))] if cut < 0.999 else data))
+        try:
+            load_score_file(c_path, s_path, group_columns=["grp"], fmr_targets=[0.1], bins=8)
+        except E.FaceAuditError:
+            pass

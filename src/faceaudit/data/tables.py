@@ -120,6 +120,8 @@ def _read_error(exc: BaseException, path: Path, what: str, error: type[Exception
                 encoding: str) -> Exception:
     """The named error for a failure of the Arrow readers (undecodable text, malformed CSV or Parquet)."""
     if isinstance(exc, UnicodeError) or "invalid UTF8" in str(exc) or "UTF-8" in str(exc):
+        if is_parquet(path):  # Parquet text is UTF-8 by definition: the file itself is damaged
+            return error(f"cannot read {what} {str(path)!r}: a text column is not valid UTF-8 ({exc})")
         line = _first_undecodable_line(path, encoding)
         at = f" (line {line})" if line else ""
         return EncodingError(f"{what} {str(path)!r} is not valid {encoding} text{at}; {ENCODING_RULE}")
