@@ -423,3 +423,19 @@ def test_manifest_ids_as_written_lines_and_encodings(tmp_path):
     ragged.write_text("path,subject_id\na.jpg,1\nb.jpg,2,extra\n")
     with pytest.raises(SampleTableError, match="line 3: 3 field"):
         samples_from_manifest(ragged)
+
+
+def test_a_grouping_that_cannot_fit_is_refused_up_front_with_the_figure(tmp_path):
+    from faceaudit.data.ingest import HISTOGRAM_COPIES, check_histogram_memory
+    from faceaudit.errors import TooLargeError
+
+    assert check_histogram_memory(100, 4096, limit=2**31) == HISTOGRAM_COPIES * 100 * 100 * 4096 * 8
+    with pytest.raises(TooLargeError, match=r"1\.2 GiB .*more than the 1\.0 GiB.*--bins 2048 fits"):
+        check_histogram_memory(100, 4096, limit=2**30)
+    with pytest.raises(TooLargeError, match="not even 2 bins fit"):
+        check_histogram_memory(10**5, 2, limit=2**30)
+    rows = [(f"s{i}", f"p{i}", f"g{i}") for i in range(40)]
+    s = write(tmp_path / "samples.csv", ["sample_id", "subject_id", "grp"], rows)
+    # refused before the score file is even opened (it does not exist)
+    with pytest.raises(TooLargeError, match="40 groups"):
+        load_score_file(tmp_path / "none.csv", s, group_columns=["grp"], bins=4096, memory_limit=2**20)

@@ -64,3 +64,8 @@ class OptionError(InputError):
     def __init__(self, option: str, value: object, rule: str) -> None:
         self.option, self.value, self.rule = option, value, rule
         super().__init__(f"{option} {value!r}: {rule}")
+
+
+class TooLargeError(InputError):
+    """The inputs and settings would need more memory than the machine has; refused before the work
+    starts, with the figure and what to change."""

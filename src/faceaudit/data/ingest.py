@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,37 @@ from typing import Any
 from faceaudit import __version__
 from faceaudit.build import default_groupings, group_subsets, two_pass
 from faceaudit.data.tables import ScoreFile, file_sha256, histogram_range, read_sample_table, score_range
+from faceaudit.errors import TooLargeError
 from faceaudit.scores import DEFAULT_BINS, ScoreDistributions, uniform_edges
 
-__all__ = ["load_score_file"]
+__all__ = ["load_score_file", "check_histogram_memory"]
+
+#: the load holds the (G, G, B) int64 histogram about this many times at its peak (two builders, the
+#: bincount temporary, the result's copy: measured 3.9x, bench/RESULTS.md "Memory against groups")
+HISTOGRAM_COPIES = 4
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_histogram_memory(groups: int, bins: int, limit: int | None = None) -> int:
+    """Bytes the dense per-cell histograms need at the peak of a load; :class:`TooLargeError` (before any
+    work) where that exceeds ``limit`` (default: the machine's physical memory)."""
+    need = HISTOGRAM_COPIES * groups * groups * bins * 8
+    limit = _physical_memory() if limit is None else limit
+    if limit and need > limit:
+        fit = int(limit // (HISTOGRAM_COPIES * groups * groups * 8))
+        advice = f"use fewer bins (--bins {1 << (fit.bit_length() - 1)} fits) or fewer or coarser --group " \
+            "columns" if fit >= 2 else "use fewer or coarser --group columns (not even 2 bins fit)"
+        raise TooLargeError(
+            f"{groups} groups need {groups} x {groups} cells x {bins} bins of histograms: "
+            f"{need / 2**30:.1f} GiB at the peak of the load ({HISTOGRAM_COPIES} copies of "
+            f"groups^2 x bins x 8 bytes), more than the {limit / 2**30:.1f} GiB available; {advice}")
+    return need
 
 
 def load_score_file(
@@ -28,6 +57,7 @@ def load_score_file(
     progress: Any = None,
     encoding: str = "utf-8",
     pair_order: str = "unordered",
+    memory_limit: int | None = None,
 ) -> ScoreDistributions:
     """Read a score table against a sample table into ScoreDistributions.
 
@@ -40,8 +70,11 @@ def load_score_file(
     ``encoding`` applies to CSV files (default UTF-8, with or without BOM). ``pair_order``: "unordered"
     (default: (a, b) and (b, a) are one comparison; listing it twice is a DuplicatePairError) or
     "ordered" (an order-dependent matcher: both orders are comparisons, each listed at most once).
+    A grouping whose histograms cannot fit in ``memory_limit`` bytes (default: physical memory) is
+    refused before the file is read (:class:`TooLargeError`, with the figure).
     """
     index = read_sample_table(samples, group_columns, encoding=encoding)
+    check_histogram_memory(index.n_groups, bins, memory_limit)
     sf = ScoreFile(scores, index, distance=distance, batch_rows=batch_rows, encoding=encoding,
                    pair_order=pair_order)
     lo, hi = histogram_range(*score_range(sf), bins, sf.path)
