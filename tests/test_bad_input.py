@@ -401,7 +401,7 @@ def test_mated_column_problems_name_the_exact_row(tmp_path, samples):
         load_score_file(scores, samples)
 
 
-# ----- image manifests and label files -----------------------------------------------------------------------
+# ----- image manifests and label files -------------------------------------------------------------------
 def test_manifest_ids_as_written_lines_and_encodings(tmp_path):
     from faceaudit.data.images import join_labels, samples_from_manifest
     from faceaudit.errors import EncodingError
@@ -439,3 +439,12 @@ def test_a_grouping_that_cannot_fit_is_refused_up_front_with_the_figure(tmp_path
     # refused before the score file is even opened (it does not exist)
     with pytest.raises(TooLargeError, match="40 groups"):
         load_score_file(tmp_path / "none.csv", s, group_columns=["grp"], bins=4096, memory_limit=2**20)
+
+
+def test_a_label_spelled_like_the_missing_group_does_not_merge_with_empty_cells():
+    from faceaudit.scores import SampleIndex
+
+    with pytest.raises(SampleTableError, match="both empty cells and the label '\\(missing\\)'"):
+        SampleIndex.from_columns(["a", "b"], ["A", "B"], {"region": ["(missing)", ""]})
+    idx = SampleIndex.from_columns(["a", "b"], ["A", "B"], {"region": ["(missing)", "NA"]})
+    assert idx.group_labels == (("(missing)",), ("NA",))

@@ -214,8 +214,11 @@ def _check_unique(texts: list[str]) -> None:
         )
 
 
+MISSING_LABEL = "(missing)"
+
+
 def _label(v: Any) -> str:
-    return "(missing)" if (v is None or (isinstance(v, float) and v != v) or v == "") else str(v)
+    return MISSING_LABEL if (v is None or (isinstance(v, float) and v != v) or v == "") else str(v)
 
 
 def _groups(attributes: dict[str, Any], n: int) -> tuple[tuple[str, ...], np.ndarray, tuple]:
@@ -226,7 +229,12 @@ def _groups(attributes: dict[str, Any], n: int) -> tuple[tuple[str, ...], np.nda
             col = _object_column(attributes[c])
             if col.size != n:
                 raise SampleTableError(f"attribute column {c!r} has the wrong length")
-            cols.append([_label(v) for v in col.tolist()])
+            values = col.tolist()
+            labels_c = [_label(v) for v in values]
+            if MISSING_LABEL in values and any(v is None or v == "" or v != v for v in values):
+                raise SampleTableError(f"attribute column {c!r} has both empty cells and the label "
+                                       f"{MISSING_LABEL!r}, which stands for an empty cell: rename the label")
+            cols.append(labels_c)
         keys = list(zip(*cols))
     else:
         keys = [()] * n
