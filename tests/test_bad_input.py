@@ -250,6 +250,19 @@ def test_integer_parquet_ids_match_their_decimal_text(tmp_path):
         load_counts(padded, s)
 
 
+def test_every_arrow_text_and_integer_id_type_is_read(tmp_path):
+    import pyarrow as pa
+
+    s = write(tmp_path / "samples.csv", ["sample_id", "subject_id"], [("1", "A"), ("2", "A"), ("3", "C")])
+    for t in (pa.large_string(), pa.dictionary(pa.int32(), pa.string()), pa.string_view(), pa.int8(),
+              pa.uint64()):
+        cast = (lambda v, t=t: pa.array(v).cast(t)) if not pa.types.is_integer(t) else \
+            (lambda v, t=t: pa.array([int(x) for x in v], t))
+        path = _parquet(tmp_path / "s.parquet", probe=cast(["1", "1"]), reference=cast(["2", "3"]),
+                        score=pa.array([0.9, 0.1], pa.float32()))
+        assert load_counts(path, s)[:3] == (1, 1, 0), t
+
+
 def test_integer_score_ids_against_zero_padded_text_ids_are_refused(tmp_path):
     from faceaudit.errors import IdentifierTypeError
 

@@ -363,8 +363,8 @@ class ScoreFile:
         return _where(row, self.path, self.encoding)
 
     def _indices(self, column: pa.Array, name: str, first_row: int) -> np.ndarray:
-        if not _is_text(column.type):
-            column = pc.cast(column, pa.string())  # integers: their canonical decimal text
+        if column.type != pa.string():  # integers: their canonical decimal text; other text types
+            column = pc.cast(column, pa.string())
         idx = pc.index_in(column, value_set=self._id_set)
         if idx.null_count:
             bad = np.flatnonzero(np.asarray(idx.is_null()))
