@@ -63,8 +63,8 @@ def oracle_far_threshold(neg, target):
 
 def test_audit_matches_oracle_overall_groups_and_cross_matrix(evalset):
     samples, scores, srows, rows = evalset
-    dist = load_score_file(scores, samples, group_columns=["sex", "region"], fmr_targets=[0.01, 0.05],
-                           bins=16)
+    dist = load_score_file(scores, samples, pair_order="ordered", group_columns=["sex", "region"],
+                           fmr_targets=[0.01, 0.05], bins=16)
     res = audit(dist, fmr_targets=[0.01, 0.05], bootstrap=0)
     by_id = {r["sample_id"]: r for r in srows}
     neg = [float(r["score"]) for r in rows if by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
@@ -136,7 +136,7 @@ def test_eer_equals_oracle_on_random_tied_data(neg, pos, bins):
 
 def test_eer_matches_oracle_search(evalset):
     samples, scores, srows, rows = evalset
-    dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
+    dist = load_score_file(scores, samples, pair_order="ordered", fmr_targets=[0.01], bins=16)
     by_id = {r["sample_id"]: r for r in srows}
     mated = [by_id[r["probe"]]["subject_id"] == by_id[r["reference"]]["subject_id"] for r in rows]
     pos = sorted(float(r["score"]) for r, k in zip(rows, mated) if k)
@@ -163,7 +163,8 @@ def test_eer_matches_oracle_search(evalset):
 
 def test_subject_bootstrap_matches_oracle_with_fixed_seed(evalset):
     samples, scores, srows, rows = evalset
-    dist = load_score_file(scores, samples, group_columns=["sex"], fmr_targets=[0.05], bins=16)
+    dist = load_score_file(scores, samples, pair_order="ordered", group_columns=["sex"], fmr_targets=[0.05],
+                           bins=16)
     res = audit(dist, fmr_targets=[0.05], bootstrap=200, seed=11)
     point = res.overall.operating_points[0]
     t = point.threshold
@@ -268,7 +269,7 @@ def test_merge_is_associative_and_commutative(seed):
 def test_det_curve_points_are_exact_in_bulk_and_tail(evalset):
     """Every DET point the audit reports, bulk (bin edges) or tail, equals the loop count."""
     samples, scores, srows, rows = evalset
-    dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
+    dist = load_score_file(scores, samples, pair_order="ordered", fmr_targets=[0.01], bins=16)
     assert dist.tail_score.size < dist.n_nonmated  # the bulk really is histogram-only here
     res = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=10_000)
     det = res.overall.det
@@ -310,7 +311,12 @@ def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tm
 
     samples, scores, srows, rows = evalset
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(app, ["audit", "--scores", str(scores), "--samples", str(samples), "--group", "sex",
+    # the evaluation set lists both orders of each pair (an order-dependent matcher); the command line reads
+    # a pair as unordered, so it gets one order of each
+    half = tmp_path / "half.csv"
+    half.write_text("probe,reference,score\n" + "".join(
+        f"{r['probe']},{r['reference']},{r['score']}\n" for r in rows if r["probe"] < r["reference"]))
+    r = CliRunner().invoke(app, ["audit", "--scores", str(half), "--samples", str(samples), "--group", "sex",
                                  "--group", "region", "--fmr", "0.01", "--fmr", "0.001", "--bootstrap", "50",
                                  "--json", str(out), "--quiet"])
     assert r.exit_code == 0, r.output
@@ -327,7 +333,8 @@ def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tm
     assert len(doc["manifest"]["inputs"]["scores"]["sha256"]) == 64
     assert doc["settings"]["convention"] == "highest"
     # .at(threshold) on the Python object, against the loops
-    dist = load_score_file(scores, samples, group_columns=["sex"], fmr_targets=[0.01], bins=16)
+    dist = load_score_file(scores, samples, pair_order="ordered", group_columns=["sex"], fmr_targets=[0.01],
+                           bins=16)
     res = audit(dist, fmr_targets=[0.01], bootstrap=0)
     t = res.overall.operating_points[0].threshold
     at = res.at(t)
@@ -373,7 +380,8 @@ def test_per_cell_cutoffs_give_the_exact_answers(tmp_path, seed, bins):
     rows = list(csv.DictReader(open(scores)))
     by_id = {r["sample_id"]: r for r in srows}
     targets = [0.01, 0.001]
-    dist = load_score_file(scores, samples, group_columns=["sex", "region"], fmr_targets=targets, bins=bins)
+    dist = load_score_file(scores, samples, pair_order="ordered", group_columns=["sex", "region"],
+                           fmr_targets=targets, bins=bins)
     res = audit(dist, fmr_targets=targets, bootstrap=0)
     keys = {"sex": ["sex"], "region": ["region"], "sex x region": ["sex", "region"]}
     subsets = [("overall", None, res.overall)] + [
@@ -394,7 +402,7 @@ def test_per_cell_cutoffs_give_the_exact_answers(tmp_path, seed, bins):
 
 def test_det_sampled_in_the_audit_keeps_exact_points_and_counts_all(evalset):
     samples, scores, srows, rows = evalset
-    dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
+    dist = load_score_file(scores, samples, pair_order="ordered", fmr_targets=[0.01], bins=16)
     full = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=10**6).overall.det
     few = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=20).overall.det
     assert few.points_total == full.points_total == full.points_kept

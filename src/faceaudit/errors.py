@@ -48,3 +48,24 @@ class NotExactError(FaceAuditError):
 class HistogramMemoryError(InputError):
     """The histograms of a grouping would take more memory than the limit allows (refused before they are
     allocated; the message gives the figure and how to raise the limit)."""
+
+
+class EncodingError(InputError):
+    """A text file (CSV) cannot be decoded with the encoding it is read with.
+
+    Text files are read as UTF-8, with or without a byte-order mark, unless another encoding is given
+    (``encoding=`` on the readers, ``--encoding`` on the command line).
+    """
+
+
+class IdentifierTypeError(InputError):
+    """Identifiers of two files cannot be matched without guessing: integer-typed ids in one file
+    against zero-padded or otherwise non-canonical decimal text ids (``"007"``) in the other."""
+
+
+class OptionError(InputError):
+    """A command-line option (or the matching keyword argument) is outside its domain."""
+
+    def __init__(self, option: str, value: object, rule: str) -> None:
+        self.option, self.value, self.rule = option, value, rule
+        super().__init__(f"{option} {value!r}: {rule}")

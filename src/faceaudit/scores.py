@@ -65,6 +65,7 @@ __all__ = [
     "histogram_bytes",
     "check_histogram_memory",
     "HISTOGRAM_MEMORY_ENV",
+    "id_text",
 ]
 
 DEFAULT_BINS = 4096
@@ -207,57 +208,25 @@ class SampleIndex:
     ) -> SampleIndex:
         """Build the index from columns; validates what every measure relies on.
 
-        Raises :class:`SampleTableError` for duplicate sample ids, missing values in the id columns,
-        and a subject whose samples fall in two groups (a mated pair must have one group).
+        Ids are text exactly as written (``"007"`` and ``"7"`` are two ids) or integers (which stand for
+        their decimal text: the integer 7 and the text ``"7"`` are one id, so both in one column are a
+        duplicate). Raises :class:`SampleTableError` for duplicate sample ids, missing (empty) ids, ids
+        that are neither text nor integers, and a subject whose samples fall in two groups (a mated pair
+        must have one group). Row numbers in messages are 1-based data rows.
         """
-        sample_ids = np.asarray(sample_ids, dtype=object)
-        subject_col = np.asarray(subject_ids, dtype=object)
+        sample_ids = _object_column(sample_ids)
+        subject_col = _object_column(subject_ids)
         n = sample_ids.size
         if subject_col.size != n:
             raise SampleTableError("sample_id and subject_id columns differ in length")
         if n == 0:
             raise SampleTableError("the sample table has no rows")
-        for name, col in (("sample_id", sample_ids), ("subject_id", subject_col)):
-            missing = [i for i, v in enumerate(col.tolist()) if v is None or (isinstance(v, float) and v != v)]
-            if missing:
-                raise SampleTableError(f"{name} is missing in {len(missing)} row(s), first at row {missing[0]}")
-        counts = Counter(sample_ids.tolist())
-        dups = [k for k, c in counts.items() if c > 1]
-        if dups:
-            raise SampleTableError(
-                f"duplicate sample_id: {len(dups)} id(s) appear more than once, e.g. {dups[:5]!r}"
-            )
-        subj_uniques, subject_of_sample = np.unique(subject_col.astype(str), return_inverse=True)
-        attributes = attributes or {}
-        columns = tuple(attributes)
-        if columns:
-            cols = []
-            for c in columns:
-                col = np.asarray(attributes[c], dtype=object)
-                if col.size != n:
-                    raise SampleTableError(f"attribute column {c!r} has the wrong length")
-                cols.append(["(missing)" if (v is None or (isinstance(v, float) and v != v) or v == "") else str(v)
-                             for v in col.tolist()])
-            keys = list(zip(*cols))
-        else:
-            keys = [()] * n
-        labels = tuple(sorted(set(keys)))
-        lookup = {k: i for i, k in enumerate(labels)}
-        group_of_sample = np.fromiter((lookup[k] for k in keys), dtype=np.intp, count=n)
-        # a subject must sit in exactly one group: otherwise its mated pairs have no group
-        per_subject = np.full(subj_uniques.size, -1, dtype=np.intp)
-        per_subject[subject_of_sample] = group_of_sample
-        conflict = per_subject[subject_of_sample] != group_of_sample
-        if conflict.any():
-            bad_subjects = np.unique(subject_of_sample[conflict])
-            examples = []
-            for s in bad_subjects[:3]:
-                gs = sorted({labels[g] for g in group_of_sample[subject_of_sample == s]})
-                examples.append(f"{subj_uniques[s]!s} in {gs}")
-            raise SampleTableError(
-                f"{bad_subjects.size} subject(s) appear in more than one group of {list(columns)}: "
-                + "; ".join(examples)
-            )
+        sample_text = _id_column_text(sample_ids, "sample_id")
+        subject_text = _id_column_text(subject_col, "subject_id")
+        _check_unique(sample_text)
+        subj_uniques, subject_of_sample = np.unique(np.array(subject_text, dtype=object), return_inverse=True)
+        columns, group_of_sample, labels = _groups(attributes or {}, n)
+        _check_one_group_per_subject(subject_of_sample, subj_uniques, group_of_sample, labels, columns)
         return cls(
             sample_ids=sample_ids,
             subject_of_sample=subject_of_sample.astype(np.intp),
@@ -265,6 +234,107 @@ class SampleIndex:
             group_of_sample=group_of_sample,
             group_columns=columns,
             group_labels=labels,
+        )
+
+
+def id_text(value: Any) -> str | None:
+    """The text an identifier stands for: text as written, an integer's decimal text; None if missing.
+
+    Raises :class:`TypeError` for anything else (floats, booleans, bytes): such an id has no one text.
+    """
+    if isinstance(value, str):
+        return value if value != "" else None
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("a boolean")
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and value != value:
+        return None
+    raise TypeError(f"a {type(value).__name__} ({value!r})")
+
+
+def _object_column(values: Any) -> np.ndarray:
+    """A 1-d object array of Python values (never via a '<U' array, which drops trailing NULs)."""
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    out = np.empty(len(items), dtype=object)
+    for i, v in enumerate(items):  # element-wise: a list value must not become a second dimension
+        out[i] = v
+    return out
+
+
+def _id_column_text(col: np.ndarray, name: str) -> list[str]:
+    texts, missing = [], []
+    for i, v in enumerate(col.tolist()):
+        try:
+            t = id_text(v)
+        except TypeError as exc:
+            raise SampleTableError(
+                f"{name} at data row {i + 1} is {exc}; ids must be text or integers") from None
+        if t is None:
+            missing.append(i + 1)
+        texts.append(t)
+    if missing:
+        raise SampleTableError(f"{name} is missing (empty) in {len(missing)} row(s), first at data row "
+                               f"{missing[0]}")
+    return texts
+
+
+def _check_unique(texts: list[str]) -> None:
+    counts = Counter(texts)
+    dups = [k for k, c in counts.items() if c > 1]
+    if dups:
+        rows = [i + 1 for i, t in enumerate(texts) if t == dups[0]][:2]
+        raise SampleTableError(
+            f"duplicate sample_id: {len(dups)} id(s) appear more than once, e.g. {dups[:5]!r} "
+            f"({dups[0]!r} at data rows {rows[0]} and {rows[1]})"
+        )
+
+
+MISSING_LABEL = "(missing)"
+
+
+def _label(v: Any) -> str:
+    return MISSING_LABEL if (v is None or (isinstance(v, float) and v != v) or v == "") else str(v)
+
+
+def _groups(attributes: dict[str, Any], n: int) -> tuple[tuple[str, ...], np.ndarray, tuple]:
+    columns = tuple(attributes)
+    if columns:
+        cols = []
+        for c in columns:
+            col = _object_column(attributes[c])
+            if col.size != n:
+                raise SampleTableError(f"attribute column {c!r} has the wrong length")
+            values = col.tolist()
+            labels_c = [_label(v) for v in values]
+            if MISSING_LABEL in values and any(v is None or v == "" or v != v for v in values):
+                raise SampleTableError(f"attribute column {c!r} has both empty cells and the label "
+                                       f"{MISSING_LABEL!r}, which stands for an empty cell: rename the label")
+            cols.append(labels_c)
+        keys = list(zip(*cols))
+    else:
+        keys = [()] * n
+    labels = tuple(sorted(set(keys)))
+    lookup = {k: i for i, k in enumerate(labels)}
+    return columns, np.fromiter((lookup[k] for k in keys), dtype=np.intp, count=n), labels
+
+
+def _check_one_group_per_subject(subject_of_sample, subj_uniques, group_of_sample, labels, columns) -> None:
+    """A subject must sit in exactly one group: otherwise its mated pairs have no group."""
+    per_subject = np.full(subj_uniques.size, -1, dtype=np.intp)
+    per_subject[subject_of_sample] = group_of_sample
+    conflict = per_subject[subject_of_sample] != group_of_sample
+    if conflict.any():
+        bad_subjects = np.unique(subject_of_sample[conflict])
+        examples = []
+        for s in bad_subjects[:3]:
+            gs = sorted({labels[g] for g in group_of_sample[subject_of_sample == s]})
+            examples.append(f"{subj_uniques[s]!r} in {gs}")
+        raise SampleTableError(
+            f"{bad_subjects.size} subject(s) appear in more than one group of {list(columns)}: "
+            + "; ".join(examples)
         )
 
 

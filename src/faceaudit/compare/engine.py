@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from faceaudit import __version__
 from faceaudit.compare.assembly import assemble
 from faceaudit.compare.backends import Backend, BackendOptions, make_backend
 from faceaudit.compare.checkpoint import Checkpoint, run_keys
@@ -51,6 +50,7 @@ from faceaudit.compare.probes import ProbeAccumulator, ProbePartial, fold_captur
 from faceaudit.compare.progress import Progress
 from faceaudit.errors import InputError
 from faceaudit.scores import DEFAULT_BINS, SampleIndex, ScoreDistributions
+from faceaudit.version import __version__
 
 __all__ = ["compare_embeddings", "prepare_embeddings", "CompareSettings", "DEFAULT_BINS", "DEFAULT_BLOCK",
            "DEFAULT_FMR_TARGETS"]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from faceaudit.errors import InputError, SampleTableError
+from faceaudit.errors import EncodingError, InputError, SampleTableError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 UNKNOWN = "unknown"
@@ -111,21 +111,55 @@ def samples_from_folders(
     )
 
 
-def samples_from_manifest(manifest: str | Path, *, root: str | Path | None = None) -> pa.Table:
-    """Sample table from a manifest CSV.
+def _read_csv_records(path: Path, what: str,
+                      encoding: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header names (stripped) and ``(file line, {column: value as written})`` of each non-empty record.
+
+    Values are text exactly as written (ids are never trimmed); the line is the one a record starts on,
+    counting quoted line breaks. Undecodable text is an :class:`EncodingError` stating the rule; a record
+    with more or fewer fields than the header is a :class:`SampleTableError` naming its line.
+    """
+    from faceaudit.data.tables import ENCODING_RULE, _first_undecodable_line
+    from faceaudit.options import check_encoding
+
+    encoding = check_encoding("--encoding", encoding)
+    records: list[tuple[int, dict[str, str]]] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig" if encoding == "utf-8" else encoding) as fh:
+            reader = csv.reader(fh)
+            columns, start = None, 1
+            for record in reader:
+                if record and columns is None:
+                    columns = [c.strip() for c in record]
+                elif record:
+                    if len(record) != len(columns):
+                        raise SampleTableError(f"{what} {path} line {start}: {len(record)} field(s), the "
+                                               f"header has {len(columns)}")
+                    records.append((start, dict(zip(columns, record, strict=True))))
+                start = reader.line_num + 1
+    except UnicodeError:
+        line = _first_undecodable_line(path, encoding)
+        at = f" (line {line})" if line else ""
+        raise EncodingError(f"{what} {path} is not valid {encoding} text{at}; {ENCODING_RULE}") from None
+    except csv.Error as exc:
+        raise SampleTableError(f"{what} {path}: {exc}") from None
+    return columns or [], records
+
+
+def samples_from_manifest(manifest: str | Path, *, root: str | Path | None = None,
+                          encoding: str = "utf-8") -> pa.Table:
+    """Sample table from a manifest CSV (UTF-8 with or without BOM, or ``encoding``).
 
     Required columns: ``path`` (or ``image``) and ``subject_id``; ``sample_id`` defaults to the path.
-    Relative paths are resolved against ``root`` (default: the manifest's folder). Other columns are
-    kept as attribute columns (strings; an empty cell becomes ``"unknown"``).
+    Relative paths are resolved against ``root`` (default: the manifest's folder). Ids are text exactly
+    as written. Other columns are kept as attribute columns (strings; an empty cell becomes ``"unknown"``).
     """
     manifest = Path(manifest)
     if not manifest.is_file():
         raise SampleTableError(f"manifest {manifest} does not exist")
     base = Path(root) if root is not None else manifest.parent
-    with manifest.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    columns, records = _read_csv_records(manifest, "manifest", encoding)
+    rows = [row for _, row in records]
     path_col = "path" if "path" in columns else ("image" if "image" in columns else None)
     if path_col is None or "subject_id" not in columns:
         raise SampleTableError(
@@ -133,14 +167,16 @@ def samples_from_manifest(manifest: str | Path, *, root: str | Path | None = Non
         )
     if not rows:
         raise SampleTableError(f"manifest {manifest} has no rows")
-    for i, row in enumerate(rows, start=2):
+    for line, row in records:
         if not row[path_col] or not row["subject_id"]:
-            raise SampleTableError(f"manifest {manifest} line {i}: empty {path_col!r} or 'subject_id'")
+            raise SampleTableError(f"manifest {manifest} line {line}: empty {path_col!r} or 'subject_id'")
     sample_ids = [row.get("sample_id") or row[path_col] for row in rows]
     duplicated = [s for s, n in Counter(sample_ids).items() if n > 1]
     if duplicated:
+        lines = [line for (line, _), s in zip(records, sample_ids, strict=True) if s == duplicated[0]][:2]
         raise SampleTableError(
-            f"manifest {manifest}: {len(duplicated)} duplicated sample id(s), e.g. {duplicated[0]!r}"
+            f"manifest {manifest}: {len(duplicated)} duplicated sample id(s), e.g. {duplicated[0]!r} "
+            f"(lines {lines[0]} and {lines[1]})"
         )
     paths = [str((base / row[path_col]).resolve()) for row in rows]
     data: dict[str, list[str]] = {
@@ -163,34 +199,34 @@ class LabelJoin:
     unlabelled: dict[str, int] = field(default_factory=dict)
 
 
-def join_labels(samples: pa.Table, labels: str | Path, *, key: str | None = None) -> LabelJoin:
+def join_labels(samples: pa.Table, labels: str | Path, *, key: str | None = None,
+                encoding: str = "utf-8") -> LabelJoin:
     """Join attribute columns from a label CSV onto a sample table.
 
     The label file's key column is ``sample_id`` or ``subject_id`` (whichever it has, ``sample_id``
     first, unless ``key`` is given); every other column becomes an attribute. A key listed twice with
     different labels is an error; samples with no row get ``"unknown"`` (counted in the result).
-    Attribute columns already in the table are replaced.
+    Attribute columns already in the table are replaced. Keys are matched as text exactly as written.
     """
     labels = Path(labels)
     if not labels.is_file():
         raise SampleTableError(f"label file {labels} does not exist")
-    with labels.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    columns, records = _read_csv_records(labels, "label file", encoding)
     if key is None:
         key = "sample_id" if "sample_id" in columns else ("subject_id" if "subject_id" in columns else None)
     if key is None or key not in columns:
-        raise SampleTableError(f"label file {labels} needs a 'sample_id' or 'subject_id' column; it has {columns}")
+        raise SampleTableError(
+            f"label file {labels} needs a 'sample_id' or 'subject_id' column; it has {columns}")
     attributes = [c for c in columns if c not in ("sample_id", "subject_id", "path")]
     if not attributes:
         raise SampleTableError(f"label file {labels} has no attribute columns besides {key!r}")
     by_key: dict[str, dict[str, str]] = {}
-    for i, row in enumerate(rows, start=2):
+    for i, row in records:
         k = row[key]
         values = {a: row.get(a) or UNKNOWN for a in attributes}
         if k in by_key and by_key[k] != values:
-            raise SampleTableError(f"label file {labels} line {i}: {key} {k!r} listed twice with different labels")
+            raise SampleTableError(
+                f"label file {labels} line {i}: {key} {k!r} listed twice with different labels")
         by_key[k] = values
     keys = [str(v) for v in samples.column(key).to_pylist()]
     table = samples

@@ -6,13 +6,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from faceaudit import __version__
 from faceaudit.build import default_groupings, group_subsets, two_pass
-from faceaudit.data.tables import ScoreFile, file_sha256, read_sample_table, score_range
+from faceaudit.data.tables import ScoreFile, file_sha256, histogram_range, read_sample_table, score_range
 from faceaudit.scores import DEFAULT_BINS, ScoreDistributions, uniform_edges
+from faceaudit.version import __version__
 
 __all__ = ["load_score_file"]
-
 
 def load_score_file(
     scores: str | Path,
@@ -26,6 +25,8 @@ def load_score_file(
     batch_rows: int = 1 << 20,
     track_subject_pairs: bool = True,
     progress: Any = None,
+    encoding: str = "utf-8",
+    pair_order: str = "unordered",
 ) -> ScoreDistributions:
     """Read a score table against a sample table into ScoreDistributions.
 
@@ -34,10 +35,17 @@ def load_score_file(
     or above the lowest reported threshold (EER, target FMRs) of each cell, so it grows with the file
     (rows x FMR at the EER), the rest does not. ``track_subject_pairs`` keeps the non-mated comparison
     counts per pair of subjects that the subject bootstrap needs (up to subjects^2 entries).
+
+    ``encoding`` applies to CSV files (default UTF-8, with or without BOM). ``pair_order``: "unordered"
+    (default: (a, b) and (b, a) are one comparison; listing it twice is a DuplicatePairError) or
+    "ordered" (an order-dependent matcher: both orders are comparisons, each listed at most once).
+    Histogram memory is bounded (:mod:`faceaudit.scores`, "Memory"): past the limit the load is
+    refused with the figure (:class:`~faceaudit.errors.HistogramMemoryError`).
     """
-    index = read_sample_table(samples, group_columns)
-    sf = ScoreFile(scores, index, distance=distance, batch_rows=batch_rows)
-    lo, hi = score_range(sf)
+    index = read_sample_table(samples, group_columns, encoding=encoding)
+    sf = ScoreFile(scores, index, distance=distance, batch_rows=batch_rows, encoding=encoding,
+                   pair_order=pair_order)
+    lo, hi = histogram_range(*score_range(sf), bins, sf.path)
     edges = uniform_edges(lo, hi, bins)
     groupings = default_groupings(list(group_columns)) if groupings is None else list(groupings)
     subsets = list(group_subsets(index, groupings).values())

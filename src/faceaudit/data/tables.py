@@ -3,16 +3,31 @@
 A vendor's score file is untrusted input. Every problem ends in a named error
 (:mod:`faceaudit.errors`) or a counted, reported exclusion, never a silent wrong number:
 
-* missing columns, an empty file, an unreadable file: :class:`ScoreFileError`;
+* identifiers (sample, subject, probe, reference) are text exactly as written: ``"007"`` and ``"7"`` are
+  two ids. CSV columns are read as text, never guessed as numbers. Integer-typed Parquet id columns are
+  matched by their canonical decimal text (the integer 7 is ``"7"``); integer ids in one file against
+  zero-padded decimal text ids (``"007"``) in the other: :class:`IdentifierTypeError`;
+* only an empty cell is missing: ``NA``, ``None``, ``null``, ``n/a``, ``NaN`` are labels like any other;
+* missing columns, an empty file, an unreadable file, a column of the wrong type: :class:`ScoreFileError`
+  / :class:`SampleTableError`, naming the column and the type found;
+* a score that is not a number: :class:`ScoreFileError` naming the row (an empty score cell is a missing
+  score, excluded and counted with the non-finite ones);
+* text that does not decode: :class:`EncodingError` (UTF-8 with or without BOM, or ``encoding=``);
 * a probe or reference id not in the sample table: :class:`UnknownSampleError` (with examples);
-* the same (probe, reference) pair twice: :class:`DuplicatePairError` (with row numbers);
+* the same pair twice, in either order (a pair is unordered): :class:`DuplicatePairError` naming both
+  rows;
 * a ``mated`` column that disagrees with the subject ids: :class:`MatedLabelError` (with rows);
 * NaN or infinite scores, self-comparisons: excluded and counted by reason.
+
+Row numbers in messages are 1-based data rows (the header is not a row); for CSV files the file line is
+given too, as the CSV reader counts it (empty lines skipped, quoted line breaks inside one row).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,18 +40,34 @@ import pyarrow.parquet as pq
 
 from faceaudit.errors import (
     DuplicatePairError,
+    EncodingError,
+    IdentifierTypeError,
     MatedLabelError,
+    OptionError,
     SampleTableError,
     ScoreFileError,
     UnknownSampleError,
 )
-from faceaudit.scores import SampleIndex
+from faceaudit.options import check_encoding
+from faceaudit.scores import SampleIndex, id_text
 
-__all__ = ["read_sample_table", "ScoreFile", "file_sha256"]
+__all__ = ["read_sample_table", "ScoreFile", "file_sha256", "ENCODING_RULE"]
 
 SCORE_COLUMNS = ("probe", "reference", "score")
 #: the duplicate check keeps one bit per possible (probe, reference) pair up to this many bytes
 DUPLICATE_BITSET_LIMIT = 512 * 2**20
+DEFAULT_ENCODING = "utf-8"
+ENCODING_RULE = ("text files are read as UTF-8, with or without a byte-order mark, unless another encoding "
+                 "is given (encoding= on the readers, --encoding on the command line, "
+                 "e.g. --encoding latin-1)")
+_UNICODE_BOMS = {b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\xfe\xff": "utf-32", b"\xff\xfe": "utf-16",
+                 b"\xfe\xff": "utf-16"}
+#: how a score file's pairs are read: the manifest records which
+PAIR_ORDERS = {
+    "unordered": "pairs unordered: (a, b) and (b, a) are one comparison, listed at most once",
+    "ordered": "pairs ordered: (a, b) and (b, a) are two comparisons (an order-dependent matcher)",
+}
+_PADDED_DECIMAL = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -47,34 +78,196 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _read_table(path: Path, what: str, error: type[Exception]) -> pa.Table:
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _check_file(path: Path, what: str, error: type[Exception], encoding: str) -> None:
     if not path.exists():
         raise error(f"{what} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} is not a file")
     if path.stat().st_size == 0:
         raise error(f"{what} {str(path)!r} is empty")
+    if not is_parquet(path) and encoding == "utf-8":
+        with open(path, "rb") as f:
+            head = f.read(4)
+        for bom, name in _UNICODE_BOMS.items():
+            if head.startswith(bom):
+                raise EncodingError(f"{what} {str(path)!r} starts with a {name.upper()} byte-order mark; "
+                                    f"{ENCODING_RULE}: give encoding {name!r}")
+
+
+# ----- CSV ------------------------------------------------------------------------------------------
+def _csv_reader(path: Path, encoding: str, columns: Sequence[str] = (), block_size: int = 1 << 20):
+    """A streaming CSV reader whose ``columns`` are all text; only an empty cell is null."""
+    convert = pacsv.ConvertOptions(
+        include_columns=list(columns), column_types={c: pa.string() for c in columns},
+        null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True)
+    return pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=encoding, block_size=block_size),
+                          parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                          convert_options=convert)
+
+
+def _csv_header(path: Path, what: str, error: type[Exception], encoding: str) -> list[str]:
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pq.read_table(path)
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read {what} {str(path)!r}: {exc}") from None
+        return list(_csv_reader(path, encoding).schema.names)
+    except Exception as exc:  # noqa: BLE001 - every reader failure is turned into a named error
+        raise _read_error(exc, path, what, error, encoding) from None
 
 
-def read_sample_table(path: str | Path, group_columns: Sequence[str] = ()) -> SampleIndex:
-    """Read ``sample_id, subject_id, <attributes...>`` (CSV or Parquet) into a :class:`SampleIndex`."""
-    path = Path(path)
-    table = _read_table(path, "sample table", SampleTableError)
-    missing = [c for c in ("sample_id", "subject_id", *group_columns) if c not in table.column_names]
+def _read_error(exc: BaseException, path: Path, what: str, error: type[Exception],
+                encoding: str) -> Exception:
+    """The named error for a failure of the Arrow readers (undecodable text, malformed CSV or Parquet)."""
+    if isinstance(exc, UnicodeError) or "invalid UTF8" in str(exc) or "UTF-8" in str(exc):
+        if is_parquet(path):  # Parquet text is UTF-8 by definition: the file itself is damaged
+            return error(f"cannot read {what} {str(path)!r}: a text column is not valid UTF-8 ({exc})")
+        line = _first_undecodable_line(path, encoding)
+        at = f" (line {line})" if line else ""
+        return EncodingError(f"{what} {str(path)!r} is not valid {encoding} text{at}; {ENCODING_RULE}")
+    if isinstance(exc, (pa.ArrowException, OSError, ValueError, KeyError)):
+        return error(f"cannot read {what} {str(path)!r}: {exc}")
+    raise exc
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> int | None:
+    """1-based file line of the first line that does not decode (None where lines cannot be told)."""
+    if not _ascii_compatible(encoding):
+        return None
+    codec = "utf-8-sig" if encoding == "utf-8" else encoding
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode(codec if number == 1 else encoding)
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    try:
+        return "a,\n\r\"".encode(encoding) == b"a,\n\r\""
+    except (UnicodeError, LookupError):
+        return False
+
+
+def csv_lines_of_rows(path: Path, rows: Sequence[int], encoding: str) -> dict[int, int]:
+    """File line (1-based) on which each 1-based data row starts, counted as the CSV reader reads:
+    the header is the first non-empty line, empty lines are skipped, a quoted line break stays inside
+    its row. Rows the file does not have, or a file that cannot be read this way, are left out."""
+    wanted, found = set(rows), {}
+    if not wanted or not _ascii_compatible(encoding):
+        return found
+    codec = "utf-8-sig" if encoding == "utf-8" else encoding
+    try:
+        with open(path, newline="", encoding=codec) as f:
+            reader = csv.reader(f)
+            data_row, start, last = 0, 1, max(wanted)  # data row 0 is the header
+            for record in reader:
+                if record:  # the CSV reader skips empty lines
+                    if data_row in wanted:
+                        found[data_row] = start
+                    data_row += 1
+                    if data_row > last:
+                        break
+                start = reader.line_num + 1
+    except (UnicodeError, csv.Error, OSError):
+        return {}
+    return found
+
+
+def _where(row: int, path: Path, encoding: str, lines: dict[int, int] | None = None) -> str:
+    """'data row 8 (line 9 of 'x.csv')' for a CSV file, 'data row 8 of 'x.parquet'' for Parquet."""
+    if is_parquet(path):
+        return f"data row {row} of {str(path)!r}"
+    lines = csv_lines_of_rows(path, [row], encoding) if lines is None else lines
+    at = f", line {lines[row]}" if row in lines else ""
+    return f"data row {row} ({str(path)!r}{at})"
+
+
+def _check_names(names: list[str], needed: Sequence[str], path: Path, what: str,
+                 error: type[Exception]) -> None:
+    missing = [c for c in needed if c not in names]
     if missing:
-        raise SampleTableError(
-            f"sample table {str(path)!r} lacks column(s) {missing}; it has {table.column_names}"
-        )
+        raise error(f"{what} {str(path)!r} lacks column(s) {missing}; it has {names}")
+    twice = sorted({c for c in needed if names.count(c) > 1})
+    if twice:
+        raise error(f"{what} {str(path)!r} has column(s) {twice} more than once")
+
+
+# ----- Parquet column types -------------------------------------------------------------------------
+def _is_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _id_type_ok(t: pa.DataType) -> bool:
+    return _is_text(t) or pa.types.is_integer(t)
+
+
+def _scalar_type_ok(t: pa.DataType) -> bool:
+    """A label column: text, integer, boolean or floating (nested and binary columns are not labels)."""
+    return _id_type_ok(t) or pa.types.is_boolean(t) or pa.types.is_floating(t)
+
+
+def _check_types(schema: pa.Schema, rules: dict[str, tuple[Any, str]], path: Path, what: str,
+                 error: type[Exception]) -> None:
+    for name, (ok, expected) in rules.items():
+        t = schema.field(name).type
+        if not ok(t):
+            raise error(f"column {name!r} of {what} {str(path)!r} has type {t}; {expected}")
+
+
+# ----- sample tables ------------------------------------------------------------------------------
+def read_sample_table(path: str | Path, group_columns: Sequence[str] = (), *,
+                      encoding: str = DEFAULT_ENCODING) -> SampleIndex:
+    """Read ``sample_id, subject_id, <attributes...>`` (CSV or Parquet) into a :class:`SampleIndex`.
+
+    CSV cells are text as written (only an empty cell is missing); Parquet id columns must be text or
+    integers, attribute columns scalars. ``encoding`` applies to CSV (default UTF-8, BOM or not).
+    """
+    path, what = Path(path), "sample table"
+    encoding = check_encoding("--encoding", encoding)
+    _check_file(path, what, SampleTableError, encoding)
+    needed = list(dict.fromkeys(["sample_id", "subject_id", *group_columns]))
+    try:
+        if is_parquet(path):
+            schema = pq.ParquetFile(path).schema_arrow
+            _check_names(schema.names, needed, path, what, SampleTableError)
+            ids_rule = (_id_type_ok, "ids must be text or integers")
+            labels = (_scalar_type_ok, "attribute values must be text, numbers or booleans")
+            rules = {c: labels for c in needed}
+            rules.update({"sample_id": ids_rule, "subject_id": ids_rule})
+            _check_types(schema, rules, path, what, SampleTableError)
+            table = pq.read_table(path, columns=needed)
+        else:
+            _check_names(_csv_header(path, what, SampleTableError, encoding), needed, path, what,
+                         SampleTableError)
+            table = _csv_reader(path, encoding, needed).read_all()
+    except (SampleTableError, EncodingError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure is turned into a named error
+        raise _read_error(exc, path, what, SampleTableError, encoding) from None
     if table.num_rows == 0:
         raise SampleTableError(f"sample table {str(path)!r} has no rows")
-    ids = [None if v is None else str(v) for v in table.column("sample_id").to_pylist()]
-    subjects = [None if v is None else str(v) for v in table.column("subject_id").to_pylist()]
     attrs = {c: table.column(c).to_pylist() for c in group_columns}
-    return SampleIndex.from_columns(ids, subjects, attrs)
+    try:
+        return SampleIndex.from_columns(table.column("sample_id").to_pylist(),
+                                        table.column("subject_id").to_pylist(), attrs)
+    except SampleTableError as exc:
+        raise SampleTableError(f"sample table {str(path)!r}: {exc}") from None
+
+
+def non_canonical_decimal_ids(samples: SampleIndex, limit: int = 3) -> list[str]:
+    """Text sample ids that an integer column cannot write (``"007"``, ``"+7"``, ``" 7"``)."""
+    out = []
+    for v in samples.sample_ids.tolist():
+        if isinstance(v, str) and _PADDED_DECIMAL.fullmatch(v) and str(int(v)) != v:
+            out.append(v)
+            if len(out) >= limit:
+                break
+    return out
 
 
 class ScoreFile:
@@ -93,27 +286,27 @@ class ScoreFile:
         distance: bool = False,
         batch_rows: int = 1 << 20,
         check_duplicates: bool = True,
+        encoding: str = DEFAULT_ENCODING,
+        pair_order: str = "unordered",
     ) -> None:
         self.path = Path(path)
+        if pair_order not in PAIR_ORDERS:
+            raise OptionError("pair_order", pair_order, f"one of {list(PAIR_ORDERS)}")
+        self.pair_order = pair_order
         self.samples = samples
         self.distance = distance
         self.batch_rows = batch_rows
-        if not self.path.exists():
-            raise ScoreFileError(f"score file {str(self.path)!r} does not exist")
-        if self.path.stat().st_size == 0:
-            raise ScoreFileError(f"score file {str(self.path)!r} is empty")
-        self.is_parquet = self.path.suffix.lower() in (".parquet", ".pq")
+        self.encoding = check_encoding("--encoding", encoding)
+        _check_file(self.path, "score file", ScoreFileError, self.encoding)
+        self.is_parquet = is_parquet(self.path)
         names = self._column_names()
-        missing = [c for c in SCORE_COLUMNS if c not in names]
-        if missing:
-            raise ScoreFileError(
-                f"score file {str(self.path)!r} lacks column(s) {missing}; it has {names}. "
-                "Expected columns: probe, reference, score (and optionally mated)"
-            )
         self.has_mated = "mated" in names
-        self._id_set = pa.array(samples.sample_ids.astype(str).tolist(), type=pa.string())
+        self.columns = list(SCORE_COLUMNS) + (["mated"] if self.has_mated else [])
+        _check_names(names, self.columns, self.path, "score file", ScoreFileError)
+        self._check_identifier_kinds()
+        self._id_set = pa.array([id_text(v) for v in samples.sample_ids.tolist()], type=pa.string())
         n = samples.n_samples
-        self.duplicate_check = "exact (one bit per possible pair)"
+        self.duplicate_check = f"exact, {PAIR_ORDERS[pair_order]} (one bit per possible pair)"
         if check_duplicates and (n * n) // 8 + 1 > DUPLICATE_BITSET_LIMIT:
             self.duplicate_check = (
                 f"skipped: {n} samples need {(n * n) // 8 >> 20} MiB for the exact check")
@@ -122,44 +315,82 @@ class ScoreFile:
         self.rows_read = 0
         self._validated = False
 
+    def _fail(self, exc: BaseException) -> Exception:
+        return _read_error(exc, self.path, "score file", ScoreFileError, self.encoding)
+
     def _column_names(self) -> list[str]:
+        if not self.is_parquet:
+            return _csv_header(self.path, "score file", ScoreFileError, self.encoding)
         try:
-            if self.is_parquet:
-                return pq.ParquetFile(self.path).schema_arrow.names
-            reader = pacsv.open_csv(self.path)
-            return reader.schema.names
-        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-            raise ScoreFileError(f"cannot read score file {str(self.path)!r}: {exc}") from None
+            self.schema = pq.ParquetFile(self.path).schema_arrow
+        except Exception as exc:  # noqa: BLE001 - every reader failure is turned into a named error
+            raise self._fail(exc) from None
+        names = list(self.schema.names)
+        _check_names(names, SCORE_COLUMNS, self.path, "score file", ScoreFileError)
+        ids = (_id_type_ok, "ids must be text or integers")
+        rules = {"probe": ids, "reference": ids,
+                 "score": (lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)
+                           or pa.types.is_decimal(t), "scores must be numbers (an integer or float column)")}
+        if "mated" in names:
+            rules["mated"] = (_scalar_type_ok, "mated must be a boolean, 1/0/-1 or true/false text")
+        _check_types(self.schema, rules, self.path, "score file", ScoreFileError)
+        return names
+
+    def _check_identifier_kinds(self) -> None:
+        """Integer ids here against zero-padded decimal text ids in the sample table: refuse to guess."""
+        if not self.is_parquet:
+            return
+        ints = [c for c in ("probe", "reference") if pa.types.is_integer(self.schema.field(c).type)]
+        padded = non_canonical_decimal_ids(self.samples) if ints else []
+        if padded:
+            raise IdentifierTypeError(
+                f"column(s) {ints} of score file {str(self.path)!r} hold integers, but the sample table has "
+                f"text ids an integer cannot write, e.g. {padded!r}: ids are matched as text exactly as "
+                "written; write the score file's ids as text (a string column)")
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        cols = list(SCORE_COLUMNS) + (["mated"] if self.has_mated else [])
         try:
             if self.is_parquet:
                 # pre_buffer=False: with it on, Arrow buffers ahead and its memory grows with the file
                 pf = pq.ParquetFile(self.path, pre_buffer=False)
-                yield from pf.iter_batches(batch_size=self.batch_rows, columns=cols)
+                yield from pf.iter_batches(batch_size=self.batch_rows, columns=self.columns)
             else:
-                opts = pacsv.ConvertOptions(
-                    include_columns=cols,
-                    column_types={"probe": pa.string(), "reference": pa.string(), "score": pa.float64()},
-                )
-                reader = pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=1 << 24),
-                                        convert_options=opts)
-                yield from reader
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise ScoreFileError(f"cannot read score file {str(self.path)!r}: {exc}") from None
+                yield from _csv_reader(self.path, self.encoding, self.columns, block_size=1 << 24)
+        except Exception as exc:  # noqa: BLE001 - every reader failure is turned into a named error
+            raise self._fail(exc) from None
+
+    def _where(self, row: int) -> str:
+        return _where(row, self.path, self.encoding)
 
     def _indices(self, column: pa.Array, name: str, first_row: int) -> np.ndarray:
-        column = pc.cast(column, pa.string()) if column.type != pa.string() else column
+        if column.type != pa.string():  # integers: their canonical decimal text; other text types
+            column = pc.cast(column, pa.string())
         idx = pc.index_in(column, value_set=self._id_set)
         if idx.null_count:
             bad = np.flatnonzero(np.asarray(idx.is_null()))
             names = sorted({column[int(i)].as_py() for i in bad[:5]}, key=str)
+            hint = ""
+            if all(isinstance(v, (int, np.integer)) for v in self.samples.sample_ids[:100].tolist()):
+                hint = " (the sample table's ids are integers: they match their decimal text, '7' not '007')"
+            what = "an empty cell" if None in names else f"{names}"
             raise UnknownSampleError(
-                f"{name} id(s) not in the sample table, first at row {first_row + int(bad[0]) + 1} of "
-                f"{str(self.path)!r}: {names}"
-            )
+                f"{name} id(s) not in the sample table, first at {self._where(first_row + int(bad[0]) + 1)}: "
+                f"{what}{hint}")
         return np.asarray(idx, dtype=np.int64)
+
+    def scores(self, column: pa.Array, first_row: int) -> np.ndarray:
+        """The score column as float64 (distances negated); an empty cell is NaN (a counted exclusion)."""
+        if _is_text(column.type):
+            text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+            try:
+                column = pc.cast(text, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                i = _first_unparsable(text)
+                raise ScoreFileError(
+                    f"score at {self._where(first_row + i + 1)} is not a number: {text[i].as_py()!r} "
+                    "(an empty cell is a missing score, counted as an exclusion)") from None
+        score = np.asarray(pc.cast(column, pa.float64()).fill_null(np.nan), dtype=np.float64)
+        return -score if self.distance else score
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         n = self.samples.n_samples
@@ -175,17 +406,11 @@ class ScoreFile:
                 continue
             probe = self._indices(batch.column("probe"), "probe", row)
             ref = self._indices(batch.column("reference"), "reference", row)
-            try:
-                score = np.asarray(pc.cast(batch.column("score"), pa.float64()).fill_null(np.nan),
-                                   dtype=np.float64)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ScoreFileError(f"score column is not numeric near row {row + 1}: {exc}") from None
-            if self.distance:
-                score = -score
+            score = self.scores(batch.column("score"), row)
             if validate and self.has_mated:
                 self._check_mated(batch.column("mated"), subj[probe] == subj[ref], row)
             if bits is not None:
-                self._check_duplicates(bits, probe * n + ref, row)
+                self._check_duplicates(bits, self._pair_keys(probe, ref), row)
             row += batch.num_rows
             yield probe, ref, score
         if row == 0:
@@ -194,29 +419,18 @@ class ScoreFile:
         self._validated = True
 
     def _check_mated(self, column: pa.Array, derived: np.ndarray, first_row: int) -> None:
-        if column.null_count:
-            raise ScoreFileError(f"`mated` column has missing values near row {first_row + 1}")
-        t = column.type
-        if pa.types.is_boolean(t):
-            labels = column.to_numpy(zero_copy_only=False).astype(bool)
-        elif pa.types.is_integer(t) or pa.types.is_floating(t):
-            values = column.to_numpy(zero_copy_only=False)
-            odd = ~np.isin(values, (0, 1, -1))
-            if odd.any():
-                raise ScoreFileError(
-                    f"`mated` column near row {first_row + 1}: value {values[odd][0]!r} is not 1, 0 or -1")
-            labels = values == 1
-        else:
-            try:
-                labels = np.array([_as_bool(v) for v in column.to_pylist()], dtype=bool)
-            except ValueError as exc:
-                raise ScoreFileError(f"`mated` column near row {first_row + 1}: {exc}") from None
+        labels = _mated_labels(column)
+        if isinstance(labels, tuple):
+            i, problem = labels
+            raise ScoreFileError(f"`mated` at {self._where(first_row + i + 1)}: {problem}")
         bad = np.flatnonzero(labels != derived)
         if bad.size:
-            rows = ", ".join(str(first_row + int(i) + 1) for i in bad[:10])
+            rows = [first_row + int(i) + 1 for i in bad[:10]]
+            lines = {} if self.is_parquet else csv_lines_of_rows(self.path, rows, self.encoding)
+            where = ", ".join(f"{r}" + (f" (line {lines[r]})" if r in lines else "") for r in rows)
             raise MatedLabelError(
                 f"{bad.size} row(s) of {str(self.path)!r} have a `mated` value that disagrees with the "
-                f"subject ids of the sample table (data rows {rows}{' ...' if bad.size > 10 else ''})"
+                f"subject ids of the sample table (data rows {where}{' ...' if bad.size > 10 else ''})"
             )
 
     def _check_duplicates(self, bits: np.ndarray, keys: np.ndarray, first_row: int) -> None:
@@ -230,14 +444,33 @@ class ScoreFile:
         if seen.any():
             k = int(uniq[np.flatnonzero(seen)[0]])
             row = int(first[np.flatnonzero(seen)[0]]) + first_row + 1
-            raise DuplicatePairError(self._dup_message(k, [row], earlier=True))
+            raise DuplicatePairError(self._dup_message(k, [self._first_row_of_key(k), row]))
         np.bitwise_or.at(bits, byte, np.left_shift(np.uint8(1), bit))
 
-    def _dup_message(self, key: int, rows: list[int], earlier: bool = False) -> str:
+    def _first_row_of_key(self, key: int) -> int:
+        """1-based data row of the first comparison of this (unordered) pair: re-reads the file."""
+        row = 0
+        for batch in self._batches():
+            keys = self._pair_keys(self._indices(batch.column("probe"), "probe", row),
+                                   self._indices(batch.column("reference"), "reference", row))
+            hit = np.flatnonzero(keys == key)
+            if hit.size:
+                return row + int(hit[0]) + 1
+            row += batch.num_rows
+        raise AssertionError("a pair seen once could not be found again")  # pragma: no cover
+
+    def _dup_message(self, key: int, rows: list[int]) -> str:
         n = self.samples.n_samples
-        p, r = self.samples.sample_ids[key // n], self.samples.sample_ids[key % n]
-        where = f"data row {rows[0]} repeats an earlier row" if earlier else f"data rows {rows}"
-        return f"duplicate comparison (probe={p!r}, reference={r!r}) in {str(self.path)!r}: {where}"
+        a, b = self.samples.sample_ids[key // n], self.samples.sample_ids[key % n]
+        lines = {} if self.is_parquet else csv_lines_of_rows(self.path, rows, self.encoding)
+        where = " and ".join(f"{r}" + (f" (line {lines[r]})" if r in lines else "") for r in rows)
+        if self.pair_order == "ordered":
+            return (f"duplicate comparison (probe={id_text(a)!r}, reference={id_text(b)!r}) in "
+                    f"{str(self.path)!r}: data rows {where}")
+        return (f"duplicate comparison of samples {id_text(a)!r} and {id_text(b)!r} in {str(self.path)!r} "
+                "(a pair is unordered: probe/reference in either order is the same comparison; for a "
+                "matcher whose score depends on the order, read the file with ordered pairs): "
+                f"data rows {where}")
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -246,36 +479,88 @@ class ScoreFile:
             "rows": self.rows_read,
             "score_direction": "distance, negated at ingestion" if self.distance else "similarity",
             "duplicate_check": self.duplicate_check,
+            "encoding": "parquet" if self.is_parquet else self.encoding,
+            "pair_order": self.pair_order,
         }
 
+    def _pair_keys(self, probe: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """One key per comparison: unordered pairs give (a, b) and (b, a) the same key."""
+        n = self.samples.n_samples
+        if self.pair_order == "ordered":
+            return probe * n + reference
+        return np.minimum(probe, reference) * n + np.maximum(probe, reference)
 
-_TRUE = {"1", "true", "t", "yes", "y", "1.0"}
-_FALSE = {"0", "false", "f", "no", "n", "0.0", "-1", "-1.0"}
 
-
-def _as_bool(v: Any) -> bool:
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if v is None or (isinstance(v, float) and v != v):
-        raise ValueError("missing value")
-    s = str(v).strip().lower()
-    if s in _TRUE:
+def _parses(text: pa.Array) -> bool:
+    try:
+        pc.cast(text, pa.float64())
         return True
-    if s in _FALSE:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
-    raise ValueError(f"cannot read {v!r} as mated/non-mated")
+
+
+def _first_unparsable(text: pa.Array) -> int:
+    """Index of the first element that is not a number (bisection: log2(n) casts, no Python loop)."""
+    lo, hi = 0, len(text)  # text[lo:hi] holds a failure
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _parses(text.slice(lo, mid - lo)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+_TRUE = ["1", "true", "t", "yes", "y", "1.0"]
+_FALSE = ["0", "false", "f", "no", "n", "0.0", "-1", "-1.0"]
+
+
+def _mated_labels(column: pa.Array) -> np.ndarray | tuple[int, str]:
+    """Boolean labels of a ``mated`` column, or (index, problem) of its first bad value."""
+    if column.null_count:
+        return int(np.flatnonzero(np.asarray(column.is_null()))[0]), "missing value (empty cell)"
+    t = column.type
+    if pa.types.is_boolean(t):
+        return column.to_numpy(zero_copy_only=False).astype(bool)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        values = column.to_numpy(zero_copy_only=False)
+        odd = ~np.isin(values, (0, 1, -1))
+        if odd.any():
+            return int(np.flatnonzero(odd)[0]), f"value {values[odd][0]!r} is not 1, 0 or -1"
+        return values == 1
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
+    yes = np.asarray(pc.is_in(text, value_set=pa.array(_TRUE)))
+    no = np.asarray(pc.is_in(text, value_set=pa.array(_FALSE)))
+    if not (yes | no).all():
+        i = int(np.flatnonzero(~(yes | no))[0])
+        return i, f"cannot read {column[i].as_py()!r} as mated/non-mated"
+    return yes
+
+
+def histogram_range(low: float, high: float, bins: int, path: Path) -> tuple[float, float]:
+    """A range whose ``bins + 1`` equally spaced edges are distinct floats: a range narrower than that
+    (one score value, or values close together far from 0, e.g. around 2**50) is widened; one wider than
+    a float can hold (scores near +-1e308) is refused, naming the scores' span."""
+    if not np.isfinite(high - low):
+        raise ScoreFileError(f"finite scores of {str(path)!r} span [{low:g}, {high:g}], wider than a float64 "
+                             "histogram can bin; rescale the scores")
+    # 2**-52 |x| bounds the float spacing near x (np.spacing overflows next to the largest float)
+    need = max(abs(low), abs(high), 1.0) * 2.0**-52 * 8.0 * bins  # in this order: no overflow
+    if high - low < need:
+        widened = low + need
+        low, high = (low, widened) if np.isfinite(widened) else (high - need, high)
+    return low, high
 
 
 def score_range(score_file: ScoreFile) -> tuple[float, float]:
     """Smallest and largest finite score (after negation of distances), from one streamed pass."""
     lo, hi = np.inf, -np.inf
+    row = 0
     for batch in score_file._batches():
-        col = pc.cast(batch.column("score"), pa.float64())
-        arr = np.asarray(col.fill_null(np.nan), dtype=np.float64)
+        arr = score_file.scores(batch.column("score"), row)
+        row += batch.num_rows
         arr = arr[np.isfinite(arr)]
         if arr.size:
-            if score_file.distance:
-                arr = -arr
             lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
     if not np.isfinite(lo):
         lo, hi = 0.0, 1.0
