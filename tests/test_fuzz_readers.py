@@ -302,14 +302,14 @@ def check_audit(dist, want):
     thresholds = scores[:: max(1, len(scores) // 4)]
     for t in thresholds:
         at = res.at(t)
-        entries = [(at["overall"], lambda g: True)] + [
-            (e, lambda g, name=e["group"]: g == name) for e in at["groups"]]
+        entries = [(at.overall, lambda g: True)] + [
+            (e, lambda g, name=e.group: g == name) for e in at.groups]
         for entry, inside in entries:
             fnm = sum(x < t for x, g in want["mated"] if inside(g))
-            assert entry["fnmr"]["count"] == fnm
-            if entry["exact"]:
+            assert entry.fnmr.count == fnm
+            if entry.exact:
                 fm = sum(x >= t for x, gp, gr in want["nonmated"] if inside(gp) and inside(gr))
-                assert entry["fmr"]["count"] == fm, (t, entry)
+                assert entry.fmr.count == fm, (t, entry)
 
 
 def run_case(case: Case, folder):

@@ -119,7 +119,7 @@ def _read_csv_records(path: Path, what: str,
     counting quoted line breaks. Undecodable text is an :class:`EncodingError` stating the rule; a record
     with more or fewer fields than the header is a :class:`SampleTableError` naming its line.
     """
-    from faceaudit.data.tables import ENCODING_RULE, _first_undecodable_line
+    from faceaudit.data.tables import ENCODING_RULE, first_undecodable_line
     from faceaudit.options import check_encoding
 
     encoding = check_encoding("--encoding", encoding)
@@ -138,7 +138,7 @@ def _read_csv_records(path: Path, what: str,
                     records.append((start, dict(zip(columns, record, strict=True))))
                 start = reader.line_num + 1
     except UnicodeError:
-        line = _first_undecodable_line(path, encoding)
+        line = first_undecodable_line(path, encoding)
         at = f" (line {line})" if line else ""
         raise EncodingError(f"{what} {path} is not valid {encoding} text{at}; {ENCODING_RULE}") from None
     except csv.Error as exc:

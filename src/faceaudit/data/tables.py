@@ -122,7 +122,7 @@ def _read_error(exc: BaseException, path: Path, what: str, error: type[Exception
     if isinstance(exc, UnicodeError) or "invalid UTF8" in str(exc) or "UTF-8" in str(exc):
         if is_parquet(path):  # Parquet text is UTF-8 by definition: the file itself is damaged
             return error(f"cannot read {what} {str(path)!r}: a text column is not valid UTF-8 ({exc})")
-        line = _first_undecodable_line(path, encoding)
+        line = first_undecodable_line(path, encoding)
         at = f" (line {line})" if line else ""
         return EncodingError(f"{what} {str(path)!r} is not valid {encoding} text{at}; {ENCODING_RULE}")
     if isinstance(exc, (pa.ArrowException, OSError, ValueError, KeyError)):
@@ -130,7 +130,7 @@ def _read_error(exc: BaseException, path: Path, what: str, error: type[Exception
     raise exc
 
 
-def _first_undecodable_line(path: Path, encoding: str) -> int | None:
+def first_undecodable_line(path: Path, encoding: str) -> int | None:
     """1-based file line of the first line that does not decode (None where lines cannot be told)."""
     if not _ascii_compatible(encoding):
         return None
