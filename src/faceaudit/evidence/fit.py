@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceaudit.evidence.errors import CalibrationError
+from faceaudit.evidence.errors import CalibrationError, SubjectsUnknownError
 from faceaudit.evidence.metrics import _check, elub, pav_fit
 from faceaudit.evidence.points import CalibrationPoints
 
@@ -173,6 +173,9 @@ def _fold_pair_bulk(points: CalibrationPoints, folds: np.ndarray, k: int) -> dic
 
 def cross_validate(points: CalibrationPoints, method: str, k: int = 5, seed: int = 0) -> CrossValidated:
     """Subject-disjoint K-fold cross-validation (see the module docstring)."""
+    if not points.subjects_known:
+        raise SubjectsUnknownError("subject-disjoint cross-validation needs the subjects of the pairs; these "
+                                   "scores come without a sample table")
     folds = subject_folds(points, k, seed)
     ex = points.exact
     fa = np.where(ex, folds[np.maximum(points.subject_a, 0)], -1)
