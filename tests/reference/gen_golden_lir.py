@@ -6,9 +6,9 @@ Run in the reference venv (never in the project's .venv):
     tests/reference/.venv-lir/bin/python tests/reference/gen_golden_lir.py   # writes tests/golden/lir.json
 
 Each case is a seeded set of log10 likelihood ratios with labels (1 = same person, 0 = different people).
-For each, lir computes Cllr, Cllr_min (its IsotonicCalibrator, i.e. PAV), Cllr_cal, devPAV, the PAV-transformed
-log10 LRs and the ELUB bounds (Vergeer et al. 2016; add_misleading=1, step 0.01); llreval, from natural-log
-LRs, computes Cllr and minCllr by its own PAV. Infinite values are written as the strings "inf" / "-inf".
+For each, lir computes Cllr, Cllr_min (its IsotonicCalibrator, i.e. PAV), Cllr_cal, devPAV, the
+PAV-transformed log10 LRs and the ELUB bounds (Vergeer et al. 2016; add_misleading=1, step 0.01);
+llreval, from natural-log LRs, computes Cllr and minCllr by its own PAV. Infinite values are written as the strings "inf" / "-inf".
 """
 
 from __future__ import annotations
@@ -50,8 +50,14 @@ def cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out["separated"] = (np.r_[rng.uniform(1, 3, 60), rng.uniform(-3, 0.5, 90)], None)
     rng = np.random.default_rng(6)
     out["shifted_underconfident"] = (np.r_[rng.normal(0.7, 0.4, 500), rng.normal(0.1, 0.4, 500)], None)
-    sizes = {"gaussian_calibrated": 300, "gaussian_overconfident": 200, "ties_rounded": 150,
-             "unbalanced_heavy_tail": 40, "separated": 60, "shifted_underconfident": 500}
+    sizes = {
+        "gaussian_calibrated": 300,
+        "gaussian_overconfident": 200,
+        "ties_rounded": 150,
+        "unbalanced_heavy_tail": 40,
+        "separated": 60,
+        "shifted_underconfident": 500,
+    }
     for name, (llrs, _) in out.items():
         y = np.zeros(llrs.size)
         y[: sizes[name]] = 1
@@ -69,9 +75,12 @@ def one(llrs: np.ndarray, y: np.ndarray) -> dict:
     pav = IsotonicCalibrator().fit_transform(llrs.copy(), y.copy())
     low, high = elub(llrs.copy(), y.copy(), add_misleading=1)  # elub() clips its input in place: a copy
     res = {
-        "cllr": cllr(data), "cllr_min": cllr_min(data), "cllr_cal": cllr_cal(data),
+        "cllr": cllr(data),
+        "cllr_min": cllr_min(data),
+        "cllr_cal": cllr_cal(data),
         "devpav": enc([devpav(llrs.copy(), y.copy())])[0],
-        "elub_lower_log10": float(low), "elub_upper_log10": float(high),
+        "elub_lower_log10": float(low),
+        "elub_upper_log10": float(high),
         "pav_log10_lr": enc(pav),
     }
     if LlrevalPAV is not None:
@@ -92,22 +101,30 @@ def main() -> None:
         except md.PackageNotFoundError:
             versions[name] = None
     doc = {
-        "meta": {"generated_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                 "python": sys.version.split()[0], "platform": platform.platform(), "versions": versions,
-                 "command": "tests/reference/.venv-lir/bin/python tests/reference/gen_golden_lir.py"},
+        "meta": {
+            "generated_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "versions": versions,
+            "command": "tests/reference/.venv-lir/bin/python tests/reference/gen_golden_lir.py",
+        },
         "fields": {
             "inputs.log10_lr / inputs.label": "the case's log10 LRs and labels (1 = same person)",
             "cllr, cllr_min, cllr_cal": "lir.metrics, equal class weights",
             "devpav": "lir.metrics.devpav.devpav",
             "elub_lower_log10, elub_upper_log10": "lir.algorithms.bayeserror.elub(add_misleading=1)",
-            "pav_log10_lr": "lir IsotonicCalibrator().fit_transform(log10 LRs, labels), per input, in input order",
+            "pav_log10_lr": (
+                "lir IsotonicCalibrator().fit_transform(log10 LRs, labels), per input, in input order"
+            ),
             "llreval_cllr, llreval_min_cllr": "llreval 0.0.3 cllr / min_cllr(PAV) on natural-log LRs",
         },
         "cases": {},
     }
     for name, (llrs, y) in cases().items():
-        doc["cases"][name] = {"inputs": {"log10_lr": llrs.tolist(), "label": y.astype(int).tolist()},
-                              "lir": one(llrs, y)}
+        doc["cases"][name] = {
+            "inputs": {"log10_lr": llrs.tolist(), "label": y.astype(int).tolist()},
+            "lir": one(llrs, y),
+        }
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}: {len(doc['cases'])} cases; versions {versions}")
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from faceaudit.errors import InputError
 
-__all__ = ["CalibrationError", "NoMatedScoresError", "NoNonMatedScoresError", "UnknownGroupError",
-           "OutsideSupportError", "SubjectsUnknownError"]
+__all__ = [
+    "CalibrationError",
+    "NoMatedScoresError",
+    "NoNonMatedScoresError",
+    "UnknownGroupError",
+    "OutsideSupportError",
+    "SubjectsUnknownError",
+]
 
 
 class CalibrationError(InputError):

@@ -18,15 +18,31 @@ from faceaudit.evidence.errors import CalibrationError, NoMatedScoresError, Outs
 from faceaudit.evidence.fit import CrossValidated, LRSystem, cross_validate, fit_system
 from faceaudit.evidence.points import CalibrationPoints
 from faceaudit.evidence.results import (
-    Criterion, Estimate, EvidenceResult, Flag, GroupCalibration, PairMisleading, Population, Statement,
-    SystemSummary, Validation,
+    Criterion,
+    Estimate,
+    EvidenceResult,
+    Flag,
+    GroupCalibration,
+    PairMisleading,
+    Population,
+    Statement,
+    SystemSummary,
+    Validation,
 )
 from faceaudit.stats.intervals import bootstrap_weights
 
 __all__ = ["evaluate", "DEFAULT_CRITERIA", "plot_data", "ece_curve"]
 
-STAT_KEYS = ("cllr", "cllr_min", "cllr_cal", "devpav", "mated_below_1", "nonmated_above_1", "mated_strongly",
-             "nonmated_strongly")
+STAT_KEYS = (
+    "cllr",
+    "cllr_min",
+    "cllr_cal",
+    "devpav",
+    "mated_below_1",
+    "nonmated_above_1",
+    "mated_strongly",
+    "nonmated_strongly",
+)
 #: metric -> (performance characteristic, largest acceptable value); faceaudit's defaults, settable
 DEFAULT_CRITERIA = {
     "cllr": ("accuracy", 0.3),
@@ -60,20 +76,23 @@ def _interval(value: float, reps: np.ndarray | None, level: float) -> Estimate:
         return Estimate(float(value), None, None, level, "subject bootstrap (no finite replicate)")
     a = (1 - level) / 2
     lo, hi = np.quantile(reps, [a, 1 - a])
-    return Estimate(float(value), float(lo), float(hi), level, f"subject bootstrap ({reps.size} replicates, "
-                    "percentile)")
+    return Estimate(
+        float(value), float(lo), float(hi), level, f"subject bootstrap ({reps.size} replicates, percentile)"
+    )
 
 
 def ece_curve(llr: np.ndarray, mated: np.ndarray, w: np.ndarray, prior_log10: np.ndarray) -> np.ndarray:
     """Empirical cross-entropy (Ramos et al. 2013) at each prior log10 odds, in bits."""
     w1, w0 = w[mated].sum(), w[~mated].sum()
     p1 = 1.0 / (1.0 + 10.0 ** (-prior_log10))
-    x1 = llr[mated][None, :] + prior_log10[:, None]
-    x0 = llr[~mated][None, :] + prior_log10[:, None]
+    l1, l0, v1, v0 = llr[mated], llr[~mated], w[mated], w[~mated]
+    out = np.empty(prior_log10.size)
     with np.errstate(invalid="ignore"):
-        c1 = (np.logaddexp(0, -x1 * m.LN10) / np.log(2)) @ w[mated] / w1
-        c0 = (np.logaddexp(0, x0 * m.LN10) / np.log(2)) @ w[~mated] / w0
-    return p1 * c1 + (1 - p1) * c0
+        for i, o in enumerate(prior_log10):  # one prior at a time: memory O(points)
+            c1 = np.dot(np.logaddexp(0, -(l1 + o) * m.LN10), v1) / w1 / np.log(2)
+            c0 = np.dot(np.logaddexp(0, (l0 + o) * m.LN10), v0) / w0 / np.log(2)
+            out[i] = p1[i] * c1 + (1 - p1[i]) * c0
+    return out
 
 
 def plot_data(llr: np.ndarray, mated: np.ndarray, w: np.ndarray) -> tuple[dict, dict, dict]:
@@ -87,15 +106,18 @@ def plot_data(llr: np.ndarray, mated: np.ndarray, w: np.ndarray) -> tuple[dict, 
         o = np.argsort(v)
         cum = np.concatenate([[0.0], np.cumsum(ww[o])])
         tip[name] = ((cum[-1] - cum[np.searchsorted(v[o], grid, side="right")]) / cum[-1]).tolist()
-    priors = np.linspace(-2.5, 2.5, 101)
+    priors = np.linspace(-2.5, 2.5, 51)
     pav = m.pav_log10_lr(llr, mated, w)
-    ece = {"prior_log10_odds": priors.tolist(), "system": ece_curve(llr, mated, w, priors).tolist(),
-           "pav": ece_curve(pav, mated, w, priors).tolist(),
-           "neutral": ece_curve(np.zeros_like(llr), mated, w, priors).tolist()}
-    xy = np.unique(np.stack([llr, pav]), axis=1)
-    step = max(1, xy.shape[1] // 400)
-    keep = np.r_[np.arange(0, xy.shape[1], step), xy.shape[1] - 1]
-    tr = {"log10_lr": xy[0, keep].tolist(), "pav_log10_lr": [v if np.isfinite(v) else None for v in xy[1, keep]]}
+    ece = {
+        "prior_log10_odds": priors.tolist(),
+        "system": ece_curve(llr, mated, w, priors).tolist(),
+        "pav": ece_curve(pav, mated, w, priors).tolist(),
+        "neutral": ece_curve(np.zeros_like(llr), mated, w, priors).tolist(),
+    }
+    ux, uy = m.pav_fit(llr, mated, w)
+    step = max(1, ux.size // 400)
+    keep = np.unique(np.r_[np.arange(0, ux.size, step), ux.size - 1])
+    tr = {"log10_lr": ux[keep].tolist(), "pav_log10_lr": [v if np.isfinite(v) else None for v in uy[keep]]}
     return tip, ece, tr
 
 
@@ -103,8 +125,13 @@ def validation(llr, mated, w, reps: list[dict] | None, level: float, strong: flo
     point = stats(llr, mated, w, strong)
     arr = {k: (np.array([r[k] for r in reps]) if reps else None) for k in STAT_KEYS}
     tip, ece, tr = plot_data(llr, mated, w)
-    return Validation(**{k: _interval(point[k], arr[k], level) for k in STAT_KEYS}, strong_log10=strong,
-                      tippett=tip, ece=ece, pav_transform=tr)
+    return Validation(
+        **{k: _interval(point[k], arr[k], level) for k in STAT_KEYS},
+        strong_log10=strong,
+        tippett=tip,
+        ece=ece,
+        pav_transform=tr,
+    )
 
 
 @dataclass
@@ -166,7 +193,8 @@ def _check_score(points: CalibrationPoints, score: float) -> list[Flag]:
     if not lo <= score <= hi:
         raise OutsideSupportError(
             f"the score {score!r} lies outside every score of the calibration set ({lo!r} to {hi!r}): no LR "
-            "is extrapolated to it")
+            "is extrapolated to it"
+        )
     jlo, jhi = _joint_support(points)
     if not jlo <= score <= jhi:
         return [Flag.of("outside_joint_support", score=score, low=jlo, high=jhi)]
@@ -175,9 +203,15 @@ def _check_score(points: CalibrationPoints, score: float) -> list[Flag]:
 
 def _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells) -> dict:
     R = 0 if W is None else W.shape[0]
-    out = {"overall": [], "pooled": [[] for _ in groups], "own": [[] for _ in groups],
-           "diff": np.full((len(groups), R, grid.size), np.nan), "pairs": np.full((R, len(pair_cells)), np.nan),
-           "score_pooled": np.full(R, np.nan), "score_group": np.full((len(groups), R), np.nan)}
+    out = {
+        "overall": [],
+        "pooled": [[] for _ in groups],
+        "own": [[] for _ in groups],
+        "diff": np.full((len(groups), R, grid.size), np.nan),
+        "pairs": np.full((R, len(pair_cells)), np.nan),
+        "score_pooled": np.full(R, np.nan),
+        "score_group": np.full((len(groups), R), np.nan),
+    }
     G = points.n_groups
     cell_cv = cv.points.group_a * G + cv.points.group_b
     for r in range(R):
@@ -213,20 +247,44 @@ def _group_results(groups, cv, pooled_system, grid, reps, level, strong, have_re
     for k, grp in enumerate(groups):
         msk = grp.cv_mask
         wcv = cv.points.weight
-        pooled_val = validation(cv.log10_lr[msk], cv.points.mated[msk], wcv[msk],
-                                reps["pooled"][k] if have_reps else None, level, strong)
-        own_val = validation(grp.own_cv.log10_lr, grp.own_cv.points.mated, grp.own_cv.points.weight,
-                             reps["own"][k] if have_reps else None, level, strong)
+        pooled_val = validation(
+            cv.log10_lr[msk],
+            cv.points.mated[msk],
+            wcv[msk],
+            reps["pooled"][k] if have_reps else None,
+            level,
+            strong,
+        )
+        own_val = validation(
+            grp.own_cv.log10_lr,
+            grp.own_cv.points.mated,
+            grp.own_cv.points.weight,
+            reps["own"][k] if have_reps else None,
+            level,
+            strong,
+        )
         own_curve, pooled_curve = grp.system.log10_lr(grid), pooled_system.log10_lr(grid)
         diff = own_curve - pooled_curve
         d = reps["diff"][k] if have_reps else None
         diffs = tuple(_interval(diff[i], None if d is None else d[:, i], level) for i in range(grid.size))
-        max_abs = _interval(float(np.max(np.abs(diff))), None if d is None else np.max(np.abs(d), axis=1), level)
+        max_abs = _interval(
+            float(np.max(np.abs(diff))), None if d is None else np.max(np.abs(d), axis=1), level
+        )
         p = grp.points
-        res.append(GroupCalibration(
-            label=grp.label, n_mated=float(p.weight[p.mated].sum()), n_nonmated=float(p.weight[~p.mated].sum()),
-            pooled=pooled_val, own=own_val, scores=tuple(grid.tolist()), pooled_log10_lr=tuple(pooled_curve.tolist()),
-            own_log10_lr=tuple(own_curve.tolist()), difference=diffs, max_abs_difference=max_abs))
+        res.append(
+            GroupCalibration(
+                label=grp.label,
+                n_mated=float(p.weight[p.mated].sum()),
+                n_nonmated=float(p.weight[~p.mated].sum()),
+                pooled=pooled_val,
+                own=own_val,
+                scores=tuple(grid.tolist()),
+                pooled_log10_lr=tuple(pooled_curve.tolist()),
+                own_log10_lr=tuple(own_curve.tolist()),
+                difference=diffs,
+                max_abs_difference=max_abs,
+            )
+        )
     return res
 
 
@@ -238,8 +296,14 @@ def _pairs(points, cv, pair_cells, reps, level, have_reps) -> list[PairMisleadin
         sel = (~cv.points.mated) & (cell_cv == a * G + b)
         w = cv.points.weight[sel]
         rate = float(w[cv.log10_lr[sel] > 0].sum() / w.sum())
-        out.append(PairMisleading(points.group_labels[a], points.group_labels[b], float(w.sum()),
-                                  _interval(rate, reps["pairs"][:, i] if have_reps else None, level)))
+        out.append(
+            PairMisleading(
+                points.group_labels[a],
+                points.group_labels[b],
+                float(w.sum()),
+                _interval(rate, reps["pairs"][:, i] if have_reps else None, level),
+            )
+        )
     return out
 
 
@@ -281,13 +345,16 @@ def _target(points: CalibrationPoints, group: dict[str, str] | None) -> int | No
     if not group:
         return None
     if set(group) != set(points.grouping):
-        raise CalibrationError(f"--group names {sorted(group)} but the calibration is grouped by "
-                               f"{list(points.grouping)}")
+        raise CalibrationError(
+            f"--group names {sorted(group)} but the calibration is grouped by {list(points.grouping)}"
+        )
     g = points.group_index(tuple(group[c] for c in points.grouping))
     sub = points.subset(_group_mask(points, g))
     if not (sub.mated & (sub.weight > 0)).any():
-        raise NoMatedScoresError(f"the calibration set has no same-person scores of group {group}: no "
-                                 "group-specific LR can be given")
+        raise NoMatedScoresError(
+            f"the calibration set has no same-person scores of group {group}: no "
+            "group-specific LR can be given"
+        )
     return g
 
 
@@ -304,8 +371,11 @@ def _statement(points, system, groups, target, score, reps, level, have_reps) ->
             fit_system(points.subset(_group_mask(points, target)), system.method)
             raise CalibrationError(f"group {points.group_labels[target]} could not be calibrated")
         grp = groups[k]
-        flags += [Flag.of(f.code, group=grp.label, **dict(f.params)) for f in _check_score(grp.points, score)
-                  if f.code == "outside_joint_support"]
+        flags += [
+            Flag.of(f.code, group=grp.label, **dict(f.params))
+            for f in _check_score(grp.points, score)
+            if f.code == "outside_joint_support"
+        ]
         val = float(grp.system.log10_lr(np.array([score]))[0])
         group_est = _interval(val, reps["score_group"][k] if have_reps else None, level)
         if val in (grp.system.lower, grp.system.upper):
@@ -319,10 +389,21 @@ def _statement(points, system, groups, target, score, reps, level, have_reps) ->
     return Statement(float(score), label, est, group_est, tuple(flags))
 
 
-def evaluate(points: CalibrationPoints, method: str = "logistic", *, folds: int = 5, bootstrap: int = 200,
-             seed: int = 0, level: float = 0.95, score: float | None = None, group: dict[str, str] | None = None,
-             strong: float = 2.0, criteria: dict | None = None, grid_size: int = 41,
-             provenance: dict | None = None) -> EvidenceResult:
+def evaluate(
+    points: CalibrationPoints,
+    method: str = "logistic",
+    *,
+    folds: int = 5,
+    bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    score: float | None = None,
+    group: dict[str, str] | None = None,
+    strong: float = 2.0,
+    criteria: dict | None = None,
+    grid_size: int = 41,
+    provenance: dict | None = None,
+) -> EvidenceResult:
     """Fit, cross-validate and bootstrap; the LR of ``score`` (pooled and for ``group``) when given."""
     target = _target(points, group)
     if score is not None:
@@ -342,26 +423,58 @@ def evaluate(points: CalibrationPoints, method: str = "logistic", *, folds: int 
     pair_cells = [(int(c) // G, int(c) % G) for c in cells] if G > 1 else []
     reps = _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells)
     have = W is not None
-    val = validation(cv.log10_lr, cv.points.mated, cv.points.weight, reps["overall"] if have else None,
-                     level, strong)
+    val = validation(
+        cv.log10_lr, cv.points.mated, cv.points.weight, reps["overall"] if have else None, level, strong
+    )
     group_res = _group_results(groups, cv, system, grid, reps, level, strong, have)
     statement = None
     if score is not None:
         statement = _statement(points, system, groups, target, score, reps, level, have)
     if (~points.exact).any():
-        flags.append(Flag.of("bulk_binned", bin_width=points.bin_width,
-                             bulk_share=float(points.weight[~points.exact].sum() / points.weight[~points.mated].sum())))
+        flags.append(
+            Flag.of(
+                "bulk_binned",
+                bin_width=points.bin_width,
+                bulk_share=float(points.weight[~points.exact].sum() / points.weight[~points.mated].sum()),
+            )
+        )
     crit = dict(DEFAULT_CRITERIA)
     crit.update(criteria or {})
     summary = SystemSummary(
-        method=method, lower_log10=system.lower, upper_log10=system.upper, support=system.support,
-        joint_support=(jlo, jhi), n_mated=float(points.weight[points.mated].sum()),
-        n_nonmated=float(points.weight[~points.mated].sum()), n_subjects=points.n_subjects,
-        n_exact_nonmated=int((points.exact & ~points.mated).sum()), bin_width=points.bin_width, folds=folds,
-        design=points.design)
-    settings = {"method": method, "folds": folds, "bootstrap": bootstrap, "seed": seed, "level": level,
-                "score": score, "group": group, "strong_log10": strong, "grouping": list(points.grouping),
-                "criteria": {k: list(v) for k, v in crit.items()}}
-    return EvidenceResult(summary, val, _population(points), tuple(group_res),
-                          tuple(_pairs(points, cv, pair_cells, reps, level, have)), statement,
-                          tuple(_matrix(val, group_res, crit)), tuple(flags), settings, provenance or {})
+        method=method,
+        lower_log10=system.lower,
+        upper_log10=system.upper,
+        support=system.support,
+        joint_support=(jlo, jhi),
+        n_mated=float(points.weight[points.mated].sum()),
+        n_nonmated=float(points.weight[~points.mated].sum()),
+        n_subjects=points.n_subjects,
+        n_exact_nonmated=int((points.exact & ~points.mated).sum()),
+        bin_width=points.bin_width,
+        folds=folds,
+        design=points.design,
+    )
+    settings = {
+        "method": method,
+        "folds": folds,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "level": level,
+        "score": score,
+        "group": group,
+        "strong_log10": strong,
+        "grouping": list(points.grouping),
+        "criteria": {k: list(v) for k, v in crit.items()},
+    }
+    return EvidenceResult(
+        summary,
+        val,
+        _population(points),
+        tuple(group_res),
+        tuple(_pairs(points, cv, pair_cells, reps, level, have)),
+        statement,
+        tuple(_matrix(val, group_res, crit)),
+        tuple(flags),
+        settings,
+        provenance or {},
+    )

@@ -71,9 +71,14 @@ def _fit_logistic(x: np.ndarray, mated: np.ndarray, weight: np.ndarray) -> tuple
     keep = w > 0
     x, y, w = x[keep], mated[keep].astype(np.float64), w[keep]
     if x[y == 1].min() > x[y == 0].max():
-        raise CalibrationError("logistic regression has no finite fit: the mated and non-mated scores do "
-                               "not overlap (use --method pav)")
-    mu, sd = float(np.dot(w, x) / w.sum()), float(np.sqrt(np.dot(w, (x - np.dot(w, x) / w.sum()) ** 2) / w.sum()))
+        raise CalibrationError(
+            "logistic regression has no finite fit: the mated and non-mated scores do "
+            "not overlap (use --method pav)"
+        )
+    mu, sd = (
+        float(np.dot(w, x) / w.sum()),
+        float(np.sqrt(np.dot(w, (x - np.dot(w, x) / w.sum()) ** 2) / w.sum())),
+    )
     z = (x - mu) / (sd if sd > 0 else 1.0)
     beta = np.zeros(2)
     for _ in range(100):
@@ -120,8 +125,9 @@ def fit_system(points: CalibrationPoints, method: str, weight: np.ndarray | None
     _check(points.mated, w)
     params = _FITTERS[method](points.score, points.mated, w)
     has = w > 0
-    unbounded = LRSystem(method, params, -np.inf, np.inf, (float(points.score[has].min()),
-                                                           float(points.score[has].max())))
+    unbounded = LRSystem(
+        method, params, -np.inf, np.inf, (float(points.score[has].min()), float(points.score[has].max()))
+    )
     train = unbounded.raw_log10_lr(points.score)
     lower, upper = elub(train[has], points.mated[has], w[has])
     return LRSystem(method, params, lower, upper, unbounded.support)
@@ -174,8 +180,10 @@ def _fold_pair_bulk(points: CalibrationPoints, folds: np.ndarray, k: int) -> dic
 def cross_validate(points: CalibrationPoints, method: str, k: int = 5, seed: int = 0) -> CrossValidated:
     """Subject-disjoint K-fold cross-validation (see the module docstring)."""
     if not points.subjects_known:
-        raise SubjectsUnknownError("subject-disjoint cross-validation needs the subjects of the pairs; these "
-                                   "scores come without a sample table")
+        raise SubjectsUnknownError(
+            "subject-disjoint cross-validation needs the subjects of the pairs; these "
+            "scores come without a sample table"
+        )
     folds = subject_folds(points, k, seed)
     ex = points.exact
     fa = np.where(ex, folds[np.maximum(points.subject_a, 0)], -1)
@@ -189,7 +197,11 @@ def cross_validate(points: CalibrationPoints, method: str, k: int = 5, seed: int
             train = ((folds != i) & (folds != j)).astype(np.float64)
             train_subjects[(i, j)] = np.flatnonzero(train > 0)
             sel = np.flatnonzero(ex & (lo == i) & (hi == j))
-            b_w = points.weight[bulk_idx] * shares[(i, j)][points.bulk_cell[bulk_idx]] if shares else np.empty(0)
+            b_w = (
+                points.weight[bulk_idx] * shares[(i, j)][points.bulk_cell[bulk_idx]]
+                if shares
+                else np.empty(0)
+            )
             b_keep = bulk_idx[b_w > 0]
             if sel.size == 0 and b_keep.size == 0:
                 continue

@@ -61,8 +61,9 @@ def _wsum(cost: np.ndarray, w: np.ndarray) -> float:
     return float(np.dot(cost[keep], w[keep]))
 
 
-def pav_fit(x: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def pav_fit(
+    x: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Isotonic fit of P(same | x) with class-balanced weights: (unique x ascending, log10 LR there).
 
     Class-balanced weights make the fitted odds the likelihood ratio (as lir's IsotonicCalibrator). Tied
@@ -98,11 +99,7 @@ def cllr_min(llr: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = Non
 
 def devpav(llr: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None) -> float:
     """Mean |PAV(x) - x| (log10) over the range of x where PAV is finite; nan where none is."""
-    llr, mated = np.asarray(llr, np.float64), np.asarray(mated, bool)
-    pav = pav_log10_lr(llr, mated, weight)
-    w = _unit(weight, llr.size)
-    xy = np.unique(np.stack([llr[w > 0], pav[w > 0]]), axis=1)
-    x, y = xy
+    x, y = pav_fit(llr, mated, weight)  # unique inputs (weight > 0) and their PAV values
     if np.isinf(x).any():  # an infinite input LR: lir's pathological cases
         return _devpav_infinite(x, y)
     fin = np.isfinite(y)
@@ -124,7 +121,7 @@ def _devpav_infinite(x: np.ndarray, y: np.ndarray) -> float:
     # lir: a PAV transform that stays finite up to an infinite input LR has infinite deviation
     if (y[0] != -np.inf and x[-1] == np.inf and y[-1] != np.inf) or (y[0] != -np.inf and x[0] == -np.inf):
         return float("inf")
-    return devpav(x[np.isfinite(x)], y[np.isfinite(x)] > 0) if np.isfinite(x).any() else float("nan")
+    return float("nan")
 
 
 def _accept_share(lr_sorted: np.ndarray, cum_w: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -133,8 +130,15 @@ def _accept_share(lr_sorted: np.ndarray, cum_w: np.ndarray, thresholds: np.ndarr
     return cum_w[-1] - np.concatenate([[0.0], cum_w])[k]
 
 
-def elub(llr: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None, *, add_misleading: float = 1.0,
-         step: float = 0.01, extremes: tuple[float, float] = (-9.0, 9.0)) -> tuple[float, float]:
+def elub(
+    llr: np.ndarray,
+    mated: np.ndarray,
+    weight: np.ndarray | None = None,
+    *,
+    add_misleading: float = 1.0,
+    step: float = 0.01,
+    extremes: tuple[float, float] = (-9.0, 9.0),
+) -> tuple[float, float]:
     """Empirical lower and upper bound on log10 LR (Vergeer et al. 2016), as lir 1.3.1 computes it."""
     llr, mated = np.clip(np.asarray(llr, np.float64), *extremes), np.asarray(mated, bool)
     weight = _unit(weight, llr.size)
@@ -160,8 +164,9 @@ def elub(llr: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None, *
     return float(min(lower, 0.0)), float(max(upper, 0.0))
 
 
-def misleading(llr: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None, strong: float = 2.0
-               ) -> dict[str, float]:
+def misleading(
+    llr: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None, strong: float = 2.0
+) -> dict[str, float]:
     """Rates of misleading evidence: LR < 1 for the same person, LR > 1 for different people, and of
     strongly misleading evidence (|log10 LR| > ``strong`` the wrong way); NaN where a class is empty."""
     llr, mated = np.asarray(llr, np.float64), np.asarray(mated, bool)

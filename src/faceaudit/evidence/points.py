@@ -78,7 +78,8 @@ class CalibrationPoints:
         except ValueError:
             raise UnknownGroupError(
                 f"group {dict(zip(self.grouping, label))} is not in the calibration set; it has "
-                f"{[dict(zip(self.grouping, g)) for g in self.group_labels]}") from None
+                f"{[dict(zip(self.grouping, g)) for g in self.group_labels]}"
+            ) from None
 
     def cell_of(self, mask: np.ndarray | None = None) -> np.ndarray:
         return self.group_a * self.n_groups + self.group_b
@@ -88,8 +89,10 @@ class CalibrationPoints:
         """(R, G*G) weighted number of bulk (non-tail) non-mated pairs per cell under subject weights
         ``w`` (R, S)."""
         if not self.subjects_known:
-            raise SubjectsUnknownError("the calibration set does not record which subjects its non-mated "
-                                       "pairs come from (score arrays without a sample table)")
+            raise SubjectsUnknownError(
+                "the calibration set does not record which subjects its non-mated "
+                "pairs come from (score arrays without a sample table)"
+            )
         return self._total_pairs(w) - self._tail_pairs(w)
 
     def _total_pairs(self, w: np.ndarray) -> np.ndarray:
@@ -143,8 +146,10 @@ class CalibrationPoints:
 
     def subset(self, keep: np.ndarray) -> CalibrationPoints:
         """The points where ``keep`` (bulk accounting unchanged: it is per cell)."""
-        fields = {f: getattr(self, f)[keep] for f in ("score", "weight", "mated", "subject_a", "subject_b",
-                                                         "group_a", "group_b", "bulk_cell")}
+        fields = {
+            f: getattr(self, f)[keep]
+            for f in ("score", "weight", "mated", "subject_a", "subject_b", "group_a", "group_b", "bulk_cell")
+        }
         return _replace(self, **fields)
 
 
@@ -170,8 +175,9 @@ def calibration_points(dist: ScoreDistributions, grouping: tuple[str, ...] = ())
     s = dist.samples
     missing = [c for c in grouping if c not in s.group_columns]
     if missing:
-        raise UnknownGroupError(f"group column(s) {missing} not in the calibration set's columns "
-                                f"{list(s.group_columns)}")
+        raise UnknownGroupError(
+            f"group column(s) {missing} not in the calibration set's columns {list(s.group_columns)}"
+        )
     pos = [s.group_columns.index(c) for c in grouping]
     coarse = [tuple(lab[i] for i in pos) for lab in s.group_labels]
     labels = tuple(sorted(set(coarse)))
@@ -185,8 +191,13 @@ def calibration_points(dist: ScoreDistributions, grouping: tuple[str, ...] = ())
     parts = [exact, bulk]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in exact}
     return CalibrationPoints(
-        **cat, grouping=tuple(grouping), group_labels=labels, subject_group=subject_group,
-        subject_ids=s.subject_ids, bin_width=float(np.max(np.diff(dist.edges))), design=dist.design,
+        **cat,
+        grouping=tuple(grouping),
+        group_labels=labels,
+        subject_group=subject_group,
+        subject_ids=s.subject_ids,
+        bin_width=float(np.max(np.diff(dist.edges))),
+        design=dist.design,
         _pairs=None if dist.impostor_subject_pairs is None else sp.csr_array(dist.impostor_subject_pairs),
         _samples_per_subject=np.bincount(s.subject_of_sample, minlength=s.n_subjects).astype(np.float64),
     )
@@ -204,17 +215,20 @@ def _exact_parts(dist: ScoreDistributions, sample_group: np.ndarray, complete: b
         "weight": np.ones(n_g + n_t),
         "mated": np.r_[np.ones(n_g, bool), np.zeros(n_t, bool)],
         "subject_a": np.concatenate([subj[dist.genuine_probe], subj[dist.tail_probe]]).astype(np.intp),
-        "subject_b": np.concatenate([subj[dist.genuine_reference], subj[dist.tail_reference]]).astype(np.intp),
+        "subject_b": np.concatenate([subj[dist.genuine_reference], subj[dist.tail_reference]]).astype(
+            np.intp
+        ),
         "group_a": np.concatenate([gg, ga]).astype(np.intp),
         "group_b": np.concatenate([gg, gb]).astype(np.intp),
         "bulk_cell": np.full(n_g + n_t, -1, np.intp),
     }
 
 
-def _bulk_parts(dist: ScoreDistributions, fine_to_coarse: np.ndarray, G: int, complete: bool
-                ) -> dict[str, np.ndarray]:
+def _bulk_parts(
+    dist: ScoreDistributions, fine_to_coarse: np.ndarray, G: int, complete: bool
+) -> dict[str, np.ndarray]:
     """One point per (coarse cell, bin) with bulk scores: the histogram minus the tail scores."""
-    Gf, B = dist.n_groups, dist.edges.size - 1
+    Gf = dist.n_groups
     hist = dist.impostor_hist.astype(np.int64).copy()
     gp, gr = dist.tail_cell
     np.subtract.at(hist, (gp, gr, bin_index(dist.tail_score, dist.edges)), 1)
@@ -236,14 +250,29 @@ def _bulk_parts(dist: ScoreDistributions, fine_to_coarse: np.ndarray, G: int, co
             cols["cell"].append(np.full(nz.size, ca * G + cb, np.intp))
     if not cols["score"]:
         empty = np.empty(0)
-        return {"score": empty, "weight": empty, "mated": np.empty(0, bool), "subject_a": empty.astype(np.intp),
-                "subject_b": empty.astype(np.intp), "group_a": empty.astype(np.intp),
-                "group_b": empty.astype(np.intp), "bulk_cell": empty.astype(np.intp)}
+        return {
+            "score": empty,
+            "weight": empty,
+            "mated": np.empty(0, bool),
+            "subject_a": empty.astype(np.intp),
+            "subject_b": empty.astype(np.intp),
+            "group_a": empty.astype(np.intp),
+            "group_b": empty.astype(np.intp),
+            "bulk_cell": empty.astype(np.intp),
+        }
     score, weight, cell = (np.concatenate(cols[k]) for k in ("score", "weight", "cell"))
     # merge the fine cells that map to one coarse cell, bin by bin
     key, inv = np.unique(np.stack([cell, score]), axis=1, return_inverse=True)
     weight = np.bincount(inv.ravel(), weights=weight)
     cell, score = key[0].astype(np.intp), key[1]
     n = score.size
-    return {"score": score, "weight": weight, "mated": np.zeros(n, bool), "subject_a": np.full(n, -1, np.intp),
-            "subject_b": np.full(n, -1, np.intp), "group_a": cell // G, "group_b": cell % G, "bulk_cell": cell}
+    return {
+        "score": score,
+        "weight": weight,
+        "mated": np.zeros(n, bool),
+        "subject_a": np.full(n, -1, np.intp),
+        "subject_b": np.full(n, -1, np.intp),
+        "group_a": cell // G,
+        "group_b": cell % G,
+        "bulk_cell": cell,
+    }

@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Flag", "Estimate", "SystemSummary", "Validation", "GroupCalibration", "PairMisleading",
-           "Statement", "Criterion", "Population", "EvidenceResult"]
+__all__ = [
+    "Flag",
+    "Estimate",
+    "SystemSummary",
+    "Validation",
+    "GroupCalibration",
+    "PairMisleading",
+    "Statement",
+    "Criterion",
+    "Population",
+    "EvidenceResult",
+]
 
 
 @dataclass(frozen=True)

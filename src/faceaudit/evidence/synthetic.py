@@ -14,8 +14,12 @@ from faceaudit.scores import DistributionBuilder, SampleIndex, uniform_edges
 __all__ = ["gaussian_calibration_set", "true_log10_lr"]
 
 MATED = {"female": 2.0, "male": 2.0}
-NONMATED = {("female", "female"): 0.3, ("male", "male"): 0.0, ("female", "male"): -0.2,
-            ("male", "female"): -0.2}
+NONMATED = {
+    ("female", "female"): 0.3,
+    ("male", "male"): 0.0,
+    ("female", "male"): -0.2,
+    ("male", "female"): -0.2,
+}
 
 
 def true_log10_lr(score, group: str = "male", mated_mean=None, nonmated_mean=None):
@@ -25,9 +29,15 @@ def true_log10_lr(score, group: str = "male", mated_mean=None, nonmated_mean=Non
     return ((m1 - m0) * s - (m1**2 - m0**2) / 2.0) / np.log(10.0)
 
 
-def gaussian_calibration_set(n_subjects: int = 200, seed: int = 0, tail_quantile: float = 0.9, bins: int = 512,
-                             samples_per_subject: tuple[int, int] = (2, 4), round_to: float | None = None,
-                             listed: bool = True):
+def gaussian_calibration_set(
+    n_subjects: int = 200,
+    seed: int = 0,
+    tail_quantile: float = 0.9,
+    bins: int = 512,
+    samples_per_subject: tuple[int, int] = (2, 4),
+    round_to: float | None = None,
+    listed: bool = True,
+):
     """ScoreDistributions of a Gaussian set (sex groups): every non-mated score above the non-mated
     ``tail_quantile`` is exact, the rest histogram (``tail_quantile`` 0 keeps all exact)."""
     rng = np.random.default_rng(seed)
@@ -35,8 +45,9 @@ def gaussian_calibration_set(n_subjects: int = 200, seed: int = 0, tail_quantile
     per = rng.integers(samples_per_subject[0], samples_per_subject[1] + 1, size=n_subjects)
     subject_of_sample = np.repeat(np.arange(n_subjects), per)
     n = subject_of_sample.size
-    samples = SampleIndex.from_columns([f"x{i}" for i in range(n)], [f"p{s:04d}" for s in subject_of_sample],
-                                       {"sex": sex[subject_of_sample]})
+    samples = SampleIndex.from_columns(
+        [f"x{i}" for i in range(n)], [f"p{s:04d}" for s in subject_of_sample], {"sex": sex[subject_of_sample]}
+    )
     i, j = np.triu_indices(n, k=1)
     mated = subject_of_sample[i] == subject_of_sample[j]
     si, sj = sex[subject_of_sample[i]], sex[subject_of_sample[j]]
@@ -46,7 +57,12 @@ def gaussian_calibration_set(n_subjects: int = 200, seed: int = 0, tail_quantile
         score = np.round(score / round_to) * round_to
     edges = uniform_edges(float(score.min()), float(score.max()), bins)
     cutoff = -np.inf if tail_quantile <= 0 else float(np.quantile(score[~mated], tail_quantile))
-    b = DistributionBuilder(samples, edges, tail_cutoff=cutoff, design="listed" if listed else "complete",
-                            track_subject_pairs=listed)
+    b = DistributionBuilder(
+        samples,
+        edges,
+        tail_cutoff=cutoff,
+        design="listed" if listed else "complete",
+        track_subject_pairs=listed,
+    )
     b.add(i, j, score)
     return b.result(), (i, j, score, mated)
