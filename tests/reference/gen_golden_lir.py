@@ -8,7 +8,8 @@ Run in the reference venv (never in the project's .venv):
 Each case is a seeded set of log10 likelihood ratios with labels (1 = same person, 0 = different people).
 For each, lir computes Cllr, Cllr_min (its IsotonicCalibrator, i.e. PAV), Cllr_cal, devPAV, the
 PAV-transformed log10 LRs and the ELUB bounds (Vergeer et al. 2016; add_misleading=1, step 0.01);
-llreval, from natural-log LRs, computes Cllr and minCllr by its own PAV. Infinite values are written as the strings "inf" / "-inf".
+llreval, from natural-log LRs, computes Cllr and minCllr by its own PAV.
+Infinite values are written as the strings "inf" / "-inf".
 """
 
 from __future__ import annotations
