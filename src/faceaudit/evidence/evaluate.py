@@ -124,14 +124,13 @@ def plot_data(llr: np.ndarray, mated: np.ndarray, w: np.ndarray) -> tuple[dict, 
 def validation(llr, mated, w, reps: list[dict] | None, level: float, strong: float) -> Validation:
     point = stats(llr, mated, w, strong)
     arr = {k: (np.array([r[k] for r in reps]) if reps else None) for k in STAT_KEYS}
+    est = {k: _interval(point[k], arr[k], level) for k in STAT_KEYS}
+    # a statistic whose resampled values sit on one side of it (PAV-based Cllr_min is optimistic on the
+    # smaller effective samples a resampling gives): said, not hidden
+    flags = tuple(Flag.of("estimate_outside_interval", metric=k, value=e.value, low=e.low, high=e.high)
+                  for k, e in est.items() if e.low is not None and not e.low <= e.value <= e.high)
     tip, ece, tr = plot_data(llr, mated, w)
-    return Validation(
-        **{k: _interval(point[k], arr[k], level) for k in STAT_KEYS},
-        strong_log10=strong,
-        tippett=tip,
-        ece=ece,
-        pav_transform=tr,
-    )
+    return Validation(**est, strong_log10=strong, tippett=tip, ece=ece, pav_transform=tr, flags=flags)
 
 
 @dataclass
@@ -174,6 +173,14 @@ def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
     o = np.argsort(x)
     c = np.cumsum(w[o])
     return float(x[o][np.searchsorted(c, c[-1] / 2.0)])
+
+
+def _medians(p: CalibrationPoints) -> dict[str, float]:
+    mt = p.mated
+    return {
+        "median_mated": _weighted_median(p.score[mt], p.weight[mt]),
+        "median_nonmated": _weighted_median(p.score[~mt], p.weight[~mt]),
+    }
 
 
 def _grid(points: CalibrationPoints, n: int) -> np.ndarray:
@@ -283,6 +290,7 @@ def _group_results(groups, cv, pooled_system, grid, reps, level, strong, have_re
                 own_log10_lr=tuple(own_curve.tolist()),
                 difference=diffs,
                 max_abs_difference=max_abs,
+                **_medians(p),
             )
         )
     return res
@@ -453,6 +461,7 @@ def evaluate(
         bin_width=points.bin_width,
         folds=folds,
         design=points.design,
+        **_medians(points),
     )
     settings = {
         "method": method,

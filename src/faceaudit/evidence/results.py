@@ -57,6 +57,8 @@ class SystemSummary:
     bin_width: float
     folds: int
     design: str
+    median_mated: float = float("nan")
+    median_nonmated: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Validation:
     tippett: dict = field(default_factory=dict)  # plot data: log10 LR grid and shares
     ece: dict = field(default_factory=dict)
     pav_transform: dict = field(default_factory=dict)
+    flags: tuple[Flag, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class GroupCalibration:
     own_log10_lr: tuple[float, ...]
     difference: tuple[Estimate, ...]  # own - pooled log10 LR at each grid score, with intervals
     max_abs_difference: Estimate | None
+    median_mated: float = float("nan")  # median scores of the group's same-person / different-person pairs
+    median_nonmated: float = float("nan")
     flags: tuple[Flag, ...] = ()
 
 
