@@ -157,16 +157,16 @@ def _no_mated_group():
 def test_refusals():
     pts = _no_mated_group()
     with pytest.raises(NoMatedScoresError):
-        evaluate(pts, bootstrap=0, folds=2, score=0.5, group={"g": "x"})
+        evaluate(pts, bootstrap=0, folds=3, score=0.5, group={"g": "x"})
     with pytest.raises(UnknownGroupError):
-        evaluate(pts, bootstrap=0, folds=2, score=0.5, group={"g": "z"})
+        evaluate(pts, bootstrap=0, folds=3, score=0.5, group={"g": "z"})
     with pytest.raises(UnknownGroupError):
         calibration_points(gaussian_calibration_set(20, seed=0)[0], ("race",))
     dist, _ = gaussian_calibration_set(40, seed=0)
     pts = calibration_points(dist)
     for bad in (1e6, -1e6, float("nan"), float("inf")):
         with pytest.raises(OutsideSupportError):
-            evaluate(pts, bootstrap=0, folds=2, score=bad)
+            evaluate(pts, bootstrap=0, folds=3, score=bad)
 
 
 def test_score_arrays_without_subjects_refuse_cross_validation():

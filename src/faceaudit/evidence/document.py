@@ -17,8 +17,11 @@ from faceaudit.evidence.scale import ENFSI_2015, VerbalScale
 __all__ = ["evidence_document", "SCHEMA", "flag_message", "lr_text"]
 
 SCHEMA = "faceaudit.evidence/1"
-METHOD_NAMES = {"logistic": "logistic regression", "pav": "isotonic regression (PAV)",
-                "gaussian": "two-Gaussian score model"}
+METHOD_NAMES = {
+    "logistic": "logistic regression",
+    "pav": "isotonic regression (PAV)",
+    "gaussian": "two-Gaussian score model",
+}
 METRIC_NAMES = {
     "cllr": "Cllr (log-likelihood-ratio cost, bits)",
     "cllr_min": "Cllr_min (cost after optimal recalibration)",
@@ -40,7 +43,11 @@ def _num(x: Any) -> Any:
 def _json(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         if isinstance(obj, Flag):
-            return {"code": obj.code, "params": {k: _json(v) for k, v in obj.params}, "message": flag_message(obj)}
+            return {
+                "code": obj.code,
+                "params": {k: _json(v) for k, v in obj.params},
+                "message": flag_message(obj),
+            }
         return {f.name: _json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
         return {str(k): _json(v) for k, v in obj.items()}
@@ -67,27 +74,39 @@ def flag_message(flag: Flag) -> str:
     code = flag.code
     if code == "outside_joint_support":
         who = f" of group {_group_words(p['group'], ['group'])}" if "group" in p else ""
-        return (f"The score {p['score']:.6g} lies outside the range where the calibration data{who} hold both "
-                f"same-person and different-person scores ({p['low']:.6g} to {p['high']:.6g}): its LR rests on "
-                "one kind of comparison only and is held at the system's bound.")
+        return (
+            f"The score {p['score']:.6g} lies outside the range where the calibration data{who} hold both "
+            f"same-person and different-person scores ({p['low']:.6g} to {p['high']:.6g}): its LR rests on "
+            "one kind of comparison only and is held at the system's bound."
+        )
     if code == "at_bound":
-        return (f"The {p['which']} LR is at the system's empirical bound (log10 LR {p['bound']:.3g}): the "
-                "calibration data cannot support a more extreme value, so none is given.")
+        return (
+            f"The {p['which']} LR is at the system's empirical bound (log10 LR {p['bound']:.3g}): the "
+            "calibration data cannot support a more extreme value, so none is given."
+        )
     if code == "group_lr_differs":
-        return (f"The group-specific LR differs from the pooled one by a factor of {10 ** abs(p['difference']):.3g} "
-                f"(log10 difference {p['difference']:.3g}, interval {p['low']:.3g} to {p['high']:.3g}, which "
-                "excludes 0): the same score carries different evidence for this group.")
+        return (
+            "The group-specific LR differs from the pooled one by a factor of "
+            f"{10 ** abs(p['difference']):.3g} "
+            f"(log10 difference {p['difference']:.3g}, interval {p['low']:.3g} to {p['high']:.3g}, which "
+            "excludes 0): the same score carries different evidence for this group."
+        )
     if code == "bulk_binned":
-        return (f"{p['bulk_share']:.1%} of the different-person comparisons are known only by histogram bin "
-                f"(width {p['bin_width']:.3g}); each counts at its bin's middle. Scores above each cell's tail "
-                "cutoff are exact. Under resampling, the binned part of each group pair is assumed to keep its "
-                "shape.")
+        return (
+            f"{p['bulk_share']:.1%} of the different-person comparisons are known only by histogram bin "
+            f"(width {p['bin_width']:.3g}); each counts at its bin's middle. Scores above each cell's tail "
+            "cutoff are exact. Under resampling, the binned part of each group pair is assumed to keep its "
+            "shape."
+        )
     if code == "group_not_calibrated":
         return f"Group {p['group']} could not be calibrated ({p['reason']}); it has no group-specific system."
     if code == "estimate_outside_interval":
-        return (f"The resampled values of {p['metric']} lie on one side of its value ({p['value']:.3g}; interval "
-                f"{p['low']:.3g} to {p['high']:.3g}): the measure is biased on resampled data (PAV-based Cllr_min "
-                "is optimistic on fewer distinct people); read the interval as its spread, not as bounds on it.")
+        return (
+            f"The resampled values of {p['metric']} lie on one side of its value ({p['value']:.3g}; interval "
+            f"{p['low']:.3g} to {p['high']:.3g}): the measure is biased on resampled data "
+            "(PAV-based Cllr_min "
+            "is optimistic on fewer distinct people); read the interval as its spread, not as bounds on it."
+        )
     if code == "no_subject_bootstrap":
         return "No intervals: the calibration data do not say which people the comparisons come from."
     return code
@@ -110,8 +129,12 @@ def _verbal(scale: VerbalScale, log10_lr: float) -> dict:
         if not first:
             prop, alt = alt, prop
         sentence = f"The comparison result provides {phrase} for {prop} relative to {alt}."
-    return {"scale": scale.name, "phrase": phrase, "supports": "same person" if first else "different people",
-            "sentence": sentence}
+    return {
+        "scale": scale.name,
+        "phrase": phrase,
+        "supports": "same person" if first else "different people",
+        "sentence": sentence,
+    }
 
 
 def _statement_words(st: Statement, scale: VerbalScale, grouping: Any) -> list[str]:
@@ -119,16 +142,22 @@ def _statement_words(st: Statement, scale: VerbalScale, grouping: Any) -> list[s
     main = st.group_log10_lr if st.group_log10_lr is not None else st.pooled_log10_lr
     v = main.value
     who = _group_words([g[1] for g in st.group], [g[0] for g in st.group]) if st.group else "everyone"
-    out.append(f"A score of {st.score:.6g} is {lr_text(v)} times as probable if the two images show the same "
-               f"person as if they show two different people (likelihood ratio, calibrated on {who}).")
+    out.append(
+        f"A score of {st.score:.6g} is {lr_text(v)} times as probable if the two images show the same "
+        f"person as if they show two different people (likelihood ratio, calibrated on {who})."
+    )
     out.append(_verbal(scale, v)["sentence"])
     if main.low is not None:
-        out.append(f"Given the size of the calibration data, the LR could plausibly lie between {lr_text(main.low)} "
-                   f"and {lr_text(main.high)} ({round(main.level * 100):g}% subject-bootstrap interval).")
+        out.append(
+            f"Given the size of the calibration data, the LR could plausibly lie between {lr_text(main.low)} "
+            f"and {lr_text(main.high)} ({round(main.level * 100):g}% subject-bootstrap interval)."
+        )
     if st.group_log10_lr is not None:
         d = st.group_log10_lr.value - st.pooled_log10_lr.value
-        out.append(f"Calibrated on everyone instead, the same score gives LR {lr_text(st.pooled_log10_lr.value)}; "
-                   f"the group-specific LR is {10 ** abs(d):.3g} times {'larger' if d > 0 else 'smaller'}.")
+        out.append(
+            f"Calibrated on everyone instead, the same score gives LR {lr_text(st.pooled_log10_lr.value)}; "
+            f"the group-specific LR is {10 ** abs(d):.3g} times {'larger' if d > 0 else 'smaller'}."
+        )
     return out
 
 
@@ -138,15 +167,24 @@ def _difference_words(g: GroupCalibration, pooled_mated: float, pooled_nonmated:
     parts = []
     if math.isfinite(g.median_nonmated) and math.isfinite(pooled_nonmated):
         rel = "higher" if g.median_nonmated > pooled_nonmated else "lower"
-        parts.append(f"different-person pairs within {who} score {rel} (median {g.median_nonmated:.3g}) than "
-                     f"pairs overall ({pooled_nonmated:.3g})")
+        parts.append(
+            f"different-person pairs within {who} score {rel} (median {g.median_nonmated:.3g}) than "
+            f"pairs overall ({pooled_nonmated:.3g})"
+        )
     if math.isfinite(g.median_mated) and math.isfinite(pooled_mated):
         rel = "higher" if g.median_mated > pooled_mated else "lower"
         parts.append(f"same-person pairs score {rel} (median {g.median_mated:.3g} vs {pooled_mated:.3g})")
     m = g.max_abs_difference
-    size = f"up to a factor of {10 ** m.value:.3g}" if m is not None else "by an unmeasured amount"
-    return (f"For {who}, the same score carries an LR that differs from the pooled one {size} between the median "
-            f"scores, because " + " and ".join(parts) + ".") if parts else f"For {who}: no comparison possible."
+    size = f"up to a factor of {10**m.value:.3g}" if m is not None else "by an unmeasured amount"
+    return (
+        (
+            f"For {who}, the same score carries an LR that differs from the pooled one {size} "
+            "between the median "
+            f"scores, because " + " and ".join(parts) + "."
+        )
+        if parts
+        else f"For {who}: no comparison possible."
+    )
 
 
 def _summary(r: EvidenceResult, scale: VerbalScale) -> list[str]:
@@ -155,13 +193,19 @@ def _summary(r: EvidenceResult, scale: VerbalScale) -> list[str]:
     if r.statement is not None:
         out += _statement_words(r.statement, scale, r.population.grouping)
         out += [flag_message(f) for f in r.statement.flags]
-    out.append(f"The likelihood ratios come from {METHOD_NAMES[s.method]} fitted on {s.n_mated:,.0f} same-person and "
-               f"{s.n_nonmated:,.0f} different-person comparisons of {s.n_subjects:,} people; no LR beyond "
-               f"{lr_text(s.lower_log10)} to {lr_text(s.upper_log10)} is given (empirical bounds, ELUB).")
-    out.append(f"Tested on people held out of the fit ({s.folds}-fold cross-validation by person), different-person "
-               f"comparisons got LR > 1 in {v.nonmated_above_1.value:.2%} of cases and same-person comparisons LR < 1 "
-               f"in {v.mated_below_1.value:.2%}; Cllr {_est(v.cllr)} bits, of which {_est(v.cllr_cal)} is "
-               "calibration loss.")
+    out.append(
+        f"The likelihood ratios come from {METHOD_NAMES[s.method]} fitted on {s.n_mated:,.0f} "
+        "same-person and "
+        f"{s.n_nonmated:,.0f} different-person comparisons of {s.n_subjects:,} people; no LR beyond "
+        f"{lr_text(s.lower_log10)} to {lr_text(s.upper_log10)} is given (empirical bounds, ELUB)."
+    )
+    out.append(
+        f"Tested on people held out of the fit ({s.folds}-fold cross-validation by person), different-person "
+        f"comparisons got LR > 1 in {v.nonmated_above_1.value:.2%} of cases and same-person "
+        "comparisons LR < 1 "
+        f"in {v.mated_below_1.value:.2%}; Cllr {_est(v.cllr)} bits, of which {_est(v.cllr_cal)} is "
+        "calibration loss."
+    )
     failed = [c.metric for c in r.matrix if c.status == "fail"]
     if failed:
         out.append("The system does not meet the validation criteria for: " + ", ".join(failed) + ".")
@@ -186,14 +230,20 @@ def evidence_document(r: EvidenceResult, scale: VerbalScale = ENFSI_2015) -> dic
         "propositions": {
             "h1": "The two images show the same person.",
             "h2": "The two images show two different people of the relevant population: the people of the "
-                  "calibration set" + (f" (by {', '.join(grouping)}: see population)" if grouping else "") + ".",
+            "calibration set" + (f" (by {', '.join(grouping)}: see population)" if grouping else "") + ".",
         },
         "system": {**_json(r.system), "method_name": METHOD_NAMES[r.system.method]},
         "validation": _validation_json(r.validation),
         "population": _population_json(r),
         "groups": [_group_json(g, r, grouping) for g in r.groups],
-        "pairs": [{**_json(p), "group_a": _group_words(p.label_a, grouping),
-                   "group_b": _group_words(p.label_b, grouping)} for p in r.pairs],
+        "pairs": [
+            {
+                **_json(p),
+                "group_a": _group_words(p.label_a, grouping),
+                "group_b": _group_words(p.label_b, grouping),
+            }
+            for p in r.pairs
+        ],
         "matrix": [{**_json(c), "metric_name": METRIC_NAMES.get(c.metric, c.metric)} for c in r.matrix],
         "flags": [_json(f) for f in r.flags],
         "settings": _json(r.settings),
@@ -202,23 +252,38 @@ def evidence_document(r: EvidenceResult, scale: VerbalScale = ENFSI_2015) -> dic
         "approximations": [
             "Different-person scores below each group pair's tail cutoff are known by histogram bin only and "
             "count at the bin's middle (moved by at most one bin width, stated in system.bin_width).",
-            "Intervals resample people (stratified by group); validation intervals keep the cross-validated LRs "
-            "fixed and re-weight the pairs, LR intervals refit the system (ELUB included) on every replicate.",
+            "Intervals resample people (stratified by group); validation intervals keep the "
+            "cross-validated LRs fixed and re-weight the pairs, LR intervals refit the system (ELUB "
+            "included) on every replicate.",
         ],
     }
     if r.statement is not None:
         st = r.statement
         main = st.group_log10_lr if st.group_log10_lr is not None else st.pooled_log10_lr
-        doc["statement"] = {**_json(st), "verbal": _verbal(scale, main.value), "lr": _num(10.0 ** main.value),
-                            "sentences": _statement_words(st, scale, grouping)}
+        doc["statement"] = {
+            **_json(st),
+            "verbal": _verbal(scale, main.value),
+            "lr": _num(10.0**main.value),
+            "sentences": _statement_words(st, scale, grouping),
+        }
     return doc
 
 
 def _population_json(r: EvidenceResult) -> dict:
     grouping = r.population.grouping
-    return {"grouping": list(grouping), "groups": [
-        {"group": _group_words(label, grouping), "label": list(label), "subjects": n, "mated_pairs": m,
-         "nonmated_pairs_involving": nm} for label, n, m, nm in r.population.groups]}
+    return {
+        "grouping": list(grouping),
+        "groups": [
+            {
+                "group": _group_words(label, grouping),
+                "label": list(label),
+                "subjects": n,
+                "mated_pairs": m,
+                "nonmated_pairs_involving": nm,
+            }
+            for label, n, m, nm in r.population.groups
+        ],
+    }
 
 
 def _group_json(g: GroupCalibration, r: EvidenceResult, grouping: Any) -> dict:

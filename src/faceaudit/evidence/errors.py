@@ -36,3 +36,7 @@ class OutsideSupportError(CalibrationError):
 
 class SubjectsUnknownError(CalibrationError):
     """Subject-disjoint cross-validation or a subject bootstrap needs the subjects of the pairs."""
+
+
+class EvidenceOptionError(InputError):
+    """An option of ``faceaudit evidence`` is malformed (a criterion, a level, a number of folds)."""

@@ -127,8 +127,11 @@ def validation(llr, mated, w, reps: list[dict] | None, level: float, strong: flo
     est = {k: _interval(point[k], arr[k], level) for k in STAT_KEYS}
     # a statistic whose resampled values sit on one side of it (PAV-based Cllr_min is optimistic on the
     # smaller effective samples a resampling gives): said, not hidden
-    flags = tuple(Flag.of("estimate_outside_interval", metric=k, value=e.value, low=e.low, high=e.high)
-                  for k, e in est.items() if e.low is not None and not e.low <= e.value <= e.high)
+    flags = tuple(
+        Flag.of("estimate_outside_interval", metric=k, value=e.value, low=e.low, high=e.high)
+        for k, e in est.items()
+        if e.low is not None and not e.low <= e.value <= e.high
+    )
     tip, ece, tr = plot_data(llr, mated, w)
     return Validation(**est, strong_log10=strong, tippett=tip, ece=ece, pav_transform=tr, flags=flags)
 

@@ -135,8 +135,8 @@ def fit_system(points: CalibrationPoints, method: str, weight: np.ndarray | None
 
 def subject_folds(points: CalibrationPoints, k: int, seed: int) -> np.ndarray:
     """(S,) fold of each subject: within each group, subjects in random order dealt to folds in turn."""
-    if k < 2:
-        raise CalibrationError("cross-validation needs at least 2 folds")
+    if k < 3:  # a pair across folds i and j is fitted on the other folds: with 2 there are none
+        raise CalibrationError("subject-disjoint cross-validation needs at least 3 folds")
     rng = np.random.default_rng(seed)
     fold = np.zeros(points.n_subjects, np.intp)
     start = 0

@@ -62,7 +62,11 @@ def load_scale(path: str | Path) -> VerbalScale:
 
 
 def scale_from_dict(raw: object) -> VerbalScale:
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not isinstance(raw.get("levels"), list):
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("name"), str)
+        or not isinstance(raw.get("levels"), list)
+    ):
         raise ScaleError('a verbal scale is {"name": str, "levels": [[upper LR, phrase], ...]}')
     levels, last = [], 1.0
     for i, item in enumerate(raw["levels"]):

@@ -37,6 +37,7 @@ def gaussian_calibration_set(
     samples_per_subject: tuple[int, int] = (2, 4),
     round_to: float | None = None,
     listed: bool = True,
+    rename: dict[str, str] | None = None,
 ):
     """ScoreDistributions of a Gaussian set (sex groups): every non-mated score above the non-mated
     ``tail_quantile`` is exact, the rest histogram (``tail_quantile`` 0 keeps all exact)."""
@@ -46,7 +47,9 @@ def gaussian_calibration_set(
     subject_of_sample = np.repeat(np.arange(n_subjects), per)
     n = subject_of_sample.size
     samples = SampleIndex.from_columns(
-        [f"x{i}" for i in range(n)], [f"p{s:04d}" for s in subject_of_sample], {"sex": sex[subject_of_sample]}
+        [f"x{i}" for i in range(n)],
+        [f"p{s:04d}" for s in subject_of_sample],
+        {"sex": [(rename or {}).get(x, x) for x in sex[subject_of_sample]]},
     )
     i, j = np.triu_indices(n, k=1)
     mated = subject_of_sample[i] == subject_of_sample[j]
