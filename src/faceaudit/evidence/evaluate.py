@@ -81,11 +81,17 @@ def _interval(value: float, reps: np.ndarray | None, level: float) -> Estimate:
     )
 
 
+def _collapse(llr: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Equal LRs pooled (exact: a bounded system gives many LRs equal to its bounds)."""
+    u, inv = np.unique(llr, return_inverse=True)
+    return u, np.bincount(inv.ravel(), weights=w, minlength=u.size)
+
+
 def ece_curve(llr: np.ndarray, mated: np.ndarray, w: np.ndarray, prior_log10: np.ndarray) -> np.ndarray:
     """Empirical cross-entropy (Ramos et al. 2013) at each prior log10 odds, in bits."""
-    w1, w0 = w[mated].sum(), w[~mated].sum()
+    (l1, v1), (l0, v0) = _collapse(llr[mated], w[mated]), _collapse(llr[~mated], w[~mated])
+    w1, w0 = v1.sum(), v0.sum()
     p1 = 1.0 / (1.0 + 10.0 ** (-prior_log10))
-    l1, l0, v1, v0 = llr[mated], llr[~mated], w[mated], w[~mated]
     out = np.empty(prior_log10.size)
     with np.errstate(invalid="ignore"):
         for i, o in enumerate(prior_log10):  # one prior at a time: memory O(points)
@@ -150,15 +156,15 @@ def _group_mask(p: CalibrationPoints, g: int) -> np.ndarray:
     return (p.group_a == g) & (p.group_b == g)
 
 
-def _prepare_groups(points, cv, method, folds, seed) -> tuple[list[_Group], list[Flag]]:
+def _prepare_groups(points, cv, method, folds, seed, start) -> tuple[list[_Group], list[Flag]]:
     out, flags = [], []
     if points.n_groups < 2:
         return out, flags
     for g, label in enumerate(points.group_labels):
         sub = points.subset(_group_mask(points, g))
         try:
-            own_cv = cross_validate(sub, method, folds, seed)
-            system = fit_system(sub, method)
+            system = fit_system(sub, method, start=start)
+            own_cv = cross_validate(sub, method, folds, seed, start=system)
         except CalibrationError as exc:
             flags.append(Flag.of("group_not_calibrated", group=label, reason=type(exc).__name__))
             continue
@@ -211,7 +217,7 @@ def _check_score(points: CalibrationPoints, score: float) -> list[Flag]:
     return []
 
 
-def _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells) -> dict:
+def _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells, start) -> dict:  # noqa: PLR0913
     R = 0 if W is None else W.shape[0]
     out = {
         "overall": [],
@@ -232,7 +238,7 @@ def _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells) 
             tot = wcv[sel].sum()
             out["pairs"][r, i] = wcv[sel][cv.log10_lr[sel] > 0].sum() / tot if tot > 0 else np.nan
         try:
-            pooled = fit_system(points, method, points.weights_under(W[r]))
+            pooled = fit_system(points, method, points.weights_under(W[r]), start=start)
         except CalibrationError:
             continue
         if score is not None:
@@ -243,7 +249,7 @@ def _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells) 
             own_w = grp.own_cv.points.weights_under(W[r])
             out["own"][k].append(stats(grp.own_cv.log10_lr, grp.own_cv.points.mated, own_w, strong))
             try:
-                own = fit_system(grp.points, method, grp.points.weights_under(W[r]))
+                own = fit_system(grp.points, method, grp.points.weights_under(W[r]), start=grp.system)
             except CalibrationError:
                 continue
             out["diff"][k, r] = own.log10_lr(grid) - pooled.log10_lr(grid)
@@ -420,8 +426,8 @@ def evaluate(
     if score is not None:
         _check_score(points, score)  # refuse before any work
     system = fit_system(points, method)
-    cv = cross_validate(points, method, folds, seed)
-    groups, flags = _prepare_groups(points, cv, method, folds, seed)
+    cv = cross_validate(points, method, folds, seed, start=system)
+    groups, flags = _prepare_groups(points, cv, method, folds, seed, system)
     jlo, jhi = _joint_support(points)
     grid = _grid(points, grid_size)
     W = None
@@ -432,7 +438,7 @@ def evaluate(
     G = points.n_groups
     cells = np.unique(cv.points.group_a[~cv.points.mated] * G + cv.points.group_b[~cv.points.mated])
     pair_cells = [(int(c) // G, int(c) % G) for c in cells] if G > 1 else []
-    reps = _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells)
+    reps = _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells, system)
     have = W is not None
     val = validation(
         cv.log10_lr, cv.points.mated, cv.points.weight, reps["overall"] if have else None, level, strong

@@ -66,7 +66,8 @@ def _balanced(mated: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.where(mated, weight / w1, weight / w0)
 
 
-def _fit_logistic(x: np.ndarray, mated: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ...]:
+def _fit_logistic(x: np.ndarray, mated: np.ndarray, weight: np.ndarray, start=None) -> tuple[np.ndarray, ...]:
+    """Newton's method on the standardised score; ``start`` (a, b) warm-starts a refit (bootstrap, folds)."""
     w = _balanced(mated, weight)
     keep = w > 0
     x, y, w = x[keep], mated[keep].astype(np.float64), w[keep]
@@ -75,34 +76,32 @@ def _fit_logistic(x: np.ndarray, mated: np.ndarray, weight: np.ndarray) -> tuple
             "logistic regression has no finite fit: the mated and non-mated scores do "
             "not overlap (use --method pav)"
         )
-    mu, sd = (
-        float(np.dot(w, x) / w.sum()),
-        float(np.sqrt(np.dot(w, (x - np.dot(w, x) / w.sum()) ** 2) / w.sum())),
-    )
-    z = (x - mu) / (sd if sd > 0 else 1.0)
-    beta = np.zeros(2)
+    mu = float(np.dot(w, x) / w.sum())
+    sd = float(np.sqrt(np.dot(w, (x - mu) ** 2) / w.sum())) or 1.0
+    z = (x - mu) / sd
+    beta = np.zeros(2) if start is None else np.array([start[0] * sd, start[1] + start[0] * mu])
     for _ in range(100):
-        eta = beta[0] * z + beta[1]
-        p = 0.5 * (1.0 + np.tanh(eta / 2.0))  # logistic, no overflow
-        g = np.array([np.dot(w, (y - p) * z), np.dot(w, y - p)])
+        p = 0.5 * (1.0 + np.tanh((beta[0] * z + beta[1]) / 2.0))  # logistic, no overflow
+        r = w * (y - p)
         v = w * p * (1.0 - p)
-        H = np.array([[np.dot(v, z * z), np.dot(v, z)], [np.dot(v, z), v.sum()]])
-        step = np.linalg.solve(H, g)
+        vz = v * z
+        H = np.array([[np.dot(vz, z), vz.sum()], [vz.sum(), v.sum()]])
+        step = np.linalg.solve(H, np.array([np.dot(r, z), r.sum()]))
         beta = beta + step
-        if np.max(np.abs(step)) < 1e-12:
+        if np.max(np.abs(step)) < 1e-10 * (1.0 + np.max(np.abs(beta))):
             break
-    a = beta[0] / (sd if sd > 0 else 1.0)
+    a = beta[0] / sd
     return (np.float64(a), np.float64(beta[1] - a * mu))
 
 
-def _fit_pav(x: np.ndarray, mated: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ...]:
+def _fit_pav(x: np.ndarray, mated: np.ndarray, weight: np.ndarray, start=None) -> tuple[np.ndarray, ...]:
     ux, llr = pav_fit(x, mated, weight)
     with np.errstate(over="ignore"):
         p = 1.0 / (1.0 + 10.0 ** (-llr))
     return (ux, p)
 
 
-def _fit_gaussian(x: np.ndarray, mated: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ...]:
+def _fit_gaussian(x: np.ndarray, mated: np.ndarray, weight: np.ndarray, start=None) -> tuple[np.ndarray, ...]:
     out = []
     for cls in (True, False):
         w, v = weight[mated == cls], x[mated == cls]
@@ -117,13 +116,18 @@ def _fit_gaussian(x: np.ndarray, mated: np.ndarray, weight: np.ndarray) -> tuple
 _FITTERS = {"logistic": _fit_logistic, "pav": _fit_pav, "gaussian": _fit_gaussian}
 
 
-def fit_system(points: CalibrationPoints, method: str, weight: np.ndarray | None = None) -> LRSystem:
-    """Fit ``method`` on ``points`` (optionally re-weighted) and bound it by the ELUB of its training LRs."""
+def fit_system(
+    points: CalibrationPoints, method: str, weight: np.ndarray | None = None, start: LRSystem | None = None
+) -> LRSystem:
+    """Fit ``method`` on ``points`` (optionally re-weighted) and bound it by the ELUB of its training LRs.
+    ``start``: a system fitted on similar data, to start an iterative fit from (the result does not
+    depend on it beyond the convergence tolerance)."""
     if method not in _FITTERS:
         raise CalibrationError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     w = points.weight if weight is None else weight
     _check(points.mated, w)
-    params = _FITTERS[method](points.score, points.mated, w)
+    init = start.params if start is not None and start.method == method else None
+    params = _FITTERS[method](points.score, points.mated, w, init)
     has = w > 0
     unbounded = LRSystem(
         method, params, -np.inf, np.inf, (float(points.score[has].min()), float(points.score[has].max()))
@@ -177,7 +181,9 @@ def _fold_pair_bulk(points: CalibrationPoints, folds: np.ndarray, k: int) -> dic
     return out
 
 
-def cross_validate(points: CalibrationPoints, method: str, k: int = 5, seed: int = 0) -> CrossValidated:
+def cross_validate(
+    points: CalibrationPoints, method: str, k: int = 5, seed: int = 0, start: LRSystem | None = None
+) -> CrossValidated:
     """Subject-disjoint K-fold cross-validation (see the module docstring)."""
     if not points.subjects_known:
         raise SubjectsUnknownError(
@@ -205,7 +211,7 @@ def cross_validate(points: CalibrationPoints, method: str, k: int = 5, seed: int
             b_keep = bulk_idx[b_w > 0]
             if sel.size == 0 and b_keep.size == 0:
                 continue
-            system = fit_system(points, method, points.weights_under(train))
+            system = fit_system(points, method, points.weights_under(train), start)
             idx = np.concatenate([sel, b_keep])
             w = np.concatenate([points.weight[sel], b_w[b_w > 0]])
             pieces.append((idx, w, system.log10_lr(points.score[idx]), np.full(idx.size, i * k + j)))
