@@ -176,3 +176,32 @@ def test_score_arrays_without_subjects_refuse_cross_validation():
     fit_system(pts, "logistic")  # fitting is possible
     with pytest.raises(SubjectsUnknownError):
         cross_validate(pts, "logistic")
+
+
+def test_logistic_without_a_finite_fit_is_refused():
+    from faceaudit.evidence.errors import CalibrationError
+    from faceaudit.evidence.fit import _fit_logistic
+
+    x = np.array([0.0, 1.0, 1.0, 2.0])  # quasi-separated: the classes meet at one tied score
+    with pytest.raises(CalibrationError):
+        _fit_logistic(x, np.array([False, False, True, True]), np.ones(4))
+    with pytest.raises(CalibrationError):
+        _fit_logistic(np.array([0.0, 1.0, 2.0, 3.0]), np.array([False, False, True, True]), np.ones(4))
+
+
+def test_a_group_that_cannot_be_calibrated_is_flagged_not_fatal():
+    # group "y": 60 people with 3 images each; group "x": 10 people with one image each (no mated pairs)
+    subj = [f"y{k}" for k in range(60) for _ in range(3)] + [f"x{k}" for k in range(10)]
+    grp = ["y"] * 180 + ["x"] * 10
+    samples = SampleIndex.from_columns([f"s{k}" for k in range(190)], subj, {"g": grp})
+    i, j = np.triu_indices(190, k=1)
+    same = np.array(subj)[i] == np.array(subj)[j]
+    score = np.random.default_rng(1).normal(0, 1, i.size) + 2.0 * same
+    b = DistributionBuilder(samples, uniform_edges(-6, 8, 64), tail_cutoff=1.0)
+    b.add(i, j, score)
+    pts = calibration_points(b.result(), ("g",))
+    r = evaluate(pts, "logistic", bootstrap=5, folds=3)
+    assert [f for f in r.flags if f.code == "group_not_calibrated" and dict(f.params)["group"] == ("x",)]
+    assert [g.label for g in r.groups] == [("y",)]
+    with pytest.raises(NoMatedScoresError):
+        evaluate(pts, "logistic", bootstrap=0, folds=3, score=1.0, group={"g": "x"})

@@ -79,19 +79,37 @@ def _fit_logistic(x: np.ndarray, mated: np.ndarray, weight: np.ndarray, start=No
     mu = float(np.dot(w, x) / w.sum())
     sd = float(np.sqrt(np.dot(w, (x - mu) ** 2) / w.sum())) or 1.0
     z = (x - mu) / sd
-    beta = np.zeros(2) if start is None else np.array([start[0] * sd, start[1] + start[0] * mu])
+    inits = [np.zeros(2)]
+    if start is not None:
+        inits.insert(0, np.array([start[0] * sd, start[1] + start[0] * mu]))
+    for beta in inits:  # a warm start that saturates the fit falls back to a cold one
+        beta = _newton(z, y, w, beta)
+        if beta is not None:
+            break
+    else:
+        raise CalibrationError("logistic regression did not converge on these scores (use --method pav)")
+    a = beta[0] / sd
+    return (np.float64(a), np.float64(beta[1] - a * mu))
+
+
+def _newton(z: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray) -> np.ndarray | None:
+    """Newton's method for the weighted logistic log-likelihood; None where it breaks down."""
     for _ in range(100):
         p = 0.5 * (1.0 + np.tanh((beta[0] * z + beta[1]) / 2.0))  # logistic, no overflow
         r = w * (y - p)
         v = w * p * (1.0 - p)
         vz = v * z
         H = np.array([[np.dot(vz, z), vz.sum()], [vz.sum(), v.sum()]])
-        step = np.linalg.solve(H, np.array([np.dot(r, z), r.sum()]))
+        try:
+            step = np.linalg.solve(H, np.array([np.dot(r, z), r.sum()]))
+        except np.linalg.LinAlgError:
+            return None
         beta = beta + step
+        if not np.isfinite(beta).all():
+            return None
         if np.max(np.abs(step)) < 1e-10 * (1.0 + np.max(np.abs(beta))):
-            break
-    a = beta[0] / sd
-    return (np.float64(a), np.float64(beta[1] - a * mu))
+            return beta
+    return None
 
 
 def _fit_pav(x: np.ndarray, mated: np.ndarray, weight: np.ndarray, start=None) -> tuple[np.ndarray, ...]:
@@ -211,7 +229,10 @@ def cross_validate(
             b_keep = bulk_idx[b_w > 0]
             if sel.size == 0 and b_keep.size == 0:
                 continue
-            system = fit_system(points, method, points.weights_under(train), start)
+            try:
+                system = fit_system(points, method, points.weights_under(train), start)
+            except CalibrationError as exc:  # say which fold pair: more data or fewer folds helps
+                raise type(exc)(f"cross-validation, system for folds {i} and {j}: {exc}") from None
             idx = np.concatenate([sel, b_keep])
             w = np.concatenate([points.weight[sel], b_w[b_w > 0]])
             pieces.append((idx, w, system.log10_lr(points.score[idx]), np.full(idx.size, i * k + j)))
