@@ -29,7 +29,7 @@ METRIC_NAMES = {
     "devpav": "devPAV (mean distance of the PAV transform from the identity, log10)",
     "nonmated_above_1": "share of different-person pairs with LR > 1",
     "mated_below_1": "share of same-person pairs with LR < 1",
-    "max_group_difference": "largest |group LR - pooled LR| (log10) between the median scores",
+    "max_group_difference": "largest |group LR - pooled LR| (log10) where the pooled LR is within its bounds",
 }
 
 
@@ -99,7 +99,10 @@ def flag_message(flag: Flag) -> str:
             "shape."
         )
     if code == "group_not_calibrated":
-        return f"Group {p['group']} could not be calibrated ({p['reason']}); it has no group-specific system."
+        return (
+            f"Group {p['group']} could not be calibrated ({p['reason']}: {p.get('detail', '')}); it has no "
+            "group-specific system."
+        )
     if code == "estimate_outside_interval":
         return (
             f"The resampled values of {p['metric']} lie on one side of its value ({p['value']:.3g}; interval "
@@ -179,8 +182,8 @@ def _difference_words(g: GroupCalibration, pooled_mated: float, pooled_nonmated:
     return (
         (
             f"For {who}, the same score carries an LR that differs from the pooled one {size} "
-            "between the median "
-            f"scores, because " + " and ".join(parts) + "."
+            "where the pooled LR is within its bounds; "
+            "compared with all pairs, " + " and ".join(parts) + "."
         )
         if parts
         else f"For {who}: no comparison possible."

@@ -166,7 +166,9 @@ def _prepare_groups(points, cv, method, folds, seed, start) -> tuple[list[_Group
             system = fit_system(sub, method, start=start)
             own_cv = cross_validate(sub, method, folds, seed, start=system)
         except CalibrationError as exc:
-            flags.append(Flag.of("group_not_calibrated", group=label, reason=type(exc).__name__))
+            flags.append(
+                Flag.of("group_not_calibrated", group=label, reason=type(exc).__name__, detail=str(exc))
+            )
             continue
         out.append(_Group(g, label, sub, _group_mask(cv.points, g), own_cv, system))
     return out, flags
@@ -192,13 +194,17 @@ def _medians(p: CalibrationPoints) -> dict[str, float]:
     }
 
 
-def _grid(points: CalibrationPoints, n: int) -> np.ndarray:
-    """Scores for the LR-vs-score curves: from the median different-person score to the median
-    same-person score, where the LR moves from support for different people to support for the same."""
-    mt = points.mated
-    a = _weighted_median(points.score[~mt], points.weight[~mt])
-    b = _weighted_median(points.score[mt], points.weight[mt])
-    return np.linspace(min(a, b), max(a, b), n)
+def _grid(points: CalibrationPoints, system: LRSystem, n: int) -> np.ndarray:
+    """Scores for the LR-vs-score curves and their differences: where the pooled system's LR lies strictly
+    within its bounds (elsewhere every system sits at a bound and a difference compares bounds, not
+    calibration), within the range where both kinds of comparison were seen."""
+    lo, hi = _joint_support(points)
+    cand = np.linspace(lo, hi, 4001)
+    raw = system.raw_log10_lr(cand)
+    inside = (raw > system.lower) & (raw < system.upper)
+    if inside.sum() >= 2:
+        lo, hi = float(cand[inside].min()), float(cand[inside].max())
+    return np.linspace(lo, hi, n)
 
 
 def _check_score(points: CalibrationPoints, score: float) -> list[Flag]:
@@ -218,6 +224,7 @@ def _check_score(points: CalibrationPoints, score: float) -> list[Flag]:
 
 
 def _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells, start) -> dict:  # noqa: PLR0913
+    """Every replicate's measures (held-out LRs fixed, pairs re-weighted) and refitted LRs."""
     R = 0 if W is None else W.shape[0]
     out = {
         "overall": [],
@@ -228,34 +235,44 @@ def _replicates(points, cv, groups, method, W, score, grid, strong, pair_cells, 
         "score_pooled": np.full(R, np.nan),
         "score_group": np.full((len(groups), R), np.nan),
     }
+    if R == 0:
+        return out
     G = points.n_groups
     cell_cv = cv.points.group_a * G + cv.points.group_b
+    pair_sel = [(~cv.points.mated) & (cell_cv == a * G + b) for a, b in pair_cells]
+    above = cv.log10_lr > 0
+    overall = m.PreparedLLR(cv.log10_lr, cv.points.mated)
+    pooled_g = [m.PreparedLLR(cv.log10_lr[g.cv_mask], cv.points.mated[g.cv_mask]) for g in groups]
+    own_g = [m.PreparedLLR(g.own_cv.log10_lr, g.own_cv.points.mated) for g in groups]
     for r in range(R):
         wcv = cv.points.weights_under(W[r])
-        out["overall"].append(stats(cv.log10_lr, cv.points.mated, wcv, strong))
-        for i, (a, b) in enumerate(pair_cells):
-            sel = (~cv.points.mated) & (cell_cv == a * G + b)
+        out["overall"].append(overall.stats(wcv, strong))
+        for i, sel in enumerate(pair_sel):
             tot = wcv[sel].sum()
-            out["pairs"][r, i] = wcv[sel][cv.log10_lr[sel] > 0].sum() / tot if tot > 0 else np.nan
+            out["pairs"][r, i] = wcv[sel & above].sum() / tot if tot > 0 else np.nan
+        for k, grp in enumerate(groups):
+            out["pooled"][k].append(pooled_g[k].stats(wcv[grp.cv_mask], strong))
+            out["own"][k].append(own_g[k].stats(grp.own_cv.points.weights_under(W[r]), strong))
+        _refits(out, r, points, groups, method, W[r], score, grid, start)
+    return out
+
+
+def _refits(out, r, points, groups, method, w, score, grid, start) -> None:
+    """The pooled and each group's system refitted on replicate weights ``w`` (LR of the score, curves)."""
+    try:
+        pooled = fit_system(points, method, points.weights_under(w), start=start)
+    except CalibrationError:
+        return
+    if score is not None:
+        out["score_pooled"][r] = pooled.log10_lr(np.array([score]))[0]
+    for k, grp in enumerate(groups):
         try:
-            pooled = fit_system(points, method, points.weights_under(W[r]), start=start)
+            own = fit_system(grp.points, method, grp.points.weights_under(w), start=grp.system)
         except CalibrationError:
             continue
+        out["diff"][k, r] = own.log10_lr(grid) - pooled.log10_lr(grid)
         if score is not None:
-            out["score_pooled"][r] = pooled.log10_lr(np.array([score]))[0]
-        for k, grp in enumerate(groups):
-            msk = grp.cv_mask
-            out["pooled"][k].append(stats(cv.log10_lr[msk], cv.points.mated[msk], wcv[msk], strong))
-            own_w = grp.own_cv.points.weights_under(W[r])
-            out["own"][k].append(stats(grp.own_cv.log10_lr, grp.own_cv.points.mated, own_w, strong))
-            try:
-                own = fit_system(grp.points, method, grp.points.weights_under(W[r]), start=grp.system)
-            except CalibrationError:
-                continue
-            out["diff"][k, r] = own.log10_lr(grid) - pooled.log10_lr(grid)
-            if score is not None:
-                out["score_group"][k, r] = own.log10_lr(np.array([score]))[0]
-    return out
+            out["score_group"][k, r] = own.log10_lr(np.array([score]))[0]
 
 
 def _group_results(groups, cv, pooled_system, grid, reps, level, strong, have_reps) -> list[GroupCalibration]:
@@ -429,7 +446,7 @@ def evaluate(
     cv = cross_validate(points, method, folds, seed, start=system)
     groups, flags = _prepare_groups(points, cv, method, folds, seed, system)
     jlo, jhi = _joint_support(points)
-    grid = _grid(points, grid_size)
+    grid = _grid(points, system, grid_size)
     W = None
     if bootstrap > 0 and points.subjects_known:
         W = bootstrap_weights(points.subject_group, bootstrap, seed)

@@ -5,7 +5,10 @@ odds are the LR whatever the numbers of mated and non-mated pairs):
 
 * ``logistic``: log LR = a * score + b, weighted logistic regression by Newton's method, no penalty;
 * ``pav``: isotonic (pool adjacent violators) on the points; between the fitted points the probability is
-  interpolated linearly and beyond them held constant (as lir's IsotonicCalibrator);
+  interpolated linearly and beyond them held constant (as lir's IsotonicCalibrator). On the histogram
+  representation it equals PAV on the raw scores above any score at or above the tail cutoff where both
+  fits start a new block (there, each is the isotonic fit of the same exact scores above it; tested);
+  below that, bins stand in for their scores;
 * ``gaussian``: a normal density per class (weighted mean and variance); LR = ratio of the densities.
 
 Every system is bounded by the ELUB of its own training LRs (Vergeer et al. 2016): no LR it reports is more
