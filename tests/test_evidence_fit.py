@@ -205,3 +205,10 @@ def test_a_group_that_cannot_be_calibrated_is_flagged_not_fatal():
     assert [g.label for g in r.groups] == [("y",)]
     with pytest.raises(NoMatedScoresError):
         evaluate(pts, "logistic", bootstrap=0, folds=3, score=1.0, group={"g": "x"})
+
+
+def test_group_asked_in_a_one_group_set():
+    dist, _ = gaussian_calibration_set(60, seed=9, rename={"male": "female"})
+    pts = calibration_points(dist, ("sex",))
+    r = evaluate(pts, "logistic", bootstrap=0, folds=3, score=1.0, group={"sex": "female"})
+    assert r.statement.group_log10_lr.value == pytest.approx(r.statement.pooled_log10_lr.value)

@@ -156,9 +156,9 @@ def _group_mask(p: CalibrationPoints, g: int) -> np.ndarray:
     return (p.group_a == g) & (p.group_b == g)
 
 
-def _prepare_groups(points, cv, method, folds, seed, start) -> tuple[list[_Group], list[Flag]]:
+def _prepare_groups(points, cv, method, folds, seed, start, target) -> tuple[list[_Group], list[Flag]]:
     out, flags = [], []
-    if points.n_groups < 2:
+    if points.n_groups < 2 and target is None:  # one group: its own system is the pooled one
         return out, flags
     for g, label in enumerate(points.group_labels):
         sub = points.subset(_group_mask(points, g))
@@ -444,7 +444,7 @@ def evaluate(
         _check_score(points, score)  # refuse before any work
     system = fit_system(points, method)
     cv = cross_validate(points, method, folds, seed, start=system)
-    groups, flags = _prepare_groups(points, cv, method, folds, seed, system)
+    groups, flags = _prepare_groups(points, cv, method, folds, seed, system, target)
     jlo, jhi = _joint_support(points)
     grid = _grid(points, system, grid_size)
     W = None
