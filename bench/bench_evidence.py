@@ -115,7 +115,7 @@ def timing(points, n_sample: int, lir_python: Path, seed: int) -> dict:
             out["ratio_lir_sample_over_faceaudit_full"] = (out["lir_sample"]["seconds"]
                                                           / out["faceaudit_full"]["seconds"])
         else:
-            out["lir_error"] = proc.stderr[-2000:]
+            out["lir_error"] = f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     else:
         out["lir_error"] = f"{lir_python} not found: run bash tests/reference/make_lir_venv.sh"
     return out
@@ -135,6 +135,9 @@ def run_model(model: str, args) -> dict:
         entry = {"points_seconds": time.perf_counter() - t, "n_points": int(points.score.size)}
         if grouping == ("sex",):
             entry["timing"] = timing(points, args.lir_sample, Path(args.lir_python), args.seed)
+            if args.timing_only:
+                print(json.dumps(entry["timing"]), flush=True)
+                return res
         t = time.perf_counter()
         r = evaluate(points, "logistic", folds=args.folds, bootstrap=boot, seed=args.seed)
         entry["evaluate_seconds"] = time.perf_counter() - t
@@ -228,6 +231,7 @@ def main() -> None:
     ap.add_argument("--lir-sample", type=int, default=1_000_000)
     ap.add_argument("--lir-python", default=str(ROOT / "tests/reference/.venv-lir/bin/python"))
     ap.add_argument("--out", default=str(ROOT / "bench/out"))
+    ap.add_argument("--timing-only", action="store_true", help="only the fit/evaluate timing against lir")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,6 +242,8 @@ def main() -> None:
             "command": "python bench/bench_evidence.py " + " ".join(sys.argv[1:]), "folds": args.folds,
             "bootstrap": args.bootstrap, "race_bootstrap": args.race_bootstrap}
     results = [run_model(model, args) for model in args.models]
+    if args.timing_only:
+        return
     (out / "evidence_bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     text = markdown(results, meta)
     (out / "evidence_bench.md").write_text(text)
