@@ -1,4 +1,4 @@
-"""Decision-only and censored 1:1 results: the audit's numbers at the points they can answer, refusal elsewhere."""
+"""Decision-only and censored 1:1 results: the audit's numbers where they can answer, refusal elsewhere."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from lfw_subset import all_pairs, subset, write_samples
 
 from faceaudit.audit import audit
-from faceaudit.data.decisions import CensoringError, DecisionFileError, DecisionWordError, read_closed_comparisons
+from faceaudit.data.decisions import (
+    CensoringError,
+    DecisionFileError,
+    DecisionWordError,
+    read_closed_comparisons,
+)
 from faceaudit.data.ingest import load_score_file
 from faceaudit.data.tables import read_sample_table
 from faceaudit.errors import DuplicatePairError, FaceAuditError, MatedLabelError, UnknownSampleError
@@ -39,8 +44,18 @@ def lfw(tmp_path_factory):
     dist = load_score_file(scores, samples, group_columns=["sex", "race"], fmr_targets=[1e-2, 1e-1])
     result = audit(dist, fmr_targets=[1e-2, 1e-1], bootstrap=BOOT, seed=SEED)
     index = read_sample_table(samples, ["sex", "race"])
-    return {"dir": d, "samples": samples, "index": index, "i": i, "j": j, "s": s, "ids": ids, "audit": result,
-            "subj": np.array(subj, dtype=object), "sex": np.array(sex, dtype=object)}
+    return {
+        "dir": d,
+        "samples": samples,
+        "index": index,
+        "i": i,
+        "j": j,
+        "s": s,
+        "ids": ids,
+        "audit": result,
+        "subj": np.array(subj, dtype=object),
+        "sex": np.array(sex, dtype=object),
+    }
 
 
 def _same_rate(mine, theirs):
@@ -59,8 +74,11 @@ def test_decision_only_equals_the_audit_at_the_hidden_threshold(lfw):
     for k, target in enumerate((1e-2, 1e-1)):
         t = res.overall["operating_points"][k]["threshold"]
         words = np.where(lfw["s"] >= t, "match", "no-match")
-        path = write_rows(lfw["dir"] / f"decisions{k}.csv", ["probe", "reference", "decision"],
-                          zip(lfw["ids"][lfw["i"]], lfw["ids"][lfw["j"]], words))
+        path = write_rows(
+            lfw["dir"] / f"decisions{k}.csv",
+            ["probe", "reference", "decision"],
+            zip(lfw["ids"][lfw["i"]], lfw["ids"][lfw["j"]], words),
+        )
         closed = read_closed_comparisons(path, lfw["index"])
         assert closed.kind == "decision"
         out = closed_audit(closed, bootstrap=BOOT, seed=SEED)
@@ -68,8 +86,15 @@ def test_decision_only_equals_the_audit_at_the_hidden_threshold(lfw):
         assert point.source == SYSTEM_DECISION and point.threshold is None
         at = res.at(t)["overall"]
         assert (point.overall.fmr.count, point.overall.fmr.total) == (at["fmr"]["count"], at["fmr"]["total"])
-        assert (point.overall.fnmr.count, point.overall.fnmr.total) == (at["fnmr"]["count"], at["fnmr"]["total"])
-        theirs = {(e["grouping"], e["group"]): e["at_global_threshold"][k] for es in res.by_group.values() for e in es}
+        assert (point.overall.fnmr.count, point.overall.fnmr.total) == (
+            at["fnmr"]["count"],
+            at["fnmr"]["total"],
+        )
+        theirs = {
+            (e["grouping"], e["group"]): e["at_global_threshold"][k]
+            for es in res.by_group.values()
+            for e in es
+        }
         assert len(point.by_group) == len(theirs)
         for g in point.by_group:
             entry = theirs[(" x ".join(g.grouping), " | ".join(g.values))]
@@ -94,13 +119,20 @@ def test_decision_only_equals_the_audit_at_the_hidden_threshold(lfw):
 
 def _censored_file(lfw, c, name="censored.csv"):
     shown = [repr(float(v)) if v >= c else "" for v in lfw["s"]]
-    return write_rows(lfw["dir"] / name, ["probe", "reference", "score"],
-                      zip(lfw["ids"][lfw["i"]], lfw["ids"][lfw["j"]], shown))
+    return write_rows(
+        lfw["dir"] / name,
+        ["probe", "reference", "score"],
+        zip(lfw["ids"][lfw["i"]], lfw["ids"][lfw["j"]], shown),
+    )
 
 
 def _brute(lfw, t, group=None):
     mated = lfw["subj"][lfw["i"]] == lfw["subj"][lfw["j"]]
-    inside = np.ones(mated.size, bool) if group is None else (lfw["sex"][lfw["i"]] == group) & (lfw["sex"][lfw["j"]] == group)
+    inside = (
+        np.ones(mated.size, bool)
+        if group is None
+        else (lfw["sex"][lfw["i"]] == group) & (lfw["sex"][lfw["j"]] == group)
+    )
     nm, m = ~mated & inside, mated & inside
     return int((lfw["s"][nm] >= t).sum()), int(nm.sum()), int((lfw["s"][m] < t).sum()), int(m.sum())
 
@@ -120,7 +152,9 @@ def test_censored_equals_scores_at_and_above_the_level_and_refuses_below(lfw):
             g = point.overall if group is None else next(x for x in point.by_group if x.values == (group,))
             assert (g.fmr.count, g.fmr.total, g.fnmr.count, g.fnmr.total) == _brute(lfw, t, group)
     # bootstrap intervals too equal the audit's at its thresholds
-    theirs = {(e["grouping"], e["group"]): e["at_global_threshold"][0] for es in res.by_group.values() for e in es}
+    theirs = {
+        (e["grouping"], e["group"]): e["at_global_threshold"][0] for es in res.by_group.values() for e in es
+    }
     for g in out.points[2].by_group:
         entry = theirs[(" x ".join(g.grouping), " | ".join(g.values))]
         _same_rate(g.fmr, entry["fmr"])
@@ -143,11 +177,18 @@ def test_censored_equals_scores_at_and_above_the_level_and_refuses_below(lfw):
 def test_censored_above_the_eer_reports_no_eer(lfw):
     res = lfw["audit"]
     c = res.overall["eer_threshold"] + 0.05
-    closed = read_closed_comparisons(_censored_file(lfw, c, "censored_hi.csv"), lfw["index"], censored_below=c)
+    closed = read_closed_comparisons(
+        _censored_file(lfw, c, "censored_hi.csv"), lfw["index"], censored_below=c
+    )
     out = closed_audit(closed, bootstrap=0)
     entries = {((), ()): res.overall}
-    entries.update({(tuple(e["grouping"].split(" x ")), tuple(e["values"])): e
-                    for es in res.by_group.values() for e in es})
+    entries.update(
+        {
+            (tuple(e["grouping"].split(" x ")), tuple(e["values"])): e
+            for es in res.by_group.values()
+            for e in es
+        }
+    )
     assert out.curves[0].grouping == () and out.curves[0].eer is None
     checked = {"none": 0, "some": 0}
     for cv in out.curves:
@@ -175,14 +216,17 @@ def small(tmp_path):
     return tmp_path, read_sample_table(path, ["sex"])
 
 
-@pytest.mark.parametrize("rows, error", [
-    ([("a1", "a2", "match"), ("a1", "b1", "maybe")], DecisionWordError),
-    ([("a1", "a2", "match"), ("a1", "b1", "")], DecisionWordError),
-    ([("a1", "a2", "match"), ("a2", "a1", "no-match")], DuplicatePairError),
-    ([("a1", "zz", "match")], UnknownSampleError),
-    ([("a1", "7", "match")], UnknownSampleError),  # "007" is not "7": ids are strings as written
-    ([("a1", "", "match")], UnknownSampleError),
-])
+@pytest.mark.parametrize(
+    "rows, error",
+    [
+        ([("a1", "a2", "match"), ("a1", "b1", "maybe")], DecisionWordError),
+        ([("a1", "a2", "match"), ("a1", "b1", "")], DecisionWordError),
+        ([("a1", "a2", "match"), ("a2", "a1", "no-match")], DuplicatePairError),
+        ([("a1", "zz", "match")], UnknownSampleError),
+        ([("a1", "7", "match")], UnknownSampleError),  # "007" is not "7": ids are strings as written
+        ([("a1", "", "match")], UnknownSampleError),
+    ],
+)
 def test_decision_file_errors(small, rows, error):
     d, index = small
     path = write_rows(d / "r.csv", ["probe", "reference", "decision"], rows)
@@ -192,20 +236,26 @@ def test_decision_file_errors(small, rows, error):
 
 def test_ids_are_strings_as_written(small):
     d, index = small
-    path = write_rows(d / "r.csv", ["probe", "reference", "decision"],
-                      [("007", "a1", "no-match"), ("a1", "a2", "Match"), ("b1", "b2", " no_match ")])
+    path = write_rows(
+        d / "r.csv",
+        ["probe", "reference", "decision"],
+        [("007", "a1", "no-match"), ("a1", "a2", "Match"), ("b1", "b2", " no_match ")],
+    )
     out = closed_audit(read_closed_comparisons(path, index), bootstrap=0)
     assert (out.points[0].overall.fmr.count, out.points[0].overall.fmr.total) == (0, 1)
     assert (out.points[0].overall.fnmr.count, out.points[0].overall.fnmr.total) == (1, 2)
 
 
-@pytest.mark.parametrize("rows, c, error", [
-    ([("a1", "a2", "0.9"), ("a1", "b1", "0.5")], 0.8, CensoringError),  # reported below the level
-    ([("a1", "a2", "0.9"), ("a1", "b1", "")], None, CensoringError),  # unreported, no level stated
-    ([("a1", "a2", "0.9"), ("a1", "b1", "NA")], 0.8, DecisionFileError),
-    ([("a1", "a2", "0.9"), ("a1", "b1", "nan")], 0.8, DecisionFileError),
-    ([("a1", "a2", "0.9"), ("b1", "a1", "")], float("nan"), CensoringError),
-])
+@pytest.mark.parametrize(
+    "rows, c, error",
+    [
+        ([("a1", "a2", "0.9"), ("a1", "b1", "0.5")], 0.8, CensoringError),  # reported below the level
+        ([("a1", "a2", "0.9"), ("a1", "b1", "")], None, CensoringError),  # unreported, no level stated
+        ([("a1", "a2", "0.9"), ("a1", "b1", "NA")], 0.8, DecisionFileError),
+        ([("a1", "a2", "0.9"), ("a1", "b1", "nan")], 0.8, DecisionFileError),
+        ([("a1", "a2", "0.9"), ("b1", "a1", "")], float("nan"), CensoringError),
+    ],
+)
 def test_censored_file_errors(small, rows, c, error):
     d, index = small
     path = write_rows(d / "r.csv", ["probe", "reference", "score"], rows)
@@ -215,21 +265,36 @@ def test_censored_file_errors(small, rows, c, error):
 
 def test_mated_column_must_agree(small):
     d, index = small
-    path = write_rows(d / "r.csv", ["probe", "reference", "decision", "mated"],
-                      [("a1", "a2", "match", "1"), ("a1", "b1", "no-match", "1")])
+    path = write_rows(
+        d / "r.csv",
+        ["probe", "reference", "decision", "mated"],
+        [("a1", "a2", "match", "1"), ("a1", "b1", "no-match", "1")],
+    )
     with pytest.raises(MatedLabelError):
         read_closed_comparisons(path, index)
 
 
 ID = st.sampled_from(["a1", "a2", "b1", "b2", "007", "7", "", "x", " a1"])
 WORD = st.sampled_from(["match", "no-match", "MATCH", "", "1", "0", "maybe", "true", "ñ", "no match"])
-SCORE = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.sampled_from(["", "x", "1e400", "0.5"]))
+SCORE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr), st.sampled_from(["", "x", "1e400", "0.5"])
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(ID, ID, WORD, SCORE), max_size=8), header=st.sampled_from([
-    ["probe", "reference", "decision"], ["probe", "reference", "score"], ["probe", "reference", "decision", "score"],
-    ["probe", "reference"], ["probe", "decision", "score"]]), c=st.sampled_from([None, 0.5, -1.0]))
+@given(
+    rows=st.lists(st.tuples(ID, ID, WORD, SCORE), max_size=8),
+    header=st.sampled_from(
+        [
+            ["probe", "reference", "decision"],
+            ["probe", "reference", "score"],
+            ["probe", "reference", "decision", "score"],
+            ["probe", "reference"],
+            ["probe", "decision", "score"],
+        ]
+    ),
+    c=st.sampled_from([None, 0.5, -1.0]),
+)
 def test_hostile_result_files(small, rows, header, c):
     d, index = small
     cols = {"probe": 0, "reference": 1, "decision": 2, "score": 3}

@@ -38,7 +38,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from faceaudit.errors import DuplicatePairError, InputError, MatedLabelError, ScoreFileError, UnknownSampleError
+from faceaudit.errors import (
+    DuplicatePairError,
+    InputError,
+    MatedLabelError,
+    ScoreFileError,
+    UnknownSampleError,
+)
 from faceaudit.scores import DistributionBuilder, SampleIndex, ScoreDistributions
 
 __all__ = [
@@ -70,10 +76,33 @@ class CensoringError(DecisionFileError):
 
 
 MATCH_WORDS = frozenset({"match", "1", "true", "yes", "accept", "accepted"})
-NO_MATCH_WORDS = frozenset({"no-match", "no_match", "nomatch", "no match", "non-match", "nonmatch", "0", "false",
-                            "no", "reject", "rejected"})
-_MATED_WORDS = {"1": True, "true": True, "yes": True, "mated": True, "0": False, "false": False, "no": False,
-                "non-mated": False, "nonmated": False, "-1": False}
+NO_MATCH_WORDS = frozenset(
+    {
+        "no-match",
+        "no_match",
+        "nomatch",
+        "no match",
+        "non-match",
+        "nonmatch",
+        "0",
+        "false",
+        "no",
+        "reject",
+        "rejected",
+    }
+)
+_MATED_WORDS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "mated": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "non-mated": False,
+    "nonmated": False,
+    "-1": False,
+}
 
 
 def _sha256(path: Path) -> str:
@@ -84,8 +113,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_table(path: str | Path, *, text: Sequence[str], numbers: Sequence[str] = (),
-               optional: Sequence[str] = (), what: str, error: type[Exception]) -> pa.Table:
+def read_table(
+    path: str | Path,
+    *,
+    text: Sequence[str],
+    numbers: Sequence[str] = (),
+    optional: Sequence[str] = (),
+    what: str,
+    error: type[Exception],
+) -> pa.Table:
     """Read the named columns of a CSV or Parquet file: ``text`` columns as strings exactly as written
     (only an empty cell is missing), ``numbers`` as float64 (only an empty cell is missing; anything
     else that is not a number is an error). ``optional`` columns of either kind may be absent."""
@@ -101,10 +137,20 @@ def read_table(path: str | Path, *, text: Sequence[str], numbers: Sequence[str] 
         else:
             types = {c: pa.string() for c in text}
             types.update({c: pa.float64() for c in numbers})
-            opts = pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
-                                        quoted_strings_can_be_null=False)
+            opts = pacsv.ConvertOptions(
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            )
             table = pacsv.read_csv(path, convert_options=opts)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        pa.ArrowNotImplementedError,
+        OSError,
+        UnicodeDecodeError,
+    ) as exc:
         raise error(f"cannot read {what} {str(path)!r}: {exc}") from None
     missing = [c for c in wanted if c not in table.column_names and c not in optional]
     if missing:
@@ -121,8 +167,10 @@ def read_table(path: str | Path, *, text: Sequence[str], numbers: Sequence[str] 
             else:
                 col = col if col.type == pa.float64() else pc.cast(col, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            raise error(f"{what} {str(path)!r}: column {c!r} cannot be read as "
-                        f"{'text' if c in text else 'numbers'}: {exc}") from None
+            raise error(
+                f"{what} {str(path)!r}: column {c!r} cannot be read as "
+                f"{'text' if c in text else 'numbers'}: {exc}"
+            ) from None
         cols.append(col)
         names.append(c)
     if table.num_rows == 0:
@@ -134,29 +182,38 @@ def sample_indices(column: pa.ChunkedArray, samples: SampleIndex, name: str, whe
     """Sample index of each id in ``column``; UnknownSampleError (with the first row) otherwise."""
     if column.null_count:
         row = int(np.flatnonzero(np.asarray(column.is_null()))[0]) + 1
-        raise UnknownSampleError(f"{name} is empty in {column.null_count} row(s) of {where}, first at data row {row}")
+        raise UnknownSampleError(
+            f"{name} is empty in {column.null_count} row(s) of {where}, first at data row {row}"
+        )
     ids = pa.array([str(s) for s in samples.sample_ids.tolist()], type=pa.string())
     idx = pc.index_in(column, value_set=ids)
     if idx.null_count:
         bad = np.flatnonzero(np.asarray(idx.is_null()))
         names = sorted({column[int(i)].as_py() for i in bad[:5]})
-        raise UnknownSampleError(f"{bad.size} {name} id(s) of {where} are not in the sample table, first at data row "
-                                 f"{int(bad[0]) + 1}: {names}")
+        raise UnknownSampleError(
+            f"{bad.size} {name} id(s) of {where} are not in the sample table, first at data row "
+            f"{int(bad[0]) + 1}: {names}"
+        )
     return np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def parse_decisions(column: pa.ChunkedArray, where: str) -> np.ndarray:
     """Decision words -> bool (True = match). Unknown or missing words: DecisionWordError."""
     words = pc.utf8_lower(pc.utf8_trim_whitespace(column))
-    match = np.asarray(pc.is_in(words, value_set=pa.array(sorted(MATCH_WORDS))).to_numpy(zero_copy_only=False))
-    no = np.asarray(pc.is_in(words, value_set=pa.array(sorted(NO_MATCH_WORDS))).to_numpy(zero_copy_only=False))
+    match = np.asarray(
+        pc.is_in(words, value_set=pa.array(sorted(MATCH_WORDS))).to_numpy(zero_copy_only=False)
+    )
+    no = np.asarray(
+        pc.is_in(words, value_set=pa.array(sorted(NO_MATCH_WORDS))).to_numpy(zero_copy_only=False)
+    )
     bad = ~(match | no)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         examples = sorted({repr(column[int(j)].as_py()) for j in np.flatnonzero(bad)[:5]})
         raise DecisionWordError(
             f"{int(bad.sum())} decision(s) of {where} are not a known word, first at data row {i + 1}: "
-            f"{', '.join(examples)}. Match: {sorted(MATCH_WORDS)}; no match: {sorted(NO_MATCH_WORDS)}")
+            f"{', '.join(examples)}. Match: {sorted(MATCH_WORDS)}; no match: {sorted(NO_MATCH_WORDS)}"
+        )
     return match
 
 
@@ -192,10 +249,17 @@ class ClosedComparisons:
 _DECISION_EDGES = np.array([-1.0, 0.5, 2.0])
 
 
-def closed_from_arrays(samples: SampleIndex, probe: np.ndarray, reference: np.ndarray, *,
-                       decision: np.ndarray | None = None, score: np.ndarray | None = None,
-                       censored_below: float | None = None, meta: dict[str, Any] | None = None,
-                       where: str = "the results") -> ClosedComparisons:
+def closed_from_arrays(
+    samples: SampleIndex,
+    probe: np.ndarray,
+    reference: np.ndarray,
+    *,
+    decision: np.ndarray | None = None,
+    score: np.ndarray | None = None,
+    censored_below: float | None = None,
+    meta: dict[str, Any] | None = None,
+    where: str = "the results",
+) -> ClosedComparisons:
     """Build a :class:`ClosedComparisons` from sample indices and either ``decision`` (bool) or
     ``score`` (float, NaN = not reported). Checks duplicates (unordered) and censoring."""
     probe = np.asarray(probe, dtype=np.int64)
@@ -213,42 +277,62 @@ def closed_from_arrays(samples: SampleIndex, probe: np.ndarray, reference: np.nd
         width = max(1.0, abs(c)) if np.isfinite(c) else 1.0
         edges = np.array([c - width, c, c + width]) if np.isfinite(c) else np.array([-1.0, 0.0, 1.0])
         cutoff = c
-    builder = DistributionBuilder(samples, edges, tail_cutoff=cutoff, design="listed",
-                                  meta={**(meta or {}), "closed": kind, "censored_below": c if kind == "censored" else None})
+    builder = DistributionBuilder(
+        samples,
+        edges,
+        tail_cutoff=cutoff,
+        design="listed",
+        meta={**(meta or {}), "closed": kind, "censored_below": c if kind == "censored" else None},
+    )
     builder.add(probe, reference, values)
     dist = builder.result()
     mated = samples.subject_of_sample[probe] == samples.subject_of_sample[reference]
     off = probe != reference
-    hidden = ~np.isfinite(np.asarray(score, dtype=np.float64)) if score is not None else np.zeros(probe.size, bool)
-    return ClosedComparisons(dist=dist, kind=kind, censored_below=c if kind == "censored" else None,
-                             censored_mated=int((hidden & mated & off).sum()),
-                             censored_nonmated=int((hidden & ~mated & off).sum()), rows=int(probe.size),
-                             manifest=dict(meta or {}))
+    hidden = (
+        ~np.isfinite(np.asarray(score, dtype=np.float64)) if score is not None else np.zeros(probe.size, bool)
+    )
+    return ClosedComparisons(
+        dist=dist,
+        kind=kind,
+        censored_below=c if kind == "censored" else None,
+        censored_mated=int((hidden & mated & off).sum()),
+        censored_nonmated=int((hidden & ~mated & off).sum()),
+        rows=int(probe.size),
+        manifest=dict(meta or {}),
+    )
 
 
 def _censored_values(score: np.ndarray, c: float | None, where: str) -> np.ndarray:
     if np.isinf(score).any():
-        raise DecisionFileError(f"{where}: a score is infinite (data row {int(np.flatnonzero(np.isinf(score))[0]) + 1})")
+        raise DecisionFileError(
+            f"{where}: a score is infinite (data row {int(np.flatnonzero(np.isinf(score))[0]) + 1})"
+        )
     hidden = np.isnan(score)
     if c is None:
         if hidden.any():
-            raise CensoringError(f"{where}: {int(hidden.sum())} score(s) are not reported (first at data row "
-                                 f"{int(np.flatnonzero(hidden)[0]) + 1}) and no censoring level was stated; "
-                                 "state the level below which the system reports no score")
+            raise CensoringError(
+                f"{where}: {int(hidden.sum())} score(s) are not reported (first at data row "
+                f"{int(np.flatnonzero(hidden)[0]) + 1}) and no censoring level was stated; "
+                "state the level below which the system reports no score"
+            )
         return score
     if not np.isfinite(c):
         raise CensoringError(f"the censoring level must be a finite number, got {c!r}")
     low = ~hidden & (score < c)
     if low.any():
         i = int(np.flatnonzero(low)[0])
-        raise CensoringError(f"{where}: {int(low.sum())} reported score(s) lie below the stated censoring level {c!r}, "
-                             f"first at data row {i + 1} (score {score[i]!r}); the level or the file is wrong")
+        raise CensoringError(
+            f"{where}: {int(low.sum())} reported score(s) lie below the stated censoring level {c!r}, "
+            f"first at data row {i + 1} (score {score[i]!r}); the level or the file is wrong"
+        )
     # a censored score is only known to be < c: stored at the largest float below c, so that every
     # count at a threshold >= c is exact and no threshold below c is ever asked (measures refuse)
     return np.where(hidden, np.nextafter(c, -np.inf), score)
 
 
-def _check_unordered_duplicates(probe: np.ndarray, reference: np.ndarray, samples: SampleIndex, where: str) -> None:
+def _check_unordered_duplicates(
+    probe: np.ndarray, reference: np.ndarray, samples: SampleIndex, where: str
+) -> None:
     n = samples.n_samples
     key = np.minimum(probe, reference) * n + np.maximum(probe, reference)
     uniq, first, counts = np.unique(key, return_index=True, return_counts=True)
@@ -256,28 +340,35 @@ def _check_unordered_duplicates(probe: np.ndarray, reference: np.ndarray, sample
         k = uniq[counts > 1][0]
         rows = (np.flatnonzero(key == k)[:2] + 1).tolist()
         a, b = samples.sample_ids[k // n], samples.sample_ids[k % n]
-        raise DuplicatePairError(f"{where}: the pair ({a!r}, {b!r}) is compared more than once (in either order), "
-                                 f"data rows {rows}; {int((counts > 1).sum())} pair(s) repeat")
+        raise DuplicatePairError(
+            f"{where}: the pair ({a!r}, {b!r}) is compared more than once (in either order), "
+            f"data rows {rows}; {int((counts > 1).sum())} pair(s) repeat"
+        )
 
 
-def _check_mated(column: pa.ChunkedArray, probe: np.ndarray, reference: np.ndarray, samples: SampleIndex,
-                 where: str) -> None:
+def _check_mated(
+    column: pa.ChunkedArray, probe: np.ndarray, reference: np.ndarray, samples: SampleIndex, where: str
+) -> None:
     words = pc.utf8_lower(pc.utf8_trim_whitespace(column)).to_pylist()
     labels = []
     for i, w in enumerate(words):
         if w not in _MATED_WORDS:
-            raise DecisionFileError(f"{where}: `mated` value {w!r} at data row {i + 1} is not one of "
-                                    f"{sorted(_MATED_WORDS)}")
+            raise DecisionFileError(
+                f"{where}: `mated` value {w!r} at data row {i + 1} is not one of {sorted(_MATED_WORDS)}"
+            )
         labels.append(_MATED_WORDS[w])
     subj = samples.subject_of_sample
     bad = np.flatnonzero(np.array(labels, bool) != (subj[probe] == subj[reference]))
     if bad.size:
-        raise MatedLabelError(f"{bad.size} row(s) of {where} have a `mated` value that disagrees with the subject ids "
-                              f"of the sample table (data rows {', '.join(str(int(i) + 1) for i in bad[:10])})")
+        raise MatedLabelError(
+            f"{bad.size} row(s) of {where} have a `mated` value that disagrees with the subject ids "
+            f"of the sample table (data rows {', '.join(str(int(i) + 1) for i in bad[:10])})"
+        )
 
 
-def read_closed_comparisons(path: str | Path, samples: SampleIndex, *, censored_below: float | None = None,
-                            use: str = "auto") -> ClosedComparisons:
+def read_closed_comparisons(
+    path: str | Path, samples: SampleIndex, *, censored_below: float | None = None, use: str = "auto"
+) -> ClosedComparisons:
     """Read ``probe, reference`` and ``decision`` and/or ``score`` (optional ``mated``).
 
     ``use="auto"`` reads scores when the file has a ``score`` column with at least one value, else
@@ -288,8 +379,14 @@ def read_closed_comparisons(path: str | Path, samples: SampleIndex, *, censored_
         raise InputError(f"use must be 'auto', 'decision' or 'score', got {use!r}")
     path = Path(path)
     where = repr(str(path))
-    table = read_table(path, text=("probe", "reference", "decision", "mated"), numbers=("score",),
-                       optional=("decision", "score", "mated"), what="result file", error=DecisionFileError)
+    table = read_table(
+        path,
+        text=("probe", "reference", "decision", "mated"),
+        numbers=("score",),
+        optional=("decision", "score", "mated"),
+        what="result file",
+        error=DecisionFileError,
+    )
     has_decision, has_score = "decision" in table.column_names, "score" in table.column_names
     if not (has_decision or has_score):
         raise DecisionFileError(f"result file {where} has neither a `decision` nor a `score` column")
@@ -297,7 +394,9 @@ def read_closed_comparisons(path: str | Path, samples: SampleIndex, *, censored_
     reference = sample_indices(table.column("reference"), samples, "reference", where)
     if "mated" in table.column_names:
         if table.column("mated").null_count:
-            raise DecisionFileError(f"result file {where}: `mated` is empty in {table.column('mated').null_count} row(s)")
+            raise DecisionFileError(
+                f"result file {where}: `mated` is empty in {table.column('mated').null_count} row(s)"
+            )
         _check_mated(table.column("mated"), probe, reference, samples, where)
     decision = parse_decisions(table.column("decision"), where) if has_decision else None
     scored = has_score and table.column("score").null_count < table.num_rows
@@ -306,15 +405,21 @@ def read_closed_comparisons(path: str | Path, samples: SampleIndex, *, censored_
         raise DecisionFileError(f"result file {where} has no `decision` column")
     if mode == "score" and not has_score:
         raise DecisionFileError(f"result file {where} has no `score` column")
-    meta = {"inputs": {"results": {"path": str(path), "sha256": _sha256(path), "rows": table.num_rows,
-                                   "read_as": mode}}}
+    meta = {
+        "inputs": {
+            "results": {"path": str(path), "sha256": _sha256(path), "rows": table.num_rows, "read_as": mode}
+        }
+    }
     if mode == "decision":
         return closed_from_arrays(samples, probe, reference, decision=decision, meta=meta, where=where)
     col = table.column("score")
     if pc.any(pc.is_nan(col)).as_py():
         row = int(np.flatnonzero(np.asarray(pc.fill_null(pc.is_nan(col), False)))[0]) + 1
-        raise DecisionFileError(f"result file {where}: a score is NaN (data row {row}); leave the cell empty where "
-                                "the system reported no score")
+        raise DecisionFileError(
+            f"result file {where}: a score is NaN (data row {row}); leave the cell empty where "
+            "the system reported no score"
+        )
     score = np.asarray(pc.fill_null(col, np.nan).to_numpy(), dtype=np.float64)
-    return closed_from_arrays(samples, probe, reference, score=score, censored_below=censored_below, meta=meta,
-                              where=where)
+    return closed_from_arrays(
+        samples, probe, reference, score=score, censored_below=censored_below, meta=meta, where=where
+    )

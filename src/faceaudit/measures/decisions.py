@@ -28,10 +28,25 @@ from faceaudit.build import default_groupings, group_subsets
 from faceaudit.data.decisions import ClosedComparisons
 from faceaudit.errors import EmptyError, InputError, NotExactError
 from faceaudit.measures.verification import det_curve, eer
-from faceaudit.stats.intervals import Interval, bootstrap_weights, clopper_pearson, rule_of_three, subject_bootstrap
+from faceaudit.stats.intervals import (
+    Interval,
+    bootstrap_weights,
+    clopper_pearson,
+    rule_of_three,
+    subject_bootstrap,
+)
 
-__all__ = ["Rate", "GroupRates", "CrossGroupRates", "PointRates", "ClosedAudit", "BelowCensoringError",
-           "rate", "closed_audit", "SYSTEM_DECISION"]
+__all__ = [
+    "Rate",
+    "GroupRates",
+    "CrossGroupRates",
+    "PointRates",
+    "ClosedAudit",
+    "BelowCensoringError",
+    "rate",
+    "closed_audit",
+    "SYSTEM_DECISION",
+]
 
 #: where a decision-only point comes from: the system's own, unknown, threshold
 SYSTEM_DECISION = "system_decision"
@@ -59,8 +74,12 @@ class Rate:
         """The audit's rate entry (:func:`faceaudit.audit.rate_entry`)."""
         if not self.total:
             return {"count": 0, "total": 0, "value": None, "note": "no comparisons"}
-        out: dict[str, Any] = {"count": self.count, "total": self.total, "value": self.value,
-                               "clopper_pearson": self.exact.as_dict()}
+        out: dict[str, Any] = {
+            "count": self.count,
+            "total": self.total,
+            "value": self.value,
+            "clopper_pearson": self.exact.as_dict(),
+        }
         if self.rule_of_three is not None:
             out["rule_of_three_upper"] = self.rule_of_three
         if self.bootstrap is not None:
@@ -71,8 +90,13 @@ class Rate:
 def rate(count: int, total: int, level: float = 0.95, bootstrap: Interval | None = None) -> Rate:
     if total == 0:
         return Rate(0, 0, None)
-    return Rate(int(count), int(total), clopper_pearson(int(count), int(total), level),
-                rule_of_three(int(total)) if count == 0 else None, bootstrap)
+    return Rate(
+        int(count),
+        int(total),
+        clopper_pearson(int(count), int(total), level),
+        rule_of_three(int(total)) if count == 0 else None,
+        bootstrap,
+    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +174,9 @@ class _Boot:
     def fnmr(self, subjects: np.ndarray, threshold: float) -> Interval:
         d = self.d
         inside = subjects[self.gsub]
-        errors = np.bincount(self.gsub[inside & (d.genuine_score < threshold)], minlength=self.S).astype(float)
+        errors = np.bincount(self.gsub[inside & (d.genuine_score < threshold)], minlength=self.S).astype(
+            float
+        )
         totals = np.bincount(self.gsub[inside], minlength=self.S).astype(float)
         return subject_bootstrap(self.w, errors, totals, self.level)
 
@@ -168,17 +194,27 @@ def _check_threshold(closed: ClosedComparisons, threshold: float) -> None:
     if threshold != threshold:
         raise InputError("threshold is NaN")
     if closed.kind == "decision":
-        raise InputError("decision-only results have no score: the only operating point is the system's own "
-                         "decision; give no threshold")
+        raise InputError(
+            "decision-only results have no score: the only operating point is the system's own "
+            "decision; give no threshold"
+        )
     if threshold < closed.censored_below:
         raise BelowCensoringError(
-            f"threshold {threshold!r} lies below the censoring level {closed.censored_below!r}: the system reported "
-            f"no score below it ({closed.censored_mated} mated and {closed.censored_nonmated} non-mated comparisons "
-            "are known only to be below it); nothing is measured there")
+            f"threshold {threshold!r} lies below the censoring level {closed.censored_below!r}: the system "
+            f"reported no score below it ({closed.censored_mated} mated and {closed.censored_nonmated} "
+            "non-mated comparisons are known only to be below it); nothing is measured there"
+        )
 
 
-def _point(closed: ClosedComparisons, threshold: float, source: str, subsets: dict, groupings: list,
-           level: float, boot: _Boot | None) -> PointRates:
+def _point(
+    closed: ClosedComparisons,
+    threshold: float,
+    source: str,
+    subsets: dict,
+    groupings: list,
+    level: float,
+    boot: _Boot | None,
+) -> PointRates:
     d = closed.dist
     gsubj = d.samples.group_of_subject
     at_least, exact = d.nonmated_at_least_by_cell(threshold)
@@ -195,8 +231,13 @@ def _point(closed: ClosedComparisons, threshold: float, source: str, subsets: di
         b_fnmr = boot.fnmr(subjects, threshold) if boot is not None and n_m else None
         fm = int(at_least[cells].sum())
         fnm = int(np.searchsorted(genuine, threshold, side="left"))
-        entries[key] = GroupRates(tuple(key[0]), tuple(key[1]), int(subjects.sum()),
-                                  rate(fm, n_nm, level, b_fmr), rate(fnm, n_m, level, b_fnmr))
+        entries[key] = GroupRates(
+            tuple(key[0]),
+            tuple(key[1]),
+            int(subjects.sum()),
+            rate(fm, n_nm, level, b_fmr),
+            rate(fnm, n_m, level, b_fnmr),
+        )
     cross = []
     for grouping in groupings:
         keys = [k for k in subsets if k[0] == tuple(grouping)]
@@ -209,8 +250,13 @@ def _point(closed: ClosedComparisons, threshold: float, source: str, subsets: di
             matrix.append(tuple(row))
         cross.append(CrossGroupRates(tuple(grouping), tuple(k[1] for k in keys), tuple(matrix)))
     overall = entries.pop(((), ()))
-    return PointRates(None if source == SYSTEM_DECISION else float(threshold), source, overall,
-                      tuple(entries.values()), tuple(cross))
+    return PointRates(
+        None if source == SYSTEM_DECISION else float(threshold),
+        source,
+        overall,
+        tuple(entries.values()),
+        tuple(cross),
+    )
 
 
 def _curve(closed: ClosedComparisons, key: tuple, groups: list[int]) -> CensoredCurve | None:
@@ -228,8 +274,17 @@ def _curve(closed: ClosedComparisons, key: tuple, groups: list[int]) -> Censored
     if fm_c * genuine.size < fnm_c * view.total or view.tail.size < 2:
         # FMR < FNMR at the level: the rates cross below it, where nothing was reported (and
         # verification.eer indexes past a tail of fewer than 2 scores when a bulk lies below it)
-        return CensoredCurve(tuple(key[0]), tuple(key[1]), curve["threshold"][keep], curve["false_matches"][keep],
-                             curve["false_non_matches"][keep], int(view.total), int(genuine.size), None, None)
+        return CensoredCurve(
+            tuple(key[0]),
+            tuple(key[1]),
+            curve["threshold"][keep],
+            curve["false_matches"][keep],
+            curve["false_non_matches"][keep],
+            int(view.total),
+            int(genuine.size),
+            None,
+            None,
+        )
     try:
         e = eer(view, genuine)
         # a candidate threshold between an unreported score and the lowest reported one would rest on
@@ -238,13 +293,29 @@ def _curve(closed: ClosedComparisons, key: tuple, groups: list[int]) -> Censored
             e_value, e_thr = float(e.eer), float(e.threshold)
     except NotExactError:
         pass
-    return CensoredCurve(tuple(key[0]), tuple(key[1]), curve["threshold"][keep], curve["false_matches"][keep],
-                         curve["false_non_matches"][keep], int(view.total), int(genuine.size), e_value, e_thr)
+    return CensoredCurve(
+        tuple(key[0]),
+        tuple(key[1]),
+        curve["threshold"][keep],
+        curve["false_matches"][keep],
+        curve["false_non_matches"][keep],
+        int(view.total),
+        int(genuine.size),
+        e_value,
+        e_thr,
+    )
 
 
-def closed_audit(closed: ClosedComparisons, *, thresholds: Iterable[float] = (),
-                 groupings: Iterable[Sequence[str]] | None = None, level: float = 0.95, bootstrap: int = 1000,
-                 seed: int = 0, curves: bool = True) -> ClosedAudit:
+def closed_audit(
+    closed: ClosedComparisons,
+    *,
+    thresholds: Iterable[float] = (),
+    groupings: Iterable[Sequence[str]] | None = None,
+    level: float = 0.95,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    curves: bool = True,
+) -> ClosedAudit:
     """Rates at every answerable operating point.
 
     Decision-only: the system's decision (``thresholds`` must be empty). Censored: each threshold in
@@ -279,8 +350,17 @@ def closed_audit(closed: ClosedComparisons, *, thresholds: Iterable[float] = (),
     found = ()
     if closed.kind == "censored" and curves:
         found = tuple(c for c in (_curve(closed, k, g) for k, g in subsets.items()) if c is not None)
-    return ClosedAudit(kind=closed.kind, censored_below=closed.censored_below, censored_mated=closed.censored_mated,
-                       censored_nonmated=closed.censored_nonmated, mated=d.n_mated, nonmated=d.n_nonmated,
-                       points=points, curves=found, level=level,
-                       bootstrap_replicates=int(bootstrap) if boot is not None else 0, bootstrap_seed=seed,
-                       exclusions=tuple(sorted(d.exclusions.items())))
+    return ClosedAudit(
+        kind=closed.kind,
+        censored_below=closed.censored_below,
+        censored_mated=closed.censored_mated,
+        censored_nonmated=closed.censored_nonmated,
+        mated=d.n_mated,
+        nonmated=d.n_nonmated,
+        points=points,
+        curves=found,
+        level=level,
+        bootstrap_replicates=int(bootstrap) if boot is not None else 0,
+        bootstrap_seed=seed,
+        exclusions=tuple(sorted(d.exclusions.items())),
+    )
