@@ -318,3 +318,15 @@ def test_hostile_candidate_files(small, rows, header, length, threshold):
         candidate_identification(lists, thresholds=ts, ranks=[1], bootstrap=3)
     except FaceAuditError:
         return
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(ID), max_size=6), header=st.sampled_from([["sample_id"], ["id"], ["sample_id", "x"]]))
+def test_hostile_gallery_files(small, rows, header):
+    d, index, _ = small
+    path = write_rows(d / "hg.csv", header, [[r[0]] * len(header) for r in rows])
+    try:
+        g = read_gallery(path, index)
+    except FaceAuditError:
+        return
+    assert sorted(index.sample_ids[g].tolist()) == sorted(r[0] for r in rows)

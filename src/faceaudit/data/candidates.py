@@ -148,7 +148,7 @@ def _search_probes(
     """Search code of every row, and the probe of each search; one probe per search, one search per probe."""
     if search.null_count:
         raise CandidateFileError(f"{where}: search_id is empty in {search.null_count} row(s)")
-    codes = np.asarray(pc.dictionary_encode(search).combine_chunks().indices.to_numpy(), dtype=np.int64)
+    codes = np.asarray(pc.dictionary_encode(search.combine_chunks()).indices.to_numpy(), dtype=np.int64)
     n_search = int(codes.max()) + 1
     first = np.full(n_search, -1, np.int64)
     first[codes[::-1]] = probe[::-1]
