@@ -304,3 +304,27 @@ def test_hostile_result_files(small, rows, header, c):
         closed_audit(closed, bootstrap=3)
     except FaceAuditError:
         return
+
+
+def test_parquet_results_with_integer_ids(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    samples = write_rows(tmp_path / "s.csv", ["sample_id", "subject_id"], [(7, "A"), (8, "A"), (9, "B")])
+    index = read_sample_table(samples)
+    pq.write_table(
+        pa.table({"probe": [7, 7, 8], "reference": [8, 9, 9], "score": [0.9, None, 0.7]}),
+        tmp_path / "r.parquet",
+    )
+    closed = read_closed_comparisons(tmp_path / "r.parquet", index, censored_below=0.5)
+    out = closed_audit(closed, bootstrap=0)
+    assert (closed.censored_nonmated, out.points[0].overall.fmr.count, out.points[0].overall.fmr.total) == (
+        1,
+        1,
+        2,
+    )
+    pq.write_table(
+        pa.table({"probe": [7], "reference": [[8]], "decision": ["match"]}), tmp_path / "bad.parquet"
+    )
+    with pytest.raises(FaceAuditError):
+        read_closed_comparisons(tmp_path / "bad.parquet", index)
