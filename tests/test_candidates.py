@@ -321,7 +321,10 @@ def test_hostile_candidate_files(small, rows, header, length, threshold):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(ID), max_size=6), header=st.sampled_from([["sample_id"], ["id"], ["sample_id", "x"]]))
+@given(
+    rows=st.lists(st.tuples(ID), max_size=6),
+    header=st.sampled_from([["sample_id"], ["id"], ["sample_id", "x"]]),
+)
 def test_hostile_gallery_files(small, rows, header):
     d, index, _ = small
     path = write_rows(d / "hg.csv", header, [[r[0]] * len(header) for r in rows])
