@@ -237,6 +237,7 @@ def make_app(matcher: Any, cfg: ServerConfig) -> Starlette:
     ]
     app = Starlette(routes=routes)
     app.state.server_state = state
+    app.state.config = cfg
     return app
 
 
@@ -261,6 +262,10 @@ class ServerThread:
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         return self
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.app.state.config
 
     @property
     def state(self) -> _State:
