@@ -424,7 +424,9 @@ def _endpoint(op: str, t: dict) -> Endpoint:
     if encoding == "multipart" and any(n in images for n in names):
         raise AdapterTemplateError(f"adapter field '{p}body': images go in 'files' in a multipart request")
     sent = set(names) | set(file_names)
-    if missing := [n for n in images if n not in sent]:
+    # an enrolment must name what it enrols: the candidates a search returns are read back as sample ids
+    required = images + (["sample_id"] if op == "enrol" else [])
+    if missing := [n for n in required if n not in sent]:
         raise AdapterTemplateError(
             f"adapter: the {op} request never sends {['{' + n + '}' for n in missing]}"
         )
