@@ -64,16 +64,13 @@ class SFaceMatcher:
         self.lock = threading.Lock()
 
     def embed(self, image: bytes) -> np.ndarray | None:
-        import cv2
+        from faceaudit.models.pipeline import _embed_bytes
 
-        bgr = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
+        with self.lock:  # faceaudit's own decode + detect + align + embed, as `faceaudit embed` runs it
+            vectors, _records = _embed_bytes(self.embedder, [image])
+        if not np.isfinite(vectors[0]).all():
             return None
-        with self.lock:
-            emb, acq = self.embedder.embed([bgr])
-        if not np.isfinite(emb[0]).all():
-            return None
-        x = emb[0].astype(np.float64)
+        x = vectors[0].astype(np.float64)
         return x / np.linalg.norm(x)
 
 
