@@ -55,7 +55,7 @@ BAD_ADAPTERS = [
     ("kind = [", AdapterError, "TOML"),
     (GOOD.replace('kind = "compare"', 'kind = "verify"'), AdapterFieldError, "'kind'"),
     (GOOD.replace('kind = "compare"', ""), AdapterFieldError, "'kind'"),
-    (GOOD + '\n[extra]\na = 1\n', AdapterFieldError, "extra"),
+    (GOOD + "\n[extra]\na = 1\n", AdapterFieldError, "extra"),
     (GOOD.replace("rate = 2000.0", "rate = 0"), AdapterFieldError, "limits.rate"),
     (GOOD.replace("rate = 2000.0", 'rate = "fast"'), AdapterFieldError, "limits.rate"),
     (GOOD.replace("rate = 2000.0", "rate = true"), AdapterFieldError, "limits.rate"),
@@ -73,33 +73,60 @@ BAD_ADAPTERS = [
     (GOOD.replace("body = {", 'encoding = "xml"\nbody = {'), AdapterFieldError, "compare.encoding"),
     (GOOD.replace('"{reference}"', '"{reference_path}"'), AdapterTemplateError, "reference_path"),
     (GOOD.replace('target = "{reference}"', 'target = "x"'), AdapterTemplateError, "{reference}"),
-    (GOOD.replace('body = { source = "{probe}", target = "{reference}" }',
-                  'encoding = "multipart"\nfiles = { source = "probe", target = "{reference}" }'),
-     AdapterTemplateError, "compare.files.source"),
-    (GOOD.replace('body = { source', 'files = { a = "{probe}" }\nbody = { source'), AdapterFieldError,
-     "compare.files"),
+    (
+        GOOD.replace(
+            'body = { source = "{probe}", target = "{reference}" }',
+            'encoding = "multipart"\nfiles = { source = "probe", target = "{reference}" }',
+        ),
+        AdapterTemplateError,
+        "compare.files.source",
+    ),
+    (
+        GOOD.replace("body = { source", 'files = { a = "{probe}" }\nbody = { source'),
+        AdapterFieldError,
+        "compare.files",
+    ),
     (GOOD.replace('score = "/score"', 'score = ""'), ResponsePathError, "compare.response.score"),
     (GOOD.replace('score = "/score"', 'score = "a..b"'), ResponsePathError, "compare.response.score"),
     (GOOD.replace('score = "/score"', 'score = "/a~2"'), ResponsePathError, "compare.response.score"),
-    (GOOD.replace('score = "/score"', 'score = 3'), ResponsePathError, "compare.response.score"),
+    (GOOD.replace('score = "/score"', "score = 3"), ResponsePathError, "compare.response.score"),
     (GOOD.replace('score = "/score"', ""), AdapterFieldError, "compare.response.score"),
-    (GOOD.replace('score = "/score"', 'score = "/s"\nscore_absent = "censored"'), AdapterFieldError,
-     "censored_below"),
-    (GOOD.replace('score = "/score"', 'score = "/s"\nscore_absent = "zero"'), AdapterFieldError,
-     "score_absent"),
+    (
+        GOOD.replace('score = "/score"', 'score = "/s"\nscore_absent = "censored"'),
+        AdapterFieldError,
+        "censored_below",
+    ),
+    (
+        GOOD.replace('score = "/score"', 'score = "/s"\nscore_absent = "zero"'),
+        AdapterFieldError,
+        "score_absent",
+    ),
     (GOOD.replace("refusal_status = [451]", "refusal_status = [200]"), AdapterFieldError, "2xx"),
     (GOOD.replace("refusal_status = [451]", "refusal_status = [429]"), AdapterFieldError, "retried"),
-    (GOOD.replace("refusal_status = [451]", "refusal_status = [999]"), AdapterFieldError,
-     "outcomes.refusal_status"),
-    (GOOD.replace('failure_to_acquire_codes = ["NO_FACE"]',
-                  'failure_to_acquire_codes = ["NO_FACE"]\nrefusal_codes = ["NO_FACE"]'), AdapterFieldError,
-     "NO_FACE"),
-    (search_adapter("http://127.0.0.1:9", 5).replace("list_length = 5", ""), AdapterFieldError,
-     "search.list_length"),
-    (search_adapter("http://127.0.0.1:9", 5).replace('candidate_id = "id"', ""), AdapterFieldError,
-     "candidate_id"),
-    (search_adapter("http://127.0.0.1:9", 5).replace('id = "{sample_id}", ', ""), AdapterFieldError,
-     "enrol"),
+    (
+        GOOD.replace("refusal_status = [451]", "refusal_status = [999]"),
+        AdapterFieldError,
+        "outcomes.refusal_status",
+    ),
+    (
+        GOOD.replace(
+            'failure_to_acquire_codes = ["NO_FACE"]',
+            'failure_to_acquire_codes = ["NO_FACE"]\nrefusal_codes = ["NO_FACE"]',
+        ),
+        AdapterFieldError,
+        "NO_FACE",
+    ),
+    (
+        search_adapter("http://127.0.0.1:9", 5).replace("list_length = 5", ""),
+        AdapterFieldError,
+        "search.list_length",
+    ),
+    (
+        search_adapter("http://127.0.0.1:9", 5).replace('candidate_id = "id"', ""),
+        AdapterFieldError,
+        "candidate_id",
+    ),
+    (search_adapter("http://127.0.0.1:9", 5).replace('id = "{sample_id}", ', ""), AdapterFieldError, "enrol"),
 ]
 
 
@@ -123,29 +150,42 @@ def lfw(tmp_path_factory):
     ids, subj, sex, _race, x = small_set()
     root = tmp_path_factory.mktemp("lfw")
     pairs = all_pairs(len(ids))[:60]
-    return {"ids": ids, "subj": subj, "sex": sex, "x": x, "pairs": pairs, "root": root,
-            "images": write_images(root / "images", ids),
-            "plan": write_pair_plan(root / "plan.csv", ids, sex, pairs)}
+    return {
+        "ids": ids,
+        "subj": subj,
+        "sex": sex,
+        "x": x,
+        "pairs": pairs,
+        "root": root,
+        "images": write_images(root / "images", ids),
+        "plan": write_pair_plan(root / "plan.csv", ids, sex, pairs),
+    }
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    ("probe,score\na,1\n", "lacks column"),
-    ("probe,reference\na,\n", "empty"),
-    ("probe,reference\na,a\n", "itself"),
-    ("probe,reference\na,b\nb,a\n", "twice"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("probe,score\na,1\n", "lacks column"),
+        ("probe,reference\na,\n", "empty"),
+        ("probe,reference\na,a\n", "itself"),
+        ("probe,reference\na,b\nb,a\n", "twice"),
+        ("", "empty"),
+    ],
+)
 def test_bad_compare_plans(tmp_path, content, match):
     (tmp_path / "p.csv").write_text(content)
     with pytest.raises(PlanError, match=match):
         read_plan(tmp_path / "p.csv", "compare")
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    ("sample_id,role\na,probe\n", "role"),
-    ("sample_id,role\na,enrol\na,enrol\nb,search\n", "twice"),
-    ("sample_id,role\na,enrol\n", "no row with role 'search'"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("sample_id,role\na,probe\n", "role"),
+        ("sample_id,role\na,enrol\na,enrol\nb,search\n", "twice"),
+        ("sample_id,role\na,enrol\n", "no row with role 'search'"),
+    ],
+)
 def test_bad_search_plans(tmp_path, content, match):
     (tmp_path / "p.csv").write_text(content)
     with pytest.raises(PlanError, match=match):
@@ -192,8 +232,15 @@ def _serve(lfw, **cfg):
 
 
 def _run(lfw, tmp, text, name="j", **kw):
-    return run_query(parse_adapter(text), lfw["plan"], ImageStore(lfw["images"]), tmp / f"{name}.sqlite",
-                     tmp / f"{name}.parquet", environ=kw.pop("environ", ENV), **kw)
+    return run_query(
+        parse_adapter(text),
+        lfw["plan"],
+        ImageStore(lfw["images"]),
+        tmp / f"{name}.sqlite",
+        tmp / f"{name}.parquet",
+        environ=kw.pop("environ", ENV),
+        **kw,
+    )
 
 
 def _count(path, table="responses"):
@@ -222,8 +269,14 @@ def test_an_unlisted_error_code_is_named(lfw, tmp_path):
     with _serve(lfw) as srv:
         text = text.replace("http://x", srv.url)
         with pytest.raises(ResponseShapeError, match="'NO_FACE'"):
-            run_query(parse_adapter(text), lfw["plan"], ImageStore(images), tmp_path / "j.sqlite",
-                      tmp_path / "o.parquet", environ=ENV)
+            run_query(
+                parse_adapter(text),
+                lfw["plan"],
+                ImageStore(images),
+                tmp_path / "j.sqlite",
+                tmp_path / "o.parquet",
+                environ=ENV,
+            )
 
 
 def test_unclassified_status_stops_and_retries_exhausted_resume(lfw, tmp_path):
@@ -250,30 +303,45 @@ def _resp(body: bytes, status: int = 200) -> Response:
     return Response("k" * 64, "compare", status, body, hashlib.sha256(body).hexdigest())
 
 
-@pytest.mark.parametrize(("body", "response", "match"), [
-    (b"not json", 'score = "/score"', "not JSON"),
-    (b'{"score": true}', 'score = "/score"', "not a finite number"),
-    (b'{"score": NaN}', 'score = "/score"', "not a finite number"),
-    (b'{"score": "0.5"}', 'score = "/score"', "not a finite number"),
-    (b'{"match": "maybe"}', 'decision = "/match"', "decision"),
-    (b'{"match": 2}', 'decision = "/match"', "decision"),
-    (b'{"error": {"code": {"a": 1}}}', 'score = "/score"', "not a scalar"),
-])
+@pytest.mark.parametrize(
+    ("body", "response", "match"),
+    [
+        (b"not json", 'score = "/score"', "not JSON"),
+        (b'{"score": true}', 'score = "/score"', "not a finite number"),
+        (b'{"score": NaN}', 'score = "/score"', "not a finite number"),
+        (b'{"score": "0.5"}', 'score = "/score"', "not a finite number"),
+        (b'{"match": "maybe"}', 'decision = "/match"', "decision"),
+        (b'{"match": 2}', 'decision = "/match"', "decision"),
+        (b'{"error": {"code": {"a": 1}}}', 'score = "/score"', "not a scalar"),
+    ],
+)
 def test_bad_response_shapes(body, response, match):
     adapter = parse_adapter(compare_adapter("http://127.0.0.1:9", response=response))
     with pytest.raises(ResponseShapeError, match=match):
         read_answer(_resp(body), adapter.endpoints["compare"], adapter.outcomes)
 
 
-@pytest.mark.parametrize(("body", "match"), [
-    (b'{"candidates": {"id": 1}}', "no list"),
-    (b'{"candidates": [{"score": 0.5}]}', "has id None"),
-    (b'{"candidates": [{"id": true, "score": 0.5}]}', "has id True"),
-    (b'{"candidates": [{"id": "a", "score": null}]}', "not a finite number"),
-])
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b'{"candidates": {"id": 1}}', "no list"),
+        (b'{"candidates": [{"score": 0.5}]}', "has id None"),
+        (b'{"candidates": [{"id": true, "score": 0.5}]}', "has id True"),
+        (b'{"candidates": [{"id": "a", "score": null}]}', "not a finite number"),
+    ],
+)
 def test_bad_candidate_lists(body, match):
     adapter = parse_adapter(search_adapter("http://127.0.0.1:9", 5))
     r = _resp(body)
     r.op = "search"
     with pytest.raises(ResponseShapeError, match=match):
         read_answer(r, adapter.endpoints["search"], adapter.outcomes)
+
+
+def test_only_samples_of_the_auditors_table_are_sent(lfw, tmp_path):
+    from faceaudit.errors import UnknownSampleError
+
+    known = set(lfw["ids"]) - {lfw["ids"][3]}
+    with pytest.raises(UnknownSampleError, match=repr(lfw["ids"][3])):
+        _run(lfw, tmp_path, GOOD, "u", sample_ids=known)  # stops before anything is sent (port 9: discard)
+    assert not (tmp_path / "u.sqlite").exists()

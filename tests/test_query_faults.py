@@ -41,10 +41,17 @@ def lfw(tmp_path_factory):
     ids, subj, sex, _race, x = small_set()
     root = tmp_path_factory.mktemp("lfw")
     pairs = all_pairs(len(ids))
-    return {"ids": ids, "subj": subj, "sex": sex, "x": x, "pairs": pairs, "root": root,
-            "images": write_images(root / "images", ids),
-            "samples": write_samples(root / "samples.csv", ids, subj, sex),
-            "plan": write_pair_plan(root / "plan.csv", ids, sex, pairs)}
+    return {
+        "ids": ids,
+        "subj": subj,
+        "sex": sex,
+        "x": x,
+        "pairs": pairs,
+        "root": root,
+        "images": write_images(root / "images", ids),
+        "samples": write_samples(root / "samples.csv", ids, subj, sex),
+        "plan": write_pair_plan(root / "plan.csv", ids, sex, pairs),
+    }
 
 
 def serve(lfw, **cfg):
@@ -54,8 +61,15 @@ def serve(lfw, **cfg):
 
 def run(lfw, tmp, text, name, images=None, **kw):
     out = tmp / f"{name}.parquet"
-    res = run_query(parse_adapter(text), lfw["plan"], ImageStore(images or lfw["images"]),
-                    tmp / f"{name}.sqlite", out, environ=ENV, **kw)
+    res = run_query(
+        parse_adapter(text),
+        lfw["plan"],
+        ImageStore(images or lfw["images"]),
+        tmp / f"{name}.sqlite",
+        out,
+        environ=ENV,
+        **kw,
+    )
     return res, out
 
 
@@ -74,7 +88,9 @@ def test_faults_are_retried_and_the_result_is_byte_identical(lfw, tmp_path):
     labels = {e for (e,) in db.execute("SELECT error FROM attempts")}
     assert {"http 429", "http 500", "malformed json"} <= labels
     assert any(e.startswith("timeout") for e in labels) and any(e.startswith("connection") for e in labels)
-    assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] >= sum(injected.values()) - 8  # in flight
+    assert (
+        db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] >= sum(injected.values()) - 8
+    )  # in flight
     assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == len(lfw["pairs"]) + 6
 
 
@@ -87,13 +103,16 @@ def test_refusals_and_failures_to_acquire_are_kept_apart(lfw, tmp_path):
     blurred, refused = ids[0], {ids[5], ids[9]}
     (images / f"{blurred}.bin").write_bytes(b"no face in this one")
     with serve(lfw, mode="decisions", threshold=0.3, refuse=frozenset(s.encode() for s in refused)) as srv:
-        res, out = run(lfw, tmp_path, compare_adapter(srv.url, response='decision = "/match"'), "r",
-                       images=images)
+        res, out = run(
+            lfw, tmp_path, compare_adapter(srv.url, response='decision = "/match"'), "r", images=images
+        )
     outcomes = pq.read_table(sidecar_paths(out)["outcomes"]).to_pydict()
     expect = {}
     for k, (i, j) in enumerate(lfw["pairs"]):
         pair = {ids[i], ids[j]}
-        expect[str(k)] = "refused" if pair & refused else "failure_to_acquire" if blurred in pair else "answered"
+        expect[str(k)] = (
+            "refused" if pair & refused else "failure_to_acquire" if blurred in pair else "answered"
+        )
     assert dict(zip(outcomes["request"], outcomes["outcome"])) == expect
     kept = pq.read_table(out).to_pydict()
     assert len(kept["probe"]) == sum(v == "answered" for v in expect.values())
@@ -101,7 +120,9 @@ def test_refusals_and_failures_to_acquire_are_kept_apart(lfw, tmp_path):
     by_group = res.provenance["outcomes_by_group"]["compare"]
     assert sum(c.get("refused", 0) for c in by_group.values()) == sum(v == "refused" for v in expect.values())
     # the audit counts only answered comparisons: a refusal is no non-match
-    point = closed_audit(read_closed_comparisons(out, read_samples(lfw["samples"], [])), bootstrap=0).points[0]
+    point = closed_audit(read_closed_comparisons(out, read_samples(lfw["samples"], [])), bootstrap=0).points[
+        0
+    ]
     answered = [(i, j) for k, (i, j) in enumerate(lfw["pairs"]) if expect[str(k)] == "answered"]
     assert point.overall.fnmr.total == sum(subj[i] == subj[j] for i, j in answered)
     assert point.overall.fmr.total == sum(subj[i] != subj[j] for i, j in answered)
@@ -123,13 +144,28 @@ def test_sentinels_flag_a_model_change_mid_run(lfw, tmp_path):
 
 def _cli(args, env_extra, **kw):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra}
-    return subprocess.Popen([sys.executable, "-m", "faceaudit.query.command", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "faceaudit.query.command", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def _args(lfw, adapter, name, tmp):
-    return ["--adapter", adapter, "--plan", lfw["plan"], "--images", lfw["images"], "--journal",
-            tmp / f"{name}.sqlite", "--out", tmp / f"{name}.parquet"]
+    return [
+        "--adapter",
+        adapter,
+        "--plan",
+        lfw["plan"],
+        "--images",
+        lfw["images"],
+        "--journal",
+        tmp / f"{name}.sqlite",
+        "--out",
+        tmp / f"{name}.parquet",
+    ]
 
 
 def _responses(journal: Path) -> int:

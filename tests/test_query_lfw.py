@@ -28,8 +28,10 @@ SHARED = Path(os.environ.get("FACEAUDIT_SHARED", Path(__file__).resolve().parent
 LFW = SHARED / "data" / "lfw" / "images"
 ZOO = SHARED / "models" / "opencv-zoo"
 SFACE, YUNET = ZOO / "face_recognition_sface_2021dec.onnx", ZOO / "face_detection_yunet_2023mar.onnx"
-pytestmark = pytest.mark.skipif(not (LFW.is_dir() and SFACE.is_file() and YUNET.is_file()),
-                                reason=f"LFW images / SFace models not found under {SHARED} (../shared is absent)")
+pytestmark = pytest.mark.skipif(
+    not (LFW.is_dir() and SFACE.is_file() and YUNET.is_file()),
+    reason=f"LFW images / SFace models not found under {SHARED} (../shared is absent)",
+)
 
 
 def _lfw_sample(people: int = 4, per: int = 3) -> list[tuple[str, str]]:
@@ -57,21 +59,47 @@ def test_real_sface_over_lfw_jpegs(tmp_path):
     with open(plan, "w", newline="") as f:
         csv.writer(f).writerows([("probe", "reference"), *((ids[i], ids[j]) for i, j in pairs)])
     # reference: faceaudit's own embedding pipeline on the same files
-    table = pa.table({"sample_id": ids, "subject_id": [p for _, p in sample], "path": [str(LFW / s) for s in ids]})
+    table = pa.table(
+        {"sample_id": ids, "subject_id": [p for _, p in sample], "path": [str(LFW / s) for s in ids]}
+    )
     embedder = SFaceEmbedder(SFACE, YUNET, fta_policy="exclude")
     ref = embed_images(table, embedder, cache=False, workers=1, executor="inline", progress=False).vectors
     unit = np.array([x / np.linalg.norm(x) for x in ref.astype(np.float64)])  # row by row, as the server does
     hidden = 0.363  # OpenCV Zoo's SFace cosine threshold
     with ServerThread(make_app(SFaceMatcher(str(SFACE), str(YUNET)), ServerConfig(token=TOKEN))) as srv:
-        text = compare_adapter(srv.url, response='score = "/score"', path="/compare-form", encoding="multipart",
-                               concurrency=2, timeout=60)
-        run_query(parse_adapter(text), plan, ImageStore(LFW), tmp_path / "s.sqlite", tmp_path / "s.parquet",
-                  environ={"FA_TEST_TOKEN": TOKEN})
+        text = compare_adapter(
+            srv.url,
+            response='score = "/score"',
+            path="/compare-form",
+            encoding="multipart",
+            concurrency=2,
+            timeout=60,
+        )
+        run_query(
+            parse_adapter(text),
+            plan,
+            ImageStore(LFW),
+            tmp_path / "s.sqlite",
+            tmp_path / "s.parquet",
+            environ={"FA_TEST_TOKEN": TOKEN},
+        )
         srv.config.mode, srv.config.threshold = "decisions", hidden
-        text = compare_adapter(srv.url, response='decision = "/match"', path="/compare-form",
-                               encoding="multipart", concurrency=2, timeout=60)
-        run_query(parse_adapter(text), plan, ImageStore(LFW), tmp_path / "d.sqlite", tmp_path / "d.parquet",
-                  environ={"FA_TEST_TOKEN": TOKEN})
+        text = compare_adapter(
+            srv.url,
+            response='decision = "/match"',
+            path="/compare-form",
+            encoding="multipart",
+            concurrency=2,
+            timeout=60,
+        )
+        run_query(
+            parse_adapter(text),
+            plan,
+            ImageStore(LFW),
+            tmp_path / "d.sqlite",
+            tmp_path / "d.parquet",
+            environ={"FA_TEST_TOKEN": TOKEN},
+        )
     got = pq.read_table(tmp_path / "s.parquet").column("score").to_pylist()
     acquired = np.isfinite(unit).all(axis=1)
     assert got == [float(np.dot(unit[i], unit[j])) for i, j in pairs if acquired[i] and acquired[j]]  # exact
@@ -81,7 +109,9 @@ def test_real_sface_over_lfw_jpegs(tmp_path):
     samples = tmp_path / "samples.csv"
     with open(samples, "w", newline="") as f:
         csv.writer(f).writerows([("sample_id", "subject_id"), *sample])
-    point = closed_audit(read_closed_comparisons(tmp_path / "d.parquet", read_samples(samples)), bootstrap=0).points[0]
+    point = closed_audit(
+        read_closed_comparisons(tmp_path / "d.parquet", read_samples(samples)), bootstrap=0
+    ).points[0]
     subj = [p for _, p in sample]
     fm = sum(subj[i] != subj[j] and np.dot(unit[i], unit[j]) >= hidden for i, j in pairs)
     fnm = sum(subj[i] == subj[j] and np.dot(unit[i], unit[j]) < hidden for i, j in pairs)

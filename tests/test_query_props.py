@@ -10,7 +10,6 @@ import tomllib
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from query_helpers import compare_adapter, search_adapter
 
 from faceaudit.query.adapter import Adapter, PathMissing, extract, parse_adapter, parse_path
@@ -21,12 +20,24 @@ from faceaudit.query.journal import Response
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BASE = tomllib.loads(compare_adapter("http://127.0.0.1:9", response='score = "/score"\ndecision = "/m"'))
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False,
-              allow_infinity=False), st.text(max_size=6)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**6), 10**6),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=6),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -38,7 +49,13 @@ def _toml(value) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
@@ -63,8 +80,9 @@ FIELDS = sorted(set(_fields(BASE)))
 
 
 @SETTINGS
-@given(field=st.sampled_from(FIELDS), value=st.one_of(scalars, st.lists(scalars, max_size=3)),
-       drop=st.booleans())
+@given(
+    field=st.sampled_from(FIELDS), value=st.one_of(scalars, st.lists(scalars, max_size=3)), drop=st.booleans()
+)
 def test_a_mutated_adapter_parses_or_names_the_field(field, value, drop):
     doc = json.loads(json.dumps(BASE))
     node = doc
@@ -142,8 +160,10 @@ SEARCH = parse_adapter(search_adapter("http://127.0.0.1:9", 5))
 
 
 @SETTINGS
-@given(json_values | st.dictionaries(st.sampled_from(["s", "d", "error", "candidates"]), json_values),
-       st.sampled_from([200, 451]))
+@given(
+    json_values | st.dictionaries(st.sampled_from(["s", "d", "error", "candidates"]), json_values),
+    st.sampled_from([200, 451]),
+)
 def test_any_response_body_is_an_answer_or_a_named_error(value, status):
     body = json.dumps(value).encode()
     for op, adapter in (("compare", COMPARE), ("search", SEARCH)):

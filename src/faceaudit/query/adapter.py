@@ -10,7 +10,7 @@ prefix = "Bearer "
 
 [limits]
 rate = 10.0                           # requests per second allowed by the vendor
-burst = 1                             # requests that may go at once within the rate
+burst = 2                             # at most burst + rate x T requests in any T seconds
 concurrency = 4                       # requests in flight
 timeout = 30.0                        # seconds per attempt
 attempts = 6                          # attempts per request (429, 5xx, timeouts, dropped connections)
@@ -172,7 +172,7 @@ class Outcomes:
 @dataclass(frozen=True)
 class Limits:
     rate: float
-    burst: int = 1
+    burst: int = 2
     concurrency: int = 4
     timeout: float = 30.0
     attempts: int = 6
@@ -280,7 +280,7 @@ def _limits(t: dict) -> Limits:
         raise AdapterFieldError(f"adapter field 'limits.timeout' must be > 0, got {timeout!r}")
     return Limits(
         rate=rate,
-        burst=_number(t, "burst", p, 1, lo=1, integer=True),
+        burst=_number(t, "burst", p, 2, lo=1, integer=True),
         concurrency=_number(t, "concurrency", p, 4, lo=1, integer=True),
         timeout=timeout,
         attempts=_number(t, "attempts", p, 6, lo=1, integer=True),

@@ -39,7 +39,8 @@ class Answer:
 
 
 def _where(resp: Response) -> str:
-    return f"the {resp.op} response {resp.key[:16]}... (HTTP {resp.status}, body sha256 {resp.body_sha256[:16]}...)"
+    sha = resp.body_sha256[:16]
+    return f"the {resp.op} response {resp.key[:16]}... (HTTP {resp.status}, body sha256 {sha}...)"
 
 
 def _get(doc: Any, path: Path_ | None) -> Any:

@@ -37,6 +37,16 @@ def format_summary(meta: dict[str, Any], out: Path) -> list[str]:
             if set(counts) - {"answered"}:
                 lines.append(f"  {op} {g}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     lines += [f"FLAG {f['code']}: {f['params']}" for f in meta["flags"]]
+    if meta["kind"] == "compare":
+        level = meta["censored_below"]
+        extra = f" --censored-below {level}" if level is not None else ""
+        lines.append(f"next: faceaudit audit-results --scores {out} --samples SAMPLES{extra} --group ...")
+    else:
+        gallery = out.with_suffix("").as_posix() + ".gallery.parquet"
+        lines.append(
+            f"next: faceaudit identify-candidates --candidates {out} --gallery {gallery} "
+            f"--samples SAMPLES --list-length {meta['list_length']} --group ..."
+        )
     if meta["outcomes"].get("refused") or meta["outcomes"].get("failure_to_acquire"):
         lines.append(
             "refused and failed requests are not in the results (not no-matches): see *.outcomes.parquet"
@@ -53,6 +63,9 @@ def query(
         Path, typer.Option(help="results (.parquet): what audit-results / identify-candidates read")
     ],
     manifest: Annotated[Path | None, typer.Option(help="sample_id, path (relative to --images)")] = None,
+    samples: Annotated[
+        Path | None, typer.Option(help="the auditor's sample table: every plan id must be in it")
+    ] = None,
     sentinels: Annotated[int, typer.Option(help="plan requests repeated through the run")] = 2,
     sentinel_repeats: Annotated[int, typer.Option(help="times each sentinel is repeated")] = 3,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
@@ -71,7 +84,14 @@ def query(
             raise InputError("--sentinels and --sentinel-repeats must be >= 0")
         spec = load_adapter(adapter)
         store = ImageStore(images, _manifest(manifest))
-        result = run_query(spec, plan, store, journal, out, sentinels=sentinels, repeats=sentinel_repeats)
+        ids = None
+        if samples is not None:
+            from faceaudit.data.decisions import read_samples
+
+            ids = {str(s) for s in read_samples(samples).sample_ids.tolist()}
+        result = run_query(
+            spec, plan, store, journal, out, sentinels=sentinels, repeats=sentinel_repeats, sample_ids=ids
+        )
     except FaceAuditError as exc:
         fail(exc)
     if not quiet:

@@ -80,7 +80,8 @@ class Journal:
             )
         if meta.get("kind") != kind:
             raise JournalError(
-                f"journal {str(self.path)!r} was written for a {meta.get('kind')!r} run, this adapter is {kind!r}"
+                f"journal {str(self.path)!r} was written for a {meta.get('kind')!r} run, "
+                f"this adapter is {kind!r}"
             )
 
     def done_keys(self) -> set[str]:
@@ -110,7 +111,8 @@ class Journal:
         out: dict[str, Response] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            q = f"SELECT key, op, status, body, body_sha256 FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT key, op, status, body, body_sha256 FROM responses WHERE key IN ({marks})"
             for key, op, status, body, sha in self.db.execute(q, chunk):
                 if hashlib.sha256(body).hexdigest() != sha:
                     raise JournalError(

@@ -298,6 +298,19 @@ def _provenance(
     }
 
 
+def _check_sample_table(plan: ComparePlan | SearchPlan, sample_ids: set[str]) -> None:
+    """Only samples of the auditor's table may be sent: anything else in the plan stops the run."""
+    from faceaudit.errors import UnknownSampleError
+
+    named = {*plan.probe, *plan.reference} if isinstance(plan, ComparePlan) else {*plan.enrol, *plan.search}
+    unknown = sorted(named - sample_ids)
+    if unknown:
+        raise UnknownSampleError(
+            f"{len(unknown)} sample id(s) of the plan are not in the sample table, e.g. "
+            f"{unknown[:5]}; only the auditor's samples are ever sent"
+        )
+
+
 def run_query(
     adapter: Adapter,
     plan_path: str | Path,
@@ -309,9 +322,12 @@ def run_query(
     repeats: int = 3,
     environ: dict[str, str] | None = None,
     progress: Any = None,
+    sample_ids: set[str] | None = None,
 ) -> QueryResult:
     headers = auth_headers(adapter, environ)
     plan = read_plan(plan_path, adapter.kind)
+    if sample_ids is not None:
+        _check_sample_table(plan, sample_ids)
     enrol, main, sentinel = plan_jobs(adapter, plan, images, sentinels, repeats)
     journal = Journal(journal_path, adapter.kind)
     try:
