@@ -99,6 +99,33 @@ def rate_bench(url, images, tmp, rates, seconds, concurrency):
     return rows
 
 
+def own_parts(images, plan, tmp, n):
+    """CPU per request of the driver's own steps, without the HTTP client: key, journal insert, parse."""
+    from faceaudit.query.answers import read_answer
+    from faceaudit.query.journal import Journal
+    from faceaudit.query.plans import plan_jobs, read_plan
+
+    adapter = parse_adapter(compare_adapter("http://127.0.0.1:9", response='score = "/score"'))
+    store = ImageStore(images)
+    p = read_plan(plan, "compare")
+    c0 = time.process_time()
+    _, jobs, _, _ = plan_jobs(adapter, p, store, 0, 0)
+    c1 = time.process_time()
+    journal = Journal(tmp / "own.sqlite", "compare")
+    for job in jobs:
+        journal.record_response(job.key, "compare", job.description, 200, b'{"score": 0.123456789}', 1)
+    c2 = time.process_time()
+    stored = journal.responses([j.key for j in jobs])
+    for job in jobs:
+        read_answer(stored[job.key], adapter.endpoints["compare"], adapter.outcomes)
+    c3 = time.process_time()
+    return {
+        "key_us": round(1e6 * (c1 - c0) / n, 1),
+        "journal_insert_us": round(1e6 * (c2 - c1) / n, 1),
+        "read_and_parse_us": round(1e6 * (c3 - c2) / n, 1),
+    }
+
+
 def kill_and_resume(images, plan, tmp, url, n, at):
     adapter = tmp / "kill.toml"
     adapter.write_text(compare_adapter(url, response='score = "/score"', rate=1e6, concurrency=8))
@@ -146,6 +173,7 @@ def main() -> None:
     ap.add_argument("--rates", default="50,200")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rates-only", action="store_true", help="skip the volume, journal and resume runs")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_query_"))
     out = {
@@ -159,6 +187,10 @@ def main() -> None:
         out["rate"] = rate_bench(
             url, images, tmp, [float(r) for r in args.rates.split(",")], args.seconds, args.concurrency
         )
+        if args.rates_only:
+            print(json.dumps(out, indent=1))
+            return
+        out["own_parts_cpu_per_request"] = own_parts(images, plan, tmp, args.requests)
         res, cpu, wall = one_run(
             url, images, plan, tmp, "big", rate=1e6, concurrency=args.concurrency, burst=args.concurrency
         )

@@ -345,3 +345,9 @@ def test_only_samples_of_the_auditors_table_are_sent(lfw, tmp_path):
     with pytest.raises(UnknownSampleError, match=repr(lfw["ids"][3])):
         _run(lfw, tmp_path, GOOD, "u", sample_ids=known)  # stops before anything is sent (port 9: discard)
     assert not (tmp_path / "u.sqlite").exists()
+
+
+def test_a_request_id_listed_twice(tmp_path):
+    (tmp_path / "p.csv").write_text("request_id,probe,reference\n7,a,b\n7,a,c\n")
+    with pytest.raises(PlanError, match="request_id"):
+        read_plan(tmp_path / "p.csv", "compare")

@@ -24,6 +24,7 @@ __all__ = ["ComparePlan", "SearchPlan", "read_plan", "plan_jobs"]
 @dataclass(frozen=True)
 class ComparePlan:
     sha256: str
+    request_id: list[str]  # the plan's request_id column, else the data row number from 0
     probe: list[str]
     reference: list[str]
     mated: list[str | None] | None
@@ -50,34 +51,47 @@ def _nonnull(table, col: str, where: str) -> list[str]:
     return values
 
 
+def _check_pairs(probe: list[str], ref: list[str], where: str) -> None:
+    seen: dict[frozenset, int] = {}
+    for i, (p, r) in enumerate(zip(probe, ref)):
+        if p == r:
+            raise PlanError(f"plan {where}: data row {i + 1} compares sample {p!r} with itself")
+        pair = frozenset((p, r))
+        if pair in seen:
+            raise PlanError(
+                f"plan {where}: the pair ({p!r}, {r!r}) is listed twice (data rows "
+                f"{seen[pair] + 1} and {i + 1}, in either order)"
+            )
+        seen[pair] = i
+
+
+def _compare_plan(path: Path, where: str) -> ComparePlan:
+    opt = ("request_id", "mated", "probe_group", "reference_group")
+    t = read_table(path, text=("probe", "reference", *opt), optional=opt, what="plan", error=PlanError)
+    probe, ref = _nonnull(t, "probe", where), _nonnull(t, "reference", where)
+    _check_pairs(probe, ref, where)
+    cols = t.column_names
+    if "request_id" in cols:
+        request_id = _nonnull(t, "request_id", where)
+        if len(set(request_id)) != len(request_id):
+            raise PlanError(f"plan {where}: a request_id is listed twice")
+    else:
+        request_id = [str(i) for i in range(len(probe))]
+    groups = {
+        c: ["" if g is None else g for g in (t.column(c).to_pylist() if c in cols else ["all"] * len(probe))]
+        for c in ("probe_group", "reference_group")
+    }
+    mated = t.column("mated").to_pylist() if "mated" in cols else None
+    return ComparePlan(
+        _file_sha(path), request_id, probe, ref, mated, groups["probe_group"], groups["reference_group"]
+    )
+
+
 def read_plan(path: str | Path, kind: str) -> ComparePlan | SearchPlan:
     path = Path(path)
     where = repr(str(path))
     if kind == "compare":
-        opt = ("request_id", "mated", "probe_group", "reference_group")
-        t = read_table(path, text=("probe", "reference", *opt), optional=opt, what="plan", error=PlanError)
-        probe, ref = _nonnull(t, "probe", where), _nonnull(t, "reference", where)
-        seen: dict[frozenset, int] = {}
-        for i, (p, r) in enumerate(zip(probe, ref)):
-            if p == r:
-                raise PlanError(f"plan {where}: data row {i + 1} compares sample {p!r} with itself")
-            pair = frozenset((p, r))
-            if pair in seen:
-                raise PlanError(
-                    f"plan {where}: the pair ({p!r}, {r!r}) is listed twice (data rows "
-                    f"{seen[pair] + 1} and {i + 1}, in either order)"
-                )
-            seen[pair] = i
-        cols = t.column_names
-        groups = {
-            c: (t.column(c).to_pylist() if c in cols else ["all"] * len(probe))
-            for c in ("probe_group", "reference_group")
-        }
-        groups = {c: ["" if g is None else g for g in v] for c, v in groups.items()}
-        mated = t.column("mated").to_pylist() if "mated" in cols else None
-        return ComparePlan(
-            _file_sha(path), probe, ref, mated, groups["probe_group"], groups["reference_group"]
-        )
+        return _compare_plan(path, where)
     t = read_table(
         path, text=("sample_id", "role", "group"), optional=("group",), what="plan", error=PlanError
     )
@@ -110,9 +124,11 @@ def _spread(main: list[Job], extra: list[list[Job]]) -> list[Job]:
 
 def plan_jobs(
     adapter: Adapter, plan: ComparePlan | SearchPlan, images: ImageStore, sentinels: int, repeats: int
-) -> tuple[list[Job], list[Job], dict[str, list[Job]]]:
-    """(enrol jobs, main jobs with sentinel repeats interleaved, sentinel key -> its repeats).
-    Sentinels are the plan rows whose key sorts first (a fixed, content-chosen pick)."""
+) -> tuple[list[Job], list[Job], list[Job], dict[str, list[Job]]]:
+    """(enrol jobs, main jobs in plan order, the same in sending order with sentinel repeats
+    interleaved, sentinel key -> its repeats). Sentinels are the plan rows whose key sorts first (a
+    fixed, content-chosen pick); they are sent first. The sending order never changes the result files
+    (written in plan order)."""
     if isinstance(plan, ComparePlan):
         ep = adapter.endpoints["compare"]
         values = [{"probe": p, "reference": r} for p, r in zip(plan.probe, plan.reference)]
@@ -127,4 +143,7 @@ def plan_jobs(
     by_key = sorted(range(len(main)), key=lambda i: main[i].key)[: max(sentinels, 0)]
     rounds = [[make_job(ep, values[i], images, repeat=r + 1) for i in by_key] for r in range(repeats)]
     sentinel = {main[i].key: [rnd[k] for rnd in rounds] for k, i in enumerate(by_key)}
-    return enrol, _spread(main, rounds), sentinel
+    # the sentinels' first answers come first, so every repeat is compared with an earlier answer
+    first = set(by_key)
+    order = [main[i] for i in by_key] + [job for i, job in enumerate(main) if i not in first]
+    return enrol, main, _spread(order, rounds), sentinel

@@ -159,16 +159,7 @@ def _compare_tables(adapter: Adapter, plan: ComparePlan, jobs: list[Job], answer
         a = answers[job.key]
         group = f"{plan.probe_group[i]} | {plan.reference_group[i]}"
         outcome_rows.append(
-            {
-                "request": str(i),
-                "op": "compare",
-                "probe": plan.probe[i],
-                "reference": plan.reference[i],
-                "group": group,
-                "outcome": a.outcome,
-                "code": a.code,
-                "key": job.key,
-            }
+            _outcome_row(plan.request_id[i], "compare", plan.probe[i], plan.reference[i], group, a, job.key)
         )
         if a.outcome != ANSWERED:
             continue
@@ -178,7 +169,7 @@ def _compare_tables(adapter: Adapter, plan: ComparePlan, jobs: list[Job], answer
         if spec.score is not None:
             row["score"] = a.score
         if spec.decision is not None:
-            row["decision"] = "match" if a.decision else "no-match"
+            row["decision"] = _word(a.decision)
         rows.append(row)
     fields = [("probe", pa.string()), ("reference", pa.string())]
     fields += [("mated", pa.string())] if plan.mated is not None else []
@@ -187,62 +178,47 @@ def _compare_tables(adapter: Adapter, plan: ComparePlan, jobs: list[Job], answer
     return pa.Table.from_pylist(rows, schema=pa.schema(fields)), outcome_rows
 
 
+def _outcome_row(request: str, op: str, probe: str, reference: str | None, group: str, a: Answer, key: str):
+    return {
+        "request": request,
+        "op": op,
+        "probe": probe,
+        "reference": reference,
+        "group": group,
+        "outcome": a.outcome,
+        "code": a.code,
+        "key": key,
+    }
+
+
+def _word(decision: bool | None) -> str | None:
+    return None if decision is None else ("match" if decision else "no-match")
+
+
+def _candidate_rows(sid: str, a: Answer) -> list[dict[str, Any]]:
+    """One row per candidate in rank order; an empty list is one row with rank and candidate empty."""
+    empty = {"search_id": sid, "probe": sid, "rank": None, "candidate": None, "score": None, "decision": None}
+    return [
+        {**empty, "rank": r + 1, "candidate": c.id, "score": c.score, "decision": _word(c.decision)}
+        for r, c in enumerate(a.candidates)
+    ] or [empty]
+
+
 def _search_tables(
     adapter: Adapter, plan: SearchPlan, enrol: list[Job], jobs: list[Job], answers: dict[str, Answer]
 ):
     spec = adapter.endpoints["search"].response
-    outcome_rows, gallery = [], []
+    outcome_rows, gallery, rows = [], [], []
     for sid, job in zip(plan.enrol, enrol):
         a = answers[job.key]
-        outcome_rows.append(
-            {
-                "request": f"enrol {sid}",
-                "op": "enrol",
-                "probe": sid,
-                "reference": None,
-                "group": plan.group[sid],
-                "outcome": a.outcome,
-                "code": a.code,
-                "key": job.key,
-            }
-        )
+        outcome_rows.append(_outcome_row(f"enrol {sid}", "enrol", sid, None, plan.group[sid], a, job.key))
         if a.outcome == ANSWERED:
             gallery.append(sid)
-    rows = []
     for sid, job in zip(plan.search, jobs):
         a = answers[job.key]
-        outcome_rows.append(
-            {
-                "request": f"search {sid}",
-                "op": "search",
-                "probe": sid,
-                "reference": None,
-                "group": plan.group[sid],
-                "outcome": a.outcome,
-                "code": a.code,
-                "key": job.key,
-            }
-        )
-        if a.outcome != ANSWERED:
-            continue
-        empty = {
-            "search_id": sid,
-            "probe": sid,
-            "rank": None,
-            "candidate": None,
-            "score": None,
-            "decision": None,
-        }
-        rows += [
-            {
-                **empty,
-                "rank": r + 1,
-                "candidate": c.id,
-                "score": c.score,
-                "decision": None if c.decision is None else ("match" if c.decision else "no-match"),
-            }
-            for r, c in enumerate(a.candidates)
-        ] or [empty]
+        outcome_rows.append(_outcome_row(f"search {sid}", "search", sid, None, plan.group[sid], a, job.key))
+        if a.outcome == ANSWERED:
+            rows += _candidate_rows(sid, a)
     fields = [
         ("search_id", pa.string()),
         ("probe", pa.string()),
@@ -328,7 +304,7 @@ def run_query(
     plan = read_plan(plan_path, adapter.kind)
     if sample_ids is not None:
         _check_sample_table(plan, sample_ids)
-    enrol, main, sentinel = plan_jobs(adapter, plan, images, sentinels, repeats)
+    enrol, in_plan, main, sentinel = plan_jobs(adapter, plan, images, sentinels, repeats)
     journal = Journal(journal_path, adapter.kind)
     try:
         stats = send_jobs(adapter, journal, images, enrol, headers, progress)
@@ -347,18 +323,19 @@ def run_query(
                 "journal's attempts table). Completed responses are journaled: rerun to "
                 "send only the rest"
             )
-        return _finish(adapter, plan, images, journal, out, enrol, main, sentinel, sentinels, repeats, stats2)
+        return _finish(
+            adapter, plan, images, journal, out, enrol, in_plan, main, sentinel, sentinels, repeats, stats2
+        )
     finally:
         journal.close()
 
 
 def _finish(
-    adapter, plan, images, journal, out, enrol, main, sentinel, sentinels, repeats, stats
+    adapter, plan, images, journal, out, enrol, in_plan, main, sentinel, sentinels, repeats, stats
 ) -> QueryResult:
     out, paths = Path(out), sidecar_paths(out)
     answers = _answers(adapter, journal, enrol + main)
-    repeat_keys = {j.key for reps in sentinel.values() for j in reps}
-    plan_jobs_only = [j for j in main if j.key not in repeat_keys]
+    plan_jobs_only = in_plan
     label = {j.key: json.dumps(dict(j.values), sort_keys=True) for j in plan_jobs_only}
     flags = _sentinel_flags(answers, sentinel, label)
     if isinstance(plan, ComparePlan):
