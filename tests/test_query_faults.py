@@ -211,6 +211,7 @@ def test_the_token_is_in_no_file_and_no_output(lfw, tmp_path):
         bad = _cli(_args(lfw, adapter, "bad", tmp_path), {"FA_TEST_TOKEN": wrong})
         bad_out = bad.communicate(timeout=300)
         assert bad.returncode == 2 and b"VendorStatusError" in bad_out[1] and b"401" in bad_out[1]
+        assert b"auth token redacted" in bad_out[1]  # the server echoed the token; the message does not
         unset = _cli(_args(lfw, adapter, "unset", tmp_path), {"FA_TEST_TOKEN": ""}).communicate(timeout=300)
         assert b"AuthError" in unset[1] and b"FA_TEST_TOKEN" in unset[1]
     assert (tmp_path / "ok.parquet").exists()

@@ -152,7 +152,9 @@ def make_app(matcher: Any, cfg: ServerConfig) -> Starlette:
         state.by_body[hashlib.sha256(request.url.path.encode() + body).hexdigest()] += 1
         state.by_path[request.url.path] += 1
         if cfg.token is not None and request.headers.get("authorization") != f"Bearer {cfg.token}":
-            return JSONResponse({"message": "unauthorised"}, status_code=401), body
+            # echoes what it was given, as some servers do: the driver must not write it anywhere
+            given = request.headers.get("authorization", "")
+            return JSONResponse({"message": f"unauthorised: {given}"}, status_code=401), body
         if cfg.delay_s:
             await asyncio.sleep(cfg.delay_s)
         fault = _fault(cfg, n)

@@ -32,6 +32,15 @@ __all__ = ["RunStats", "send_jobs", "parse_retry_after"]
 _MAX_RETRY_AFTER = 24 * 3600.0
 
 
+REDACTED = b"[auth token redacted by faceaudit]"
+
+
+def redact(body: bytes, secret: bytes) -> bytes:
+    """A response that echoes the auth token (some servers do, in errors) is stored and quoted without it:
+    the token is never written anywhere. The stored hash is that of the redacted body."""
+    return body.replace(secret, REDACTED) if secret and secret in body else body
+
+
 class _Transient(Exception):
     def __init__(self, label: str, retry_after: float | None = None):
         super().__init__(label)
@@ -68,8 +77,11 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class _Sender:
-    def __init__(self, adapter: Adapter, journal: Journal, images: ImageStore, client: httpx.AsyncClient):
+    def __init__(
+        self, adapter: Adapter, journal: Journal, images: ImageStore, client: httpx.AsyncClient, secret: bytes
+    ):
         self.adapter, self.journal, self.images, self.client = adapter, journal, images, client
+        self.secret = secret
         lim = adapter.limits
         self.limiter = AsyncLimiter(lim.burst, lim.burst / lim.rate)
         self.not_before = 0.0  # monotonic time before which nothing is sent (a Retry-After)
@@ -123,7 +135,7 @@ class _Sender:
         raise VendorStatusError(
             f"the vendor answered HTTP {status} to a {job.op} request ({job.key[:16]}...): not a status the "
             "adapter retries or classifies (outcomes.refusal_status / failure_to_acquire_status); the run "
-            f"stopped. Response begins: {r.content[:200]!r}"
+            f"stopped. Response begins: {redact(r.content, self.secret)[:200]!r}"
         )
 
     def _transient(self, job: Job, attempt: int, status: int | None, label: str, ra: float | None = None):
@@ -146,7 +158,7 @@ class _Sender:
         except _Transient:
             self.stats.failed.append(job.key)
             return
-        self.journal.record_response(job.key, job.op, job.description, status, body, n)
+        self.journal.record_response(job.key, job.op, job.description, status, redact(body, self.secret), n)
         self.stats.attempts["completed"] += 1
         self.stats.completed += 1
         self.stats.last_done = time.monotonic()
@@ -169,7 +181,8 @@ async def _send_all(
         follow_redirects=False,
         trust_env=False,
     ) as client:
-        sender = _Sender(adapter, journal, images, client)
+        secret = adapter.auth and headers.get(adapter.auth.header, "")[len(adapter.auth.prefix) :]
+        sender = _Sender(adapter, journal, images, client, (secret or "").encode())
         queue: asyncio.Queue[Job] = asyncio.Queue()
         for job in jobs:
             queue.put_nowait(job)
