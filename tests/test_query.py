@@ -230,3 +230,72 @@ def test_search_candidate_lists_equal_brute_force_top_k(lfw, tmp_path):
     lists = read_candidate_lists(tmp_path / "c.parquet", samples, gallery, list_length=k)
     assert lists.candidate.size == sum(min(k, len(enrol)) for _ in search)  # read and validated as is
     assert res.provenance["list_length"] == k
+
+
+def test_a_faceaudit_plan_drives_the_query_and_the_result_reads_back(lfw, tmp_path):
+    """`faceaudit plan` -> `query` -> the closed-system reader, with the plan's `mated` column checked."""
+    from faceaudit.data.decisions import read_closed_comparisons, read_samples
+    from faceaudit.plan import plan_requests, write_plan
+
+    samples = read_samples(lfw["samples"], ["sex"])
+    plan = plan_requests(samples, claim_fmr=0.05, power=0.5, mated_per_subject=2, seed=1)
+    write_plan(plan, str(tmp_path / "plan.parquet"), ["sex"])
+    with serve(lfw, mode="scores") as srv:
+        adapter = parse_adapter(compare_adapter(srv.url, response='score = "/score"'))
+        run_query(
+            adapter,
+            tmp_path / "plan.parquet",
+            ImageStore(lfw["images"]),
+            tmp_path / "j.sqlite",
+            tmp_path / "r.parquet",
+            environ=ENV,
+            sample_ids=set(lfw["ids"]),
+        )
+    t = pq.read_table(tmp_path / "r.parquet")
+    assert t.num_rows == plan.total and set(t.column("mated").to_pylist()) <= {"true", "false"}
+    closed = read_closed_comparisons(tmp_path / "r.parquet", samples)  # mated agrees with the subjects
+    ids, x = lfw["ids"], lfw["x"]
+    index = {s: i for i, s in enumerate(ids)}
+    for p, r, s in zip(
+        t.column("probe").to_pylist(), t.column("reference").to_pylist(), t.column("score").to_pylist()
+    ):
+        assert s == cosine(x, index[p], index[r])
+    assert closed is not None
+
+
+def test_search_under_faults_with_sentinels_gives_the_clean_files(lfw, tmp_path):
+    ids, subj = lfw["ids"], lfw["subj"]
+    first = {}
+    for i, s in enumerate(subj):
+        first.setdefault(s, i)
+    enrol = sorted(first.values())
+    plan = tmp_path / "plan.csv"
+    plan.write_text(
+        "sample_id,role\n"
+        + "".join(f"{ids[i]},enrol\n" for i in enrol)
+        + "".join(f"{ids[i]},search\n" for i in range(len(ids)) if i not in set(enrol))
+    )
+    outs = []
+    with serve(lfw, mode="search") as srv:
+        adapter = parse_adapter(search_adapter(srv.url, 4))
+        for name, faults in (("clean", {}), ("faulty", {"429": 5, "500": 7, "malformed": 11, "drop": 13})):
+            srv.config.faults = faults
+            res = run_query(
+                adapter,
+                plan,
+                ImageStore(lfw["images"]),
+                tmp_path / f"{name}.sqlite",
+                tmp_path / f"{name}.parquet",
+                environ=ENV,
+                sentinels=2,
+                repeats=3,
+            )
+            assert res.flags == ()
+            outs.append(
+                [
+                    (tmp_path / f"{name}{suffix}").read_bytes()
+                    for suffix in (".parquet", ".gallery.parquet", ".outcomes.parquet")
+                ]
+            )
+        assert sum(srv.state.faults.values()) > 0
+    assert outs[0] == outs[1]
