@@ -351,3 +351,13 @@ def test_a_request_id_listed_twice(tmp_path):
     (tmp_path / "p.csv").write_text("request_id,probe,reference\n7,a,b\n7,a,c\n")
     with pytest.raises(PlanError, match="request_id"):
         read_plan(tmp_path / "p.csv", "compare")
+
+
+def test_an_echoed_token_is_redacted_before_it_is_stored(tmp_path):
+    from faceaudit.query.driver import REDACTED, redact
+
+    token = TOKEN.encode()
+    assert (
+        redact(b'{"error": "bad token ' + token + b'"}', token) == b'{"error": "bad token ' + REDACTED + b'"}'
+    )
+    assert redact(b'{"score": 1}', token) == b'{"score": 1}' and redact(b"x", b"") == b"x"

@@ -119,6 +119,16 @@ def test_refusals_and_failures_to_acquire_are_kept_apart(lfw, tmp_path):
     assert not ({*kept["probe"], *kept["reference"]} & (refused | {blurred}))
     by_group = res.provenance["outcomes_by_group"]["compare"]
     assert sum(c.get("refused", 0) for c in by_group.values()) == sum(v == "refused" for v in expect.values())
+    from faceaudit.query.command import format_summary
+
+    text = "\n".join(format_summary(res.provenance, out))
+    for (
+        cell,
+        counts,
+    ) in by_group.items():  # every group with a refusal or a failure is printed with its counts
+        if set(counts) != {"answered"}:
+            assert f"compare {cell}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) in text
+    assert "not in the results (not no-matches)" in text
     # the audit counts only answered comparisons: a refusal is no non-match
     point = closed_audit(read_closed_comparisons(out, read_samples(lfw["samples"], [])), bootstrap=0).points[
         0
