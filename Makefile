@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-test
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint fuzz clean
 
 $(CORE): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: $(CORE)
 # the suite, including the doctests of the public API (tests/test_doctests.py)
 test: $(FULL)
 	$(BIN)/python -m pytest -q
+
+# a longer fuzzing run of the readers and the CLI (bench/RESULTS.md reports one); `make test` runs a bounded one
+fuzz: $(FULL)
+	$(BIN)/python bench/fuzz_run.py --minutes 10 --examples 1500
 
 lint: $(FULL)
 	$(BIN)/ruff check src tests bench tools

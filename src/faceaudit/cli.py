@@ -11,6 +11,8 @@ from faceaudit.commands.identify import identify
 from faceaudit.commands.report import report
 from faceaudit.commands.scenario import scenario
 from faceaudit.compare.command import compare
+from faceaudit.evidence.command import evidence
+from faceaudit.query.command import query
 
 app = typer.Typer(
     add_completion=False,
@@ -25,6 +27,8 @@ app.command("embed")(embed)
 app.command("report")(report)
 app.command("identify")(identify)
 app.command("scenario")(scenario)
+app.command("evidence")(evidence)
+app.command("query")(query)
 
 
 def main() -> None:  # pragma: no cover
