@@ -57,6 +57,7 @@ IMPLS = ("faceaudit", "bob", "sklearn")
 # memory helpers (Linux)
 # ------------------------------------------------------------------------------------------------
 
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -78,6 +79,7 @@ def _reset_hwm() -> bool:
 # worker side: runs in the implementation's own interpreter; imports numpy and stdlib only at top
 # ------------------------------------------------------------------------------------------------
 
+
 class Steps:
     """Times each step and records its own peak RSS (VmHWM reset before it)."""
 
@@ -95,16 +97,18 @@ class Steps:
         out = fn()
         dt = time.perf_counter() - t0
         cpu = time.process_time() - c0
-        self.rows.append({
-            "step": name,
-            "seconds": dt,
-            "cpu_seconds": cpu,
-            "loadavg_1min_before_after": [load0, os.getloadavg()[0]],
-            "counted": counted,
-            "rss_before_mb": rss0 / 1024,
-            "peak_rss_mb": _status_kb("VmHWM") / 1024 if self.can_reset else None,
-            "rss_after_mb": _status_kb("VmRSS") / 1024,
-        })
+        self.rows.append(
+            {
+                "step": name,
+                "seconds": dt,
+                "cpu_seconds": cpu,
+                "loadavg_1min_before_after": [load0, os.getloadavg()[0]],
+                "counted": counted,
+                "rss_before_mb": rss0 / 1024,
+                "peak_rss_mb": _status_kb("VmHWM") / 1024 if self.can_reset else None,
+                "rss_after_mb": _status_kb("VmRSS") / 1024,
+            }
+        )
         return out
 
 
@@ -121,33 +125,55 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
         for t in TARGETS:
             thr = fmr_threshold(view, t, g, convention)
             p = operating_point(view, g, thr)
-            out.append({"target": t, "threshold": thr, "fm": p.false_matches, "fnm": p.false_non_matches,
-                        "fmr": p.fmr, "fnmr": p.fnmr})
+            out.append(
+                {
+                    "target": t,
+                    "threshold": thr,
+                    "fm": p.false_matches,
+                    "fnm": p.false_non_matches,
+                    "fmr": p.fmr,
+                    "fnmr": p.fnmr,
+                }
+            )
         return out
 
     highest = steps("fmr_threshold x3 (highest) + operating points", lambda: thresholds("highest"))
     curve = steps("det_curve (full)", lambda: det_curve(view, g))
-    lowest = steps("fmr_threshold x3 (lowest) + operating points", lambda: thresholds("lowest"), counted=False)
+    lowest = steps(
+        "fmr_threshold x3 (lowest) + operating points", lambda: thresholds("lowest"), counted=False
+    )
     det_path = OUT / f"faceaudit_det_{args.tag}.npz"
     np.savez(det_path, false_matches=curve["false_matches"], false_non_matches=curve["false_non_matches"])
     n_full = int(curve["threshold"].size)
     del curve
     try:  # context: the sampled DET (exact points, ~2000 of them), where det_curve supports it
-        sampled = steps("det_curve(max_points=2000) (context)", lambda: det_curve(view, g, max_points=2000),
-                        counted=False)
+        sampled = steps(
+            "det_curve(max_points=2000) (context)", lambda: det_curve(view, g, max_points=2000), counted=False
+        )
         n_sampled = int(sampled["threshold"].size)
     except TypeError:
         n_sampled = None
     return {
-        "eer": {"threshold": e.threshold, "eer": e.eer, "fm": e.point.false_matches,
-                "fnm": e.point.false_non_matches, "fmr": e.point.fmr, "fnmr": e.point.fnmr},
+        "eer": {
+            "threshold": e.threshold,
+            "eer": e.eer,
+            "fm": e.point.false_matches,
+            "fnm": e.point.false_non_matches,
+            "fmr": e.point.fmr,
+            "fnmr": e.point.fnmr,
+        },
         "fmr_highest": highest,
         "fmr_lowest": lowest,
         "det_points": n_full,
         "det_points_sampled": n_sampled,
         "det_path": str(det_path),
-        "tail": {"size": int(view.tail.size), "n_below": int(view.n_below), "below_max": view.below_max,
-                 "cutoff": float(np.max(dist.tail_cutoff)), "fraction": view.tail.size / view.total},
+        "tail": {
+            "size": int(view.tail.size),
+            "n_below": int(view.n_below),
+            "below_max": view.below_max,
+            "cutoff": float(np.max(dist.tail_cutoff)),
+            "fraction": view.tail.size / view.total,
+        },
         "nonmated": int(view.total),
         "mated": int(g.size),
     }
@@ -174,11 +200,17 @@ def _worker_bob(gen, imp, steps: Steps, args) -> dict:
         a, r = steps(f"farfrr at far_threshold({t:g})", lambda ft=ft: bm.farfrr(imp, gen, ft))
         rows.append({"target": t, "threshold": ft, "fmr": float(a), "fnmr": float(r)})
     curve = steps(f"roc(neg, pos, {args.roc_points})", lambda: bm.roc(imp, gen, args.roc_points))
-    steps("np.sort(non-mated) once (context: is_sorted=True would skip it)",
-          lambda: np.sort(imp), counted=False)
+    steps(
+        "np.sort(non-mated) once (context: is_sorted=True would skip it)", lambda: np.sort(imp), counted=False
+    )
     roc_path = OUT / f"bob_roc_{args.tag}.npy"
     np.save(roc_path, curve)
-    return {"eer": eer_out, "far_threshold": rows, "roc_points": int(curve.shape[1]), "roc_path": str(roc_path)}
+    return {
+        "eer": eer_out,
+        "far_threshold": rows,
+        "roc_points": int(curve.shape[1]),
+        "roc_path": str(roc_path),
+    }
 
 
 def _worker_sklearn(gen, imp, steps: Steps, args) -> dict:
@@ -197,7 +229,9 @@ def _worker_sklearn(gen, imp, steps: Steps, args) -> dict:
         out = []
         for t in TARGETS:
             i = int(np.flatnonzero(fpr <= t)[-1])
-            out.append({"target": t, "threshold": float(thr[i]), "fmr": float(fpr[i]), "fnmr": float(1 - tpr[i])})
+            out.append(
+                {"target": t, "threshold": float(thr[i]), "fmr": float(fpr[i]), "fnmr": float(1 - tpr[i])}
+            )
         return out
 
     rows = steps("pick thresholds at 3 FMRs", pick)
@@ -208,11 +242,19 @@ def _worker_sklearn(gen, imp, steps: Steps, args) -> dict:
     # near the target, the exact point (largest FMR <= target) is dropped and the pick above is a
     # coarser one. The full curve has every point; the "lowest"-convention check uses that one.
     del fpr, tpr, thr
-    fpr, tpr, thr = steps("roc_curve(drop_intermediate=False)",
-                          lambda: roc_curve(y_true, y_score, drop_intermediate=False), counted=False)
+    fpr, tpr, thr = steps(
+        "roc_curve(drop_intermediate=False)",
+        lambda: roc_curve(y_true, y_score, drop_intermediate=False),
+        counted=False,
+    )
     full = steps("pick thresholds at 3 FMRs (full curve)", pick, counted=False)
-    return {"fmr_lowest": full, "fmr_lowest_default_curve": rows, "roc_points": n_default,
-            "roc_points_full": int(fpr.size), "roc_path": str(roc_path)}
+    return {
+        "fmr_lowest": full,
+        "fmr_lowest_default_curve": rows,
+        "roc_points": n_default,
+        "roc_points_full": int(fpr.size),
+        "roc_path": str(roc_path),
+    }
 
 
 def worker(args) -> None:
@@ -227,8 +269,11 @@ def worker(args) -> None:
         import faceaudit.build  # noqa: F401
     steps = Steps()
     baseline = _status_kb("VmRSS") / 1024
-    gen, imp = steps("np.load inputs", lambda: (np.load(args.gen, mmap_mode=None), np.load(args.imp, mmap_mode=None)),
-                     counted=False)
+    gen, imp = steps(
+        "np.load inputs",
+        lambda: (np.load(args.gen, mmap_mode=None), np.load(args.imp, mmap_mode=None)),
+        counted=False,
+    )
     fn = {"faceaudit": _worker_faceaudit, "bob": _worker_bob, "sklearn": _worker_sklearn}[args.worker]
     if args.profile:
         import cProfile
@@ -283,6 +328,7 @@ def _versions(impl: str) -> dict:
 # parent side
 # ------------------------------------------------------------------------------------------------
 
+
 def _fmt_n(x: int) -> str:
     e = int(np.floor(np.log10(x))) if x > 0 else 0
     return f"{x // 10**e}e{e}" if x == (x // 10**e) * 10**e else str(x)
@@ -319,8 +365,22 @@ def run_worker(impl: str, gpath: Path, ipath: Path, tag: str, args, progress) ->
     if impl == "bob" and not BOB_PY.exists():
         raise SystemExit(f"{BOB_PY} missing: run `bash tests/reference/make_bob_venv.sh` first")
     result_path = OUT / f"result_{impl}_{tag}.json"
-    cmd = [py, str(Path(__file__).resolve()), "--worker", impl, "--gen", str(gpath), "--imp", str(ipath),
-           "--result", str(result_path), "--tag", tag, "--roc-points", str(args.roc_points)]
+    cmd = [
+        py,
+        str(Path(__file__).resolve()),
+        "--worker",
+        impl,
+        "--gen",
+        str(gpath),
+        "--imp",
+        str(ipath),
+        "--result",
+        str(result_path),
+        "--tag",
+        tag,
+        "--roc-points",
+        str(args.roc_points),
+    ]
     if args.profile and impl == "faceaudit":
         cmd.append("--profile")
     env = dict(os.environ)
@@ -368,8 +428,16 @@ def agreement(res: dict) -> list[dict]:
     rows: list[dict] = []
 
     def add(what, a, b):
-        rows.append({"check": what, "faceaudit": a, "other": b, "abs_diff": abs(a - b),
-                     "exact": a == b, "ok": _close(a, b)})
+        rows.append(
+            {
+                "check": what,
+                "faceaudit": a,
+                "other": b,
+                "abs_diff": abs(a - b),
+                "exact": a == b,
+                "ok": _close(a, b),
+            }
+        )
 
     fa = res.get("faceaudit", {}).get("answers")
     bob = res.get("bob", {}).get("answers")
@@ -392,10 +460,18 @@ def agreement(res: dict) -> list[dict]:
             add(f"FNMR @FMR {t:g} (lowest) vs sklearn 1-tpr", f["fnmr"], s["fnmr"])
     if fa and sk and "fmr_lowest_default_curve" in sk:
         for f, s in zip(fa["fmr_lowest"], sk["fmr_lowest_default_curve"], strict=True):
-            rows.append({"check": f"(info) FMR @{f['target']:g}: faceaudit vs pick from sklearn's default "
-                         "roc_curve (drop_intermediate=True drops the exact point)", "faceaudit": f["fmr"],
-                         "other": s["fmr"], "abs_diff": abs(f["fmr"] - s["fmr"]), "exact": f["fmr"] == s["fmr"],
-                         "ok": True, "info": True})
+            rows.append(
+                {
+                    "check": f"(info) FMR @{f['target']:g}: faceaudit vs pick from sklearn's default "
+                    "roc_curve (drop_intermediate=True drops the exact point)",
+                    "faceaudit": f["fmr"],
+                    "other": s["fmr"],
+                    "abs_diff": abs(f["fmr"] - s["fmr"]),
+                    "exact": f["fmr"] == s["fmr"],
+                    "ok": True,
+                    "info": True,
+                }
+            )
     if fa and (bob or sk):
         det = np.load(fa["det_path"])
         n, m, tail = fa["nonmated"], fa["mated"], fa["tail"]["size"]
@@ -406,16 +482,29 @@ def agreement(res: dict) -> list[dict]:
             curves.append(("bob roc points above the exact tail are faceaudit DET points", c[0], c[1]))
         if sk:
             c = np.load(sk["roc_path"])
-            curves.append(("sklearn roc_curve points above the exact tail are faceaudit DET points",
-                           c["fpr"], 1.0 - c["tpr"]))
+            curves.append(
+                (
+                    "sklearn roc_curve points above the exact tail are faceaudit DET points",
+                    c["fpr"],
+                    1.0 - c["tpr"],
+                )
+            )
         for what, fmr, fnmr in curves:
             fm = np.rint(fmr * n).astype(np.int64)
             fnm = np.rint(fnmr * m).astype(np.int64)
             inside = fm <= tail
             found = np.isin(fm[inside] * (m + 1) + fnm[inside], keys)
-            rows.append({"check": what, "faceaudit": int(found.sum()), "other": int(inside.sum()),
-                         "abs_diff": int(inside.sum() - found.sum()), "exact": bool(found.all()),
-                         "ok": bool(found.all()), "note": f"{int((~inside).sum())} points below the tail not checked"})
+            rows.append(
+                {
+                    "check": what,
+                    "faceaudit": int(found.sum()),
+                    "other": int(inside.sum()),
+                    "abs_diff": int(inside.sum() - found.sum()),
+                    "exact": bool(found.all()),
+                    "ok": bool(found.all()),
+                    "note": f"{int((~inside).sum())} points below the tail not checked",
+                }
+            )
     return rows
 
 
@@ -425,9 +514,15 @@ def main() -> None:
     ap.add_argument("--n-genuine", type=float, default=1e4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--roc-points", type=int, default=2000)
-    ap.add_argument("--only", default=",".join(IMPLS), help="comma-separated subset of faceaudit,bob,sklearn; "
-                    "the others' results are reused from bench/out/ when present")
-    ap.add_argument("--profile", action="store_true", help="cProfile faceaudit's part -> bench/out/profile_*.txt")
+    ap.add_argument(
+        "--only",
+        default=",".join(IMPLS),
+        help="comma-separated subset of faceaudit,bob,sklearn; "
+        "the others' results are reused from bench/out/ when present",
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="cProfile faceaudit's part -> bench/out/profile_*.txt"
+    )
     # worker mode (internal)
     ap.add_argument("--worker", choices=IMPLS)
     ap.add_argument("--gen")
@@ -451,8 +546,14 @@ def main() -> None:
     bad = [x for x in only if x not in IMPLS]
     if bad:
         raise SystemExit(f"unknown implementation(s) {bad}; choose from {IMPLS}")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         gpath, ipath = generate(n_gen, n_imp, args.seed, progress)
         res: dict[str, dict] = {}
         for impl in IMPLS:
@@ -465,8 +566,10 @@ def main() -> None:
                 console.print(f"[dim]reusing {path.name} (ran at {res[impl].get('ran_at')})[/dim]")
     input_mb = (n_imp + n_gen) * 8 / 2**20
 
-    table = Table(title=f"{n_gen:,} mated + {n_imp:,} non-mated float64 scores "
-                        f"(input array {input_mb:,.0f} MiB, counted in every RSS)")
+    table = Table(
+        title=f"{n_gen:,} mated + {n_imp:,} non-mated float64 scores "
+        f"(input array {input_mb:,.0f} MiB, counted in every RSS)"
+    )
     for c in ("implementation", "step", "wall s", "CPU s", "load 1min", "step peak RSS MiB"):
         table.add_column(c, justify="right" if c != "step" and c != "implementation" else "left")
     for impl, r in res.items():
@@ -474,36 +577,55 @@ def main() -> None:
             mark = "" if s["counted"] else " [dim](not counted)[/dim]"
             peak = f"{s['peak_rss_mb']:,.0f}" if s["peak_rss_mb"] is not None else "?"
             cpu = f"{s['cpu_seconds']:.3f}" if "cpu_seconds" in s else "?"
-            load = "/".join(f"{x:.1f}" for x in s["loadavg_1min_before_after"]) if "loadavg_1min_before_after" in s else "?"
+            load = (
+                "/".join(f"{x:.1f}" for x in s["loadavg_1min_before_after"])
+                if "loadavg_1min_before_after" in s
+                else "?"
+            )
             table.add_row(impl, s["step"] + mark, f"{s['seconds']:.3f}", cpu, load, peak)
         tc = r.get("total_cpu_seconds")
-        table.add_row(f"[bold]{impl}[/bold]", "[bold]total (counted steps)[/bold]",
-                      f"[bold]{r['total_seconds']:.2f}[/bold]", "?" if tc is None else f"[bold]{tc:.2f}[/bold]", "",
-                      f"[bold]{peak_mb(r):,.0f} ({peak_mb(r) / input_mb:.2f}x input)[/bold]",
-                      end_section=True)
+        table.add_row(
+            f"[bold]{impl}[/bold]",
+            "[bold]total (counted steps)[/bold]",
+            f"[bold]{r['total_seconds']:.2f}[/bold]",
+            "?" if tc is None else f"[bold]{tc:.2f}[/bold]",
+            "",
+            f"[bold]{peak_mb(r):,.0f} ({peak_mb(r) / input_mb:.2f}x input)[/bold]",
+            end_section=True,
+        )
     console.print(table)
 
     summary = {}
     for impl, r in res.items():
-        summary[impl] = {"total_seconds": r["total_seconds"], "total_cpu_seconds": r.get("total_cpu_seconds"),
-                         "peak_rss_mb": peak_mb(r),
-                         "peak_over_input": peak_mb(r) / input_mb,
-                         "rss_after_imports_mb": r["rss_after_imports_mb"]}
+        summary[impl] = {
+            "total_seconds": r["total_seconds"],
+            "total_cpu_seconds": r.get("total_cpu_seconds"),
+            "peak_rss_mb": peak_mb(r),
+            "peak_over_input": peak_mb(r) / input_mb,
+            "rss_after_imports_mb": r["rss_after_imports_mb"],
+        }
     if "faceaudit" in res:
         fa_t = res["faceaudit"]["total_seconds"]
         for other in ("bob", "sklearn"):
             if other in res:
                 summary[f"{other}_total_over_faceaudit_total"] = res[other]["total_seconds"] / fa_t
                 if "total_cpu_seconds" in res[other] and "total_cpu_seconds" in res["faceaudit"]:
-                    summary[f"{other}_cpu_over_faceaudit_cpu"] = (res[other]["total_cpu_seconds"]
-                                                                 / res["faceaudit"]["total_cpu_seconds"])
+                    summary[f"{other}_cpu_over_faceaudit_cpu"] = (
+                        res[other]["total_cpu_seconds"] / res["faceaudit"]["total_cpu_seconds"]
+                    )
     checks = agreement(res)
     ct = Table(title="agreement (tolerance 1e-12)")
     for c in ("check", "faceaudit", "other", "|diff|", "exact", "ok"):
         ct.add_column(c)
     for c in checks:
-        ct.add_row(c["check"], f"{c['faceaudit']!r:.20}", f"{c['other']!r:.20}", f"{c['abs_diff']:.3g}",
-                   str(c["exact"]), "info" if c.get("info") else "[green]ok[/green]" if c["ok"] else "[red]MISMATCH[/red]")
+        ct.add_row(
+            c["check"],
+            f"{c['faceaudit']!r:.20}",
+            f"{c['other']!r:.20}",
+            f"{c['abs_diff']:.3g}",
+            str(c["exact"]),
+            "info" if c.get("info") else "[green]ok[/green]" if c["ok"] else "[red]MISMATCH[/red]",
+        )
     console.print(ct)
     for k, v in summary.items():
         console.print(f"{k}: {v}")
@@ -512,9 +634,15 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
         "git": git_state(),
-        "n_genuine": n_gen, "n_impostor": n_imp, "seed": args.seed, "fmr_targets": TARGETS,
-        "input_mib": input_mb, "input_counted_in_rss": True,
-        "results": res, "summary": summary, "agreement": checks,
+        "n_genuine": n_gen,
+        "n_impostor": n_imp,
+        "seed": args.seed,
+        "fmr_targets": TARGETS,
+        "input_mib": input_mb,
+        "input_counted_in_rss": True,
+        "results": res,
+        "summary": summary,
+        "agreement": checks,
         "all_agree": all(c["ok"] for c in checks if not c.get("info")),
     }
     out = OUT / f"bench_measures_{tag}.json"
@@ -543,7 +671,12 @@ def machine() -> dict:
         mem = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))
     except OSError:
         mem = -1
-    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_total_gib": mem / 2**20, "platform": platform.platform()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_total_gib": mem / 2**20,
+        "platform": platform.platform(),
+    }
 
 
 if __name__ == "__main__":

@@ -37,22 +37,42 @@ ZOO = SHARED / "models" / "opencv-zoo"
 
 VARIANTS = {
     # name: (factory, description)
-    "sface": (lambda: SFaceEmbedder(ZOO / "face_recognition_sface_2021dec.onnx",
-                                    ZOO / "face_detection_yunet_2023mar.onnx"),
-              "SFace 2021dec + YuNet 2023mar (score 0.9; detection on the image enlarged to 500 px), alignCrop"),
-    "sface-native": (lambda: SFaceEmbedder(ZOO / "face_recognition_sface_2021dec.onnx",
-                                           ZOO / "face_detection_yunet_2023mar.onnx", detect_min_side=0),
-                     "SFace 2021dec + YuNet 2023mar (score 0.9; detection at the native 250 px), alignCrop"),
-    "dlib-hog0": (lambda: DlibResNetEmbedder(detector="hog", upsample=0), "dlib, HOG upsample 0, padding 0.25, 1 jitter"),
-    "dlib-hog1": (lambda: DlibResNetEmbedder(detector="hog", upsample=1), "dlib, HOG upsample 1, padding 0.25, 1 jitter"),
+    "sface": (
+        lambda: SFaceEmbedder(
+            ZOO / "face_recognition_sface_2021dec.onnx", ZOO / "face_detection_yunet_2023mar.onnx"
+        ),
+        "SFace 2021dec + YuNet 2023mar (score 0.9; detection on the image enlarged to 500 px), alignCrop",
+    ),
+    "sface-native": (
+        lambda: SFaceEmbedder(
+            ZOO / "face_recognition_sface_2021dec.onnx",
+            ZOO / "face_detection_yunet_2023mar.onnx",
+            detect_min_side=0,
+        ),
+        "SFace 2021dec + YuNet 2023mar (score 0.9; detection at the native 250 px), alignCrop",
+    ),
+    "dlib-hog0": (
+        lambda: DlibResNetEmbedder(detector="hog", upsample=0),
+        "dlib, HOG upsample 0, padding 0.25, 1 jitter",
+    ),
+    "dlib-hog1": (
+        lambda: DlibResNetEmbedder(detector="hog", upsample=1),
+        "dlib, HOG upsample 1, padding 0.25, 1 jitter",
+    ),
     "dlib-cnn1": (lambda: DlibResNetEmbedder(detector="cnn", upsample=1), "dlib, CNN (MMOD) upsample 1"),
 }
 # composed variants: the base run, with the images it found no face in re-embedded by the second embedder
 COMPOSED = {
-    "dlib-hog1+cnn": ("dlib-hog1", lambda: DlibResNetEmbedder(detector="hog+cnn", upsample=1),
-                      "dlib, HOG upsample 1; CNN (MMOD) only where HOG found no face"),
-    "dlib-hog0+cnn": ("dlib-hog0", lambda: DlibResNetEmbedder(detector="hog+cnn", upsample=0),
-                      "dlib, HOG upsample 0; CNN (MMOD) upsample 0 only where HOG found no face"),
+    "dlib-hog1+cnn": (
+        "dlib-hog1",
+        lambda: DlibResNetEmbedder(detector="hog+cnn", upsample=1),
+        "dlib, HOG upsample 1; CNN (MMOD) only where HOG found no face",
+    ),
+    "dlib-hog0+cnn": (
+        "dlib-hog0",
+        lambda: DlibResNetEmbedder(detector="hog+cnn", upsample=0),
+        "dlib, HOG upsample 0; CNN (MMOD) upsample 0 only where HOG found no face",
+    ),
 }
 
 
@@ -150,9 +170,15 @@ def time_embedder(embedder, samples: pa.Table, n: int) -> tuple[float, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=["sface", "dlib-hog1", "dlib-hog1+cnn"],
-                        choices=[*VARIANTS, *COMPOSED])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["sface", "dlib-hog1", "dlib-hog1+cnn"],
+        choices=[*VARIANTS, *COMPOSED],
+    )
     parser.add_argument("--lfw", type=Path, default=LFW)
     parser.add_argument("--timing-images", type=int, default=200, help="0: skip the timing run")
     parser.add_argument("--append", action="store_true", help="append the table to bench/RESULTS.md")
@@ -168,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     index = {r: i for i, r in enumerate(in_pairs)}
     ia = np.array([index[r] for r in rel_a])
     ib = np.array([index[r] for r in rel_b])
-    print(f"LFW View 2: {len(mated)} pairs ({mated.sum()} mated) over {len(in_pairs)} images, {fold.max() + 1} folds")
+    print(
+        f"LFW View 2: {len(mated)} pairs ({mated.sum()} mated) over {len(in_pairs)} images, {fold.max() + 1} folds"
+    )
 
     runs: dict[str, tuple] = {}
 
@@ -192,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
             reasons = np.array(reasons, dtype=object)
             embedder = factory()
             if missed.any():
-                redo = embed_images(samples.filter(pa.array(missed)), embedder, source=str(args.lfw / "images"))
+                redo = embed_images(
+                    samples.filter(pa.array(missed)), embedder, source=str(args.lfw / "images")
+                )
                 vectors[missed] = redo.vectors
                 statuses[missed] = redo.table.column("acquisition_status").to_pylist()
                 reasons[missed] = redo.table.column("acquisition_reason").to_pylist()
@@ -202,8 +232,11 @@ def main(argv: list[str] | None = None) -> None:
             vectors = result.vectors
             statuses = np.array(result.table.column("acquisition_status").to_pylist(), dtype=object)
             reasons = np.array(result.table.column("acquisition_reason").to_pylist(), dtype=object)
-            ms, executor = (time_embedder(embedder, samples, args.timing_images) if args.timing_images
-                            else (float("nan"), "-"))
+            ms, executor = (
+                time_embedder(embedder, samples, args.timing_images)
+                if args.timing_images
+                else (float("nan"), "-")
+            )
         by_reason: dict[str, int] = {}
         for r in reasons:
             for part in filter(None, str(r).split(";")):
@@ -213,12 +246,29 @@ def main(argv: list[str] | None = None) -> None:
         for metric in metrics:
             scores = pair_scores(vectors, ia, ib, metric)
             if np.isnan(scores).any():
-                raise SystemExit(f"{variant}: {np.isnan(scores).sum()} pair(s) without a score (FTA policy exclude?)")
+                raise SystemExit(
+                    f"{variant}: {np.isnan(scores).sum()} pair(s) without a score (FTA policy exclude?)"
+                )
             acc = ten_fold_accuracy(scores, mated, fold)
-            rows.append(Row(variant, description, metric, 100 * acc.mean(), 100 * acc.std(ddof=1), fta, by_reason,
-                            len(in_pairs), ms, executor))
-            print(f"{variant:16s} {metric:9s} {100 * acc.mean():.2f}% ± {100 * acc.std(ddof=1):.2f}  "
-                  f"FTA {fta}/{len(in_pairs)} {by_reason}  {ms:.1f} ms/image ({executor})", flush=True)
+            rows.append(
+                Row(
+                    variant,
+                    description,
+                    metric,
+                    100 * acc.mean(),
+                    100 * acc.std(ddof=1),
+                    fta,
+                    by_reason,
+                    len(in_pairs),
+                    ms,
+                    executor,
+                )
+            )
+            print(
+                f"{variant:16s} {metric:9s} {100 * acc.mean():.2f}% ± {100 * acc.std(ddof=1):.2f}  "
+                f"FTA {fta}/{len(in_pairs)} {by_reason}  {ms:.1f} ms/image ({executor})",
+                flush=True,
+            )
 
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -239,8 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         reasons_text = ", ".join(f"{k} {v}" for k, v in sorted(r.fta_by_reason.items())) or "none"
         ms_text = "—" if np.isnan(r.ms_per_image) else f"{r.ms_per_image:.1f} ({r.executor})"
-        lines.append(f"| {r.variant} | {r.description} | {r.metric} | {r.mean:.2f}% ± {r.std:.2f} | "
-                     f"{r.fta} / {r.n_images} | {reasons_text} | {ms_text} |")
+        lines.append(
+            f"| {r.variant} | {r.description} | {r.metric} | {r.mean:.2f}% ± {r.std:.2f} | "
+            f"{r.fta} / {r.n_images} | {reasons_text} | {ms_text} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.append:

@@ -33,7 +33,9 @@ ZOO = SHARED / "models" / "opencv-zoo"
 
 def build_embedder(model: str, *, dlib_detector: str = "hog", dlib_upsample: int = 1):
     if model == "sface":
-        return SFaceEmbedder(ZOO / "face_recognition_sface_2021dec.onnx", ZOO / "face_detection_yunet_2023mar.onnx")
+        return SFaceEmbedder(
+            ZOO / "face_recognition_sface_2021dec.onnx", ZOO / "face_detection_yunet_2023mar.onnx"
+        )
     if model == "dlib":
         return DlibResNetEmbedder(detector=dlib_detector, upsample=dlib_upsample)
     raise SystemExit(f"unknown model {model!r}")
@@ -55,19 +57,29 @@ def view2_pairs_with_ids(lfw: Path, rel_to_id: dict[str, int]) -> pa.Table:
         b.append(rel_to_id[f"{pb[0]}/{pb[0]}_{pb[1]:04d}.jpg"])
         mated.append(len(r) == 3)
     assert len(rows) == n_folds * 2 * n_per
-    return pa.table({"fold": pa.array(fold, pa.int8()), "sample_a": pa.array(a, pa.int32()),
-                     "sample_b": pa.array(b, pa.int32()), "mated": mated})
+    return pa.table(
+        {
+            "fold": pa.array(fold, pa.int8()),
+            "sample_a": pa.array(a, pa.int32()),
+            "sample_b": pa.array(b, pa.int32()),
+            "mated": mated,
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=["sface", "dlib", "all"], default="all")
     parser.add_argument("--out", type=Path, default=ROOT / "demo_data")
     parser.add_argument("--lfw", type=Path, default=LFW)
     parser.add_argument("--dlib-detector", default="hog")
     parser.add_argument("--dlib-upsample", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--readme-only", action="store_true", help="only rewrite README.md from the summaries")
+    parser.add_argument(
+        "--readme-only", action="store_true", help="only rewrite README.md from the summaries"
+    )
     args = parser.parse_args(argv)
     if args.readme_only:
         write_readme(args.out)
@@ -80,8 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     anonymous = lfw_sample_table(args.lfw, ids="integers")
     # the two tables list the same files in the same (sorted) order
     assert named.table.column("path").equals(anonymous.table.column("path"))
-    rel_to_id = dict(zip(named.table.column("sample_id").to_pylist(),
-                         anonymous.table.column("sample_id").to_pylist(), strict=True))
+    rel_to_id = dict(
+        zip(
+            named.table.column("sample_id").to_pylist(),
+            anonymous.table.column("sample_id").to_pylist(),
+            strict=True,
+        )
+    )
     table = anonymous.table
     table = table.set_column(0, "sample_id", table.column("sample_id").cast(pa.int32()))
     table = table.set_column(1, "subject_id", table.column("subject_id").cast(pa.int32()))
@@ -118,9 +135,18 @@ def main(argv: list[str] | None = None) -> None:
         }
         print(json.dumps(summary, indent=1))
         (args.out / f"lfw_{model}.summary.json").write_text(
-            json.dumps({"model": embedder.describe(), "fta": result.metadata["fta"], "labels": label_counts,
-                        "n_samples": table.num_rows, "timings_ms_per_image": result.timings["ms_per_image"]},
-                       indent=1, sort_keys=True) + "\n"
+            json.dumps(
+                {
+                    "model": embedder.describe(),
+                    "fta": result.metadata["fta"],
+                    "labels": label_counts,
+                    "n_samples": table.num_rows,
+                    "timings_ms_per_image": result.timings["ms_per_image"],
+                },
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n"
         )
     write_readme(args.out)
 

@@ -47,7 +47,9 @@ def _rows(e: np.ndarray, block: int = 1024):
         yield idx, e[idx] @ e.T
 
 
-def _tails(e: np.ndarray, samples: SampleIndex, engine: bool, top_k: int = 50, keep_above: float = 0.40) -> ProbeTails:
+def _tails(
+    e: np.ndarray, samples: SampleIndex, engine: bool, top_k: int = 50, keep_above: float = 0.40
+) -> ProbeTails:
     """Per-probe tails: the 50 highest non-mated scores of each probe, or every one >= 0.40 where
     those are more, so every count at the thresholds used (0.43 and up) is exact (the 50 alone left
     18 probes' counts at FMR 1e-4 and 4 at 1e-5 as lower bounds, and those levels ~1.2x too high)."""
@@ -83,18 +85,27 @@ def _full(engine: bool):
     return _FULL[engine]
 
 
-def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1e-6), m: int = 20,
-             engine: bool = False, bootstrap: int = 0) -> list[dict]:
+def validate(
+    *,
+    fraction: float = 0.25,
+    seed: int = 0,
+    fmr_levels=(1e-4, 1e-5, 1e-6),
+    m: int = 20,
+    engine: bool = False,
+    bootstrap: int = 0,
+) -> list[dict]:
     e, samples, full, full_s = _full(engine)
     t1 = time.perf_counter()
     rng = np.random.default_rng(seed)
     in_a = rng.random(samples.n_subjects) < fraction
     a = np.flatnonzero(in_a[samples.subject_of_sample])
     b = np.flatnonzero(~in_a[samples.subject_of_sample])
-    sub_samples = SampleIndex.from_columns(samples.sample_ids[a], samples.subject_ids[samples.subject_of_sample[a]])
+    sub_samples = SampleIndex.from_columns(
+        samples.sample_ids[a], samples.subject_ids[samples.subject_of_sample[a]]
+    )
     sub = _tails(e[a], sub_samples, engine)
     model = TailModel.fitted(sub, m=m)
-    top_b = np.concatenate([(e[a[i:i + 2048]] @ e[b].T).max(axis=1) for i in range(0, a.size, 2048)])
+    top_b = np.concatenate([(e[a[i : i + 2048]] @ e[b].T).max(axis=1) for i in range(0, a.size, 2048)])
     fits, pw = [], None
     if bootstrap:
         W = bootstrap_weights(sub_samples.group_of_subject, bootstrap, seed)
@@ -110,20 +121,29 @@ def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1
         p, g = comp["p"], comp["g"]
         k, _ = sub.count_at_least(T)
         fmr_sub = float(k.sum() / sub.n_nonmated.sum())
-        row = {"fmr_level_full_set": level, "threshold": T, "threshold_exact": exact,
-               "probes": int(a.size), "n_subset_mean": float(sub.n_nonmated.mean()),
-               "n_full_mean": float(n_full.mean()), "n_disjoint": int(b.size),
-               "exhaustive_full": float(np.mean(top_full >= T)),
-               "predicted_full": float(fpir_extrapolated(p, n_full).mean()),
-               "gpd_only_full": float(fpir_extrapolated(g, n_full).mean()),
-               "self_consistency_subset": float(fpir_extrapolated(p, sub.n_nonmated).mean()),
-               "naive_full": float(n_full.mean() * fmr_sub),
-               "homogeneous_full": float(np.mean(-np.expm1(n_full * np.log1p(-fmr_sub)))),
-               "exhaustive_disjoint": float(np.mean(top_b >= T)),
-               "predicted_disjoint": float(fpir_extrapolated(p, b.size).mean()),
-               "naive_disjoint": float(b.size * fmr_sub),
-               "subset_measured": float(np.mean(k > 0)),
-               "pair_rate": comp["r"], "calibration_scale": comp["scale"], "events_in_subset": comp["events"], "gpd": model.fit.as_dict()}
+        row = {
+            "fmr_level_full_set": level,
+            "threshold": T,
+            "threshold_exact": exact,
+            "probes": int(a.size),
+            "n_subset_mean": float(sub.n_nonmated.mean()),
+            "n_full_mean": float(n_full.mean()),
+            "n_disjoint": int(b.size),
+            "exhaustive_full": float(np.mean(top_full >= T)),
+            "predicted_full": float(fpir_extrapolated(p, n_full).mean()),
+            "gpd_only_full": float(fpir_extrapolated(g, n_full).mean()),
+            "self_consistency_subset": float(fpir_extrapolated(p, sub.n_nonmated).mean()),
+            "naive_full": float(n_full.mean() * fmr_sub),
+            "homogeneous_full": float(np.mean(-np.expm1(n_full * np.log1p(-fmr_sub)))),
+            "exhaustive_disjoint": float(np.mean(top_b >= T)),
+            "predicted_disjoint": float(fpir_extrapolated(p, b.size).mean()),
+            "naive_disjoint": float(b.size * fmr_sub),
+            "subset_measured": float(np.mean(k > 0)),
+            "pair_rate": comp["r"],
+            "calibration_scale": comp["scale"],
+            "events_in_subset": comp["events"],
+            "gpd": model.fit.as_dict(),
+        }
         row["effective_events_in_subset"] = model.effective_events(T)
         row["largest_pair_of_people"] = model.pair_concentration(T)
         row["person_flag"] = person_concentration_flag(sub_samples.subject_of_sample, "fitting set")
@@ -131,7 +151,9 @@ def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1
             # subject bootstrap alone (GPD refitted on each replicate) ...
             P = model.exceedance_replicates(T, fits, pw)
             reps = (pw * fpir_extrapolated(P, n_full[None, :])).sum(axis=1) / pw.sum(axis=1)
-            row["predicted_full_interval_bootstrap_only"] = [float(x) for x in np.quantile(reps, [0.025, 0.975])]
+            row["predicted_full_interval_bootstrap_only"] = [
+                float(x) for x in np.quantile(reps, [0.025, 0.975])
+            ]
             # ... and with the exact-Poisson draw of the count of scores >= T (what faceaudit reports)
             cf = model.count_factors(T, len(fits), seed)
             P = model.exceedance_replicates(T, fits, pw, count_factors=cf)
@@ -145,21 +167,31 @@ def validate(*, fraction: float = 0.25, seed: int = 0, fmr_levels=(1e-4, 1e-5, 1
             ps = partner_shares(sub, T)
             kw = {"share_sizes": ps["sizes"], "realisations": PREDICTION_REALISATIONS}
             real = realised_fpir(fpir_extrapolated(P, n_full[None, :]), subj_a, ps["shares"], pw, seed, **kw)
-            row["partners"] = {"threshold_used": ps["threshold_used"], "pairs_of_people": ps["pairs_of_people"],
-                               "mean_share": float(ps["shares"].mean()) if ps["shares"].size else None,
-                               "max_share": float(ps["shares"].max()) if ps["shares"].size else None}
+            row["partners"] = {
+                "threshold_used": ps["threshold_used"],
+                "pairs_of_people": ps["pairs_of_people"],
+                "mean_share": float(ps["shares"].mean()) if ps["shares"].size else None,
+                "max_share": float(ps["shares"].max()) if ps["shares"].size else None,
+            }
             row["predicted_full_prediction_interval"] = [float(x) for x in np.quantile(real, [0.025, 0.975])]
             realb = realised_fpir(fpir_extrapolated(P, float(b.size)), subj_a, ps["shares"], pw, seed, **kw)
-            row["predicted_disjoint_prediction_interval"] = [float(x) for x in np.quantile(realb, [0.025, 0.975])]
+            row["predicted_disjoint_prediction_interval"] = [
+                float(x) for x in np.quantile(realb, [0.025, 0.975])
+            ]
             # as faceaudit reports them: where fewer than 10 scores reach T, the high end is raised to
             # the rule-of-three bound on unobserved pair-level matches
             r3 = model.unobserved_bound(T, p)
             if r3 is not None:
-                row["rule_of_three"] = {"full": float(fpir_extrapolated(r3, n_full).mean()),
-                                        "disjoint": float(fpir_extrapolated(r3, float(b.size)).mean())}
-                for key, where in (("predicted_full_interval", "full"), ("predicted_full_prediction_interval", "full"),
-                                   ("predicted_disjoint_interval", "disjoint"),
-                                   ("predicted_disjoint_prediction_interval", "disjoint")):
+                row["rule_of_three"] = {
+                    "full": float(fpir_extrapolated(r3, n_full).mean()),
+                    "disjoint": float(fpir_extrapolated(r3, float(b.size)).mean()),
+                }
+                for key, where in (
+                    ("predicted_full_interval", "full"),
+                    ("predicted_full_prediction_interval", "full"),
+                    ("predicted_disjoint_interval", "disjoint"),
+                    ("predicted_disjoint_prediction_interval", "disjoint"),
+                ):
                     row[key][1] = max(row[key][1], row["rule_of_three"][where])
         out.append(row)
     timing = {"full_tails_s": full_s, "subset_and_fit_s": t2 - t1}
@@ -179,7 +211,9 @@ def _seeds(text: str) -> list[int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fraction", type=float, default=0.25)
-    ap.add_argument("--seed", default="0", help="a seed, a list 0,1,2 or a range 0-9 (a coverage summary follows)")
+    ap.add_argument(
+        "--seed", default="0", help="a seed, a list 0,1,2 or a range 0-9 (a coverage summary follows)"
+    )
     ap.add_argument("--m", type=int, default=20)
     ap.add_argument("--engine", action="store_true")
     ap.add_argument("--bootstrap", type=int, default=100)
@@ -193,29 +227,43 @@ def main() -> None:
         return ("yes" if x[0] <= truth <= x[1] else "**no**") if x else "-"
 
     all_rows = []
-    print("| seed | FMR (full set) | T | scores >= T in subset (pairs of people; largest pair's share) | exhaustive FPIR @ full N | "
-          "predicted | 95% CI bootstrap + Poisson count | covers | 95% prediction (+ gallery realisation; mean/max lookalike share) | covers | "
-          "naive N*FMR | exhaustive @ B | predicted @ B | CI @ B covers | prediction @ B | covers |")
+    print(
+        "| seed | FMR (full set) | T | scores >= T in subset (pairs of people; largest pair's share) | exhaustive FPIR @ full N | "
+        "predicted | 95% CI bootstrap + Poisson count | covers | 95% prediction (+ gallery realisation; mean/max lookalike share) | covers | "
+        "naive N*FMR | exhaustive @ B | predicted @ B | CI @ B covers | prediction @ B | covers |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in _seeds(args.seed):
-        rows = validate(fraction=args.fraction, seed=seed, m=args.m, engine=args.engine, bootstrap=args.bootstrap)
+        rows = validate(
+            fraction=args.fraction, seed=seed, m=args.m, engine=args.engine, bootstrap=args.bootstrap
+        )
         for r in rows:
             r["seed"] = seed
             c, pi = r.get("predicted_full_interval"), r.get("predicted_full_prediction_interval")
             cb, pib = r.get("predicted_disjoint_interval"), r.get("predicted_disjoint_prediction_interval")
-            icc = (f", f {r['partners']['mean_share']:.2f}/{r['partners']['max_share']:.2f}"
-                   if r.get("partners", {}).get("mean_share") is not None else "")
-            print(f"| {seed} | {r['fmr_level_full_set']:.0e} | {r['threshold']:.4f} | {r['events_in_subset']} "
-                  f"({r['effective_events_in_subset']}; top pair {100 * r['largest_pair_of_people']['share']:.0f}%{'; PERSON FLAG' if r.get('person_flag') else ''}) | {r['exhaustive_full']:.4f} | {r['predicted_full']:.4f} | "
-                  f"{ci(c)} | {cov(c, r['exhaustive_full'])} | {ci(pi)}{icc} | {cov(pi, r['exhaustive_full'])} | "
-                  f"{r['naive_full']:.4f} | {r['exhaustive_disjoint']:.4f} | {r['predicted_disjoint']:.4f} | "
-                  f"{cov(cb, r['exhaustive_disjoint'])} | {ci(pib)} | {cov(pib, r['exhaustive_disjoint'])} |", flush=True)
+            icc = (
+                f", f {r['partners']['mean_share']:.2f}/{r['partners']['max_share']:.2f}"
+                if r.get("partners", {}).get("mean_share") is not None
+                else ""
+            )
+            print(
+                f"| {seed} | {r['fmr_level_full_set']:.0e} | {r['threshold']:.4f} | {r['events_in_subset']} "
+                f"({r['effective_events_in_subset']}; top pair {100 * r['largest_pair_of_people']['share']:.0f}%{'; PERSON FLAG' if r.get('person_flag') else ''}) | {r['exhaustive_full']:.4f} | {r['predicted_full']:.4f} | "
+                f"{ci(c)} | {cov(c, r['exhaustive_full'])} | {ci(pi)}{icc} | {cov(pi, r['exhaustive_full'])} | "
+                f"{r['naive_full']:.4f} | {r['exhaustive_disjoint']:.4f} | {r['predicted_disjoint']:.4f} | "
+                f"{cov(cb, r['exhaustive_disjoint'])} | {ci(pib)} | {cov(pib, r['exhaustive_disjoint'])} |",
+                flush=True,
+            )
         all_rows.extend(rows)
-    print(f"\nfraction {args.fraction}, m {args.m}, engine {args.engine}, bootstrap {args.bootstrap}; "
-          f"timing of the last seed {all_rows[-1]['timing']}")
+    print(
+        f"\nfraction {args.fraction}, m {args.m}, engine {args.engine}, bootstrap {args.bootstrap}; "
+        f"timing of the last seed {all_rows[-1]['timing']}"
+    )
     if args.bootstrap:
-        print("| FMR (full set) | seeds | CI covers @ full N | prediction covers @ full N | CI covers @ B | "
-              "prediction covers @ B | median |predicted/exhaustive - 1| @ full N | same, naive |")
+        print(
+            "| FMR (full set) | seeds | CI covers @ full N | prediction covers @ full N | CI covers @ B | "
+            "prediction covers @ B | median |predicted/exhaustive - 1| @ full N | same, naive |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for level in sorted({r["fmr_level_full_set"] for r in all_rows}, reverse=True):
             rs = [r for r in all_rows if r["fmr_level_full_set"] == level]
@@ -223,12 +271,18 @@ def main() -> None:
             def n_cov(key, truth, rs=rs):
                 return sum(r[key][0] <= r[truth] <= r[key][1] for r in rs)
 
-            err = np.median([abs(r["predicted_full"] / r["exhaustive_full"] - 1) for r in rs if r["exhaustive_full"] > 0])
-            nerr = np.median([abs(r["naive_full"] / r["exhaustive_full"] - 1) for r in rs if r["exhaustive_full"] > 0])
-            print(f"| {level:.0e} | {len(rs)} | {n_cov('predicted_full_interval', 'exhaustive_full')} | "
-                  f"{n_cov('predicted_full_prediction_interval', 'exhaustive_full')} | "
-                  f"{n_cov('predicted_disjoint_interval', 'exhaustive_disjoint')} | "
-                  f"{n_cov('predicted_disjoint_prediction_interval', 'exhaustive_disjoint')} | {err:.0%} | {nerr:.0%} |")
+            err = np.median(
+                [abs(r["predicted_full"] / r["exhaustive_full"] - 1) for r in rs if r["exhaustive_full"] > 0]
+            )
+            nerr = np.median(
+                [abs(r["naive_full"] / r["exhaustive_full"] - 1) for r in rs if r["exhaustive_full"] > 0]
+            )
+            print(
+                f"| {level:.0e} | {len(rs)} | {n_cov('predicted_full_interval', 'exhaustive_full')} | "
+                f"{n_cov('predicted_full_prediction_interval', 'exhaustive_full')} | "
+                f"{n_cov('predicted_disjoint_interval', 'exhaustive_disjoint')} | "
+                f"{n_cov('predicted_disjoint_prediction_interval', 'exhaustive_disjoint')} | {err:.0%} | {nerr:.0%} |"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_rows, f, indent=1)

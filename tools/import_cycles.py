@@ -1,6 +1,6 @@
 """Cycles in src/faceaudit's import graph, counting every import (module level and inside functions).
 
-    python tools/import_cycles.py [ROOT]     # prints each cycle (a strongly connected component); exit 1 if any
+python tools/import_cycles.py [ROOT]     # prints each cycle (a strongly connected component); exit 1 if any
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ N_POINTS = 100
 # JSON helpers
 # --------------------------------------------------------------------------
 
+
 def enc(x):
     """Convert numpy / non-finite values into JSON-safe, repr-exact values.
 
@@ -104,6 +105,7 @@ def sha256(path: Path) -> str:
 # an exact-count replica of bob's _minimizing_threshold, to expose where bob's
 # float accumulation (far -= 1/n; frr += 1/m) changes the chosen threshold
 # --------------------------------------------------------------------------
+
 
 def minimizing_threshold_exact(neg, pos, criterion, cost=0.5):
     neg = numpy.sort(numpy.asarray(neg, dtype=float))
@@ -167,6 +169,7 @@ def minimizing_threshold_exact(neg, pos, criterion, cost=0.5):
 # cases
 # --------------------------------------------------------------------------
 
+
 def synthetic_cases():
     """Yield dicts: name, description, negatives, positives, [seed], [extra_targets]."""
     # (a) continuous, overlapping
@@ -174,93 +177,138 @@ def synthetic_cases():
     rs = numpy.random.RandomState(seed)
     neg = rs.normal(0.0, 1.0, 2000)
     pos = rs.normal(2.0, 1.0, 200)
-    yield dict(name="a_continuous_normal", seed=seed,
-               description="RandomState(1001): negatives ~ N(0,1) x2000, then positives ~ N(2,1) x200; overlapping, no ties",
-               negatives=neg, positives=pos)
+    yield dict(
+        name="a_continuous_normal",
+        seed=seed,
+        description="RandomState(1001): negatives ~ N(0,1) x2000, then positives ~ N(2,1) x200; overlapping, no ties",
+        negatives=neg,
+        positives=pos,
+    )
 
     # (b) discrete integers 0..20, heavy ties
     seed = 1002
     rs = numpy.random.RandomState(seed)
     neg = rs.binomial(20, 0.35, 3000).astype(float)
     pos = rs.binomial(20, 0.65, 300).astype(float)
-    yield dict(name="b_discrete_integers", seed=seed,
-               description="RandomState(1002): negatives ~ Binomial(20,0.35) x3000, then positives ~ Binomial(20,0.65) x300, as floats; integer scores 0..20, heavy ties within and across classes",
-               negatives=neg, positives=pos)
+    yield dict(
+        name="b_discrete_integers",
+        seed=seed,
+        description="RandomState(1002): negatives ~ Binomial(20,0.35) x3000, then positives ~ Binomial(20,0.65) x300, as floats; integer scores 0..20, heavy ties within and across classes",
+        negatives=neg,
+        positives=pos,
+    )
 
     # (c) rounded to 2 decimals
     seed = 1003
     rs = numpy.random.RandomState(seed)
     neg = numpy.round(rs.normal(0.30, 0.10, 1500), 2)
     pos = numpy.round(rs.normal(0.55, 0.12, 300), 2)
-    yield dict(name="c_rounded_2dp", seed=seed,
-               description="RandomState(1003): negatives = round(N(0.30,0.10) x1500, 2), then positives = round(N(0.55,0.12) x300, 2); ties within and between classes, values like 0.35 are not exact binary fractions",
-               negatives=neg, positives=pos)
+    yield dict(
+        name="c_rounded_2dp",
+        seed=seed,
+        description="RandomState(1003): negatives = round(N(0.30,0.10) x1500, 2), then positives = round(N(0.55,0.12) x300, 2); ties within and between classes, values like 0.35 are not exact binary fractions",
+        negatives=neg,
+        positives=pos,
+    )
 
     # (d) tiny, with a tie between classes
-    yield dict(name="d_tiny_3pos_5neg",
-               description="hand-made: 5 negatives, 3 positives, one negative equals one positive (0.4)",
-               negatives=[0.1, 0.25, 0.4, 0.55, 0.7], positives=[0.4, 0.6, 0.9])
+    yield dict(
+        name="d_tiny_3pos_5neg",
+        description="hand-made: 5 negatives, 3 positives, one negative equals one positive (0.4)",
+        negatives=[0.1, 0.25, 0.4, 0.55, 0.7],
+        positives=[0.4, 0.6, 0.9],
+    )
 
     # (e) 1 pos / 2 neg
-    yield dict(name="e_1pos_2neg",
-               description="hand-made: 2 negatives, 1 positive (frr_threshold / roc need >= 2 positives)",
-               negatives=[0.2, 0.6], positives=[0.5])
+    yield dict(
+        name="e_1pos_2neg",
+        description="hand-made: 2 negatives, 1 positive (frr_threshold / roc need >= 2 positives)",
+        negatives=[0.2, 0.6],
+        positives=[0.5],
+    )
 
     # (f) all equal
-    yield dict(name="f_all_equal",
-               description="hand-made: every score (4 negatives, 3 positives) is 0.5",
-               negatives=[0.5] * 4, positives=[0.5] * 3)
+    yield dict(
+        name="f_all_equal",
+        description="hand-made: every score (4 negatives, 3 positives) is 0.5",
+        negatives=[0.5] * 4,
+        positives=[0.5] * 3,
+    )
 
     # (g) the tie examples from bob.measure's own tests
-    yield dict(name="g1_bob_ties_odd",
-               description="bob test_for_uncomputable_thresholds case 1 (9+9 scores)",
-               positives=[0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
-               negatives=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0],
-               extra_targets=[0.4, 0.49, 0.51])
-    yield dict(name="g1b_bob_ties_even",
-               description="bob test_for_uncomputable_thresholds case 1, even variant (10+10 scores)",
-               positives=[0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
-               negatives=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0],
-               extra_targets=[0.49, 0.51])
-    yield dict(name="g2_bob_pos_eq_neg_0to9",
-               description="bob test_for_uncomputable_thresholds case 2: positives = negatives = 0..9",
-               negatives=[float(i) for i in range(10)],
-               positives=[float(i) for i in range(10)],
-               extra_targets=[0.09])
-    yield dict(name="g3_bob_obvious_0to9_10to19",
-               description="bob test_obvious_thresholds: negatives 0..9, positives 10..19; targets include round(k/20, 2), k=0..20",
-               negatives=[float(i) for i in range(10)],
-               positives=[float(i) for i in range(10, 20)],
-               extra_targets=[round(k / 20, 2) for k in range(21)])
+    yield dict(
+        name="g1_bob_ties_odd",
+        description="bob test_for_uncomputable_thresholds case 1 (9+9 scores)",
+        positives=[0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        negatives=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0],
+        extra_targets=[0.4, 0.49, 0.51],
+    )
+    yield dict(
+        name="g1b_bob_ties_even",
+        description="bob test_for_uncomputable_thresholds case 1, even variant (10+10 scores)",
+        positives=[0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        negatives=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0],
+        extra_targets=[0.49, 0.51],
+    )
+    yield dict(
+        name="g2_bob_pos_eq_neg_0to9",
+        description="bob test_for_uncomputable_thresholds case 2: positives = negatives = 0..9",
+        negatives=[float(i) for i in range(10)],
+        positives=[float(i) for i in range(10)],
+        extra_targets=[0.09],
+    )
+    yield dict(
+        name="g3_bob_obvious_0to9_10to19",
+        description="bob test_obvious_thresholds: negatives 0..9, positives 10..19; targets include round(k/20, 2), k=0..20",
+        negatives=[float(i) for i in range(10)],
+        positives=[float(i) for i in range(10, 20)],
+        extra_targets=[round(k / 20, 2) for k in range(21)],
+    )
 
     # (h) linearly separable, synthetic
     seed = 1008
     rs = numpy.random.RandomState(seed)
     neg = rs.uniform(-1.0, 0.4, 60)
     pos = rs.uniform(0.6, 2.0, 40)
-    yield dict(name="h_separable", seed=seed,
-               description="RandomState(1008): negatives ~ U(-1,0.4) x60, then positives ~ U(0.6,2) x40; linearly separable with a gap",
-               negatives=neg, positives=pos)
+    yield dict(
+        name="h_separable",
+        seed=seed,
+        description="RandomState(1008): negatives ~ U(-1,0.4) x60, then positives ~ U(0.6,2) x40; linearly separable with a gap",
+        negatives=neg,
+        positives=pos,
+    )
 
 
 def file_cases(peers: Path):
-    for stem, desc in (("nonsep", "bob.measure test data, non-separable (50+50)"),
-                       ("linsep", "bob.measure test data, linearly separable (50+50)")):
+    for stem, desc in (
+        ("nonsep", "bob.measure test data, non-separable (50+50)"),
+        ("linsep", "bob.measure test data, linearly separable (50+50)"),
+    ):
         arrays, refs = {}, {}
         for kind in ("negatives", "positives"):
             fname = f"{stem}-{kind}.hdf5"
             p = peers / fname
             with h5py.File(p, "r") as fh:
                 arrays[kind] = fh["array"][:]
-            refs[kind] = {"file": f"{PEERS_REL}/{fname}", "dataset": "array",
-                          "sha256": sha256(p), "n": int(arrays[kind].size)}
-        yield dict(name=f"i_{stem}_hdf5", description=desc + "; arrays NOT copied here, read them from the file",
-                   negatives=arrays["negatives"], positives=arrays["positives"], inputs_ref=refs)
+            refs[kind] = {
+                "file": f"{PEERS_REL}/{fname}",
+                "dataset": "array",
+                "sha256": sha256(p),
+                "n": int(arrays[kind].size),
+            }
+        yield dict(
+            name=f"i_{stem}_hdf5",
+            description=desc + "; arrays NOT copied here, read them from the file",
+            negatives=arrays["negatives"],
+            positives=arrays["positives"],
+            inputs_ref=refs,
+        )
 
 
 # --------------------------------------------------------------------------
 # per-case computation
 # --------------------------------------------------------------------------
+
 
 def largest_achievable(neg, pos, which, target):
     """NOT bob output: the largest FAR (which=0) / FRR (which=1) <= target that any
@@ -353,8 +401,10 @@ def run_case(c):
 
     # exact-count replica of the minimiser: shows where float accumulation matters
     ex = {}
-    for key, crit, got in (("eer_threshold", "absolute-difference", eer_t),
-                           ("min_hter_threshold", "weighted-error", hter_t)):
+    for key, crit, got in (
+        ("eer_threshold", "absolute-difference", eer_t),
+        ("min_hter_threshold", "weighted-error", hter_t),
+    ):
         if got is None:
             continue
         xv = minimizing_threshold_exact(neg, pos, crit)
@@ -384,8 +434,12 @@ def run_case(c):
             rows.append(row)
         r[key] = rows
 
-    probes = probe_thresholds(neg, pos, ([("eer_threshold", eer_t)] if eer_t is not None else [])
-                              + ([("min_hter_threshold", hter_t)] if hter_t is not None else []))
+    probes = probe_thresholds(
+        neg,
+        pos,
+        ([("eer_threshold", eer_t)] if eer_t is not None else [])
+        + ([("min_hter_threshold", hter_t)] if hter_t is not None else []),
+    )
     r["farfrr"] = [farfrr_point(neg, pos, t, lab) for lab, t in probes]
 
     v, e = call(bm.roc, neg, pos, N_POINTS)
@@ -408,7 +462,10 @@ def empty_input_cases():
         ("eer_threshold", lambda n, p: bm.eer_threshold(n, p)),
         ("eer", lambda n, p: bm.eer(n, p, also_farfrr=True)),
         ("min_hter_threshold", lambda n, p: bm.min_hter_threshold(n, p)),
-        ("min_weighted_error_rate_threshold(cost=0.5)", lambda n, p: bm.min_weighted_error_rate_threshold(n, p, 0.5)),
+        (
+            "min_weighted_error_rate_threshold(cost=0.5)",
+            lambda n, p: bm.min_weighted_error_rate_threshold(n, p, 0.5),
+        ),
         ("far_threshold(0.1)", lambda n, p: bm.far_threshold(n, p, 0.1)),
         ("frr_threshold(0.1)", lambda n, p: bm.frr_threshold(n, p, 0.1)),
         ("roc(100)", lambda n, p: bm.roc(n, p, 100)),
@@ -424,9 +481,11 @@ def empty_input_cases():
             v, e = call(f, numpy.asarray(n, dtype=float), numpy.asarray(p, dtype=float))
             row[label] = e or {"returned": enc(numpy.asarray(v).tolist() if not isinstance(v, float) else v)}
         out.append(row)
-    return {"inputs": {"non-empty side": one, "farfrr threshold": 0.6},
-            "note": "empty inputs passed as numpy float64 arrays of size 0; 'returned' means bob did NOT raise",
-            "results": out}
+    return {
+        "inputs": {"non-empty side": one, "farfrr threshold": 0.6},
+        "note": "empty inputs passed as numpy float64 arrays of size 0; 'returned' means bob did NOT raise",
+        "results": out,
+    }
 
 
 def special_inputs():
@@ -434,8 +493,13 @@ def special_inputs():
     neg, pos = numpy.array([0.1, 0.5, 0.9]), numpy.array([0.4, 0.8])
     res = []
     v, e = call(bm.farfrr, neg, pos, float("nan"))
-    res.append({"call": "farfrr([0.1,0.5,0.9],[0.4,0.8], nan)", **(e or {"returned": list(map(float, v))}),
-                "note": "bob prints an error to stdout and returns (1.0, 1.0) for a NaN threshold"})
+    res.append(
+        {
+            "call": "farfrr([0.1,0.5,0.9],[0.4,0.8], nan)",
+            **(e or {"returned": list(map(float, v))}),
+            "note": "bob prints an error to stdout and returns (1.0, 1.0) for a NaN threshold",
+        }
+    )
     for tgt in (-0.1, 1.1, 1 - 2**-53, 1 - 2**-52, 1 - 2**-51):
         v, e = call(bm.far_threshold, neg, pos, tgt)
         res.append({"call": f"far_threshold([0.1,0.5,0.9], _, {tgt!r})", **(e or {"returned": float(v)})})
@@ -443,17 +507,28 @@ def special_inputs():
         v, e = call(bm.frr_threshold, neg, pos, tgt)
         res.append({"call": f"frr_threshold(_, [0.4,0.8], {tgt!r})", **(e or {"returned": float(v)})})
     v, e = call(bm.far_threshold, numpy.array([0.3]), pos, 0.5)
-    res.append({"call": "far_threshold([0.3], _, 0.5)", **(e or {"returned": float(v)}),
-                "note": "far_threshold needs >= 2 negatives"})
+    res.append(
+        {
+            "call": "far_threshold([0.3], _, 0.5)",
+            **(e or {"returned": float(v)}),
+            "note": "far_threshold needs >= 2 negatives",
+        }
+    )
     v, e = call(bm.frr_threshold, neg, numpy.array([0.3]), 0.5)
-    res.append({"call": "frr_threshold(_, [0.3], 0.5)", **(e or {"returned": float(v)}),
-                "note": "frr_threshold needs >= 2 positives"})
+    res.append(
+        {
+            "call": "frr_threshold(_, [0.3], 0.5)",
+            **(e or {"returned": float(v)}),
+            "note": "frr_threshold needs >= 2 positives",
+        }
+    )
     return res
 
 
 # --------------------------------------------------------------------------
 # CMC / open-set identification
 # --------------------------------------------------------------------------
+
 
 def load_open_set(p: Path):
     """Pair data-neg-<i> with data-pos-<i>; a b'None' string means no mate.
@@ -478,8 +553,12 @@ def load_open_set(p: Path):
 def cmc_section(peers: Path):
     sec = {}
     # inline example from bob's test_cmc
-    inline = [((0.3, 1.1, 0.5), (0.7,)), ((1.4, -1.3, 0.6), (0.2,)),
-              ((0.8, 0.0, 1.5), (-0.8, 1.8)), ((2.0, 1.3, 1.6, 0.9), (2.4,))]
+    inline = [
+        ((0.3, 1.1, 0.5), (0.7,)),
+        ((1.4, -1.3, 0.6), (0.2,)),
+        ((0.8, 0.0, 1.5), (-0.8, 1.8)),
+        ((2.0, 1.3, 1.6, 0.9), (2.4,)),
+    ]
     inline_np = [(numpy.array(n), numpy.array(p)) for n, p in inline]
     sec["inline_example"] = {
         "probes": [{"negatives": list(n), "positives": list(p)} for n, p in inline],
@@ -491,7 +570,8 @@ def cmc_section(peers: Path):
         dneg, dpos = fh["data-neg"][:], fh["data-pos"][:]
     data = list(zip(dneg, dpos))
     sec["test_cmc"] = {
-        "file": f"{PEERS_REL}/test-cmc.hdf5", "sha256": sha256(p),
+        "file": f"{PEERS_REL}/test-cmc.hdf5",
+        "sha256": sha256(p),
         "layout": "datasets data-neg (n_probes x 19) and data-pos (n_probes x 1); probe i = (data-neg[i], data-pos[i])",
         "n_probes": len(data),
         "recognition_rate": bm.recognition_rate(data),
@@ -502,15 +582,28 @@ def cmc_section(peers: Path):
     for fname in ("test0-open-set.hdf5", "test1-open-set.hdf5", "test2-open-set.hdf5"):
         p = peers / fname
         pairs = load_open_set(p)
-        row = {"file": f"{PEERS_REL}/{fname}", "sha256": sha256(p),
-               "layout": "datasets data-neg-<i> (float array) and data-pos-<i> (1 float, or the string b'None' for a probe without a mate), i = 0..n-1",
-               "n_probes": len(pairs),
-               "n_probes_with_mate": sum(q is not None for _, q in pairs),
-               "probes": [{"negatives": n.tolist(), "positive": None if q is None else float(q)} for n, q in pairs]}
-        for key, fn in (("detection_identification_rate(threshold=0.5)", lambda pairs=pairs: bm.detection_identification_rate(pairs, 0.5)),
-                        ("false_alarm_rate(threshold=0.5)", lambda pairs=pairs: bm.false_alarm_rate(pairs, 0.5)),
-                        ("recognition_rate()", lambda pairs=pairs: bm.recognition_rate(pairs)),
-                        ("recognition_rate(threshold=0.5)", lambda pairs=pairs: bm.recognition_rate(pairs, threshold=0.5))):
+        row = {
+            "file": f"{PEERS_REL}/{fname}",
+            "sha256": sha256(p),
+            "layout": "datasets data-neg-<i> (float array) and data-pos-<i> (1 float, or the string b'None' for a probe without a mate), i = 0..n-1",
+            "n_probes": len(pairs),
+            "n_probes_with_mate": sum(q is not None for _, q in pairs),
+            "probes": [
+                {"negatives": n.tolist(), "positive": None if q is None else float(q)} for n, q in pairs
+            ],
+        }
+        for key, fn in (
+            (
+                "detection_identification_rate(threshold=0.5)",
+                lambda pairs=pairs: bm.detection_identification_rate(pairs, 0.5),
+            ),
+            ("false_alarm_rate(threshold=0.5)", lambda pairs=pairs: bm.false_alarm_rate(pairs, 0.5)),
+            ("recognition_rate()", lambda pairs=pairs: bm.recognition_rate(pairs)),
+            (
+                "recognition_rate(threshold=0.5)",
+                lambda pairs=pairs: bm.recognition_rate(pairs, threshold=0.5),
+            ),
+        ):
             v, e = call(fn)
             row[key] = e or float(v)
         opens.append(row)
@@ -521,6 +614,7 @@ def cmc_section(peers: Path):
 # --------------------------------------------------------------------------
 # self checks: the peers README's assertions
 # --------------------------------------------------------------------------
+
 
 def self_checks(peers: Path, cases_by_name, cmc):
     checks = []
@@ -539,23 +633,44 @@ def self_checks(peers: Path, cases_by_name, cmc):
     check("linsep farfrr(max+0.1) == (0,1)", tuple(bm.farfrr(ln, lp, hi + 0.1)) == (0.0, 1.0))
     check("linsep farfrr(3.0) == (0,0)", tuple(bm.farfrr(ln, lp, 3.0)) == (0.0, 0.0))
     check("linsep eer_threshold == 3.2", bm.eer_threshold(ln, lp) == 3.2, repr(bm.eer_threshold(ln, lp)))
-    check("linsep min_hter_threshold == 3.2", bm.min_hter_threshold(ln, lp) == 3.2, repr(bm.min_hter_threshold(ln, lp)))
-    check("nonsep roc(100) == nonsep-roc.hdf5 exactly", numpy.array_equal(bm.roc(nn, npos, 100), load("nonsep-roc.hdf5")))
-    check("nonsep det(100) ~ nonsep-det.hdf5 (atol 1e-5)",
-          numpy.allclose(bm.det(nn, npos, 100), load("nonsep-det.hdf5"), atol=1e-5, rtol=1e-6))
+    check(
+        "linsep min_hter_threshold == 3.2",
+        bm.min_hter_threshold(ln, lp) == 3.2,
+        repr(bm.min_hter_threshold(ln, lp)),
+    )
+    check(
+        "nonsep roc(100) == nonsep-roc.hdf5 exactly",
+        numpy.array_equal(bm.roc(nn, npos, 100), load("nonsep-roc.hdf5")),
+    )
+    check(
+        "nonsep det(100) ~ nonsep-det.hdf5 (atol 1e-5)",
+        numpy.allclose(bm.det(nn, npos, 100), load("nonsep-det.hdf5"), atol=1e-5, rtol=1e-6),
+    )
     xy = bm.roc_for_far(nn, npos, [0.01, 0.1, 1])
-    check("nonsep roc_for_far([0.01,0.1,1]) == FAR [0,0.1,1], FRR [0.48,0.12,0]",
-          xy[0].tolist() == [0.0, 0.1, 1.0] and xy[1].tolist() == [0.48, 0.12, 0.0], repr(xy.tolist()))
-    check("nonsep precision_recall_curve(100) == nonsep-precisionrecall.hdf5 exactly",
-          numpy.array_equal(bm.precision_recall_curve(nn, npos, 100), load("nonsep-precisionrecall.hdf5")))
+    check(
+        "nonsep roc_for_far([0.01,0.1,1]) == FAR [0,0.1,1], FRR [0.48,0.12,0]",
+        xy[0].tolist() == [0.0, 0.1, 1.0] and xy[1].tolist() == [0.48, 0.12, 0.0],
+        repr(xy.tolist()),
+    )
+    check(
+        "nonsep precision_recall_curve(100) == nonsep-precisionrecall.hdf5 exactly",
+        numpy.array_equal(bm.precision_recall_curve(nn, npos, 100), load("nonsep-precisionrecall.hdf5")),
+    )
     v, e = call(bm.eer_rocch, nn, npos)
-    checks.append({"check": "nonsep eer_rocch ~ 0.116363636 (README)", "ok": None,
-                   "detail": "not checkable with bob.measure 6.1.1: " + (json.dumps(e) if e else repr(v)),
-                   })
+    checks.append(
+        {
+            "check": "nonsep eer_rocch ~ 0.116363636 (README)",
+            "ok": None,
+            "detail": "not checkable with bob.measure 6.1.1: " + (json.dumps(e) if e else repr(v)),
+        }
+    )
     pos, neg = [0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0]
     check("ties: far_threshold(neg,pos,0.5) == 1.0", bm.far_threshold(neg, pos, 0.5) == 1.0)
-    check("ties: frr_threshold(neg,pos,0.5) isclose 0.1", numpy.isclose(bm.frr_threshold(neg, pos, 0.5), 0.1),
-          repr(bm.frr_threshold(neg, pos, 0.5)))
+    check(
+        "ties: frr_threshold(neg,pos,0.5) isclose 0.1",
+        numpy.isclose(bm.frr_threshold(neg, pos, 0.5), 0.1),
+        repr(bm.frr_threshold(neg, pos, 0.5)),
+    )
     check("ties: far_threshold(neg,pos,0.4) > max(neg)", bm.far_threshold(neg, pos, 0.4) > max(neg))
     r = numpy.arange(10, dtype=float)
     check("0..9: far_threshold(0.11) == 9", bm.far_threshold(r, r, 0.11) == 9.0)
@@ -575,14 +690,23 @@ def self_checks(peers: Path, cases_by_name, cmc):
     check("0..9 vs 10..19: achieved FAR/FRR == floor(10r)/10 for r = 0,0.05..1", ok)
     tc = cmc["test_cmc"]
     check("test-cmc rank-1 recognition rate == 0.76", tc["recognition_rate"] == 0.76)
-    check("test-cmc CMC == [0.76,0.89,0.96,0.98]+[1]*16",
-          numpy.asarray(tc["cmc"]).tolist() == [0.76, 0.89, 0.96, 0.98] + [1.0] * 16)
+    check(
+        "test-cmc CMC == [0.76,0.89,0.96,0.98]+[1]*16",
+        numpy.asarray(tc["cmc"]).tolist() == [0.76, 0.89, 0.96, 0.98] + [1.0] * 16,
+    )
     want = [(1.0, 0.0, 7 / 9, 1.0), (6 / 7, 0.0, 6 / 9, 6 / 7), (6 / 7, 0.5, 6 / 9, 6 / 8)]
     for row, (dir_, far_, rr, rrt) in zip(cmc["open_set"], want):
-        got = (row["detection_identification_rate(threshold=0.5)"], row["false_alarm_rate(threshold=0.5)"],
-               row["recognition_rate()"], row["recognition_rate(threshold=0.5)"])
-        check(f"{row['file'].rsplit('/', 1)[1]}: DIR, FAR@0.5, RR, RR@0.5 within 1e-8 of README",
-              all(isinstance(g, float) and abs(g - w) < 1e-8 for g, w in zip(got, (dir_, far_, rr, rrt))), repr(got))
+        got = (
+            row["detection_identification_rate(threshold=0.5)"],
+            row["false_alarm_rate(threshold=0.5)"],
+            row["recognition_rate()"],
+            row["recognition_rate(threshold=0.5)"],
+        )
+        check(
+            f"{row['file'].rsplit('/', 1)[1]}: DIR, FAR@0.5, RR, RR@0.5 within 1e-8 of README",
+            all(isinstance(g, float) and abs(g - w) < 1e-8 for g, w in zip(got, (dir_, far_, rr, rrt))),
+            repr(got),
+        )
     return checks
 
 
@@ -668,13 +792,24 @@ def main(argv=None):
         "note": "computed here from the cases below, to point at the quirks",
         "eer_or_min_hter_threshold_changed_by_float_accumulation": [
             {"case": c["name"], "function": k, "bob": c["bob"][k], **v}
-            for c in cases for k, v in c["bob"].get("minimizer_exact_count_replica", {}).items()
-            if not v["same_as_bob"]],
+            for c in cases
+            for k, v in c["bob"].get("minimizer_exact_count_replica", {}).items()
+            if not v["same_as_bob"]
+        ],
         "threshold_not_largest_achievable": [
-            {"case": c["name"], "function": k, "target": r["target"], "threshold": r["threshold"],
-             "achieved": r["far" if k == "far_threshold" else "frr"], "largest_achievable": r["largest_achievable"]}
-            for c in cases for k in ("far_threshold", "frr_threshold") for r in c["bob"][k]
-            if "error" not in r and not r["is_largest_achievable"]],
+            {
+                "case": c["name"],
+                "function": k,
+                "target": r["target"],
+                "threshold": r["threshold"],
+                "achieved": r["far" if k == "far_threshold" else "frr"],
+                "largest_achievable": r["largest_achievable"],
+            }
+            for c in cases
+            for k in ("far_threshold", "frr_threshold")
+            for r in c["bob"][k]
+            if "error" not in r and not r["is_largest_achievable"]
+        ],
     }
 
     doc = {
@@ -708,10 +843,15 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     bad = [c for c in checks if c["ok"] is False]
-    print(f"wrote {out} ({len(text) / 1024:.0f} KiB, {len(cases)} cases) in {doc['meta']['generation_seconds']}s",
-          file=sys.stderr)
+    print(
+        f"wrote {out} ({len(text) / 1024:.0f} KiB, {len(cases)} cases) in {doc['meta']['generation_seconds']}s",
+        file=sys.stderr,
+    )
     for c in checks:
-        print(f"  [{ {True: 'ok', False: 'FAIL', None: 'n/a'}[c['ok']] }] {c['check']} {c['detail']}", file=sys.stderr)
+        print(
+            f"  [{ {True: 'ok', False: 'FAIL', None: 'n/a'}[c['ok']] }] {c['check']} {c['detail']}",
+            file=sys.stderr,
+        )
     return 1 if bad else 0
 
 

@@ -95,7 +95,9 @@ def check_policy(policy: str) -> str:
     return policy
 
 
-def central_box(height: int, width: int, fraction: float = DEFAULT_CENTRAL_FRACTION) -> tuple[int, int, int, int]:
+def central_box(
+    height: int, width: int, fraction: float = DEFAULT_CENTRAL_FRACTION
+) -> tuple[int, int, int, int]:
     """The central square ``(x, y, w, h)`` with side ``fraction`` x the image's shorter side."""
     side = max(1, round(fraction * min(height, width)))
     return ((width - side) // 2, (height - side) // 2, side, side)
@@ -120,7 +122,9 @@ def choose_face(
     if policy == "exclude":
         return None, Acquisition("failed", MULTIPLE_FACES, k, "none")
     if policy == "largest":
-        return int(np.argmax(boxes[:, 2] * boxes[:, 3])), Acquisition("fallback", MULTIPLE_FACES, k, "largest_face")
+        return int(np.argmax(boxes[:, 2] * boxes[:, 3])), Acquisition(
+            "fallback", MULTIPLE_FACES, k, "largest_face"
+        )
     centres = boxes[:, :2] + boxes[:, 2:] / 2
     offset = np.hypot(centres[:, 0] - width / 2, centres[:, 1] - height / 2)
     return int(np.argmin(offset)), Acquisition("fallback", MULTIPLE_FACES, k, "most_central_face")
@@ -156,8 +160,9 @@ def verify_model_file(
             f"{role} model file {path} has sha256 {digest}, which is not a known release. Expected: {known}. "
             "Pass allow_unverified (--allow-unverified) to use it anyway; its hash is recorded in the output."
         )
-    return ModelFile(role=role, path=str(path.resolve()), sha256=digest, verified=verified,
-                     expected=tuple(expected))
+    return ModelFile(
+        role=role, path=str(path.resolve()), sha256=digest, verified=verified, expected=tuple(expected)
+    )
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -253,4 +258,6 @@ class Embedder(ABC):
         }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, sha256={self.weights_sha256[:12]}...)"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, sha256={self.weights_sha256[:12]}...)"
+        )

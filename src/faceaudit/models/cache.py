@@ -75,8 +75,15 @@ class EmbeddingCache:
 
     def put_many(self, model_key: str, entries: Iterable[tuple[str, np.ndarray, Acquisition]]) -> None:
         rows = [
-            (model_key, sha, np.ascontiguousarray(v, dtype=np.float32).tobytes(), a.status, a.reason,
-             a.n_faces, a.action)
+            (
+                model_key,
+                sha,
+                np.ascontiguousarray(v, dtype=np.float32).tobytes(),
+                a.status,
+                a.reason,
+                a.n_faces,
+                a.action,
+            )
             for sha, v, a in entries
         ]
         self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -85,7 +92,9 @@ class EmbeddingCache:
     def count(self, model_key: str | None = None) -> int:
         if model_key is None:
             return self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
-        return self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ?", [model_key]).fetchone()[0]
+        return self._db.execute(
+            "SELECT COUNT(*) FROM embeddings WHERE model_key = ?", [model_key]
+        ).fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

@@ -77,18 +77,28 @@ class CallableEmbedder(Embedder):
 
     def spec(self):
         return type(self), {
-            "fn": self.fn, "name": self.name, "version": self.version, "dim": self.dim,
-            "weights_sha256": self.weights_sha256 if self.weights_pinned else None, "batched": self.batched,
-            "similarity": self.similarity, "settings": self._settings, "fta_policy": self.fta_policy,
+            "fn": self.fn,
+            "name": self.name,
+            "version": self.version,
+            "dim": self.dim,
+            "weights_sha256": self.weights_sha256 if self.weights_pinned else None,
+            "batched": self.batched,
+            "similarity": self.similarity,
+            "settings": self._settings,
+            "fta_policy": self.fta_policy,
         }
 
     def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Acquisition]]:
         if self.batched:
             out = np.asarray(self.fn(list(images)), dtype=np.float32)
         else:
-            out = np.asarray([np.asarray(self.fn(im), dtype=np.float32).ravel() for im in images], dtype=np.float32)
+            out = np.asarray(
+                [np.asarray(self.fn(im), dtype=np.float32).ravel() for im in images], dtype=np.float32
+            )
         if out.ndim != 2 or out.shape[0] != len(images):
-            raise EmbedderError(f"{self.name} returned shape {out.shape} for {len(images)} images; expected [n, dim]")
+            raise EmbedderError(
+                f"{self.name} returned shape {out.shape} for {len(images)} images; expected [n, dim]"
+            )
         if out.shape[1] != self.dim:
             raise EmbedderError(f"{self.name} returned {out.shape[1]}-d vectors; declared dim is {self.dim}")
         records = [

@@ -46,7 +46,9 @@ def _dlib():
     try:
         import dlib
     except ImportError as exc:  # pragma: no cover
-        raise MissingDependencyError("the dlib embedder needs dlib: pip install 'faceaudit[dlib]' (dlib-bin)") from exc
+        raise MissingDependencyError(
+            "the dlib embedder needs dlib: pip install 'faceaudit[dlib]' (dlib-bin)"
+        ) from exc
     return dlib
 
 
@@ -113,14 +115,28 @@ class DlibResNetEmbedder(Embedder):
         if _verified is None:
             paths = default_model_paths()
             files = [
-                verify_model_file(model_path or paths["recogniser"], role="dlib recogniser",
-                                  expected=DLIB_RESNET_SHA256, allow_unverified=allow_unverified),
-                verify_model_file(paths["shape_predictor"], role="dlib 5-point shape predictor",
-                                  expected=DLIB_SHAPE5_SHA256, allow_unverified=allow_unverified),
+                verify_model_file(
+                    model_path or paths["recogniser"],
+                    role="dlib recogniser",
+                    expected=DLIB_RESNET_SHA256,
+                    allow_unverified=allow_unverified,
+                ),
+                verify_model_file(
+                    paths["shape_predictor"],
+                    role="dlib 5-point shape predictor",
+                    expected=DLIB_SHAPE5_SHA256,
+                    allow_unverified=allow_unverified,
+                ),
             ]
             if detector != "hog":
-                files.append(verify_model_file(paths["cnn_detector"], role="dlib MMOD detector",
-                                               expected=DLIB_MMOD_SHA256, allow_unverified=allow_unverified))
+                files.append(
+                    verify_model_file(
+                        paths["cnn_detector"],
+                        role="dlib MMOD detector",
+                        expected=DLIB_MMOD_SHA256,
+                        allow_unverified=allow_unverified,
+                    )
+                )
             _verified = tuple(files)
         self._files = _verified
         self._recogniser = dlib.face_recognition_model_v1(self._files[0].path)
@@ -128,7 +144,9 @@ class DlibResNetEmbedder(Embedder):
         self._hog = dlib.get_frontal_face_detector() if detector in ("hog", "hog+cnn") else None
         self._cnn = dlib.cnn_face_detection_model_v1(self._files[2].path) if detector != "hog" else None
         self.name = "dlib-resnet"
-        self.version = f"{DLIB_RESNET_SHA256.get(self._files[0].sha256, 'unverified')}; dlib {dlib.__version__}"
+        self.version = (
+            f"{DLIB_RESNET_SHA256.get(self._files[0].sha256, 'unverified')}; dlib {dlib.__version__}"
+        )
         self.weights_sha256 = self._files[0].sha256
         self.dim = 128
 
@@ -161,7 +179,9 @@ class DlibResNetEmbedder(Embedder):
             rects = list(self._hog(rgb, self.upsample))
         if not rects and self._cnn is not None:
             rects = [d.rect for d in self._cnn(rgb, self.upsample)]
-        return np.array([[r.left(), r.top(), r.width(), r.height()] for r in rects], dtype=np.float64).reshape(-1, 4)
+        return np.array(
+            [[r.left(), r.top(), r.width(), r.height()] for r in rects], dtype=np.float64
+        ).reshape(-1, 4)
 
     def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Acquisition]]:
         dlib = _dlib()

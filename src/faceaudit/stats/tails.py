@@ -66,7 +66,11 @@ class GPDFit:
 
     @property
     def se(self) -> tuple[float, float]:
-        d = np.sqrt(np.clip(np.diag(self.cov), 0, None)) if np.all(np.isfinite(self.cov)) else (np.nan, np.nan)
+        d = (
+            np.sqrt(np.clip(np.diag(self.cov), 0, None))
+            if np.all(np.isfinite(self.cov))
+            else (np.nan, np.nan)
+        )
         return float(d[0]), float(d[1])
 
     def sf(self, y: np.ndarray | float) -> np.ndarray:
@@ -74,8 +78,14 @@ class GPDFit:
 
     def as_dict(self) -> dict:
         se_shape, se_scale = self.se
-        return {"shape": self.shape, "scale": self.scale, "shape_se": se_shape, "scale_se": se_scale,
-                "n_excesses": self.n, "loglik": self.loglik}
+        return {
+            "shape": self.shape,
+            "scale": self.scale,
+            "shape_se": se_shape,
+            "scale_se": se_scale,
+            "n_excesses": self.n,
+            "loglik": self.loglik,
+        }
 
 
 def _nll(theta: np.ndarray, y: np.ndarray, w: np.ndarray, wsum: float) -> tuple[float, np.ndarray]:
@@ -98,8 +108,9 @@ def _nll(theta: np.ndarray, y: np.ndarray, w: np.ndarray, wsum: float) -> tuple[
     return nll, np.array([g_xi, g_ls])
 
 
-def fit_gpd(excesses: np.ndarray, weights: np.ndarray | None = None, *,
-            start: tuple[float, float] | None = None) -> GPDFit:
+def fit_gpd(
+    excesses: np.ndarray, weights: np.ndarray | None = None, *, start: tuple[float, float] | None = None
+) -> GPDFit:
     """Maximum-likelihood GPD fit of ``excesses`` (>= 0) with optional non-negative ``weights``.
 
     ``start`` (shape, scale) warm-starts a gradient search (a bootstrap refit starts from the full fit);
@@ -160,8 +171,12 @@ def _profile_mle(y: np.ndarray, w: np.ndarray, wsum: float) -> tuple[float, floa
     b = grid[min(i + 1, grid.size - 1)]
     best_ll, best = ll[i], grid[i]
     if a < b:
-        r = minimize_scalar(lambda t: -_profile(np.array([t]), y, w, wsum)[0][0], bounds=(a, b), method="bounded",
-                            options={"xatol": abs(best) * 1e-10 + 1e-300})
+        r = minimize_scalar(
+            lambda t: -_profile(np.array([t]), y, w, wsum)[0][0],
+            bounds=(a, b),
+            method="bounded",
+            options={"xatol": abs(best) * 1e-10 + 1e-300},
+        )
         if np.isfinite(r.fun) and -r.fun > best_ll:
             best_ll, best = -r.fun, float(r.x)
     exp_ll = -wsum * (np.log(mean) + 1.0)
@@ -183,8 +198,13 @@ def _polish(y, w, wsum, start):
         v, g = _nll(th, y, w, wsum)
         return (v if np.isfinite(v) else 1e300), g
 
-    res = minimize(fun, np.array([xi0, np.log(s0)]), jac=True, method="L-BFGS-B",
-                   options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 200})
+    res = minimize(
+        fun,
+        np.array([xi0, np.log(s0)]),
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 200},
+    )
     return (float(res.x[0]), float(np.exp(res.x[1]))) if np.isfinite(res.fun) and res.fun < 1e299 else None
 
 
