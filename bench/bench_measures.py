@@ -29,7 +29,8 @@ What it does:
 3. checks that the answers agree: faceaudit's EER threshold and "highest" FMR thresholds against
    bob's ``eer_threshold`` / ``far_threshold``, the FMR/FNMR at each of them against bob's ``farfrr``
    (to 1e-12; exact equality is reported too); faceaudit's "lowest" thresholds and FMR/FNMR against
-   the points picked from scikit-learn's full ``roc_curve(drop_intermediate=False)``; and every point of bob's ROC and of
+   the points picked from scikit-learn's full ``roc_curve(drop_intermediate=False)``; and every point of \
+bob's ROC and of
    scikit-learn's ROC that lies above faceaudit's exact tail is a point of faceaudit's DET curve;
 4. prints a table and writes bench/out/bench_measures_<tag>.json.
 """

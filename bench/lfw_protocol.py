@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     ia = np.array([index[r] for r in rel_a])
     ib = np.array([index[r] for r in rel_b])
     print(
-        f"LFW View 2: {len(mated)} pairs ({mated.sum()} mated) over {len(in_pairs)} images, {fold.max() + 1} folds"
+        f"LFW View 2: {len(mated)} pairs ({mated.sum()} mated) over {len(in_pairs)} images, "
+        f"{fold.max() + 1} folds"
     )
 
     runs: dict[str, tuple] = {}
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         f"## LFW View 2, 10-fold verification accuracy ({when})",
         "",
         f"`bench/lfw_protocol.py --variants {' '.join(args.variants)}` on {machine}. Deep-funneled LFW "
-        f"(`../shared/data/lfw`), {len(mated)} pairs over {len(in_pairs)} images. Threshold chosen on 9 folds, "
+        f"(`../shared/data/lfw`), {len(mated)} pairs over {len(in_pairs)} images. "
+        "Threshold chosen on 9 folds, "
         "accuracy on the 10th; mean ± sample std (ddof=1) of the 10 folds. FTA = images with no single clean "
         "detection (policy central-crop: no face → central crop; several faces → the most central face), "
         "counted, never dropped. ms/image: embedding only (decode + detect + align + network), no cache, "

@@ -15,7 +15,8 @@ subset, the homogeneous 1 - (1 - FMR)^N, and the subset's own measured FPIR.
 
     .venv/bin/python bench/validate_extrapolation.py [--fraction 0.25] [--seed 0] [--engine] [--bootstrap 100]
 
-``--engine`` builds the per-probe data with the real all-pairs engine (compare_embeddings, top_k=50; counts at FMR 1e-4 may then be lower bounds)
+``--engine`` builds the per-probe data with the real all-pairs engine (compare_embeddings, top_k=50; \
+counts at FMR 1e-4 may then be lower bounds)
 instead of the brute-force reference rows; both give the same per-probe tails.
 """
 
@@ -162,7 +163,8 @@ def validate(
             repb = (pw * fpir_extrapolated(P, float(b.size))).sum(axis=1) / pw.sum(axis=1)
             row["predicted_disjoint_interval"] = [float(x) for x in np.quantile(repb, [0.025, 0.975])]
             # ... and the prediction of what this one gallery does to these probes: per subject, a
-            # draw of which people's lookalikes the gallery holds (shares measured on the subset, by subject size)
+            # draw of which people's lookalikes the gallery holds (shares measured on the subset,
+            # by subject size)
             subj_a = sub_samples.subject_of_sample
             ps = partner_shares(sub, T)
             kw = {"share_sizes": ps["sizes"], "realisations": PREDICTION_REALISATIONS}
@@ -228,8 +230,10 @@ def main() -> None:
 
     all_rows = []
     print(
-        "| seed | FMR (full set) | T | scores >= T in subset (pairs of people; largest pair's share) | exhaustive FPIR @ full N | "
-        "predicted | 95% CI bootstrap + Poisson count | covers | 95% prediction (+ gallery realisation; mean/max lookalike share) | covers | "
+        "| seed | FMR (full set) | T | scores >= T in subset (pairs of people; largest pair's share) | "
+        "exhaustive FPIR @ full N | "
+        "predicted | 95% CI bootstrap + Poisson count | covers | "
+        "95% prediction (+ gallery realisation; mean/max lookalike share) | covers | "
         "naive N*FMR | exhaustive @ B | predicted @ B | CI @ B covers | prediction @ B | covers |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -248,8 +252,12 @@ def main() -> None:
             )
             print(
                 f"| {seed} | {r['fmr_level_full_set']:.0e} | {r['threshold']:.4f} | {r['events_in_subset']} "
-                f"({r['effective_events_in_subset']}; top pair {100 * r['largest_pair_of_people']['share']:.0f}%{'; PERSON FLAG' if r.get('person_flag') else ''}) | {r['exhaustive_full']:.4f} | {r['predicted_full']:.4f} | "
-                f"{ci(c)} | {cov(c, r['exhaustive_full'])} | {ci(pi)}{icc} | {cov(pi, r['exhaustive_full'])} | "
+                f"({r['effective_events_in_subset']}; "
+                f"top pair {100 * r['largest_pair_of_people']['share']:.0f}%"
+                f"{'; PERSON FLAG' if r.get('person_flag') else ''}) | "
+                f"{r['exhaustive_full']:.4f} | {r['predicted_full']:.4f} | "
+                f"{ci(c)} | {cov(c, r['exhaustive_full'])} | {ci(pi)}{icc} | "
+                f"{cov(pi, r['exhaustive_full'])} | "
                 f"{r['naive_full']:.4f} | {r['exhaustive_disjoint']:.4f} | {r['predicted_disjoint']:.4f} | "
                 f"{cov(cb, r['exhaustive_disjoint'])} | {ci(pib)} | {cov(pib, r['exhaustive_disjoint'])} |",
                 flush=True,
@@ -281,7 +289,8 @@ def main() -> None:
                 f"| {level:.0e} | {len(rs)} | {n_cov('predicted_full_interval', 'exhaustive_full')} | "
                 f"{n_cov('predicted_full_prediction_interval', 'exhaustive_full')} | "
                 f"{n_cov('predicted_disjoint_interval', 'exhaustive_disjoint')} | "
-                f"{n_cov('predicted_disjoint_prediction_interval', 'exhaustive_disjoint')} | {err:.0%} | {nerr:.0%} |"
+                f"{n_cov('predicted_disjoint_prediction_interval', 'exhaustive_disjoint')} | "
+                f"{err:.0%} | {nerr:.0%} |"
             )
     if args.json:
         with open(args.json, "w") as f:

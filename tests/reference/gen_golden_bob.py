@@ -180,7 +180,9 @@ def synthetic_cases():
     yield dict(
         name="a_continuous_normal",
         seed=seed,
-        description="RandomState(1001): negatives ~ N(0,1) x2000, then positives ~ N(2,1) x200; overlapping, no ties",
+        description=(
+            "RandomState(1001): negatives ~ N(0,1) x2000, then positives ~ N(2,1) x200; overlapping, no ties"
+        ),
         negatives=neg,
         positives=pos,
     )
@@ -193,7 +195,10 @@ def synthetic_cases():
     yield dict(
         name="b_discrete_integers",
         seed=seed,
-        description="RandomState(1002): negatives ~ Binomial(20,0.35) x3000, then positives ~ Binomial(20,0.65) x300, as floats; integer scores 0..20, heavy ties within and across classes",
+        description=(
+            "RandomState(1002): negatives ~ Binomial(20,0.35) x3000, then positives ~ Binomial(20,0.65) "
+            "x300, as floats; integer scores 0..20, heavy ties within and across classes"
+        ),
         negatives=neg,
         positives=pos,
     )
@@ -206,7 +211,11 @@ def synthetic_cases():
     yield dict(
         name="c_rounded_2dp",
         seed=seed,
-        description="RandomState(1003): negatives = round(N(0.30,0.10) x1500, 2), then positives = round(N(0.55,0.12) x300, 2); ties within and between classes, values like 0.35 are not exact binary fractions",
+        description=(
+            "RandomState(1003): negatives = round(N(0.30,0.10) x1500, 2), "
+            "then positives = round(N(0.55,0.12) x300, 2); ties within and "
+            "between classes, values like 0.35 are not exact binary fractions"
+        ),
         negatives=neg,
         positives=pos,
     )
@@ -259,7 +268,10 @@ def synthetic_cases():
     )
     yield dict(
         name="g3_bob_obvious_0to9_10to19",
-        description="bob test_obvious_thresholds: negatives 0..9, positives 10..19; targets include round(k/20, 2), k=0..20",
+        description=(
+            "bob test_obvious_thresholds: negatives 0..9, positives "
+            "10..19; targets include round(k/20, 2), k=0..20"
+        ),
         negatives=[float(i) for i in range(10)],
         positives=[float(i) for i in range(10, 20)],
         extra_targets=[round(k / 20, 2) for k in range(21)],
@@ -273,7 +285,10 @@ def synthetic_cases():
     yield dict(
         name="h_separable",
         seed=seed,
-        description="RandomState(1008): negatives ~ U(-1,0.4) x60, then positives ~ U(0.6,2) x40; linearly separable with a gap",
+        description=(
+            "RandomState(1008): negatives ~ U(-1,0.4) x60, then "
+            "positives ~ U(0.6,2) x40; linearly separable with a gap"
+        ),
         negatives=neg,
         positives=pos,
     )
@@ -572,7 +587,10 @@ def cmc_section(peers: Path):
     sec["test_cmc"] = {
         "file": f"{PEERS_REL}/test-cmc.hdf5",
         "sha256": sha256(p),
-        "layout": "datasets data-neg (n_probes x 19) and data-pos (n_probes x 1); probe i = (data-neg[i], data-pos[i])",
+        "layout": (
+            "datasets data-neg (n_probes x 19) and data-pos "
+            "(n_probes x 1); probe i = (data-neg[i], data-pos[i])"
+        ),
         "n_probes": len(data),
         "recognition_rate": bm.recognition_rate(data),
         "recognition_rate_by_rank": {str(k): bm.recognition_rate(data, rank=k) for k in (1, 2, 3, 5, 10)},
@@ -585,7 +603,10 @@ def cmc_section(peers: Path):
         row = {
             "file": f"{PEERS_REL}/{fname}",
             "sha256": sha256(p),
-            "layout": "datasets data-neg-<i> (float array) and data-pos-<i> (1 float, or the string b'None' for a probe without a mate), i = 0..n-1",
+            "layout": (
+                "datasets data-neg-<i> (float array) and data-pos-<i> (1 float, "
+                "or the string b'None' for a probe without a mate), i = 0..n-1"
+            ),
             "n_probes": len(pairs),
             "n_probes_with_mate": sum(q is not None for _, q in pairs),
             "probes": [
@@ -715,54 +736,165 @@ def self_checks(peers: Path, cases_by_name, cmc):
 FIELDS = {
     "meta": "provenance: versions, date, command, the fixed target lists",
     "conventions": "bob's definitions the numbers follow",
-    "quirks": "bob.measure behaviours a re-implementation must copy (or deliberately not copy) to match these numbers",
+    "quirks": (
+        "bob.measure behaviours a re-implementation must copy "
+        "(or deliberately not copy) to match these numbers"
+    ),
     "cases[]": "one score set each",
-    "cases[].negatives / positives": "the input scores (non-mated / mated), exactly as fed to bob (float64). Absent when inputs_ref is given",
-    "cases[].inputs_ref": "for cases read from bob's test data: {negatives|positives: {file (relative to the shared/ root, i.e. <repo>/../shared), dataset, sha256, n}}",
-    "cases[].seed": "numpy.random.RandomState seed used to draw that case (see description for the draw order)",
+    "cases[].negatives / positives": (
+        "the input scores (non-mated / mated), exactly as fed "
+        "to bob (float64). Absent when inputs_ref is given"
+    ),
+    "cases[].inputs_ref": (
+        "for cases read from bob's test data: {negatives|positives: {file (relative "
+        "to the shared/ root, i.e. <repo>/../shared), dataset, sha256, n}}"
+    ),
+    "cases[].seed": (
+        "numpy.random.RandomState seed used to draw that case (see description for the draw order)"
+    ),
     "cases[].targets": "the FAR/FRR targets used for this case: meta.targets plus any case-specific extras",
     "cases[].bob.eer_threshold": "bob.measure.eer_threshold(neg, pos)",
-    "cases[].bob.eer": "bob.measure.eer(neg, pos, also_farfrr=True) -> {eer=(far+frr)/2, far, frr} at eer_threshold",
-    "cases[].bob.min_hter_threshold": "bob.measure.min_hter_threshold(neg, pos) (= min_weighted_error_rate_threshold cost 0.5)",
-    "cases[].bob.min_hter": "farfrr at min_hter_threshold and their mean (computed here from bob.measure.farfrr)",
-    "cases[].bob.minimizer_exact_count_replica": "NOT bob output: a Python replica of bob's _minimizing_threshold using exact integer counts (Fractions) instead of bob's accumulated floats; same_as_bob=false marks cases where float accumulation changed bob's answer",
-    "cases[].bob.far_threshold[]": "per target: {target, threshold=bob.measure.far_threshold(neg,pos,target), far, frr = bob.measure.farfrr at that threshold, largest_achievable, is_largest_achievable} or {target, error:{type,message}} when bob raised. largest_achievable (NOT bob output, brute force here) is the largest FAR <= target any threshold achieves (null if none); is_largest_achievable says whether bob's achieved FAR equals it",
-    "cases[].bob.frr_threshold[]": "same with bob.measure.frr_threshold; largest_achievable / is_largest_achievable refer to FRR",
-    "cases[].bob.farfrr[]": "{label, threshold, far, frr} = bob.measure.farfrr(neg,pos,threshold) at probe thresholds: extremes, +-inf, exact score values, nextafter neighbours, a midpoint, eer/min-hter thresholds",
+    "cases[].bob.eer": (
+        "bob.measure.eer(neg, pos, also_farfrr=True) -> {eer=(far+frr)/2, far, frr} at eer_threshold"
+    ),
+    "cases[].bob.min_hter_threshold": (
+        "bob.measure.min_hter_threshold(neg, pos) (= min_weighted_error_rate_threshold cost 0.5)"
+    ),
+    "cases[].bob.min_hter": (
+        "farfrr at min_hter_threshold and their mean (computed here from bob.measure.farfrr)"
+    ),
+    "cases[].bob.minimizer_exact_count_replica": (
+        "NOT bob output: a Python replica of bob's _minimizing_threshold using "
+        "exact integer counts (Fractions) instead of bob's accumulated floats; "
+        "same_as_bob=false marks cases where float accumulation changed bob's answer"
+    ),
+    "cases[].bob.far_threshold[]": (
+        "per target: {target, threshold=bob.measure.far_threshold(neg,pos,target), far, frr "
+        "= bob.measure.farfrr at that threshold, largest_achievable, is_largest_achievable} "
+        "or {target, error:{type,message}} when bob raised. largest_achievable (NOT bob "
+        "output, brute force here) is the largest FAR <= target any threshold achieves "
+        "(null if none); is_largest_achievable says whether bob's achieved FAR equals it"
+    ),
+    "cases[].bob.frr_threshold[]": (
+        "same with bob.measure.frr_threshold; largest_achievable / is_largest_achievable refer to FRR"
+    ),
+    "cases[].bob.farfrr[]": (
+        "{label, threshold, far, frr} = bob.measure.farfrr(neg,pos,threshold) at probe thresholds: "
+        "extremes, +-inf, exact score values, nextafter neighbours, a midpoint, eer/min-hter thresholds"
+    ),
     "cases[].bob.roc": "bob.measure.roc(neg,pos,100) (min_far=-8): 2 x n, row 0 FAR, row 1 FRR (or error)",
     "cases[].bob.det": "bob.measure.det(neg,pos,100): ppndf of roc (normal deviates), 2 x n (or error)",
-    "cases[].bob.roc_for_far": "{far_list, curve = bob.measure.roc_for_far(neg,pos,far_list)}: row 0 achieved FAR, row 1 FRR (or error)",
-    "cases[].bob.eer_rocch": "bob.measure.eer_rocch(neg,pos) -- raises NotImplementedError in 6.1.1 (recorded as error)",
-    "empty_inputs": "each function called with an empty negatives, empty positives, or both; {error:{type,message}} or {returned}",
+    "cases[].bob.roc_for_far": (
+        "{far_list, curve = bob.measure.roc_for_far(neg,pos,far_list)}: "
+        "row 0 achieved FAR, row 1 FRR (or error)"
+    ),
+    "cases[].bob.eer_rocch": (
+        "bob.measure.eer_rocch(neg,pos) -- raises NotImplementedError in 6.1.1 (recorded as error)"
+    ),
+    "empty_inputs": (
+        "each function called with an empty negatives, empty "
+        "positives, or both; {error:{type,message}} or {returned}"
+    ),
     "special_inputs": "NaN threshold, out-of-range targets, near-1 targets, too few scores",
-    "cmc": "closed-set CMC/recognition rate (inline example from bob's test and test-cmc.hdf5) and open-set rates on test{0,1,2}-open-set.hdf5",
-    "summary": "NOT bob output: where bob's minimiser differs from an exact-count replica, and where far/frr_threshold miss the largest achievable rate <= target",
-    "self_checks": "the peers README / bob test-suite assertions, re-run against this bob install (ok=null: not checkable)",
-    "encoding": "floats are JSON numbers written with Python repr (round-trip exact); non-finite floats are the strings 'inf', '-inf', 'nan'; errors are {error:{type,message}}",
+    "cmc": (
+        "closed-set CMC/recognition rate (inline example from bob's test "
+        "and test-cmc.hdf5) and open-set rates on test{0,1,2}-open-set.hdf5"
+    ),
+    "summary": (
+        "NOT bob output: where bob's minimiser differs from an exact-count replica, "
+        "and where far/frr_threshold miss the largest achievable rate <= target"
+    ),
+    "self_checks": (
+        "the peers README / bob test-suite assertions, re-run "
+        "against this bob install (ok=null: not checkable)"
+    ),
+    "encoding": (
+        "floats are JSON numbers written with Python repr (round-trip exact); non-finite "
+        "floats are the strings 'inf', '-inf', 'nan'; errors are {error:{type,message}}"
+    ),
 }
 
 CONVENTIONS = {
     "negatives": "non-mated (impostor) scores; positives: mated (genuine) scores; higher = more alike",
-    "farfrr": "FAR = mean(negatives >= t), FRR = mean(positives < t): a negative ON the threshold is a false accept, a positive ON the threshold is accepted",
-    "far_threshold": "walks the distinct negative values from the top; returns the lowest negative score v with FAR(v) = count(neg >= v)/n <= target, or nextafter(max(neg), +inf) (FAR 0) if even the top score exceeds the target. So it returns a score value, and of the thresholds achieving the largest achievable FAR <= target it returns the HIGHEST (cf. docs/design.md)",
-    "frr_threshold": "walks the distinct positive values from the bottom; returns the highest positive score v whose 'future FRR' (index of the LAST copy of v in the sorted positives)/n <= target, else nextafter(min(pos), +inf). Without ties in the positives this is the largest achievable FRR <= target; with ties it is not (see quirks)",
+    "farfrr": (
+        "FAR = mean(negatives >= t), FRR = mean(positives < t): a negative ON "
+        "the threshold is a false accept, a positive ON the threshold is accepted"
+    ),
+    "far_threshold": (
+        "walks the distinct negative values from the top; returns the lowest negative score v with "
+        "FAR(v) = count(neg >= v)/n <= target, or nextafter(max(neg), +inf) (FAR 0) if even the "
+        "top score exceeds the target. So it returns a score value, and of the thresholds "
+        "achieving the largest achievable FAR <= target it returns the HIGHEST (cf. docs/design.md)"
+    ),
+    "frr_threshold": (
+        "walks the distinct positive values from the bottom; returns the highest positive "
+        "score v whose 'future FRR' (index of the LAST copy of v in the sorted positives)/n "
+        "<= target, else nextafter(min(pos), +inf). Without ties in the positives this is "
+        "the largest achievable FRR <= target; with ties it is not (see quirks)"
+    ),
 }
 
 QUIRKS = [
-    "far_threshold: special case `far_value >= 1 - eps` (eps = 2**-52) returns nextafter(min(negatives), -inf) without iterating (FAR 1). Targets in [1-eps, 1) hit it too, and e.g. target 1-2**-51 does not (see special_inputs).",
-    "frr_threshold: same special case `frr_value >= 1 - eps` returns nextafter(max(positives), +inf) (FRR 1).",
-    "far_threshold / frr_threshold raise RuntimeError for fewer than 2 negatives / positives (even though 1 score is meaningful), and for targets outside [0, 1]. Both ignore the other score list.",
-    "frr_threshold mis-counts tied positives: for a tie block at value v it uses (count(pos <= v) - 1)/n instead of the true FRR(v) = count(pos < v)/n. Effects: (1) it can stop early and return a LOWER threshold than needed, so the achieved FRR is below the largest achievable (cases b, c, i_nonsep, i_linsep; see is_largest_achievable); (2) when the minimum positive is tied c times and target < (c-1)/n, it falls back to nextafter(min(pos), +inf), whose FRR is c/n > target, breaking the 'at most' promise (cases f, g1, g1b: e.g. g1 target 0.25 -> FRR 4/9 while target 0.4 -> FRR 0). far_threshold has no such problem (count(neg >= v) is computed correctly).",
-    "far_threshold/frr_threshold compare k/n with the target in float64 ((k+1)/n > target breaks); targets equal to k/n in float (e.g. 0.1 with n=10, 50) count as achievable.",
-    "eer_threshold / min_hter_threshold (_minimizing_threshold): candidate thresholds are the lowest score and the MIDPOINTS (a+b)/2 between consecutive distinct scores of the merged lists, not score values; plus nextafter(max score) when one list runs out first.",
-    "_minimizing_threshold accumulates far -= 1/n_neg and frr += 1/n_pos in float64, so at equal-error ties the comparison can be decided by rounding noise; see cases[].bob.minimizer_exact_count_replica.",
-    "_minimizing_threshold uses `<=` inside the loop (later, i.e. higher, thresholds win ties) but strict `<` for the final candidate and for the above-all-scores candidate; it stops as soon as either list is exhausted.",
+    (
+        "far_threshold: special case `far_value >= 1 - eps` (eps = 2**-52) returns "
+        "nextafter(min(negatives), -inf) without iterating (FAR 1). Targets in [1-eps, "
+        "1) hit it too, and e.g. target 1-2**-51 does not (see special_inputs)."
+    ),
+    (
+        "frr_threshold: same special case `frr_value >= 1 - "
+        "eps` returns nextafter(max(positives), +inf) (FRR 1)."
+    ),
+    (
+        "far_threshold / frr_threshold raise RuntimeError for fewer than 2 negatives / positives (even "
+        "though 1 score is meaningful), and for targets outside [0, 1]. Both ignore the other score list."
+    ),
+    (
+        "frr_threshold mis-counts tied positives: for a tie block at value v it uses (count(pos <= v) - "
+        "1)/n instead of the true FRR(v) = count(pos < v)/n. Effects: (1) it can stop early and return a "
+        "LOWER threshold than needed, so the achieved FRR is below the largest achievable (cases b, c, "
+        "i_nonsep, i_linsep; see is_largest_achievable); (2) when the minimum positive is tied c times "
+        "and target < (c-1)/n, it falls back to nextafter(min(pos), +inf), whose FRR is c/n > target, "
+        "breaking the 'at most' promise (cases f, g1, g1b: e.g. g1 target 0.25 -> FRR 4/9 while target "
+        "0.4 -> FRR 0). far_threshold has no such problem (count(neg >= v) is computed correctly)."
+    ),
+    (
+        "far_threshold/frr_threshold compare k/n with the target in float64 ((k+1)/n > target "
+        "breaks); targets equal to k/n in float (e.g. 0.1 with n=10, 50) count as achievable."
+    ),
+    (
+        "eer_threshold / min_hter_threshold (_minimizing_threshold): candidate thresholds are "
+        "the lowest score and the MIDPOINTS (a+b)/2 between consecutive distinct scores of the "
+        "merged lists, not score values; plus nextafter(max score) when one list runs out first."
+    ),
+    (
+        "_minimizing_threshold accumulates far -= 1/n_neg and frr += 1/n_pos in float64, so at equal-error "
+        "ties the comparison can be decided by rounding noise; see cases[].bob.minimizer_exact_count_replica."
+    ),
+    (
+        "_minimizing_threshold uses `<=` inside the loop (later, i.e. higher, "
+        "thresholds win ties) but strict `<` for the final candidate and for the "
+        "above-all-scores candidate; it stops as soon as either list is exhausted."
+    ),
     "eer = (far + frr) / 2 at eer_threshold, which need not be the point where far == frr.",
-    "roc()/det() thresholds come from far_threshold/frr_threshold at 10**(arange(1-k,1)/int(k/8)) log-spaced targets (k = n_points//2), sorted; points may repeat. roc needs >= 2 positives and >= 2 negatives.",
+    (
+        "roc()/det() thresholds come from far_threshold/frr_threshold at "
+        "10**(arange(1-k,1)/int(k/8)) log-spaced targets (k = n_points//2), "
+        "sorted; points may repeat. roc needs >= 2 positives and >= 2 negatives."
+    ),
     "farfrr with a NaN threshold prints an error and returns (1.0, 1.0) instead of raising.",
-    "eer_rocch/rocch raise NotImplementedError in 6.1.1 (the pavx port is disabled); bob's own rocch and calibration tests are named no_test_* and do not run, so the README's ROCCH EER 0.116363636 and Cllr numbers cannot be reproduced with this version.",
-    "recognition_rate/detection_identification_rate with a threshold keep scores strictly > threshold; ranks count negatives >= the best positive (ties count against the probe).",
-    "bob's own test_open_set_rates uses numpy.float, removed in numpy 1.24, so that bob test errors under numpy 1.26; this generator loads the open-set files itself.",
+    (
+        "eer_rocch/rocch raise NotImplementedError in 6.1.1 (the pavx port is disabled); bob's "
+        "own rocch and calibration tests are named no_test_* and do not run, so the README's "
+        "ROCCH EER 0.116363636 and Cllr numbers cannot be reproduced with this version."
+    ),
+    (
+        "recognition_rate/detection_identification_rate with a threshold keep scores strictly > "
+        "threshold; ranks count negatives >= the best positive (ties count against the probe)."
+    ),
+    (
+        "bob's own test_open_set_rates uses numpy.float, removed in numpy 1.24, so that "
+        "bob test errors under numpy 1.26; this generator loads the open-set files itself."
+    ),
 ]
 
 
@@ -821,7 +953,10 @@ def main(argv=None):
             "h5py": ver("h5py"),
             "python": platform.python_version(),
             "generated_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
-            "command": "bash tests/reference/make_bob_venv.sh && tests/reference/.venv-bob/bin/python tests/reference/gen_golden_bob.py",
+            "command": (
+                "bash tests/reference/make_bob_venv.sh && "
+                "tests/reference/.venv-bob/bin/python tests/reference/gen_golden_bob.py"
+            ),
             "argv": [Path(sys.argv[0]).name] + sys.argv[1:],
             "peers_dir": PEERS_REL + " (relative to the shared/ root, <repo>/../shared)",
             "targets": TARGETS,
@@ -844,7 +979,8 @@ def main(argv=None):
     out.write_text(text + "\n")
     bad = [c for c in checks if c["ok"] is False]
     print(
-        f"wrote {out} ({len(text) / 1024:.0f} KiB, {len(cases)} cases) in {doc['meta']['generation_seconds']}s",
+        f"wrote {out} ({len(text) / 1024:.0f} KiB, {len(cases)} cases) "
+        f"in {doc['meta']['generation_seconds']}s",
         file=sys.stderr,
     )
     for c in checks:

@@ -19,7 +19,7 @@ import importlib.metadata as md
 import json
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +103,7 @@ def main() -> None:
             versions[name] = None
     doc = {
         "meta": {
-            "generated_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "versions": versions,

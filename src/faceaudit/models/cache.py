@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
 
 
 def default_cache_path() -> Path:
-    """``$FACEAUDIT_CACHE``, else ``$XDG_CACHE_HOME/faceaudit/embeddings.sqlite`` (``~/.cache`` by default)."""
+    """``$FACEAUDIT_CACHE``, else ``$XDG_CACHE_HOME/faceaudit/embeddings.sqlite`` \
+(``~/.cache`` by default)."""
     if os.environ.get("FACEAUDIT_CACHE"):
         return Path(os.environ["FACEAUDIT_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

@@ -31,10 +31,14 @@ from faceaudit.models.errors import MissingDependencyError
 
 # sha256 of the files in face-recognition-models 0.3.0 (PyPI)
 DLIB_RESNET_SHA256 = {
-    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30": "dlib_face_recognition_resnet_model_v1.dat",
+    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30": (
+        "dlib_face_recognition_resnet_model_v1.dat"
+    ),
 }
 DLIB_SHAPE5_SHA256 = {
-    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888": "shape_predictor_5_face_landmarks.dat",
+    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888": (
+        "shape_predictor_5_face_landmarks.dat"
+    ),
 }
 DLIB_MMOD_SHA256 = {
     "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6": "mmod_human_face_detector.dat",

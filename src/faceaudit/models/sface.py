@@ -64,7 +64,9 @@ def detect_yunet(detector, bgr: np.ndarray, *, min_side: int, max_side: int) -> 
     img = bgr
     if scale != 1.0:
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        img = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
+        img = cv2.resize(
+            bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation
+        )
     detector.setInputSize((img.shape[1], img.shape[0]))
     _, faces = detector.detect(img)
     if faces is None:
@@ -184,7 +186,9 @@ class SFaceEmbedder(Embedder):
             if index is None:
                 box = central_box(h, w, self.central_fraction)
                 landmarks = template_in_box(box)
-                face = np.concatenate([np.asarray(box, np.float32), landmarks.ravel(), [0.0]]).astype(np.float32)
+                face = np.concatenate(
+                    [np.asarray(box, np.float32), landmarks.ravel(), [0.0]]
+                ).astype(np.float32)
             else:
                 face = faces[index]
             aligned = self._recognizer.alignCrop(bgr, face.reshape(1, -1))
