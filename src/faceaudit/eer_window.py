@@ -3,9 +3,9 @@ the bin", docs/design.md, "Exactness").
 
 From the histogram, ``F(e) = count(non-mated >= e) * Np - count(mated < e) * Nn`` is exact at every bin
 edge ``e`` and never increases with ``e``. bob.measure's EER candidates around the crossing are the last
-observed value ``u_a`` with FMR >= FNMR just above it and the next value ``u_b``; ``u_a`` is at least
-the largest value below the last edge ``e_b`` with ``F(e_b) >= 0`` and below the next edge, so both
-lie in bins ``b`` and ``b + 1`` or at their borders. A further read keeps, per subset, the exact
+observed value ``u_a`` with FMR >= FNMR just above it and the next value ``u_b``; with ``e_b`` the last
+edge with ``F(e_b) >= 0``, both lie in bin ``b`` or ``u_a`` is the largest value below it (see
+``WINDOW_BINS``). The same read as the tail's keeps, per subset, the exact
 non-mated scores of that window, their counts below and above it, the largest score below and the
 smallest above (:class:`~faceaudit.scores.ImpostorView` with ``n_above``); :func:`eer` on that view
 is the same computation as on the full arrays, and raises :class:`WindowTooNarrow` when it needs a
@@ -48,8 +48,16 @@ class Window:
             self.lo_bin = max(self.lo_bin - width, 0)
 
 
+#: bins per first window. One always suffices (docs/design.md, "Exactness"): with b the last bin whose
+#: lower edge has F >= 0, every observed value v >= e_{b+1} has D(v) <= F(e_{b+1}) < 0, so u_a < e_{b+1};
+#: and some observed value lies in (u_a, e_{b+1}) (else F(e_{b+1}) = D(u_a) >= 0), so u_b < e_{b+1} too:
+#: every count and every next value the search takes is exact, or above the window and certainly
+#: negative. The widening reads are a safety net (the tests exercise them with misplaced windows).
+WINDOW_BINS = 1
+
+
 def crossing_window(dist: ScoreDistributions, groups: list[int]) -> Window:
-    """The two bins from the last edge with F(e) >= 0 (exact from the histogram)."""
+    """``WINDOW_BINS`` bins from the last edge with F(e) >= 0 (exact from the histogram)."""
     cells = dist.cell_mask(groups, groups)
     hist = dist.cell_histogram(cells)
     genuine = dist.genuine_scores(groups)
@@ -59,7 +67,7 @@ def crossing_window(dist: ScoreDistributions, groups: list[int]) -> Window:
     f = from_top * Np - np.searchsorted(genuine, dist.edges[:-1], side="left") * Nn
     ok = np.flatnonzero(f >= 0)
     b = int(ok[-1]) if ok.size else 0
-    return Window(cells=cells.reshape(-1).copy(), lo_bin=b, hi_bin=min(b + 2, B))
+    return Window(cells=cells.reshape(-1).copy(), lo_bin=b, hi_bin=min(b + WINDOW_BINS, B))
 
 
 class WindowCollector:
