@@ -1,9 +1,11 @@
 """Building ScoreDistributions whose exact tail reaches every answer the audit will report.
 
 A streamed source is read twice: the first pass histograms every non-mated score (and keeps the mated
-ones); :func:`required_tail_cutoff` then finds, from the histogram alone, the lowest bin any reported
-threshold can fall in (the EER of every group, each target FMR); the second pass keeps every
-non-mated score at or above that bin's lower edge. Memory is the histogram plus that tail.
+ones); :func:`required_tail_cutoff` then finds, from the histogram alone, the lowest bin any target-FMR
+threshold can fall in; the second pass keeps every non-mated score at or above that bin's lower edge,
+and, per group, the exact scores of the bin where its EER falls (:mod:`faceaudit.eer_window`). Memory
+is the histogram, that tail (rows x max target FMR) and one bin per group. ``from_arrays`` keeps its
+contiguous tail down to the EER.
 """
 
 from __future__ import annotations
@@ -132,6 +134,11 @@ def two_pass(
         bulk_reference=tail.bulk_reference,
     )
     dist.eer_views = exact_eer_views(dist, read, keyed, first=windows)
+    if dist.eer_views:
+        dist.meta["eer_windows"] = (
+            f"{len(dist.eer_views)} group EER(s) lie below the exact tail and were read exactly from the "
+            "histogram bin of their crossing; at those EER points the FMR has no subject-bootstrap interval "
+            "(Clopper-Pearson only)")
     return dist
 
 
