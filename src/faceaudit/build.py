@@ -107,7 +107,7 @@ def two_pass(
     # the tail reaches the target-FMR thresholds only; each EER is read exactly inside its bins
     cutoff = required_tail_cutoff(coarse, fmr_targets, subsets, with_eer=False)
     keyed = {tuple(int(g) for g in groups): list(groups) for groups in subsets}
-    windows = WindowCollector(samples, edges, {k: crossing_window(coarse, g) for k, g in keyed.items()})
+    windows = WindowCollector(coarse, {k: crossing_window(coarse, g) for k, g in keyed.items()})
     # the second pass keeps the tail (and the exact cells' scores below it), no histogram rows
     second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, keep_genuine=False,
                                  track_subject_pairs=False, histogram=False, cell_limit=coarse.cell_limit)

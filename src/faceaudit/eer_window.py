@@ -21,7 +21,7 @@ import numpy as np
 
 from faceaudit.errors import InputError
 from faceaudit.measures.verification import WindowTooNarrow, eer
-from faceaudit.scores import ImpostorView, SampleIndex, ScoreDistributions
+from faceaudit.scores import ImpostorView, ScoreDistributions
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -71,23 +71,42 @@ def crossing_window(dist: ScoreDistributions, groups: list[int]) -> Window:
 
 
 class WindowCollector:
-    """One read of the comparisons: per window, the exact non-mated scores inside it, the count and
-    the maximum below, the count and the minimum above (the rules of DistributionBuilder.add for which
-    rows are non-mated comparisons)."""
+    """One read of the comparisons: per window, the exact non-mated scores inside it, the largest below
+    and the smallest above (the rules of DistributionBuilder.add for which rows are non-mated
+    comparisons). The counts below and above are the histogram's (exact: the bounds are bin edges), and
+    only scores in the bins from the last non-empty one below the window to the first non-empty one
+    above are looked at: a chunk is cut to that score range before any per-row lookup."""
 
-    def __init__(self, samples: SampleIndex, edges: np.ndarray, windows: dict[tuple, Window]) -> None:
-        self.samples, self.windows = samples, windows
-        self.bounds = {k: w.bounds(edges) for k, w in windows.items()}
+    def __init__(self, dist: ScoreDistributions, windows: dict[tuple, Window]) -> None:
+        self.samples, self.windows = dist.samples, windows
+        edges, B = dist.edges, dist.n_bins
+        self.bounds, self.reach, self.counts = {}, {}, {}
+        for key, w in windows.items():
+            hist = dist.cell_histogram(w.cells.reshape(dist.n_groups, -1))
+            nonempty = np.flatnonzero(hist)
+            below, above = nonempty[nonempty < w.lo_bin], nonempty[nonempty >= w.hi_bin]
+            lo_reach = -np.inf if below.size == 0 or below[-1] == 0 else float(edges[below[-1]])
+            hi_reach = np.inf if above.size == 0 or above[0] + 1 >= B else float(edges[above[0] + 1])
+            self.bounds[key] = w.bounds(edges)
+            self.reach[key] = (lo_reach, hi_reach)
+            self.counts[key] = (int(hist[: w.lo_bin].sum()), int(hist[w.lo_bin:w.hi_bin].sum()),
+                                int(hist[w.hi_bin:].sum()))
+        self.low = min((r[0] for r in self.reach.values()), default=np.inf)
+        self.high = max((r[1] for r in self.reach.values()), default=-np.inf)
         self.inside: dict[tuple, list[np.ndarray]] = {k: [] for k in windows}
-        self.below = {k: [0, -np.inf] for k in windows}
-        self.above = {k: [0, np.inf] for k in windows}
+        self.below_max = dict.fromkeys(windows, -np.inf)
+        self.above_min = dict.fromkeys(windows, np.inf)
 
     def add(self, probe: np.ndarray, reference: np.ndarray, score: np.ndarray) -> None:
-        probe = np.asarray(probe, dtype=np.int64)
-        reference = np.asarray(reference, dtype=np.int64)
         score = np.asarray(score, dtype=np.float64)
+        near = (score >= self.low) & (score < self.high) & np.isfinite(score)
+        if not near.any():
+            return
+        probe = np.asarray(probe, dtype=np.int64)[near]
+        reference = np.asarray(reference, dtype=np.int64)[near]
+        score = score[near]
         subj, grp = self.samples.subject_of_sample, self.samples.group_of_sample
-        ok = np.isfinite(score) & (probe != reference) & (subj[probe] != subj[reference])
+        ok = (probe != reference) & (subj[probe] != subj[reference])
         cell = grp[probe[ok]] * self.samples.n_groups + grp[reference[ok]]
         s = score[ok]
         for key, w in self.windows.items():
@@ -95,20 +114,22 @@ class WindowCollector:
             lo, hi = self.bounds[key]
             low, high = x < lo, x >= hi
             if low.any():
-                self.below[key][0] += int(low.sum())
-                self.below[key][1] = max(self.below[key][1], float(x[low].max()))
+                self.below_max[key] = max(self.below_max[key], float(x[low].max()))
             if high.any():
-                self.above[key][0] += int(high.sum())
-                self.above[key][1] = min(self.above[key][1], float(x[high].min()))
+                self.above_min[key] = min(self.above_min[key], float(x[high].min()))
             self.inside[key].append(x[~(low | high)])
 
     def views(self) -> dict[tuple, ImpostorView]:
-        return {
-            k: ImpostorView(tail=np.sort(np.concatenate([np.empty(0), *parts])), n_below=self.below[k][0],
-                            below_max=self.below[k][1], n_above=self.above[k][0],
-                            above_min=self.above[k][1])
-            for k, parts in self.inside.items()
-        }
+        out = {}
+        for key, parts in self.inside.items():
+            n_below, n_inside, n_above = self.counts[key]
+            tail = np.sort(np.concatenate([np.empty(0), *parts]))
+            found_below, found_above = self.below_max[key] > -np.inf, self.above_min[key] < np.inf
+            if tail.size != n_inside or found_below != (n_below > 0) or found_above != (n_above > 0):
+                raise InputError("the comparisons changed between the reads of the score source")
+            out[key] = ImpostorView(tail=tail, n_below=n_below, below_max=self.below_max[key],
+                                    n_above=n_above, above_min=self.above_min[key])
+        return out
 
 
 def exact_eer_views(
@@ -125,16 +146,13 @@ def exact_eer_views(
     collector = first
     while pending:
         if collector is None:
-            collector = WindowCollector(dist.samples, dist.edges, {k: crossing_window(dist, g)
-                                                                   for k, g in pending.items()})
+            collector = WindowCollector(dist, {k: crossing_window(dist, g) for k, g in pending.items()})
             for chunk in read():
                 collector.add(*chunk)
         views = collector.views()
         windows, retry = collector.windows, {}
         for key in list(pending):
             view = views[key]
-            if view.total != int(dist.nonmated_counts()[dist.cell_mask(pending[key], pending[key])].sum()):
-                raise InputError("the comparisons changed between the reads of the score source")
             try:
                 eer(view, dist.genuine_scores(pending[key]))
                 out[key] = view
@@ -142,7 +160,7 @@ def exact_eer_views(
             except WindowTooNarrow as e:
                 windows[key].widen(e.direction, B)
                 retry[key] = windows[key]
-        collector = WindowCollector(dist.samples, dist.edges, retry) if retry else None
+        collector = WindowCollector(dist, retry) if retry else None
         if collector is not None:
             for chunk in read():
                 collector.add(*chunk)
