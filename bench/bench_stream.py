@@ -10,9 +10,10 @@ Writes (once, reused afterwards) under bench/out/ (git-ignored):
   ``subject_id`` (4 samples per subject: 20,000 samples / 5,000 subjects by default), ``sex`` (F/M
   per subject, seeded);
 * ``stream_scores_<rows>.parquet``: ``probe, reference, score, mated``, row groups of 2**20 rows.
-  Every ordered mated pair is in the file (5,000 x 12 = 60,000 rows, scores N(3, 1)); the rest are
-  distinct non-mated ordered pairs (``key = k * step mod n(n-1)`` over the off-diagonal pairs, with
-  ``step`` coprime to ``n(n-1)``, so no pair repeats and the duplicate check passes), scores N(0, 1).
+  Every unordered mated pair is in the file once (5,000 x 6 = 30,000 rows, scores N(3, 1)); the rest are
+  distinct non-mated pairs (``key = k * step mod n(n-1)`` over the off-diagonal ordered pairs, with
+  ``step`` coprime to ``n(n-1)``, keeping probe < reference, so no unordered pair repeats and the
+  duplicate check passes), scores N(0, 1).
 
 Then runs, in a subprocess under ``/usr/bin/time -v``, for each file:
 
@@ -73,15 +74,15 @@ def write_scores(rows: int, n: int, per_subject: int, seed: int, id_type: str, g
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = OUT / f"stream_scores_{_fmt_n(rows)}_{n}_{id_type}_g{genuine_mean:g}.parquet"
+    path = OUT / f"stream_scores_{_fmt_n(rows)}_{n}_{id_type}_g{genuine_mean:g}_u.parquet"
     if path.exists():
         return path
     subj = np.arange(n) // per_subject
     ids = pa.array([f"s{i:05d}" for i in range(n)]) if id_type == "str" else None
-    # every ordered mated pair
+    # every unordered mated pair (the audit reads pairs as unordered: each listed once)
     base = np.arange(0, n, per_subject)
     a, b = np.meshgrid(np.arange(per_subject), np.arange(per_subject), indexing="ij")
-    off = (a != b)
+    off = (a < b)
     mp = (base[:, None] + a[off][None, :]).ravel()
     mr = (base[:, None] + b[off][None, :]).ravel()
     n_mated = min(mp.size, rows)
@@ -110,12 +111,12 @@ def write_scores(rows: int, n: int, per_subject: int, seed: int, id_type: str, g
                 p = keys // (n - 1)
                 r = keys % (n - 1)
                 r = r + (r >= p)
-                ok = subj[p] != subj[r]
+                ok = (subj[p] != subj[r]) & (p < r)  # one orientation: distinct unordered pairs
                 used = np.flatnonzero(ok)[want - 1] + 1 if ok.sum() >= want else ok.size
                 p, r = p[:used][ok[:used]], r[:used][ok[:used]]
                 k += int(used)
                 if k > M:
-                    raise SystemExit(f"{rows:,} rows exceed the {M:,} distinct ordered pairs of {n} samples")
+                    raise SystemExit(f"{rows:,} rows exceed the {M // 2:,} distinct pairs of {n} samples")
                 s = rng.standard_normal(p.size)
                 mated = np.zeros(p.size, bool)
             if id_type == "str":

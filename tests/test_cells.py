@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceaudit.build import required_tail_cutoff, two_pass
+from faceaudit.build import two_pass
 from faceaudit.compare import compare_embeddings
 from faceaudit.compare import plan as plan_module
 from faceaudit.compare.store import load_distributions, save_distributions
@@ -45,19 +45,8 @@ def hundred_groups(seed: int = 0):
 def build(samples, i, j, s, cell_limit=None, **kw):
     edges = uniform_edges(-1.0, 1.0, B)
     subsets = [[g] for g in range(G)] + [list(range(G))]
-    if cell_limit is None:
-        return two_pass(lambda: iter([(i, j, s)]), samples, edges, (1e-2, 1e-3), subsets, **kw)
-    return _two_pass_limit(samples, edges, i, j, s, subsets, cell_limit)
-
-
-def _two_pass_limit(samples, edges, i, j, s, subsets, cell_limit):
-    first = DistributionBuilder(samples, edges, cell_limit=cell_limit)
-    first.add(i, j, s)
-    coarse = first.result()
-    cutoff = required_tail_cutoff(coarse, (1e-2, 1e-3), subsets)
-    second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, cell_limit=cell_limit)
-    second.add(i, j, s)
-    return second.result()
+    return two_pass(lambda: iter([(i, j, s)]), samples, edges, (1e-2, 1e-3), subsets, cell_limit=cell_limit,
+                    **kw)
 
 
 def array_bytes(d) -> int:

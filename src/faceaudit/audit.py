@@ -172,14 +172,19 @@ class Measurer:
         self.targets, self.convention, self.level = targets, convention, level
 
     def point(
-        self, sub: Subset, threshold: float, target: float | None = None, convention: str | None = None
+        self, sub: Subset, threshold: float, target: float | None = None, convention: str | None = None,
+        view: Any = None,
     ) -> OperatingPoint:
-        """FMR and FNMR of ``sub`` at ``threshold``, with their subject-bootstrap intervals."""
-        fm = count_nonmated_at_least(sub.view, threshold) if sub.view.total else 0
+        """FMR and FNMR of ``sub`` at ``threshold``, with their subject-bootstrap intervals. ``view``: an
+        EER window view (the tail does not reach the threshold): exact counts, but no FMR bootstrap,
+        whose per-subject-pair false matches only the tail holds (stated omission, docs/design.md)."""
+        view = sub.view if view is None else view
+        fm = count_nonmated_at_least(view, threshold) if view.total else 0
         fnm = count_mated_below(sub.genuine, threshold)
         b_fmr = b_fnmr = None
+        in_tail = not sub.view.n_below or threshold > sub.view.below_max
         if self.boot is not None:
-            if sub.view.total:
+            if sub.view.total and in_tail:
                 b_fmr = self.boot.fmr(sub.key, sub.subject_mask, sub.subject_mask, threshold, self.level)
             if sub.genuine.size:
                 b_fnmr = self.boot.fnmr(sub.subject_mask, threshold, self.level)
@@ -198,11 +203,12 @@ class Measurer:
         measurable = bool(sub.genuine.size and sub.view.total)
         fields: dict[str, Any] = {}
         if measurable:
-            e = eer(sub.view, sub.genuine)
+            eer_view = self.dist.eer_view(sub.groups)
+            e = eer(eer_view, sub.genuine)
             fields = {
                 "eer": e.eer,
                 "eer_threshold": e.threshold,
-                "eer_point": self.point(sub, e.threshold),
+                "eer_point": self.point(sub, e.threshold, view=eer_view),
                 "operating_points": tuple(
                     self.point(
                         sub,

@@ -1,9 +1,11 @@
 """Building ScoreDistributions whose exact tail reaches every answer the audit will report.
 
 A streamed source is read twice: the first pass histograms every non-mated score (and keeps the mated
-ones); :func:`required_tail_cutoff` then finds, from the histogram alone, the lowest bin any reported
-threshold can fall in (the EER of every group, each target FMR); the second pass keeps every
-non-mated score at or above that bin's lower edge. Memory is the histogram plus that tail.
+ones); :func:`required_tail_cutoff` then finds, from the histogram alone, the lowest bin any target-FMR
+threshold can fall in; the second pass keeps every non-mated score at or above that bin's lower edge,
+and, per group, the exact scores of the bin where its EER falls (:mod:`faceaudit.eer_window`). Memory
+is the histogram, that tail (rows x max target FMR) and one bin per group. ``from_arrays`` keeps its
+contiguous tail down to the EER.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from faceaudit.eer_window import WindowCollector, crossing_window, exact_eer_views
 from faceaudit.errors import InputError
 from faceaudit.groups import default_groupings, group_subsets  # re-exported: one groups module
 from faceaudit.measures.verification import allowed_false_matches
@@ -36,22 +39,25 @@ def required_tail_cutoff(
     dist: ScoreDistributions,
     fmr_targets: Iterable[float],
     subsets: Iterable[list[int]],
+    *,
+    with_eer: bool = True,
 ) -> np.ndarray:
-    """Per cell (G, G), the highest tail cutoff under which every EER and every target-FMR threshold
-    of every subset (a list of finest groups; its non-mated cells are those within the subset) is
-    exact. A cell takes the lowest cutoff that any subset containing it needs."""
+    """Per cell (G, G), the highest tail cutoff under which every EER (``with_eer``) and every
+    target-FMR threshold of every subset (a list of finest groups; its non-mated cells are those
+    within the subset) is exact. A cell takes the lowest cutoff that any subset containing it needs."""
     edges = dist.edges
     targets = list(fmr_targets)
     G = dist.n_groups
     out = np.full((G, G), np.inf)
     for groups in subsets:
         cells = dist.cell_mask(groups, groups)
-        out[cells] = np.minimum(out[cells], _subset_cutoff(dist, groups, cells, targets, edges))
+        cut = _subset_cutoff(dist, groups, cells, targets, edges, with_eer)
+        out[cells] = np.minimum(out[cells], cut)
     return out
 
 
 def _subset_cutoff(dist: ScoreDistributions, groups: list[int], cells: np.ndarray, targets: list[float],
-                   edges: np.ndarray) -> float:
+                   edges: np.ndarray, with_eer: bool = True) -> float:
     hist = dist.cell_histogram(cells)
     total = int(hist.sum())
     if total == 0:
@@ -66,7 +72,7 @@ def _subset_cutoff(dist: ScoreDistributions, groups: list[int], cells: np.ndarra
         b = int(np.flatnonzero(from_top >= c + 1)[-1])
         cutoff = min(cutoff, edges[b] if b > 0 else -np.inf)
     genuine = dist.genuine_scores(groups)
-    if genuine.size:
+    if genuine.size and with_eer:
         inner = edges[1:-1]
         fmr = from_top[1:] / total
         fnmr = np.searchsorted(genuine, inner, side="left") / genuine.size
@@ -86,30 +92,37 @@ def two_pass(
     track_subject_pairs: bool = True,
     meta: dict[str, Any] | None = None,
     progress: Callable[[str], Any] | None = None,
+    cell_limit: int | None = None,
 ) -> ScoreDistributions:
-    """Read the comparisons twice (``read()`` returns a fresh iterator of chunks each time)."""
+    """Read the comparisons twice, and again for an EER window that needs widening (``read()`` returns
+    a fresh iterator of chunks each time). ``cell_limit``: as DistributionBuilder's."""
     subsets = list(subsets)
     first = DistributionBuilder(samples, edges, tail_cutoff=np.inf, design=design, meta=meta,
-                                track_subject_pairs=track_subject_pairs)
+                                track_subject_pairs=track_subject_pairs, cell_limit=cell_limit)
     for chunk in read():
         first.add(*chunk)
         if progress:
             progress("histogram")
     coarse = first.result()
-    cutoff = required_tail_cutoff(coarse, fmr_targets, subsets)
+    # the tail reaches the target-FMR thresholds only; each EER is read exactly inside its bins
+    cutoff = required_tail_cutoff(coarse, fmr_targets, subsets, with_eer=False)
+    keyed = {tuple(int(g) for g in groups): list(groups) for groups in subsets}
+    windows = WindowCollector(coarse, {k: crossing_window(coarse, g) for k, g in keyed.items()})
     # the second pass keeps the tail (and the exact cells' scores below it), no histogram rows
     second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, keep_genuine=False,
                                  track_subject_pairs=False, histogram=False, cell_limit=coarse.cell_limit)
     for chunk in read():
         second.add(*chunk)
+        windows.add(*chunk)
         if progress:
             progress("tail")
     tail = second.result()
     if not np.array_equal(tail.hist_row_of_cell, coarse.hist_row_of_cell):
         raise InputError("the comparisons changed between the two reads of the score source")
-    coarse.meta["tail_cutoff_rule"] = ("per cell: the lowest bin edge reached by any reported EER or target-FMR "
-                                      "threshold of a group containing the cell")
-    return dataclasses.replace(
+    coarse.meta["tail_cutoff_rule"] = ("per cell: the lowest bin edge reached by any target-FMR threshold of a "
+                                      "group containing the cell; each group's EER from the exact scores of "
+                                      "the bins around its crossing (eer_window)")
+    dist = dataclasses.replace(
         coarse,
         tail_cutoff=tail.tail_cutoff,
         tail_score=tail.tail_score,
@@ -120,6 +133,13 @@ def two_pass(
         bulk_probe=tail.bulk_probe,
         bulk_reference=tail.bulk_reference,
     )
+    dist.eer_views = exact_eer_views(dist, read, keyed, first=windows)
+    if dist.eer_views:
+        dist.meta["eer_windows"] = (
+            f"{len(dist.eer_views)} group EER(s) lie below the exact tail and were read exactly from the "
+            "histogram bin of their crossing; at those EER points the FMR has no subject-bootstrap interval "
+            "(Clopper-Pearson only)")
+    return dist
 
 
 def from_arrays(

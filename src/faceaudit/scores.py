@@ -346,15 +346,21 @@ class ImpostorView:
     scores are known only by count and by their maximum ``below_max``: any threshold above
     ``below_max`` has an exact false-match count. With ``n_below == 0`` the view is the full,
     exact set of scores.
+
+    A *window* view (``n_above > 0``, built by :func:`faceaudit.build.two_pass` for an EER) also leaves
+    out the ``n_above`` scores above the window, known by count and by their minimum ``above_min``
+    (> every score of ``tail``): a threshold in ``(below_max, above_min]`` has an exact count.
     """
 
     tail: np.ndarray
     n_below: int
     below_max: float
+    n_above: int = 0
+    above_min: float = np.inf
 
     @property
     def total(self) -> int:
-        return int(self.tail.size + self.n_below)
+        return int(self.tail.size + self.n_below + self.n_above)
 
     @classmethod
     def exact(cls, scores: Any) -> ImpostorView:
@@ -399,6 +405,16 @@ class ScoreDistributions:
     #: optional per-probe 1:N summaries filled by the comparison engine (faceaudit.compare); not
     #: merged by ``+`` (a merge of partial results has none)
     probe_summary: Any = None
+    #: per subset (tuple of its finest groups), an EER window view (:mod:`faceaudit.eer_window`) where
+    #: the exact tail does not reach the subset's EER (streamed score files); not merged by ``+``
+    eer_views: dict = field(default_factory=dict)
+
+    def eer_view(self, groups: Any = None) -> ImpostorView:
+        """The view from which the EER of ``groups`` (None = all) is exact: the tail's, or the window
+        read for it."""
+        groups = list(range(self.n_groups)) if groups is None else list(groups)
+        window = self.eer_views.get(tuple(int(g) for g in groups))
+        return window if window is not None else self.impostor_view(self.cell_mask(groups, groups))
 
     def __post_init__(self) -> None:
         B = self.edges.size - 1

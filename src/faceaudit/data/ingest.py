@@ -30,11 +30,13 @@ def load_score_file(
 ) -> ScoreDistributions:
     """Read a score table against a sample table into ScoreDistributions.
 
-    The file is streamed three times (score range, histogram, exact tail); memory is the sample
-    table, the histograms, the mated scores and the exact tail; the tail holds the non-mated scores at
-    or above the lowest reported threshold (EER, target FMRs) of each cell, so it grows with the file
-    (rows x FMR at the EER), the rest does not. ``track_subject_pairs`` keeps the non-mated comparison
-    counts per pair of subjects that the subject bootstrap needs (up to subjects^2 entries).
+    The file is streamed three times (score range, histogram, exact tail and EER windows), and again
+    only if an EER window needs widening (never for a window chosen from the histogram: see
+    :mod:`faceaudit.eer_window`); memory is the sample table, the histograms, the mated scores, the
+    exact tail (the non-mated scores at or above the lowest target-FMR threshold of each cell: rows x
+    max target FMR) and, per group, the non-mated scores of the one bin where its EER falls.
+    ``track_subject_pairs`` keeps the non-mated comparison counts per pair of subjects that the subject
+    bootstrap needs (up to subjects^2 entries).
 
     ``encoding`` applies to CSV files (default UTF-8, with or without BOM). ``pair_order``: "unordered"
     (default: (a, b) and (b, a) are one comparison; listing it twice is a DuplicatePairError) or

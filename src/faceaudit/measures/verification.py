@@ -81,14 +81,26 @@ def _require(view: ImpostorView | None, genuine: np.ndarray | None) -> None:
         raise EmptyError("no mated comparisons: FNMR is undefined")
 
 
+class WindowTooNarrow(NotExactError):
+    """The EER search of a window view needs a score outside the window: widen it ``direction``
+    ("up" or "down") and search again."""
+
+    def __init__(self, message: str, direction: str) -> None:
+        super().__init__(message)
+        self.direction = direction
+
+
 def count_nonmated_at_least(view: ImpostorView, threshold: float) -> int:
-    """Exact number of non-mated scores >= threshold; NotExactError if below the exact tail."""
+    """Exact number of non-mated scores >= threshold; NotExactError if below the exact tail (or, for a
+    window view, above the window's exact scores)."""
     if view.n_below and not threshold > view.below_max:
         raise NotExactError(
             f"threshold {threshold!r} lies below the exact tail (largest score not kept: "
             f"{view.below_max!r}); rebuild with a lower tail cutoff"
         )
-    return int(view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
+    if view.n_above and threshold > view.above_min:
+        raise WindowTooNarrow(f"threshold {threshold!r} lies above the exact window", "up")
+    return int(view.n_above + view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
 
 
 def count_mated_below(genuine: np.ndarray, threshold: float) -> int:
@@ -142,6 +154,8 @@ def fmr_threshold(
     if convention not in CONVENTIONS:
         raise InputError(f"unknown threshold convention {convention!r}; use 'highest' or 'lowest'")
     _require(view, None)
+    if view.n_above:
+        raise NotExactError("a threshold at a target FMR needs the exact tail, not an EER window")
     if convention == "lowest" and genuine is None:
         raise InputError("the 'lowest' convention needs the mated scores")
     total = view.total
@@ -202,19 +216,28 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
     tail, pos = view.tail, genuine
     Nn, Np = view.total, int(pos.size)
     pseudo = 1 if view.n_below else 0  # the bulk stands as one score at below_max, below every tail score
-    n_neg = tail.size + pseudo
+    above, amin = view.n_above, view.above_min  # a window view: n_above scores >= above_min left out
+    n_neg = tail.size + pseudo + (1 if above else 0)  # the scores above stand as one, at above_min
 
     def neg_at(i: int) -> float:
-        return view.below_max if (pseudo and i == 0) else float(tail[i - pseudo])
+        if pseudo and i == 0:
+            return view.below_max
+        return amin if (above and i == n_neg - 1) else float(tail[i - pseudo])
 
     def D(u: float) -> int:
         """(FMR - FNMR) * Nn * Np just above u: non-mated > u against mated <= u, exact integers."""
-        above = (
-            tail.size
+        if above and u >= amin:
+            # at most n_above - 1 scores above u (above_min is not): only a certain negative sign is usable
+            bound = (above - 1) * Np - int(np.searchsorted(pos, u, side="right")) * Nn
+            if bound < 0:
+                return bound
+            raise WindowTooNarrow("the EER crossing may lie above the exact window", "up")
+        n_over = (
+            above + tail.size
             - int(np.searchsorted(tail, u, side="right"))
             + (1 if pseudo and view.below_max > u else 0)
         )
-        return above * Np - int(np.searchsorted(pos, u, side="right")) * Nn
+        return n_over * Np - int(np.searchsorted(pos, u, side="right")) * Nn
 
     def last_nonnegative(n: int, at) -> int:
         lo, hi = -1, n - 1  # D(at(i)) >= 0 holds on a prefix of i (D never increases with u)
@@ -228,22 +251,29 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
 
     i = last_nonnegative(n_neg, neg_at)
     j = last_nonnegative(Np, lambda k: float(pos[k]))
-    u_a = max(
-        [v for v, k in ((neg_at(i), i), (float(pos[j]) if j >= 0 else None, j)) if k >= 0], default=None
-    )
+    found = ([neg_at(i)] if i >= 0 else []) + ([float(pos[j])] if j >= 0 else [])
+    u_a = max(found, default=None)
 
     def after(u: float) -> float | None:
         """The next observed value above u, mated or not."""
+        if above and u >= amin:
+            raise WindowTooNarrow("the EER search needs a score above the exact window", "up")
         k = int(np.searchsorted(tail, u, side="right"))
         m = int(np.searchsorted(pos, u, side="right"))
         nxt = [float(a[x]) for a, x in ((tail, k), (pos, m)) if x < a.size]
         if pseudo and view.below_max > u:
             nxt.append(view.below_max)
+        if above:
+            nxt.append(amin)
         return min(nxt) if nxt else None
 
     # bob's loop stops after the value where one set runs out: midpoints exist up to that value,
-    # excluding the largest value overall; the one at that value is compared strictly
-    stop = min(float(tail[-1]) if tail.size else view.below_max, float(pos[-1]))
+    # excluding the largest value overall; the one at that value is compared strictly. With scores left
+    # out above a window, their maximum is unknown but >= above_min, which stands for it (only values
+    # below above_min are ever compared with it).
+    nm_top = amin if above else (float(tail[-1]) if tail.size else view.below_max)
+    stop = min(nm_top, float(pos[-1]))
+    nm_min = float(tail[0]) if tail.size else amin  # used only without a bulk below
 
     def midpoint(u: float) -> float | None:
         nxt = after(u)
@@ -251,13 +281,14 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
 
     if u_a is None or (pseudo and u_a < view.below_max):
         if pseudo:
-            raise NotExactError("the EER lies below the exact tail; rebuild with a lower tail cutoff")
-        best_t = float(min(tail[0], pos[0]))  # bob's first candidate: the smallest score (FMR 1, FNMR 0)
+            raise WindowTooNarrow("the EER lies below the exact tail; rebuild with a lower tail cutoff",
+                                  "down")
+        best_t = float(min(nm_min, pos[0]))  # bob's first candidate: the smallest score (FMR 1, FNMR 0)
         best_d = Nn * Np
     else:
         best_t = midpoint(u_a)
         best_d = abs(D(u_a))
-    u_b = after(u_a) if u_a is not None else float(min(tail[0], pos[0]))
+    u_b = after(u_a) if u_a is not None else float(min(nm_min, pos[0]))
     if u_b is not None and (not pseudo or u_b >= view.below_max):
         t_b = midpoint(u_b)
         if t_b is not None:
