@@ -50,7 +50,7 @@ def main() -> None:
     dist = load_score_file(scores, samples, group_columns=["grp"], bins=args.bins)
     G = dist.n_groups
     print(f"loaded {dist.n_mated} mated + {dist.n_nonmated} non-mated, {G} groups, {args.bins} bins: "
-          f"impostor_hist {dist.impostor_hist.nbytes / 2**20:.0f} MiB, {time.time() - t0:.1f} s; "
+          f"histograms {dist.histogram_nbytes() / 2**20:.1f} MiB, {time.time() - t0:.1f} s; "
           f"peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
     if args.audit:
         from faceaudit.audit import audit

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceaudit.evidence.errors import CalibrationError, SubjectsUnknownError
-from faceaudit.evidence.metrics import _check, elub, pav_fit
+from faceaudit.evidence.metrics import check_weighted_labels, elub, pav_fit
 from faceaudit.evidence.points import CalibrationPoints
 
 __all__ = ["LRSystem", "fit_system", "METHODS", "cross_validate", "subject_folds", "CrossValidated"]
@@ -65,7 +65,7 @@ def _norm_logpdf(x, m, s):
 
 
 def _balanced(mated: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    w1, w0 = _check(mated, weight)
+    w1, w0 = check_weighted_labels(mated, weight)
     return np.where(mated, weight / w1, weight / w0)
 
 
@@ -146,7 +146,7 @@ def fit_system(
     if method not in _FITTERS:
         raise CalibrationError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     w = points.weight if weight is None else weight
-    _check(points.mated, w)
+    check_weighted_labels(points.mated, w)
     init = start.params if start is not None and start.method == method else None
     params = _FITTERS[method](points.score, points.mated, w, init)
     has = w > 0

@@ -27,7 +27,7 @@ __all__ = ["cllr", "pav_log10_lr", "pav_fit", "cllr_min", "devpav", "elub", "mis
 LN10 = np.log(10.0)
 
 
-def _check(mated: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+def check_weighted_labels(mated: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
     w1 = float(weight[mated].sum())
     w0 = float(weight[~mated].sum())
     if w1 <= 0:
@@ -45,7 +45,7 @@ def cllr(llr: np.ndarray, mated: np.ndarray, weight: np.ndarray | None = None) -
     """Log-likelihood-ratio cost in bits: 1 for an uninformative system, 0 for a perfect one."""
     llr, mated = np.asarray(llr, np.float64), np.asarray(mated, bool)
     weight = _unit(weight, llr.size)
-    w1, w0 = _check(mated, weight)
+    w1, w0 = check_weighted_labels(mated, weight)
     # log2(1 + 10^x) = logaddexp(0, x ln 10) / ln 2: no overflow for large |x|
     with np.errstate(invalid="ignore"):
         cost1 = np.logaddexp(0.0, -llr[mated] * LN10) / np.log(2.0)
@@ -71,7 +71,7 @@ def pav_fit(
     """
     x, mated = np.asarray(x, np.float64), np.asarray(mated, bool)
     weight = _unit(weight, x.size)
-    w1, w0 = _check(mated, weight)
+    w1, w0 = check_weighted_labels(mated, weight)
     ux, inv = np.unique(x, return_inverse=True)
     a1 = np.bincount(inv, weights=np.where(mated, weight, 0.0), minlength=ux.size)
     a0 = np.bincount(inv, weights=np.where(mated, 0.0, weight), minlength=ux.size)
@@ -150,7 +150,7 @@ def elub(
     """Empirical lower and upper bound on log10 LR (Vergeer et al. 2016), as lir 1.3.1 computes it."""
     llr, mated = np.clip(np.asarray(llr, np.float64), *extremes), np.asarray(mated, bool)
     weight = _unit(weight, llr.size)
-    w1, w0 = _check(mated, weight)
+    w1, w0 = check_weighted_labels(mated, weight)
     lo = max(float(llr[weight > 0].min()), -np.log10(w1 + 1))
     hi = min(float(llr[weight > 0].max()), np.log10(w0 + 1))
     s_lo, s_hi = min(0, int(np.floor_divide(lo, step))), max(0, int(np.floor_divide(hi, step)) + 1)

@@ -229,15 +229,20 @@ def _bulk_parts(
 ) -> dict[str, np.ndarray]:
     """One point per (coarse cell, bin) with bulk scores: the histogram minus the tail scores."""
     Gf = dist.n_groups
-    hist = dist.impostor_hist.astype(np.int64).copy()
     gp, gr = dist.tail_cell
-    np.subtract.at(hist, (gp, gr, bin_index(dist.tail_score, dist.edges)), 1)
+    tail_bin = bin_index(dist.tail_score, dist.edges)
     below = dist.below_max
     cols: dict[str, list] = {k: [] for k in ("score", "weight", "cell")}
     lo_edge, hi_edge = dist.edges[:-1], dist.edges[1:]
     for a in range(Gf):
         for b in range(Gf):
-            nz = np.flatnonzero(hist[a, b])
+            # the cell's histogram (its row, or its exact scores binned) less its tail scores
+            one = np.zeros((Gf, Gf), bool)
+            one[a, b] = True
+            row = dist.cell_histogram(one).astype(np.int64)
+            in_cell = (gp == a) & (gr == b)
+            row -= np.bincount(tail_bin[in_cell], minlength=row.size)
+            nz = np.flatnonzero(row)
             if nz.size == 0:
                 continue
             ca, cb = fine_to_coarse[a], fine_to_coarse[b]
@@ -246,7 +251,7 @@ def _bulk_parts(
             # the middle of the bin's part at or below the cell's largest bulk score
             top = np.minimum(hi_edge[nz], below[a, b])
             cols["score"].append((lo_edge[nz] + np.maximum(top, lo_edge[nz])) / 2.0)
-            cols["weight"].append(hist[a, b, nz].astype(np.float64))
+            cols["weight"].append(row[nz].astype(np.float64))
             cols["cell"].append(np.full(nz.size, ca * G + cb, np.intp))
     if not cols["score"]:
         empty = np.empty(0)

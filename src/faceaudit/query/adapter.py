@@ -83,7 +83,7 @@ PLACEHOLDERS = {
     "enrol": {"image": "image", "sample_id": "text"},
     "search": {"image": "image", "list_length": "number"},
 }
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDER_PATTERN = re.compile(r"\{([^{}]*)\}")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
 _HEADER = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -363,7 +363,7 @@ def _outcomes(t: Any) -> Outcomes:
 def _template_names(value: Any, field: str) -> list[str]:
     """Every placeholder in a template tree (strings only; TOML dates are refused)."""
     if isinstance(value, str):
-        return _PLACEHOLDER.findall(value)
+        return PLACEHOLDER_PATTERN.findall(value)
     if isinstance(value, dict):
         return [n for k, v in value.items() for n in _template_names(v, f"{field}.{k}")]
     if isinstance(value, list):

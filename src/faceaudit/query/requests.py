@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from faceaudit.query.adapter import _PLACEHOLDER, PLACEHOLDERS, Endpoint
+from faceaudit.query.adapter import PLACEHOLDER_PATTERN, PLACEHOLDERS, Endpoint
 from faceaudit.query.errors import ImageError
 
 __all__ = ["Job", "ImageStore", "make_job", "render", "canonical"]
@@ -103,10 +103,10 @@ def render(value: Any, fill: dict[str, Any], kinds: dict[str, str]) -> Any:
     """Fill placeholders in a template tree: a string that is exactly ``{name}`` takes the value as
     is (a number stays a number); otherwise values are spliced into the string as text."""
     if isinstance(value, str):
-        whole = _PLACEHOLDER.fullmatch(value)
+        whole = PLACEHOLDER_PATTERN.fullmatch(value)
         if whole and whole.group(1) in fill:
             return fill[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: str(fill[m.group(1)]), value)
+        return PLACEHOLDER_PATTERN.sub(lambda m: str(fill[m.group(1)]), value)
     if isinstance(value, dict):
         return {k: render(v, fill, kinds) for k, v in value.items()}
     if isinstance(value, list):
@@ -132,7 +132,7 @@ def _fills(endpoint: Endpoint, values: dict[str, str], images: ImageStore, *, ha
 
 
 def _url(endpoint: Endpoint, fill: dict[str, Any]) -> str:
-    return _PLACEHOLDER.sub(lambda m: quote(str(fill[m.group(1)]), safe=""), endpoint.url)
+    return PLACEHOLDER_PATTERN.sub(lambda m: quote(str(fill[m.group(1)]), safe=""), endpoint.url)
 
 
 def make_job(endpoint: Endpoint, values: dict[str, str], images: ImageStore, repeat: int = 0) -> Job:
