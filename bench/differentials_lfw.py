@@ -28,12 +28,25 @@ from faceaudit.audit import audit  # noqa: E402
 from faceaudit.build import group_subsets  # noqa: E402
 from faceaudit.compare import compare_embeddings  # noqa: E402
 from faceaudit.demo import DEMO_DATA, TARGETS, load_demo_embeddings  # noqa: E402
+from faceaudit.measures.cards import cross_group_card  # noqa: E402
 from faceaudit.measures.differentials import differentials  # noqa: E402
 from faceaudit.measures.replicates import group_rates  # noqa: E402
 from faceaudit.report.headline import build_headline  # noqa: E402
 from faceaudit.stats.intervals import bootstrap_weights  # noqa: E402
 
 GROUPINGS = [("sex",), ("race",), ("sex", "race")]
+CARDS = [(("sex",), ()), (("sex",), ("race",)), (("race",), ()), (("race",), ("sex",))]
+
+
+def _check_against_audit(res, grouping: str, target: float, fmr, fnmr) -> None:
+    """The point counts the differentials use must be the audit's own at the global threshold."""
+    by_name = {e["group"]: e for e in res.by_group[grouping]}
+    for f, n in zip(fmr, fnmr):
+        at = next(a for a in by_name[f.group]["at_global_threshold"] if a["fmr_target"] == target)
+        got = (f.errors, f.trials, n.errors, n.trials)
+        want = (at["fmr"]["count"], at["fmr"]["total"], at["fnmr"]["count"], at["fnmr"]["total"])
+        if got != want:
+            raise AssertionError(f"{grouping} {f.group} at {target}: {got} != audit {want}")
 
 
 def run_model(model: str, replicates: int, seed: int) -> dict:
@@ -53,16 +66,20 @@ def run_model(model: str, replicates: int, seed: int) -> dict:
             name = " x ".join(grouping)
             groups = {" | ".join(k[1]): v for k, v in subsets.items() if k[0] == grouping}
             fmr, fnmr = group_rates(dist, weights, groups, thr)
+            _check_against_audit(res, name, t, fmr, fnmr)
             compare = [("female", "male")] if grouping == ("sex",) else []
             d = differentials(name, fmr, fnmr, threshold=thr, fmr_target=t, fmr_resolution=t,
                               fnmr_resolution=overall_fnmr, compare=compare)
             out.setdefault(name, []).append(d.as_dict())
+    at_1e4 = next(p for p in res.overall["operating_points"] if p["fmr_target"] == 1e-4)
+    cards = [cross_group_card(dist, at_1e4["threshold"], grouping, pairing, fmr_target=1e-4).as_dict()
+             for grouping, pairing in CARDS]
     t2 = time.perf_counter()
     labels = json.loads(meta["faceaudit"]).get("labels") if "faceaudit" in meta else None
     head = build_headline(out, labels=labels)
     overall = {str(p["fmr_target"]): {"threshold": p["threshold"], "fmr": p["fmr"]["value"],
                                        "fnmr": p["fnmr"]["value"]} for p in res.overall["operating_points"]}
-    return {"model": model, "differentials": out, "headline": head, "overall": overall,
+    return {"model": model, "differentials": out, "headline": head, "overall": overall, "cards": cards,
         "seconds": {"compare_and_audit": t1 - t0, "differentials": t2 - t1}}
 
 
@@ -73,7 +90,7 @@ def _r(r: dict | None) -> str:
         return "undefined"
     pre = {"lower_bound": ">= ", "upper_bound": "<= "}.get(r["kind"], "")
     if r["low"] is None:
-        return f"{pre}{r['value']:.2f}"
+        return f"{pre}{r['value']:.2f}" + (" [interval open]" if r["replicates"] else "")
     hi = "open" if r["high_open"] else f"{r['high']:.2f}"
     return f"{pre}{r['value']:.2f} [{r['low']:.2f}, {hi}]"
 
@@ -103,7 +120,20 @@ def markdown(run: dict) -> str:
                              f"FMR {_r(c['fmr'])}, FNMR {_r(c['fnmr'])}")
     lines += ["", f"Headline: {run['headline']['sentence']}", ""]
     lines += [f"- {c}" for c in run["headline"]["caveats"]]
+    for card in run["cards"]:
+        refs = card["reference_groups"]
+        lines += ["", f"Card: FMR by {card['grouping']} (rows probe, columns reference), "
+                  f"{card['pairing_name']}, FMR target {card['fmr_target']:g}:", ""]
+        lines += ["| | " + " | ".join(refs) + " |", "|---" * (1 + len(refs)) + "|"]
+        for g, row in zip(card["probe_groups"], card["fmr"]):
+            lines.append(f"| {g} | " + " | ".join(_cell(c) for c in row) + " |")
     return "\n".join(lines)
+
+
+def _cell(c: dict) -> str:
+    if not c["total"]:
+        return "-"
+    return f"{c['count']}/{c['total']:,} = {c['value']:.2e}"
 
 
 def main() -> None:
