@@ -389,3 +389,22 @@ def test_headline_zero_group_is_a_bound_and_reversed_ratios_read_more_often():
 def test_one_in():
     assert [one_in(x) for x in (1e-4, 1.9e-4, 1e-3, 0.25, 1 / 230)] == [
         "1 in 10,000", "1 in 5,300", "1 in 1,000", "1 in 4", "1 in 230"]
+
+
+def test_parse_comparison():
+    assert dif.parse_comparison("sex=female:male") == ("sex", "female", "male")
+    assert dif.parse_comparison("sex,race=female | african:male | african") == (
+        "sex x race", "female | african", "male | african")
+    for bad in ("sex", "sex=female", "sex=female:male:x", "=a:b", "sex=a:a", "sex=:b", "a=b=c:d"):
+        with pytest.raises(InputError):
+            dif.parse_comparison(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30))
+def test_parse_comparison_hostile_text_is_a_named_error_or_a_triple(text):
+    try:
+        grouping, a, b = dif.parse_comparison(text)
+    except InputError:
+        return
+    assert a and b and a != b and grouping and f"{a}:{b}" in text

@@ -19,7 +19,7 @@ __all__ = [
     "GroupRate", "Exclusion", "RatioEstimate", "Estimate", "RateDifferentials", "Comparison", "Differentials",
     "eligibility", "pairwise_ratio", "max_min", "max_geomean", "fdr_estimate", "garbe_estimate",
     "rate_differentials", "compare_groups", "differentials", "percentile_interval", "DEFAULT_MIN_SUBJECTS",
-    "minimum_trials", "DEFAULT_UNLABELLED",
+    "minimum_trials", "DEFAULT_UNLABELLED", "parse_comparison",
 ]
 
 
@@ -599,3 +599,19 @@ def differentials(grouping: str, fmr: Sequence[GroupRate], fnmr: Sequence[GroupR
                                  fnmr_resolution=fnmr_resolution, **rule) for a, b in compare)
     return Differentials(grouping, fmr_target, float(threshold), int(min_subjects), level, f, n, fdr, gb,
                          comps, tuple(unlabelled))
+
+
+def parse_comparison(text: str) -> tuple[str, str, str]:
+    """``"sex=female:male"`` -> ``("sex", "female", "male")``: the ratio female / male within grouping
+    sex. An intersection is named as the audit names it: ``"sex x race=female | african:male | african"``
+    (``"sex,race=..."`` is accepted for the grouping). Names are taken exactly as written."""
+    if not isinstance(text, str) or text.count("=") != 1:
+        raise InputError(f"--compare {text!r}: write it as GROUPING=numerator:denominator "
+                         "(e.g. sex=female:male)")
+    grouping, pair = text.split("=")
+    parts = pair.split(":")
+    if len(parts) != 2 or not all(parts) or not grouping:
+        raise InputError(f"--compare {text!r}: name the grouping and exactly two groups, GROUPING=a:b")
+    if parts[0] == parts[1]:
+        raise InputError(f"--compare {text!r}: the two groups must differ")
+    return " x ".join(grouping.split(",")), parts[0], parts[1]
