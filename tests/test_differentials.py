@@ -408,3 +408,53 @@ def test_parse_comparison_hostile_text_is_a_named_error_or_a_triple(text):
     except InputError:
         return
     assert a and b and a != b and grouping and f"{a}:{b}" in text
+
+
+def test_group_rates_counts_are_the_audits_own(evalset):
+    from faceaudit.audit import audit
+
+    _, _, dist, _ = evalset
+    res = audit(dist, fmr_targets=[0.05, 0.2], groupings=[("sex",), ("region",)], bootstrap=0)
+    for grouping in ("sex", "region"):
+        for p in res.overall["operating_points"]:
+            entries = {e["group"]: e for e in res.by_group[grouping]}
+            groups = {g: _finest(dist, **{grouping: g}) for g in entries}
+            fmr, fnmr = group_rates(dist, None, groups, p["threshold"])
+            for f, n in zip(fmr, fnmr):
+                at = next(a for a in entries[f.group]["at_global_threshold"]
+                          if a["fmr_target"] == p["fmr_target"])
+                assert (f.errors, f.trials, n.errors, n.trials) == (
+                    at["fmr"]["count"], at["fmr"]["total"], at["fnmr"]["count"], at["fnmr"]["total"])
+                assert f.subjects == entries[f.group]["subjects"]
+
+
+rate_st = st.tuples(st.integers(0, 50), st.integers(1, 10_000)).filter(lambda t: t[0] <= t[1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(rate_st, min_size=2, max_size=6), st.integers(0, 2**32 - 1), st.integers(0, 40))
+def test_every_differential_is_json_without_inf_or_nan(counts, seed, reps):
+    rng = np.random.default_rng(seed)
+    fmr, fnmr = [], []
+    for i, (k, n) in enumerate(counts):
+        r = None if reps == 0 else rng.binomial(n, k / n, size=reps) / n
+        if r is not None and i == 0 and reps > 2:
+            r[:2] = np.nan  # a replicate where the group had no comparisons
+        fmr.append(GroupRate(f"g{i}", k, n, 10, r))
+        fnmr.append(GroupRate(f"g{i}", k, n, 10, None if r is None else r[::-1].copy()))
+    # resolution 10: 3/n < 10 for every n >= 1, so every group enters
+    d = dif.differentials("g", fmr, fnmr, threshold=0.5, fmr_resolution=10.0, fnmr_resolution=10.0,
+                          min_subjects=1, compare=[("g0", "g1")])
+    text = json.dumps(d.as_dict(), allow_nan=False)  # raises on inf / nan
+    errors = [k for k, _ in counts]
+    want = "undefined" if max(errors) == 0 else "estimate" if min(errors) > 0 else "lower_bound"
+    assert d.fmr.max_min.kind == d.fmr.max_geomean.kind == want
+    for r in (d.fmr.max_min, d.fmr.max_geomean, d.fmr.highest_over_lowest, d.comparisons[0].fmr):
+        if r is None:
+            continue
+        assert (r.value is None) == (r.kind == "undefined")
+        assert r.value is None or r.value >= 0
+        if r.low is not None and r.high is not None:
+            assert r.low <= r.high
+        assert r.replicates + r.replicates_undefined == reps
+    assert "Infinity" not in text and "NaN" not in text
