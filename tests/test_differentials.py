@@ -458,3 +458,17 @@ def test_every_differential_is_json_without_inf_or_nan(counts, seed, reps):
             assert r.low <= r.high
         assert r.replicates + r.replicates_undefined == reps
     assert "Infinity" not in text and "NaN" not in text
+
+
+def test_audit_cards_cover_every_grouping_pairing_and_target(evalset):
+    from faceaudit.measures.cards import audit_cards
+
+    _, _, dist, _ = evalset
+    cards = audit_cards(dist, [("sex",), ("region",), ("sex", "region")], {0.1: 0.5, 0.01: 1.5})
+    got = [(c.grouping, c.pairing, c.fmr_target) for c in cards]
+    assert got == [(("sex",), (), 0.1), (("sex",), (), 0.01), (("sex",), ("region",), 0.1),
+                   (("sex",), ("region",), 0.01), (("region",), (), 0.1), (("region",), (), 0.01),
+                   (("region",), ("sex",), 0.1), (("region",), ("sex",), 0.01),
+                   (("sex", "region"), (), 0.1), (("sex", "region"), (), 0.01)]
+    with pytest.raises(InputError):
+        audit_cards(dist, [("sex",)], {0.1: 0.5}, pairings=[("age",)])

@@ -25,7 +25,7 @@ from faceaudit.errors import InputError, NotExactError
 from faceaudit.scores import ScoreDistributions
 from faceaudit.stats.intervals import clopper_pearson, rule_of_three
 
-__all__ = ["CardCell", "Card", "cross_group_card", "default_pairings", "pairing_name"]
+__all__ = ["CardCell", "Card", "cross_group_card", "default_pairings", "pairing_name", "audit_cards"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,19 @@ def cross_group_card(dist: ScoreDistributions, threshold: float, grouping: Seque
     labels = tuple(" | ".join(v) for v in values)
     return Card(tuple(grouping), tuple(pairing), float(threshold), fmr_target, level, dist.design, labels,
                 labels, tuple(rows))
+
+
+def audit_cards(dist: ScoreDistributions, groupings: Sequence[Sequence[str]], thresholds: dict[float, float],
+                *, pairings: Sequence[Sequence[str]] | None = None, level: float = 0.95) -> list[Card]:
+    """Every card an audit reports: for each grouping, each pairing (``default_pairings`` unless
+    given; a pairing naming a column the data lacks is an error) and each target FMR's threshold."""
+    cols = dist.samples.group_columns
+    out = []
+    for grouping in groupings:
+        if not grouping:
+            continue
+        for pairing in (default_pairings(cols, grouping) if pairings is None else pairings):
+            for target, thr in thresholds.items():
+                out.append(cross_group_card(dist, thr, tuple(grouping), tuple(pairing), fmr_target=target,
+                                            level=level))
+    return out
