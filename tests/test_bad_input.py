@@ -19,6 +19,7 @@ from faceaudit.errors import (
     ScoreFileError,
     UnknownSampleError,
 )
+from faceaudit.report.document import group_notes
 
 SAMPLES = [
     ("a1", "A", "female"), ("a2", "A", "female"), ("b1", "B", "male"), ("b2", "B", "male"),
@@ -113,10 +114,10 @@ def test_empty_group_is_reported_not_crashing(tmp_path):
     scores = write(tmp_path / "s.csv", ["probe", "reference", "score"], [*good_rows(), ("d1", "a1", 0.2)])
     dist = load_score_file(scores, s, group_columns=["sex"], fmr_targets=[0.5], bins=8)
     res = audit(dist, fmr_targets=[0.5], bootstrap=0)
-    x = next(e for e in res.by_group["sex"] if e["group"] == "x")
-    assert x["eer"] is None and x["notes"]
-    assert x["at_global_threshold"][0]["fmr"]["value"] is None
-    assert "x" in res.differentials["sex"][0]["groups_left_out"]
+    x = next(e for e in res.by_group["sex"] if e.group == "x")
+    assert x.eer is None and (x.mated, x.nonmated) == (0, 0) and group_notes(x)
+    assert x.at_global_threshold[0].fmr.value is None
+    assert "x" in res.differentials["sex"][0].groups_left_out
 
 
 def test_no_mated_comparisons_is_an_empty_error(tmp_path, samples):

@@ -21,6 +21,7 @@ from faceaudit.measures.identification import (
     iter_rows,
     parse_gallery_sizes,
 )
+from faceaudit.report.document import to_document as doc
 from faceaudit.scores import SampleIndex
 from faceaudit.stats.tails import fit_gpd, gpd_sf
 
@@ -201,13 +202,13 @@ def test_identification_result_and_bad_inputs(engine_case):
     t = float(np.quantile(fast.top_score(), 0.8))
     r = identification(dist, thresholds=[t], gallery_sizes=[10, 100, None], ranks=[1, 5],
                        extrapolate_to=[1e5], bootstrap=20)
-    pts = r.overall["points"]
+    pts = doc(r)["overall"]["points"]
     vals = [p["fpir"]["value"] for p in pts]
     assert vals == sorted(vals)  # FPIR grows with the gallery
     full = pts[-1]["fpir"]
     assert full["count"] == int((fast.top_score() >= t).sum()) and full["total"] == samples.n_samples
-    assert set(r.by_group) == {"sex"} and len(r.by_group["sex"]) == 2
-    x = r.overall["extrapolated"][0]
+    assert set(doc(r)["by_group"]) == {"sex"} and len(doc(r)["by_group"]["sex"]) == 2
+    x = doc(r)["overall"]["extrapolated"][0]
     assert 0 <= x["fpir"] <= 1 and x["interval"]["low"] <= x["fpir"] <= x["interval"]["high"] + 1e-12
     with pytest.raises(InputError):
         identification(dist, thresholds=[t], gallery_sizes=[10**9], bootstrap=0)
@@ -268,15 +269,15 @@ def test_lfw_validation_fit_on_subset_predict_full():
 
 def test_zero_counts_are_reported_with_count_total_and_rule_of_three(engine_case):
     """A zero count is never a bare 0 with a [0, 0] interval: count, total, rule of 3, Clopper-Pearson."""
-    from faceaudit.identify_command import format_identification
+    from faceaudit.report.document import identification_lines
     from faceaudit.stats.intervals import rule_of_three
 
     dist, fast, brute, scores, samples = engine_case
     t = float(fast.top_score().max()) + 0.01  # no non-mated score reaches it: FPIR counts are 0
     r = identification(fast, thresholds=[t, float(np.median(fast.top_score()))], gallery_sizes=[10, None],
                        ranks=[1], bootstrap=20)
-    doc = r.to_dict()
-    for block in [doc["overall"]] + doc["by_group"]["sex"]:
+    d = doc(r)
+    for block in [d["overall"]] + d["by_group"]["sex"]:
         for p in block["points"]:
             f = p["fpir"]
             if p["threshold"] == t:
@@ -289,9 +290,9 @@ def test_zero_counts_are_reported_with_count_total_and_rule_of_three(engine_case
                 assert f["clopper_pearson"]["low"] <= f["value"] <= f["clopper_pearson"]["high"]
                 assert "subject_bootstrap" in f and "rule_of_three_upper" not in f
                 assert ("count" in f) == (p["gallery_size"] == "full")
-    text = "\n".join(format_identification(doc))
+    text = "\n".join(identification_lines(d))
     assert "[0, 0]" not in text
-    n = doc["overall"]["probes"]
+    n = d["overall"]["probes"]
     assert f"0 (0/{n:,}; <= {3 / n:.3g} by rule of 3)" in text
     assert "CP [" in text and "boot [" in text
 
@@ -336,7 +337,7 @@ def test_pair_part_is_estimated_per_group_when_the_group_has_the_scores():
     assert own["p"][f].mean() > 2.5 * own["p"][m_].mean()
     # identification reports the difference at an extrapolated gallery, and says how each group was calibrated
     r = identification(tails, thresholds=[T], extrapolate_to=[1e3], bootstrap=10)
-    xf, xm = (b["extrapolated"][0] for b in r.by_group["sex"])
+    xf, xm = (b["extrapolated"][0] for b in doc(r)["by_group"]["sex"])
     assert xf["calibration"] == xm["calibration"] == "own group"
     assert xf["fpir"] > 2 * xm["fpir"]
     assert xf["interval"]["low"] <= xf["fpir"] <= xf["interval"]["high"]
@@ -346,10 +347,10 @@ def test_group_with_too_few_scores_uses_pooled_pair_part_and_is_flagged():
     tails, sex = _two_tailed_groups(extreme_f=40, extreme_m=2)
     T = 5.5  # male: 4 scores >= T
     r = identification(tails, thresholds=[T], extrapolate_to=[1e5], bootstrap=0)
-    xf, xm = (b["extrapolated"][0] for b in r.by_group["sex"])
+    xf, xm = (b["extrapolated"][0] for b in doc(r)["by_group"]["sex"])
     assert xf["calibration"] == "own group" and xm["calibration"].startswith("pooled")
-    assert any("sex" in f or "male" in f for f in r.flags if "pooled calibration" in f)
-    assert any(f.startswith("group male:") for f in r.flags)
+    assert any("sex" in f or "male" in f for f in doc(r)["flags"] if "pooled calibration" in f)
+    assert any(f.startswith("group male:") for f in doc(r)["flags"])
 
 
 def test_count_factors_match_the_exact_poisson_interval():
@@ -451,7 +452,7 @@ def test_identify_reports_a_prediction_interval_next_to_the_interval(engine_case
     dist, fast, brute, scores, samples = engine_case
     T = float(np.quantile(fast.top_score(), 0.95))
     r = identification(fast, thresholds=[T], extrapolate_to=[1e5], bootstrap=40, groupings=[["sex"]])
-    for block in [r.overall, *r.by_group["sex"]]:
+    for block in [doc(r)["overall"], *doc(r)["by_group"]["sex"]]:
         row = block["extrapolated"][0]
         iv, pi = row["interval"], row["prediction_interval"]
         assert pi["low"] <= pi["high"] and "lookalike" in pi["method"]
@@ -481,14 +482,14 @@ def test_one_pair_of_people_dominating_the_tail_is_measured_and_flagged():
     assert conc["scores"] == hit.sum()
     assert conc["share"] == pytest.approx(pair01.sum() / hit.sum()) and conc["share"] > 0.5
     r = identification(tails, thresholds=[T], extrapolate_to=[1e4], bootstrap=0)
-    row = r.overall["extrapolated"][0]
+    row = doc(r)["overall"]["extrapolated"][0]
     assert row["largest_pair_of_people"]["share"] == conc["share"]
-    assert any("one pair of people gives" in f for f in r.flags)
+    assert any("one pair of people gives" in f for f in doc(r)["flags"])
     from faceaudit.scenario import scenario
 
     sr = scenario(tails, searches=1000, gallery_size=1e4, threshold=T, bootstrap=0)
-    assert sr.model["largest_pair_of_people"]["share"] == conc["share"]
-    assert any("one pair of people gives" in f for f in sr.flags)
+    assert doc(sr)["model"]["largest_pair_of_people"]["share"] == conc["share"]
+    assert any("one pair of people gives" in f for f in doc(sr)["flags"])
 
 
 def test_rule_of_three_counts_pairs_of_people_not_scores():
@@ -543,18 +544,21 @@ def test_a_groups_rule_of_three_rests_on_its_own_comparisons():
     ratio = tails.n_nonmated.sum() / tails.n_nonmated[female].sum()
     np.testing.assert_allclose(own, whole * ratio)
     r = identification(tails, thresholds=[T], extrapolate_to=[1e3], bootstrap=20, groupings=[["sex"]])
-    fem = next(b for b in r.by_group["sex"] if b["group"] == "female")["extrapolated"][0]
-    allr = r.overall["extrapolated"][0]
+    fem = next(b for b in doc(r)["by_group"]["sex"] if b["group"] == "female")["extrapolated"][0]
+    allr = doc(r)["overall"]["extrapolated"][0]
     assert fem["rule_of_three_fpir"] > allr["rule_of_three_fpir"]
     assert fem["interval"]["high"] >= fem["rule_of_three_fpir"] and "rule-of-three" in fem["interval"]["method"]
 
 
 def test_one_person_holding_many_probes_is_flagged():
     from faceaudit.measures.identification import MAX_PERSON_SHARE, person_concentration_flag
+    from faceaudit.report.document import flag_text
 
     subj = np.r_[np.zeros(60, int), np.repeat(np.arange(1, 301), 3)]  # one person: 60 of 960 probes
     assert 60 / subj.size > MAX_PERSON_SHARE
-    assert "6% of the probes (60 of 960)" in person_concentration_flag(subj, "all")
+    flag = person_concentration_flag(subj, "all")
+    assert flag.code == "person_concentration" and (flag.params["count"], flag.params["probes"]) == (60, 960)
+    assert "6% of the probes (60 of 960)" in flag_text(flag)
     assert person_concentration_flag(np.repeat(np.arange(300), 3), "all") is None
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(subj.size, 16)) + 2.0 * rng.normal(size=(301, 16))[subj]
@@ -562,9 +566,9 @@ def test_one_person_holding_many_probes_is_flagged():
     samples = SampleIndex.from_columns(np.arange(subj.size), subj)
     tails = ProbeTails.from_score_rows(samples, iter_rows(emb @ emb.T), max_known=100)
     r = identification(tails, thresholds=[float(np.quantile(tails.top_score(), 0.9))], bootstrap=0)
-    assert any("one person holds 6% of the probes" in f for f in r.flags), r.flags
+    assert any("one person holds 6% of the probes" in f for f in doc(r)["flags"]), doc(r)["flags"]
     from faceaudit.scenario import scenario
 
     sr = scenario(tails, searches=1e3, gallery_size=1e4, threshold=float(np.quantile(tails.top_score(), 0.9)),
                   bootstrap=0)
-    assert any("one person holds 6% of the probes" in f for f in sr.flags)
+    assert any("one person holds 6% of the probes" in f for f in doc(sr)["flags"])

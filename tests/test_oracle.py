@@ -68,40 +68,40 @@ def test_audit_matches_oracle_overall_groups_and_cross_matrix(evalset):
     res = audit(dist, fmr_targets=[0.01, 0.05], bootstrap=0)
     by_id = {r["sample_id"]: r for r in srows}
     neg = [float(r["score"]) for r in rows if by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
-    for point in res.overall["operating_points"]:
-        t = point["threshold"]
-        assert t == oracle_far_threshold(neg, point["fmr_target"])
+    for point in res.overall.operating_points:
+        t = point.threshold
+        assert t == oracle_far_threshold(neg, point.fmr_target)
         fm, nm, fnm, m = oracle_rates(srows, rows, t, lambda a: True, lambda b: True)
-        assert (point["fmr"]["count"], point["fmr"]["total"]) == (fm, nm)
-        assert (point["fnmr"]["count"], point["fnmr"]["total"]) == (fnm, m)
+        assert (point.fmr.count, point.fmr.total) == (fm, nm)
+        assert (point.fnmr.count, point.fnmr.total) == (fnm, m)
     # per group at the global thresholds, every grouping
     for grouping, entries in res.by_group.items():
         cols = grouping.split(" x ")
         for e in entries:
             def inside(a, e=e, cols=cols):
-                return [a[c] for c in cols] == e["values"]
-            for g in e["at_global_threshold"]:
-                fm, nm, fnm, m = oracle_rates(srows, rows, g["threshold"], inside, inside)
-                assert (g["fmr"]["count"], g["fmr"]["total"], g["fnmr"]["count"], g["fnmr"]["total"]) == (
+                return [a[c] for c in cols] == list(e.values)
+            for g in e.at_global_threshold:
+                fm, nm, fnm, m = oracle_rates(srows, rows, g.threshold, inside, inside)
+                assert (g.fmr.count, g.fmr.total, g.fnmr.count, g.fnmr.total) == (
                     fm, nm, fnm, m)
             # the group's own thresholds
             gneg = [float(r["score"]) for r in rows
                     if inside(by_id[r["probe"]]) and inside(by_id[r["reference"]])
                     and by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
-            for p in e["operating_points"]:
-                assert p["threshold"] == oracle_far_threshold(gneg, p["fmr_target"])
+            for p in e.operating_points:
+                assert p.threshold == oracle_far_threshold(gneg, p.fmr_target)
     # cross-group matrix, sex x region
     cross = res.cross_group(0.05, "sex x region")
-    labels = cross["probe_groups"]
+    labels = cross.probe_groups
     for i, lp in enumerate(labels):
         for j, lr in enumerate(labels):
             vp, vr = lp.split(" | "), lr.split(" | ")
             fm, nm, _, _ = oracle_rates(
-                srows, rows, cross["threshold"],
+                srows, rows, cross.threshold,
                 lambda a, vp=vp: [a["sex"], a["region"]] == vp,
                 lambda b, vr=vr: [b["sex"], b["region"]] == vr)
-            cell = cross["fmr"][i][j]
-            assert (cell["count"], cell["total"]) == (fm, nm)
+            cell = cross.fmr[i][j]
+            assert (cell.count, cell.total) == (fm, nm)
 
 
 def oracle_eer_threshold(neg, pos):
@@ -165,8 +165,8 @@ def test_subject_bootstrap_matches_oracle_with_fixed_seed(evalset):
     samples, scores, srows, rows = evalset
     dist = load_score_file(scores, samples, group_columns=["sex"], fmr_targets=[0.05], bins=16)
     res = audit(dist, fmr_targets=[0.05], bootstrap=200, seed=11)
-    point = res.overall["operating_points"][0]
-    t = point["threshold"]
+    point = res.overall.operating_points[0]
+    t = point.threshold
     # oracle: redraw the same subject multiplicities, then weight every comparison by them in loops
     from faceaudit.stats.intervals import bootstrap_weights
 
@@ -189,11 +189,15 @@ def test_subject_bootstrap_matches_oracle_with_fixed_seed(evalset):
         fmr_reps.append(fm / nm)
         fnmr_reps.append(fnm / m)
     lo, hi = np.quantile(fmr_reps, [0.025, 0.975])
-    assert point["fmr"]["subject_bootstrap"]["low"] == pytest.approx(lo, abs=1e-12)
-    assert point["fmr"]["subject_bootstrap"]["high"] == pytest.approx(hi, abs=1e-12)
+    assert point.fmr.bootstrap.low == pytest.approx(lo, abs=1e-12)
+    assert point.fmr.bootstrap.high == pytest.approx(hi, abs=1e-12)
     lo, hi = np.quantile(fnmr_reps, [0.025, 0.975])
-    assert point["fnmr"]["subject_bootstrap"]["low"] == pytest.approx(lo, abs=1e-12)
-    assert point["fnmr"]["subject_bootstrap"]["high"] == pytest.approx(hi, abs=1e-12)
+    assert point.fnmr.bootstrap.low == pytest.approx(lo, abs=1e-12)
+    assert point.fnmr.bootstrap.high == pytest.approx(hi, abs=1e-12)
+    # the per-replicate rates the intervals come from (for ratio intervals on the same replicates)
+    reps_fmr, reps_fnmr = res.replicates((), (), t)
+    np.testing.assert_allclose(reps_fmr, fmr_reps, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(reps_fnmr, fnmr_reps, rtol=0, atol=1e-12)
 
 
 def test_clopper_pearson_and_rule_of_three():
@@ -267,9 +271,9 @@ def test_det_curve_points_are_exact_in_bulk_and_tail(evalset):
     dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
     assert dist.tail_score.size < dist.n_nonmated  # the bulk really is histogram-only here
     res = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=10_000)
-    det = res.overall["det"]
-    assert det["points_kept"] == det["points_total"]
-    for t, fm, fnm in zip(det["threshold"], det["false_matches"], det["false_non_matches"]):
+    det = res.overall.det
+    assert det.points_kept == det.points_total
+    for t, fm, fnm in zip(det.threshold, det.false_matches, det.false_non_matches):
         t = float(t)
         o = oracle_rates(srows, rows, t, lambda a: True, lambda b: True)
         assert (fm, fnm) == (o[0], o[2])
@@ -293,10 +297,10 @@ def test_complete_design_bootstrap_matches_listed_design():
     r1 = audit(listed, fmr_targets=[0.05], bootstrap=300, seed=2)
     r2 = audit(complete, fmr_targets=[0.05], bootstrap=300, seed=2)
     for e1, e2 in zip(r1.by_group["g"], r2.by_group["g"]):
-        b1 = e1["at_global_threshold"][0]["fmr"]["subject_bootstrap"]
-        b2 = e2["at_global_threshold"][0]["fmr"]["subject_bootstrap"]
-        assert b1["low"] == pytest.approx(b2["low"], abs=1e-12)
-        assert b1["high"] == pytest.approx(b2["high"], abs=1e-12)
+        b1 = e1.at_global_threshold[0].fmr.bootstrap
+        b2 = e2.at_global_threshold[0].fmr.bootstrap
+        assert b1.low == pytest.approx(b2.low, abs=1e-12)
+        assert b1.high == pytest.approx(b2.high, abs=1e-12)
 
 
 def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tmp_path):
@@ -325,24 +329,24 @@ def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tm
     # .at(threshold) on the Python object, against the loops
     dist = load_score_file(scores, samples, group_columns=["sex"], fmr_targets=[0.01], bins=16)
     res = audit(dist, fmr_targets=[0.01], bootstrap=0)
-    t = res.overall["operating_points"][0]["threshold"]
+    t = res.overall.operating_points[0].threshold
     at = res.at(t)
     fm, nm, fnm, m = oracle_rates(srows, rows, t, lambda a: True, lambda b: True)
-    assert at["overall"]["exact"] and at["overall"]["fmr"]["count"] == fm and at["overall"]["fnmr"]["count"] == fnm
-    for g in at["groups"]:
+    assert at.overall.exact and at.overall.fmr.count == fm and at.overall.fnmr.count == fnm
+    for g in at.groups:
         def inside(a, g=g):
-            return a["sex"] == g["group"]
+            return a["sex"] == g.group
         fm, nm, fnm, m = oracle_rates(srows, rows, t, inside, inside)
-        assert (g["fmr"]["count"], g["fmr"]["total"], g["fnmr"]["count"]) == (fm, nm, fnm)
+        assert (g.fmr.count, g.fmr.total, g.fnmr.count) == (fm, nm, fnm)
     # below the exact tail, .at gives bounds that contain the truth
     low_t = float(dist.edges[3]) + 1e-3
     at = res.at(low_t)
     fm, nm, _, _ = oracle_rates(srows, rows, low_t, lambda a: True, lambda b: True)
-    if not at["overall"]["exact"]:
-        lo, hi = at["overall"]["fmr_bounds"]
+    if not at.overall.exact:
+        lo, hi = at.overall.fmr_bounds
         assert lo <= fm / nm <= hi
     else:
-        assert at["overall"]["fmr"]["count"] == fm
+        assert at.overall.fmr.count == fm
 
 
 @settings(max_examples=50, deadline=None)
@@ -373,7 +377,7 @@ def test_per_cell_cutoffs_give_the_exact_answers(tmp_path, seed, bins):
     res = audit(dist, fmr_targets=targets, bootstrap=0)
     keys = {"sex": ["sex"], "region": ["region"], "sex x region": ["sex", "region"]}
     subsets = [("overall", None, res.overall)] + [
-        (name, e["values"], e) for name, entries in res.by_group.items() for e in entries]
+        (name, list(e.values), e) for name, entries in res.by_group.items() for e in entries]
     for name, values, entry in subsets:
         def inside(a, name=name, values=values):
             return values is None or [a[c] for c in keys[name]] == values
@@ -383,17 +387,18 @@ def test_per_cell_cutoffs_give_the_exact_answers(tmp_path, seed, bins):
                and by_id[r["probe"]]["subject_id"] == by_id[r["reference"]]["subject_id"]]
         if not neg or not pos:
             continue
-        assert entry["eer_threshold"] == oracle_eer_threshold(neg, pos), (name, values)
-        for p in entry["operating_points"]:
-            assert p["threshold"] == oracle_far_threshold(neg, p["fmr_target"]), (name, values)
+        assert entry.eer_threshold == oracle_eer_threshold(neg, pos), (name, values)
+        for p in entry.operating_points:
+            assert p.threshold == oracle_far_threshold(neg, p.fmr_target), (name, values)
 
 
 def test_det_sampled_in_the_audit_keeps_exact_points_and_counts_all(evalset):
     samples, scores, srows, rows = evalset
     dist = load_score_file(scores, samples, fmr_targets=[0.01], bins=16)
-    full = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=10**6).overall["det"]
-    few = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=20).overall["det"]
-    assert few["points_total"] == full["points_total"] == full["points_kept"]
-    assert few["points_kept"] <= 20 + 16  # sampled tail points plus the bulk's bin edges, then decimated
-    exact = set(zip(full["threshold"], full["false_matches"], full["false_non_matches"]))
-    assert all(p in exact for p in zip(few["threshold"], few["false_matches"], few["false_non_matches"]))
+    full = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=10**6).overall.det
+    few = audit(dist, fmr_targets=[0.01], bootstrap=0, det_points=20).overall.det
+    assert few.points_total == full.points_total == full.points_kept
+    assert few.points_kept <= 20 + 16  # sampled tail points plus the bulk's bin edges, then decimated
+    exact = set(zip(full.threshold.tolist(), full.false_matches.tolist(), full.false_non_matches.tolist()))
+    assert all(p in exact for p in zip(few.threshold.tolist(), few.false_matches.tolist(),
+                                       few.false_non_matches.tolist()))

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 
 from faceaudit.audit import audit
+from faceaudit.groups import group_name, grouping_name
 from faceaudit.report.compact import (
-    audit_document,
     compact_distributions,
     counts_at,
     decode_scores,
     encode_scores,
     group_cells,
 )
+from faceaudit.report.document import at_json, audit_document
 from faceaudit.report.html import CHROMIUM_FLAGS, find_chromium, render_html, write_html, write_pdf
 from faceaudit.report.jsonout import read_json, to_jsonable, write_json
 from faceaudit.scores import DistributionBuilder, SampleIndex, uniform_edges
@@ -59,7 +60,7 @@ def _build(tail_quantile: float, *, n_subjects: int = 60, seed: int = 0, complet
 def _document(dist, *, max_exact: int, bootstrap: int = 0):
     result = audit(dist, fmr_targets=[1e-2, 1e-3], bootstrap=bootstrap)
     doc = audit_document(result, max_exact=max_exact)
-    assert doc["distributions"] == to_jsonable(compact_distributions(dist, result._subsets, max_exact=max_exact))
+    assert doc["distributions"] == to_jsonable(compact_distributions(dist, result.subsets, max_exact=max_exact))
     return result, doc
 
 
@@ -75,11 +76,9 @@ def audited():
 # ---------------------------------------------------------------------------- compact distributions
 
 def _subset(result, grouping, group):
-    for key, sub in result._subsets.items():
-        name = " x ".join(key[0]) if key[0] else "overall"
-        label = " | ".join(key[1]) if key[1] else "all"
-        if (name, label) == (grouping, group):
-            return sub.groups
+    for key, groups in result.subsets.items():
+        if (grouping_name(key[0]), group_name(key[1])) == (grouping, group):
+            return groups
     raise KeyError((grouping, group))
 
 
@@ -93,7 +92,7 @@ def test_compact_counts_equal_the_exact_api(complete):
     exact_scores = np.unique(np.concatenate([decode_scores(c["scores"]) for c in sec["cells"]]))
     thresholds = sec["grid"][::5] + exact_scores[::40].tolist() + [ef]
     for t in thresholds:
-        at = result.at(t)
+        at = at_json(result.at(t))
         for e in [at["overall"], *at["groups"]]:
             got = counts_at(sec, t, _subset(result, e["grouping"], e["group"]))
             assert e["exact"], t
@@ -258,7 +257,7 @@ def _rows(page):
 
 def _check_against_api(page, result):
     t = float(page.get_attribute("#thr-value", "data-threshold"))
-    at = result.at(t)
+    at = at_json(result.at(t))
     expected = {(e["grouping"], e["group"]): e for e in at["groups"]}
     rows = _rows(page)
     assert len(rows) == len(expected)

@@ -19,6 +19,7 @@ from faceaudit.cli import app
 from faceaudit.compare import compare_embeddings
 from faceaudit.compare.store import save_distributions
 from faceaudit.measures.identification import ProbeTails
+from faceaudit.report.document import at_json
 from faceaudit.report.html import render_html
 from faceaudit.report.jsonout import read_json, write_json
 from faceaudit.report.scenarios import fmt_expected, fmt_prob
@@ -264,7 +265,7 @@ def test_panel_in_chromium(browser, made, tmp_path):
     page.wait_for_function(f"Number(document.getElementById('thr-value').dataset.threshold) === {t1!r}")
     assert page.get_attribute("#scenario-0", "data-control") == "at"
     assert "at this scenario's threshold" in page.text_content("#scenario-0 .scenario-state")
-    at = made["result"].at(t1)
+    at = at_json(made["result"].at(t1))
     want = {e["group"]: e for e in at["groups"]}
     rows = page.evaluate("""() => Array.from(document.querySelectorAll('tr[data-grouping=sex]')).map(tr => ({
         group: tr.dataset.group, fmr: Number(tr.querySelector('td[data-rate=fmr]').dataset.count),

@@ -10,10 +10,11 @@ import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
 
-from faceaudit.audit import SCHEMA_VERSION, audit  # noqa: E402
+from faceaudit.audit import audit  # noqa: E402
+from faceaudit.build import from_arrays  # noqa: E402
 from faceaudit.errors import InputError  # noqa: E402
 from faceaudit.report.compact import compact_distributions  # noqa: E402
-from faceaudit.report.jsonout import to_jsonable  # noqa: E402
+from faceaudit.report.document import SCHEMA_VERSION, audit_document, to_document  # noqa: E402
 from faceaudit.report.schema import load_schema, validate_document  # noqa: E402
 from faceaudit.scores import DistributionBuilder, SampleIndex, uniform_edges  # noqa: E402
 from faceaudit.synthetic import make_evaluation_set  # noqa: E402
@@ -30,8 +31,8 @@ def document():
     builder.add(np.array([pos[r["probe"]] for r in scores]), np.array([pos[r["reference"]] for r in scores]), s)
     dist = builder.result()
     result = audit(dist, fmr_targets=[1e-2, 1e-3], bootstrap=20)
-    doc = to_jsonable(result.to_dict())
-    doc["distributions"] = compact_distributions(dist, result._subsets)
+    doc = audit_document(result)
+    assert doc["distributions"] == compact_distributions(dist, result.subsets)
     return json.loads(json.dumps(doc))
 
 
@@ -100,21 +101,22 @@ def scenario_document():
     dist = compare_embeddings(emb.astype(np.float32), index, backend="numpy", top_k=20, progress=False)
     r = scenario(dist, searches=1e4, gallery_size=1e6, threshold=0.4, mated_share=0.2, mix="sex=f:0.5,m:0.5",
                  bootstrap=5)
-    return json.loads(json.dumps(to_jsonable(r.to_dict())))
+    return json.loads(json.dumps(to_document(r)))
 
 
 def test_audit_document_writes_the_current_version(document):
-    from faceaudit.report.compact import audit_document
+    import dataclasses
+
     from faceaudit.report.schema import SCHEMA_VERSION
 
     assert SCHEMA_VERSION == "1.1"
     assert jsonschema.Draft202012Validator(load_schema()["properties"]["schema_version"]).is_valid(SCHEMA_VERSION)
 
-    class Result:  # audit_document reads to_dict() only, when no distributions are attached
-        def to_dict(self):
-            return copy.deepcopy(document)
-
-    assert audit_document(Result())["schema_version"] == SCHEMA_VERSION
+    assert document["schema_version"] == SCHEMA_VERSION
+    # a result without its distributions (no compact section) is written at the same version
+    bare = audit_document(dataclasses.replace(audit(from_arrays(np.arange(3.0, 23.0), np.arange(200.0) / 10),
+                                                    fmr_targets=[0.01], bootstrap=0), measurer=None))
+    assert bare["schema_version"] == SCHEMA_VERSION and "distributions" not in bare
 
 
 def test_document_with_scenarios_validates(document, scenario_document):

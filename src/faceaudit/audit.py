@@ -1,36 +1,35 @@
-"""The audit: every 1:1 measure, for the whole set and every group, in one result object.
+"""The audit: every 1:1 measure, for the whole set and every group, in one typed result.
 
-Modelled on fairlearn's ``MetricFrame``: one object with ``.overall``, ``.by_group``,
-``.cross_group(...)``, ``.differentials`` and ``.at(threshold)``; keyword-only settings; every rate
-with its numerator, denominator and intervals.
+Modelled on fairlearn's ``MetricFrame``: one :class:`~faceaudit.results.AuditResult` with ``.overall``,
+``.by_group``, ``.cross_group(...)``, ``.differentials`` and ``.at(threshold)``; keyword-only settings;
+every rate a :class:`~faceaudit.results.Rate` with its numerator, denominator and intervals. The JSON
+document and its words are :mod:`faceaudit.report.document`'s.
 
 >>> import numpy as np
 >>> from faceaudit.build import from_arrays
 >>> rng = np.random.default_rng(0)
 >>> dist = from_arrays(rng.normal(3, 1, 1000), rng.normal(0, 1, 100_000))
 >>> result = audit(dist, fmr_targets=[1e-3], bootstrap=0)
->>> point = result.overall["operating_points"][0]
->>> point["fmr"]["count"] <= 100, point["convention"]
+>>> point = result.overall.operating_points[0]
+>>> point.fmr.count <= 100, point.convention
 (True, 'highest')
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from faceaudit import __version__
-from faceaudit.build import default_groupings, group_subsets
 from faceaudit.errors import EmptyError, InputError, NotExactError
+from faceaudit.groups import OVERALL, group_name, group_subsets, grouping_name, resolve_groupings
+from faceaudit.groups import default_groupings as default_groupings  # re-export (compatibility)
 from faceaudit.measures import differentials as dif
 from faceaudit.measures.verification import (
     CONVENTIONS,
-    OperatingPoint,
     count_mated_below,
     count_nonmated_at_least,
     decimate_curve,
@@ -38,45 +37,28 @@ from faceaudit.measures.verification import (
     eer,
     fmr_threshold,
 )
-from faceaudit.scores import ScoreDistributions
-from faceaudit.stats.intervals import (
-    bootstrap_weights,
-    clopper_pearson,
-    rule_of_three,
-    subject_bootstrap,
-    subject_bootstrap_from_rates,
+from faceaudit.results import (
+    AuditResult,
+    AuditSettings,
+    CrossGroupMatrix,
+    DetCurve,
+    Differentials,
+    GroupAt,
+    GroupMeasures,
+    Interval,
+    OperatingPoint,
+    ThresholdMeasures,
 )
+from faceaudit.scores import ScoreDistributions
+from faceaudit.stats.intervals import bootstrap_weights, rate, replicate_rates, subject_bootstrap_from_rates
 
-__all__ = ["audit", "AuditResult", "rate_entry", "default_groupings"]
-
-
-def grouping_name(grouping: Sequence[str]) -> str:
-    return " x ".join(grouping) if grouping else "overall"
-
-
-def group_name(values: Sequence[str]) -> str:
-    return " | ".join(values) if values else "all"
-
-
-def rate_entry(count: int, total: int, *, level: float = 0.95, bootstrap: Any = None) -> dict[str, Any]:
-    """A rate as faceaudit reports every rate: count, total, value, intervals; zero gets rule-of-3."""
-    if total == 0:
-        return {"count": 0, "total": 0, "value": None, "note": "no comparisons"}
-    out: dict[str, Any] = {
-        "count": int(count),
-        "total": int(total),
-        "value": count / total,
-        "clopper_pearson": clopper_pearson(count, total, level).as_dict(),
-    }
-    if count == 0:
-        out["rule_of_three_upper"] = rule_of_three(total)
-    if bootstrap is not None:
-        out["subject_bootstrap"] = bootstrap.as_dict()
-    return out
+__all__ = ["audit", "AuditResult", "SubjectBootstrap", "default_groupings"]
 
 
 @dataclass
-class _Subset:
+class Subset:
+    """One group's scores: its finest groups, mated scores, non-mated view and subjects."""
+
     key: tuple  # (grouping, values)
     groups: list[int]
     genuine: np.ndarray
@@ -84,74 +66,12 @@ class _Subset:
     subject_mask: np.ndarray
 
 
-@dataclass
-class AuditResult:
-    """Everything the audit measured. ``to_dict()`` is the JSON document (schema in report/)."""
+class SubjectBootstrap:
+    """Subject-resampling weights and the per-subject counts every replicate needs, built once.
 
-    overall: dict[str, Any]
-    by_group: dict[str, list[dict[str, Any]]]
-    cross_group_fmr: dict[str, list[dict[str, Any]]]
-    differentials: dict[str, list[dict[str, Any]]]
-    settings: dict[str, Any]
-    counts: dict[str, Any]
-    manifest: dict[str, Any] = field(default_factory=dict)
-    _dist: ScoreDistributions | None = field(default=None, repr=False)
-    _subsets: dict | None = field(default=None, repr=False)
-
-    def cross_group(self, fmr_target: float, grouping: str | None = None) -> dict[str, Any]:
-        """The probe-group x reference-group FMR matrix at the global threshold for ``fmr_target``."""
-        name = grouping or next(iter(self.cross_group_fmr), None)
-        if name is None:
-            raise InputError("no groups were named, so there is no cross-group matrix")
-        for entry in self.cross_group_fmr.get(name, []):
-            if math.isclose(entry["fmr_target"], fmr_target, rel_tol=0, abs_tol=0):
-                return entry
-        raise InputError(f"no cross-group matrix for grouping {name!r} at FMR target {fmr_target!r}")
-
-    def at(self, threshold: float) -> dict[str, Any]:
-        """FMR and FNMR, overall and per group, at any threshold (exact, or bounded where the
-        threshold falls below the exact tail: then ``exact`` is false and ``fmr_bounds`` given)."""
-        if self._dist is None or self._subsets is None:
-            raise InputError("this result was loaded from JSON; `at` needs the distributions")
-        out: dict[str, Any] = {"threshold": float(threshold), "groups": []}
-        for key, sub in self._subsets.items():
-            lo, hi = self._dist.nonmated_count_at_least(threshold, self._dist.cell_mask(sub.groups, sub.groups))
-            total = sub.view.total
-            fnm = count_mated_below(sub.genuine, threshold)
-            entry = {
-                "grouping": grouping_name(key[0]),
-                "group": group_name(key[1]),
-                "exact": lo == hi,
-                "fmr": rate_entry(lo, total, level=self.settings["level"]) if lo == hi else None,
-                "fmr_bounds": None if lo == hi else [lo / total if total else None, hi / total if total else None],
-                "fnmr": rate_entry(fnm, sub.genuine.size, level=self.settings["level"]),
-            }
-            if key == ((), ()):
-                out["overall"] = entry
-            else:
-                out["groups"].append(entry)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": "faceaudit.audit",
-            "schema_version": SCHEMA_VERSION,
-            "faceaudit_version": __version__,
-            "settings": self.settings,
-            "counts": self.counts,
-            "overall": self.overall,
-            "by_group": self.by_group,
-            "cross_group_fmr": self.cross_group_fmr,
-            "differentials": self.differentials,
-            "manifest": self.manifest,
-        }
-
-
-SCHEMA_VERSION = "1.1"
-
-
-class _Bootstrap:
-    """Subject-resampling weights and the per-subject counts every replicate needs, built once."""
+    ``fmr_replicates`` / ``fnmr_replicates`` give a group's (R,) rates per replicate, from which
+    ``fmr`` / ``fnmr`` take the percentile interval (and from which ratios across groups can be
+    bootstrapped on the same replicates)."""
 
     def __init__(self, dist: ScoreDistributions, replicates: int, seed: int) -> None:
         self.dist = dist
@@ -163,7 +83,11 @@ class _Bootstrap:
         self.genuine_subject = gsub
         self.genuine_per_subject = np.bincount(gsub, minlength=self.n_subjects).astype(np.float64)
         self.pairs = dist.impostor_subject_pairs
-        self._den_cache: dict[tuple, np.ndarray] = {}
+        self._den_cache: dict[tuple, Any] = {}
+
+    @property
+    def replicates(self) -> int:
+        return int(self.weights.shape[0])
 
     def _complete_denominator(self, subjects: np.ndarray) -> np.ndarray:
         """Per replicate, the weighted count of non-mated pairs among ``subjects`` when every pair of
@@ -174,15 +98,18 @@ class _Bootstrap:
         w = self.weights
         return ((w @ n) ** 2 - (w**2) @ (n**2)) / 2.0
 
-    def fnmr(self, subject_mask: np.ndarray, threshold: float, level: float):
+    def fnmr_replicates(self, subject_mask: np.ndarray, threshold: float) -> np.ndarray:
         miss = (self.dist.genuine_score < threshold) & subject_mask[self.genuine_subject]
         errors = np.bincount(self.genuine_subject[miss], minlength=self.n_subjects).astype(np.float64)
         totals = np.where(subject_mask, self.genuine_per_subject, 0.0)
-        return subject_bootstrap(self.weights, errors, totals, level)
+        return replicate_rates(self.weights, errors, totals)
 
-    def fmr(self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float, level: float):
-        S = self.n_subjects
-        d = self.dist
+    def fnmr(self, subject_mask: np.ndarray, threshold: float, level: float) -> Interval:
+        return subject_bootstrap_from_rates(self.fnmr_replicates(subject_mask, threshold), level, self.replicates)
+
+    def _false_matches(self, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float) -> sp.csr_array:
+        """(subjects x subjects) counts of non-mated scores >= threshold between the two subject sets."""
+        S, d = self.n_subjects, self.dist
         gs = d.samples.group_of_subject
         cells = d.cell_mask(np.unique(gs[probe_subjects]), np.unique(gs[ref_subjects]))
         if d.design == "complete":
@@ -191,7 +118,13 @@ class _Bootstrap:
         ps = self.subject_of_sample[d.tail_probe[sel]]
         rs = self.subject_of_sample[d.tail_reference[sel]]
         keep = probe_subjects[ps] & ref_subjects[rs]
-        false = sp.coo_array((np.ones(int(keep.sum())), (ps[keep], rs[keep])), shape=(S, S)).tocsr()
+        return sp.coo_array((np.ones(int(keep.sum())), (ps[keep], rs[keep])), shape=(S, S)).tocsr()
+
+    def fmr_replicates(self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray,
+                       threshold: float) -> np.ndarray | None:
+        """The (R,) FMR per replicate; None where the design's closed form does not cover the pairs
+        (cross-subset pairs of an all-pairs run)."""
+        false = self._false_matches(probe_subjects, ref_subjects, threshold)
         if self.dist.design == "complete":
             if not np.array_equal(probe_subjects, ref_subjects):
                 return None  # the closed form covers within-subset pairs only
@@ -200,14 +133,120 @@ class _Bootstrap:
             num = np.einsum("ij,ij->i", np.asarray((false.T @ self.weights.T).T), self.weights)
             den = self._den_cache[key]
             with np.errstate(invalid="ignore", divide="ignore"):
-                rates = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-            return subject_bootstrap_from_rates(rates, level, self.weights.shape[0])
+                return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
         if key not in self._den_cache:
-            c = self.pairs
             rows = sp.diags_array(probe_subjects.astype(np.float64))
             cols = sp.diags_array(ref_subjects.astype(np.float64))
-            self._den_cache[key] = (rows @ c.astype(np.float64) @ cols).tocsr()
-        return subject_bootstrap(self.weights, false, self._den_cache[key], level)
+            self._den_cache[key] = (rows @ self.pairs.astype(np.float64) @ cols).tocsr()
+        return replicate_rates(self.weights, false, self._den_cache[key])
+
+    def fmr(self, key: tuple, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float,
+            level: float) -> Interval | None:
+        reps = self.fmr_replicates(key, probe_subjects, ref_subjects, threshold)
+        return None if reps is None else subject_bootstrap_from_rates(reps, level, self.replicates)
+
+
+_Bootstrap = SubjectBootstrap  # the name tests and benches knew
+
+
+class Measurer:
+    """Measures groups of one ScoreDistributions under one set of settings; kept by the result for
+    ``at(threshold)`` and the bootstrap replicates."""
+
+    def __init__(self, dist: ScoreDistributions, subsets: dict[tuple, Subset], boot: SubjectBootstrap | None,
+                 targets: list[float], convention: str, level: float) -> None:
+        self.dist, self.subsets, self.boot = dist, subsets, boot
+        self.targets, self.convention, self.level = targets, convention, level
+
+    def point(self, sub: Subset, threshold: float, target: float | None = None,
+              convention: str | None = None) -> OperatingPoint:
+        """FMR and FNMR of ``sub`` at ``threshold``, with their subject-bootstrap intervals."""
+        fm = count_nonmated_at_least(sub.view, threshold) if sub.view.total else 0
+        fnm = count_mated_below(sub.genuine, threshold)
+        b_fmr = b_fnmr = None
+        if self.boot is not None:
+            if sub.view.total:
+                b_fmr = self.boot.fmr(sub.key, sub.subject_mask, sub.subject_mask, threshold, self.level)
+            if sub.genuine.size:
+                b_fnmr = self.boot.fnmr(sub.subject_mask, threshold, self.level)
+        return OperatingPoint(threshold=threshold, fmr_target=target, convention=convention,
+                              fmr=rate(fm, sub.view.total, level=self.level, bootstrap=b_fmr),
+                              fnmr=rate(fnm, sub.genuine.size, level=self.level, bootstrap=b_fnmr))
+
+    def group(self, sub: Subset, global_thresholds: dict[float, float] | None, det_points: int) -> GroupMeasures:
+        """The group's counts, EER, own operating point per target, the global-threshold points and DET."""
+        measurable = bool(sub.genuine.size and sub.view.total)
+        fields: dict[str, Any] = {}
+        if measurable:
+            e = eer(sub.view, sub.genuine)
+            fields = {"eer": e.eer, "eer_threshold": e.threshold, "eer_point": self.point(sub, e.threshold),
+                      "operating_points": tuple(
+                          self.point(sub, float(fmr_threshold(sub.view, t, sub.genuine, self.convention)), t,
+                                     self.convention) for t in self.targets)}
+        if global_thresholds is not None:
+            fields["at_global_threshold"] = tuple(self.point(sub, thr, t) for t, thr in global_thresholds.items())
+        if measurable:
+            fields["det"] = self.det(sub, det_points)
+        return GroupMeasures(grouping=sub.key[0], values=sub.key[1], mated=int(sub.genuine.size),
+                             nonmated=int(sub.view.total), subjects=int(sub.subject_mask.sum()), **fields)
+
+    def det(self, sub: Subset, max_points: int) -> DetCurve:
+        curve = _full_det(self.dist, sub, max_points)
+        fm, fnm = curve["false_matches"], curve["false_non_matches"]
+        nn, nm = int(curve["nonmated"]), int(curve["mated"])
+        keep = decimate_curve(fm / nn, fnm / nm, max_points)
+        return DetCurve(points_total=int(curve.get("distinct", fm.size)), threshold=curve["threshold"][keep],
+                        false_matches=fm[keep], false_non_matches=fnm[keep], nonmated=nn, mated=nm)
+
+    def cross(self, grouping: tuple[str, ...], target: float, threshold: float) -> CrossGroupMatrix:
+        """The probe-group x reference-group FMR matrix of ``grouping`` at ``threshold``."""
+        d = self.dist
+        keys = [k for k in self.subsets if k[0] == tuple(grouping)]
+        labels = tuple(group_name(k[1]) for k in keys)
+        totals = d.nonmated_counts()
+        at_least, exact = d.nonmated_at_least_by_cell(threshold)
+        matrix = []
+        for kp in keys:
+            row = []
+            for kr in keys:
+                cells = d.cell_mask(self.subsets[kp].groups, self.subsets[kr].groups)
+                if d.design == "complete":
+                    # each unordered pair was compared once, filed under one orientation
+                    cells = cells | cells.T
+                if not exact[cells & (totals > 0)].all():
+                    raise NotExactError(f"the global threshold {threshold!r} lies below the exact tail of a "
+                                        "cross-group cell; rebuild with a lower tail cutoff")
+                row.append(rate(int(at_least[cells].sum()), int(totals[cells].sum()), level=self.level))
+            matrix.append(tuple(row))
+        return CrossGroupMatrix(grouping=grouping_name(grouping), fmr_target=target, threshold=threshold,
+                                probe_groups=labels, reference_groups=labels, fmr=tuple(matrix))
+
+    def at(self, threshold: float) -> ThresholdMeasures:
+        """FMR and FNMR of every group at ``threshold``: exact, or bounded below the exact tail."""
+        overall, groups = None, []
+        for key, sub in self.subsets.items():
+            lo, hi = self.dist.nonmated_count_at_least(threshold, self.dist.cell_mask(sub.groups, sub.groups))
+            total = sub.view.total
+            exact = lo == hi
+            entry = GroupAt(
+                grouping=grouping_name(key[0]), group=group_name(key[1]), exact=exact,
+                fmr=rate(lo, total, level=self.level) if exact else None,
+                fmr_bounds=None if exact else (lo / total if total else None, hi / total if total else None),
+                fnmr=rate(count_mated_below(sub.genuine, threshold), sub.genuine.size, level=self.level))
+            if key == OVERALL:
+                overall = entry
+            else:
+                groups.append(entry)
+        return ThresholdMeasures(threshold=float(threshold), overall=overall, groups=tuple(groups))
+
+    def replicates(self, key: tuple, threshold: float) -> tuple[np.ndarray | None, np.ndarray] | None:
+        """Group ``key``'s (R,) FMR and FNMR per bootstrap replicate at ``threshold`` (None without a
+        bootstrap; the FMR part None where the design does not allow it)."""
+        if self.boot is None:
+            return None
+        sub = self.subsets[key]
+        return (self.boot.fmr_replicates(key, sub.subject_mask, sub.subject_mask, threshold),
+                self.boot.fnmr_replicates(sub.subject_mask, threshold))
 
 
 def audit(
@@ -223,183 +262,96 @@ def audit(
 ) -> AuditResult:
     """Measure everything the report shows.
 
-    ``groupings`` lists tuples of group columns (default: each column, then their intersection).
-    For each group: counts, EER and its threshold, and for each target FMR the group's own threshold
-    with the achieved FMR and the FNMR there; then, at the *global* threshold for each target, FMR and
-    FNMR per group, the cross-group FMR matrix, and the differential summaries.
+    Parameters
+    ----------
+    dist : ScoreDistributions
+        The scores (from :func:`faceaudit.load_score_file`, ``faceaudit compare`` or
+        :func:`faceaudit.build.from_arrays`).
+    fmr_targets : iterable of float
+        Target FMRs; each gets a threshold per group and a global one.
+    groupings : iterable of tuples of str, optional
+        Group columns to break results down by (default: each column, then their intersection).
+    convention : {"highest", "lowest"}
+        Which threshold achieving a target FMR (bob.measure's or scikit-learn's).
+    level : float
+        Interval level.
+    bootstrap : int
+        Subject-bootstrap replicates (0 disables).
+    seed : int
+        Bootstrap seed.
+    det_points : int
+        The most DET points kept per group (exact points, decimated).
+
+    Returns
+    -------
+    AuditResult
+        For each group: counts, EER and its threshold, and for each target FMR the group's own
+        threshold with the achieved FMR and the FNMR there; then, at the *global* threshold for each
+        target, FMR and FNMR per group, the cross-group FMR matrix, and the differential summaries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.build import from_arrays
+    >>> rng = np.random.default_rng(1)
+    >>> r = audit(from_arrays(rng.normal(3, 1, 500), rng.normal(0, 1, 50_000)), fmr_targets=[1e-2], bootstrap=0)
+    >>> p = r.overall.operating_points[0]
+    >>> p.fmr.count, p.fmr.total
+    (500, 50000)
+    >>> r.at(p.threshold).overall.fmr.count
+    500
     """
+    targets = _check_settings(dist, fmr_targets, convention)
+    groupings = resolve_groupings(dist.samples.group_columns, groupings)
+    subsets = _subsets(dist, groupings)
+    boot = None
+    if bootstrap and bootstrap > 0 and (dist.impostor_subject_pairs is not None or dist.design == "complete"):
+        boot = SubjectBootstrap(dist, int(bootstrap), seed)
+    m = Measurer(dist, subsets, boot, targets, convention, level)
+    overall = m.group(subsets[OVERALL], None, det_points)
+    global_thr = {p.fmr_target: p.threshold for p in overall.operating_points}
+    by_group: dict[str, list[GroupMeasures]] = {}
+    for key, sub in subsets.items():
+        if key != OVERALL:
+            by_group.setdefault(grouping_name(key[0]), []).append(m.group(sub, global_thr, det_points))
+    cross = {grouping_name(g): [m.cross(g, t, thr) for t, thr in global_thr.items()] for g in groupings}
+    diffs = {name: [_differentials(name, entries, i, t, thr) for i, (t, thr) in enumerate(global_thr.items())]
+             for name, entries in by_group.items()}
+    settings = AuditSettings(
+        fmr_targets=tuple(targets), convention=convention, groupings=tuple(groupings), level=level,
+        bootstrap_replicates=int(bootstrap) if boot is not None else 0, bootstrap_seed=seed,
+        bootstrap_status="computed" if boot is not None else ("disabled" if not bootstrap else "no_subject_pairs"),
+        score_direction=dist.meta.get("score_direction", "similarity (higher = more alike)"),
+        tail_cutoff_range=(float(np.min(dist.tail_cutoff)), float(np.max(dist.tail_cutoff))),
+        histogram_bins=int(dist.edges.size - 1))
+    return AuditResult(overall=overall, by_group=by_group, cross_group_fmr=cross, differentials=diffs,
+                       settings=settings, counts=_counts(dist), manifest=dict(dist.meta), measurer=m)
+
+
+def _check_settings(dist: ScoreDistributions, fmr_targets: Iterable[float], convention: str) -> list[float]:
     targets = [float(t) for t in fmr_targets]
     for t in targets:
         if not 0.0 <= t <= 1.0:
             raise InputError(f"target FMR must lie in [0, 1], got {t!r}")
     if convention not in CONVENTIONS:
         raise InputError(f"unknown threshold convention {convention!r}; use 'highest' or 'lowest'")
-    cols = dist.samples.group_columns
-    groupings = default_groupings(cols) if groupings is None else [tuple(g) for g in groupings]
-    for g in groupings:
-        unknown = [c for c in g if c not in cols]
-        if unknown:
-            raise InputError(f"unknown group column(s) {unknown}; the sample table has {list(cols)}")
     if dist.n_mated == 0:
         raise EmptyError("no mated comparisons: FNMR and EER are undefined for this score set")
     if dist.n_nonmated == 0:
         raise EmptyError("no non-mated comparisons: FMR and EER are undefined for this score set")
+    return targets
 
+
+def _subsets(dist: ScoreDistributions, groupings: list[tuple[str, ...]]) -> dict[tuple, Subset]:
     subjects_group = dist.samples.group_of_subject
-    subsets: dict[tuple, _Subset] = {}
-    for key, groups in group_subsets(dist.samples, groupings).items():
-        cells = dist.cell_mask(groups, groups)
-        subsets[key] = _Subset(
-            key=key,
-            groups=groups,
-            genuine=dist.genuine_scores(groups),
-            view=dist.impostor_view(cells),
-            subject_mask=np.isin(subjects_group, groups),
-        )
-    boot = None
-    if bootstrap and bootstrap > 0 and (dist.impostor_subject_pairs is not None or dist.design == "complete"):
-        boot = _Bootstrap(dist, int(bootstrap), seed)
+    return {key: Subset(key=key, groups=groups, genuine=dist.genuine_scores(groups),
+                        view=dist.impostor_view(dist.cell_mask(groups, groups)),
+                        subject_mask=np.isin(subjects_group, groups))
+            for key, groups in group_subsets(dist.samples, groupings).items()}
 
-    def point_entry(p: OperatingPoint, sub: _Subset, target: float | None) -> dict[str, Any]:
-        b_fmr = b_fnmr = None
-        if boot is not None:
-            b_fmr = boot.fmr(sub.key, sub.subject_mask, sub.subject_mask, p.threshold, level)
-            b_fnmr = boot.fnmr(sub.subject_mask, p.threshold, level)
-        entry = {
-            "threshold": p.threshold,
-            "fmr": rate_entry(p.false_matches, p.nonmated, level=level, bootstrap=b_fmr),
-            "fnmr": rate_entry(p.false_non_matches, p.mated, level=level, bootstrap=b_fnmr),
-        }
-        if target is not None:
-            entry = {"fmr_target": target, "convention": convention, **entry}
-        return entry
 
-    def measure(sub: _Subset, global_thresholds: dict[float, float] | None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "grouping": grouping_name(sub.key[0]),
-            "group": group_name(sub.key[1]),
-            "values": list(sub.key[1]),
-            "mated": int(sub.genuine.size),
-            "nonmated": int(sub.view.total),
-            "subjects": int(sub.subject_mask.sum()),
-        }
-        notes = []
-        if sub.genuine.size == 0:
-            notes.append("no mated comparisons: FNMR and EER undefined")
-        if sub.view.total == 0:
-            notes.append("no non-mated comparisons within the group: FMR and EER undefined")
-        out["notes"] = notes
-        out["eer"] = out["eer_threshold"] = None
-        out["operating_points"] = []
-        if not notes:
-            e = eer(sub.view, sub.genuine)
-            out["eer"] = e.eer
-            out["eer_threshold"] = e.threshold
-            out["eer_point"] = point_entry(e.point, sub, None)
-            for t in targets:
-                thr = fmr_threshold(sub.view, t, sub.genuine, convention)
-                out["operating_points"].append(point_entry(_point(sub, thr), sub, t))
-        if global_thresholds is not None:
-            out["at_global_threshold"] = []
-            for t, thr in global_thresholds.items():
-                fm = count_nonmated_at_least(sub.view, thr) if sub.view.total else 0
-                fnm = count_mated_below(sub.genuine, thr)
-                b_fmr = b_fnmr = None
-                if boot is not None:
-                    if sub.view.total:
-                        b_fmr = boot.fmr(sub.key, sub.subject_mask, sub.subject_mask, thr, level)
-                    if sub.genuine.size:
-                        b_fnmr = boot.fnmr(sub.subject_mask, thr, level)
-                out["at_global_threshold"].append({
-                    "fmr_target": t,
-                    "threshold": thr,
-                    "fmr": rate_entry(fm, sub.view.total, level=level, bootstrap=b_fmr),
-                    "fnmr": rate_entry(fnm, int(sub.genuine.size), level=level, bootstrap=b_fnmr),
-                })
-        return out
-
-    overall_sub = subsets[((), ())]
-    overall = measure(overall_sub, None)
-    overall["det"] = _det_json(_full_det(dist, overall_sub, det_points), det_points)
-    global_thr = {p["fmr_target"]: p["threshold"] for p in overall["operating_points"]}
-
-    by_group: dict[str, list[dict[str, Any]]] = {}
-    for key, sub in subsets.items():
-        if key == ((), ()):
-            continue
-        entry = measure(sub, global_thr)
-        if sub.genuine.size and sub.view.total:
-            entry["det"] = _det_json(_full_det(dist, sub, det_points), det_points)
-        by_group.setdefault(grouping_name(key[0]), []).append(entry)
-
-    cross: dict[str, list[dict[str, Any]]] = {}
-    for grouping in groupings:
-        name = grouping_name(grouping)
-        keys = [k for k in subsets if k[0] == tuple(grouping)]
-        labels = [group_name(k[1]) for k in keys]
-        totals = dist.nonmated_counts()
-        for t, thr in global_thr.items():
-            at_least, exact = dist.nonmated_at_least_by_cell(thr)
-            matrix = []
-            for kp in keys:
-                row = []
-                for kr in keys:
-                    cells = dist.cell_mask(subsets[kp].groups, subsets[kr].groups)
-                    if dist.design == "complete":
-                        # each unordered pair was compared once, filed under one orientation
-                        cells = cells | cells.T
-                    if not exact[cells & (totals > 0)].all():
-                        raise NotExactError(f"the global threshold {thr!r} lies below the exact tail of a "
-                                            "cross-group cell; rebuild with a lower tail cutoff")
-                    row.append(rate_entry(int(at_least[cells].sum()), int(totals[cells].sum()), level=level))
-                matrix.append(row)
-            cross.setdefault(name, []).append({
-                "fmr_target": t, "threshold": thr, "probe_groups": labels, "reference_groups": labels,
-                "fmr": matrix,
-            })
-
-    diffs: dict[str, list[dict[str, Any]]] = {}
-    for name, entries in by_group.items():
-        for i, t in enumerate(global_thr):
-            usable = [e for e in entries if e["at_global_threshold"][i]["fmr"]["total"]
-                      and e["at_global_threshold"][i]["fnmr"]["total"]]
-            left_out = [e["group"] for e in entries if e not in usable]
-            fmrs = [e["at_global_threshold"][i]["fmr"]["value"] for e in usable]
-            fnmrs = [e["at_global_threshold"][i]["fnmr"]["value"] for e in usable]
-            d: dict[str, Any] = {"fmr_target": t, "threshold": global_thr[t],
-                                 "groups": [e["group"] for e in usable], "groups_left_out": left_out}
-            if len(usable) >= 2:
-                d.update({
-                    "fmr_max_min_ratio": _finite(dif.max_min_ratio(fmrs)),
-                    "fnmr_max_min_ratio": _finite(dif.max_min_ratio(fnmrs)),
-                    "fmr_max_geomean_ratio": _finite(dif.max_geomean_ratio(fmrs)),
-                    "fnmr_max_geomean_ratio": _finite(dif.max_geomean_ratio(fnmrs)),
-                    "fdr": dif.fairness_discrepancy_rate(fmrs, fnmrs),
-                    "garbe": dif.garbe(fmrs, fnmrs),
-                })
-            else:
-                d["note"] = "fewer than two groups with both mated and non-mated comparisons"
-            diffs.setdefault(name, []).append(d)
-
-    settings = {
-        "fmr_targets": targets,
-        "convention": convention,
-        "convention_meaning": CONVENTIONS[convention],
-        "groupings": [list(g) for g in groupings],
-        "level": level,
-        "bootstrap_replicates": int(bootstrap) if boot is not None else 0,
-        "bootstrap_seed": seed,
-        "bootstrap_note": None if boot is not None else (
-            "disabled" if not bootstrap else "unavailable: no subject information for the non-mated pairs"),
-        "score_direction": dist.meta.get("score_direction", "similarity (higher = more alike)"),
-        "fmr_definition": "share of non-mated comparisons with score >= threshold",
-        "fnmr_definition": "share of mated comparisons with score < threshold",
-        "eer_definition": "(FMR + FNMR) / 2 at the threshold minimising |FMR - FNMR| (bob.measure candidates)",
-        "group_fmr_definition": "non-mated comparisons with probe and reference both in the group",
-        "tail_cutoff_range": [float(np.min(dist.tail_cutoff)), float(np.max(dist.tail_cutoff))],
-        "histogram_bins": int(dist.edges.size - 1),
-    }
-    counts = {
+def _counts(dist: ScoreDistributions) -> dict[str, Any]:
+    return {
         "mated": dist.n_mated,
         "nonmated": dist.n_nonmated,
         "samples": dist.samples.n_samples,
@@ -407,22 +359,26 @@ def audit(
         "exclusions": dict(sorted(dist.exclusions.items())),
         "exact_tail_scores": int(dist.tail_score.size),
     }
-    return AuditResult(overall=overall, by_group=by_group, cross_group_fmr=cross, differentials=diffs,
-                       settings=settings, counts=counts, manifest=dict(dist.meta), _dist=dist,
-                       _subsets=subsets)
 
 
-def _point(sub: _Subset, threshold: float) -> OperatingPoint:
-    return OperatingPoint(
-        threshold=float(threshold),
-        false_matches=count_nonmated_at_least(sub.view, threshold),
-        nonmated=sub.view.total,
-        false_non_matches=count_mated_below(sub.genuine, threshold),
-        mated=int(sub.genuine.size),
-    )
+def _differentials(name: str, entries: list[GroupMeasures], i: int, target: float, threshold: float) -> Differentials:
+    """The differential summaries of a grouping at its ``i``-th global threshold, over the groups with
+    both mated and non-mated comparisons."""
+    usable = [e for e in entries if e.at_global_threshold[i].fmr.total and e.at_global_threshold[i].fnmr.total]
+    base = {"grouping": name, "fmr_target": target, "threshold": threshold,
+            "groups": tuple(e.group for e in usable),
+            "groups_left_out": tuple(e.group for e in entries if e not in usable)}
+    if len(usable) < 2:
+        return Differentials(**base)
+    fmrs = [e.at_global_threshold[i].fmr.value for e in usable]
+    fnmrs = [e.at_global_threshold[i].fnmr.value for e in usable]
+    return Differentials(
+        **base, fmr_max_min_ratio=dif.max_min_ratio(fmrs), fnmr_max_min_ratio=dif.max_min_ratio(fnmrs),
+        fmr_max_geomean_ratio=dif.max_geomean_ratio(fmrs), fnmr_max_geomean_ratio=dif.max_geomean_ratio(fnmrs),
+        fdr=dif.fairness_discrepancy_rate(fmrs, fnmrs), garbe=dif.garbe(fmrs, fnmrs))
 
 
-def _full_det(dist: ScoreDistributions, sub: _Subset, max_points: int) -> dict[str, np.ndarray]:
+def _full_det(dist: ScoreDistributions, sub: Subset, max_points: int) -> dict[str, np.ndarray]:
     """The DET curve's exact operating points: every distinct one of the exact tail (or, when there
     are more than ``max_points``, observed scores at geometrically spread ranks, without building the
     full curve), preceded, below the tail, by the operating points at the histogram's inner bin edges
@@ -457,32 +413,3 @@ def _count_distinct(tail: np.ndarray, genuine: np.ndarray, above: float) -> int:
     distinct_g = int(g.size and 1 + np.count_nonzero(g[1:] != g[:-1]))
     shared = int(np.isin(np.unique(g), t, assume_unique=False).sum()) if g.size and t.size else 0
     return distinct_t + distinct_g - shared + 1
-
-
-def _finite(x: float) -> float | str | None:
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "inf"
-    return x
-
-
-def _det_json(curve: dict[str, np.ndarray], max_points: int) -> dict[str, Any]:
-    fm, fnm = curve["false_matches"], curve["false_non_matches"]
-    nn, nm = int(curve["nonmated"]), int(curve["mated"])
-    fmr, fnmr = fm / nn, fnm / nm
-    keep = decimate_curve(fmr, fnmr, max_points)
-    thr = curve["threshold"][keep]
-    return {
-        "points_total": int(curve.get("distinct", fm.size)),
-        "points_kept": int(keep.size),
-        "decimation": "exact operating points (none interpolated): where the curve has more than the kept "
-                      "number, observed scores at geometrically spread ranks of each score set, then spread "
-                      "evenly along the curve on probit axes",
-        "threshold": [float(x) if np.isfinite(x) else "inf" for x in thr],
-        "false_matches": fm[keep].tolist(),
-        "false_non_matches": fnm[keep].tolist(),
-        "nonmated": nn,
-        "mated": nm,
-    }
-

@@ -92,7 +92,7 @@ def audit(
 
 def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None = None,
             pdf: Path | None = None, scenarios: list[Path] | None = None, distributions: Path | None = None) -> None:
-    from faceaudit.report.compact import audit_document
+    from faceaudit.report.document import audit_document
     from faceaudit.report.jsonout import write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit

@@ -80,7 +80,7 @@ def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000, scenario
     from faceaudit.compare import compare_embeddings
     from faceaudit.compare.store import save_distributions
     from faceaudit.data.tables import file_sha256
-    from faceaudit.report.compact import audit_document
+    from faceaudit.report.document import audit_document, to_document
     from faceaudit.report.html import write_html
     from faceaudit.report.jsonout import write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
@@ -124,13 +124,13 @@ def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000, scenario
     scen_path = None
     if scenario_searches:
         # the operational question: S searches against a gallery of N at the audit's FMR 1e-5 threshold
-        point = next(p for p in result.overall["operating_points"] if p["fmr_target"] == SCENARIO_FMR)
+        point = result.overall.point(SCENARIO_FMR)
         console.print(f"scenario: {scenario_searches:,.0f} searches against a gallery of {scenario_gallery:,.0f} at "
-                      f"the FMR {SCENARIO_FMR:g} threshold {point['threshold']:.6g} (tail model, subject bootstrap)...")
-        sc = scenario(dist, searches=scenario_searches, gallery_size=scenario_gallery, threshold=point["threshold"],
+                      f"the FMR {SCENARIO_FMR:g} threshold {point.threshold:.6g} (tail model, subject bootstrap)...")
+        sc = scenario(dist, searches=scenario_searches, gallery_size=scenario_gallery, threshold=point.threshold,
                       mated_share=SCENARIO_MATED_SHARE, mix="sex=female:0.5,male:0.5", bootstrap=scenario_bootstrap,
                       seed=0)
-        sdoc = sc.to_dict()
+        sdoc = to_document(sc)
         record_distributions_input(sdoc, fadist)
         scen_path = out / "scenario.json"
         write_json(sdoc, scen_path)

@@ -6,11 +6,12 @@ Typer command functions; the app mounts them (``app.command("identify")(identify
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from faceaudit.cli_errors import fail
+from faceaudit.report.document import identification_lines, scenario_lines, to_document
 from faceaudit.report.jsonout import write_json
 
 __all__ = ["identify", "scenario", "format_identification", "format_scenario"]
@@ -41,84 +42,8 @@ def thresholds_at_fmr(dist, targets: list[float]) -> list[float]:
     return [float(fmr_threshold(view, float(t), genuine)) for t in targets]
 
 
-def _ci(d: dict[str, Any] | None) -> str:
-    return "" if not d else f" [{d['low']:.3g}, {d['high']:.3g}]"
-
-
-def _rate(r: dict[str, Any]) -> str:
-    """A counted rate as faceaudit prints rates: value, count/total, Clopper-Pearson and subject
-    bootstrap; a zero count as 0/total with its rule-of-three upper bound, never ``0 [0, 0]``."""
-    if r.get("value") is None:
-        return "n/a (no searches)"
-    total = r["total"]
-    if "rule_of_three_upper" in r:
-        return f"0 (0/{total:,}; <= {r['rule_of_three_upper']:.3g} by rule of 3)"
-    count = f"{r['count']:,}" if "count" in r else f"~{r['expected_count']:.3g}"
-    cp = r.get("clopper_pearson")
-    boot = r.get("subject_bootstrap")
-    return (f"{r['value']:.3g} ({count}/{total:,}"
-            + (f"; CP [{cp['low']:.3g}, {cp['high']:.3g}]" if cp else "")
-            + (f"; boot [{boot['low']:.3g}, {boot['high']:.3g}]" if boot else "") + ")")
-
-
-def format_identification(doc: dict[str, Any]) -> list[str]:
-    """Plain lines: per probe group, FPIR and FNIR at each gallery size and threshold, CMC, and the
-    extrapolated FPIR next to the naive N x FMR."""
-    lines = [f"1:N on {doc['counts']['probes']:,} probes ({doc['counts']['mated_probes']:,} with a mate) of "
-             f"{doc['counts']['subjects']:,} subjects; protocol: {doc['protocol']}"]
-    for f in doc["settings"].get("fmr_targets", []):
-        lines.append(f"threshold {f['threshold']:.6g} = global FMR {f['fmr_target']:g} ({f['source']})")
-    blocks = [doc["overall"]] + [b for bs in doc["by_group"].values() for b in bs]
-    for b in blocks:
-        lines.append(f"\n== probes: {b['group']} ({b['probes']:,} probes, {b['subjects']:,} subjects)")
-        for p in b["points"]:
-            fn = "  ".join(f"FNIR@{f['rank']}={_rate(f['rate'])}" for f in p["fnir"])
-            note = "" if p["exact"] else f"  (bounded: {p['fpir_bounds'][0]:.3g}..{p['fpir_bounds'][1]:.3g})"
-            lines.append(f"  N={p['gallery_size']!s:>8} T={p['threshold']:<8.6g} FPIR={_rate(p['fpir'])}{note}  {fn}")
-        for c in b["cmc"]:
-            lines.append(f"  N={c['gallery_size']!s:>8} CMC: " + "  ".join(
-                f"rank {x['rank']}: {_rate(x['rate'])}" for x in c["cmc"]))
-        for x in b.get("extrapolated", []):
-            conc = x["share_from_top_1pct_probes"]
-            lines.append(
-                f"  N={x['gallery_size']:>8.3g} T={x['threshold']:<8.6g} model FPIR={x['fpir']:.3g}{_ci(x['interval'])}"
-                + (f" (one gallery:{_ci(x['prediction_interval'])})" if x.get("prediction_interval") else "")
-                + f"  naive N*FMR={x['naive_n_fmr']:.3g}  homogeneous 1-(1-FMR)^N={x['homogeneous_fpir']:.3g}"
-                + (f"  top 1% of probes carry {100 * conc:.0f}%" if conc is not None else "")
-                + ("  [FMR below anything observed]" if x["beyond_observed_fmr"] else ""))
-    if any(b.get("extrapolated") for b in blocks):
-        lines.append("\nWhy the model and N*FMR differ: FMR is an average over probes; a few probes (lambs) match many "
-                     "people and saturate (a search counts once), most match almost no one. The model keeps each probe's "
-                     "own tail, so FPIR = mean over probes of 1-(1-p_probe)^N, not N times the mean.\n"
-                     "The interval is on the expected FPIR of a search; 'one gallery' is what a particular gallery of "
-                     "that size does to these probes: a lookalike (a relative, a mislabelled identity) in it takes many "
-                     "of one person's samples at once.")
-    for f in doc["flags"]:
-        lines.append(f"FLAG: {f}")
-    return lines
-
-
-def format_scenario(doc: dict[str, Any]) -> list[str]:
-    e = doc["expected"]
-    lines = [doc["statement"], "",
-             f"expected false matches: {e['false_matches']:,.1f}{_ci(e['interval'])}"
-             + (f" (one run of these searches, each of a different person:{_ci(e['count_interval'])})"
-                if e.get("count_interval") else "") + "  "
-             f"(non-mated searches {e['from_nonmated_searches']:,.1f}, mated searches also returning someone else "
-             f"{e['from_mated_searches']:,.1f}, of which wrong person first {e['mated_searches_wrong_person_first']:,.1f}"
-             f"{_ci(e.get('mated_searches_wrong_person_first_interval'))})",
-             f"FPIR {e['fpir']:.3g}; modelled FMR at the threshold {e['fmr_at_threshold']:.3g}; "
-             f"naive searches x N x FMR {e['naive_searches_x_n_x_fmr']:,.1f}"]
-    for g in doc["by_group"]:
-        lines.append(f"  {g['group']:<16} share {g['share']:.3g}  probes {g['probes']:,}  FPIR {g['fpir']:.3g}  "
-                     f"false matches {g['false_matches']:,.1f}{_ci(g.get('interval'))}")
-    if doc["budget"]:
-        b = doc["budget"]
-        lines.append(f"budget {b['max_false_matches']:g}: threshold {b.get('threshold')!s} (point estimate), "
-                     f"{b.get('threshold_upper_bound_within_budget')!s} (upper interval bound within budget)")
-    for f in doc["flags"]:
-        lines.append(f"FLAG: {f}")
-    return lines
+format_identification = identification_lines
+format_scenario = scenario_lines
 
 
 def identify(
@@ -156,11 +81,11 @@ def identify(
                                 level=level)
     except FaceAuditError as exc:
         fail(exc)
-    doc = result.to_dict()
+    doc = to_document(result)
     if json_out:
         write_json(doc, json_out)
     if not quiet:
-        typer.echo("\n".join(format_identification(doc)))
+        typer.echo("\n".join(identification_lines(doc)))
 
 
 def scenario(
@@ -183,7 +108,6 @@ def scenario(
 ) -> None:
     """Operational projection: expected false matches of S searches against a gallery of N at a threshold."""
     from faceaudit.errors import FaceAuditError
-    from faceaudit.report.jsonout import to_jsonable
     from faceaudit.report.scenarios import record_distributions_input
     from faceaudit.scenario import parse_mix
     from faceaudit.scenario import scenario as run_scenario
@@ -194,8 +118,7 @@ def scenario(
         result = run_scenario(tails, searches=searches, gallery_size=gallery, threshold=threshold,
                               max_false_matches=max_false_matches, mated_share=mated_share, mix=parsed, m=tail_m,
                               bootstrap=bootstrap, seed=seed, level=level)
-        raw = result.to_dict()
-        doc = to_jsonable(raw)
+        doc = to_document(result)
         # the .fadist file it was computed from, so that `faceaudit report --scenario` can match it to an audit
         record_distributions_input(doc, distributions)
         if json_out:
@@ -207,4 +130,4 @@ def scenario(
     except FaceAuditError as exc:
         fail(exc)
     if not quiet:
-        typer.echo("\n".join(format_scenario(raw)))
+        typer.echo("\n".join(scenario_lines(doc)))

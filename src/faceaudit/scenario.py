@@ -31,6 +31,7 @@ Inputs the data cannot support are flagged in ``flags`` rather than silently ext
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +49,17 @@ from faceaudit.measures.identification import (
     fpir_extrapolated,
     person_concentration_flag,
 )
+from faceaudit.results import (
+    Budget,
+    ExpectedFalseMatches,
+    Flag,
+    Interval,
+    ScenarioGroup,
+    ScenarioInputs,
+    ScenarioResult,
+)
 from faceaudit.scores import ScoreDistributions
-from faceaudit.stats.intervals import bootstrap_weights
+from faceaudit.stats.intervals import bootstrap_weights, percentile_interval, raise_high
 from faceaudit.stats.tails import gpd_sf, gpd_upper_endpoint
 
 __all__ = ["ScenarioError", "ScenarioResult", "parse_mix", "scenario", "SHARE_TOLERANCE"]
@@ -78,24 +88,6 @@ def parse_mix(text: str | None) -> tuple[str, dict[str, float]] | None:
         except ValueError:
             raise ScenarioError(f"--mix share {share!r} for {value.strip()!r} is not a number") from None
     return column.strip(), shares
-
-
-@dataclass
-class ScenarioResult:
-    inputs: dict[str, Any]
-    statement: str
-    expected: dict[str, Any]
-    by_group: list[dict[str, Any]]
-    model: dict[str, Any]
-    flags: list[str]
-    budget: dict[str, Any] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        from faceaudit import __version__
-
-        return {"schema": "faceaudit.scenario", "schema_version": "1.0", "faceaudit_version": __version__,
-                "inputs": self.inputs, "statement": self.statement, "expected": self.expected,
-                "by_group": self.by_group, "model": self.model, "flags": self.flags, "budget": self.budget}
 
 
 class _Evaluator:
@@ -198,211 +190,280 @@ def scenario(
 ) -> ScenarioResult:
     """Project the evaluation set onto an operation: expected false matches, total and per group.
 
-    ``threshold`` gives the expected count at it; ``max_false_matches`` instead finds the lowest
-    threshold whose expected count (point estimate, and separately the upper interval bound) stays
-    within the budget. Raises :class:`ScenarioError` (an :class:`~faceaudit.errors.InputError`) for
-    impossible inputs: shares not summing to 1, negative counts, unknown groups.
+    Parameters
+    ----------
+    data : ScoreDistributions or ProbeTails
+        An all-pairs run with per-probe summaries (``faceaudit compare``), or its tails.
+    searches, gallery_size : float
+        Searches ``S`` run against a gallery of ``N`` faces.
+    threshold : float, optional
+        The threshold the system runs at; or instead
+    max_false_matches : float, optional
+        a budget: the lowest threshold whose expected count (point estimate, and separately the upper
+        interval bound) stays within it is found.
+    mated_share : float
+        Share of searches whose person is enrolled.
+    mix : (column, {value: share}) or str, optional
+        The searched population (``"sex=female:0.3,male:0.7"``); default the set's own probe mix.
+    m, bootstrap, seed, level
+        Per-probe tail size; subject-bootstrap replicates (GPD refitted on each), seed, level.
+
+    Returns
+    -------
+    ScenarioResult
+        Expected false matches with intervals, per group, the model's parameters, the budget and
+        flags; :func:`faceaudit.report.document.scenario_json` is its document (with the statement).
+
+    Raises
+    ------
+    ScenarioError
+        (an :class:`~faceaudit.errors.InputError`) for impossible inputs: shares not summing to 1,
+        negative counts, unknown groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.scores import SampleIndex
+    >>> from faceaudit.measures.identification import ProbeTails
+    >>> rng = np.random.default_rng(0)
+    >>> n = 200
+    >>> samples = SampleIndex.from_columns(np.arange(n), np.arange(n) // 2)
+    >>> scores = rng.normal(0, 1, (n, n)); scores = (scores + scores.T) / 2
+    >>> tails = ProbeTails.from_score_rows(samples, [(np.arange(n), scores)])
+    >>> r = scenario(tails, searches=1000, gallery_size=100, threshold=3.0, bootstrap=0)
+    >>> 0 <= r.expected.false_matches <= 1000
+    True
     """
     _validate(float(searches), float(gallery_size), threshold, float(mated_share), max_false_matches, level)
     tails = data if isinstance(data, ProbeTails) else ProbeTails.from_distributions(data)
-    s = tails.samples
     if isinstance(mix, str):
         mix = parse_mix(mix)
-    flags: list[str] = []
-    if mix is None:
-        group_names = ["all"]
-        masks = [np.ones(tails.n_probes, bool)]
-        shares = np.array([1.0])
-        mix_words = "the evaluation set's own probe mix"
-    else:
-        column, wanted = mix
-        if column not in s.group_columns:
-            raise ScenarioError(f"--mix column {column!r} is not a group column of the distributions "
-                                f"({list(s.group_columns) or 'none'}); rerun `faceaudit compare --group {column}`")
-        ci = s.group_columns.index(column)
-        labels = np.array([lab[ci] for lab in s.group_labels], dtype=object)[s.group_of_sample]
-        present = sorted(set(labels.tolist()))
-        unknown = [v for v in wanted if v not in present]
-        if unknown:
-            raise ScenarioError(f"--mix group(s) {unknown} not in column {column!r}, which has {present}")
-        bad = {v: x for v, x in wanted.items() if not math.isfinite(x) or x < 0}
-        if bad:
-            raise ScenarioError(f"--mix shares must be non-negative numbers, got {bad}")
-        total = sum(wanted.values())
-        if abs(total - 1.0) > SHARE_TOLERANCE:
-            raise ScenarioError(f"--mix shares sum to {total:.6g}, not 1")
-        group_names = list(wanted)
-        masks = [labels == v for v in group_names]
-        shares = np.array([wanted[v] for v in group_names])
-        mix_words = ", ".join(f"{100 * x:.3g}% {column}={v}" for v, x in wanted.items())
-        for name, mask, x in zip(group_names, masks, shares):
-            n_subj = np.unique(s.subject_of_sample[mask]).size
-            if x > 0 and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
-                flags.append(f"group {column}={name} has {int(mask.sum())} probes of {n_subj} subjects "
-                             f"(< {MIN_GROUP_PROBES} or < {MIN_GROUP_SUBJECTS}): its figure is not supported by the data")
-    for name, mask, x in zip(group_names, masks, shares):
-        fl = person_concentration_flag(s.subject_of_sample[mask], "all probes" if mix is None else f"group {mix[0]}={name}")
-        if x > 0 and fl is not None:
-            flags.append(fl)
+    pop = _population(tails, mix)
     model = TailModel.fitted(tails, m=m)
     pw, fits = None, []
     if bootstrap:
-        W = bootstrap_weights(s.group_of_subject, int(bootstrap), seed)
-        pw = W[:, s.subject_of_sample]
+        W = bootstrap_weights(tails.samples.group_of_subject, int(bootstrap), seed)
+        pw = W[:, tails.samples.subject_of_sample]
         fits = [model.refit(w) for w in pw]
-    partition = None
-    if mix is not None:
-        partition = np.full(tails.n_probes, -1)
-        for i, mask in enumerate(masks):
-            partition[mask] = i
-    ev = _Evaluator(model, float(gallery_size), masks, shares, float(mated_share), float(searches), pw, fits, seed,
-                    partition)
+    ev = _Evaluator(model, float(gallery_size), pop.masks, pop.shares, float(mated_share), float(searches), pw, fits,
+                    seed, pop.partition)
+    flags = list(pop.flags)
     n_max = int(tails.n_nonmated.max())
     if gallery_size > n_max:
-        flags.append(f"gallery of {gallery_size:,.0f} is beyond the {n_max:,} non-mated references measured per probe: "
-                     "FPIR is extrapolated by the tail model")
+        flags.append(Flag("scenario.gallery_beyond_measured", {"gallery": gallery_size, "measured": n_max}))
     budget = None
     if max_false_matches is not None:
         budget = _solve(ev, float(max_false_matches), level)
-        threshold = budget["threshold"]
+        threshold = budget.threshold
         if threshold is None:
-            flags.append(budget["note"])
-            threshold = budget["highest_threshold_tried"]
-    res = ev.at(float(threshold))
-    top_score = float(tails.top_score().max())
+            flags.append(Flag("scenario.budget_unreachable", dataclasses.asdict(budget)))
+            threshold = budget.highest_threshold_tried
+    threshold = float(threshold)
+    res = ev.at(threshold)
     fmr_model = float((res["p"] * tails.n_nonmated).sum() / ev.total_pairs)
+    flags += _threshold_flags(ev, pop, res, threshold, fmr_model, float(mated_share))
+    expected, by_group = _expected(ev, pop, res, threshold, fmr_model, searches, gallery_size, mated_share, seed,
+                                   level, int(bootstrap))
+    inputs = ScenarioInputs(
+        searches=float(searches), gallery_size=float(gallery_size), threshold=threshold,
+        mated_share=float(mated_share), mix=None if mix is None else (mix[0], dict(mix[1])),
+        max_false_matches=max_false_matches, bootstrap=int(bootstrap), seed=seed, level=level)
+    return ScenarioResult(inputs=inputs, expected=expected, by_group=by_group, flags=tuple(flags), budget=budget,
+                          model=_model_summary(ev, pop, res, threshold))
+
+
+@dataclass
+class _Population:
+    """The searched population: group names, probe masks and shares, the calibration partition (with a
+    mix), and the flags on groups too small or too concentrated to support a figure."""
+
+    names: list[str]
+    masks: list[np.ndarray]
+    shares: np.ndarray
+    column: str | None
+    partition: np.ndarray | None
+    flags: list[Flag]
+
+    def label(self, i: int) -> str:
+        return self.names[i] if self.column is None else f"{self.column}={self.names[i]}"
+
+
+def _population(tails: ProbeTails, mix: tuple[str, dict[str, float]] | None) -> _Population:
+    s = tails.samples
+    if mix is None:
+        pop = _Population(["all"], [np.ones(tails.n_probes, bool)], np.array([1.0]), None, None, [])
+    else:
+        pop = _mixed_population(s, *mix)
+        pop.partition = np.full(tails.n_probes, -1)
+        for i, mask in enumerate(pop.masks):
+            pop.partition[mask] = i
+    for i, (mask, x) in enumerate(zip(pop.masks, pop.shares)):
+        fl = person_concentration_flag(s.subject_of_sample[mask], "all probes" if mix is None else f"group {pop.label(i)}")
+        if x > 0 and fl is not None:
+            pop.flags.append(fl)
+    return pop
+
+
+def _mixed_population(s, column: str, wanted: dict[str, float]) -> _Population:
+    if column not in s.group_columns:
+        raise ScenarioError(f"--mix column {column!r} is not a group column of the distributions "
+                            f"({list(s.group_columns) or 'none'}); rerun `faceaudit compare --group {column}`")
+    ci = s.group_columns.index(column)
+    labels = np.array([lab[ci] for lab in s.group_labels], dtype=object)[s.group_of_sample]
+    present = sorted(set(labels.tolist()))
+    unknown = [v for v in wanted if v not in present]
+    if unknown:
+        raise ScenarioError(f"--mix group(s) {unknown} not in column {column!r}, which has {present}")
+    bad = {v: x for v, x in wanted.items() if not math.isfinite(x) or x < 0}
+    if bad:
+        raise ScenarioError(f"--mix shares must be non-negative numbers, got {bad}")
+    total = sum(wanted.values())
+    if abs(total - 1.0) > SHARE_TOLERANCE:
+        raise ScenarioError(f"--mix shares sum to {total:.6g}, not 1")
+    names = list(wanted)
+    masks = [labels == v for v in names]
+    shares = np.array([wanted[v] for v in names])
+    flags = []
+    for name, mask, x in zip(names, masks, shares):
+        n_subj = np.unique(s.subject_of_sample[mask]).size
+        if x > 0 and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
+            flags.append(Flag("scenario.group_too_small", {
+                "column": column, "group": name, "probes": int(mask.sum()), "subjects": int(n_subj),
+                "min_probes": MIN_GROUP_PROBES, "min_subjects": MIN_GROUP_SUBJECTS}))
+    return _Population(names, masks, shares, column, None, flags)
+
+
+def _threshold_flags(ev: _Evaluator, pop: _Population, res: dict[str, Any], threshold: float, fmr_model: float,
+                     mated_share: float) -> list[Flag]:
+    """What the data cannot support at the threshold: beyond every observed score, an FMR below what the
+    set can observe, beyond the fitted tail's end, groups without mates, one pair of people, pooled
+    calibration."""
+    model, tails, flags = ev.model, ev.model.tails, []
+    top_score = float(tails.top_score().max())
     if threshold > top_score:
-        flags.append(f"no non-mated score of the evaluation set reaches T = {threshold:.6g} (highest {top_score:.6g}): "
-                     "the figure is the GPD's alone; the pair-level part is bounded by the rule of three")
+        flags.append(Flag("scenario.threshold_above_scores", {"threshold": threshold, "highest": top_score}))
     if fmr_model < 1.0 / ev.total_pairs:
-        far = fmr_model < 0.01 / ev.total_pairs
-        flags.append(f"the modelled FMR at T, {fmr_model:.3g}, is {'far ' if far else ''}below anything this set can "
-                     f"observe (1 in {ev.total_pairs:,.0f} comparisons){': not supported by the data' if far else ''}")
+        flags.append(Flag("scenario.fmr_below_observable", {"fmr": fmr_model, "comparisons": ev.total_pairs,
+                                                            "far": fmr_model < 0.01 / ev.total_pairs}))
     if model.fit.shape < 0:
-        end = float(np.min(model.cutoff[np.isfinite(model.cutoff)]) + gpd_upper_endpoint(model.fit.shape, model.fit.scale))
-        if threshold >= float(np.max(model.cutoff[np.isfinite(model.cutoff)]) +
-                              gpd_upper_endpoint(model.fit.shape, model.fit.scale)):
-            flags.append("T lies beyond the fitted tail's upper end for every probe: the model's zero is the model's, "
-                         f"not the data's (lowest probe endpoint {end:.6g})")
+        finite = model.cutoff[np.isfinite(model.cutoff)]
+        endpoint = gpd_upper_endpoint(model.fit.shape, model.fit.scale)
+        if threshold >= float(np.max(finite) + endpoint):
+            flags.append(Flag("scenario.beyond_tail_endpoint", {"lowest_endpoint": float(np.min(finite) + endpoint)}))
     if mated_share > 0:
-        for i, name in enumerate(group_names):
-            if shares[i] > 0 and not (masks[i] & tails.has_mate).any():
-                flags.append(f"group {name if mix is None else mix[0] + '=' + name}: no probe has a mate in the set, "
-                             "so its mated searches use its non-mated FPIR, and its 'wrong person first' the rate "
-                             "of all mated probes")
-    conc_t = model.pair_concentration(float(threshold))
-    if conc_t["share"] > CONCENTRATION_FLAG and conc_t["scores"] >= MIN_CALIBRATION_EVENTS:
-        flags.append(f"one pair of people gives {100 * conc_t['share']:.0f}% of the {conc_t['scores']} non-mated scores "
-                     f">= T = {threshold:.6g}: the figure rests on whether the evaluation set holds such a pair (a "
-                     "relative, a mislabelled identity); on LFW that moved it by a factor of 3 to 5 either way (bench/RESULTS.md)")
-    if partition is not None and isinstance(res["pair_rate"], np.ndarray):
-        for i, name in enumerate(group_names):
+        for i in range(len(pop.names)):
+            if pop.shares[i] > 0 and not (pop.masks[i] & tails.has_mate).any():
+                flags.append(Flag("scenario.group_without_mates", {"group": pop.label(i)}))
+    conc = model.pair_concentration(threshold)
+    if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS:
+        flags.append(Flag("scenario.pair_concentration",
+                          {"share": conc["share"], "scores": conc["scores"], "threshold": threshold}))
+    if pop.partition is not None and isinstance(res["pair_rate"], np.ndarray):
+        for i, name in enumerate(pop.names):
             info = res["calibration_groups"].get(i)
-            if shares[i] > 0 and info is not None and not info["own"]:
-                flags.append(f"group {mix[0]}={name}: {info['events']} of its non-mated scores reach T (< "
-                             f"{MIN_CALIBRATION_EVENTS}); its level at T is calibrated on all probes pooled, not on its own")
-    a = (1 - level) / 2
-    method = (f"subject bootstrap ({bootstrap} replicates, GPD refitted on each, percentile), times a draw of the "
-              "count of scores >= T over the pairs of people giving them (exact-Poisson in their number, "
-              "Poisson-bootstrapped among them)")
+            if pop.shares[i] > 0 and info is not None and not info["own"]:
+                flags.append(Flag("scenario.pooled_calibration", {
+                    "column": pop.column, "group": name, "events": info["events"],
+                    "min_events": MIN_CALIBRATION_EVENTS}))
+    return flags
 
-    def interval(reps, extra_high=None, quantiles="linear"):
-        if reps is None:
-            return None
-        lo, hi = np.quantile(reps, [a, 1 - a], method=quantiles)
-        if extra_high is not None:
-            hi = max(hi, extra_high)
-        return {"low": float(lo), "high": float(hi), "level": level, "method": method
-                + ("; high raised to the rule-of-three bound on unobserved pair-level matches" if extra_high else "")}
 
+INTERVAL_METHOD = ("subject bootstrap ({replicates} replicates, GPD refitted on each, percentile), times a draw of the "
+                   "count of scores >= T over the pairs of people giving them (exact-Poisson in their number, "
+                   "Poisson-bootstrapped among them)")
+RUN_METHOD = ("the number one run of these searches returns, each search of a different person: "
+              "a binomial draw around each replicate of the interval above")
+RAISED = "; high raised to the rule-of-three bound on unobserved pair-level matches"
+
+
+class _Intervals:
+    """The scenario's intervals: on the expected count (bootstrap replicates) and on one run's count
+    (a binomial draw around each replicate), each raised to a rule-of-three bound where given."""
+
+    def __init__(self, level: float, replicates: int) -> None:
+        self.level, self.method = level, INTERVAL_METHOD.format(replicates=replicates)
+
+    def expected(self, reps: np.ndarray | None, extra_high: float | None = None) -> Interval | None:
+        iv = percentile_interval(reps, self.level, self.method, finite_only=False)
+        return raise_high(iv, extra_high or None, RAISED, only_if_higher=False)
+
+    def run(self, draws: np.ndarray | None, extra_high: float | None = None) -> Interval | None:
+        iv = percentile_interval(draws, self.level, RUN_METHOD, finite_only=False, quantile_method="inverted_cdf")
+        high = None if extra_high is None else float(np.ceil(extra_high))
+        return raise_high(iv, high or None, RAISED, only_if_higher=False)
+
+
+def _run_draws(res: dict[str, Any], searches: float, shares: np.ndarray, seed: int):
+    """One run of S searches, each of a different person: a binomial draw around each replicate's
+    expectation (at least as wide as the Poisson-binomial of searches with unequal probabilities)."""
     reps = res.get("reps")
-    r3 = res.get("rule_of_three_total")
+    if reps is None:
+        return None, None
+    rng = np.random.default_rng([int(seed), 13])
+    n_s = max(1, int(round(searches)))
+    runs = rng.binomial(n_s, np.clip(reps / n_s, 0.0, 1.0)).astype(np.float64)
+    n_g = np.maximum(1, np.round(searches * shares)).astype(np.int64)
+    runs_g = rng.binomial(np.broadcast_to(n_g, res["reps_g"].shape),
+                          np.clip(np.nan_to_num(res["reps_g"]) / n_g, 0.0, 1.0)).astype(np.float64)
+    return runs, runs_g
+
+
+def _expected(ev: _Evaluator, pop: _Population, res: dict[str, Any], threshold: float, fmr_model: float,
+              searches, gallery_size, mated_share, seed: int, level: float, replicates: int):
+    """The expected false matches (total, split, intervals) and the per-group figures."""
+    ivs = _Intervals(level, replicates)
+    shares, reps, r3 = pop.shares, res.get("reps"), res.get("rule_of_three_total")
+    wrong_first, wrong_first_reps = _wrong_first(ev, threshold, replicates=True)
+    runs, runs_g = _run_draws(res, searches, shares, seed)
+    from_nonmated = float(np.sum(searches * shares * (1 - mated_share) * res["fpir_g"]))
     nonmated_searches = searches * (1 - mated_share)
-    wrong_first, wrong_first_reps = _wrong_first(ev, float(threshold), replicates=True)
-    # one run of S searches, each of a different person: a binomial draw around each replicate's
-    # expectation (at least as wide as the Poisson-binomial of searches with unequal probabilities)
-    runs = runs_g = None
-    if reps is not None:
-        rng = np.random.default_rng([int(seed), 13])
-        n_s = max(1, int(round(searches)))
-        runs = rng.binomial(n_s, np.clip(reps / n_s, 0.0, 1.0)).astype(np.float64)
-        n_g = np.maximum(1, np.round(searches * shares)).astype(np.int64)
-        runs_g = rng.binomial(np.broadcast_to(n_g, res["reps_g"].shape),
-                              np.clip(np.nan_to_num(res["reps_g"]) / n_g, 0.0, 1.0)).astype(np.float64)
-
-    def run_interval(draws, extra_high=None):
-        iv = interval(draws, None if extra_high is None else float(np.ceil(extra_high)), "inverted_cdf")
-        if iv is not None:
-            iv["method"] = ("the number one run of these searches returns, each search of a different person: "
-                            "a binomial draw around each replicate of the interval above"
-                            + ("; high raised to the rule-of-three bound on unobserved pair-level matches"
-                               if "rule-of-three" in iv["method"] else ""))
-        return iv
-
-    expected = {
-        "false_matches": res["total"],
-        "interval": interval(reps, r3),
-        "count_interval": run_interval(runs, r3),
-        "from_nonmated_searches": float(np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
-        "from_mated_searches": float(res["total"] - np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
-        "mated_searches_wrong_person_first": wrong_first,
-        "mated_searches_wrong_person_first_interval": interval(wrong_first_reps) if mated_share > 0 else None,
-        "fpir": float(np.sum(shares * res["fpir_g"])),
-        "fmr_at_threshold": fmr_model,
-        "naive_searches_x_n_x_fmr": float(nonmated_searches * gallery_size * fmr_model
-                                          + searches * mated_share * gallery_size * fmr_model),
-    }
+    expected = ExpectedFalseMatches(
+        false_matches=res["total"], interval=ivs.expected(reps, r3), count_interval=ivs.run(runs, r3),
+        from_nonmated_searches=from_nonmated,
+        from_mated_searches=float(res["total"] - np.sum(searches * shares * (1 - mated_share) * res["fpir_g"])),
+        mated_searches_wrong_person_first=wrong_first,
+        mated_searches_wrong_person_first_interval=ivs.expected(wrong_first_reps) if mated_share > 0 else None,
+        fpir=float(np.sum(shares * res["fpir_g"])), fmr_at_threshold=fmr_model,
+        naive_searches_x_n_x_fmr=float(nonmated_searches * gallery_size * fmr_model
+                                       + searches * mated_share * gallery_size * fmr_model))
     by_group = []
-    for i, name in enumerate(group_names):
-        entry = {"group": name, "share": float(shares[i]), "probes": int(masks[i].sum()),
-                 "subjects": int(np.unique(s.subject_of_sample[masks[i]]).size),
-                 "fpir": float(res["fpir_g"][i]), "false_matches": float(res["counts_g"][i]),
-                 "per_10k_searches_of_group": float(1e4 * res["counts_g"][i] / max(searches * shares[i], 1e-300))
-                 if shares[i] > 0 else None}
-        if reps is not None:
-            r3g = None if "rule_of_three_g" not in res or not np.isfinite(res["rule_of_three_g"][i]) \
-                else float(res["rule_of_three_g"][i])
-            entry["interval"] = interval(res["reps_g"][:, i], r3g)
-            entry["count_interval"] = run_interval(runs_g[:, i], r3g)
-        by_group.append(entry)
+    for i, name in enumerate(pop.names):
+        r3g = res.get("rule_of_three_g")
+        r3g = None if r3g is None or not np.isfinite(r3g[i]) else float(r3g[i])
+        boot = reps is not None
+        by_group.append(ScenarioGroup(
+            group=name, share=float(shares[i]), probes=int(pop.masks[i].sum()),
+            subjects=int(np.unique(ev.model.tails.samples.subject_of_sample[pop.masks[i]]).size),
+            fpir=float(res["fpir_g"][i]), false_matches=float(res["counts_g"][i]),
+            per_10k_searches_of_group=float(1e4 * res["counts_g"][i] / max(searches * shares[i], 1e-300))
+            if shares[i] > 0 else None,
+            interval=ivs.expected(res["reps_g"][:, i], r3g) if boot else None,
+            count_interval=ivs.run(runs_g[:, i], r3g) if boot else None, bootstrapped=boot))
+    return expected, tuple(by_group)
+
+
+def _model_summary(ev: _Evaluator, pop: _Population, res: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """The tail model's parameters and calibration at the threshold, and how concentrated the expected
+    false positives are."""
+    model, tails = ev.model, ev.model.tails
     e = res["e"]
     top = np.sort(e)[::-1]
     conc = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
-    naive = expected["naive_searches_x_n_x_fmr"]
-    statement = (
-        f"{searches:,.0f} searches against a gallery of {gallery_size:,.0f} faces at threshold {threshold:.6g}; "
-        f"{100 * mated_share:.3g}% of the searched people are enrolled; searched population: {mix_words}. "
-        f"Expected searches returning someone else at or above the threshold: {res['total']:,.1f}"
-        + (f" ({expected['interval']['low']:,.1f} to {expected['interval']['high']:,.1f}, {int(level * 100)}%)"
-           if expected["interval"] else "")
-        + f". The naive searches x N x FMR gives {naive:,.1f}: "
-        + ("it treats every probe as average; "
-           + (f"false positives concentrate on a few probes (the top 1% of probes carry {100 * conc:.0f}% of them)"
-              if conc >= 0.05 else
-              f"here false positives are spread fairly evenly (the top 1% of probes carry {100 * conc:.0f}% of them)")
-           + ", and a probe already matching someone cannot match twice, so the naive figure "
-           + ("overstates" if naive > res["total"] else "understates") + " the count."
-           if conc is not None else "there is nothing to compare.")
-        + " The gallery is assumed to be like the evaluation set's people.")
-    inputs = {"searches": float(searches), "gallery_size": float(gallery_size), "threshold": float(threshold),
-              "mated_share": float(mated_share), "mix": None if mix is None else {"column": mix[0], "shares": dict(mix[1])},
-              "max_false_matches": max_false_matches, "bootstrap": int(bootstrap), "seed": seed, "level": level}
     pr, sc = res["pair_rate"], res["scale"]
     per_group_cal = None
     if isinstance(pr, np.ndarray):
+        masks = pop.masks
         per_group_cal = {name: {"pair_rate": float(pr[masks[i]][0]) if masks[i].any() else None,
                                 "calibration_scale": float(sc[masks[i]][0]) if masks[i].any() else None,
                                 **res["calibration_groups"].get(i, {"events": 0, "own": False})}
-                         for i, name in enumerate(group_names)}
-        pooled = model.components(float(threshold))
+                         for i, name in enumerate(pop.names)}
+        pooled = model.components(threshold)
         pr, sc = pooled["r"], pooled["scale"]
-    model_doc = {"m": model.m, "gpd": model.fit.as_dict(), "pair_rate": pr, "pair_events": res["pair_events"],
-                 "calibration_scale": sc, "calibration_by_group": per_group_cal,
-                 "probes": tails.n_probes, "nonmated_references_per_probe": [int(tails.n_nonmated.min()), n_max],
-                 "extrapolated_probe_share": model.extrapolated_share(float(threshold)),
-                 "share_from_top_1pct_probes": conc, "largest_pair_of_people": conc_t}
-    return ScenarioResult(inputs=inputs, statement=statement, expected=expected, by_group=by_group, model=model_doc,
-                          flags=flags, budget=budget)
+    return {"m": model.m, "gpd": model.fit, "pair_rate": pr, "pair_events": res["pair_events"],
+            "calibration_scale": sc, "calibration_by_group": per_group_cal, "probes": tails.n_probes,
+            "nonmated_references_per_probe": [int(tails.n_nonmated.min()), int(tails.n_nonmated.max())],
+            "extrapolated_probe_share": model.extrapolated_share(threshold),
+            "share_from_top_1pct_probes": conc, "largest_pair_of_people": model.pair_concentration(threshold)}
 
 
 def _wrong_first(ev: _Evaluator, threshold: float, replicates: bool = False) -> tuple[float, np.ndarray | None]:
@@ -443,7 +504,7 @@ def _wrong_first(ev: _Evaluator, threshold: float, replicates: bool = False) -> 
     return point, np.array([one(f, w, c) for f, w, c in zip(ev.fits, ev.pw, cf)])
 
 
-def _solve(ev: _Evaluator, budget: float, level: float, iterations: int = 40) -> dict[str, Any]:
+def _solve(ev: _Evaluator, budget: float, level: float, iterations: int = 40) -> Budget:
     """Lowest threshold whose expected false matches <= budget (the count falls as T rises), for the
     point estimate and for the upper interval bound."""
     t = ev.model.tails
@@ -459,19 +520,13 @@ def _solve(ev: _Evaluator, budget: float, level: float, iterations: int = 40) ->
         u = float(np.quantile(r["reps"], 1 - a)) if "reps" in r else r["total"]
         return max(u, r.get("rule_of_three_total", -np.inf))
 
-    out: dict[str, Any] = {"max_false_matches": budget, "highest_threshold_tried": hi}
+    found: dict[str, float | None] = {}
     for name, f in (("threshold", point), ("threshold_upper_bound_within_budget", upper)):
         if f(hi) > budget:
-            out[name] = None
-            what = ("the expected false matches" if name == "threshold" else
-                    "the upper interval bound of the expected false matches")
-            out.setdefault("notes", []).append(
-                f"no threshold up to {hi:.6g} keeps {what} within {budget:g}; the data cannot support that budget"
-                + ("" if name == "threshold" else " with that confidence"))
-            out["note"] = "; ".join(out["notes"])
+            found[name] = None
             continue
         if f(lo) <= budget:
-            out[name] = lo
+            found[name] = lo
             continue
         a_, b_ = lo, hi
         for _ in range(iterations):
@@ -480,5 +535,5 @@ def _solve(ev: _Evaluator, budget: float, level: float, iterations: int = 40) ->
                 b_ = mid
             else:
                 a_ = mid
-        out[name] = b_
-    return out
+        found[name] = b_
+    return Budget(max_false_matches=budget, highest_threshold_tried=hi, **found)

@@ -87,8 +87,22 @@ from scipy.special import gammaln
 from scipy.stats import hypergeom
 
 from faceaudit.errors import InputError
+from faceaudit.groups import OVERALL, group_name, grouping_name
+from faceaudit.groups import probe_groupings as probe_groupings  # re-export
+from faceaudit.results import (
+    CmcCurve,
+    ExtrapolatedPoint,
+    Flag,
+    IdentificationResult,
+    IdentificationSettings,
+    Interval,
+    ProbeGroupMeasures,
+    RankRate,
+    Rate,
+    SearchPoint,
+)
 from faceaudit.scores import SampleIndex, ScoreDistributions
-from faceaudit.stats.intervals import bootstrap_weights, clopper_pearson, rule_of_three
+from faceaudit.stats.intervals import bootstrap_weights, percentile_interval, raise_high, rate
 from faceaudit.stats.tails import GPDFit, fit_gpd, gpd_sf
 
 __all__ = [
@@ -626,7 +640,7 @@ SHARE_SIZE_BINS = (2, 3, 6, 21)
 MIN_BIN_SHARES = 10
 
 
-def person_concentration_flag(subject_of_probe: np.ndarray, name: str) -> str | None:
+def person_concentration_flag(subject_of_probe: np.ndarray, name: str) -> Flag | None:
     """A flag when one person holds more than :data:`MAX_PERSON_SHARE` of a group's probes: their
     searches rise or fall together with whether a lookalike of theirs is in the gallery, which no
     model fitted on this set can foresee (on LFW one person is 4% of all images and 14% of a random
@@ -639,9 +653,7 @@ def person_concentration_flag(subject_of_probe: np.ndarray, name: str) -> str | 
     share = float(c.max() / subj.size)
     if share <= MAX_PERSON_SHARE:
         return None
-    return (f"{name}: one person holds {100 * share:.0f}% of the probes ({int(c.max())} of {subj.size}); their "
-            "searches rise or fall together with whether the gallery holds a lookalike of theirs (a relative, a "
-            "mislabelled identity), so the 1:N figures can move several-fold on that alone")
+    return Flag("person_concentration", {"name": name, "share": share, "count": int(c.max()), "probes": int(subj.size)})
 
 
 def _size_bin(sizes: np.ndarray) -> np.ndarray:
@@ -798,26 +810,6 @@ def fpir_extrapolated(p: np.ndarray, gallery_size: float | np.ndarray) -> np.nda
 
 
 # ----- groups and sizes ---------------------------------------------------------------------------
-def probe_groupings(samples: SampleIndex, groupings: Sequence[Sequence[str]] | None = None) -> dict[tuple, np.ndarray]:
-    """{(grouping, values): boolean probe mask}; ``((), ())`` is every probe. Default groupings: each
-    group column on its own."""
-    cols = samples.group_columns
-    if groupings is None:
-        groupings = [(c,) for c in cols]
-    out: dict[tuple, np.ndarray] = {((), ()): np.ones(samples.n_samples, bool)}
-    for grouping in groupings:
-        grouping = tuple(grouping)
-        unknown = [c for c in grouping if c not in cols]
-        if unknown:
-            raise IdentificationInputError(f"unknown group column(s) {unknown}; the sample table has {list(cols)}")
-        pos = [cols.index(c) for c in grouping]
-        labels = [tuple(lab[i] for i in pos) for lab in samples.group_labels]
-        for values in sorted(set(labels)):
-            finest = np.array([lab == values for lab in labels])
-            out[(grouping, values)] = finest[samples.group_of_sample]
-    return out
-
-
 def parse_gallery_sizes(text: str | Sequence[Any]) -> list[int | None]:
     """``"1e2,1e3,full"`` -> ``[100, 1000, None]`` (None: each probe's full set)."""
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -851,30 +843,20 @@ def _weighted(values: np.ndarray, mask: np.ndarray, pw: np.ndarray | None) -> np
         return np.where(den > 0, (pw @ v) / np.where(den > 0, den, 1), np.nan)
 
 
-def _interval(reps: np.ndarray | None, level: float, method: str) -> dict[str, Any] | None:
-    if reps is None:
-        return None
-    r = reps[np.isfinite(reps)]
-    if r.size == 0:
-        return None
-    a = (1 - level) / 2
-    lo, hi = np.quantile(r, [a, 1 - a])
-    return {"low": float(lo), "high": float(hi), "level": level, "method": method}
+#: appended to an interval's method where its high end is raised to the rule-of-three bound
+RAISED_TO_RULE_OF_THREE = ("; high raised to the rule-of-three bound on unobserved pair-level matches (fewer than "
+                           "10 non-mated scores reach T)")
+MODEL_METHOD = (" with GPD refit, times a draw of the count of scores >= T over the pairs of people giving them "
+                "(exact-Poisson in their number, Poisson-bootstrapped among them)")
+PREDICTION_METHOD = ("prediction for these probes against one gallery of this size: each replicate above, plus a "
+                     "draw of which people's lookalikes it holds (realised_fpir; a lookalike takes many of one "
+                     "person's samples at once)")
 
 
-def _raise(iv: dict[str, Any] | None, high: float | None) -> dict[str, Any] | None:
-    """An interval whose high end is raised to the rule-of-three bound where too few scores were seen."""
-    if iv is None or high is None or high <= iv["high"]:
-        return iv
-    return {**iv, "high": high, "method": iv["method"] + "; high raised to the rule-of-three bound on "
-            "unobserved pair-level matches (fewer than 10 non-mated scores reach T)"}
-
-
-def _rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral: bool, method: str) -> dict[str, Any]:
-    """An identification rate as faceaudit reports rates (:func:`faceaudit.audit.rate_entry`): the
-    searches it is over (``total``), the count, the value, a Clopper-Pearson interval next to the
-    subject bootstrap, and for a zero count the rule-of-three upper bound 3 / total (a zero is never
-    reported with a bare [0, 0] interval: the degenerate bootstrap of a zero count is left out).
+def search_rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral: bool, method: str) -> Rate:
+    """An identification rate (:func:`faceaudit.stats.intervals.rate`) over the searches in ``mask``: the
+    count, Clopper-Pearson next to the subject bootstrap, and for a zero count the rule-of-three upper
+    bound 3 / total (the degenerate bootstrap of a zero count is withheld).
 
     At a subsampled gallery the count is an expectation over galleries (``expected_count``, not a
     whole number); its Clopper-Pearson interval is the beta-quantile interval at that count. An
@@ -884,53 +866,13 @@ def _rate(per_probe: np.ndarray, mask: np.ndarray, pw, level: float, *, integral
     vals = vals[np.isfinite(vals)]
     total = int(vals.size)
     if total == 0:
-        return {"count": 0, "total": 0, "value": None, "note": "no searches"}
+        return rate(0, 0, unit="searches")
     expected = float(vals.sum())
-    out: dict[str, Any] = {"total": total, "value": expected / total}
+    boot = percentile_interval(_weighted(per_probe, mask & np.isfinite(per_probe), pw), level, method)
     if integral or expected == 0.0:
-        c = int(round(expected))
-        out["count"] = c
-        out["clopper_pearson"] = clopper_pearson(c, total, level).as_dict()
-    else:
-        c = None
-        out["expected_count"] = expected
-        cp = clopper_pearson(min(expected, float(total)), total, level).as_dict()  # type: ignore[arg-type]
-        cp["method"] = "clopper-pearson at the expected count"
-        out["clopper_pearson"] = cp
-    boot = _interval(_weighted(per_probe, mask & np.isfinite(per_probe), pw), level, method)
-    if c == 0:
-        out["rule_of_three_upper"] = rule_of_three(total)
-        if boot is not None:
-            out["note"] = (f"0 of {total} searches: the subject bootstrap of a zero count is [0, 0] and says nothing; "
-                           f"the rate is below {rule_of_three(total):.3g} (rule of three, 95%)")
-    elif boot is not None:
-        out["subject_bootstrap"] = boot
-    return out
-
-
-@dataclass
-class IdentificationResult:
-    """1:N measures at each gallery size and threshold, overall and per probe group."""
-
-    overall: dict[str, Any]
-    by_group: dict[str, list[dict[str, Any]]]
-    settings: dict[str, Any]
-    counts: dict[str, Any]
-    flags: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        from faceaudit import __version__
-
-        return {"schema": "faceaudit.identification", "schema_version": "1.0", "faceaudit_version": __version__,
-                "protocol": PROTOCOL, "settings": self.settings, "counts": self.counts, "flags": self.flags,
-                "overall": self.overall, "by_group": self.by_group}
-
-
-PROTOCOL = ("every sample is a probe; its gallery is every other sample of the set. Gallery size N = non-mated "
-            "references in the gallery, a uniformly random N-subset of the probe's n_p (exact hypergeometric "
-            "expectation, no Monte Carlo); 'full' = all of them. FPIR: a non-mated search (probe's own subject "
-            "removed) returns someone with score >= T. FNIR(R): a mated search misses the first mate within rank R "
-            "at score >= T. CMC(R) = 1 - FNIR(R, T=-inf). Groups are probe groups; the gallery is the whole set.")
+        return rate(int(round(expected)), total, level=level, bootstrap=boot, unit="searches",
+                    withhold_zero_bootstrap=True)
+    return rate(None, total, level=level, bootstrap=boot, unit="searches", expected_count=expected)
 
 
 def identification(
@@ -947,10 +889,35 @@ def identification(
     level: float = 0.95,
     fmr_targets: Sequence[float] | None = None,
 ) -> IdentificationResult:
-    """FPIR(N, T), FNIR(N, R, T) and CMC(N, R) at each measured gallery size, overall and per probe
-    group, with subject-bootstrap intervals; and at each size in ``extrapolate_to`` (beyond the set)
-    the tail-model FPIR next to the naive ``N x FMR``.
+    """1:N identification measures on the evaluation set, overall and per probe group.
 
+    Parameters
+    ----------
+    data : ScoreDistributions or ProbeTails
+        An all-pairs run with per-probe summaries (``faceaudit compare``), or its tails.
+    thresholds : sequence of float
+        Thresholds T.
+    gallery_sizes : sequence of int or None
+        Measured non-mated gallery sizes N (None: each probe's full set).
+    ranks : sequence of int
+        Ranks R for FNIR and CMC.
+    groupings : sequence of tuples of str, optional
+        Probe groupings (default: :func:`faceaudit.groups.default_groupings`).
+    extrapolate_to : sequence of float
+        Gallery sizes beyond the set, for the tail model's FPIR next to the naive ``N x FMR``.
+    m, bootstrap, seed, level
+        Per-probe tail size of the model; subject-bootstrap replicates (0 disables), seed, level.
+    fmr_targets : sequence of float, optional
+        The target FMR each threshold was read at (recorded in the settings).
+
+    Returns
+    -------
+    IdentificationResult
+        FPIR(N, T), FNIR(N, R, T) and CMC(N, R) per probe group with intervals, the extrapolated
+        rows, and flags.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> from faceaudit.scores import SampleIndex
     >>> rng = np.random.default_rng(0)
@@ -960,10 +927,45 @@ def identification(
     >>> scores[np.arange(0, n, 2), np.arange(1, n, 2)] = scores[np.arange(1, n, 2), np.arange(0, n, 2)] = 3.0
     >>> tails = ProbeTails.from_score_rows(samples, [(np.arange(n), scores)])
     >>> r = identification(tails, thresholds=[2.5], ranks=[1], bootstrap=0)
-    >>> r.overall["points"][0]["fnir"][0]["rate"]["value"]
+    >>> r.overall.points[0].fnir[0].rate.value
     0.0
     """
     tails = data if isinstance(data, ProbeTails) else ProbeTails.from_distributions(data)
+    ranks, sizes = _check_identification(tails, thresholds, fmr_targets, ranks, gallery_sizes)
+    s = tails.samples
+    groups = probe_groupings(s, groupings, IdentificationInputError)
+    pw = _probe_weights(s, bootstrap, seed)
+    method = f"subject bootstrap ({bootstrap} replicates, percentile)"
+    flags = [f for key, mask in groups.items() if (f := _group_flag(key, mask, s)) is not None]
+    measured = _measured(tails, sizes, [float(t) for t in thresholds], ranks)
+    model = _Extrapolation(tails, groups, thresholds, m, pw, seed, level, method) if extrapolate_to else None
+    overall, by_group = None, {}
+    for key, mask in groups.items():
+        extra: tuple = ()
+        if model is not None:
+            extra, more = model.rows(key, mask, extrapolate_to)
+            flags += more
+        block = ProbeGroupMeasures(
+            grouping=key[0], values=key[1], probes=int(mask.sum()), mated_probes=int((mask & tails.has_mate).sum()),
+            subjects=int(np.unique(s.subject_of_sample[mask]).size), extrapolated=extra,
+            **_measured_block(measured, mask, tails.has_mate, pw, level, method))
+        if key == OVERALL:
+            overall = block
+        else:
+            by_group.setdefault(grouping_name(key[0]), []).append(block)
+    settings = IdentificationSettings(
+        thresholds=tuple(float(t) for t in thresholds), gallery_sizes=tuple(sizes), ranks=tuple(ranks),
+        extrapolate_to=tuple(float(x) for x in extrapolate_to), bootstrap=int(bootstrap), seed=seed, level=level,
+        fmr_targets=None if fmr_targets is None else tuple(float(f) for f in fmr_targets),
+        tail_model=None if model is None else {"m": model.model.m, "gpd": model.model.fit})
+    counts = {"probes": tails.n_probes, "mated_probes": int(tails.has_mate.sum()), "subjects": s.n_subjects,
+              "nonmated_references_min": int(tails.n_nonmated.min()),
+              "nonmated_references_max": int(tails.n_nonmated.max())}
+    return IdentificationResult(overall=overall, by_group=by_group, settings=settings, counts=counts,
+                                flags=tuple(flags))
+
+
+def _check_identification(tails: ProbeTails, thresholds, fmr_targets, ranks, gallery_sizes):
     if not thresholds:
         raise IdentificationInputError("give at least one threshold")
     if fmr_targets is not None and len(fmr_targets) != len(thresholds):
@@ -978,167 +980,161 @@ def identification(
         raise IdentificationInputError(
             f"gallery size(s) {too_big} exceed the {nmin:,} non-mated references the smallest probe set "
             f"measures; give them as extrapolation sizes (--extrapolate) instead")
-    groups = probe_groupings(tails.samples, groupings)
-    s = tails.samples
-    pw = None
-    if bootstrap:
-        W = bootstrap_weights(s.group_of_subject, int(bootstrap), seed)
-        pw = W[:, s.subject_of_sample]
-    method = f"subject bootstrap ({bootstrap} replicates, percentile)"
-    flags: list[str] = []
-    for key, mask in groups.items():
-        n_subj = np.unique(s.subject_of_sample[mask]).size
-        if key != ((), ()) and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
-            flags.append(f"group {_gname(key)} has {int(mask.sum())} probes of {n_subj} subjects "
-                         f"(< {MIN_GROUP_PROBES} or < {MIN_GROUP_SUBJECTS}): its rates rest on too few people")
-        elif (fl := person_concentration_flag(s.subject_of_sample[mask], _gname(key))) is not None:
-            flags.append(fl)
-    has = tails.has_mate
-    per_point = []
+    return ranks, sizes
+
+
+def _probe_weights(samples: SampleIndex, bootstrap: int, seed: int) -> np.ndarray | None:
+    """(R, probes) subject-bootstrap weights (each probe weighted as its subject), None without."""
+    if not bootstrap:
+        return None
+    return bootstrap_weights(samples.group_of_subject, int(bootstrap), seed)[:, samples.subject_of_sample]
+
+
+def _group_flag(key: tuple, mask: np.ndarray, s: SampleIndex) -> Flag | None:
+    """A group too small to support its rates, or one person holding too many of its probes."""
+    n_subj = np.unique(s.subject_of_sample[mask]).size
+    if key != OVERALL and (mask.sum() < MIN_GROUP_PROBES or n_subj < MIN_GROUP_SUBJECTS):
+        return Flag("identification.group_too_small", {
+            "group": group_name(key[1]), "probes": int(mask.sum()), "subjects": int(n_subj),
+            "min_probes": MIN_GROUP_PROBES, "min_subjects": MIN_GROUP_SUBJECTS})
+    return person_concentration_flag(s.subject_of_sample[mask], group_name(key[1]))
+
+
+def _measured(tails: ProbeTails, sizes, thresholds: list[float], ranks: list[int]) -> list[tuple]:
+    """Per probe, at each measured size: FPIR bounds and FNIR per rank at each threshold, then CMC."""
+    out = []
     for N in sizes:
         for T in thresholds:
-            lo, hi, exact = fpir_at(tails, N, float(T))
-            fn = {R: fnir_at(tails, N, R, float(T)) for R in ranks}
-            per_point.append((N, float(T), lo, hi, exact, fn))
-        cmc = {R: 1.0 - fnir_at(tails, N, R, -np.inf) for R in ranks}
-        per_point.append((N, None, None, None, None, cmc))
-    model = None
-    if extrapolate_to:
-        model = TailModel.fitted(tails, m=m)
-        reps = [model.refit(w) for w in pw] if pw is not None else []
-        # one calibration per grouping: each of its groups on its own count of scores >= T where it
-        # has MIN_CALIBRATION_EVENTS of them, else on the pooled count (flagged); overall pooled
+            lo, hi, exact = fpir_at(tails, N, T)
+            out.append((N, T, lo, hi, exact, {R: fnir_at(tails, N, R, T) for R in ranks}))
+        out.append((N, None, None, None, None, {R: 1.0 - fnir_at(tails, N, R, -np.inf) for R in ranks}))
+    return out
+
+
+def _measured_block(measured: list[tuple], mask: np.ndarray, has_mate: np.ndarray, pw, level: float,
+                    method: str) -> dict[str, tuple]:
+    """One probe group's search points and CMC curves."""
+    points, cmcs = [], []
+    for N, T, lo, hi, exact, fn in measured:
+        def by_rank(values, integral):
+            return tuple(RankRate(R, search_rate(v, mask & has_mate, pw, level, integral=integral, method=method))
+                         for R, v in values.items())
+
+        if T is None:
+            cmcs.append(CmcCurve(gallery_size=N, cmc=by_rank(fn, N is None)))
+            continue
+        ex = bool(exact[mask].all())
+        points.append(SearchPoint(
+            gallery_size=N, threshold=T, exact=ex,
+            fpir=search_rate(lo, mask, pw, level, integral=N is None and ex, method=method),
+            fnir=by_rank(fn, N is None),
+            fpir_bounds=None if ex else (float(lo[mask].mean()), float(hi[mask].mean())),
+            inexact_probes=int((~exact[mask]).sum())))
+    return {"points": tuple(points), "cmc": tuple(cmcs)}
+
+
+class _Extrapolation:
+    """The tail model fitted once, calibrated per grouping (each group on its own scores >= T where it
+    has :data:`MIN_CALIBRATION_EVENTS` of them, else pooled; the whole set pooled), with its bootstrap
+    replicates; ``rows`` gives a probe group's extrapolated rows and flags."""
+
+    def __init__(self, tails: ProbeTails, groups: dict[tuple, np.ndarray], thresholds, m: int, pw, seed: int,
+                 level: float, method: str) -> None:
+        self.tails, self.pw, self.seed, self.level, self.method = tails, pw, seed, level, method
+        self.thresholds = [float(t) for t in thresholds]
+        self.model = TailModel.fitted(tails, m=m)
+        reps = [self.model.refit(w) for w in pw] if pw is not None else []
         partitions: dict[tuple, np.ndarray | None] = {(): None}
-        for gkey in groups:
-            if gkey[0]:
-                partitions.setdefault(gkey[0], np.full(tails.n_probes, -1))
-        group_label: dict[tuple, int] = {}
+        self.group_label: dict[tuple, int] = {}
         for gkey, gmask in groups.items():
             if gkey[0]:
-                group_label[gkey] = len(group_label)
-                partitions[gkey[0]][gmask] = group_label[gkey]
-        model_p, model_reps, model_groups = {}, {}, {}
+                partitions.setdefault(gkey[0], np.full(tails.n_probes, -1))
+                self.group_label[gkey] = len(self.group_label)
+                partitions[gkey[0]][gmask] = self.group_label[gkey]
+        self.p, self.reps, self.calibration = {}, {}, {}
         for G, part in partitions.items():
-            for T in thresholds:
-                comp = model.components(float(T), partition=part)
-                model_p[G, float(T)] = comp["p"]
-                model_groups[G, float(T)] = comp.get("groups", {})
+            for T in self.thresholds:
+                comp = self.model.components(T, partition=part)
+                self.p[G, T] = comp["p"]
+                self.calibration[G, T] = comp.get("groups", {})
                 if reps:
-                    cf = model.count_factors(float(T), len(reps), seed, partition=part)
-                    model_reps[G, float(T)] = model.exceedance_replicates(float(T), reps, pw, count_factors=cf,
-                                                                          partition=part)
-    fmr_total = float(tails.n_nonmated.sum())
-    shares_at: dict[float, dict[str, Any]] = {}
-    by_group: dict[str, list[dict[str, Any]]] = {}
-    overall: dict[str, Any] = {}
-    for key, mask in groups.items():
-        points, cmcs, extra = [], [], []
-        for N, T, lo, hi, exact, fn in per_point:
-            size = "full" if N is None else int(N)
-            if T is None:
-                cmcs.append({"gallery_size": size, "cmc": [
-                    {"rank": R, "rate": _rate(v, mask & has, pw, level, integral=N is None, method=method)}
-                    for R, v in fn.items()]})
-                continue
-            ex = bool(exact[mask].all())
-            entry = {"gallery_size": size, "threshold": T, "exact": ex,
-                     "fpir": _rate(lo, mask, pw, level, integral=N is None and ex, method=method),
-                     "fnir": [{"rank": R, "rate": _rate(v, mask & has, pw, level, integral=N is None, method=method)}
-                              for R, v in fn.items()]}
-            if not ex:
-                entry["fpir_bounds"] = [float(lo[mask].mean()), float(hi[mask].mean())]
-                entry["note"] = (f"{int((~exact[mask]).sum())} probe(s) have more non-mated scores >= T than "
-                                 "their kept tail holds: FPIR is bounded, not exact (rerun compare with a larger --top-k)")
-            points.append(entry)
-        if model is not None:
-            for T in thresholds:
-                p = model_p[key[0], float(T)]
-                ginfo = model_groups[key[0], float(T)].get(group_label.get(key, -1))
-                # FMR within the set: pooled non-mated share >= T (model where beyond the observed)
-                fmr = float((p * tails.n_nonmated)[mask].sum() / tails.n_nonmated[mask].sum())
-                # what does not depend on the gallery size: once per threshold
-                k_t, exact_t = tails.count_at_least(float(T))
-                conc = model.pair_concentration(float(T), mask)
-                counts_exact = bool(exact_t[mask].all())
-                r3 = model.unobserved_bound(float(T), p, mask)
-                if key[0] and not (ginfo and ginfo["own"]):
-                    flags.append(
-                        f"group {_gname(key)}: fewer than {MIN_CALIBRATION_EVENTS} of its non-mated scores reach "
-                        f"T = {float(T):.6g}; its extrapolated FPIR uses the pooled calibration (pair part) of "
-                        "all probes, so it cannot differ from the others there for that reason")
-                if not counts_exact:
-                    flags.append(
-                        f"{_gname(key)}: at T = {float(T):.6g} some probes have more non-mated scores >= T than "
-                        "their kept tail holds; the counts the model is calibrated on are lower bounds "
-                        "(rerun compare with a larger --top-k)")
-                if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS:
-                    flags.append(
-                        f"{_gname(key)}: one pair of people gives {100 * conc['share']:.0f}% of the {conc['scores']} "
-                        f"non-mated scores >= T = {float(T):.6g}: the extrapolation rests on whether a set holds "
-                        "such a pair (a relative, a mislabelled identity); on LFW that moved it by a factor of 3 to 5 either way")
-                if model_reps and float(T) not in shares_at:
-                    shares_at[float(T)] = partner_shares(tails, float(T))
-                cols = np.flatnonzero(mask)
-                for N in extrapolate_to:
-                    e = fpir_extrapolated(p, N)
-                    rep_vals = pred = None
-                    if model_reps:
-                        eb = fpir_extrapolated(model_reps[key[0], float(T)], N)
-                        den = (pw * mask).sum(axis=1)
-                        rep_vals = (pw * eb * mask).sum(axis=1) / np.where(den > 0, den, np.nan)
-                        ps = shares_at[float(T)]
-                        real = realised_fpir(eb[:, cols], s.subject_of_sample[cols], ps["shares"], pw[:, cols], seed,
-                                             share_sizes=ps["sizes"], realisations=PREDICTION_REALISATIONS)
-                        pred = _interval(real, level, "prediction for these probes against one gallery of this size: "
-                                         "each replicate above, plus a draw of which people's lookalikes it holds "
-                                         "(realised_fpir; a lookalike takes many of one person's samples at once)")
-                    value = float(e[mask].mean())
-                    r3_fpir = None if r3 is None else float(fpir_extrapolated(r3, N)[mask].mean())
-                    top = np.sort(e[mask])[::-1]
-                    share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
-                    extra.append({
-                        "gallery_size": float(N), "threshold": float(T), "fpir": value,
-                        "largest_pair_of_people": conc, "counts_exact": counts_exact,
-                        "interval": _raise(_interval(rep_vals, level, method + " with GPD refit, times a draw of "
-                                                     "the count of scores >= T over the pairs of people giving them "
-                                                     "(exact-Poisson in their number, Poisson-bootstrapped among them)"),
-                                           r3_fpir),
-                        "prediction_interval": _raise(pred, r3_fpir),
-                        "rule_of_three_fpir": r3_fpir,
-                        "scores_at_or_above_threshold": int(k_t[mask].sum()),
-                        "calibration": ("pooled (overall)" if ginfo is None and not key[0] else
-                                        "own group" if ginfo and ginfo["own"] else "pooled (group too few scores >= T)"),
-                        "fmr": fmr, "naive_n_fmr": float(N) * fmr,
-                        "homogeneous_fpir": float(-np.expm1(float(N) * np.log1p(-min(fmr, 1.0)))),
-                        "share_from_top_1pct_probes": share1,
-                        "extrapolated_probe_share": model.extrapolated_share(float(T)),
-                        "beyond_observed_fmr": bool(fmr < 1.0 / fmr_total),
-                    })
-        block = {"group": _gname(key), "probes": int(mask.sum()), "mated_probes": int((mask & has).sum()),
-                 "subjects": int(np.unique(s.subject_of_sample[mask]).size), "points": points, "cmc": cmcs}
-        if extra:
-            block["extrapolated"] = extra
-        if key == ((), ()):
-            overall = block
-        else:
-            by_group.setdefault(" x ".join(key[0]), []).append(block)
-    settings = {"thresholds": [float(t) for t in thresholds], "gallery_sizes": ["full" if x is None else x for x in sizes],
-                "ranks": ranks, "extrapolate_to": [float(x) for x in extrapolate_to], "bootstrap": int(bootstrap),
-                "seed": seed, "level": level}
-    if fmr_targets is not None:
-        settings["fmr_targets"] = [{"fmr_target": float(f), "threshold": float(t),
-                                    "source": "fmr_threshold on the exact non-mated tail (global, as the audit)"}
-                                   for f, t in zip(fmr_targets, thresholds)]
-    if model is not None:
-        settings["tail_model"] = {"m": model.m, "gpd": model.fit.as_dict(),
-                                  "description": "per-probe cutoff = its m-th highest non-mated score; pooled GPD above"}
-    counts = {"probes": tails.n_probes, "mated_probes": int(has.sum()), "subjects": s.n_subjects,
-              "nonmated_references_min": nmin, "nonmated_references_max": int(tails.n_nonmated.max())}
-    return IdentificationResult(overall=overall, by_group=by_group, settings=settings, counts=counts, flags=flags)
+                    cf = self.model.count_factors(T, len(reps), seed, partition=part)
+                    self.reps[G, T] = self.model.exceedance_replicates(T, reps, pw, count_factors=cf, partition=part)
+        self._shares: dict[float, dict[str, Any]] = {}
+        self.total_pairs = float(tails.n_nonmated.sum())
 
+    def shares(self, T: float) -> dict[str, Any]:
+        if T not in self._shares:
+            self._shares[T] = partner_shares(self.tails, T)
+        return self._shares[T]
 
-def _gname(key: tuple) -> str:
-    return " | ".join(key[1]) if key[1] else "all"
+    def rows(self, key: tuple, mask: np.ndarray, sizes: Sequence[float]) -> tuple[tuple[ExtrapolatedPoint, ...], list[Flag]]:
+        rows, flags = [], []
+        for T in self.thresholds:
+            info = self.calibration[key[0], T].get(self.group_label.get(key, -1))
+            shared = self._at_threshold(key, mask, T, info)
+            flags += self._flags(key, T, info, shared)
+            rows += [self._row(key, mask, T, N, shared) for N in sizes]
+        return tuple(rows), flags
+
+    def _at_threshold(self, key: tuple, mask: np.ndarray, T: float, info) -> dict[str, Any]:
+        """What does not depend on the gallery size: once per threshold."""
+        t, p = self.tails, self.p[key[0], T]
+        k_t, exact_t = t.count_at_least(T)
+        return {
+            "p": p,
+            # FMR within the set: pooled non-mated share >= T (model where beyond the observed)
+            "fmr": float((p * t.n_nonmated)[mask].sum() / t.n_nonmated[mask].sum()),
+            "k": int(k_t[mask].sum()), "counts_exact": bool(exact_t[mask].all()),
+            "conc": self.model.pair_concentration(T, mask), "r3": self.model.unobserved_bound(T, p, mask),
+            "calibration": ("pooled_overall" if info is None and not key[0] else
+                            "own_group" if info and info["own"] else "pooled_group"),
+            "own": bool(info and info["own"]),
+        }
+
+    def _flags(self, key: tuple, T: float, info, shared: dict[str, Any]) -> list[Flag]:
+        name, conc, out = group_name(key[1]), shared["conc"], []
+        if key[0] and not shared["own"]:
+            out.append(Flag("identification.pooled_calibration",
+                            {"group": name, "min_events": MIN_CALIBRATION_EVENTS, "threshold": T}))
+        if not shared["counts_exact"]:
+            out.append(Flag("identification.counts_lower_bounds", {"group": name, "threshold": T}))
+        if conc["share"] > CONCENTRATION_FLAG and conc["scores"] >= MIN_CALIBRATION_EVENTS:
+            out.append(Flag("identification.pair_concentration",
+                            {"group": name, "share": conc["share"], "scores": conc["scores"], "threshold": T}))
+        return out
+
+    def _intervals(self, key: tuple, mask: np.ndarray, T: float, N: float) -> tuple[Interval | None, Interval | None]:
+        """The confidence interval on the expected FPIR and the prediction for one gallery."""
+        if not self.reps:
+            return None, None
+        pw, cols = self.pw, np.flatnonzero(mask)
+        eb = fpir_extrapolated(self.reps[key[0], T], N)
+        den = (pw * mask).sum(axis=1)
+        rep_vals = (pw * eb * mask).sum(axis=1) / np.where(den > 0, den, np.nan)
+        ps = self.shares(T)
+        real = realised_fpir(eb[:, cols], self.tails.samples.subject_of_sample[cols], ps["shares"], pw[:, cols],
+                             self.seed, share_sizes=ps["sizes"], realisations=PREDICTION_REALISATIONS)
+        return (percentile_interval(rep_vals, self.level, self.method + MODEL_METHOD),
+                percentile_interval(real, self.level, PREDICTION_METHOD))
+
+    def _row(self, key: tuple, mask: np.ndarray, T: float, N: float, shared: dict[str, Any]) -> ExtrapolatedPoint:
+        e = fpir_extrapolated(shared["p"], N)
+        iv, pred = self._intervals(key, mask, T, N)
+        r3 = shared["r3"]
+        r3_fpir = None if r3 is None else float(fpir_extrapolated(r3, N)[mask].mean())
+        top = np.sort(e[mask])[::-1]
+        share1 = float(top[: max(1, int(np.ceil(0.01 * top.size)))].sum() / top.sum()) if top.sum() > 0 else None
+        fmr = shared["fmr"]
+        return ExtrapolatedPoint(
+            gallery_size=float(N), threshold=T, fpir=float(e[mask].mean()),
+            interval=raise_high(iv, r3_fpir, RAISED_TO_RULE_OF_THREE),
+            prediction_interval=raise_high(pred, r3_fpir, RAISED_TO_RULE_OF_THREE), rule_of_three_fpir=r3_fpir,
+            largest_pair_of_people=shared["conc"], counts_exact=shared["counts_exact"],
+            scores_at_or_above_threshold=shared["k"], calibration=shared["calibration"], fmr=fmr,
+            naive_n_fmr=float(N) * fmr, homogeneous_fpir=float(-np.expm1(float(N) * np.log1p(-min(fmr, 1.0)))),
+            share_from_top_1pct_probes=share1, extrapolated_probe_share=self.model.extrapolated_share(T),
+            beyond_observed_fmr=bool(fmr < 1.0 / self.total_pairs))
 
 
 def iter_rows(scores: np.ndarray, block: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -2,7 +2,7 @@
 threshold, in the page, exactly.
 
 The report's threshold control moves over a list of thresholds at which every count it shows is exact
-for the scores seen (DESIGN.md's exactness rule, carried into the browser):
+for the scores seen (docs/design.md's exactness rule, carried into the browser):
 
 * **at and above** ``exact_from``: every non-mated score >= ``exact_from`` of every (probe group,
   reference group) cell and every mated score >= ``exact_from`` of every group is embedded exactly, so
@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from faceaudit.results import group_label as group_name
+from faceaudit.results import grouping_label as grouping_name
 from faceaudit.scores import ScoreDistributions, bin_index
 
 __all__ = ["audit_document", "compact_distributions", "encode_scores", "decode_scores", "COMPACT_FORMAT", "COMPACT_VERSION"]
@@ -72,8 +74,8 @@ def compact_distributions(
     """The ``distributions`` section of the audit document (see the module docstring).
 
     ``subsets`` maps ``(grouping columns, group values)`` to the finest groups making up that group
-    (a list of ints, or an object with ``.groups``): ``AuditResult._subsets`` or
-    :func:`faceaudit.build.group_subsets`.
+    (a list of ints, or an object with ``.groups``): ``AuditResult.subsets`` or
+    :func:`faceaudit.groups.group_subsets`.
     """
     G = dist.n_groups
     edges = dist.edges
@@ -117,8 +119,8 @@ def compact_distributions(
     for key, value in sorted(subsets.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
         grouping, values = key
         listed.append({
-            "grouping": " x ".join(grouping) if grouping else "overall",
-            "group": " | ".join(values) if values else "all",
+            "grouping": grouping_name(grouping),
+            "group": group_name(values),
             "finest_groups": sorted(_subset_groups(value)),
         })
     _check_bins(dist, grid)
@@ -145,18 +147,10 @@ def compact_distributions(
 
 
 def audit_document(result: Any, **kwargs: Any) -> dict[str, Any]:
-    """``result.to_dict()`` in JSON types, with the ``distributions`` section the report's threshold
-    control needs (when the result still holds its distributions: not one loaded from JSON).
-    Scenarios are added by :func:`faceaudit.report.scenarios.attach_scenarios`."""
-    from faceaudit.report.jsonout import to_jsonable
-    from faceaudit.report.schema import SCHEMA_VERSION
+    """The audit document: :func:`faceaudit.report.document.audit_document` (kept importable here)."""
+    from faceaudit.report.document import audit_document as build
 
-    doc = to_jsonable(result.to_dict())
-    doc["schema_version"] = SCHEMA_VERSION  # the version of the document this module writes (1.1: scenarios)
-    dist, subsets = getattr(result, "_dist", None), getattr(result, "_subsets", None)
-    if dist is not None and subsets:
-        doc["distributions"] = compact_distributions(dist, subsets, **kwargs)
-    return doc
+    return build(result, **kwargs)
 
 
 def _exact_from(tail: np.ndarray, floor: float, max_exact: int) -> float:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 
 import jinja2
 
+from faceaudit.report.document import fmt_count, fmt_interval, fmt_num, format_rate
 from faceaudit.report.jsonout import to_jsonable
 from faceaudit.report.scenarios import (
     SCENARIO_SCHEMA,
@@ -58,22 +58,6 @@ CHROMIUM_FLAGS = (
 # formatting (Jinja filters); the page's script formats live numbers the same way
 # ----------------------------------------------------------------------------------------------
 
-def fmt_num(x: Any, digits: int = 3) -> str:
-    """A rate or score to ``digits`` significant digits, scientific below 1e-3."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, str):
-        return x
-    x = float(x)
-    if x == 0:
-        return "0"
-    if not math.isfinite(x):
-        return str(x)
-    if abs(x) < 1e-3:
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}g}"
-
-
 def fmt_int(n: Any) -> str:
     return "n/a" if n is None else f"{int(n):,}"
 
@@ -82,32 +66,9 @@ def fmt_threshold(x: Any) -> str:
     return "n/a" if x is None else (x if isinstance(x, str) else f"{float(x):.6g}")
 
 
-def fmt_count(rate: Mapping[str, Any] | None) -> str:
-    """``12 of 97,000``."""
-    if not rate or not rate.get("total"):
-        return "no comparisons"
-    return f"{rate['count']:,} of {rate['total']:,}"
-
-
-def fmt_interval(rate: Mapping[str, Any] | None) -> str:
-    if not rate or rate.get("value") is None:
-        return ""
-    ci = rate["clopper_pearson"]
-    text = f"{round(ci['level'] * 100):g}% CI {fmt_num(ci['low'])}–{fmt_num(ci['high'])}"
-    boot = rate.get("subject_bootstrap")
-    if boot and boot.get("low") is not None:
-        text += f"; subject bootstrap {fmt_num(boot['low'])}–{fmt_num(boot['high'])}"
-    return text
-
-
 def fmt_rate(rate: Mapping[str, Any] | None) -> str:
     """``0.00098 (46 of 46,846; 95% CI 0.00072–0.0013)``; zero gets its rule-of-3 bound."""
-    if not rate or rate.get("value") is None:
-        return "n/a (no comparisons)"
-    if rate["count"] == 0:
-        head = f"0 of {rate['total']:,} (at most {fmt_num(rate['rule_of_three_upper'], 2)} by the rule of three"
-        return f"{head}; {fmt_interval(rate)})"
-    return f"{fmt_num(rate['value'])} ({fmt_count(rate)}; {fmt_interval(rate)})"
+    return format_rate(rate, "html")
 
 
 def one_in(x: Any) -> str:
@@ -245,7 +206,7 @@ def _csp_hash(script: str) -> str:
 
 
 def render_html(doc: Mapping[str, Any]) -> str:
-    """The report page for an audit document (``AuditResult.to_dict()`` or a JSON file's contents),
+    """The report page for an audit document (:func:`faceaudit.report.document.audit_document` or a JSON file's contents),
     or the scenario page for a scenario document."""
     # one canonical form (sorted keys, JSON types) whether the document comes from an AuditResult or a
     # file: the page's tables (Jinja) and its script (JSON.parse) then see groups in the same order

@@ -8,12 +8,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from faceaudit.report.document import SCHEMA_VERSION  # the one version (defined with the document)
+
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "load_schema", "validate_document", "validate_scenario_document"]
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
 
-#: the audit document version this faceaudit writes (1.1: optional ``scenarios``); it reads any 1.x
-SCHEMA_VERSION = "1.1"
 
 
 @cache

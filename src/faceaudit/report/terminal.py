@@ -8,18 +8,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from faceaudit.report.document import format_rate, terminal_text
+
 __all__ = ["print_audit", "fmt_rate"]
 
 
 def fmt_rate(rate: dict[str, Any] | None) -> str:
-    """``1.23e-04 (12/97,000) [CI 6.4e-05, 2.1e-04]``; a zero count shows its rule-of-3 bound."""
-    if not rate or rate.get("value") is None:
-        return "n/a"
-    ci = rate["clopper_pearson"]
-    text = f"{rate['value']:.3g} ({rate['count']:,}/{rate['total']:,})"
-    if rate["count"] == 0:
-        text = f"0 of {rate['total']:,} (≤ {rate['rule_of_three_upper']:.2g}, rule of 3)"
-    return f"{text} [{ci['low']:.2g}, {ci['high']:.2g}]"
+    """``1.23e-04 (12/97,000) [6.4e-05, 2.1e-04]``; a zero count shows its rule-of-3 bound."""
+    return format_rate(rate, "terminal")
 
 
 def print_audit(doc: dict[str, Any], console: Console | None = None) -> None:
@@ -31,7 +27,7 @@ def print_audit(doc: dict[str, Any], console: Console | None = None) -> None:
     )
     if c["exclusions"]:
         for reason, n in c["exclusions"].items():
-            console.print(f"  excluded: {n:,} — {reason}")
+            console.print(f"  excluded: {n:,} — {terminal_text(reason)}")
     console.print(f"Threshold convention: [italic]{s['convention']}[/italic] — {s['convention_meaning']}")
     console.print(f"Overall EER {o['eer']:.4g} at threshold {o['eer_threshold']:.6g}")
     t = Table(title="Overall operating points (95% Clopper-Pearson intervals)")
@@ -42,19 +38,19 @@ def print_audit(doc: dict[str, Any], console: Console | None = None) -> None:
     console.print(t)
     for grouping, entries in doc["by_group"].items():
         for i, target in enumerate(s["fmr_targets"]):
-            t = Table(title=f"{grouping}: at the global threshold for FMR {target:g}")
+            t = Table(title=f"{terminal_text(grouping)}: at the global threshold for FMR {target:g}")
             for col in ("group", "mated", "non-mated", "FMR", "FNMR", "EER"):
                 t.add_column(col)
             for e in entries:
                 g = e["at_global_threshold"][i]
                 eer = "n/a" if e["eer"] is None else f"{e['eer']:.3g}"
-                t.add_row(e["group"], f"{e['mated']:,}", f"{e['nonmated']:,}", fmt_rate(g["fmr"]),
+                t.add_row(terminal_text(e["group"]), f"{e['mated']:,}", f"{e['nonmated']:,}", fmt_rate(g["fmr"]),
                           fmt_rate(g["fnmr"]), eer)
             console.print(t)
         for d in doc["differentials"].get(grouping, []):
             if "fdr" in d:
                 console.print(
-                    f"  {grouping} @ FMR {d['fmr_target']:g}: FMR max/min {d['fmr_max_min_ratio']}, "
+                    f"  {terminal_text(grouping)} @ FMR {d['fmr_target']:g}: FMR max/min {d['fmr_max_min_ratio']}, "
                     f"max/geomean {d['fmr_max_geomean_ratio']}; FNMR max/min {d['fnmr_max_min_ratio']}; "
                     f"FDR {d['fdr']:.4g}; GARBE {d['garbe']:.4g}"
                 )

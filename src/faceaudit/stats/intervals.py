@@ -8,20 +8,27 @@
 * :func:`subject_bootstrap`: resample *subjects*, not pairs (Bolle, Ratha & Pankanti 2004, "Error
   analysis of pattern recognition systems — the subsets bootstrap"): pairs that share a person are
   correlated, and only resampling people carries that correlation into the interval.
+
+This module is where rates and intervals are built: :func:`rate` makes every
+:class:`~faceaudit.results.Rate` faceaudit reports, :func:`percentile_interval` every interval read off
+replicates.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.stats import beta
 
 from faceaudit.errors import InputError
+from faceaudit.results import Interval, Rate
 
 __all__ = [
     "Interval",
+    "rate",
+    "percentile_interval",
+    "raise_high",
+    "replicate_rates",
     "clopper_pearson",
     "rule_of_three",
     "subject_bootstrap",
@@ -30,15 +37,59 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Interval:
-    low: float
-    high: float
-    level: float
-    method: str
+#: the method of a Clopper-Pearson interval taken at a non-integral expected count
+CP_AT_EXPECTED = "clopper-pearson at the expected count"
 
-    def as_dict(self) -> dict:
-        return {"low": self.low, "high": self.high, "level": self.level, "method": self.method}
+
+def rate(count: int | None, total: int, *, level: float = 0.95, bootstrap: Interval | None = None,
+         unit: str = "comparisons", expected_count: float | None = None,
+         withhold_zero_bootstrap: bool = False) -> Rate:
+    """The one way faceaudit builds a rate: ``count`` of ``total`` (or, over random galleries, a
+    non-integral ``expected_count`` with ``count=None``), its value, the Clopper-Pearson interval, the
+    given subject-bootstrap interval, and for a zero count the rule-of-three bound. With
+    ``withhold_zero_bootstrap`` a zero count's bootstrap (a degenerate [0, 0]) is left out.
+
+    >>> r = rate(0, 1000)
+    >>> r.value, r.rule_of_three, r.exact.high > 0
+    (0.0, 0.003, True)
+    """
+    total = int(total)
+    if total == 0:
+        return Rate(total=0, count=0, value=None, unit=unit)
+    if expected_count is not None:
+        cp = clopper_pearson(min(expected_count, float(total)), total, level)  # type: ignore[arg-type]
+        return Rate(total=total, value=expected_count / total, expected_count=expected_count, unit=unit,
+                    exact=Interval(cp.low, cp.high, cp.level, CP_AT_EXPECTED), bootstrap=bootstrap)
+    count = int(count)  # type: ignore[arg-type]
+    zero = count == 0
+    withheld = zero and withhold_zero_bootstrap and bootstrap is not None
+    return Rate(total=total, count=count, value=count / total, exact=clopper_pearson(count, total, level),
+                bootstrap=None if withheld else bootstrap, rule_of_three=rule_of_three(total) if zero else None,
+                unit=unit, bootstrap_withheld=withheld)
+
+
+def percentile_interval(replicates: np.ndarray | None, level: float, method: str, *, finite_only: bool = True,
+                        quantile_method: str = "linear") -> Interval | None:
+    """The percentile interval of replicate values (non-finite ones dropped with ``finite_only``);
+    None without replicates."""
+    if replicates is None:
+        return None
+    r = np.asarray(replicates)
+    if finite_only:
+        r = r[np.isfinite(r)]
+        if r.size == 0:
+            return None
+    a = (1 - level) / 2
+    lo, hi = np.quantile(r, [a, 1 - a], method=quantile_method)
+    return Interval(float(lo), float(hi), level, method)
+
+
+def raise_high(interval: Interval | None, high: float | None, why: str, *, only_if_higher: bool = True) -> Interval | None:
+    """The interval with its high end raised to ``high`` (a rule-of-three bound where too few events
+    were seen), ``why`` appended to its method."""
+    if interval is None or high is None or (only_if_higher and high <= interval.high):
+        return interval
+    return Interval(interval.low, max(interval.high, high), interval.level, interval.method + why)
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> Interval:
@@ -97,6 +148,16 @@ def subject_bootstrap(
     false matches and of comparisons per subject pair: a pair of subjects drawn ``w_a`` and ``w_b``
     times counts ``w_a * w_b`` times, so the replicate rate is ``(w F w) / (w C w)``.
     """
+    return subject_bootstrap_from_rates(replicate_rates(weights, numerator, denominator), level, weights.shape[0])
+
+
+def replicate_rates(
+    weights: np.ndarray,
+    numerator: sp.sparray | np.ndarray,
+    denominator: sp.sparray | np.ndarray,
+) -> np.ndarray:
+    """The (replicates,) rates :func:`subject_bootstrap` takes its percentiles of (NaN where a
+    replicate has no comparisons)."""
     if isinstance(numerator, np.ndarray) and numerator.ndim == 1:
         num = weights @ numerator
         den = weights @ denominator
@@ -104,8 +165,7 @@ def subject_bootstrap(
         num = np.einsum("ij,ij->i", np.asarray((sp.csr_array(numerator).T @ weights.T).T), weights)
         den = np.einsum("ij,ij->i", np.asarray((sp.csr_array(denominator).T @ weights.T).T), weights)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rates = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    return subject_bootstrap_from_rates(rates, level, weights.shape[0])
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
 def subject_bootstrap_from_rates(rates: np.ndarray, level: float, replicates: int) -> Interval:

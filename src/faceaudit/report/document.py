@@ -1,0 +1,588 @@
+"""The one document layer: typed results (:mod:`faceaudit.results`) -> JSON documents, and their words.
+
+Everything faceaudit says in sentences about a result is here: flag wording, notes, definitions, the
+scenario's statement, the identification protocol. Everything it writes as JSON is built here: the
+audit document (schema in ``report/schema.json``), the identification document and the scenario
+document. The HTML page, the terminal tables and the identify/scenario text read these documents, and
+format rates with the one formatter, :func:`format_rate`.
+
+>>> from faceaudit.stats.intervals import rate
+>>> rate_json(rate(0, 1000))["rule_of_three_upper"]
+0.003
+>>> format_rate(rate_json(rate(2, 1000)), "terminal")
+'0.002 (2/1,000) [0.00024, 0.0072]'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from rich.markup import escape
+
+from faceaudit.results import (
+    AuditResult,
+    Budget,
+    CrossGroupMatrix,
+    DetCurve,
+    Differentials,
+    Flag,
+    GroupAt,
+    GroupMeasures,
+    IdentificationResult,
+    Interval,
+    OperatingPoint,
+    ProbeGroupMeasures,
+    Rate,
+    ScenarioResult,
+    ThresholdMeasures,
+)
+
+__all__ = [
+    "SCHEMA_VERSION", "IDENTIFICATION_SCHEMA_VERSION", "SCENARIO_SCHEMA_VERSION", "audit_json", "audit_document",
+    "identification_json", "scenario_json", "at_json", "cross_json", "rate_json", "interval_json", "to_document",
+    "flag_text", "FLAG_WORDS", "scenario_statement", "format_rate", "terminal_text", "fmt_num", "fmt_count",
+    "fmt_interval", "identification_lines", "scenario_lines", "CONVENTION_MEANINGS",
+]
+
+#: the audit document version this faceaudit writes (1.1: optional ``scenarios``); it reads any 1.x
+SCHEMA_VERSION = "1.1"
+IDENTIFICATION_SCHEMA_VERSION = "1.0"
+SCENARIO_SCHEMA_VERSION = "1.0"
+
+
+def _version() -> str:
+    from faceaudit import __version__
+
+    return __version__
+
+
+# ----- rates and intervals -------------------------------------------------------------------------
+def interval_json(iv: Interval | None) -> dict[str, Any] | None:
+    return None if iv is None else {"low": iv.low, "high": iv.high, "level": iv.level, "method": iv.method}
+
+
+def rate_json(r: Rate) -> dict[str, Any]:
+    """A rate as the documents write it (``count`` or ``expected_count``, ``clopper_pearson``,
+    ``subject_bootstrap``, ``rule_of_three_upper``, and a ``note`` where there is nothing to measure or
+    a zero count's bootstrap was withheld)."""
+    if r.total == 0:
+        return {"count": 0, "total": 0, "value": None, "note": f"no {r.unit}"}
+    out: dict[str, Any] = {"total": r.total, "value": r.value}
+    if r.count is not None:
+        out["count"] = r.count
+    else:
+        out["expected_count"] = r.expected_count
+    out["clopper_pearson"] = interval_json(r.exact)
+    if r.rule_of_three is not None:
+        out["rule_of_three_upper"] = r.rule_of_three
+    if r.bootstrap is not None:
+        out["subject_bootstrap"] = interval_json(r.bootstrap)
+    if r.bootstrap_withheld:
+        out["note"] = (f"0 of {r.total} {r.unit}: the subject bootstrap of a zero count is [0, 0] and says nothing; "
+                       f"the rate is below {r.rule_of_three:.3g} (rule of three, 95%)")
+    return out
+
+
+# ----- the audit document --------------------------------------------------------------------------
+CONVENTION_MEANINGS: dict[str, str] = {
+    "highest": "highest threshold achieving the FMR (bob.measure far_threshold): sits on a non-mated "
+    "score; FNMR is the worst of the thresholds that achieve it",
+    "lowest": "lowest threshold achieving the FMR (scikit-learn roc_curve / pyeer): the smallest observed "
+    "score above the next lower non-mated score; FNMR is the best of the thresholds that achieve it",
+}
+DEFINITIONS = {
+    "fmr_definition": "share of non-mated comparisons with score >= threshold",
+    "fnmr_definition": "share of mated comparisons with score < threshold",
+    "eer_definition": "(FMR + FNMR) / 2 at the threshold minimising |FMR - FNMR| (bob.measure candidates)",
+    "group_fmr_definition": "non-mated comparisons with probe and reference both in the group",
+}
+BOOTSTRAP_NOTES = {"computed": None, "disabled": "disabled",
+                   "no_subject_pairs": "unavailable: no subject information for the non-mated pairs"}
+DET_DECIMATION = ("exact operating points (none interpolated): where the curve has more than the kept "
+                  "number, observed scores at geometrically spread ranks of each score set, then spread "
+                  "evenly along the curve on probit axes")
+NO_DIFFERENTIALS = "fewer than two groups with both mated and non-mated comparisons"
+
+
+def point_json(p: OperatingPoint) -> dict[str, Any]:
+    out: dict[str, Any] = {"threshold": p.threshold, "fmr": rate_json(p.fmr), "fnmr": rate_json(p.fnmr)}
+    if p.fmr_target is not None:
+        out["fmr_target"] = p.fmr_target
+    if p.convention is not None:
+        out["convention"] = p.convention
+    return out
+
+
+def det_json(c: DetCurve) -> dict[str, Any]:
+    return {"points_total": c.points_total, "points_kept": c.points_kept, "decimation": DET_DECIMATION,
+            "threshold": [float(x) if np.isfinite(x) else "inf" for x in c.threshold],
+            "false_matches": c.false_matches.tolist(), "false_non_matches": c.false_non_matches.tolist(),
+            "nonmated": c.nonmated, "mated": c.mated}
+
+
+def group_notes(g: GroupMeasures) -> list[str]:
+    notes = []
+    if g.mated == 0:
+        notes.append("no mated comparisons: FNMR and EER undefined")
+    if g.nonmated == 0:
+        notes.append("no non-mated comparisons within the group: FMR and EER undefined")
+    return notes
+
+
+def group_json(g: GroupMeasures) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "grouping": g.grouping_name, "group": g.group, "values": list(g.values), "mated": g.mated,
+        "nonmated": g.nonmated, "subjects": g.subjects, "notes": group_notes(g), "eer": g.eer,
+        "eer_threshold": g.eer_threshold, "operating_points": [point_json(p) for p in g.operating_points]}
+    if g.eer_point is not None:
+        out["eer_point"] = point_json(g.eer_point)
+    if g.at_global_threshold is not None:
+        out["at_global_threshold"] = [point_json(p) for p in g.at_global_threshold]
+    if g.det is not None:
+        out["det"] = det_json(g.det)
+    return out
+
+
+def cross_json(m: CrossGroupMatrix) -> dict[str, Any]:
+    return {"fmr_target": m.fmr_target, "threshold": m.threshold, "probe_groups": list(m.probe_groups),
+            "reference_groups": list(m.reference_groups), "fmr": [[rate_json(r) for r in row] for row in m.fmr]}
+
+
+def differentials_json(d: Differentials) -> dict[str, Any]:
+    out: dict[str, Any] = {"fmr_target": d.fmr_target, "threshold": d.threshold, "groups": list(d.groups),
+                           "groups_left_out": list(d.groups_left_out)}
+    if not d.computed:
+        out["note"] = NO_DIFFERENTIALS
+        return out
+    for key in ("fmr_max_min_ratio", "fnmr_max_min_ratio", "fmr_max_geomean_ratio", "fnmr_max_geomean_ratio",
+                "fdr", "garbe"):
+        out[key] = _number(getattr(d, key))
+    return out
+
+
+def _number(x: float | None) -> float | str | None:
+    """A float for JSON: NaN -> null, infinities -> "inf" / "-inf"."""
+    if x is None or math.isnan(x):
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def at_json(t: ThresholdMeasures) -> dict[str, Any]:
+    """``AuditResult.at(threshold)`` as JSON."""
+    def entry(g: GroupAt) -> dict[str, Any]:
+        return {"grouping": g.grouping, "group": g.group, "exact": g.exact,
+                "fmr": None if g.fmr is None else rate_json(g.fmr),
+                "fmr_bounds": None if g.fmr_bounds is None else list(g.fmr_bounds), "fnmr": rate_json(g.fnmr)}
+
+    return {"threshold": t.threshold, "groups": [entry(g) for g in t.groups], "overall": entry(t.overall)}
+
+
+def audit_settings_json(result: AuditResult) -> dict[str, Any]:
+    s = result.settings
+    return {"fmr_targets": list(s.fmr_targets), "convention": s.convention,
+            "convention_meaning": CONVENTION_MEANINGS[s.convention], "groupings": [list(g) for g in s.groupings],
+            "level": s.level, "bootstrap_replicates": s.bootstrap_replicates, "bootstrap_seed": s.bootstrap_seed,
+            "bootstrap_note": BOOTSTRAP_NOTES[s.bootstrap_status], "score_direction": s.score_direction,
+            **DEFINITIONS, "tail_cutoff_range": list(s.tail_cutoff_range), "histogram_bins": s.histogram_bins}
+
+
+def audit_json(result: AuditResult) -> dict[str, Any]:
+    """The audit document without the compact distributions (see :func:`audit_document`)."""
+    return {
+        "schema": "faceaudit.audit", "schema_version": SCHEMA_VERSION, "faceaudit_version": _version(),
+        "settings": audit_settings_json(result), "counts": result.counts, "overall": group_json(result.overall),
+        "by_group": {k: [group_json(g) for g in v] for k, v in result.by_group.items()},
+        "cross_group_fmr": {k: [cross_json(m) for m in v] for k, v in result.cross_group_fmr.items()},
+        "differentials": {k: [differentials_json(d) for d in v] for k, v in result.differentials.items()},
+        "manifest": result.manifest,
+    }
+
+
+def audit_document(result: AuditResult, **kwargs: Any) -> dict[str, Any]:
+    """The audit's JSON document in JSON types, with the ``distributions`` section the report's
+    threshold control needs (when the result holds its distributions). Scenarios are added by
+    :func:`faceaudit.report.scenarios.attach_scenarios`."""
+    from faceaudit.report.compact import compact_distributions
+    from faceaudit.report.jsonout import to_jsonable
+
+    doc = to_jsonable(audit_json(result))
+    if result.distributions is not None and result.subsets:
+        doc["distributions"] = compact_distributions(result.distributions, result.subsets, **kwargs)
+    return doc
+
+
+# ----- flags: codes -> words -----------------------------------------------------------------------
+_LOOKALIKE_CAVEAT = ("their searches rise or fall together with whether the gallery holds a lookalike of theirs (a "
+                     "relative, a mislabelled identity), so the 1:N figures can move several-fold on that alone")
+
+
+def _budget_notes(p: Mapping[str, Any]) -> list[str]:
+    notes = []
+    for unreachable, what, tail in (
+            (p["threshold"] is None, "the expected false matches", ""),
+            (p["threshold_upper_bound_within_budget"] is None,
+             "the upper interval bound of the expected false matches", " with that confidence")):
+        if unreachable:
+            notes.append(f"no threshold up to {p['highest_threshold_tried']:.6g} keeps {what} within "
+                         f"{p['max_false_matches']:g}; the data cannot support that budget{tail}")
+    return notes
+
+
+FLAG_WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "person_concentration": lambda p: (
+        f"{p['name']}: one person holds {100 * p['share']:.0f}% of the probes ({p['count']} of {p['probes']}); "
+        + _LOOKALIKE_CAVEAT),
+    "identification.group_too_small": lambda p: (
+        f"group {p['group']} has {p['probes']} probes of {p['subjects']} subjects "
+        f"(< {p['min_probes']} or < {p['min_subjects']}): its rates rest on too few people"),
+    "identification.pooled_calibration": lambda p: (
+        f"group {p['group']}: fewer than {p['min_events']} of its non-mated scores reach "
+        f"T = {p['threshold']:.6g}; its extrapolated FPIR uses the pooled calibration (pair part) of "
+        "all probes, so it cannot differ from the others there for that reason"),
+    "identification.counts_lower_bounds": lambda p: (
+        f"{p['group']}: at T = {p['threshold']:.6g} some probes have more non-mated scores >= T than "
+        "their kept tail holds; the counts the model is calibrated on are lower bounds "
+        "(rerun compare with a larger --top-k)"),
+    "identification.pair_concentration": lambda p: (
+        f"{p['group']}: one pair of people gives {100 * p['share']:.0f}% of the {p['scores']} "
+        f"non-mated scores >= T = {p['threshold']:.6g}: the extrapolation rests on whether a set holds "
+        "such a pair (a relative, a mislabelled identity); on LFW that moved it by a factor of 3 to 5 either way"),
+    "scenario.group_too_small": lambda p: (
+        f"group {p['column']}={p['group']} has {p['probes']} probes of {p['subjects']} subjects "
+        f"(< {p['min_probes']} or < {p['min_subjects']}): its figure is not supported by the data"),
+    "scenario.gallery_beyond_measured": lambda p: (
+        f"gallery of {p['gallery']:,.0f} is beyond the {p['measured']:,} non-mated references measured per probe: "
+        "FPIR is extrapolated by the tail model"),
+    "scenario.budget_unreachable": lambda p: "; ".join(_budget_notes(p)),
+    "scenario.threshold_above_scores": lambda p: (
+        f"no non-mated score of the evaluation set reaches T = {p['threshold']:.6g} (highest {p['highest']:.6g}): "
+        "the figure is the GPD's alone; the pair-level part is bounded by the rule of three"),
+    "scenario.fmr_below_observable": lambda p: (
+        f"the modelled FMR at T, {p['fmr']:.3g}, is {'far ' if p['far'] else ''}below anything this set can "
+        f"observe (1 in {p['comparisons']:,.0f} comparisons){': not supported by the data' if p['far'] else ''}"),
+    "scenario.beyond_tail_endpoint": lambda p: (
+        "T lies beyond the fitted tail's upper end for every probe: the model's zero is the model's, "
+        f"not the data's (lowest probe endpoint {p['lowest_endpoint']:.6g})"),
+    "scenario.group_without_mates": lambda p: (
+        f"group {p['group']}: no probe has a mate in the set, so its mated searches use its non-mated FPIR, and its "
+        "'wrong person first' the rate of all mated probes"),
+    "scenario.pair_concentration": lambda p: (
+        f"one pair of people gives {100 * p['share']:.0f}% of the {p['scores']} non-mated scores "
+        f">= T = {p['threshold']:.6g}: the figure rests on whether the evaluation set holds such a pair (a "
+        "relative, a mislabelled identity); on LFW that moved it by a factor of 3 to 5 either way (bench/RESULTS.md)"),
+    "scenario.pooled_calibration": lambda p: (
+        f"group {p['column']}={p['group']}: {p['events']} of its non-mated scores reach T (< "
+        f"{p['min_events']}); its level at T is calibrated on all probes pooled, not on its own"),
+}
+
+
+def flag_text(flag: Flag) -> str:
+    """The sentence a flag is shown as (its code, where faceaudit has no words for it)."""
+    words = FLAG_WORDS.get(flag.code)
+    return flag.code if words is None else words(flag.params)
+
+
+# ----- the identification document -----------------------------------------------------------------
+PROTOCOL = ("every sample is a probe; its gallery is every other sample of the set. Gallery size N = non-mated "
+            "references in the gallery, a uniformly random N-subset of the probe's n_p (exact hypergeometric "
+            "expectation, no Monte Carlo); 'full' = all of them. FPIR: a non-mated search (probe's own subject "
+            "removed) returns someone with score >= T. FNIR(R): a mated search misses the first mate within rank R "
+            "at score >= T. CMC(R) = 1 - FNIR(R, T=-inf). Groups are probe groups; the gallery is the whole set.")
+CALIBRATION_WORDS = {"pooled_overall": "pooled (overall)", "own_group": "own group",
+                     "pooled_group": "pooled (group too few scores >= T)"}
+
+
+def _size(n: int | None) -> int | str:
+    return "full" if n is None else int(n)
+
+
+def _ranks(rows) -> list[dict[str, Any]]:
+    return [{"rank": x.rank, "rate": rate_json(x.rate)} for x in rows]
+
+
+def probe_group_json(b: ProbeGroupMeasures) -> dict[str, Any]:
+    points = []
+    for p in b.points:
+        entry = {"gallery_size": _size(p.gallery_size), "threshold": p.threshold, "exact": p.exact,
+                 "fpir": rate_json(p.fpir), "fnir": _ranks(p.fnir)}
+        if not p.exact:
+            entry["fpir_bounds"] = list(p.fpir_bounds)
+            entry["note"] = (f"{p.inexact_probes} probe(s) have more non-mated scores >= T than their kept tail "
+                             "holds: FPIR is bounded, not exact (rerun compare with a larger --top-k)")
+        points.append(entry)
+    out: dict[str, Any] = {
+        "group": b.group, "probes": b.probes, "mated_probes": b.mated_probes, "subjects": b.subjects,
+        "points": points, "cmc": [{"gallery_size": _size(c.gallery_size), "cmc": _ranks(c.cmc)} for c in b.cmc]}
+    if b.extrapolated:
+        out["extrapolated"] = [
+            {**{k: getattr(x, k) for k in (
+                "gallery_size", "threshold", "fpir", "counts_exact", "rule_of_three_fpir",
+                "scores_at_or_above_threshold", "fmr", "naive_n_fmr", "homogeneous_fpir",
+                "share_from_top_1pct_probes", "extrapolated_probe_share", "beyond_observed_fmr")},
+             "largest_pair_of_people": dict(x.largest_pair_of_people), "interval": interval_json(x.interval),
+             "prediction_interval": interval_json(x.prediction_interval),
+             "calibration": CALIBRATION_WORDS[x.calibration]}
+            for x in b.extrapolated]
+    return out
+
+
+def identification_json(result: IdentificationResult) -> dict[str, Any]:
+    s = result.settings
+    settings: dict[str, Any] = {
+        "thresholds": list(s.thresholds), "gallery_sizes": [_size(x) for x in s.gallery_sizes],
+        "ranks": list(s.ranks), "extrapolate_to": list(s.extrapolate_to), "bootstrap": s.bootstrap, "seed": s.seed,
+        "level": s.level}
+    if s.fmr_targets is not None:
+        settings["fmr_targets"] = [{"fmr_target": float(f), "threshold": float(t),
+                                    "source": "fmr_threshold on the exact non-mated tail (global, as the audit)"}
+                                   for f, t in zip(s.fmr_targets, s.thresholds)]
+    if s.tail_model is not None:
+        settings["tail_model"] = {"m": s.tail_model["m"], "gpd": s.tail_model["gpd"].as_dict(),
+                                  "description": "per-probe cutoff = its m-th highest non-mated score; pooled GPD above"}
+    return {"schema": "faceaudit.identification", "schema_version": IDENTIFICATION_SCHEMA_VERSION,
+            "faceaudit_version": _version(), "protocol": PROTOCOL, "settings": settings, "counts": result.counts,
+            "flags": [flag_text(f) for f in result.flags], "overall": probe_group_json(result.overall),
+            "by_group": {k: [probe_group_json(b) for b in v] for k, v in result.by_group.items()}}
+
+
+# ----- the scenario document -----------------------------------------------------------------------
+def budget_json(b: Budget) -> dict[str, Any]:
+    out: dict[str, Any] = {"max_false_matches": b.max_false_matches, "highest_threshold_tried": b.highest_threshold_tried,
+                           "threshold": b.threshold,
+                           "threshold_upper_bound_within_budget": b.threshold_upper_bound_within_budget}
+    notes = _budget_notes(out)
+    if notes:
+        out["notes"] = notes
+        out["note"] = "; ".join(notes)
+    return out
+
+
+def _mix_words(result: ScenarioResult) -> str:
+    mix = result.inputs.mix
+    if mix is None:
+        return "the evaluation set's own probe mix"
+    column, shares = mix
+    return ", ".join(f"{100 * x:.3g}% {column}={v}" for v, x in shares.items())
+
+
+def scenario_statement(result: ScenarioResult) -> str:
+    """The scenario in one paragraph: the operation, the expected count and its interval, and why the
+    naive searches x N x FMR differs."""
+    i, e = result.inputs, result.expected
+    total, naive, conc = e.false_matches, e.naive_searches_x_n_x_fmr, result.model["share_from_top_1pct_probes"]
+    if conc is None:
+        why = "there is nothing to compare."
+    else:
+        spread = (f"false positives concentrate on a few probes (the top 1% of probes carry {100 * conc:.0f}% of them)"
+                  if conc >= 0.05 else
+                  f"here false positives are spread fairly evenly (the top 1% of probes carry {100 * conc:.0f}% of them)")
+        why = ("it treats every probe as average; " + spread + ", and a probe already matching someone cannot match "
+               "twice, so the naive figure " + ("overstates" if naive > total else "understates") + " the count.")
+    return (f"{i.searches:,.0f} searches against a gallery of {i.gallery_size:,.0f} faces at threshold {i.threshold:.6g}; "
+            f"{100 * i.mated_share:.3g}% of the searched people are enrolled; searched population: {_mix_words(result)}. "
+            f"Expected searches returning someone else at or above the threshold: {total:,.1f}"
+            + (f" ({e.interval.low:,.1f} to {e.interval.high:,.1f}, {int(i.level * 100)}%)" if e.interval else "")
+            + f". The naive searches x N x FMR gives {naive:,.1f}: " + why
+            + " The gallery is assumed to be like the evaluation set's people.")
+
+
+def scenario_json(result: ScenarioResult) -> dict[str, Any]:
+    i, e = result.inputs, result.expected
+    inputs = {"searches": i.searches, "gallery_size": i.gallery_size, "threshold": i.threshold,
+              "mated_share": i.mated_share,
+              "mix": None if i.mix is None else {"column": i.mix[0], "shares": dict(i.mix[1])},
+              "max_false_matches": i.max_false_matches, "bootstrap": i.bootstrap, "seed": i.seed, "level": i.level}
+    expected = {k: getattr(e, k) for k in (
+        "false_matches", "from_nonmated_searches", "from_mated_searches", "mated_searches_wrong_person_first",
+        "fpir", "fmr_at_threshold", "naive_searches_x_n_x_fmr")}
+    for k in ("interval", "count_interval", "mated_searches_wrong_person_first_interval"):
+        expected[k] = interval_json(getattr(e, k))
+    by_group = []
+    for g in result.by_group:
+        entry = {k: getattr(g, k) for k in ("group", "share", "probes", "subjects", "fpir", "false_matches",
+                                            "per_10k_searches_of_group")}
+        if g.bootstrapped:
+            entry["interval"], entry["count_interval"] = interval_json(g.interval), interval_json(g.count_interval)
+        by_group.append(entry)
+    model = dict(result.model)
+    model["gpd"] = model["gpd"].as_dict()
+    return {"schema": "faceaudit.scenario", "schema_version": SCENARIO_SCHEMA_VERSION,
+            "faceaudit_version": _version(), "inputs": inputs, "statement": scenario_statement(result),
+            "expected": expected, "by_group": by_group, "model": model,
+            "flags": [flag_text(f) for f in result.flags],
+            "budget": None if result.budget is None else budget_json(result.budget)}
+
+
+def to_document(obj: Any) -> Any:
+    """Any typed result as its JSON document, in JSON types (NaN -> null, infinities -> "inf")."""
+    from faceaudit.report.jsonout import to_jsonable
+
+    for kind, encode in ((AuditResult, audit_json), (IdentificationResult, identification_json),
+                         (ScenarioResult, scenario_json), (ThresholdMeasures, at_json),
+                         (CrossGroupMatrix, cross_json), (Rate, rate_json)):
+        if isinstance(obj, kind):
+            return to_jsonable(encode(obj))
+    raise TypeError(f"no document for {type(obj).__name__}")
+
+
+# ----- the one rate formatter ----------------------------------------------------------------------
+def terminal_text(text: Any) -> str:
+    """An id or label for rich output: its square brackets print literally, never as markup."""
+    return escape(str(text))
+
+
+def fmt_num(x: Any, digits: int = 3) -> str:
+    """A rate or score to ``digits`` significant digits, scientific below 1e-3."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    x = float(x)
+    if x == 0:
+        return "0"
+    if not math.isfinite(x):
+        return str(x)
+    if abs(x) < 1e-3:
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+def fmt_count(rate: Mapping[str, Any] | None) -> str:
+    """``12 of 97,000``."""
+    if not rate or not rate.get("total"):
+        return "no comparisons"
+    return f"{rate['count']:,} of {rate['total']:,}"
+
+
+def fmt_interval(rate: Mapping[str, Any] | None) -> str:
+    if not rate or rate.get("value") is None:
+        return ""
+    ci = rate["clopper_pearson"]
+    text = f"{round(ci['level'] * 100):g}% CI {fmt_num(ci['low'])}–{fmt_num(ci['high'])}"
+    boot = rate.get("subject_bootstrap")
+    if boot and boot.get("low") is not None:
+        text += f"; subject bootstrap {fmt_num(boot['low'])}–{fmt_num(boot['high'])}"
+    return text
+
+
+def _rate_html(rate: Mapping[str, Any] | None) -> str:
+    if not rate or rate.get("value") is None:
+        return "n/a (no comparisons)"
+    if rate["count"] == 0:
+        head = f"0 of {rate['total']:,} (at most {fmt_num(rate['rule_of_three_upper'], 2)} by the rule of three"
+        return f"{head}; {fmt_interval(rate)})"
+    return f"{fmt_num(rate['value'])} ({fmt_count(rate)}; {fmt_interval(rate)})"
+
+
+def _rate_terminal(rate: Mapping[str, Any] | None) -> str:
+    if not rate or rate.get("value") is None:
+        return "n/a"
+    ci = rate["clopper_pearson"]
+    text = f"{rate['value']:.3g} ({rate['count']:,}/{rate['total']:,})"
+    if rate["count"] == 0:
+        text = f"0 of {rate['total']:,} (≤ {rate['rule_of_three_upper']:.2g}, rule of 3)"
+    return f"{text} [{ci['low']:.2g}, {ci['high']:.2g}]"
+
+
+def _rate_text(r: Mapping[str, Any]) -> str:
+    if r.get("value") is None:
+        return "n/a (no searches)"
+    total = r["total"]
+    if "rule_of_three_upper" in r:
+        return f"0 (0/{total:,}; <= {r['rule_of_three_upper']:.3g} by rule of 3)"
+    count = f"{r['count']:,}" if "count" in r else f"~{r['expected_count']:.3g}"
+    cp = r.get("clopper_pearson")
+    boot = r.get("subject_bootstrap")
+    return (f"{r['value']:.3g} ({count}/{total:,}"
+            + (f"; CP [{cp['low']:.3g}, {cp['high']:.3g}]" if cp else "")
+            + (f"; boot [{boot['low']:.3g}, {boot['high']:.3g}]" if boot else "") + ")")
+
+
+_RATE_STYLES = {"html": _rate_html, "terminal": _rate_terminal, "text": _rate_text}
+
+
+def format_rate(rate: Mapping[str, Any] | None, style: str = "terminal") -> str:
+    """A rate of a document in words, for the page (``html``: ``0.00098 (46 of 46,846; 95% CI ...)``), the
+    terminal tables (``terminal``: ``1.23e-04 (12/97,000) [6.4e-05, 2.1e-04]``) or the plain identify
+    text (``text``: with the bootstrap interval); a zero count always shows its rule-of-three bound,
+    never a bare [0, 0]."""
+    return _RATE_STYLES[style](rate)
+
+
+# ----- identify / scenario text --------------------------------------------------------------------
+def _ci(d: Mapping[str, Any] | None) -> str:
+    return "" if not d else f" [{d['low']:.3g}, {d['high']:.3g}]"
+
+
+def _identification_block(b: Mapping[str, Any]) -> list[str]:
+    lines = [f"\n== probes: {b['group']} ({b['probes']:,} probes, {b['subjects']:,} subjects)"]
+    for p in b["points"]:
+        fn = "  ".join(f"FNIR@{f['rank']}={format_rate(f['rate'], 'text')}" for f in p["fnir"])
+        note = "" if p["exact"] else f"  (bounded: {p['fpir_bounds'][0]:.3g}..{p['fpir_bounds'][1]:.3g})"
+        lines.append(f"  N={p['gallery_size']!s:>8} T={p['threshold']:<8.6g} FPIR={format_rate(p['fpir'], 'text')}"
+                     f"{note}  {fn}")
+    for c in b["cmc"]:
+        lines.append(f"  N={c['gallery_size']!s:>8} CMC: " + "  ".join(
+            f"rank {x['rank']}: {format_rate(x['rate'], 'text')}" for x in c["cmc"]))
+    for x in b.get("extrapolated", []):
+        conc = x["share_from_top_1pct_probes"]
+        lines.append(
+            f"  N={x['gallery_size']:>8.3g} T={x['threshold']:<8.6g} model FPIR={x['fpir']:.3g}{_ci(x['interval'])}"
+            + (f" (one gallery:{_ci(x['prediction_interval'])})" if x.get("prediction_interval") else "")
+            + f"  naive N*FMR={x['naive_n_fmr']:.3g}  homogeneous 1-(1-FMR)^N={x['homogeneous_fpir']:.3g}"
+            + (f"  top 1% of probes carry {100 * conc:.0f}%" if conc is not None else "")
+            + ("  [FMR below anything observed]" if x["beyond_observed_fmr"] else ""))
+    return lines
+
+
+WHY_MODEL_DIFFERS = (
+    "\nWhy the model and N*FMR differ: FMR is an average over probes; a few probes (lambs) match many "
+    "people and saturate (a search counts once), most match almost no one. The model keeps each probe's "
+    "own tail, so FPIR = mean over probes of 1-(1-p_probe)^N, not N times the mean.\n"
+    "The interval is on the expected FPIR of a search; 'one gallery' is what a particular gallery of "
+    "that size does to these probes: a lookalike (a relative, a mislabelled identity) in it takes many "
+    "of one person's samples at once.")
+
+
+def identification_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Plain lines of an identification document: per probe group, FPIR and FNIR at each gallery size
+    and threshold, CMC, and the extrapolated FPIR next to the naive N x FMR."""
+    lines = [f"1:N on {doc['counts']['probes']:,} probes ({doc['counts']['mated_probes']:,} with a mate) of "
+             f"{doc['counts']['subjects']:,} subjects; protocol: {doc['protocol']}"]
+    for f in doc["settings"].get("fmr_targets", []):
+        lines.append(f"threshold {f['threshold']:.6g} = global FMR {f['fmr_target']:g} ({f['source']})")
+    blocks = [doc["overall"]] + [b for bs in doc["by_group"].values() for b in bs]
+    for b in blocks:
+        lines += _identification_block(b)
+    if any(b.get("extrapolated") for b in blocks):
+        lines.append(WHY_MODEL_DIFFERS)
+    lines += [f"FLAG: {f}" for f in doc["flags"]]
+    return lines
+
+
+def scenario_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Plain lines of a scenario document: the statement, the expected counts, per group, the budget."""
+    e = doc["expected"]
+    lines = [doc["statement"], "",
+             f"expected false matches: {e['false_matches']:,.1f}{_ci(e['interval'])}"
+             + (f" (one run of these searches, each of a different person:{_ci(e['count_interval'])})"
+                if e.get("count_interval") else "") + "  "
+             f"(non-mated searches {e['from_nonmated_searches']:,.1f}, mated searches also returning someone else "
+             f"{e['from_mated_searches']:,.1f}, of which wrong person first {e['mated_searches_wrong_person_first']:,.1f}"
+             f"{_ci(e.get('mated_searches_wrong_person_first_interval'))})",
+             f"FPIR {e['fpir']:.3g}; modelled FMR at the threshold {e['fmr_at_threshold']:.3g}; "
+             f"naive searches x N x FMR {e['naive_searches_x_n_x_fmr']:,.1f}"]
+    for g in doc["by_group"]:
+        lines.append(f"  {g['group']:<16} share {g['share']:.3g}  probes {g['probes']:,}  FPIR {g['fpir']:.3g}  "
+                     f"false matches {g['false_matches']:,.1f}{_ci(g.get('interval'))}")
+    if doc["budget"]:
+        b = doc["budget"]
+        lines.append(f"budget {b['max_false_matches']:g}: threshold {b.get('threshold')!s} (point estimate), "
+                     f"{b.get('threshold_upper_bound_within_budget')!s} (upper interval bound within budget)")
+    lines += [f"FLAG: {f}" for f in doc["flags"]]
+    return lines

@@ -1,0 +1,419 @@
+"""What faceaudit measured, as typed values: no words, no JSON (docs/design.md, "Results and documents").
+
+Every library call returns one of :class:`AuditResult`, :class:`IdentificationResult` or
+:class:`ScenarioResult`, built from the shapes below. They hold numbers, counts, intervals and
+:class:`Flag` codes with their parameters; :mod:`faceaudit.report.document` is the only code that turns
+them into the JSON document and into sentences.
+
+>>> r = Rate(count=3, total=1000, value=0.003)
+>>> r.value, r.is_zero
+(0.003, False)
+>>> Flag("gallery_beyond_measured", {"gallery": 1e6, "measured": 1596}).params["measured"]
+1596
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from faceaudit.errors import InputError
+
+__all__ = [
+    "Interval", "Rate", "Flag", "OperatingPoint", "DetCurve", "GroupMeasures", "CrossGroupMatrix",
+    "Differentials", "GroupAt", "ThresholdMeasures", "AuditSettings", "AuditResult",
+    "RankRate", "SearchPoint", "CmcCurve", "ExtrapolatedPoint", "ProbeGroupMeasures", "IdentificationSettings",
+    "IdentificationResult", "ScenarioInputs", "ExpectedFalseMatches", "ScenarioGroup", "Budget", "ScenarioResult",
+]
+
+
+# ----- rates ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    """A two-sided interval at ``level``; ``method`` names how it was computed."""
+
+    low: float
+    high: float
+    level: float
+    method: str
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate as faceaudit reports every rate: the count (or, over random galleries, an expected count),
+    the total it is out of, the value, the exact (Clopper-Pearson) interval, the subject-bootstrap
+    interval, and for a zero count the rule-of-three upper bound 3 / total.
+
+    ``unit`` names what ``total`` counts ("comparisons", "searches"). ``bootstrap_withheld`` is set when
+    a zero count's degenerate [0, 0] bootstrap was left out. Built by :func:`faceaudit.stats.intervals.rate`.
+    """
+
+    total: int
+    count: int | None = None
+    value: float | None = None
+    exact: Interval | None = None
+    bootstrap: Interval | None = None
+    rule_of_three: float | None = None
+    expected_count: float | None = None
+    unit: str = "comparisons"
+    bootstrap_withheld: bool = False
+
+    @property
+    def is_zero(self) -> bool:
+        return self.count == 0 and self.total > 0
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A warning about a result: a code and the numbers it rests on (the words are the document's)."""
+
+    code: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ----- the audit (1:1) -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OperatingPoint:
+    """FMR and FNMR at a threshold; ``fmr_target`` (and ``convention``) when it was chosen for a target."""
+
+    threshold: float
+    fmr: Rate
+    fnmr: Rate
+    fmr_target: float | None = None
+    convention: str | None = None
+
+
+@dataclass(frozen=True)
+class DetCurve:
+    """Exact DET operating points, decimated to at most the kept number (none interpolated)."""
+
+    points_total: int
+    threshold: np.ndarray
+    false_matches: np.ndarray
+    false_non_matches: np.ndarray
+    nonmated: int
+    mated: int
+
+    @property
+    def points_kept(self) -> int:
+        return int(self.threshold.size)
+
+
+def grouping_label(grouping: Sequence[str]) -> str:
+    return " x ".join(grouping) if grouping else "overall"
+
+
+def group_label(values: Sequence[str]) -> str:
+    return " | ".join(values) if values else "all"
+
+
+@dataclass(frozen=True)
+class GroupMeasures:
+    """Everything measured for one group (or the whole set: ``grouping == ()``)."""
+
+    grouping: tuple[str, ...]
+    values: tuple[str, ...]
+    mated: int
+    nonmated: int
+    subjects: int
+    eer: float | None = None
+    eer_threshold: float | None = None
+    eer_point: OperatingPoint | None = None
+    operating_points: tuple[OperatingPoint, ...] = ()
+    at_global_threshold: tuple[OperatingPoint, ...] | None = None
+    det: DetCurve | None = None
+
+    @property
+    def grouping_name(self) -> str:
+        return grouping_label(self.grouping)
+
+    @property
+    def group(self) -> str:
+        return group_label(self.values)
+
+    def point(self, fmr_target: float) -> OperatingPoint:
+        """The group's own operating point for ``fmr_target``."""
+        for p in self.operating_points:
+            if p.fmr_target == fmr_target:
+                return p
+        raise InputError(f"no operating point for FMR target {fmr_target!r} in group {self.group!r}")
+
+
+@dataclass(frozen=True)
+class CrossGroupMatrix:
+    """Probe group x reference group FMR at the global threshold for ``fmr_target``."""
+
+    grouping: str
+    fmr_target: float
+    threshold: float
+    probe_groups: tuple[str, ...]
+    reference_groups: tuple[str, ...]
+    fmr: tuple[tuple[Rate, ...], ...]
+
+
+@dataclass(frozen=True)
+class Differentials:
+    """Summaries of how FMR and FNMR differ across a grouping's groups at one global threshold.
+
+    The ratios are ``None`` when fewer than two groups have both mated and non-mated comparisons
+    (``groups``); they may be ``inf`` (a group at zero) or ``nan`` (every group at zero)."""
+
+    grouping: str
+    fmr_target: float
+    threshold: float
+    groups: tuple[str, ...]
+    groups_left_out: tuple[str, ...]
+    fmr_max_min_ratio: float | None = None
+    fnmr_max_min_ratio: float | None = None
+    fmr_max_geomean_ratio: float | None = None
+    fnmr_max_geomean_ratio: float | None = None
+    fdr: float | None = None
+    garbe: float | None = None
+
+    @property
+    def computed(self) -> bool:
+        return self.fdr is not None
+
+
+@dataclass(frozen=True)
+class GroupAt:
+    """FMR and FNMR of one group at an arbitrary threshold (``AuditResult.at``); where the threshold
+    lies below the exact tail, ``exact`` is false, ``fmr`` is None and ``fmr_bounds`` brackets it."""
+
+    grouping: str
+    group: str
+    exact: bool
+    fmr: Rate | None
+    fmr_bounds: tuple[float | None, float | None] | None
+    fnmr: Rate
+
+
+@dataclass(frozen=True)
+class ThresholdMeasures:
+    threshold: float
+    overall: GroupAt
+    groups: tuple[GroupAt, ...]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    fmr_targets: tuple[float, ...]
+    convention: str
+    groupings: tuple[tuple[str, ...], ...]
+    level: float
+    bootstrap_replicates: int
+    bootstrap_seed: int
+    bootstrap_status: str  # "computed", "disabled" or "no_subject_pairs"
+    score_direction: str
+    tail_cutoff_range: tuple[float, float]
+    histogram_bins: int
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything the audit measured, read like fairlearn's MetricFrame: ``overall``, ``by_group``,
+    ``cross_group(target)``, ``differentials`` and ``at(threshold)``.
+    :func:`faceaudit.report.document.audit_document` is its JSON document."""
+
+    overall: GroupMeasures
+    by_group: dict[str, list[GroupMeasures]]
+    cross_group_fmr: dict[str, list[CrossGroupMatrix]]
+    differentials: dict[str, list[Differentials]]
+    settings: AuditSettings
+    counts: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+    measurer: Any = field(default=None, repr=False, compare=False)
+
+    def cross_group(self, fmr_target: float, grouping: str | None = None) -> CrossGroupMatrix:
+        """The probe-group x reference-group FMR matrix at the global threshold for ``fmr_target``."""
+        name = grouping or next(iter(self.cross_group_fmr), None)
+        if name is None:
+            raise InputError("no groups were named, so there is no cross-group matrix")
+        for entry in self.cross_group_fmr.get(name, []):
+            if math.isclose(entry.fmr_target, fmr_target, rel_tol=0, abs_tol=0):
+                return entry
+        raise InputError(f"no cross-group matrix for grouping {name!r} at FMR target {fmr_target!r}")
+
+    def at(self, threshold: float) -> ThresholdMeasures:
+        """FMR and FNMR, overall and per group, at any threshold (exact, or bounded where the threshold
+        falls below the exact tail)."""
+        if self.measurer is None:
+            raise InputError("this result holds no distributions; `at` needs them")
+        return self.measurer.at(threshold)
+
+    def replicates(self, grouping: Sequence[str], values: Sequence[str],
+                   threshold: float) -> tuple[np.ndarray | None, np.ndarray] | None:
+        """The group's (R,) FMR and FNMR in each subject-bootstrap replicate at ``threshold`` (the
+        replicates its intervals are percentiles of; the same weights for every group, so ratios across
+        groups can be bootstrapped from them). None without a bootstrap; the FMR part None where the
+        design does not allow it. The whole set is ``((), ())``."""
+        if self.measurer is None:
+            raise InputError("this result holds no distributions; replicates need them")
+        return self.measurer.replicates((tuple(grouping), tuple(values)), threshold)
+
+    @property
+    def distributions(self) -> Any:
+        """The ScoreDistributions measured (None for a result without them)."""
+        return None if self.measurer is None else self.measurer.dist
+
+    @property
+    def subsets(self) -> dict[tuple, list[int]]:
+        """``{(grouping, values): finest groups}`` of every group measured."""
+        return {} if self.measurer is None else {k: s.groups for k, s in self.measurer.subsets.items()}
+
+
+# ----- identification (1:N) ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RankRate:
+    rank: int
+    rate: Rate
+
+
+@dataclass(frozen=True)
+class SearchPoint:
+    """FPIR and FNIR at a measured gallery size (``None``: each probe's full set) and threshold.
+    Where some probes' kept tails are too short, FPIR is bounded: ``fpir_bounds``, ``inexact_probes``."""
+
+    gallery_size: int | None
+    threshold: float
+    exact: bool
+    fpir: Rate
+    fnir: tuple[RankRate, ...]
+    fpir_bounds: tuple[float, float] | None = None
+    inexact_probes: int = 0
+
+
+@dataclass(frozen=True)
+class CmcCurve:
+    gallery_size: int | None
+    cmc: tuple[RankRate, ...]
+
+
+@dataclass(frozen=True)
+class ExtrapolatedPoint:
+    """The tail model's FPIR at a gallery size beyond the set, next to the naive ``N x FMR``.
+    ``calibration`` is "pooled_overall", "own_group" or "pooled_group"."""
+
+    gallery_size: float
+    threshold: float
+    fpir: float
+    interval: Interval | None
+    prediction_interval: Interval | None
+    rule_of_three_fpir: float | None
+    largest_pair_of_people: Mapping[str, Any]
+    counts_exact: bool
+    scores_at_or_above_threshold: int
+    calibration: str
+    fmr: float
+    naive_n_fmr: float
+    homogeneous_fpir: float
+    share_from_top_1pct_probes: float | None
+    extrapolated_probe_share: float
+    beyond_observed_fmr: bool
+
+
+@dataclass(frozen=True)
+class ProbeGroupMeasures:
+    grouping: tuple[str, ...]
+    values: tuple[str, ...]
+    probes: int
+    mated_probes: int
+    subjects: int
+    points: tuple[SearchPoint, ...]
+    cmc: tuple[CmcCurve, ...]
+    extrapolated: tuple[ExtrapolatedPoint, ...] = ()
+
+    @property
+    def group(self) -> str:
+        return group_label(self.values)
+
+
+@dataclass(frozen=True)
+class IdentificationSettings:
+    thresholds: tuple[float, ...]
+    gallery_sizes: tuple[int | None, ...]
+    ranks: tuple[int, ...]
+    extrapolate_to: tuple[float, ...]
+    bootstrap: int
+    seed: int
+    level: float
+    fmr_targets: tuple[float, ...] | None = None
+    tail_model: Mapping[str, Any] | None = None  # {"m": int, "gpd": GPDFit}
+
+
+@dataclass(frozen=True)
+class IdentificationResult:
+    """1:N measures at each gallery size and threshold, overall and per probe group."""
+
+    overall: ProbeGroupMeasures
+    by_group: dict[str, list[ProbeGroupMeasures]]
+    settings: IdentificationSettings
+    counts: dict[str, int]
+    flags: tuple[Flag, ...]
+
+
+# ----- the operational scenario --------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScenarioInputs:
+    searches: float
+    gallery_size: float
+    threshold: float
+    mated_share: float
+    mix: tuple[str, Mapping[str, float]] | None
+    max_false_matches: float | None
+    bootstrap: int
+    seed: int
+    level: float
+
+
+@dataclass(frozen=True)
+class ExpectedFalseMatches:
+    false_matches: float
+    interval: Interval | None
+    count_interval: Interval | None
+    from_nonmated_searches: float
+    from_mated_searches: float
+    mated_searches_wrong_person_first: float
+    mated_searches_wrong_person_first_interval: Interval | None
+    fpir: float
+    fmr_at_threshold: float
+    naive_searches_x_n_x_fmr: float
+
+
+@dataclass(frozen=True)
+class ScenarioGroup:
+    group: str
+    share: float
+    probes: int
+    subjects: int
+    fpir: float
+    false_matches: float
+    per_10k_searches_of_group: float | None
+    interval: Interval | None = None
+    count_interval: Interval | None = None
+    bootstrapped: bool = False
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The lowest threshold keeping expected false matches within ``max_false_matches`` (point
+    estimate) and keeping the upper interval bound within it; None where no threshold tried does."""
+
+    max_false_matches: float
+    highest_threshold_tried: float
+    threshold: float | None
+    threshold_upper_bound_within_budget: float | None
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    inputs: ScenarioInputs
+    expected: ExpectedFalseMatches
+    by_group: tuple[ScenarioGroup, ...]
+    model: Mapping[str, Any]
+    flags: tuple[Flag, ...]
+    budget: Budget | None
