@@ -19,11 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
+from faceaudit.audit import audit
 from faceaudit.errors import InputError, NotExactError
 from faceaudit.measures import differentials as dif
 from faceaudit.measures.cards import cross_group_card, default_pairings
 from faceaudit.measures.differentials import GroupRate
-from faceaudit.measures.replicates import group_rates
+from faceaudit.report.document import differentials_json, exclusion_json, ratio_json
 from faceaudit.report.headline import build_headline, one_in
 from faceaudit.scores import DistributionBuilder, SampleIndex, uniform_edges
 from faceaudit.stats.intervals import bootstrap_weights
@@ -105,34 +106,40 @@ def oracle_interval(values, level=0.95):
 
 @pytest.fixture(scope="module")
 def resampled(evalset):
+    """The audit's differentials (its own subject bootstrap, seed 7) and the brute-force resampling with
+    the same weights, at the audit's global threshold for FMR 0.1; every group enters (rule relaxed)."""
     srows, rows, dist, design = evalset
+    res = audit(dist, fmr_targets=[0.1], groupings=[("sex",), ("region",)], bootstrap=R, seed=7,
+                compare=["sex=female:male"], min_subjects=1, fmr_resolution=10.0, fnmr_resolution=10.0)
+    threshold = res.overall.operating_points[0].threshold
     weights = bootstrap_weights(dist.samples.group_of_subject, R, seed=7)
-    threshold = float(np.quantile([r["score"] for r in rows if r["mated"] == 0], 0.9))
-    sexes = {"female": _finest(dist, sex="female"), "male": _finest(dist, sex="male")}
-    regions = {g: _finest(dist, region=g) for g in ("a", "b", "c")}
-    out = {"threshold": threshold, "weights": weights}
-    for name, groups, col in (("sex", sexes, "sex"), ("region", regions, "region")):
-        fmr, fnmr = group_rates(dist, weights, groups, threshold)
-        brute = {g: brute_replicates(srows, rows, design, dist.samples.subject_ids.tolist(), weights,
-                                     lambda a, g=g, col=col: a[col] == g, threshold) for g in groups}
-        out[name] = (fmr, fnmr, brute)
-    return out
+    brute = {}
+    for col, groups in (("sex", ("female", "male")), ("region", ("a", "b", "c"))):
+        brute[col] = {g: brute_replicates(srows, rows, design, dist.samples.subject_ids.tolist(), weights,
+                                          lambda a, g=g, col=col: a[col] == g, threshold) for g in groups}
+    return res, threshold, brute
 
 
 def test_replicate_rates_equal_the_brute_force_resampling(resampled):
-    for name in ("sex", "region"):
-        fmr, fnmr, brute = resampled[name]
-        for f, n in zip(fmr, fnmr):
-            np.testing.assert_array_equal(f.replicates, brute[f.group][0])
-            np.testing.assert_array_equal(n.replicates, brute[n.group][1])
+    res, threshold, brute = resampled
+    for col, groups in brute.items():
+        for g, (fmr, fnmr) in groups.items():
+            got_fmr, got_fnmr = res.replicates((col,), (g,), threshold)
+            np.testing.assert_array_equal(got_fmr, fmr)
+            np.testing.assert_array_equal(got_fnmr, fnmr)
+
+
+def _counts(res, grouping, group, k):
+    e = next(e for e in res.by_group[grouping] if e.group == group)
+    r = e.at_global_threshold[0].fmr if k == 0 else e.at_global_threshold[0].fnmr
+    return r.count / r.total
 
 
 def test_pairwise_ratio_interval_equals_the_brute_force_percentiles(resampled):
-    fmr, fnmr, brute = resampled["sex"]
-    for rate, groups, k in (("fmr", fmr, 0), ("fnmr", fnmr, 1)):
-        women, men = groups
-        got = dif.pairwise_ratio(women, men)
-        num, den = brute["female"][k], brute["male"][k]
+    res, _, brute = resampled
+    comparison = res.differentials["sex"][0].comparisons[0]
+    for got, k in ((comparison.fmr, 0), (comparison.fnmr, 1)):
+        num, den = brute["sex"]["female"][k], brute["sex"]["male"][k]
         ratios = []
         for a, b in zip(num, den):  # plain loop, the conventions restated
             if math.isnan(a) or math.isnan(b) or (a == 0 and b == 0):
@@ -141,19 +148,20 @@ def test_pairwise_ratio_interval_equals_the_brute_force_percentiles(resampled):
         lo, hi = oracle_interval(np.array(ratios))
         assert got.replicates == len(ratios) and got.replicates_undefined == R - len(ratios)
         assert (got.low, got.high, got.high_open) == (lo, hi, hi is None)
-        want = (women.errors / women.trials) / (men.errors / men.trials)
+        want = _counts(res, "sex", "female", k) / _counts(res, "sex", "male", k)
         assert got.value == pytest.approx(want, rel=1e-15)
 
 
 def test_max_min_geomean_fdr_garbe_intervals_equal_brute_force(resampled):
-    fmr, fnmr, brute = resampled["region"]
-    groups = [g.group for g in fmr]
-    mm, mg = dif.max_min(fmr), dif.max_geomean(fmr)
-    fdr, gb = dif.fdr_estimate(fmr, fnmr), dif.garbe_estimate(fmr, fnmr)
+    res, _, brute = resampled
+    d = res.differentials["region"][0]
+    groups = list(d.fmr.groups)
+    assert sorted(groups) == ["a", "b", "c"] and d.groups == d.fmr.groups
+    mm, mg, fdr, gb = d.fmr.max_min, d.fmr.max_geomean, d.fdr, d.garbe
     mm_r, mg_r, fdr_r, gb_r = [], [], [], []
     for r in range(R):
-        f = [brute[g][0][r] for g in groups]
-        n = [brute[g][1][r] for g in groups]
+        f = [brute["region"][g][0][r] for g in groups]
+        n = [brute["region"][g][1][r] for g in groups]
         if any(math.isnan(x) for x in f + n):
             continue
         hi, lo = max(f), min(f)
@@ -171,6 +179,8 @@ def test_max_min_geomean_fdr_garbe_intervals_equal_brute_force(resampled):
     for got, reps in ((fdr, fdr_r), (gb, gb_r)):
         assert (got.low, got.high) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), rel=1e-12)
         assert got.replicates == len(reps)
+    point = [_counts(res, "region", g, 0) for g in groups]
+    assert mm.value == pytest.approx(max(point) / min(point), rel=1e-12)
 
 
 def _gini(x):
@@ -218,7 +228,8 @@ def test_minimum_data_rule_hand_cases():
     assert [g.group for g in entered] == ["a"]
     assert [(x.group, x.reason) for x in out] == [("b", "too_few_trials"), ("c", "too_few_subjects"),
                                                  ("d", "no_trials"), ("e | unknown", "unlabelled")]
-    assert out[0].as_dict()["trials_needed"] == 3001 and out[0].as_dict()["rule_of_three_upper"] == 1e-3
+    first = exclusion_json(out[0])
+    assert first["trials_needed"] == 3001 and first["rule_of_three_upper"] == 1e-3
     assert dif.minimum_trials(1e-4) == 30001 and dif.minimum_trials(0.05) == 61
     assert dif.eligibility([GroupRate("b", 5, 3000, 50)], resolution=1e-3, min_subjects=5,
                            unlabelled=())[0] == []
@@ -251,7 +262,7 @@ def test_zero_group_replicates_open_the_interval_and_are_counted():
     r = dif.pairwise_ratio(GroupRate("a", 20, 10_000, 20, num), GroupRate("b", 10, 10_000, 20, den))
     assert (r.replicates, r.replicates_unbounded, r.replicates_undefined) == (39, 2, 1)
     assert r.high_open and r.high is None and r.low == 2.0 and r.value == pytest.approx(2.0)
-    assert "inf" not in json.dumps(r.as_dict()).lower()
+    assert "inf" not in json.dumps(ratio_json(r)).lower()
 
 
 def test_differentials_bundle_lists_left_out_groups_and_compares_named_pairs():
@@ -264,7 +275,7 @@ def test_differentials_bundle_lists_left_out_groups_and_compares_named_pairs():
     assert d.fmr.groups == ("female", "male") and [x.group for x in d.fmr.left_out] == ["x"]
     assert d.fmr.left_out[0].reason == "too_few_subjects"
     assert d.comparisons[0].fmr.value == pytest.approx(2.0) and d.fdr is not None
-    doc = json.loads(json.dumps(d.as_dict()))
+    doc = json.loads(json.dumps(differentials_json(d)))
     assert doc["fmr"]["highest_over_lowest"]["numerator"] == "female"
     with pytest.raises(InputError):
         dif.differentials("sex", fmr, fnmr, threshold=0.5, fmr_resolution=1e-4, fnmr_resolution=0.01,
@@ -328,7 +339,7 @@ def test_cards_equal_loops_over_every_pair(evalset, grouping, pairing):
             if n:
                 ci = binomtest(k, n).proportion_ci(0.95, method="exact")
                 assert (cell.low, cell.high) == pytest.approx((ci.low, ci.high), rel=1e-9, abs=1e-15)
-                assert (cell.rule_of_three_upper is None) == (k > 0)
+                assert (cell.rule_of_three is None) == (k > 0)
             else:
                 assert cell.value is None
     if design == "listed" and not pairing:  # every non-mated comparison falls in exactly one cell
@@ -386,6 +397,33 @@ def test_headline_zero_group_is_a_bound_and_reversed_ratios_read_more_often():
     assert build_headline({})["basis"] is None
 
 
+def test_headline_puts_the_comparison_asked_for_first():
+    fixture = json.loads((GOLDEN / "headline_differentials.json").read_text())
+    race = fixture["differentials"]["race"][0]
+    race["comparisons"] = [{"grouping": "race", "numerator": "mixed", "denominator": "caucasian",
+                            "fmr": {**race["fmr"]["highest_over_lowest"], "value": 1 / 1.5, "low": 1 / 1.6,
+                                    "high": 1 / 1.1, "numerator": "mixed", "denominator": "caucasian"},
+                            "fnmr": None, "fmr_left_out": [], "fnmr_left_out": []}]
+    head = build_headline(fixture["differentials"])
+    # asked for, supported (1.1 to 1.6 once turned round), though women / men has the higher low end
+    assert "people labelled caucasian were wrongly matched 1.5 times as often as people labelled mixed " \
+        "(95% interval 1.1 to 1.6)" in head["sentence"]
+
+
+def test_headline_without_bootstrap_claims_nothing_about_chance():
+    fixture = json.loads((GOLDEN / "headline_differentials.json").read_text())
+    for entries in fixture["differentials"].values():
+        for e in entries:
+            for rate in ("fmr", "fnmr"):
+                r = e[rate]["highest_over_lowest"]
+                if r:
+                    r.update(low=None, high=None, replicates=0)
+    head = build_headline(fixture["differentials"])
+    assert "(no interval: the bootstrap was off)" in head["sentence"]
+    assert "without the subject bootstrap there is no interval to tell it from chance" in head["sentence"]
+    assert "clearly larger than chance" not in head["sentence"]
+
+
 def test_one_in():
     assert [one_in(x) for x in (1e-4, 1.9e-4, 1e-3, 0.25, 1 / 230)] == [
         "1 in 10,000", "1 in 5,300", "1 in 1,000", "1 in 4", "1 in 230"]
@@ -410,24 +448,6 @@ def test_parse_comparison_hostile_text_is_a_named_error_or_a_triple(text):
     assert a and b and a != b and grouping and f"{a}:{b}" in text
 
 
-def test_group_rates_counts_are_the_audits_own(evalset):
-    from faceaudit.audit import audit
-
-    _, _, dist, _ = evalset
-    res = audit(dist, fmr_targets=[0.05, 0.2], groupings=[("sex",), ("region",)], bootstrap=0)
-    for grouping in ("sex", "region"):
-        for p in res.overall["operating_points"]:
-            entries = {e["group"]: e for e in res.by_group[grouping]}
-            groups = {g: _finest(dist, **{grouping: g}) for g in entries}
-            fmr, fnmr = group_rates(dist, None, groups, p["threshold"])
-            for f, n in zip(fmr, fnmr):
-                at = next(a for a in entries[f.group]["at_global_threshold"]
-                          if a["fmr_target"] == p["fmr_target"])
-                assert (f.errors, f.trials, n.errors, n.trials) == (
-                    at["fmr"]["count"], at["fmr"]["total"], at["fnmr"]["count"], at["fnmr"]["total"])
-                assert f.subjects == entries[f.group]["subjects"]
-
-
 rate_st = st.tuples(st.integers(0, 50), st.integers(1, 10_000)).filter(lambda t: t[0] <= t[1])
 
 
@@ -445,7 +465,7 @@ def test_every_differential_is_json_without_inf_or_nan(counts, seed, reps):
     # resolution 10: 3/n < 10 for every n >= 1, so every group enters
     d = dif.differentials("g", fmr, fnmr, threshold=0.5, fmr_resolution=10.0, fnmr_resolution=10.0,
                           min_subjects=1, compare=[("g0", "g1")])
-    text = json.dumps(d.as_dict(), allow_nan=False)  # raises on inf / nan
+    text = json.dumps(differentials_json(d), allow_nan=False)  # raises on inf / nan
     errors = [k for k, _ in counts]
     want = "undefined" if max(errors) == 0 else "estimate" if min(errors) > 0 else "lower_bound"
     assert d.fmr.max_min.kind == d.fmr.max_geomean.kind == want

@@ -43,6 +43,14 @@ def audit(
     scenario: Annotated[list[Path], typer.Option("--scenario", help="a scenario's JSON (faceaudit scenario --json) to "
                                                  "include in the JSON and the report (repeat)")] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
+    compare: Annotated[list[str], typer.Option(
+        "--compare", help="a named ratio of two groups, GROUPING=a:b, e.g. sex=female:male (repeat)")] = [],  # noqa: B006
+    min_subjects: Annotated[int, typer.Option(
+        help="differentials: a group needs at least this many people")] = 10,
+    fmr_resolution: Annotated[float | None, typer.Option(
+        help="differentials: a group enters FMR ratios only if 3/n < this (default: the target FMR)")] = None,
+    fnmr_resolution: Annotated[float | None, typer.Option(
+        help="differentials: likewise for FNMR (default: the overall FNMR at the threshold)")] = None,
 ) -> None:
     """Audit a vendor's comparison scores against a labelled sample table."""
     from faceaudit.audit import audit as run_audit
@@ -52,6 +60,8 @@ def audit(
     if pdf is not None and report_out is None:
         report_out = pdf.with_suffix(".html")
     targets = fmr or [1e-3, 1e-4, 1e-5]
+    rule = {"compare": compare, "min_subjects": min_subjects, "fmr_resolution": fmr_resolution,
+            "fnmr_resolution": fnmr_resolution}
     try:
         for path in scenario:  # a bad scenario file stops the command before the audit runs
             read_scenario(path)
@@ -67,7 +77,7 @@ def audit(
                                  f"{list(dist.samples.group_columns)}; rerun `faceaudit compare` with them")
             groupings = [(g,) for g in group] + ([tuple(group)] if len(group) > 1 else []) if group else None
             result = run_audit(dist, fmr_targets=targets, groupings=groupings, convention=convention,
-                               level=level, bootstrap=bootstrap, seed=seed)
+                               level=level, bootstrap=bootstrap, seed=seed, **rule)
             _finish(result, json_out, quiet, report_out, pdf, scenario, distributions)
             return
         if scores is None or samples is None:
@@ -84,7 +94,7 @@ def audit(
                                    track_subject_pairs=bootstrap > 0)
             bar.update(task, description="measuring")
             result = run_audit(dist, fmr_targets=targets, convention=convention, level=level,
-                               bootstrap=bootstrap, seed=seed)
+                               bootstrap=bootstrap, seed=seed, **rule)
     except FaceAuditError as exc:
         fail(exc)
     _finish(result, json_out, quiet, report_out, pdf, scenario)

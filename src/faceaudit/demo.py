@@ -115,7 +115,7 @@ def run_demo(out: Path, *, model: str = "sface", bootstrap: int = 1000, scenario
         dist.meta["model"]["detector_sha256"] = m.get("settings", {}).get("detector_sha256")
         dist.meta["embedding_settings"] = m.get("settings", {})
     result = audit(dist, fmr_targets=TARGETS, groupings=[("sex",), ("race",), ("sex", "race")],
-                   bootstrap=bootstrap, seed=0)
+                   bootstrap=bootstrap, seed=0, compare=["sex=female:male"])
     t2 = time.perf_counter()
     # the distributions as a file, so that the audit and the scenario name the same data by its hash
     fadist = save_distributions(dist, out / f"lfw_{model}.fadist")

@@ -17,50 +17,15 @@ cell (a, b) counts pairs with one sample in a and the other in b, and the card i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from faceaudit.errors import InputError, NotExactError
+from faceaudit.results import Card, CardCell
 from faceaudit.scores import ScoreDistributions
 from faceaudit.stats.intervals import clopper_pearson, rule_of_three
 
 __all__ = ["CardCell", "Card", "cross_group_card", "default_pairings", "pairing_name", "audit_cards"]
-
-
-@dataclass(frozen=True)
-class CardCell:
-    count: int
-    total: int
-    value: float | None
-    low: float | None  # Clopper-Pearson
-    high: float | None
-    rule_of_three_upper: float | None  # where count is 0
-
-    def as_dict(self) -> dict:
-        return {"count": self.count, "total": self.total, "value": self.value, "low": self.low,
-                "high": self.high, "rule_of_three_upper": self.rule_of_three_upper}
-
-
-@dataclass(frozen=True)
-class Card:
-    grouping: tuple[str, ...]
-    pairing: tuple[str, ...]
-    threshold: float
-    fmr_target: float | None
-    level: float
-    design: str
-    probe_groups: tuple[str, ...]
-    reference_groups: tuple[str, ...]
-    cells: tuple[tuple[CardCell, ...], ...]
-
-    def as_dict(self) -> dict:
-        return {"grouping": " x ".join(self.grouping), "pairing": list(self.pairing),
-                "pairing_name": pairing_name(self.pairing), "threshold": self.threshold,
-                "fmr_target": self.fmr_target, "level": self.level, "design": self.design,
-                "interval_method": "clopper-pearson", "probe_groups": list(self.probe_groups),
-                "reference_groups": list(self.reference_groups),
-                "fmr": [[c.as_dict() for c in row] for row in self.cells]}
 
 
 def pairing_name(pairing: Sequence[str]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceaudit.errors import InputError
+from faceaudit.results import Comparison, Differentials, Estimate, Exclusion, RateDifferentials, RatioEstimate
 
 __all__ = [
     "max_min_ratio", "max_geomean_ratio", "fairness_discrepancy_rate", "garbe", "gini",
@@ -117,10 +118,6 @@ KIND_LOWER = "lower_bound"
 KIND_UPPER = "upper_bound"
 KIND_UNDEFINED = "undefined"
 
-ZERO_BOUND_METHOD = ("rule of three: a group with 0 errors in n trials takes 3/n (its 95% upper bound) "
-                     "as its rate")
-INTERVAL_METHOD = ("subject bootstrap, percentile: the statistic recomputed from the group rates of each "
-                   "replicate (the same replicates for every group)")
 
 
 @dataclass(frozen=True)
@@ -152,31 +149,6 @@ class GroupRate:
     def zero_bound(self) -> float:
         """The rate this group takes where it would divide with no errors: rule of three."""
         return min(1.0, 3.0 / self.trials)
-
-
-@dataclass(frozen=True)
-class Exclusion:
-    """A group left out of a differential, with a reason code and the numbers behind it.
-
-    Codes: ``unlabelled`` (a value of the group means "no label", e.g. ``unknown``); ``no_trials``;
-    ``too_few_subjects`` (``subjects`` < ``min_subjects``); ``too_few_trials``
-    (the rule-of-three bound 3/``trials`` is not below ``resolution``: even with no errors the group's
-    data could not show a rate as low as the one the differential is about).
-    """
-
-    group: str
-    reason: str
-    subjects: int
-    trials: int
-    min_subjects: int
-    resolution: float
-
-    def as_dict(self) -> dict:
-        out = {"group": self.group, "reason": self.reason, "subjects": self.subjects, "trials": self.trials,
-               "min_subjects": self.min_subjects, "resolution": self.resolution}
-        out["rule_of_three_upper"] = min(1.0, 3.0 / self.trials) if self.trials else None
-        out["trials_needed"] = minimum_trials(self.resolution)
-        return out
 
 
 def minimum_trials(resolution: float) -> int | None:
@@ -214,55 +186,9 @@ def eligibility(groups: Sequence[GroupRate], *, resolution: float, min_subjects:
         else:
             entered.append(g)
             continue
-        left_out.append(Exclusion(g.group, reason, g.subjects, g.trials, min_subjects, resolution))
+        left_out.append(Exclusion(g.group, reason, g.subjects, g.trials, min_subjects, resolution,
+                                  minimum_trials(resolution)))
     return entered, left_out
-
-
-@dataclass(frozen=True)
-class RatioEstimate:
-    """A ratio with its percentile interval; ``kind`` says how to read ``value``.
-
-    ``estimate``: the ratio of the observed rates. ``lower_bound``: a group in the denominator had no
-    errors and took its rule-of-three bound, so the ratio is *at least* ``value``. ``upper_bound``: the
-    numerator group had no errors (*at most* ``value``). ``undefined``: no errors anywhere (``value``
-    None). ``numerator`` / ``denominator`` name the groups the point value divides (for max/min the
-    highest and the lowest; for max/geomean the highest and ``None``).
-    """
-
-    value: float | None
-    kind: str
-    low: float | None
-    high: float | None
-    high_open: bool
-    level: float
-    numerator: str | None
-    denominator: str | None
-    replicates: int
-    replicates_unbounded: int
-    replicates_undefined: int
-
-    def as_dict(self) -> dict:
-        return {"value": self.value, "kind": self.kind, "low": self.low, "high": self.high,
-                "high_open": self.high_open, "level": self.level, "numerator": self.numerator,
-                "denominator": self.denominator, "replicates": self.replicates,
-                "replicates_unbounded": self.replicates_unbounded,
-                "replicates_undefined": self.replicates_undefined}
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A differential that is not a ratio (FDR, GARBE), with its percentile interval."""
-
-    value: float | None
-    low: float | None
-    high: float | None
-    level: float
-    replicates: int
-    replicates_undefined: int
-
-    def as_dict(self) -> dict:
-        return {"value": self.value, "low": self.low, "high": self.high, "level": self.level,
-                "replicates": self.replicates, "replicates_undefined": self.replicates_undefined}
 
 
 def percentile_interval(values: np.ndarray, level: float) -> tuple[float | None, float | None, bool]:
@@ -461,33 +387,6 @@ def garbe_estimate(fmr: Sequence[GroupRate], fnmr: Sequence[GroupRate], *, alpha
     return _estimate(value, reps, level)
 
 
-@dataclass(frozen=True)
-class RateDifferentials:
-    """The ratio summaries of one rate (FMR or FNMR) across the groups that entered."""
-
-    rate: str  # "fmr" or "fnmr"
-    resolution: float
-    groups: tuple[str, ...]
-    left_out: tuple[Exclusion, ...]
-    max_min: RatioEstimate | None  # None where fewer than two groups entered
-    max_geomean: RatioEstimate | None
-    highest_over_lowest: RatioEstimate | None  # the two groups of max/min, fixed, ratio per replicate
-    counts: tuple[GroupRate, ...] = ()  # every group's point counts, entered or not
-
-    def as_dict(self) -> dict:
-        counts = [{"group": g.group, "errors": g.errors, "trials": g.trials, "subjects": g.subjects,
-                   "value": g.value} for g in self.counts]
-        return {"rate": self.rate, "resolution": self.resolution, "groups": list(self.groups),
-                "counts": counts,
-                "left_out": [e.as_dict() for e in self.left_out],
-                "max_min": _d(self.max_min), "max_geomean": _d(self.max_geomean),
-                "highest_over_lowest": _d(self.highest_over_lowest)}
-
-
-def _d(x):
-    return None if x is None else x.as_dict()
-
-
 def rate_differentials(rate: str, groups: Sequence[GroupRate], *, resolution: float,
                        min_subjects: int = DEFAULT_MIN_SUBJECTS, level: float = 0.95,
                        unlabelled: Collection[str] = DEFAULT_UNLABELLED) -> RateDifferentials:
@@ -501,27 +400,9 @@ def rate_differentials(rate: str, groups: Sequence[GroupRate], *, resolution: fl
         if mm.kind != KIND_UNDEFINED:
             by_name = {g.group: g for g in entered}
             pair = pairwise_ratio(by_name[mm.numerator], by_name[mm.denominator], level)
+    counts = tuple((g.group, g.errors, g.trials, g.subjects) for g in groups)
     return RateDifferentials(rate, float(resolution), tuple(g.group for g in entered), tuple(left_out),
-                             mm, mg, pair, tuple(groups))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A requested ratio of two named groups (``--compare sex=female:male``), FMR and FNMR."""
-
-    grouping: str
-    numerator: str
-    denominator: str
-    fmr: RatioEstimate | None  # None where a group did not enter (see fmr_left_out)
-    fnmr: RatioEstimate | None
-    fmr_left_out: tuple[Exclusion, ...]
-    fnmr_left_out: tuple[Exclusion, ...]
-
-    def as_dict(self) -> dict:
-        return {"grouping": self.grouping, "numerator": self.numerator, "denominator": self.denominator,
-                "fmr": _d(self.fmr), "fnmr": _d(self.fnmr),
-                "fmr_left_out": [e.as_dict() for e in self.fmr_left_out],
-                "fnmr_left_out": [e.as_dict() for e in self.fnmr_left_out]}
+                             mm, mg, pair, counts)
 
 
 def compare_groups(grouping: str, numerator: str, denominator: str, fmr: Sequence[GroupRate],
@@ -544,31 +425,6 @@ def compare_groups(grouping: str, numerator: str, denominator: str, fmr: Sequenc
         out[rate] = (ratio, tuple(left_out))
     return Comparison(grouping, numerator, denominator, out["fmr"][0], out["fnmr"][0], out["fmr"][1],
                       out["fnmr"][1])
-
-
-@dataclass(frozen=True)
-class Differentials:
-    """Every differential of one grouping at one threshold (the global threshold of ``fmr_target``)."""
-
-    grouping: str
-    fmr_target: float | None
-    threshold: float
-    min_subjects: int
-    level: float
-    fmr: RateDifferentials
-    fnmr: RateDifferentials
-    fdr: Estimate | None  # over the groups that entered both rates; None where fewer than two did
-    garbe: Estimate | None
-    comparisons: tuple[Comparison, ...] = ()
-    unlabelled: tuple[str, ...] = DEFAULT_UNLABELLED
-
-    def as_dict(self) -> dict:
-        return {"grouping": self.grouping, "fmr_target": self.fmr_target, "threshold": self.threshold,
-                "min_subjects": self.min_subjects, "level": self.level, "unlabelled": list(self.unlabelled),
-                "zero_bound": ZERO_BOUND_METHOD, "interval_method": INTERVAL_METHOD,
-                "fmr": self.fmr.as_dict(), "fnmr": self.fnmr.as_dict(),
-                "fdr": _d(self.fdr), "garbe": _d(self.garbe),
-                "comparisons": [c.as_dict() for c in self.comparisons]}
 
 
 def differentials(grouping: str, fmr: Sequence[GroupRate], fnmr: Sequence[GroupRate], *, threshold: float,

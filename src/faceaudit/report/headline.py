@@ -2,7 +2,8 @@
 
 One sentence for a journalist or a judge: the largest *supported* differential at the audited
 threshold (a ratio whose interval lies wholly above 1, or a bound "at least X" above 1; of those, the
-one whose interval's low end is highest), with its
+comparisons the auditor asked for (``--compare``) first, then the one whose interval's low end is
+highest), with its
 interval and what it means in comparisons; then the caveats: the groups left out and why, where the
 labels come from. It reads only plain dicts (``Differentials.as_dict()`` per grouping and target, as
 the JSON document holds them), so the terminal, the HTML report and anyone holding the JSON get the
@@ -67,15 +68,17 @@ def _inverted(r: dict) -> dict:
             "high_open": high_open, "numerator": r["denominator"], "denominator": r["numerator"]}
 
 
-def _candidates(entry: dict) -> list[tuple[str, dict]]:
-    """(rate, ratio) of the named-pair ratios of one grouping at one threshold, each oriented >= 1."""
+def _candidates(entry: dict) -> list[tuple[str, dict, bool]]:
+    """(rate, ratio, asked for) of the named-pair ratios of one grouping at one threshold, each oriented
+    >= 1; "asked for": a comparison the auditor requested (``--compare``)."""
     out = []
     for rate in ("fmr", "fnmr"):
-        found = [entry[rate].get("highest_over_lowest")] + [c.get(rate) for c in entry.get("comparisons", [])]
-        for r in found:
+        found = [(entry[rate].get("highest_over_lowest"), False)]
+        found += [(c.get(rate), True) for c in entry.get("comparisons", [])]
+        for r, asked in found:
             if not r or r.get("value") in (None, 0) or r["kind"] == "undefined":
                 continue
-            out.append((rate, _inverted(r) if r["value"] < 1 else r))
+            out.append((rate, _inverted(r) if r["value"] < 1 else r, asked))
     return out
 
 
@@ -137,19 +140,26 @@ def build_headline(differentials: dict[str, list[dict]], *, fmr_target: float | 
         return {"sentence": "No differentials were measured: the evaluation set names no groups.",
                 "caveats": [_labels_caveat(labels)], "fmr_target": None, "basis": None}
     at = [e for e in entries if e.get("fmr_target") == target]
-    cands = [(e, rate, r) for e in at for rate, r in _candidates(e)]
+    cands = [(e, rate, r, asked) for e in at for rate, r, asked in _candidates(e)]
     supported = [c for c in cands if _supported(c[2])]
+    # the auditor's own question first: a supported comparison asked for (--compare) wins
+    supported = [c for c in supported if c[3]] or supported
     level = at[0].get("level", 0.95)
     head = _threshold_clause(target)
     basis = None
     if supported:
         # the largest *supported* differential: ranked by the low end of its interval, so that a noisy
         # ratio of two small groups does not outrank a well-measured one
-        e, rate, r = max(supported, key=lambda c: (c[2]["low"], c[2]["value"]))
+        e, rate, r, _ = max(supported, key=lambda c: (c[2]["low"], c[2]["value"]))
         sentence = f"{head}, {_ratio_sentence(rate, e, r, level)}."
         basis = {"grouping": e["grouping"], "rate": rate, "ratio": r}
+    elif cands and not any(c[2].get("replicates") for c in cands):
+        e, rate, r, _ = max(cands, key=lambda c: c[2]["value"])
+        sentence = (f"{head}, the largest difference between groups was that "
+                    f"{_ratio_sentence(rate, e, r, level)}; without the subject bootstrap there is no "
+                    "interval to tell it from chance.")
     elif cands:
-        e, rate, r = max(cands, key=lambda c: c[2]["value"])
+        e, rate, r, _ = max(cands, key=lambda c: c[2]["value"])
         sentence = (f"{head}, no difference between groups was clearly larger than chance; the largest was "
                     f"that {_ratio_sentence(rate, e, r, level)}.")
         basis = {"grouping": e["grouping"], "rate": rate, "ratio": r}
@@ -201,3 +211,56 @@ def _labels_caveat(labels: dict | str | None) -> str:
     if not parts:
         return "The source of the group labels was not recorded."
     return "Group labels: " + "; ".join(parts) + "."
+
+
+# ----- the differentials as short text (terminal and report tables) ---------------------------------
+def ratio_text(r: dict | None) -> str:
+    """``1.9 [1.7, 2.1]``; a bound ``>= 3.2 [2.1, open]``; ``undefined (no errors)``; ``-`` for None."""
+    if not r:
+        return "-"
+    if r.get("value") is None:
+        return "undefined (no errors in any group)"
+    pre = {"lower_bound": "≥ ", "upper_bound": "≤ "}.get(r["kind"], "")
+    text = pre + _small(r["value"])
+    if r.get("low") is None:
+        return text + (" [interval open]" if r.get("replicates") else "")
+    high = "open" if r.get("high_open") else _small(r["high"])
+    return f"{text} [{_small(r['low'])}, {high}]"
+
+
+def _small(x: float) -> str:
+    """A ratio, with two significant figures where it is below 0.1."""
+    return _num(x) if x >= 0.095 else f"{x:.2g}"
+
+
+def estimate_text(e: dict | None) -> str:
+    if not e or e.get("value") is None:
+        return "-"
+    if e.get("low") is None:
+        return f"{e['value']:.3g}"
+    return f"{e['value']:.3g} [{e['low']:.3g}, {e['high']:.3g}]"
+
+
+def pair_text(r: dict | None) -> str:
+    """``female / male 1.9 [1.7, 2.1]``."""
+    if not r or r.get("numerator") is None:
+        return ratio_text(r)
+    return f"{r['numerator']} / {r['denominator']} {ratio_text(r)}"
+
+
+def left_out_text(entry: dict, rate: str) -> str:
+    """The groups a rate's differentials left out, with the reason, in words."""
+    return "; ".join(_left_out_text(x, rate) for x in entry[rate].get("left_out", []))
+
+
+def differential_line(entry: dict) -> str:
+    """One grouping's differentials at one threshold on one line."""
+    f, n = entry["fmr"], entry["fnmr"]
+    parts = [f"FMR {pair_text(f.get('highest_over_lowest'))} "
+             f"(max/geomean {ratio_text(f.get('max_geomean'))})",
+             f"FNMR {pair_text(n.get('highest_over_lowest'))}", f"FDR {estimate_text(entry.get('fdr'))}",
+             f"GARBE {estimate_text(entry.get('garbe'))}"]
+    for c in entry.get("comparisons", []):
+        parts.append(f"{c['numerator']} / {c['denominator']}: FMR {ratio_text(c.get('fmr'))}, "
+                     f"FNMR {ratio_text(c.get('fnmr'))}")
+    return "; ".join(parts)
