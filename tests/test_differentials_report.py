@@ -75,8 +75,8 @@ def test_cli_compare_and_minimum_data_options(tmp_path):
     from faceaudit.synthetic import write_evaluation_set
 
     samples, scores = write_evaluation_set(tmp_path, n_subjects=40, seed=5)
-    base = ["audit", "--scores", str(scores), "--samples", str(samples), "--group", "sex", "--group", "region",
-            "--fmr", "0.05", "--bootstrap", "20"]
+    base = ["audit", "--scores", str(scores), "--samples", str(samples), "--group", "sex",
+            "--group", "region", "--fmr", "0.05", "--bootstrap", "20"]
     out = tmp_path / "r.json"
     r = CliRunner().invoke(app, [*base, "--compare", "sex=female:male", "--min-subjects", "4",
                                  "--fnmr-resolution", "0.5", "--json", str(out)])
@@ -100,8 +100,9 @@ def test_a_1_1_document_still_renders_and_prints(document):
 
     old = {k: v for k, v in document.items() if k not in ("cards", "headline")}
     old["schema_version"] = "1.1"
-    old["differentials"] = {g: [{"fmr_target": d["fmr_target"], "threshold": d["threshold"], "groups": d["groups"],
-                                 "groups_left_out": d["groups_left_out"], "fmr_max_min_ratio": "inf",
+    old["differentials"] = {g: [{"fmr_target": d["fmr_target"], "threshold": d["threshold"],
+                                 "groups": d["groups"], "groups_left_out": d["groups_left_out"],
+                                 "fmr_max_min_ratio": "inf",
                                  "fnmr_max_min_ratio": 1.5, "fmr_max_geomean_ratio": "inf",
                                  "fnmr_max_geomean_ratio": 1.2, "fdr": 0.9, "garbe": 0.1} for d in ds]
                             for g, ds in document["differentials"].items()}
