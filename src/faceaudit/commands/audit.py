@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError, InputError
+from faceaudit.measures.differentials import DEFAULT_MIN_SUBJECTS
 from faceaudit.report.document import terminal_text
 from faceaudit.scores import DEFAULT_BINS
 
@@ -62,6 +63,36 @@ def audit(
         ),
     ] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
+    compare: Annotated[
+        list[str],
+        typer.Option(
+            "--compare", help="a named ratio of two groups, GROUPING=a:b, e.g. sex=female:male (repeat)"
+        ),
+    ] = [],  # noqa: B006
+    min_subjects: Annotated[
+        int, typer.Option(help="differentials: a group needs at least this many people")
+    ] = DEFAULT_MIN_SUBJECTS,
+    fmr_resolution: Annotated[
+        float | None,
+        typer.Option(
+            help="differentials: a group enters FMR ratios only if 3/n < this (default: the target FMR)"
+        ),
+    ] = None,
+    fnmr_resolution: Annotated[
+        float | None,
+        typer.Option(help="differentials: likewise for FNMR (default: the overall FNMR at the threshold)"),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="text encoding of CSV inputs (utf-8, latin-1, cp1252, utf-16...)")
+    ] = "utf-8",
+    ordered_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--ordered-pairs",
+            help="the matcher's score depends on the order: (a, b) and (b, a) are two comparisons "
+            "(default: one comparison, listed once)",
+        ),
+    ] = False,
 ) -> None:
     """Audit a vendor's comparison scores against a labelled sample table."""
     from faceaudit.audit import audit as run_audit
@@ -79,7 +110,9 @@ def audit(
             dist, groupings = _from_distributions(distributions, group)
         else:
             dist, groupings = (
-                _from_scores(scores, samples, group, targets, distance, bins, bootstrap, quiet),
+                _from_scores(
+                    scores, samples, group, targets, distance, bins, bootstrap, quiet, encoding, ordered_pairs
+                ),
                 None,
             )
         result = run_audit(
@@ -90,6 +123,10 @@ def audit(
             level=level,
             bootstrap=bootstrap,
             seed=seed,
+            compare=compare,
+            min_subjects=min_subjects,
+            fmr_resolution=fmr_resolution,
+            fnmr_resolution=fnmr_resolution,
         )
     except FaceAuditError as exc:
         fail(exc)
@@ -120,6 +157,8 @@ def _from_scores(
     bins: int,
     bootstrap: int,
     quiet: bool,
+    encoding: str = "utf-8",
+    ordered_pairs: bool = False,
 ):
     """Score and sample tables read in two passes, with a progress bar."""
     from faceaudit.data.ingest import load_score_file
@@ -149,6 +188,8 @@ def _from_scores(
             bins=bins,
             progress=tick,
             track_subject_pairs=bootstrap > 0,
+            encoding=encoding,
+            pair_order="ordered" if ordered_pairs else "unordered",
         )
         bar.update(task, description="measuring")
     return dist

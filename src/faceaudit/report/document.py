@@ -25,9 +25,14 @@ from rich.markup import escape
 from faceaudit.results import (
     AuditResult,
     Budget,
+    Card,
+    CardCell,
+    Comparison,
     CrossGroupMatrix,
     DetCurve,
     Differentials,
+    Estimate,
+    Exclusion,
     Flag,
     GroupAt,
     GroupMeasures,
@@ -36,6 +41,8 @@ from faceaudit.results import (
     OperatingPoint,
     ProbeGroupMeasures,
     Rate,
+    RateDifferentials,
+    RatioEstimate,
     ScenarioResult,
     ThresholdMeasures,
 )
@@ -66,8 +73,9 @@ __all__ = [
     "CONVENTION_MEANINGS",
 ]
 
-#: the audit document version this faceaudit writes (1.1: optional ``scenarios``); it reads any 1.x
-SCHEMA_VERSION = "1.1"
+#: the audit document version this faceaudit writes (1.1: optional ``scenarios``; 1.2: differentials with
+#: intervals, bounds and the minimum-data rule, ``cards``, ``headline``); it reads any 1.x
+SCHEMA_VERSION = "1.2"
 IDENTIFICATION_SCHEMA_VERSION = "1.0"
 SCENARIO_SCHEMA_VERSION = "1.0"
 
@@ -132,7 +140,8 @@ DET_DECIMATION = (
 )
 #: the score direction of distributions whose manifest does not record one
 SIMILARITY = "similarity (higher = more alike)"
-NO_DIFFERENTIALS = "fewer than two groups with both mated and non-mated comparisons"
+NO_DIFFERENTIALS = ("fewer than two groups entered both the FMR and the FNMR differentials (see the groups "
+                    "left out and why)")
 
 
 def point_json(p: OperatingPoint) -> dict[str, Any]:
@@ -198,26 +207,86 @@ def cross_json(m: CrossGroupMatrix) -> dict[str, Any]:
     }
 
 
+ZERO_BOUND_WORDS = ("rule of three: a group with 0 errors in n trials takes 3/n (its 95% upper bound) as "
+                    "its rate where it divides; the ratio is then a bound")
+INTERVAL_WORDS = ("subject bootstrap, percentile: the statistic recomputed from the group rates of each "
+                  "replicate (the same replicates for every group); replicates whose denominator had no "
+                  "errors rank above every finite one (an interval reaching them is open above); 0/0 "
+                  "replicates are dropped")
+MINIMUM_DATA_WORDS = ("a group enters a differential only if it is labelled, has at least min_subjects "
+                      "subjects, and enough trials that the rule-of-three bound 3/n lies below the "
+                      "resolution (default: the target FMR for FMR, the overall FNMR at the threshold for "
+                      "FNMR); the others are listed with the reason")
+
+
+def exclusion_json(x: Exclusion) -> dict[str, Any]:
+    return {"group": x.group, "reason": x.reason, "subjects": x.subjects, "trials": x.trials,
+            "min_subjects": x.min_subjects, "resolution": x.resolution,
+            "rule_of_three_upper": x.rule_of_three, "trials_needed": x.trials_needed}
+
+
+def ratio_json(r: RatioEstimate | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"value": r.value, "kind": r.kind, "low": r.low, "high": r.high, "high_open": r.high_open,
+            "level": r.level, "numerator": r.numerator, "denominator": r.denominator,
+            "replicates": r.replicates,
+            "replicates_unbounded": r.replicates_unbounded, "replicates_undefined": r.replicates_undefined}
+
+
+def estimate_json(e: Estimate | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"value": e.value, "low": e.low, "high": e.high, "level": e.level, "replicates": e.replicates,
+            "replicates_undefined": e.replicates_undefined}
+
+
+def rate_differentials_json(r: RateDifferentials) -> dict[str, Any]:
+    counts = [{"group": g, "errors": k, "trials": n, "subjects": subj, "value": k / n if n else None}
+              for g, k, n, subj in r.counts]
+    return {"rate": r.rate, "resolution": r.resolution, "groups": list(r.groups), "counts": counts,
+            "left_out": [exclusion_json(x) for x in r.left_out], "max_min": ratio_json(r.max_min),
+            "max_geomean": ratio_json(r.max_geomean),
+            "highest_over_lowest": ratio_json(r.highest_over_lowest)}
+
+
+def comparison_json(c: Comparison) -> dict[str, Any]:
+    return {"grouping": c.grouping, "numerator": c.numerator, "denominator": c.denominator,
+            "fmr": ratio_json(c.fmr), "fnmr": ratio_json(c.fnmr),
+            "fmr_left_out": [exclusion_json(x) for x in c.fmr_left_out],
+            "fnmr_left_out": [exclusion_json(x) for x in c.fnmr_left_out]}
+
+
 def differentials_json(d: Differentials) -> dict[str, Any]:
+    """One grouping's differentials at one global threshold (schema 1.2: intervals, bounds, the
+    minimum-data rule; never "inf")."""
+    both = d.groups
+    names = [c[0] for c in d.fmr.counts]
     out: dict[str, Any] = {
-        "fmr_target": d.fmr_target,
-        "threshold": d.threshold,
-        "groups": list(d.groups),
-        "groups_left_out": list(d.groups_left_out),
-    }
+        "grouping": d.grouping, "fmr_target": d.fmr_target, "threshold": d.threshold, "groups": list(both),
+        "groups_left_out": [g for g in names if g not in both], "min_subjects": d.min_subjects,
+        "level": d.level,
+        "unlabelled": list(d.unlabelled), "zero_bound": ZERO_BOUND_WORDS, "interval_method": INTERVAL_WORDS,
+        "fmr": rate_differentials_json(d.fmr), "fnmr": rate_differentials_json(d.fnmr),
+        "fdr": estimate_json(d.fdr), "garbe": estimate_json(d.garbe),
+        "comparisons": [comparison_json(c) for c in d.comparisons]}
     if not d.computed:
         out["note"] = NO_DIFFERENTIALS
-        return out
-    for key in (
-        "fmr_max_min_ratio",
-        "fnmr_max_min_ratio",
-        "fmr_max_geomean_ratio",
-        "fnmr_max_geomean_ratio",
-        "fdr",
-        "garbe",
-    ):
-        out[key] = _number(getattr(d, key))
     return out
+
+
+def card_json(c: Card) -> dict[str, Any]:
+    from faceaudit.measures.cards import pairing_name
+
+    def cell(x: CardCell) -> dict[str, Any]:
+        return {"count": x.count, "total": x.total, "value": x.value, "low": x.low, "high": x.high,
+                "rule_of_three_upper": x.rule_of_three}
+
+    return {"grouping": " x ".join(c.grouping), "pairing": list(c.pairing),
+            "pairing_name": pairing_name(c.pairing), "threshold": c.threshold, "fmr_target": c.fmr_target,
+            "level": c.level, "design": c.design,
+            "interval_method": "clopper-pearson", "probe_groups": list(c.probe_groups),
+            "reference_groups": list(c.reference_groups), "fmr": [[cell(x) for x in row] for row in c.cells]}
 
 
 def _number(x: float | None) -> float | str | None:
@@ -247,20 +316,17 @@ def at_json(t: ThresholdMeasures) -> dict[str, Any]:
 
 def audit_settings_json(result: AuditResult) -> dict[str, Any]:
     s = result.settings
-    return {
-        "fmr_targets": list(s.fmr_targets),
-        "convention": s.convention,
-        "convention_meaning": CONVENTION_MEANINGS[s.convention],
-        "groupings": [list(g) for g in s.groupings],
-        "level": s.level,
-        "bootstrap_replicates": s.bootstrap_replicates,
-        "bootstrap_seed": s.bootstrap_seed,
-        "bootstrap_note": BOOTSTRAP_NOTES[s.bootstrap_status],
-        "score_direction": SIMILARITY if s.score_direction is None else s.score_direction,
-        **DEFINITIONS,
-        "tail_cutoff_range": list(s.tail_cutoff_range),
-        "histogram_bins": s.histogram_bins,
-    }
+    return {"fmr_targets": list(s.fmr_targets), "convention": s.convention,
+            "convention_meaning": CONVENTION_MEANINGS[s.convention],
+            "groupings": [list(g) for g in s.groupings], "level": s.level,
+            "bootstrap_replicates": s.bootstrap_replicates, "bootstrap_seed": s.bootstrap_seed,
+            "bootstrap_note": BOOTSTRAP_NOTES[s.bootstrap_status],
+            "score_direction": SIMILARITY if s.score_direction is None else s.score_direction,
+            **DEFINITIONS, "tail_cutoff_range": list(s.tail_cutoff_range), "histogram_bins": s.histogram_bins,
+            "minimum_data": {"min_subjects": s.min_subjects, "fmr_resolution": s.fmr_resolution,
+                             "fnmr_resolution": s.fnmr_resolution, "unlabelled": list(s.unlabelled),
+                             "rule": MINIMUM_DATA_WORDS},
+            "compare": [{"grouping": g, "numerator": a, "denominator": b} for g, a, b in s.compare]}
 
 
 def audit_json(result: AuditResult) -> dict[str, Any]:
@@ -275,6 +341,7 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
         "by_group": {k: [group_json(g) for g in v] for k, v in result.by_group.items()},
         "cross_group_fmr": {k: [cross_json(m) for m in v] for k, v in result.cross_group_fmr.items()},
         "differentials": {k: [differentials_json(d) for d in v] for k, v in result.differentials.items()},
+        "cards": [card_json(c) for c in result.cards],
         "manifest": result.manifest,
     }
 
@@ -287,9 +354,20 @@ def audit_document(result: AuditResult, **kwargs: Any) -> dict[str, Any]:
     from faceaudit.report.jsonout import to_jsonable
 
     doc = to_jsonable(audit_json(result))
+    doc["headline"] = audit_headline(doc)
     if result.distributions is not None and result.subsets:
         doc["distributions"] = compact_distributions(result.distributions, result.subsets, **kwargs)
     return doc
+
+
+def audit_headline(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain-language headline of an audit document, from its differentials and the labels' source
+    (``manifest.labels``) alone (:mod:`faceaudit.report.headline`)."""
+    from faceaudit.report.headline import build_headline
+
+    labels = (doc.get("manifest") or {}).get("labels")
+    labels = labels if isinstance(labels, (dict, str)) else None
+    return build_headline(doc.get("differentials") or {}, labels=labels)
 
 
 # ----- flags: codes -> words -----------------------------------------------------------------------
@@ -526,9 +604,14 @@ def budget_json(b: Budget) -> dict[str, Any]:
 def _mix_words(result: ScenarioResult) -> str:
     mix = result.inputs.mix
     if mix is None:
-        return "the evaluation set's own probe mix"
+        by = result.inputs.breakdown
+        return "the evaluation set's own probe mix" + (f", broken down by {' x '.join(by)}" if by else "")
     column, shares = mix
     return ", ".join(f"{100 * x:.3g}% {column}={v}" for v, x in shares.items())
+
+
+OWN_MIX_WORDS = ("the set's own mix: each group's part of the total, its non-mated searches in proportion "
+                 "to its probes and its mated searches to its probes with a mate in the set")
 
 
 def scenario_statement(result: ScenarioResult) -> str:
@@ -570,29 +653,16 @@ def scenario_statement(result: ScenarioResult) -> str:
 
 def scenario_json(result: ScenarioResult) -> dict[str, Any]:
     i, e = result.inputs, result.expected
-    inputs = {
-        "searches": i.searches,
-        "gallery_size": i.gallery_size,
-        "threshold": i.threshold,
-        "mated_share": i.mated_share,
-        "mix": None if i.mix is None else {"column": i.mix[0], "shares": dict(i.mix[1])},
-        "max_false_matches": i.max_false_matches,
-        "bootstrap": i.bootstrap,
-        "seed": i.seed,
-        "level": i.level,
-    }
-    expected = {
-        k: getattr(e, k)
-        for k in (
-            "false_matches",
-            "from_nonmated_searches",
-            "from_mated_searches",
-            "mated_searches_wrong_person_first",
-            "fpir",
-            "fmr_at_threshold",
-            "naive_searches_x_n_x_fmr",
-        )
-    }
+    inputs = {"searches": i.searches, "gallery_size": i.gallery_size, "threshold": i.threshold,
+              "mated_share": i.mated_share,
+              "mix": None if i.mix is None else {"column": i.mix[0], "shares": dict(i.mix[1])},
+              "max_false_matches": i.max_false_matches, "bootstrap": i.bootstrap, "seed": i.seed,
+              "level": i.level,
+              "breakdown": None if i.breakdown is None
+              else {"columns": list(i.breakdown), "method": OWN_MIX_WORDS}}
+    expected = {k: getattr(e, k) for k in (
+        "false_matches", "from_nonmated_searches", "from_mated_searches",
+        "mated_searches_wrong_person_first", "fpir", "fmr_at_threshold", "naive_searches_x_n_x_fmr")}
     for k in ("interval", "count_interval", "mated_searches_wrong_person_first_interval"):
         expected[k] = interval_json(getattr(e, k))
     by_group = []

@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 
 from faceaudit.report.document import fmt_count, fmt_interval, fmt_num, format_rate
+from faceaudit.report.headline import estimate_text, left_out_text, pair_text, ratio_text
 from faceaudit.report.jsonout import to_jsonable
 from faceaudit.report.scenarios import (
     SCENARIO_SCHEMA,
@@ -180,7 +181,35 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
         "groupings": list(doc.get("by_group", {})),
         "has_distributions": isinstance(doc.get("distributions"), Mapping),
         "scenarios": [scenario_view(x, doc) for x in doc.get("scenarios") or [] if isinstance(x, Mapping)],
+        **_cards_view(doc),
     }
+
+
+def _cards_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline, and the cards at the headline's target FMR (else the first target), each with its
+    index in ``doc.cards`` (the page's script draws the heat map from it)."""
+    headline = doc.get("headline") if isinstance(doc.get("headline"), Mapping) else None
+    cards = [c for c in doc.get("cards") or [] if isinstance(c, Mapping)]
+    targets = [c.get("fmr_target") for c in cards]
+    target = (
+        headline.get("fmr_target")
+        if headline and headline.get("fmr_target") in targets
+        else (targets[0] if targets else None)
+    )
+    shown = [{**c, "index": i} for i, c in enumerate(cards) if c.get("fmr_target") == target]
+    return {"headline": headline, "cards": shown, "cards_target": target}
+
+
+def card_cell(cell: Mapping[str, Any] | None) -> str:
+    """``2.7e-04 (1,183 of 4,375,438; 95% CI 2.6e-04–2.9e-04)``; none under the pairing: ``n/a``."""
+    if not cell or not cell.get("total"):
+        return "n/a (no comparisons)"
+    if cell["count"] == 0:
+        return f"0 of {cell['total']:,} (≤ {cell['rule_of_three_upper']:.2g}, rule of 3)"
+    return (
+        f"{cell['value']:.2g} ({cell['count']:,} of {cell['total']:,}; CI {cell['low']:.2g}–"
+        f"{cell['high']:.2g})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,6 +238,11 @@ def _environment() -> jinja2.Environment:
         big=fmt_big,
         prob=fmt_prob,
         pct=fmt_pct,
+        ratio=ratio_text,
+        pair=pair_text,
+        estimate=estimate_text,
+        left_out=left_out_text,
+        card_cell=card_cell,
     )
     return env
 
