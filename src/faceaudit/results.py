@@ -28,8 +28,8 @@ __all__ = [
     "Differentials", "GroupAt", "ThresholdMeasures", "AuditSettings", "AuditResult",
     "RankRate", "SearchPoint", "CmcCurve", "ExtrapolatedPoint", "ProbeGroupMeasures", "IdentificationSettings",
     "IdentificationResult", "ScenarioInputs", "ExpectedFalseMatches", "ScenarioGroup", "Budget", "ScenarioResult",
-    "ClosedGroupRates", "ClosedPoint", "CensoredCurve", "ClosedAuditResult", "ClaimVerdict", "CandidateSource",
-    "CandidateIdentification",
+    "ClosedGroupRates", "ClosedPoint", "CensoredCurve", "ClosedAuditResult", "ClaimVerdict",
+    "CandidateSource", "CandidateIdentification",
 ]
 
 
