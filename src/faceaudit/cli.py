@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from faceaudit.cli_errors import fail
+from faceaudit.closed_commands import plan
 from faceaudit.compare.command import compare
 from faceaudit.errors import FaceAuditError, InputError
 from faceaudit.identify_command import identify, scenario
@@ -43,9 +44,18 @@ def audit(
     scenario: Annotated[list[Path], typer.Option("--scenario", help="a scenario's JSON (faceaudit scenario --json) to "
                                                  "include in the JSON and the report (repeat)")] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
+    claim: Annotated[list[str], typer.Option(
+        "--claim", help="a claimed rate to judge, e.g. 'fmr<=1e-4 per group' (repeat)")] = [],  # noqa: B006
+    censored_below: Annotated[float | None, typer.Option(
+        help="closed system: the level below which it reports no score (empty score cells)")] = None,
+    threshold: Annotated[list[float], typer.Option(
+        "--threshold", help="censored scores: threshold(s) >= the level (repeat)")] = [],  # noqa: B006
 ) -> None:
-    """Audit a vendor's comparison scores against a labelled sample table."""
+    """Audit a vendor's comparison scores against a labelled sample table (or a closed system's
+    decisions / censored scores: a `decision` column, or --censored-below)."""
     from faceaudit.audit import audit as run_audit
+    from faceaudit.claims import check_audit, parse_claim
+    from faceaudit.closed_commands import is_closed_result_file, run_closed_audit
     from faceaudit.data.ingest import load_score_file
     from faceaudit.report.scenarios import read_scenario
 
@@ -53,6 +63,17 @@ def audit(
         report_out = pdf.with_suffix(".html")
     targets = fmr or [1e-3, 1e-4, 1e-5]
     try:
+        claims = [parse_claim(c) for c in claim]
+        if scores is not None and samples is not None and is_closed_result_file(scores, censored_below):
+            if distributions is not None or report_out is not None or scenario or fmr:
+                raise InputError("a closed system's results are measured at its own point: --distributions, "
+                                 "--fmr, --report and --scenario do not apply")
+            run_closed_audit(scores, samples, group=group, censored_below=censored_below,
+                             thresholds=threshold, claims=claim, bootstrap=bootstrap, seed=seed, level=level,
+                             json_out=json_out, quiet=quiet)
+            return
+        if threshold:
+            raise InputError("--threshold is for censored results (with --censored-below)")
         for path in scenario:  # a bad scenario file stops the command before the audit runs
             read_scenario(path)
         if distributions is not None:
@@ -68,7 +89,8 @@ def audit(
             groupings = [(g,) for g in group] + ([tuple(group)] if len(group) > 1 else []) if group else None
             result = run_audit(dist, fmr_targets=targets, groupings=groupings, convention=convention,
                                level=level, bootstrap=bootstrap, seed=seed)
-            _finish(result, json_out, quiet, report_out, pdf, scenario, distributions)
+            verdicts = check_audit(claims, result)
+            _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts)
             return
         if scores is None or samples is None:
             raise InputError("give --scores and --samples (or --distributions)")
@@ -85,19 +107,23 @@ def audit(
             bar.update(task, description="measuring")
             result = run_audit(dist, fmr_targets=targets, convention=convention, level=level,
                                bootstrap=bootstrap, seed=seed)
+            verdicts = check_audit(claims, result)
     except FaceAuditError as exc:
         fail(exc)
-    _finish(result, json_out, quiet, report_out, pdf, scenario)
+    _finish(result, json_out, quiet, report_out, pdf, scenario, None, verdicts)
 
 
 def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None = None,
-            pdf: Path | None = None, scenarios: list[Path] | None = None, distributions: Path | None = None) -> None:
-    from faceaudit.report.document import audit_document
-    from faceaudit.report.jsonout import write_json
+            pdf: Path | None = None, scenarios: list[Path] | None = None, distributions: Path | None = None,
+            verdicts: list | None = None) -> None:
+    from faceaudit.report.document import audit_document, claim_lines, claims_json
+    from faceaudit.report.jsonout import to_jsonable, write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
 
     doc = audit_document(result)  # the JSON document, with the compact distributions the page needs
+    if verdicts:
+        doc["claims"] = to_jsonable(claims_json(verdicts))
     try:
         if distributions is not None:  # so that a scenario computed from the same file can be matched to it
             record_distributions_input(doc, distributions)
@@ -108,6 +134,8 @@ def _finish(result, json_out: Path | None, quiet: bool, report_out: Path | None 
         write_json(doc, json_out)
     if not quiet:
         print_audit(doc)
+        if verdicts:
+            typer.echo("\n".join(claim_lines(doc["claims"])))
     if json_out:
         err.print(f"wrote {json_out}")
     if report_out:
@@ -144,6 +172,7 @@ app.command("embed")(embed)
 app.command("report")(report)
 app.command("identify")(identify)
 app.command("scenario")(scenario)
+app.command("plan")(plan)
 
 
 def main() -> None:  # pragma: no cover

@@ -47,7 +47,8 @@ format_scenario = scenario_lines
 
 
 def identify(
-    distributions: Annotated[Path, typer.Option(help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)")],
+    distributions: Annotated[Path | None, typer.Option(
+        help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)")] = None,
     threshold: Annotated[str | None, typer.Option(help="threshold(s), comma-separated, e.g. 0.45,0.52")] = None,
     fmr: Annotated[str | None, typer.Option(help="instead of --threshold: target FMR(s), e.g. 1e-3,1e-4 (global "
                                             "thresholds read from the exact non-mated tail, as the audit does)")] = None,
@@ -61,13 +62,31 @@ def identify(
     level: Annotated[float, typer.Option(help="interval level")] = 0.95,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
+    candidates: Annotated[Path | None, typer.Option(
+        help="instead of --distributions: a closed system's candidate lists "
+             "(search_id, probe, rank, candidate[, score][, decision])")] = None,
+    gallery: Annotated[Path | None, typer.Option(
+        help="with --candidates: the enrolled samples (sample_id)")] = None,
+    samples: Annotated[Path | None, typer.Option(help="with --candidates: the sample table")] = None,
+    list_length: Annotated[int | None, typer.Option(
+        help="with --candidates: the list length asked for")] = None,
+    candidate_threshold: Annotated[float | None, typer.Option(
+        help="with --candidates: the score at or above which the system returns every candidate")] = None,
 ) -> None:
-    """1:N identification: FPIR, FNIR and CMC by gallery size, per probe group, with intervals."""
+    """1:N identification: FPIR, FNIR and CMC by gallery size, per probe group, with intervals (from
+    all-pairs distributions, or from a closed system's candidate lists at the enrolled gallery size)."""
     from faceaudit.compare.store import load_distributions
     from faceaudit.errors import FaceAuditError, InputError
     from faceaudit.measures.identification import ProbeTails, identification, parse_gallery_sizes
 
+    if candidates is not None:
+        _identify_candidates(candidates, gallery, samples, list_length, candidate_threshold, threshold, fmr,
+                             gallery_sizes, rank, extrapolate, group, bootstrap, seed, level, json_out, quiet,
+                             distributions)
+        return
     try:
+        if distributions is None:
+            raise InputError("give --distributions (or --candidates, --gallery, --samples, --list-length)")
         if (threshold is None) == (fmr is None):
             raise InputError("give exactly one of --threshold and --fmr")
         dist = load_distributions(distributions)
@@ -86,6 +105,26 @@ def identify(
         write_json(doc, json_out)
     if not quiet:
         typer.echo("\n".join(identification_lines(doc)))
+
+
+def _identify_candidates(candidates, gallery, samples, list_length, candidate_threshold, threshold, fmr,
+                         gallery_sizes, rank, extrapolate, group, bootstrap, seed, level, json_out, quiet,
+                         distributions) -> None:
+    from faceaudit.closed_commands import run_candidates
+    from faceaudit.errors import FaceAuditError, InputError
+
+    try:
+        if gallery is None or samples is None or list_length is None:
+            raise InputError("--candidates needs --gallery, --samples and --list-length")
+        if distributions is not None or fmr is not None or extrapolate or gallery_sizes != "full":
+            raise InputError("candidate lists answer at the enrolled gallery size and at score thresholds "
+                             "only: --distributions, --fmr, --extrapolate and --gallery-sizes do not apply")
+        run_candidates(candidates, gallery, samples, list_length=list_length,
+                       candidate_threshold=candidate_threshold, thresholds=_floats(threshold or ""),
+                       ranks=[int(r) for r in _floats(rank)], group=group, bootstrap=bootstrap, seed=seed,
+                       level=level, json_out=json_out, quiet=quiet)
+    except FaceAuditError as exc:
+        fail(exc)
 
 
 def scenario(
