@@ -205,6 +205,12 @@ def test_score_audit_with_claims_and_a_censored_file(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["schema"] == "faceaudit.audit" and len(doc["claims"]["verdicts"]) == 4
+    from faceaudit.report.html import render_html
+
+    page = render_html(doc)
+    assert page.count('<tr class="verdict-') == 4 and "Claims checked" in page
+    del doc["claims"]
+    assert "Claims checked" not in render_html(doc)
     assert "claims (pass when the upper bound" in r.output
     censored = write_rows(
         tmp_path / "censored.csv",
