@@ -315,3 +315,24 @@ def test_parquet_results_with_integer_ids(tmp_path):
     )
     with pytest.raises(FaceAuditError):
         read_closed_comparisons(tmp_path / "bad.parquet", index)
+
+
+def test_audit_refuses_closed_results(small):
+    d, index = small
+    path = write_rows(
+        d / "r.csv", ["probe", "reference", "decision"], [("a1", "a2", "match"), ("a1", "b1", "no-match")]
+    )
+    with pytest.raises(FaceAuditError):
+        audit(read_closed_comparisons(path, index).dist, bootstrap=0)
+
+
+def test_eer_above_a_bulk_with_a_short_tail_is_refused_not_a_traceback():
+    """verification.eer indexed past a tail of fewer than two scores (IndexError) when the EER lay in the bulk."""
+    from faceaudit.errors import NotExactError
+    from faceaudit.measures.verification import eer
+    from faceaudit.scores import ImpostorView
+
+    genuine = np.array([0.0, 0.5, 0.9])
+    for tail in ([], [0.95]):
+        with pytest.raises(NotExactError):
+            eer(ImpostorView(tail=np.array(tail), n_below=5, below_max=0.1), genuine)

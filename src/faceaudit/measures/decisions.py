@@ -138,9 +138,8 @@ def _curve(closed: ClosedComparisons, key: tuple, groups: list[int]) -> Censored
     reported = np.concatenate([view.tail[view.tail >= c], genuine[genuine >= c]])
     fm_c = int(view.tail.size - np.searchsorted(view.tail, c, side="left"))
     fnm_c = int(np.searchsorted(genuine, c, side="left"))
-    if fm_c * genuine.size < fnm_c * view.total or view.tail.size < 2:
-        # FMR < FNMR at the level: the rates cross below it, where nothing was reported (and
-        # verification.eer indexes past a tail of fewer than 2 scores when a bulk lies below it)
+    if fm_c * genuine.size < fnm_c * view.total:
+        # FMR < FNMR at the level: the rates cross below it, where nothing was reported
         return CensoredCurve(
             tuple(key[0]),
             tuple(key[1]),
