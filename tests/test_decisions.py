@@ -327,7 +327,7 @@ def test_audit_refuses_closed_results(small):
 
 
 def test_eer_above_a_bulk_with_a_short_tail_is_refused_not_a_traceback():
-    """verification.eer indexed past a tail of fewer than two scores (IndexError) when the EER lay in the bulk."""
+    """eer indexed past a tail of fewer than two scores (IndexError) when the EER lay in the bulk."""
     from faceaudit.errors import NotExactError
     from faceaudit.measures.verification import eer
     from faceaudit.scores import ImpostorView
