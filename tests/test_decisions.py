@@ -336,3 +336,28 @@ def test_eer_above_a_bulk_with_a_short_tail_is_refused_not_a_traceback():
     for tail in ([], [0.95]):
         with pytest.raises(NotExactError):
             eer(ImpostorView(tail=np.array(tail), n_below=5, below_max=0.1), genuine)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(ID, st.sampled_from(["A", "B", "", "007", "7"]), st.sampled_from(["f", "m", ""])),
+        max_size=6,
+    ),
+    header=st.sampled_from(
+        [["sample_id", "subject_id", "sex"], ["sample_id", "sex"], ["sample_id", "subject_id"]]
+    ),
+)
+def test_hostile_sample_tables(tmp_path_factory, rows, header):
+    from faceaudit.data.decisions import read_samples
+
+    d = tmp_path_factory.mktemp("st")
+    cols = {"sample_id": 0, "subject_id": 1, "sex": 2}
+    path = write_rows(d / "s.csv", header, [[r[cols[h]] for h in header] for r in rows])
+    try:
+        index = read_samples(path, ["sex"] if "sex" in header else [])
+    except FaceAuditError:
+        return
+    assert list(index.sample_ids) == [
+        r[0] for r in rows
+    ]  # as written: "007" stays "007", " a1" keeps its space
