@@ -455,6 +455,11 @@ def _check_settings(dist: ScoreDistributions, fmr_targets: Iterable[float], conv
             raise InputError(f"target FMR must lie in [0, 1], got {t!r}")
     if convention not in CONVENTIONS:
         raise InputError(f"unknown threshold convention {convention!r}; use 'highest' or 'lowest'")
+    if dist.meta.get("closed"):
+        # decision-only (scores 1 / 0) or censored (stand-ins below the level): EER, target-FMR
+        # thresholds and the DET would rest on values the system never reported
+        raise InputError(f"these are a closed system's {dist.meta['closed']} results: measure them with "
+                         "faceaudit.measures.decisions.closed_audit, not audit")
     if dist.n_mated == 0:
         raise EmptyError("no mated comparisons: FNMR and EER are undefined for this score set")
     if dist.n_nonmated == 0:

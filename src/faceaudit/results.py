@@ -55,6 +55,13 @@ __all__ = [
     "ScenarioGroup",
     "Budget",
     "ScenarioResult",
+    "ClosedGroupRates",
+    "ClosedPoint",
+    "CensoredCurve",
+    "ClosedAuditResult",
+    "ClaimVerdict",
+    "CandidateSource",
+    "CandidateIdentification",
 ]
 
 
@@ -576,3 +583,112 @@ class ScenarioResult:
     model: Mapping[str, Any]
     flags: tuple[Flag, ...]
     budget: Budget | None
+
+
+# ----- closed systems: decisions, censored scores, candidate lists, claims -------------------------
+@dataclass(frozen=True)
+class ClosedGroupRates:
+    """FMR and FNMR of one group (``grouping == ()``: the whole set) at one operating point."""
+
+    grouping: tuple[str, ...]
+    values: tuple[str, ...]
+    subjects: int
+    fmr: Rate
+    fnmr: Rate
+
+    @property
+    def grouping_name(self) -> str:
+        return grouping_label(self.grouping)
+
+    @property
+    def group(self) -> str:
+        return group_label(self.values)
+
+
+@dataclass(frozen=True)
+class ClosedPoint:
+    """Rates at one operating point of a closed system: ``threshold`` None and ``source``
+    "system_decision" for its own decision, else a score threshold at or above the censoring level."""
+
+    threshold: float | None
+    source: str
+    overall: ClosedGroupRates
+    by_group: tuple[ClosedGroupRates, ...]
+    cross_group: tuple[CrossGroupMatrix, ...]
+
+
+@dataclass(frozen=True)
+class CensoredCurve:
+    """Exact DET points at and above the censoring level for one group, and the EER where it lies above
+    the level (None otherwise)."""
+
+    grouping: tuple[str, ...]
+    values: tuple[str, ...]
+    threshold: np.ndarray
+    false_matches: np.ndarray
+    false_non_matches: np.ndarray
+    nonmated: int
+    mated: int
+    eer: float | None
+    eer_threshold: float | None
+
+
+@dataclass(frozen=True)
+class ClosedAuditResult:
+    """What a closed system's 1:1 results say: ``kind`` "decision" (match / no-match only) or
+    "censored" (scores reported at or above ``censored_below`` only)."""
+
+    kind: str
+    censored_below: float | None
+    censored_mated: int
+    censored_nonmated: int
+    mated: int
+    nonmated: int
+    points: tuple[ClosedPoint, ...]
+    curves: tuple[CensoredCurve, ...]
+    level: float
+    bootstrap_replicates: int
+    bootstrap_seed: int
+    exclusions: tuple[tuple[str, int], ...]
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """A claim ``metric <= bound`` judged for one group: ``verdict`` is "pass" (upper bound <= claim),
+    "fail" (lower bound > claim) or "not_enough_data" (:mod:`faceaudit.claims`)."""
+
+    claim: str
+    metric: str
+    bound: float
+    grouping: str
+    group: str
+    count: int
+    total: int
+    low: float | None
+    high: float | None
+    level: float
+    verdict: str
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class CandidateSource:
+    """What the candidate lists were and what they could answer (:mod:`faceaudit.measures.candidates`)."""
+
+    mode: str  # "score", "decision" or "rank"
+    list_length: int
+    candidate_threshold: float | None
+    gallery_size: int
+    lists_full: int
+    lists_short: int
+    lowest_answered_threshold: float | None
+    cmc_not_measurable: Mapping[int, int]
+
+
+@dataclass(frozen=True)
+class CandidateIdentification:
+    """1:N measured from candidate lists: ``identification`` is `identify`'s result type."""
+
+    identification: IdentificationResult
+    source: CandidateSource

@@ -93,15 +93,56 @@ def audit(
             "(default: one comparison, listed once)",
         ),
     ] = False,
+    claim: Annotated[
+        list[str],
+        typer.Option("--claim", help="a claimed rate to judge, e.g. 'fmr<=1e-4 per group' (repeat)"),
+    ] = [],  # noqa: B006
+    censored_below: Annotated[
+        float | None,
+        typer.Option(help="closed system: the level below which it reports no score (empty score cells)"),
+    ] = None,
+    threshold: Annotated[
+        list[float], typer.Option("--threshold", help="censored scores: threshold(s) >= the level (repeat)")
+    ] = [],  # noqa: B006
 ) -> None:
-    """Audit a vendor's comparison scores against a labelled sample table."""
+    """Audit a vendor's comparison scores against a labelled sample table (or a closed system's
+    decisions / censored scores: a `decision` column, or --censored-below)."""
     from faceaudit.audit import audit as run_audit
+    from faceaudit.claims import check_audit, parse_claim
+    from faceaudit.commands.closed import is_closed_result_file, run_closed_audit
     from faceaudit.report.scenarios import read_scenario
 
     if pdf is not None and report_out is None:
         report_out = pdf.with_suffix(".html")
     targets = fmr or [1e-3, 1e-4, 1e-5]
     try:
+        claims = [parse_claim(c) for c in claim]
+        if (
+            scores is not None
+            and samples is not None
+            and is_closed_result_file(scores, censored_below, encoding)
+        ):
+            if distributions is not None or report_out is not None or scenario or fmr:
+                raise InputError(
+                    "a closed system's results are measured at its own point: --distributions, "
+                    "--fmr, --report and --scenario do not apply"
+                )
+            run_closed_audit(
+                scores,
+                samples,
+                group=group,
+                censored_below=censored_below,
+                thresholds=threshold,
+                claims=claim,
+                bootstrap=bootstrap,
+                seed=seed,
+                level=level,
+                json_out=json_out,
+                quiet=quiet,
+            )
+            return
+        if threshold:
+            raise InputError("--threshold is for censored results (with --censored-below)")
         for path in scenario:  # a bad scenario file stops the command before the audit runs
             read_scenario(path)
         if distributions is not None and scores is not None:
@@ -128,9 +169,10 @@ def audit(
             fmr_resolution=fmr_resolution,
             fnmr_resolution=fnmr_resolution,
         )
+        verdicts = check_audit(claims, result)
     except FaceAuditError as exc:
         fail(exc)
-    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions)
+    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts)
 
 
 def _from_distributions(path: Path, group: list[str]):
@@ -203,13 +245,16 @@ def _finish(
     pdf: Path | None = None,
     scenarios: list[Path] | None = None,
     distributions: Path | None = None,
+    verdicts: list | None = None,
 ) -> None:
-    from faceaudit.report.document import audit_document
-    from faceaudit.report.jsonout import write_json
+    from faceaudit.report.document import audit_document, claim_lines, claims_json
+    from faceaudit.report.jsonout import to_jsonable, write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
 
     doc = audit_document(result)  # the JSON document, with the compact distributions the page needs
+    if verdicts:
+        doc["claims"] = to_jsonable(claims_json(verdicts))
     try:
         if distributions is not None:  # so that a scenario computed from the same file can be matched to it
             record_distributions_input(doc, distributions)
@@ -220,6 +265,8 @@ def _finish(
         write_json(doc, json_out)
     if not quiet:
         print_audit(doc)
+        if verdicts:
+            typer.echo("\n".join(claim_lines(doc["claims"])))
     if json_out:
         err.print(f"wrote {terminal_text(json_out)}")
     if report_out:

@@ -18,8 +18,9 @@ __all__ = ["identify"]
 
 def identify(
     distributions: Annotated[
-        Path, typer.Option(help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)")
-    ],
+        Path | None,
+        typer.Option(help="a .fadist file from `faceaudit compare` (needs its per-probe summaries)"),
+    ] = None,
     threshold: Annotated[
         str | None, typer.Option(help="threshold(s), comma-separated, e.g. 0.45,0.52")
     ] = None,
@@ -47,13 +48,57 @@ def identify(
     level: Annotated[float, typer.Option(help="interval level")] = 0.95,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(
+            help="instead of --distributions: a closed system's candidate lists "
+            "(search_id, probe, rank, candidate[, score][, decision])"
+        ),
+    ] = None,
+    gallery: Annotated[
+        Path | None, typer.Option(help="with --candidates: the enrolled samples (sample_id)")
+    ] = None,
+    samples: Annotated[Path | None, typer.Option(help="with --candidates: the sample table")] = None,
+    list_length: Annotated[
+        int | None, typer.Option(help="with --candidates: the list length asked for")
+    ] = None,
+    candidate_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="with --candidates: the score at or above which the system returns every candidate"
+        ),
+    ] = None,
 ) -> None:
-    """1:N identification: FPIR, FNIR and CMC by gallery size, per probe group, with intervals."""
+    """1:N identification: FPIR, FNIR and CMC by gallery size, per probe group, with intervals (from
+    all-pairs distributions, or from a closed system's candidate lists at the enrolled gallery size)."""
     from faceaudit.groups import default_groupings
     from faceaudit.measures.identification import ProbeTails, identification, parse_gallery_sizes
     from faceaudit.measures.verification import global_fmr_thresholds
 
+    if candidates is not None:
+        _identify_candidates(
+            candidates,
+            gallery,
+            samples,
+            list_length,
+            candidate_threshold,
+            threshold,
+            rank,
+            group,
+            bootstrap,
+            seed,
+            level,
+            json_out,
+            quiet,
+            wrong_options=distributions is not None
+            or fmr is not None
+            or bool(extrapolate)
+            or gallery_sizes != "full",
+        )
+        return
     try:
+        if distributions is None:
+            raise InputError("give --distributions (or --candidates, --gallery, --samples, --list-length)")
         if (threshold is None) == (fmr is None):
             raise InputError("give exactly one of --threshold and --fmr")
         dist = load_distributions(distributions)
@@ -80,3 +125,49 @@ def identify(
         write_json(doc, json_out)
     if not quiet:
         typer.echo("\n".join(identification_lines(doc)))
+
+
+def _identify_candidates(
+    candidates: Path,
+    gallery: Path | None,
+    samples: Path | None,
+    list_length: int | None,
+    candidate_threshold: float | None,
+    threshold: str | None,
+    rank: str,
+    group: list[str],
+    bootstrap: int,
+    seed: int,
+    level: float,
+    json_out: Path | None,
+    quiet: bool,
+    wrong_options: bool,
+) -> None:
+    """``identify --candidates``: 1:N at the enrolled gallery from a closed system's candidate lists."""
+    from faceaudit.commands.closed import run_candidates
+
+    try:
+        if gallery is None or samples is None or list_length is None:
+            raise InputError("--candidates needs --gallery, --samples and --list-length")
+        if wrong_options:
+            raise InputError(
+                "candidate lists answer at the enrolled gallery size and at score thresholds "
+                "only: --distributions, --fmr, --extrapolate and --gallery-sizes do not apply"
+            )
+        run_candidates(
+            candidates,
+            gallery,
+            samples,
+            list_length=list_length,
+            candidate_threshold=candidate_threshold,
+            thresholds=floats(threshold or ""),
+            ranks=[int(r) for r in floats(rank)],
+            group=group,
+            bootstrap=bootstrap,
+            seed=seed,
+            level=level,
+            json_out=json_out,
+            quiet=quiet,
+        )
+    except FaceAuditError as exc:
+        fail(exc)

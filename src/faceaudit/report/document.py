@@ -28,6 +28,8 @@ from faceaudit.results import (
     Card,
     CardCell,
     Comparison,
+    CandidateIdentification,
+    ClosedAuditResult,
     CrossGroupMatrix,
     DetCurve,
     Differentials,
@@ -71,6 +73,14 @@ __all__ = [
     "identification_lines",
     "scenario_lines",
     "CONVENTION_MEANINGS",
+    "claims_json",
+    "claim_lines",
+    "closed_audit_json",
+    "closed_audit_lines",
+    "candidate_identification_json",
+    "plan_lines",
+    "CLAIM_RULE",
+    "CANDIDATE_PROTOCOL",
 ]
 
 #: the audit document version this faceaudit writes (1.1: optional ``scenarios``; 1.2: differentials with
@@ -705,14 +715,11 @@ def to_document(obj: Any) -> Any:
     """Any typed result as its JSON document, in JSON types (NaN -> null, infinities -> "inf")."""
     from faceaudit.report.jsonout import to_jsonable
 
-    for kind, encode in (
-        (AuditResult, audit_json),
-        (IdentificationResult, identification_json),
-        (ScenarioResult, scenario_json),
-        (ThresholdMeasures, at_json),
-        (CrossGroupMatrix, cross_json),
-        (Rate, rate_json),
-    ):
+    for kind, encode in ((AuditResult, audit_json), (IdentificationResult, identification_json),
+                         (ClosedAuditResult, closed_audit_json),
+                         (CandidateIdentification, candidate_identification_json),
+                         (ScenarioResult, scenario_json), (ThresholdMeasures, at_json),
+                         (CrossGroupMatrix, cross_json), (Rate, rate_json)):
         if isinstance(obj, kind):
             return to_jsonable(encode(obj))
     raise TypeError(f"no document for {type(obj).__name__}")
@@ -899,4 +906,133 @@ def scenario_lines(doc: Mapping[str, Any]) -> list[str]:
             f"{b.get('threshold_upper_bound_within_budget')!s} (upper interval bound within budget)"
         )
     lines += [f"FLAG: {f}" for f in doc["flags"]]
+    return lines
+
+
+# ----- closed systems: decisions, censored scores, candidate lists, claims, plans -------------------
+CLAIM_RULE = (
+    "pass when the upper bound of the exact two-sided Clopper-Pearson interval at the stated level is <= the "
+    "claimed rate; fail when its lower bound is > the claimed rate; otherwise not enough data (the way "
+    "Common Criteria biometric evaluations judge claimed error rates)")
+CLAIM_WORDS = {"pass": "PASS", "fail": "FAIL", "not_enough_data": "NOT ENOUGH DATA"}
+CLOSED_SCHEMA_VERSION = "1.0"
+CENSORING_RULE = "scores below the level were not reported; nothing is measured below it"
+CANDIDATE_PROTOCOL = (
+    "candidate lists returned by the system: each probe searched the enrolled gallery once (itself left "
+    "out). A search is mated when the probe's subject has another enrolled sample. FPIR(T): a search returns "
+    "a non-mated candidate with score >= T (every search, its own subject's candidates set aside). "
+    "FNIR(R, T): a mated search does not return the first mate within rank R at score >= T. "
+    "CMC(R) = 1 - FNIR(R, -inf). Only the enrolled gallery size. A full list holds every candidate strictly "
+    "above its lowest score, a shorter one every candidate at or above the stated candidate threshold (else "
+    "its own lowest score); thresholds and ranks the lists do not reach are refused. Ranks are the system's.")
+
+
+def claims_json(verdicts: Any) -> dict[str, Any]:
+    """The ``claims`` section of a document: the rule in words and one entry per claim and group."""
+    return {"rule": CLAIM_RULE, "verdicts": [
+        {"claim": v.claim, "metric": v.metric, "bound": v.bound, "grouping": v.grouping, "group": v.group,
+         "count": v.count, "total": v.total, "interval": [v.low, v.high], "level": v.level,
+         "threshold": v.threshold, "verdict": v.verdict} for v in verdicts]}
+
+
+def claim_lines(section: Mapping[str, Any]) -> list[str]:
+    if not section or not section["verdicts"]:
+        return []
+    lines = [f"\nclaims ({section['rule']}):"]
+    for v in section["verdicts"]:
+        lo, hi = v["interval"]
+        iv = "no comparisons" if lo is None else f"[{fmt_num(lo)}, {fmt_num(hi)}]"
+        lines.append(f"  {v['claim']:<28} {v['grouping']:<12} {v['group']:<20} {v['count']:,}/{v['total']:,} "
+                     f"{iv}  -> {CLAIM_WORDS[v['verdict']]}")
+    return lines
+
+
+def closed_audit_json(result: Any, verdicts: Any = ()) -> dict[str, Any]:
+    """The document of a :class:`~faceaudit.results.ClosedAuditResult` (schema ``faceaudit.closed_audit``)."""
+    def group(g) -> dict[str, Any]:
+        return {"grouping": g.grouping_name, "group": g.group, "subjects": g.subjects,
+                "fmr": rate_json(g.fmr), "fnmr": rate_json(g.fnmr)}
+
+    points = [{"threshold": p.threshold, "source": p.source, "overall": group(p.overall),
+               "by_group": [group(g) for g in p.by_group],
+               "cross_group_fmr": [{"grouping": m.grouping, **cross_json(m)} for m in p.cross_group]}
+              for p in result.points]
+    curves = [{"grouping": c.grouping and " x ".join(c.grouping) or "overall",
+               "group": " | ".join(c.values) or "all", "threshold": c.threshold,
+               "false_matches": c.false_matches, "false_non_matches": c.false_non_matches,
+               "nonmated": c.nonmated, "mated": c.mated, "eer": c.eer,
+               "eer_threshold": c.eer_threshold,
+               "eer_note": None if c.eer is not None else "not above the censoring level (or not measurable)"}
+              for c in result.curves]
+    censoring = None if result.kind != "censored" else {
+        "level": result.censored_below, "censored_mated": result.censored_mated,
+        "censored_nonmated": result.censored_nonmated, "rule": CENSORING_RULE}
+    return {"schema": "faceaudit.closed_audit", "schema_version": CLOSED_SCHEMA_VERSION,
+            "faceaudit_version": _version(), "kind": result.kind, "censoring": censoring,
+            "counts": {"mated": result.mated, "nonmated": result.nonmated,
+                       "exclusions": dict(result.exclusions)},
+            "settings": {"level": result.level, "bootstrap_replicates": result.bootstrap_replicates,
+                         "bootstrap_seed": result.bootstrap_seed, **DEFINITIONS},
+            "points": points, "det_above_censoring": curves, "claims": claims_json(verdicts),
+            "manifest": dict(result.manifest)}
+
+
+def closed_audit_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Plain lines of a closed audit document: rates per group at each point, censoring, claims."""
+    lines = [f"closed system results ({doc['kind']}): {doc['counts']['mated']:,} mated and "
+             f"{doc['counts']['nonmated']:,} non-mated comparisons"]
+    if doc["censoring"]:
+        c = doc["censoring"]
+        lines.append(f"censored below {c['level']:.6g}: {c['censored_mated']:,} mated and "
+                     f"{c['censored_nonmated']:,} non-mated comparisons reported no score; {c['rule']}")
+    for p in doc["points"]:
+        where = ("at the system's own decision" if p["threshold"] is None
+                 else f"at threshold {p['threshold']:.6g}")
+        lines.append(f"\n== {where}")
+        for g in [p["overall"], *p["by_group"]]:
+            lines.append(f"  {g['grouping']:<12} {g['group']:<20} FMR {format_rate(g['fmr'], 'text')}  "
+                         f"FNMR {format_rate(g['fnmr'], 'text')}")
+    for c in doc["det_above_censoring"]:
+        if c["grouping"] == "overall":
+            eer = c["eer_note"] if c["eer"] is None else f"{c['eer']:.4g} at {c['eer_threshold']:.6g}"
+            lines.append(f"\nDET above the censoring level: {len(c['threshold'])} exact points; EER {eer}")
+    return lines + claim_lines(doc["claims"])
+
+
+def candidate_identification_json(ci: Any) -> dict[str, Any]:
+    """`identify`'s document of a :class:`~faceaudit.results.CandidateIdentification`, with the
+    candidate-list protocol and what the lists were."""
+    s = ci.source
+    doc = identification_json(ci.identification)
+    doc["protocol"] = CANDIDATE_PROTOCOL
+    doc["source"] = {"kind": "candidate_lists", "mode": s.mode, "list_length": s.list_length,
+                     "candidate_threshold": s.candidate_threshold, "gallery_size": s.gallery_size,
+                     "lists_full": s.lists_full, "lists_short": s.lists_short,
+                     "threshold_source": "system_decision" if s.mode == "decision" else "score_threshold",
+                     "lowest_answered_threshold": s.lowest_answered_threshold,
+                     "cmc_not_measurable": {str(r): n for r, n in s.cmc_not_measurable.items()} or None,
+                     "rank_rule": "the system's rank (position in the returned list)"}
+    return doc
+
+
+def plan_lines(plan: Any, rate: float | None = None) -> list[str]:
+    """What a request plan asks for, per cell, in total and in time at ``rate`` requests per second."""
+    lines = []
+    for name, claim, n, reached in (("FMR", plan.claim_fmr, plan.fmr_comparisons, plan.fmr_power),
+                                    ("FNMR", plan.claim_fnmr, plan.fnmr_comparisons, plan.fnmr_power)):
+        if claim is not None:
+            lines.append(f"{name} <= {claim:g}: {n:,} comparisons per cell support it with power "
+                         f"{reached:.3f} when the true rate is {plan.alternative:g} x the claim (exact "
+                         f"binomial; {CLAIM_RULE}, at {100 * plan.level:g}%)")
+    for c in plan.cells:
+        cell = " | ".join(c.probe_group) or "all"
+        if c.probe_group != c.reference_group:
+            cell += " -> " + (" | ".join(c.reference_group) or "all")
+        short = f"  SHORT by {c.shortfall:,}: this set cannot support the claim there" if c.shortfall else ""
+        lines.append(f"  {c.kind:<10} {cell:<30} planned {c.planned:>12,}  needed {c.needed:>12,}  available "
+                     f"{c.available:>14,}{short}")
+    lines.append(f"total requests: {plan.total:,} (mated {int(np.sum(plan.mated)):,}); seed {plan.seed}")
+    if rate is not None:
+        hours = plan.hours_at(rate)
+        lines.append(f"at {rate:g} requests/s: {hours:,.1f} hours ({hours / 24:,.1f} days)")
     return lines

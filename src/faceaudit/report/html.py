@@ -181,6 +181,7 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
         "groupings": list(doc.get("by_group", {})),
         "has_distributions": isinstance(doc.get("distributions"), Mapping),
         "scenarios": [scenario_view(x, doc) for x in doc.get("scenarios") or [] if isinstance(x, Mapping)],
+        "claims": _claims(doc.get("claims")),
         **_cards_view(doc),
     }
 
@@ -210,6 +211,16 @@ def card_cell(cell: Mapping[str, Any] | None) -> str:
         f"{cell['value']:.2g} ({cell['count']:,} of {cell['total']:,}; CI {cell['low']:.2g}–"
         f"{cell['high']:.2g})"
     )
+
+
+def _claims(section: Any) -> dict[str, Any] | None:
+    """The claim checks (``audit --claim``) as the page shows them, or None without any."""
+    if not isinstance(section, Mapping) or not section.get("verdicts"):
+        return None
+    from faceaudit.report.document import CLAIM_WORDS
+
+    rows = [{**v, "word": CLAIM_WORDS.get(v["verdict"], v["verdict"])} for v in section["verdicts"]]
+    return {"rule": section.get("rule", ""), "rows": rows}
 
 
 # ----------------------------------------------------------------------------------------------
