@@ -12,6 +12,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError, InputError
 from faceaudit.measures.differentials import DEFAULT_MIN_SUBJECTS
+from faceaudit.options import (
+    callback,
+    check_bins,
+    check_encoding,
+    check_finite,
+    check_level,
+    check_nonnegative_int,
+    check_positive_int,
+    check_probability,
+    check_seed,
+)
 from faceaudit.report.document import terminal_text
 from faceaudit.scores import DEFAULT_BINS
 
@@ -35,7 +46,12 @@ def audit(
         list[str], typer.Option("--group", help="attribute column to break results down by (repeat)")
     ] = [],  # noqa: B006
     fmr: Annotated[
-        list[float], typer.Option("--fmr", help="target FMR (repeat); default 1e-3, 1e-4, 1e-5")
+        list[float],
+        typer.Option(
+            "--fmr",
+            help="target FMR (repeat); default 1e-3, 1e-4, 1e-5",
+            callback=callback(check_probability),
+        ),
     ] = [],  # noqa: B006
     convention: Annotated[
         str, typer.Option(help="threshold convention: highest (bob.measure) or lowest (scikit-learn)")
@@ -43,10 +59,17 @@ def audit(
     distance: Annotated[
         bool, typer.Option("--distance", help="scores are distances: negate them at ingestion")
     ] = False,
-    bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0 disables)")] = 1000,
-    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
-    level: Annotated[float, typer.Option(help="interval level")] = 0.95,
-    bins: Annotated[int, typer.Option(help="histogram bins per group pair")] = DEFAULT_BINS,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="subject-bootstrap replicates (0 disables)", callback=callback(check_nonnegative_int)
+        ),
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed", callback=callback(check_seed))] = 0,
+    level: Annotated[float, typer.Option(help="interval level", callback=callback(check_level))] = 0.95,
+    bins: Annotated[
+        int, typer.Option(help="histogram bins per group pair", callback=callback(check_bins))
+    ] = DEFAULT_BINS,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
     report_out: Annotated[
         Path | None, typer.Option("--report", help="write the self-contained HTML report here")
@@ -70,20 +93,32 @@ def audit(
         ),
     ] = [],  # noqa: B006
     min_subjects: Annotated[
-        int, typer.Option(help="differentials: a group needs at least this many people")
+        int,
+        typer.Option(
+            help="differentials: a group needs at least this many people",
+            callback=callback(check_positive_int),
+        ),
     ] = DEFAULT_MIN_SUBJECTS,
     fmr_resolution: Annotated[
         float | None,
         typer.Option(
-            help="differentials: a group enters FMR ratios only if 3/n < this (default: the target FMR)"
+            help="differentials: a group enters FMR ratios only if 3/n < this (default: the target FMR)",
+            callback=callback(check_probability),
         ),
     ] = None,
     fnmr_resolution: Annotated[
         float | None,
-        typer.Option(help="differentials: likewise for FNMR (default: the overall FNMR at the threshold)"),
+        typer.Option(
+            help="differentials: likewise for FNMR (default: the overall FNMR at the threshold)",
+            callback=callback(check_probability),
+        ),
     ] = None,
     encoding: Annotated[
-        str, typer.Option(help="text encoding of CSV inputs (utf-8, latin-1, cp1252, utf-16...)")
+        str,
+        typer.Option(
+            help="text encoding of CSV inputs (utf-8, latin-1, cp1252, utf-16...)",
+            callback=callback(check_encoding),
+        ),
     ] = "utf-8",
     ordered_pairs: Annotated[
         bool,
@@ -99,10 +134,18 @@ def audit(
     ] = [],  # noqa: B006
     censored_below: Annotated[
         float | None,
-        typer.Option(help="closed system: the level below which it reports no score (empty score cells)"),
+        typer.Option(
+            help="closed system: the level below which it reports no score (empty score cells)",
+            callback=callback(check_finite),
+        ),
     ] = None,
     threshold: Annotated[
-        list[float], typer.Option("--threshold", help="censored scores: threshold(s) >= the level (repeat)")
+        list[float],
+        typer.Option(
+            "--threshold",
+            help="censored scores: threshold(s) >= the level (repeat)",
+            callback=callback(check_finite),
+        ),
     ] = [],  # noqa: B006
 ) -> None:
     """Audit a vendor's comparison scores against a labelled sample table (or a closed system's

@@ -9,6 +9,14 @@ from typing import Annotated
 import typer
 
 from faceaudit.commands.errors import fail
+from faceaudit.options import (
+    callback,
+    check_level,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_seed,
+)
 
 __all__ = ["plan"]
 
@@ -19,17 +27,41 @@ def plan(
     group: Annotated[
         list[str], typer.Option("--group", help="attribute column defining the cells (repeat)")
     ] = [],  # noqa: B006
-    claim_fmr: Annotated[float | None, typer.Option(help="the claimed FMR per group, e.g. 1e-4")] = None,
-    claim_fnmr: Annotated[float | None, typer.Option(help="the claimed FNMR per group, e.g. 0.01")] = None,
+    claim_fmr: Annotated[
+        float | None,
+        typer.Option(help="the claimed FMR per group, e.g. 1e-4", callback=callback(check_probability)),
+    ] = None,
+    claim_fnmr: Annotated[
+        float | None,
+        typer.Option(help="the claimed FNMR per group, e.g. 0.01", callback=callback(check_probability)),
+    ] = None,
     power: Annotated[
-        float, typer.Option(help="chance of supporting the claim when the true rate is the alternative")
+        float,
+        typer.Option(
+            help="chance of supporting the claim when the true rate is the alternative",
+            callback=callback(check_probability),
+        ),
     ] = 0.8,
-    alternative: Annotated[float, typer.Option(help="the true rate assumed, as a share of the claim")] = 0.5,
-    level: Annotated[float, typer.Option(help="interval level of the verdict")] = 0.95,
-    mated_per_subject: Annotated[int, typer.Option(help="most mated pairs per subject")] = 3,
+    alternative: Annotated[
+        float,
+        typer.Option(
+            help="the true rate assumed, as a share of the claim", callback=callback(check_probability)
+        ),
+    ] = 0.5,
+    level: Annotated[
+        float, typer.Option(help="interval level of the verdict", callback=callback(check_level))
+    ] = 0.95,
+    mated_per_subject: Annotated[
+        int, typer.Option(help="most mated pairs per subject", callback=callback(check_positive_int))
+    ] = 3,
     cells: Annotated[str, typer.Option(help="non-mated cells: all (cross-group too) or within")] = "all",
-    rate: Annotated[float | None, typer.Option(help="the API's requests per second, for the time")] = None,
-    seed: Annotated[int, typer.Option(help="random seed (the plan is reproducible)")] = 0,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="the API's requests per second, for the time", callback=callback(check_positive)),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="random seed (the plan is reproducible)", callback=callback(check_seed))
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """Plan the comparisons to request from a closed system, sized (exact binomial) for a claim."""
