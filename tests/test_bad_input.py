@@ -118,7 +118,9 @@ def test_empty_group_is_reported_not_crashing(tmp_path):
     x = next(e for e in res.by_group["sex"] if e.group == "x")
     assert x.eer is None and (x.mated, x.nonmated) == (0, 0) and group_notes(x)
     assert x.at_global_threshold[0].fmr.value is None
-    assert "x" in res.differentials["sex"][0].groups_left_out
+    d = res.differentials["sex"][0]
+    assert "x" not in d.groups
+    assert ("x", "no_trials") in [(e.group, e.reason) for e in d.fmr.left_out + d.fnmr.left_out]
 
 
 def test_no_mated_comparisons_is_an_empty_error(tmp_path, samples):

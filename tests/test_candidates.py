@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -86,16 +87,17 @@ def _lists(
 
 
 def _same(mine, theirs, points=True):
-    a, b = mine.to_dict(), theirs.to_dict()
-    for key in ("overall", "by_group", "flags"):
-        if not points:
-            strip = lambda blk: {k: v for k, v in blk.items() if k != "points"}
-            a[key] = strip(a[key]) if key == "overall" else a[key]
-            b[key] = strip(b[key]) if key == "overall" else b[key]
-            if key == "by_group":
-                a[key] = {g: [strip(x) for x in v] for g, v in a[key].items()}
-                b[key] = {g: [strip(x) for x in v] for g, v in b[key].items()}
-        assert a[key] == b[key], key
+    """The typed identification results are equal (every rate, interval and flag), points aside if asked."""
+    a = mine.identification
+
+    def strip(block):
+        return block if points else dataclasses.replace(block, points=())
+
+    assert strip(a.overall) == strip(theirs.overall)
+    assert {k: [strip(b) for b in v] for k, v in a.by_group.items()} == {
+        k: [strip(b) for b in v] for k, v in theirs.by_group.items()
+    }
+    assert a.flags == theirs.flags
 
 
 def test_full_lists_equal_identify(lfw):
@@ -106,8 +108,8 @@ def test_full_lists_equal_identify(lfw):
     mine = candidate_identification(lists, thresholds=ts, ranks=RANKS, bootstrap=BOOT, seed=SEED)
     theirs = identification(lfw["ref"], thresholds=ts, ranks=RANKS, bootstrap=BOOT, seed=SEED)
     _same(mine, theirs)
-    assert all(p["exact"] for p in mine.overall["points"])
-    fpir = [p["fpir"]["value"] for p in mine.overall["points"]]
+    assert all(p.exact for p in mine.identification.overall.points)
+    fpir = [p.fpir.value for p in mine.identification.overall.points]
     assert fpir[0] < fpir[1] < fpir[2]
     with pytest.raises(NotMeasurableError):
         candidate_identification(lists, thresholds=ts, ranks=[L + 1], bootstrap=0)
@@ -121,12 +123,12 @@ def test_lists_cut_at_the_system_threshold(lfw):
     ts = [t_sys, t_sys + 0.05]
     mine = candidate_identification(stated, thresholds=ts, ranks=[1, 5], bootstrap=BOOT, seed=SEED)
     theirs = identification(lfw["ref"], thresholds=ts, ranks=[1, 5], bootstrap=BOOT, seed=SEED)
-    assert mine.overall["points"] == theirs.overall["points"]
-    for name, blocks in mine.by_group.items():
+    assert mine.identification.overall.points == theirs.overall.points
+    for name, blocks in mine.identification.by_group.items():
         for a, b in zip(blocks, theirs.by_group[name]):
-            assert a["points"] == b["points"]
+            assert a.points == b.points
     # short lists without the mate: where it ranks is unknown, so no CMC, and it says so
-    assert mine.overall["cmc"] == [] and mine.settings["source"]["cmc_not_measurable"]["1"] > 0
+    assert mine.identification.overall.cmc == () and mine.source.cmc_not_measurable[1] > 0
     with pytest.raises(NotMeasurableError):  # below the stated level
         candidate_identification(stated, thresholds=[t_sys - 0.05], bootstrap=0)
     with pytest.raises(NotMeasurableError):  # beyond the stated length
@@ -143,10 +145,10 @@ def test_decision_only_lists_equal_identify_at_the_hidden_threshold(lfw):
     assert lists.mode == "decision"
     mine = candidate_identification(lists, ranks=RANKS, bootstrap=BOOT, seed=SEED)
     theirs = identification(lfw["ref"], thresholds=[t_hidden], ranks=RANKS, bootstrap=BOOT, seed=SEED)
-    a, b = mine.overall["points"][0], theirs.overall["points"][0]
-    assert (a["fpir"], a["fnir"]) == (b["fpir"], b["fnir"])
-    assert mine.overall["cmc"] == theirs.overall["cmc"]
-    assert mine.settings["source"]["threshold_source"] == "system_decision"
+    a, b = mine.identification.overall.points[0], theirs.overall.points[0]
+    assert (a.fpir, a.fnir) == (b.fpir, b.fnir)
+    assert mine.identification.overall.cmc == theirs.overall.cmc
+    assert mine.source.mode == "decision"
     with pytest.raises(FaceAuditError):
         candidate_identification(lists, thresholds=[0.3], bootstrap=0)
 
@@ -158,7 +160,7 @@ def test_rank_only_lists_give_identifys_cmc(lfw):
     mine = candidate_identification(lists, ranks=RANKS, bootstrap=BOOT, seed=SEED)
     theirs = identification(lfw["ref"], thresholds=[0.5], ranks=RANKS, bootstrap=BOOT, seed=SEED)
     _same(mine, theirs, points=False)
-    assert mine.overall["points"] == []
+    assert mine.identification.overall.points == ()
     with pytest.raises(NotMeasurableError):
         candidate_identification(lists, thresholds=[0.5], bootstrap=0)
 
@@ -187,13 +189,13 @@ def test_separate_gallery_against_brute_force(lfw):
             rank = 1 + int((s[p, nm] >= best).sum())
             miss1 += not (rank <= 1 and best >= T)
             miss10 += not (rank <= 10 and best >= T)
-    point = out.overall["points"][0]
-    assert (point["fpir"]["count"], point["fpir"]["total"]) == (fp, probes.size)
-    assert [(f["rate"]["count"], f["rate"]["total"]) for f in point["fnir"]] == [
+    point = out.identification.overall.points[0]
+    assert (point.fpir.count, point.fpir.total) == (fp, probes.size)
+    assert [(f.rate.count, f.rate.total) for f in point.fnir] == [
         (miss1, mated_searches),
         (miss10, mated_searches),
     ]
-    assert out.counts["enrolled"] == gallery.size
+    assert out.source.gallery_size == gallery.size
 
 
 # ----- named errors --------------------------------------------------------------------------------
@@ -286,11 +288,11 @@ def test_small_case_by_hand(small):
     ]
     lists = read_candidate_lists(write_rows(d / "c.csv", HEADER, rows), index, gallery, list_length=2)
     out = candidate_identification(lists, thresholds=[0.75], ranks=[1, 2], bootstrap=0)
-    p = out.overall["points"][0]
-    assert (p["fpir"]["count"], p["fpir"]["total"]) == (1, 2)  # a1's b1 at 0.8; 007's list ends at 0.1 < 0.75
+    p = out.identification.overall.points[0]
+    assert (p.fpir.count, p.fpir.total) == (1, 2)  # a1's b1 at 0.8; 007's list ends at 0.1 < 0.75
     # a1: mate at rank 2 with 0.7 < 0.75: a miss at both ranks; 007 has no enrolled mate
-    assert [(f["rate"]["count"], f["rate"]["total"]) for f in p["fnir"]] == [(1, 1), (1, 1)]
-    assert [c["rate"]["count"] for c in out.overall["cmc"][0]["cmc"]] == [0, 1]
+    assert [(f.rate.count, f.rate.total) for f in p.fnir] == [(1, 1), (1, 1)]
+    assert [c.rate.count for c in out.identification.overall.cmc[0].cmc] == [0, 1]
 
 
 ID = st.sampled_from(["a1", "a2", "b1", "b2", "007", "c2", "7", "", "zz"])

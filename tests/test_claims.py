@@ -150,19 +150,25 @@ def test_claims_on_an_audit_document():
     s = np.where(mated, rng.normal(3, 1, i.size), rng.normal(0, 1, i.size))
     b = DistributionBuilder(samples, uniform_edges(-6, 8, 512), tail_cutoff=-np.inf)
     b.add(i, j, s)
-    doc = audit(b.result(), fmr_targets=[1e-3], bootstrap=0).to_dict()
+    doc = audit(b.result(), fmr_targets=[1e-3], bootstrap=0)
     verdicts = check_audit(
         [parse_claim("fmr<=1e-3 per group"), parse_claim("fnmr<=0.5 overall at fmr=1e-3")], doc
     )
     assert [v.group for v in verdicts] == ["f", "m", "all"]
     for v in verdicts:
         assert v.verdict == judge(1e-3 if v.group != "all" else 0.5, v.count, v.total)[0]
-    f = doc["by_group"]["sex"][0]["at_global_threshold"][0]["fmr"]
-    assert (verdicts[0].count, verdicts[0].total) == (f["count"], f["total"])
+    f = doc.by_group["sex"][0].at_global_threshold[0].fmr
+    assert (verdicts[0].count, verdicts[0].total) == (f.count, f.total)
     with pytest.raises(ClaimError):
         check_audit([parse_claim("fnmr<=0.1 per group")], doc)  # no operating point named
     with pytest.raises(ClaimError):
         check_audit([parse_claim("fmr<=1e-4 per group")], doc)  # not an audited target
+    t = doc.overall.operating_points[0].threshold
+    at_t = check_audit([parse_claim(f"fnmr<=0.5 per group at threshold={t!r}")], doc)
+    by_fmr = check_audit([parse_claim("fnmr<=0.5 per group at fmr=1e-3")], doc)
+    assert [(v.group, v.count, v.total, v.verdict) for v in at_t] == [
+        (v.group, v.count, v.total, v.verdict) for v in by_fmr
+    ]
 
 
 def test_claims_on_closed_results(tmp_path):

@@ -7,15 +7,11 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
-import typer
 from typer.testing import CliRunner
 
-from faceaudit.closed_commands import audit_results, identify_candidates, is_closed_result_file, plan
+from faceaudit.cli import app
+from faceaudit.commands.closed import is_closed_result_file
 
-app = typer.Typer()
-app.command("plan")(plan)
-app.command("audit-results")(audit_results)
-app.command("identify-candidates")(identify_candidates)
 runner = CliRunner()
 
 
@@ -81,7 +77,7 @@ def test_plan_then_audit_with_claims(tmp_path):
     r = runner.invoke(
         app,
         [
-            "audit-results",
+            "audit",
             "--scores",
             str(results),
             "--samples",
@@ -112,11 +108,9 @@ def test_named_errors_exit_2(tmp_path):
     bad = write_rows(
         tmp_path / "bad.csv", ["probe", "reference", "decision"], [[rows[0][0], rows[1][0], "perhaps"]]
     )
-    r = runner.invoke(app, ["audit-results", "--scores", str(bad), "--samples", str(samples)])
+    r = runner.invoke(app, ["audit", "--scores", str(bad), "--samples", str(samples)])
     assert r.exit_code == 2 and "DecisionWordError" in r.output and "Traceback" not in r.output
-    r = runner.invoke(
-        app, ["audit-results", "--scores", str(bad), "--samples", str(samples), "--claim", "fmr<1"]
-    )
+    r = runner.invoke(app, ["audit", "--scores", str(bad), "--samples", str(samples), "--claim", "fmr<1"])
     assert r.exit_code == 2 and "ClaimError" in r.output
     r = runner.invoke(app, ["plan", "--samples", str(samples), "--out", str(tmp_path / "p.parquet")])
     assert r.exit_code == 2 and "InputError" in r.output
@@ -135,7 +129,7 @@ def test_identify_candidates(tmp_path):
     r = runner.invoke(
         app,
         [
-            "identify-candidates",
+            "identify",
             "--candidates",
             str(cands),
             "--gallery",
@@ -156,12 +150,12 @@ def test_identify_candidates(tmp_path):
     )
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "i.json").read_text())
-    assert doc["settings"]["source"]["kind"] == "candidate_lists"
+    assert doc["source"]["kind"] == "candidate_lists"
     assert doc["protocol"].startswith("candidate lists")
     r = runner.invoke(
         app,
         [
-            "identify-candidates",
+            "identify",
             "--candidates",
             str(cands),
             "--gallery",
@@ -173,3 +167,93 @@ def test_identify_candidates(tmp_path):
         ],
     )
     assert r.exit_code == 2 and "ListTooLongError" in r.output
+
+
+def test_score_audit_with_claims_and_a_censored_file(tmp_path):
+    samples, rows = _samples(tmp_path, 80)
+    ids = [r[0] for r in rows]
+    subj = {r[0]: r[1] for r in rows}
+    rng = np.random.default_rng(5)
+    lines = []
+    for a in range(len(ids)):
+        for b in range(a + 1, len(ids)):
+            mated = subj[ids[a]] == subj[ids[b]]
+            lines.append([ids[a], ids[b], float(rng.normal(3 if mated else 0, 1))])
+    scores = write_rows(tmp_path / "scores.csv", ["probe", "reference", "score"], lines)
+    r = runner.invoke(
+        app,
+        [
+            "audit",
+            "--scores",
+            str(scores),
+            "--samples",
+            str(samples),
+            "--group",
+            "sex",
+            "--fmr",
+            "1e-2",
+            "--bootstrap",
+            "0",
+            "--claim",
+            "fmr<=0.01 per group",
+            "--claim",
+            "fnmr<=0.5 per group at fmr=1e-2",
+            "--json",
+            str(tmp_path / "a.json"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["schema"] == "faceaudit.audit" and len(doc["claims"]["verdicts"]) == 4
+    from faceaudit.report.html import render_html
+
+    page = render_html(doc)
+    assert page.count('<tr class="verdict-') == 4 and "Claims checked" in page
+    del doc["claims"]
+    assert "Claims checked" not in render_html(doc)
+    assert "claims (pass when the upper bound" in r.output
+    censored = write_rows(
+        tmp_path / "censored.csv",
+        ["probe", "reference", "score"],
+        [[a, b, repr(s) if s >= 1.0 else ""] for a, b, s in lines],
+    )
+    r = runner.invoke(
+        app,
+        [
+            "audit",
+            "--scores",
+            str(censored),
+            "--samples",
+            str(samples),
+            "--censored-below",
+            "1.0",
+            "--threshold",
+            "1.5",
+            "--bootstrap",
+            "0",
+            "--json",
+            str(tmp_path / "c.json"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["kind"] == "censored" and doc["points"][0]["threshold"] == 1.5
+    nm = [s for a, b, s in lines if subj[a] != subj[b]]
+    assert doc["points"][0]["overall"]["fmr"]["count"] == sum(s >= 1.5 for s in nm)
+    r = runner.invoke(
+        app,
+        [
+            "audit",
+            "--scores",
+            str(censored),
+            "--samples",
+            str(samples),
+            "--censored-below",
+            "1.0",
+            "--threshold",
+            "0.5",
+            "--bootstrap",
+            "0",
+        ],
+    )
+    assert r.exit_code == 2 and "BelowCensoringError" in r.output

@@ -331,7 +331,8 @@ def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tm
         assert {"count", "total", "value", "clopper_pearson", "subject_bootstrap"} <= set(p["fmr"])
     assert set(doc["by_group"]) == {"sex", "region", "sex x region"}
     assert set(doc["cross_group_fmr"]) == {"sex", "region", "sex x region"}
-    assert {"fmr_max_min_ratio", "fmr_max_geomean_ratio", "fdr", "garbe"} <= set(doc["differentials"]["sex"][0])
+    assert {"fmr", "fnmr", "fdr", "garbe", "comparisons"} <= set(doc["differentials"]["sex"][0])
+    assert {"max_min", "max_geomean", "highest_over_lowest", "left_out"} <= set(doc["differentials"]["sex"][0]["fmr"])
     assert len(doc["manifest"]["inputs"]["scores"]["sha256"]) == 64
     assert doc["settings"]["convention"] == "highest"
     # .at(threshold) on the Python object, against the loops

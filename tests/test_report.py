@@ -334,7 +334,9 @@ def test_page_in_chromium(browser, audited, tmp_path):
     assert page.evaluate("window.faceaudit.state.errors") == []
     assert problems == []
     # every chart drew, with an accessible name
-    assert page.locator("div.vega svg").count() == len(doc["by_group"]) * 2 + len(doc["cross_group_fmr"])
+    target = doc["headline"]["fmr_target"]  # the cards drawn are those at the headline's target
+    cards = sum(c["fmr_target"] == target for c in doc["cards"])
+    assert page.locator("div.vega svg").count() == len(doc["by_group"]) * 2 + len(doc["cross_group_fmr"]) + cards
     assert page.locator("div.chart-frame[role=img][aria-label] > div.vega").count() == page.locator("div.vega").count()
     page.close()
 

@@ -85,7 +85,7 @@ def made(tmp_path_factory):
 
 def test_scenarios_go_into_the_audit_document(made):
     doc, s1, s2 = made["doc"], made["s1"], made["s2"]
-    assert doc["schema_version"] == SCHEMA_VERSION == "1.1"
+    assert doc["schema_version"] == SCHEMA_VERSION == "1.2"
     validate_document(doc)
     validate_scenario_document(s1)
     got = doc["scenarios"]

@@ -109,7 +109,7 @@ def test_audit_document_writes_the_current_version(document):
 
     from faceaudit.report.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == "1.1"
+    assert SCHEMA_VERSION == "1.2"
     assert jsonschema.Draft202012Validator(load_schema()["properties"]["schema_version"]).is_valid(SCHEMA_VERSION)
 
     assert document["schema_version"] == SCHEMA_VERSION

@@ -11,8 +11,8 @@ budget) with their text.
 
     PYTHONPATH=src python tools/pin_documents.py OUT [--check tools/document_hashes.txt]
 
-(``timing_s``, compare's wall times in the manifest, is left out of every document: it is not the same
-twice.)
+(``timing_s`` and ``finished_utc``, compare's wall times and finishing time in the manifest, are left
+out of every document: they are not the same twice.)
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def _scenario_text(doc):
 
 def _untimed(obj):
     if isinstance(obj, dict):
-        return {k: _untimed(v) for k, v in obj.items() if k != "timing_s"}
+        # compare's run details: wall times and the finishing time differ from run to run
+        return {k: _untimed(v) for k, v in obj.items() if k not in ("timing_s", "finished_utc")}
     if isinstance(obj, list):
         return [_untimed(v) for v in obj]
     return obj

@@ -28,6 +28,7 @@ from faceaudit.errors import EmptyError, InputError, NotExactError
 from faceaudit.groups import OVERALL, group_name, group_subsets, grouping_name, resolve_groupings
 from faceaudit.groups import default_groupings as default_groupings  # re-export (compatibility)
 from faceaudit.measures import differentials as dif
+from faceaudit.measures.cards import audit_cards
 from faceaudit.measures.verification import (
     CONVENTIONS,
     count_mated_below,
@@ -170,6 +171,7 @@ class Measurer:
     ) -> None:
         self.dist, self.subsets, self.boot = dist, subsets, boot
         self.targets, self.convention, self.level = targets, convention, level
+        self._replicates: dict[tuple, tuple[np.ndarray | None, np.ndarray]] = {}  # (key, threshold) -> reps
 
     def point(
         self, sub: Subset, threshold: float, target: float | None = None, convention: str | None = None,
@@ -184,10 +186,11 @@ class Measurer:
         b_fmr = b_fnmr = None
         in_tail = not sub.view.n_below or threshold > sub.view.below_max
         if self.boot is not None:
-            if sub.view.total and in_tail:
-                b_fmr = self.boot.fmr(sub.key, sub.subject_mask, sub.subject_mask, threshold, self.level)
+            fm_reps, fnm_reps = self.replicates(sub.key, threshold)  # kept: the differentials reuse them
+            if sub.view.total and in_tail and fm_reps is not None:
+                b_fmr = subject_bootstrap_from_rates(fm_reps, self.level, self.boot.replicates)
             if sub.genuine.size:
-                b_fnmr = self.boot.fnmr(sub.subject_mask, threshold, self.level)
+                b_fnmr = subject_bootstrap_from_rates(fnm_reps, self.level, self.boot.replicates)
         return OperatingPoint(
             threshold=threshold,
             fmr_target=target,
@@ -305,11 +308,17 @@ class Measurer:
         bootstrap; the FMR part None where the design does not allow it)."""
         if self.boot is None:
             return None
-        sub = self.subsets[key]
-        return (
-            self.boot.fmr_replicates(key, sub.subject_mask, sub.subject_mask, threshold),
-            self.boot.fnmr_replicates(sub.subject_mask, threshold),
-        )
+        if (key, threshold) not in self._replicates:
+            sub = self.subsets[key]
+            mask = sub.subject_mask
+            # the false matches per pair of subjects are in the exact tail only: below it (an EER read
+            # from a window) there is no FMR replicate rather than an undercount
+            in_tail = not sub.view.n_below or threshold > sub.view.below_max
+            self._replicates[(key, threshold)] = (
+                self.boot.fmr_replicates(key, mask, mask, threshold) if in_tail else None,
+                self.boot.fnmr_replicates(mask, threshold),
+            )
+        return self._replicates[(key, threshold)]
 
 
 def audit(
@@ -322,6 +331,12 @@ def audit(
     bootstrap: int = 1000,
     seed: int = 0,
     det_points: int = 1000,
+    compare: Iterable[Any] = (),
+    min_subjects: int = dif.DEFAULT_MIN_SUBJECTS,
+    fmr_resolution: float | None = None,
+    fnmr_resolution: float | None = None,
+    unlabelled: Sequence[str] = dif.DEFAULT_UNLABELLED,
+    pairings: Iterable[Sequence[str]] | None = None,
 ) -> AuditResult:
     """Measure everything the report shows.
 
@@ -344,6 +359,15 @@ def audit(
         Bootstrap seed.
     det_points : int
         The most DET points kept per group (exact points, decimated).
+    compare : iterable of str or (grouping, numerator, denominator)
+        Named group ratios wanted in the differentials, e.g. ``"sex=female:male"``.
+    min_subjects, fmr_resolution, fnmr_resolution, unlabelled
+        The differentials' minimum-data rule: a group enters only with at least ``min_subjects``
+        subjects and enough trials that 3/n lies below the resolution (default: the target FMR for FMR,
+        the overall FNMR at the threshold for FNMR); groups named by an ``unlabelled`` value are left out.
+    pairings : iterable of tuples of str, optional
+        The cross-group cards' pairings (columns the two people must share; default: any pair, then
+        pairs sharing the columns outside each grouping).
 
     Returns
     -------
@@ -379,10 +403,29 @@ def audit(
         if key != OVERALL:
             by_group.setdefault(grouping_name(key[0]), []).append(m.group(sub, global_thr, det_points))
     cross = {grouping_name(g): [m.cross(g, t, thr) for t, thr in global_thr.items()] for g in groupings}
+    rule = {
+        "compare": _check_compare(compare, by_group),
+        "min_subjects": int(min_subjects),
+        "fmr_resolution": fmr_resolution,
+        "fnmr_resolution": fnmr_resolution,
+        "unlabelled": tuple(unlabelled),
+    }
     diffs = {
-        name: [_differentials(name, entries, i, t, thr) for i, (t, thr) in enumerate(global_thr.items())]
+        name: [
+            _differentials(m, name, entries, overall, i, t, thr, rule)
+            for i, (t, thr) in enumerate(global_thr.items())
+        ]
         for name, entries in by_group.items()
     }
+    cards = tuple(
+        audit_cards(
+            dist,
+            groupings,
+            global_thr,
+            level=level,
+            pairings=None if pairings is None else [tuple(p) for p in pairings],
+        )
+    )
     settings = AuditSettings(
         fmr_targets=tuple(targets),
         convention=convention,
@@ -396,6 +439,11 @@ def audit(
         score_direction=dist.meta.get("score_direction"),
         tail_cutoff_range=(float(np.min(dist.tail_cutoff)), float(np.max(dist.tail_cutoff))),
         histogram_bins=int(dist.edges.size - 1),
+        min_subjects=rule["min_subjects"],
+        fmr_resolution=fmr_resolution,
+        fnmr_resolution=fnmr_resolution,
+        unlabelled=rule["unlabelled"],
+        compare=rule["compare"],
     )
     return AuditResult(
         overall=overall,
@@ -406,6 +454,7 @@ def audit(
         counts=_counts(dist),
         manifest=dict(dist.meta),
         measurer=m,
+        cards=cards,
     )
 
 
@@ -416,6 +465,11 @@ def _check_settings(dist: ScoreDistributions, fmr_targets: Iterable[float], conv
             raise InputError(f"target FMR must lie in [0, 1], got {t!r}")
     if convention not in CONVENTIONS:
         raise InputError(f"unknown threshold convention {convention!r}; use 'highest' or 'lowest'")
+    if dist.meta.get("closed"):
+        # decision-only (scores 1 / 0) or censored (stand-ins below the level): EER, target-FMR
+        # thresholds and the DET would rest on values the system never reported
+        raise InputError(f"these are a closed system's {dist.meta['closed']} results: measure them with "
+                         "faceaudit.measures.decisions.closed_audit, not audit")
     if dist.n_mated == 0:
         raise EmptyError("no mated comparisons: FNMR and EER are undefined for this score set")
     if dist.n_nonmated == 0:
@@ -448,34 +502,73 @@ def _counts(dist: ScoreDistributions) -> dict[str, Any]:
     }
 
 
+def _group_rates(
+    m: Measurer, entries: list[GroupMeasures], i: int, threshold: float
+) -> tuple[list[dif.GroupRate], list[dif.GroupRate]]:
+    """Each group's FMR and FNMR at its ``i``-th global threshold as the differentials read them: the
+    audit's counts, the subjects behind them (FNMR: those with a mated pair) and the replicate rates of
+    the audit's own subject bootstrap (the same replicates for every group)."""
+    gsub = m.dist.samples.subject_of_sample[m.dist.genuine_probe]
+    fmr, fnmr = [], []
+    for e in entries:
+        p = e.at_global_threshold[i]
+        key = (e.grouping, e.values)
+        reps = m.replicates(key, threshold)
+        fm_reps, fnm_reps = (None, None) if reps is None else reps
+        if reps is not None and fm_reps is None:  # the design cannot bootstrap this FMR: no interval for any
+            fm_reps = np.full(m.boot.replicates, np.nan)
+        mated_subjects = int(np.unique(gsub[m.subsets[key].subject_mask[gsub]]).size)
+        fmr.append(dif.GroupRate(e.group, p.fmr.count or 0, p.fmr.total, e.subjects, fm_reps))
+        fnmr.append(dif.GroupRate(e.group, p.fnmr.count or 0, p.fnmr.total, mated_subjects, fnm_reps))
+    return fmr, fnmr
+
+
 def _differentials(
-    name: str, entries: list[GroupMeasures], i: int, target: float, threshold: float
+    m: Measurer,
+    name: str,
+    entries: list[GroupMeasures],
+    overall: GroupMeasures,
+    i: int,
+    target: float,
+    threshold: float,
+    rule: dict[str, Any],
 ) -> Differentials:
-    """The differential summaries of a grouping at its ``i``-th global threshold, over the groups with
-    both mated and non-mated comparisons."""
-    usable = [
-        e for e in entries if e.at_global_threshold[i].fmr.total and e.at_global_threshold[i].fnmr.total
-    ]
-    base = {
-        "grouping": name,
-        "fmr_target": target,
-        "threshold": threshold,
-        "groups": tuple(e.group for e in usable),
-        "groups_left_out": tuple(e.group for e in entries if e not in usable),
-    }
-    if len(usable) < 2:
-        return Differentials(**base)
-    fmrs = [e.at_global_threshold[i].fmr.value for e in usable]
-    fnmrs = [e.at_global_threshold[i].fnmr.value for e in usable]
-    return Differentials(
-        **base,
-        fmr_max_min_ratio=dif.max_min_ratio(fmrs),
-        fnmr_max_min_ratio=dif.max_min_ratio(fnmrs),
-        fmr_max_geomean_ratio=dif.max_geomean_ratio(fmrs),
-        fnmr_max_geomean_ratio=dif.max_geomean_ratio(fnmrs),
-        fdr=dif.fairness_discrepancy_rate(fmrs, fnmrs),
-        garbe=dif.garbe(fmrs, fnmrs),
+    """The differentials of a grouping at its ``i``-th global threshold, with intervals and the
+    minimum-data rule (:func:`faceaudit.measures.differentials.differentials`)."""
+    fmr, fnmr = _group_rates(m, entries, i, threshold)
+    fnmr_overall = overall.operating_points[i].fnmr.value or 0.0
+    compare = [(a, b) for g, a, b in rule["compare"] if g == name]
+    return dif.differentials(
+        name,
+        fmr,
+        fnmr,
+        threshold=threshold,
+        fmr_target=target,
+        level=m.level,
+        compare=compare,
+        fmr_resolution=target if rule["fmr_resolution"] is None else rule["fmr_resolution"],
+        fnmr_resolution=fnmr_overall if rule["fnmr_resolution"] is None else rule["fnmr_resolution"],
+        min_subjects=rule["min_subjects"],
+        unlabelled=rule["unlabelled"],
     )
+
+
+def _check_compare(
+    compare: Iterable[Any], by_group: dict[str, list[GroupMeasures]]
+) -> tuple[tuple[str, str, str], ...]:
+    """``--compare`` requests as (grouping, numerator, denominator), each naming a measured grouping and
+    two of its groups."""
+    out = []
+    for c in compare:
+        g, a, b = dif.parse_comparison(c) if isinstance(c, str) else tuple(c)
+        if g not in by_group:
+            raise InputError(f"--compare {g}={a}:{b}: no grouping {g!r}; the audit has {list(by_group)}")
+        present = [e.group for e in by_group[g]]
+        for v in (a, b):
+            if v not in present:
+                raise InputError(f"--compare {g}={a}:{b}: no group {v!r} in {g!r}, which has {present}")
+        out.append((g, a, b))
+    return tuple(out)
 
 
 def _full_det(dist: ScoreDistributions, sub: Subset, max_points: int) -> dict[str, np.ndarray]:

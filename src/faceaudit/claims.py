@@ -24,31 +24,25 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from faceaudit.errors import InputError
+from faceaudit.results import AuditResult, ClaimVerdict, ClosedAuditResult
 from faceaudit.stats.intervals import clopper_pearson
 
 __all__ = [
     "Claim",
-    "Verdict",
     "ClaimError",
     "parse_claim",
     "judge",
     "check_rates",
     "check_audit",
     "check_closed_audit",
-    "RULE",
     "PASS",
     "FAIL",
     "NOT_ENOUGH_DATA",
 ]
 
 PASS, FAIL, NOT_ENOUGH_DATA = "pass", "fail", "not_enough_data"
-RULE = (
-    "pass when the upper bound of the exact two-sided Clopper-Pearson interval at the stated level is <= the "
-    "claimed rate; fail when its lower bound is > the claimed rate; otherwise not enough data"
-)
 METRICS = ("fmr", "fnmr")
 
 _CLAIM = re.compile(
@@ -70,34 +64,6 @@ class Claim:
     per_group: bool
     at: str | None = None  # None (the results' own point), "fmr" (a target FMR) or "threshold"
     at_value: float | None = None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    claim: str
-    grouping: str
-    group: str
-    count: int
-    total: int
-    low: float | None
-    high: float | None
-    level: float
-    verdict: str
-    threshold: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "claim": self.claim,
-            "grouping": self.grouping,
-            "group": self.group,
-            "count": self.count,
-            "total": self.total,
-            "interval": [self.low, self.high],
-            "level": self.level,
-            "threshold": self.threshold,
-            "verdict": self.verdict,
-            "rule": RULE,
-        }
 
 
 def _number(text: str, what: str, claim: str) -> float:
@@ -158,7 +124,7 @@ def check_rates(
     rates: Iterable[tuple[str, str, int, int]],
     level: float = 0.95,
     threshold: float | None = None,
-) -> list[Verdict]:
+) -> list[ClaimVerdict]:
     """Verdicts for ``(grouping, group, count, total)`` rows of the claim's metric (``grouping``
     ``"overall"`` for the whole set); rows outside the claim's scope are skipped."""
     out = []
@@ -167,14 +133,27 @@ def check_rates(
             continue
         verdict, low, high = judge(claim.bound, count, total, level)
         out.append(
-            Verdict(claim.text, grouping, group, int(count), int(total), low, high, level, verdict, threshold)
+            ClaimVerdict(
+                claim.text,
+                claim.metric,
+                claim.bound,
+                grouping,
+                group,
+                int(count),
+                int(total),
+                low,
+                high,
+                level,
+                verdict,
+                threshold,
+            )
         )
     return out
 
 
-def check_closed_audit(claims: Sequence[Claim], result: Any) -> list[Verdict]:
-    """Claims on a :class:`~faceaudit.measures.decisions.ClosedAudit`: at the system's decision
-    (decision-only), or at ``at threshold=`` / the first measured threshold (censored)."""
+def check_closed_audit(claims: Sequence[Claim], result: ClosedAuditResult) -> list[ClaimVerdict]:
+    """Claims on a closed system's results: at the system's decision (decision-only), or at
+    ``at threshold=`` / the first measured threshold (censored)."""
     out = []
     for claim in claims:
         if claim.at == "fmr":
@@ -190,9 +169,8 @@ def check_closed_audit(claims: Sequence[Claim], result: Any) -> list[Verdict]:
                     f"claim {claim.text!r}: threshold {claim.at_value!r} was not measured; measured: "
                     f"{[p.threshold for p in result.points]}"
                 )
-        rows = [("overall", "all", getattr(point.overall, claim.metric))]
-        rows += [
-            (" x ".join(g.grouping), " | ".join(g.values), getattr(g, claim.metric)) for g in point.by_group
+        rows = [
+            (g.grouping_name, g.group, getattr(g, claim.metric)) for g in (point.overall, *point.by_group)
         ]
         out += check_rates(
             claim, [(a, b, r.count, r.total) for a, b, r in rows], result.level, point.threshold
@@ -200,35 +178,43 @@ def check_closed_audit(claims: Sequence[Claim], result: Any) -> list[Verdict]:
     return out
 
 
-def check_audit(claims: Sequence[Claim], document: dict[str, Any]) -> list[Verdict]:
-    """Claims on an audit's JSON document (:meth:`faceaudit.audit.AuditResult.to_dict`), at the global
-    threshold of the claim's ``at fmr=`` target (or, for an FMR claim without ``at``, the target equal
-    to the claimed rate). ``at threshold=`` needs the distributions: use :func:`check_rates` on
-    ``AuditResult.at``."""
-    level = document["settings"]["level"]
+def check_audit(claims: Sequence[Claim], result: AuditResult) -> list[ClaimVerdict]:
+    """Claims on a score-based audit, at the global threshold of the claim's ``at fmr=`` target (or,
+    for an FMR claim without ``at``, the target equal to the claimed rate), or at ``at threshold=``
+    (any threshold: :meth:`~faceaudit.results.AuditResult.at`, no bootstrap there)."""
     out = []
+    targets = list(result.settings.fmr_targets)
     for claim in claims:
-        target = (
-            claim.at_value
-            if claim.at == "fmr"
-            else (claim.bound if claim.metric == "fmr" and not claim.at else None)
-        )
+        if claim.at == "threshold":
+            at = result.at(claim.at_value)
+            rows = [(g.grouping, g.group, getattr(g, claim.metric)) for g in (at.overall, *at.groups)]
+            if any(r is None for _, _, r in rows):
+                raise ClaimError(
+                    f"claim {claim.text!r}: threshold {claim.at_value!r} lies below the exact tail of "
+                    "some group; rebuild with a lower tail cutoff or name a target FMR"
+                )
+            out += check_rates(
+                claim, [(a, b, r.count, r.total) for a, b, r in rows], result.settings.level, claim.at_value
+            )
+            continue
+        target = claim.at_value if claim.at == "fmr" else (claim.bound if claim.metric == "fmr" else None)
         if target is None:
             raise ClaimError(
                 f"claim {claim.text!r}: a score-based audit needs the operating point: add "
-                "'at fmr=<target>' (one of the audit's target FMRs)"
+                "'at fmr=<target>' (one of the audit's target FMRs) or 'at threshold=<t>'"
             )
-        targets = document["settings"]["fmr_targets"]
-        if not any(math.isclose(t, target, rel_tol=1e-12, abs_tol=0) for t in targets):
+        k = next(
+            (i for i, t in enumerate(targets) if math.isclose(t, target, rel_tol=1e-12, abs_tol=0)), None
+        )
+        if k is None:
             raise ClaimError(
                 f"claim {claim.text!r}: FMR target {target!r} is not among the audit's {targets}"
             )
-        k = next(i for i, t in enumerate(targets) if math.isclose(t, target, rel_tol=1e-12, abs_tol=0))
-        overall = document["overall"]["operating_points"][k]
-        rows = [("overall", "all", overall[claim.metric])]
-        for name, entries in document["by_group"].items():
-            rows += [(name, e["group"], e["at_global_threshold"][k][claim.metric]) for e in entries]
+        overall = result.overall.operating_points[k]
+        rows = [("overall", "all", getattr(overall, claim.metric))]
+        for name, entries in result.by_group.items():
+            rows += [(name, g.group, getattr(g.at_global_threshold[k], claim.metric)) for g in entries]
         out += check_rates(
-            claim, [(a, b, r["count"], r["total"]) for a, b, r in rows], level, overall["threshold"]
+            claim, [(a, b, r.count, r.total) for a, b, r in rows], result.settings.level, overall.threshold
         )
     return out

@@ -8,6 +8,7 @@ from faceaudit.commands.audit import audit
 from faceaudit.commands.demo import demo
 from faceaudit.commands.embed import embed
 from faceaudit.commands.identify import identify
+from faceaudit.commands.plan import plan
 from faceaudit.commands.report import report
 from faceaudit.commands.scenario import scenario
 from faceaudit.compare.command import compare
@@ -29,6 +30,7 @@ app.command("identify")(identify)
 app.command("scenario")(scenario)
 app.command("evidence")(evidence)
 app.command("query")(query)
+app.command("plan")(plan)
 
 
 def main() -> None:  # pragma: no cover

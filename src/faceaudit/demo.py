@@ -110,6 +110,7 @@ def run_demo(
         groupings=[("sex",), ("race",), ("sex", "race")],
         bootstrap=bootstrap,
         seed=0,
+        compare=["sex=female:male"],
     )
     t2 = time.perf_counter()
     # the distributions as a file, so that the audit and the scenario name the same data by its hash

@@ -25,10 +25,31 @@ from typing import Any
 from faceaudit.errors import OptionError
 
 __all__ = [
-    "OPTION_DOMAINS", "MAX_BINS", "callback", "check_bins", "check_channel_values", "check_choice",
-    "check_count", "check_encoding", "check_finite", "check_level", "check_nonnegative",
-    "check_nonnegative_int", "check_output_path", "check_positive_int", "check_probability", "check_rank",
-    "check_seed", "check_share", "check_sha256", "check_size", "check_tail_m", "parse_list",
+    "OPTION_DOMAINS",
+    "MAX_BINS",
+    "callback",
+    "check_bins",
+    "check_channel_values",
+    "check_choice",
+    "check_count",
+    "check_encoding",
+    "check_finite",
+    "check_level",
+    "check_nonnegative",
+    "check_nonnegative_int",
+    "check_output_path",
+    "check_positive_int",
+    "check_probability",
+    "check_rank",
+    "check_seed",
+    "check_share",
+    "check_sha256",
+    "check_size",
+    "check_tail_m",
+    "parse_list",
+    "check_positive",
+    "comma_list",
+    "text_kept",
 ]
 
 #: bins per group pair: more would cost G^2 x bins x 8 bytes for no resolution a score has
@@ -98,6 +119,14 @@ def check_nonnegative(option: str, value: Any) -> float:
     x = _number(option, value)
     if not (math.isfinite(x) and x >= 0):
         raise OptionError(option, value, "must be a finite number >= 0")
+    return x
+
+
+def check_positive(option: str, value: Any) -> float:
+    """A finite number > 0 (a request rate)."""
+    x = _number(option, value)
+    if not (math.isfinite(x) and x > 0):
+        raise OptionError(option, value, "must be a finite number > 0")
     return x
 
 
@@ -197,8 +226,12 @@ def check_tail_m(option: str, value: Any, stored: int) -> int:
     if n < 3:
         raise OptionError(option, value, "the tail model needs at least 3 scores per probe")
     if n > stored:
-        raise OptionError(option, value, f"the distributions keep at most {stored} non-mated scores per "
-                          f"probe; use --tail-m {stored} or less, or rerun compare with --top-k {n}")
+        raise OptionError(
+            option,
+            value,
+            f"the distributions keep at most {stored} non-mated scores per "
+            f"probe; use --tail-m {stored} or less, or rerun compare with --top-k {n}",
+        )
     return n
 
 
@@ -241,6 +274,22 @@ def callback(check: Callable[..., Any], option: str | None = None, **bound: Any)
     return run
 
 
+def text_kept(validator: Callable[..., Any], **bound: Any) -> Callable[[str, Any], Any]:
+    """A check that validates a text option (``--mean``) but hands the command the text as given."""
+
+    def validate(option: str, value: Any) -> Any:
+        validator(option, value, **bound)
+        return value
+
+    return validate
+
+
+def comma_list(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
+    """A typer callback for a comma-separated option (``--threshold 0.4,0.5``): every item through
+    ``check`` (:func:`parse_list`); the command gets the text as given."""
+    return callback(text_kept(parse_list, check=check))
+
+
 #: every option of every command with a domain, and its check (choices, files and flags aside, which
 #: typer and the readers check). (command, option, check, how the command applies it)
 OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
@@ -250,6 +299,11 @@ OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
     ("audit", "--level", check_level, "value"),
     ("audit", "--bins", check_bins, "value"),
     ("audit", "--encoding", check_encoding, "value"),
+    ("audit", "--min-subjects", check_positive_int, "value"),
+    ("audit", "--fmr-resolution", check_probability, "value"),
+    ("audit", "--fnmr-resolution", check_probability, "value"),
+    ("audit", "--censored-below", check_finite, "value"),
+    ("audit", "--threshold", check_finite, "each"),
     ("compare", "--fmr", check_probability, "each"),
     ("compare", "--bins", check_bins, "value"),
     ("compare", "--block", check_positive_int, "value"),
@@ -264,6 +318,8 @@ OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
     ("identify", "--bootstrap", check_nonnegative_int, "value"),
     ("identify", "--seed", check_seed, "value"),
     ("identify", "--level", check_level, "value"),
+    ("identify", "--list-length", check_positive_int, "value"),
+    ("identify", "--candidate-threshold", check_finite, "value"),
     ("scenario", "--searches", check_nonnegative, "value"),
     ("scenario", "--gallery", check_size, "value"),
     ("scenario", "--threshold", check_finite, "value"),
@@ -284,4 +340,12 @@ OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
     ("embed", "--workers", check_positive_int, "value"),
     ("demo", "--searches", check_nonnegative, "value"),
     ("demo", "--gallery", check_size, "value"),
+    ("plan", "--claim-fmr", check_probability, "value"),
+    ("plan", "--claim-fnmr", check_probability, "value"),
+    ("plan", "--power", check_probability, "value"),
+    ("plan", "--alternative", check_probability, "value"),
+    ("plan", "--level", check_level, "value"),
+    ("plan", "--mated-per-subject", check_positive_int, "value"),
+    ("plan", "--rate", check_positive, "value"),
+    ("plan", "--seed", check_seed, "value"),
 ]

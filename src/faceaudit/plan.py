@@ -22,7 +22,6 @@ Seeded: the same table, settings and seed give the same plan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,7 +288,7 @@ def plan_requests(
     )
 
 
-def write_plan(plan: RequestPlan, path: str, groups: Sequence[str] | None = None) -> None:
+def write_plan(plan: RequestPlan, path: str) -> None:
     """The requests as Parquet (or CSV by suffix): ``request_id, probe, reference, mated, probe_group,
     reference_group``, ids as strings exactly as in the sample table."""
     import pyarrow as pa

@@ -32,6 +32,13 @@ __all__ = [
     "GroupMeasures",
     "CrossGroupMatrix",
     "Differentials",
+    "Exclusion",
+    "RatioEstimate",
+    "Estimate",
+    "RateDifferentials",
+    "Comparison",
+    "Card",
+    "CardCell",
     "GroupAt",
     "ThresholdMeasures",
     "AuditSettings",
@@ -48,6 +55,13 @@ __all__ = [
     "ScenarioGroup",
     "Budget",
     "ScenarioResult",
+    "ClosedGroupRates",
+    "ClosedPoint",
+    "CensoredCurve",
+    "ClosedAuditResult",
+    "ClaimVerdict",
+    "CandidateSource",
+    "CandidateIdentification",
 ]
 
 
@@ -176,27 +190,148 @@ class CrossGroupMatrix:
 
 
 @dataclass(frozen=True)
-class Differentials:
-    """Summaries of how FMR and FNMR differ across a grouping's groups at one global threshold.
+class Exclusion:
+    """A group left out of a differential by the minimum-data rule: a reason code and its numbers.
 
-    The ratios are ``None`` when fewer than two groups have both mated and non-mated comparisons
-    (``groups``); they may be ``inf`` (a group at zero) or ``nan`` (every group at zero)."""
+    Codes: ``unlabelled`` (a value of the group means "no label", e.g. ``unknown``); ``no_trials``;
+    ``too_few_subjects`` (``subjects`` < ``min_subjects``); ``too_few_trials`` (the rule-of-three bound
+    3 / ``trials`` is not below ``resolution``: even with no errors the group's data could not show a
+    rate as low as the one the differential is about). ``trials_needed``: the fewest that would do.
+    """
+
+    group: str
+    reason: str
+    subjects: int
+    trials: int
+    min_subjects: int
+    resolution: float
+    trials_needed: int | None = None
+
+    @property
+    def rule_of_three(self) -> float | None:
+        return min(1.0, 3.0 / self.trials) if self.trials else None
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """A ratio with its percentile interval over the subject-bootstrap replicates; ``kind`` says how to
+    read ``value``: ``estimate``; ``lower_bound`` (a denominator group had no errors and took its
+    rule-of-three bound: the ratio is *at least* ``value``); ``upper_bound`` (the numerator group had
+    none: *at most*); ``undefined`` (no errors anywhere; ``value`` None). ``high_open``: the replicates
+    in which the denominator had no errors reach the interval's high end, which is then unbounded
+    (``high`` None). ``numerator`` / ``denominator`` name the groups the point value divides.
+    Never infinite, never NaN."""
+
+    value: float | None
+    kind: str
+    low: float | None
+    high: float | None
+    high_open: bool
+    level: float
+    numerator: str | None
+    denominator: str | None
+    replicates: int
+    replicates_unbounded: int
+    replicates_undefined: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A differential that is not a ratio (FDR, GARBE), with its percentile interval."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    level: float
+    replicates: int
+    replicates_undefined: int
+
+
+@dataclass(frozen=True)
+class RateDifferentials:
+    """The ratio summaries of one rate (``"fmr"`` or ``"fnmr"``) across the groups that entered.
+
+    ``max_min`` (NISTIR 8280) and ``max_geomean`` (NIST FRVT Part 8) are recomputed in each replicate
+    over that replicate's rates; ``highest_over_lowest`` is the ratio of the two groups of the point
+    max/min, fixed, per replicate. None where fewer than two groups entered. ``counts``: every group's
+    (errors, trials, subjects), entered or not."""
+
+    rate: str
+    resolution: float
+    groups: tuple[str, ...]
+    left_out: tuple[Exclusion, ...]
+    max_min: RatioEstimate | None
+    max_geomean: RatioEstimate | None
+    highest_over_lowest: RatioEstimate | None
+    counts: tuple[tuple[str, int, int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A requested ratio of two named groups (``--compare sex=female:male``), FMR and FNMR (None where
+    a group did not enter; see the left-out lists)."""
 
     grouping: str
-    fmr_target: float
+    numerator: str
+    denominator: str
+    fmr: RatioEstimate | None
+    fnmr: RatioEstimate | None
+    fmr_left_out: tuple[Exclusion, ...] = ()
+    fnmr_left_out: tuple[Exclusion, ...] = ()
+
+
+@dataclass(frozen=True)
+class Differentials:
+    """How FMR and FNMR differ across a grouping's groups at one global threshold, with intervals and
+    the minimum-data rule (:mod:`faceaudit.measures.differentials`). ``fdr`` / ``garbe`` are over the
+    groups that entered both rates (None where fewer than two did)."""
+
+    grouping: str
+    fmr_target: float | None
     threshold: float
-    groups: tuple[str, ...]
-    groups_left_out: tuple[str, ...]
-    fmr_max_min_ratio: float | None = None
-    fnmr_max_min_ratio: float | None = None
-    fmr_max_geomean_ratio: float | None = None
-    fnmr_max_geomean_ratio: float | None = None
-    fdr: float | None = None
-    garbe: float | None = None
+    min_subjects: int
+    level: float
+    fmr: RateDifferentials
+    fnmr: RateDifferentials
+    fdr: Estimate | None = None
+    garbe: Estimate | None = None
+    comparisons: tuple[Comparison, ...] = ()
+    unlabelled: tuple[str, ...] = ()
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups that entered both rates."""
+        return tuple(g for g in self.fmr.groups if g in self.fnmr.groups)
 
     @property
     def computed(self) -> bool:
         return self.fdr is not None
+
+
+@dataclass(frozen=True)
+class CardCell:
+    count: int
+    total: int
+    value: float | None
+    low: float | None  # Clopper-Pearson
+    high: float | None
+    rule_of_three: float | None  # where count is 0
+
+
+@dataclass(frozen=True)
+class Card:
+    """A cross-group FMR card (NIST FRTE style): probe group x reference group FMR at one threshold over
+    the non-mated pairs that share the ``pairing`` columns (``()``: any pair)."""
+
+    grouping: tuple[str, ...]
+    pairing: tuple[str, ...]
+    threshold: float
+    fmr_target: float | None
+    level: float
+    design: str
+    probe_groups: tuple[str, ...]
+    reference_groups: tuple[str, ...]
+    cells: tuple[tuple[CardCell, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -231,6 +366,12 @@ class AuditSettings:
     score_direction: str | None  # as the distributions' manifest records it; None: similarities
     tail_cutoff_range: tuple[float, float]
     histogram_bins: int
+    #: the minimum-data rule of the differentials (None resolutions: the defaults, target FMR / overall FNMR)
+    min_subjects: int = 10
+    fmr_resolution: float | None = None
+    fnmr_resolution: float | None = None
+    unlabelled: tuple[str, ...] = ("(missing)", "unknown")
+    compare: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -247,6 +388,8 @@ class AuditResult:
     counts: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
     measurer: Any = field(default=None, repr=False, compare=False)
+    #: cross-group FMR cards: every grouping x pairing x target (NIST FRTE style)
+    cards: tuple[Card, ...] = ()
 
     def cross_group(self, fmr_target: float, grouping: str | None = None) -> CrossGroupMatrix:
         """The probe-group x reference-group FMR matrix at the global threshold for ``fmr_target``."""
@@ -389,6 +532,8 @@ class ScenarioInputs:
     bootstrap: int
     seed: int
     level: float
+    #: no mix given: the group columns the set's own mix is broken down by (None: not broken down)
+    breakdown: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -438,3 +583,112 @@ class ScenarioResult:
     model: Mapping[str, Any]
     flags: tuple[Flag, ...]
     budget: Budget | None
+
+
+# ----- closed systems: decisions, censored scores, candidate lists, claims -------------------------
+@dataclass(frozen=True)
+class ClosedGroupRates:
+    """FMR and FNMR of one group (``grouping == ()``: the whole set) at one operating point."""
+
+    grouping: tuple[str, ...]
+    values: tuple[str, ...]
+    subjects: int
+    fmr: Rate
+    fnmr: Rate
+
+    @property
+    def grouping_name(self) -> str:
+        return grouping_label(self.grouping)
+
+    @property
+    def group(self) -> str:
+        return group_label(self.values)
+
+
+@dataclass(frozen=True)
+class ClosedPoint:
+    """Rates at one operating point of a closed system: ``threshold`` None and ``source``
+    "system_decision" for its own decision, else a score threshold at or above the censoring level."""
+
+    threshold: float | None
+    source: str
+    overall: ClosedGroupRates
+    by_group: tuple[ClosedGroupRates, ...]
+    cross_group: tuple[CrossGroupMatrix, ...]
+
+
+@dataclass(frozen=True)
+class CensoredCurve:
+    """Exact DET points at and above the censoring level for one group, and the EER where it lies above
+    the level (None otherwise)."""
+
+    grouping: tuple[str, ...]
+    values: tuple[str, ...]
+    threshold: np.ndarray
+    false_matches: np.ndarray
+    false_non_matches: np.ndarray
+    nonmated: int
+    mated: int
+    eer: float | None
+    eer_threshold: float | None
+
+
+@dataclass(frozen=True)
+class ClosedAuditResult:
+    """What a closed system's 1:1 results say: ``kind`` "decision" (match / no-match only) or
+    "censored" (scores reported at or above ``censored_below`` only)."""
+
+    kind: str
+    censored_below: float | None
+    censored_mated: int
+    censored_nonmated: int
+    mated: int
+    nonmated: int
+    points: tuple[ClosedPoint, ...]
+    curves: tuple[CensoredCurve, ...]
+    level: float
+    bootstrap_replicates: int
+    bootstrap_seed: int
+    exclusions: tuple[tuple[str, int], ...]
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """A claim ``metric <= bound`` judged for one group: ``verdict`` is "pass" (upper bound <= claim),
+    "fail" (lower bound > claim) or "not_enough_data" (:mod:`faceaudit.claims`)."""
+
+    claim: str
+    metric: str
+    bound: float
+    grouping: str
+    group: str
+    count: int
+    total: int
+    low: float | None
+    high: float | None
+    level: float
+    verdict: str
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class CandidateSource:
+    """What the candidate lists were and what they could answer (:mod:`faceaudit.measures.candidates`)."""
+
+    mode: str  # "score", "decision" or "rank"
+    list_length: int
+    candidate_threshold: float | None
+    gallery_size: int
+    lists_full: int
+    lists_short: int
+    lowest_answered_threshold: float | None
+    cmc_not_measurable: Mapping[int, int]
+
+
+@dataclass(frozen=True)
+class CandidateIdentification:
+    """1:N measured from candidate lists: ``identification`` is `identify`'s result type."""
+
+    identification: IdentificationResult
+    source: CandidateSource

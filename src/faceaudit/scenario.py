@@ -108,6 +108,7 @@ class _Evaluator:
         fits: list,
         seed: int = 0,
         partition: np.ndarray | None = None,
+        own_mix: bool = False,
     ) -> None:
         self.model, self.N, self.groups, self.mix = model, gallery, groups, mix
         self.mated_share, self.S, self.pw, self.fits = mated_share, searches, pw, fits
@@ -115,6 +116,20 @@ class _Evaluator:
         t = model.tails
         self.mated = t.has_mate
         self.total_pairs = float(t.n_nonmated.sum())
+        #: the set's own mix broken down by group: each group's part of the pooled total (non-mated
+        #: searches in proportion to its probes, mated ones to its probes with a mate), so that the parts
+        #: add up to the figure without a breakdown, in every replicate too
+        self.own_mix = own_mix
+
+    def shares(self, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(share of the non-mated searches, share of the mated searches) per group: the mix, unless
+        ``own_mix``, where they are the (weighted) shares of probes and of probes with a mate."""
+        if not self.own_mix:
+            return self.mix, self.mix
+        w = np.ones(self.mated.size) if w is None else w
+        probes = np.array([float(w @ m) for m in self.groups])
+        mated = np.array([float(w @ (m & self.mated)) for m in self.groups])
+        return probes / probes.sum(), (mated / mated.sum() if mated.sum() > 0 else probes / probes.sum())
 
     def _per_group(self, e: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         w = np.ones(e.size) if w is None else w
@@ -126,10 +141,12 @@ class _Evaluator:
             out_mated.append(float(wm @ e / wm.sum()) if wm.sum() > 0 else np.nan)
         return np.array(out_all), np.array(out_mated)
 
-    def counts(self, fpir_g: np.ndarray, fpir_mated_g: np.ndarray) -> np.ndarray:
+    def counts(self, fpir_g: np.ndarray, fpir_mated_g: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         """Per group expected false matches (non-mated + mated searches returning someone else)."""
         fm = np.where(np.isfinite(fpir_mated_g), fpir_mated_g, fpir_g)
-        return self.S * self.mix * ((1 - self.mated_share) * fpir_g + self.mated_share * fm)
+        mix, mated_mix = self.shares(w)
+        fm = np.where(mated_mix > 0, fm, 0.0)  # own mix: a group without mated probes has no mated searches
+        return self.S * ((1 - self.mated_share) * mix * fpir_g + self.mated_share * mated_mix * fm)
 
     def at(self, threshold: float, replicates: bool = True) -> dict[str, Any]:
         m = self.model
@@ -174,7 +191,7 @@ class _Evaluator:
             )
             for pb, w in zip(P, self.pw):
                 eb = fpir_extrapolated(pb, self.N)
-                cg = self.counts(*self._per_group(eb, w))
+                cg = self.counts(*self._per_group(eb, w), w)
                 reps.append(cg.sum())
                 reps_g.append(cg)
             out["reps"] = np.array(reps)
@@ -291,6 +308,7 @@ def scenario(
         fits,
         seed,
         pop.partition,
+        pop.own_mix,
     )
     flags = list(pop.flags)
     n_max = int(tails.n_nonmated.max())
@@ -320,6 +338,7 @@ def scenario(
         bootstrap=int(bootstrap),
         seed=seed,
         level=level,
+        breakdown=tuple(tails.samples.group_columns) if pop.own_mix else None,
     )
     return ScenarioResult(
         inputs=inputs,
@@ -342,6 +361,7 @@ class _Population:
     column: str | None
     partition: np.ndarray | None
     flags: list[Flag]
+    own_mix: bool = False  # no mix given: the set's own, broken down by the distributions' groups
 
     def label(self, i: int) -> str:
         return self.names[i] if self.column is None else f"{self.column}={self.names[i]}"
@@ -351,6 +371,22 @@ def _population(tails: ProbeTails, mix: tuple[str, dict[str, float]] | None) -> 
     s = tails.samples
     if mix is None:
         pop = _Population(["all"], [np.ones(tails.n_probes, bool)], np.array([1.0]), None, None, [])
+        fl = person_concentration_flag(s.subject_of_sample, "all probes")
+        if fl is not None:
+            pop.flags.append(fl)
+        if s.group_columns:  # broken down by the distributions' groups, each its part of the same total
+            masks = [s.group_of_sample == g for g in range(s.n_groups)]
+            shares = np.array([m.sum() for m in masks], dtype=np.float64) / tails.n_probes
+            pop = _Population(
+                [" | ".join(label) for label in s.group_labels],
+                masks,
+                shares,
+                None,
+                None,
+                pop.flags,
+                own_mix=True,
+            )
+        return pop
     else:
         pop = _mixed_population(s, *mix)
         pop.partition = np.full(tails.n_probes, -1)
@@ -436,7 +472,7 @@ def _threshold_flags(
             flags.append(
                 Flag("scenario.beyond_tail_endpoint", {"lowest_endpoint": float(np.min(finite) + endpoint)})
             )
-    if mated_share > 0:
+    if mated_share > 0 and not pop.own_mix:  # (own mix: a group without a mate has no mated searches)
         for i in range(len(pop.names)):
             if pop.shares[i] > 0 and not (pop.masks[i] & tails.has_mate).any():
                 flags.append(Flag("scenario.group_without_mates", {"group": pop.label(i)}))
@@ -553,6 +589,8 @@ def _expected(
         ),
     )
     by_group = []
+    # a group's share of the searches: with the set's own mix its mated searches follow its mated probes
+    search_share = (1 - mated_share) * shares + mated_share * ev.shares()[1]
     for i, name in enumerate(pop.names):
         r3g = res.get("rule_of_three_g")
         r3g = None if r3g is None or not np.isfinite(r3g[i]) else float(r3g[i])
@@ -560,13 +598,15 @@ def _expected(
         by_group.append(
             ScenarioGroup(
                 group=name,
-                share=float(shares[i]),
+                share=float(search_share[i]),
                 probes=int(pop.masks[i].sum()),
                 subjects=int(np.unique(ev.model.tails.samples.subject_of_sample[pop.masks[i]]).size),
                 fpir=float(res["fpir_g"][i]),
                 false_matches=float(res["counts_g"][i]),
-                per_10k_searches_of_group=float(1e4 * res["counts_g"][i] / max(searches * shares[i], 1e-300))
-                if shares[i] > 0
+                per_10k_searches_of_group=float(
+                    1e4 * res["counts_g"][i] / max(searches * search_share[i], 1e-300)
+                )
+                if search_share[i] > 0
                 else None,
                 interval=ivs.expected(res["reps_g"][:, i], r3g) if boot else None,
                 count_interval=ivs.run(runs_g[:, i], r3g) if boot else None,
@@ -647,7 +687,7 @@ def _wrong_first(
             else pooled
             for mask in ev.groups
         ]
-        return float(ev.S * ev.mated_share * np.sum(ev.mix * np.array(vals)))
+        return float(ev.S * ev.mated_share * np.sum(ev.shares(w)[1] * np.array(vals)))
 
     point = one(None, None, 1.0)
     if not replicates or ev.pw is None:

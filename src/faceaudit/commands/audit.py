@@ -11,6 +11,18 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError, InputError
+from faceaudit.measures.differentials import DEFAULT_MIN_SUBJECTS
+from faceaudit.options import (
+    callback,
+    check_bins,
+    check_encoding,
+    check_finite,
+    check_level,
+    check_nonnegative_int,
+    check_positive_int,
+    check_probability,
+    check_seed,
+)
 from faceaudit.report.document import terminal_text
 from faceaudit.scores import DEFAULT_BINS
 
@@ -34,7 +46,12 @@ def audit(
         list[str], typer.Option("--group", help="attribute column to break results down by (repeat)")
     ] = [],  # noqa: B006
     fmr: Annotated[
-        list[float], typer.Option("--fmr", help="target FMR (repeat); default 1e-3, 1e-4, 1e-5")
+        list[float],
+        typer.Option(
+            "--fmr",
+            help="target FMR (repeat); default 1e-3, 1e-4, 1e-5",
+            callback=callback(check_probability),
+        ),
     ] = [],  # noqa: B006
     convention: Annotated[
         str, typer.Option(help="threshold convention: highest (bob.measure) or lowest (scikit-learn)")
@@ -42,10 +59,17 @@ def audit(
     distance: Annotated[
         bool, typer.Option("--distance", help="scores are distances: negate them at ingestion")
     ] = False,
-    bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0 disables)")] = 1000,
-    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
-    level: Annotated[float, typer.Option(help="interval level")] = 0.95,
-    bins: Annotated[int, typer.Option(help="histogram bins per group pair")] = DEFAULT_BINS,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="subject-bootstrap replicates (0 disables)", callback=callback(check_nonnegative_int)
+        ),
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed", callback=callback(check_seed))] = 0,
+    level: Annotated[float, typer.Option(help="interval level", callback=callback(check_level))] = 0.95,
+    bins: Annotated[
+        int, typer.Option(help="histogram bins per group pair", callback=callback(check_bins))
+    ] = DEFAULT_BINS,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
     report_out: Annotated[
         Path | None, typer.Option("--report", help="write the self-contained HTML report here")
@@ -62,15 +86,106 @@ def audit(
         ),
     ] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
+    compare: Annotated[
+        list[str],
+        typer.Option(
+            "--compare", help="a named ratio of two groups, GROUPING=a:b, e.g. sex=female:male (repeat)"
+        ),
+    ] = [],  # noqa: B006
+    min_subjects: Annotated[
+        int,
+        typer.Option(
+            help="differentials: a group needs at least this many people",
+            callback=callback(check_positive_int),
+        ),
+    ] = DEFAULT_MIN_SUBJECTS,
+    fmr_resolution: Annotated[
+        float | None,
+        typer.Option(
+            help="differentials: a group enters FMR ratios only if 3/n < this (default: the target FMR)",
+            callback=callback(check_probability),
+        ),
+    ] = None,
+    fnmr_resolution: Annotated[
+        float | None,
+        typer.Option(
+            help="differentials: likewise for FNMR (default: the overall FNMR at the threshold)",
+            callback=callback(check_probability),
+        ),
+    ] = None,
+    encoding: Annotated[
+        str,
+        typer.Option(
+            help="text encoding of CSV inputs (utf-8, latin-1, cp1252, utf-16...)",
+            callback=callback(check_encoding),
+        ),
+    ] = "utf-8",
+    ordered_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--ordered-pairs",
+            help="the matcher's score depends on the order: (a, b) and (b, a) are two comparisons "
+            "(default: one comparison, listed once)",
+        ),
+    ] = False,
+    claim: Annotated[
+        list[str],
+        typer.Option("--claim", help="a claimed rate to judge, e.g. 'fmr<=1e-4 per group' (repeat)"),
+    ] = [],  # noqa: B006
+    censored_below: Annotated[
+        float | None,
+        typer.Option(
+            help="closed system: the level below which it reports no score (empty score cells)",
+            callback=callback(check_finite),
+        ),
+    ] = None,
+    threshold: Annotated[
+        list[float],
+        typer.Option(
+            "--threshold",
+            help="censored scores: threshold(s) >= the level (repeat)",
+            callback=callback(check_finite),
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
-    """Audit a vendor's comparison scores against a labelled sample table."""
+    """Audit a vendor's comparison scores against a labelled sample table (or a closed system's
+    decisions / censored scores: a `decision` column, or --censored-below)."""
     from faceaudit.audit import audit as run_audit
+    from faceaudit.claims import check_audit, parse_claim
+    from faceaudit.commands.closed import is_closed_result_file, run_closed_audit
     from faceaudit.report.scenarios import read_scenario
 
     if pdf is not None and report_out is None:
         report_out = pdf.with_suffix(".html")
     targets = fmr or [1e-3, 1e-4, 1e-5]
     try:
+        claims = [parse_claim(c) for c in claim]
+        if (
+            scores is not None
+            and samples is not None
+            and is_closed_result_file(scores, censored_below, encoding)
+        ):
+            if distributions is not None or report_out is not None or scenario or fmr:
+                raise InputError(
+                    "a closed system's results are measured at its own point: --distributions, "
+                    "--fmr, --report and --scenario do not apply"
+                )
+            run_closed_audit(
+                scores,
+                samples,
+                group=group,
+                censored_below=censored_below,
+                thresholds=threshold,
+                claims=claim,
+                bootstrap=bootstrap,
+                seed=seed,
+                level=level,
+                json_out=json_out,
+                quiet=quiet,
+            )
+            return
+        if threshold:
+            raise InputError("--threshold is for censored results (with --censored-below)")
         for path in scenario:  # a bad scenario file stops the command before the audit runs
             read_scenario(path)
         if distributions is not None and scores is not None:
@@ -79,7 +194,9 @@ def audit(
             dist, groupings = _from_distributions(distributions, group)
         else:
             dist, groupings = (
-                _from_scores(scores, samples, group, targets, distance, bins, bootstrap, quiet),
+                _from_scores(
+                    scores, samples, group, targets, distance, bins, bootstrap, quiet, encoding, ordered_pairs
+                ),
                 None,
             )
         result = run_audit(
@@ -90,10 +207,15 @@ def audit(
             level=level,
             bootstrap=bootstrap,
             seed=seed,
+            compare=compare,
+            min_subjects=min_subjects,
+            fmr_resolution=fmr_resolution,
+            fnmr_resolution=fnmr_resolution,
         )
+        verdicts = check_audit(claims, result)
     except FaceAuditError as exc:
         fail(exc)
-    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions)
+    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts)
 
 
 def _from_distributions(path: Path, group: list[str]):
@@ -120,6 +242,8 @@ def _from_scores(
     bins: int,
     bootstrap: int,
     quiet: bool,
+    encoding: str = "utf-8",
+    ordered_pairs: bool = False,
 ):
     """Score and sample tables read in two passes, with a progress bar."""
     from faceaudit.data.ingest import load_score_file
@@ -149,6 +273,8 @@ def _from_scores(
             bins=bins,
             progress=tick,
             track_subject_pairs=bootstrap > 0,
+            encoding=encoding,
+            pair_order="ordered" if ordered_pairs else "unordered",
         )
         bar.update(task, description="measuring")
     return dist
@@ -162,13 +288,16 @@ def _finish(
     pdf: Path | None = None,
     scenarios: list[Path] | None = None,
     distributions: Path | None = None,
+    verdicts: list | None = None,
 ) -> None:
-    from faceaudit.report.document import audit_document
-    from faceaudit.report.jsonout import write_json
+    from faceaudit.report.document import audit_document, claim_lines, claims_json
+    from faceaudit.report.jsonout import to_jsonable, write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
 
     doc = audit_document(result)  # the JSON document, with the compact distributions the page needs
+    if verdicts:
+        doc["claims"] = to_jsonable(claims_json(verdicts))
     try:
         if distributions is not None:  # so that a scenario computed from the same file can be matched to it
             record_distributions_input(doc, distributions)
@@ -179,6 +308,8 @@ def _finish(
         write_json(doc, json_out)
     if not quiet:
         print_audit(doc)
+        if verdicts:
+            typer.echo("\n".join(claim_lines(doc["claims"])))
     if json_out:
         err.print(f"wrote {terminal_text(json_out)}")
     if report_out:

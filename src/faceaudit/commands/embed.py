@@ -12,6 +12,15 @@ import typer
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError
 from faceaudit.models.base import DEFAULT_FTA_POLICY, FTA_POLICIES
+from faceaudit.options import (
+    callback,
+    check_channel_values,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive_int,
+    check_sha256,
+    text_kept,
+)
 from faceaudit.report.document import terminal_text
 
 
@@ -86,30 +95,69 @@ def embed(
         bool,
         typer.Option("--allow-unverified", help="Accept model files whose sha256 is not a known release."),
     ] = False,
-    input_size: Annotated[int, typer.Option("--input-size", help="onnx: input side in pixels.")] = 112,
-    mean: Annotated[str, typer.Option("--mean", help="onnx: per-channel mean (1 or 3 numbers).")] = "127.5",
-    std: Annotated[str, typer.Option("--std", help="onnx: per-channel std (1 or 3 numbers).")] = "127.5",
+    input_size: Annotated[
+        int,
+        typer.Option(
+            "--input-size", help="onnx: input side in pixels.", callback=callback(check_positive_int)
+        ),
+    ] = 112,
+    mean: Annotated[
+        str,
+        typer.Option(
+            "--mean",
+            help="onnx: per-channel mean (1 or 3 numbers).",
+            callback=callback(text_kept(check_channel_values)),
+        ),
+    ] = "127.5",
+    std: Annotated[
+        str,
+        typer.Option(
+            "--std",
+            help="onnx: per-channel std (1 or 3 numbers).",
+            callback=callback(text_kept(check_channel_values, positive=True)),
+        ),
+    ] = "127.5",
     channels: Annotated[str, typer.Option("--channels", help="onnx: RGB or BGR.")] = "RGB",
     nchw: Annotated[bool, typer.Option("--nchw/--nhwc", help="onnx: tensor layout.")] = True,
     expected_sha256: Annotated[
-        str | None, typer.Option("--sha256", help="onnx: expected sha256 of the model file (checked).")
+        str | None,
+        typer.Option(
+            "--sha256",
+            help="onnx: expected sha256 of the model file (checked).",
+            callback=callback(check_sha256),
+        ),
     ] = None,
     callable_target: Annotated[
         str | None,
         typer.Option("--callable", help="callable: 'module:function' taking a list of RGB images."),
     ] = None,
-    dim: Annotated[int | None, typer.Option("--dim", help="callable: embedding size.")] = None,
+    dim: Annotated[
+        int | None,
+        typer.Option("--dim", help="callable: embedding size.", callback=callback(check_positive_int)),
+    ] = None,
     detector: Annotated[str, typer.Option("--detector", help="dlib: hog, cnn or hog+cnn.")] = "hog",
-    upsample: Annotated[int, typer.Option("--upsample", help="dlib: detector upsampling.")] = 1,
-    jitters: Annotated[int, typer.Option("--jitters", help="dlib: num_jitters.")] = 1,
-    padding: Annotated[float, typer.Option("--padding", help="dlib: chip padding.")] = 0.25,
+    upsample: Annotated[
+        int,
+        typer.Option(
+            "--upsample", help="dlib: detector upsampling.", callback=callback(check_nonnegative_int)
+        ),
+    ] = 1,
+    jitters: Annotated[
+        int, typer.Option("--jitters", help="dlib: num_jitters.", callback=callback(check_positive_int))
+    ] = 1,
+    padding: Annotated[
+        float, typer.Option("--padding", help="dlib: chip padding.", callback=callback(check_nonnegative))
+    ] = 0.25,
     fta_policy: Annotated[
         FtaPolicy,
         typer.Option("--fta-policy", help="On failure to acquire: exclude, central-crop or largest."),
     ] = FtaPolicy(DEFAULT_FTA_POLICY),
     float16: Annotated[bool, typer.Option("--float16", help="Store embeddings as float16.")] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Worker count (default: CPU count).")
+        int | None,
+        typer.Option(
+            "--workers", help="Worker count (default: CPU count).", callback=callback(check_positive_int)
+        ),
     ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache", help="Embedding cache file (default ~/.cache/faceaudit).")

@@ -10,6 +10,17 @@ import typer
 from faceaudit.commands.common import load_distributions
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError
+from faceaudit.options import (
+    callback,
+    check_finite,
+    check_level,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive_int,
+    check_seed,
+    check_share,
+    check_size,
+)
 from faceaudit.report.document import scenario_lines, to_document
 from faceaudit.report.jsonout import write_json
 
@@ -18,24 +29,40 @@ __all__ = ["scenario"]
 
 def scenario(
     distributions: Annotated[Path, typer.Option(help="a .fadist file from `faceaudit compare`")],
-    searches: Annotated[float, typer.Option(help="number of searches")],
-    gallery: Annotated[float, typer.Option(help="faces in the gallery searched")],
-    threshold: Annotated[float | None, typer.Option(help="the threshold the system runs at")] = None,
+    searches: Annotated[float, typer.Option(help="number of searches", callback=callback(check_nonnegative))],
+    gallery: Annotated[
+        float, typer.Option(help="faces in the gallery searched", callback=callback(check_size))
+    ],
+    threshold: Annotated[
+        float | None, typer.Option(help="the threshold the system runs at", callback=callback(check_finite))
+    ] = None,
     max_false_matches: Annotated[
         float | None,
         typer.Option(
-            help="instead of --threshold: find the threshold keeping expected false matches within this"
+            help="instead of --threshold: find the threshold keeping expected false matches within this",
+            callback=callback(check_nonnegative),
         ),
     ] = None,
-    mated_share: Annotated[float, typer.Option(help="share of searches whose person is enrolled")] = 0.0,
+    mated_share: Annotated[
+        float, typer.Option(help="share of searches whose person is enrolled", callback=callback(check_share))
+    ] = 0.0,
     mix: Annotated[
         str | None,
         typer.Option(help="searched population, e.g. sex=female:0.3,male:0.7 (default: the set's own mix)"),
     ] = None,
-    tail_m: Annotated[int, typer.Option(help="per-probe tail size m for the GPD model")] = 20,
-    bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (GPD refitted on each)")] = 100,
-    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
-    level: Annotated[float, typer.Option(help="interval level")] = 0.95,
+    tail_m: Annotated[
+        int,
+        typer.Option(help="per-probe tail size m for the GPD model", callback=callback(check_positive_int)),
+    ] = 20,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="subject-bootstrap replicates (GPD refitted on each)",
+            callback=callback(check_nonnegative_int),
+        ),
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="bootstrap seed", callback=callback(check_seed))] = 0,
+    level: Annotated[float, typer.Option(help="interval level", callback=callback(check_level))] = 0.95,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the JSON result here")] = None,
     report_out: Annotated[
         Path | None,

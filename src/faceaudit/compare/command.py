@@ -9,6 +9,14 @@ from typing import Annotated
 import typer
 
 from faceaudit.cli_errors import fail
+from faceaudit.options import (
+    callback,
+    check_bins,
+    check_encoding,
+    check_nonnegative_int,
+    check_positive_int,
+    check_probability,
+)
 
 __all__ = ["compare"]
 
@@ -40,13 +48,26 @@ def compare(
     fmr: Annotated[
         list[float],
         typer.Option(
-            "--fmr", help="target FMR whose threshold must be exact (repeat); default 1e-3, 1e-4, 1e-5"
+            "--fmr",
+            help="target FMR whose threshold must be exact (repeat); default 1e-3, 1e-4, 1e-5",
+            callback=callback(check_probability),
         ),
     ] = [],  # noqa: B006
-    bins: Annotated[int, typer.Option(help="histogram bins per group pair over the score range")] = 4096,
-    block: Annotated[int, typer.Option(help="block side of the all-pairs schedule")] = 1024,
+    bins: Annotated[
+        int,
+        typer.Option(
+            help="histogram bins per group pair over the score range", callback=callback(check_bins)
+        ),
+    ] = 4096,
+    block: Annotated[
+        int, typer.Option(help="block side of the all-pairs schedule", callback=callback(check_positive_int))
+    ] = 1024,
     top_k: Annotated[
-        int, typer.Option(help="non-mated scores kept per probe for 1:N (the tail model uses 20)")
+        int,
+        typer.Option(
+            help="non-mated scores kept per probe for 1:N (the tail model uses 20)",
+            callback=callback(check_nonnegative_int),
+        ),
     ] = 20,
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16 (torch only: scores move by up to ~8e-3, typically ~1e-3)")
@@ -57,7 +78,10 @@ def compare(
     scheduler: Annotated[
         str | None, typer.Option(help="dask scheduler address (default: a LocalCluster)")
     ] = None,
-    workers: Annotated[int, typer.Option(help="LocalCluster workers for --backend dask")] = 2,
+    workers: Annotated[
+        int,
+        typer.Option(help="LocalCluster workers for --backend dask", callback=callback(check_positive_int)),
+    ] = 2,
     checkpoint: Annotated[
         Path | None, typer.Option(help="checkpoint folder (default: OUT.ckpt, removed on success)")
     ] = None,
@@ -66,6 +90,13 @@ def compare(
         typer.Option("--resume", help="continue a killed run from its checkpoints (bit-identical result)"),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
+    encoding: Annotated[
+        str,
+        typer.Option(
+            help="text encoding of a CSV sample table (utf-8, latin-1, cp1252, utf-16...)",
+            callback=callback(check_encoding),
+        ),
+    ] = "utf-8",
 ) -> None:
     """Compare every pair of an evaluation set's embeddings into score distributions."""
     from rich.console import Console
@@ -79,14 +110,28 @@ def compare(
     err = Console(stderr=True)
     ckpt = checkpoint if checkpoint is not None else out.with_name(out.name + ".ckpt")
     try:
-        index = read_sample_table(samples, group)
+        index = read_sample_table(samples, group, encoding=encoding)
         emb = read_embeddings(embeddings, index)
         meta = {**emb.provenance(), "samples_file": str(samples), "samples_sha256": file_sha256(samples)}
         dist = compare_embeddings(
-            emb.matrix, index, backend=backend, metric=metric, normalize=normalize, bins=bins, block=block,
-            top_k=top_k, fmr_targets=fmr or (1e-3, 1e-4, 1e-5), precision=precision, device=device,
-            scheduler=scheduler, n_workers=workers, checkpoint_dir=ckpt, resume=resume, progress=not quiet,
-            meta=meta)
+            emb.matrix,
+            index,
+            backend=backend,
+            metric=metric,
+            normalize=normalize,
+            bins=bins,
+            block=block,
+            top_k=top_k,
+            fmr_targets=fmr or (1e-3, 1e-4, 1e-5),
+            precision=precision,
+            device=device,
+            scheduler=scheduler,
+            n_workers=workers,
+            checkpoint_dir=ckpt,
+            resume=resume,
+            progress=not quiet,
+            meta=meta,
+        )
         save_distributions(dist, out)
     except FaceAuditError as exc:
         fail(exc)

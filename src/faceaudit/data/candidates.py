@@ -31,7 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from faceaudit.data.decisions import _sha256, parse_decisions, read_table, sample_indices
+from faceaudit.data.decisions import parse_decisions, read_table, sample_indices
+from faceaudit.data.tables import file_sha256
 from faceaudit.errors import InputError
 from faceaudit.scores import SampleIndex
 
@@ -227,7 +228,7 @@ def read_candidate_lists(
         list_length=list_length,
         candidate_threshold=candidate_threshold,
         where=where,
-        manifest={"path": str(path), "sha256": _sha256(Path(path)), "rows": table.num_rows, "read_as": mode},
+        manifest={"path": str(path), "sha256": file_sha256(path), "rows": table.num_rows, "read_as": mode},
     )
 
 
@@ -262,6 +263,36 @@ def _values(table: pa.Table, empty: np.ndarray, use: str, where: str) -> tuple[s
     return mode, out
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The file's rows sorted by (search, rank), with where each search starts and how long it is."""
+
+    search: np.ndarray
+    rank: np.ndarray
+    candidate: np.ndarray  # sample row, -1 for an empty search
+    score: np.ndarray
+    empty: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    rows: np.ndarray  # 1-based data rows of the file, for messages
+
+    @classmethod
+    def sorted(cls, search, rank, candidate, score) -> _Rows:
+        order = np.lexsort((rank, search))
+        search = search[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(search)) + 1]
+        return cls(
+            search,
+            rank[order],
+            candidate[order],
+            score[order],
+            candidate[order] < 0,
+            starts,
+            np.diff(np.r_[starts, search.size]),
+            order + 1,
+        )
+
+
 def candidate_lists_from_arrays(
     samples: SampleIndex,
     gallery: np.ndarray,
@@ -283,42 +314,15 @@ def candidate_lists_from_arrays(
     if candidate_threshold is not None and not np.isfinite(candidate_threshold):
         raise InputError(f"the candidate threshold must be a finite number, got {candidate_threshold!r}")
     gallery = np.unique(np.asarray(gallery, np.int64))
-    empty = candidate < 0
-    order = np.lexsort((rank, search))
-    search, rank, candidate, score, empty = (
-        search[order],
-        rank[order],
-        candidate[order],
-        score[order],
-        empty[order],
-    )
-    starts = np.r_[0, np.flatnonzero(np.diff(search)) + 1]
-    sizes = np.diff(np.r_[starts, search.size])
-    rows = order + 1  # data rows of the file, for messages
-    _check_rows(
-        search,
-        rank,
-        candidate,
-        score,
-        empty,
-        starts,
-        sizes,
-        rows,
-        gallery,
-        search_probe,
-        samples,
-        mode,
-        int(list_length),
-        candidate_threshold,
-        where,
-    )
+    r = _Rows.sorted(search, rank, candidate, score)
+    _check_ranks(r, samples, search_probe, int(list_length), where)
+    _check_candidates(r, samples, search_probe, gallery, mode, candidate_threshold, where)
     # one list per probe, in sample-table order; empty searches hold no rows
-    probe_of_search = search_probe[search[starts]]
-    lengths = np.where(empty[starts], 0, sizes)
+    probe_of_search = search_probe[r.search[r.starts]]
+    lengths = np.where(r.empty[r.starts], 0, r.sizes)
     by_probe = np.argsort(probe_of_search, kind="stable")
-    offsets = np.r_[0, np.cumsum(lengths[by_probe])]
     take = (
-        np.concatenate([np.arange(starts[s], starts[s] + lengths[s]) for s in by_probe])
+        np.concatenate([np.arange(r.starts[k], r.starts[k] + lengths[k]) for k in by_probe])
         if by_probe.size
         else np.empty(0, np.int64)
     )
@@ -330,87 +334,86 @@ def candidate_lists_from_arrays(
         gallery=gallery,
         list_length=int(list_length),
         mode=mode,
-        offsets=offsets.astype(np.int64),
-        candidate=candidate[take].astype(np.int64),
-        score=score[take].astype(np.float64),
+        offsets=np.r_[0, np.cumsum(lengths[by_probe])].astype(np.int64),
+        candidate=r.candidate[take].astype(np.int64),
+        score=r.score[take].astype(np.float64),
         candidate_threshold=candidate_threshold,
         manifest=dict(manifest or {}),
     )
 
 
-def _check_rows(
-    search,
-    rank,
-    candidate,
-    score,
-    empty,
-    starts,
-    sizes,
-    rows,
-    gallery,
-    search_probe,
-    samples,
-    mode,
-    list_length,
-    candidate_threshold,
-    where,
+def _check_ranks(
+    r: _Rows, samples: SampleIndex, search_probe: np.ndarray, list_length: int, where: str
 ) -> None:
-    first = np.repeat(starts, sizes)
-    mixed = empty & (sizes[np.searchsorted(starts, np.arange(search.size), side="right") - 1] > 1)
+    """An empty search is alone; ranks are 1, 2, 3, ... without repeats; no list is longer than stated."""
+    of_row = np.searchsorted(r.starts, np.arange(r.search.size), side="right") - 1
+    mixed = r.empty & (r.sizes[of_row] > 1)
     if mixed.any():
         raise CandidateFileError(
-            f"{where}: an empty-search row (data row {rows[np.flatnonzero(mixed)[0]]}) sits in a "
-            "search that returned candidates"
+            f"{where}: an empty-search row (data row {r.rows[np.flatnonzero(mixed)[0]]}) "
+            "sits in a search that returned candidates"
         )
-    dup = (np.diff(search) == 0) & (np.diff(rank) == 0)
+    dup = (np.diff(r.search) == 0) & (np.diff(r.rank) == 0)
     if dup.any():
         i = int(np.flatnonzero(dup)[0]) + 1
         raise DuplicateRankError(
-            f"{where}: rank {int(rank[i])} appears twice in one search (data rows "
-            f"{sorted([int(rows[i - 1]), int(rows[i])])})"
+            f"{where}: rank {int(r.rank[i])} appears twice in one search (data rows "
+            f"{sorted([int(r.rows[i - 1]), int(r.rows[i])])})"
         )
-    position = np.arange(search.size) - first + 1
-    gap = ~empty & (rank != position)
+    position = np.arange(r.search.size) - r.starts[of_row] + 1
+    gap = ~r.empty & (r.rank != position)
     if gap.any():
         i = int(np.flatnonzero(gap)[0])
         raise CandidateFileError(
-            f"{where}: the ranks of a search must run 1, 2, 3, ...; data row {rows[i]} has rank "
-            f"{int(rank[i])} where rank {int(position[i])} was expected"
+            f"{where}: the ranks of a search must run 1, 2, 3, ...; data row {r.rows[i]} has "
+            f"rank {int(r.rank[i])} where rank {int(position[i])} was expected"
         )
-    long = np.flatnonzero(sizes > list_length)
+    long = np.flatnonzero(r.sizes > list_length)
     if long.size:
-        s = starts[long[0]]
+        probe = samples.sample_ids[search_probe[r.search[r.starts[long[0]]]]]
         raise ListTooLongError(
-            f"{where}: a search of probe {samples.sample_ids[search_probe[search[s]]]!r} returned "
-            f"{int(sizes[long[0]])} candidates, more than the stated list length {list_length}"
+            f"{where}: a search of probe {probe!r} returned {int(r.sizes[long[0]])} "
+            f"candidates, more than the stated list length {list_length}"
         )
-    c = candidate[~empty]
-    outside = ~np.isin(c, gallery)
+
+
+def _check_candidates(
+    r: _Rows,
+    samples: SampleIndex,
+    search_probe: np.ndarray,
+    gallery: np.ndarray,
+    mode: str,
+    candidate_threshold: float | None,
+    where: str,
+) -> None:
+    """Candidates are enrolled, never the probe itself, once per search; scores (or decisions) fall
+    with rank and none lies below the stated candidate threshold."""
+    full = ~r.empty
+    outside = full & ~np.isin(r.candidate, gallery)
     if outside.any():
-        i = int(np.flatnonzero(~empty)[np.flatnonzero(outside)[0]])
+        i = int(np.flatnonzero(outside)[0])
         raise CandidateNotInGalleryError(
-            f"{where}: candidate {samples.sample_ids[candidate[i]]!r} (data row "
-            f"{rows[i]}) is not in the gallery; {int(outside.sum())} such row(s)"
+            f"{where}: candidate {samples.sample_ids[r.candidate[i]]!r} (data row "
+            f"{r.rows[i]}) is not in the gallery; {int(outside.sum())} such row(s)"
         )
-    probe = search_probe[search]
-    self_hit = ~empty & (candidate == probe)
+    probe = search_probe[r.search]
+    self_hit = full & (r.candidate == probe)
     if self_hit.any():
         i = int(np.flatnonzero(self_hit)[0])
         raise CandidateFileError(
-            f"{where}: probe {samples.sample_ids[probe[i]]!r} is returned as its own candidate "
-            f"(data row {rows[i]}); enrol it under another sample or leave it out of its search"
+            f"{where}: probe {samples.sample_ids[probe[i]]!r} is returned as its own "
+            f"candidate (data row {r.rows[i]}); enrol it under another sample or leave it out"
         )
-    pair = np.unique(search[~empty].astype(np.int64) * max(1, samples.n_samples) + c, return_counts=True)[1]
-    if (pair > 1).any():
+    key = r.search[full].astype(np.int64) * max(1, samples.n_samples) + r.candidate[full]
+    if (np.unique(key, return_counts=True)[1] > 1).any():
         raise CandidateFileError(f"{where}: a search returns the same candidate twice")
-    same = np.diff(search) == 0
-    if mode in ("score", "decision") and (same & (np.diff(score) > 0)).any():
-        i = int(np.flatnonzero(same & (np.diff(score) > 0))[0]) + 1
+    rising = (np.diff(r.search) == 0) & (np.diff(r.score) > 0)
+    if mode in ("score", "decision") and rising.any():
         what = "a match ranks below a no-match" if mode == "decision" else "the score rises with rank"
-        raise CandidateFileError(f"{where}: {what} (data row {rows[i]})")
-    if mode == "score" and candidate_threshold is not None and (score[~empty] < candidate_threshold).any():
-        i = int(np.flatnonzero(~empty & (score < candidate_threshold))[0])
+        raise CandidateFileError(f"{where}: {what} (data row {r.rows[int(np.flatnonzero(rising)[0]) + 1]})")
+    if mode == "score" and candidate_threshold is not None and (r.score[full] < candidate_threshold).any():
+        i = int(np.flatnonzero(full & (r.score < candidate_threshold))[0])
         raise CandidateFileError(
-            f"{where}: data row {rows[i]} returns a score {score[i]!r} below the stated candidate "
-            f"threshold {candidate_threshold!r}"
+            f"{where}: data row {r.rows[i]} returns a score {r.score[i]!r} below the stated "
+            f"candidate threshold {candidate_threshold!r}"
         )

@@ -26,7 +26,6 @@ subject ids (:class:`~faceaudit.errors.MatedLabelError`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from faceaudit.data.tables import file_sha256
 from faceaudit.errors import (
     DuplicatePairError,
     InputError,
@@ -104,14 +104,6 @@ _MATED_WORDS = {
     "nonmated": False,
     "-1": False,
 }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_table(
@@ -408,7 +400,8 @@ def read_closed_comparisons(
         raise DecisionFileError(f"result file {where} has no `score` column")
     meta = {
         "inputs": {
-            "results": {"path": str(path), "sha256": _sha256(path), "rows": table.num_rows, "read_as": mode}
+            "results": {"path": str(path), "sha256": file_sha256(path), "rows": table.num_rows,
+                        "read_as": mode}
         }
     }
     if mode == "decision":

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from faceaudit.report.html import TEMPLATES, VENDOR, _csp_hash, _environment, _script_json, _vendor_js
+from faceaudit.report.html import TEMPLATES, VENDOR, csp_hash, environment, script_json, vendor_js
 
 __all__ = ["render_evidence_html", "write_evidence_html", "chart_specs"]
 
@@ -96,14 +96,14 @@ def chart_specs(doc: Mapping[str, Any]) -> dict[str, dict]:
 
 def render_evidence_html(doc: Mapping[str, Any]) -> str:
     doc = json.loads(json.dumps(doc, sort_keys=True, allow_nan=False))
-    env = _environment()
-    vendor = _vendor_js()
+    env = environment()
+    vendor = vendor_js()
     app = (TEMPLATES / "evidence.js.j2").read_text(encoding="utf-8")
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     csp = "; ".join(
         [
             "default-src 'none'",
-            "script-src " + " ".join(_csp_hash(s) for s in [*vendor, app]) + " 'unsafe-eval'",
+            "script-src " + " ".join(csp_hash(s) for s in [*vendor, app]) + " 'unsafe-eval'",
             "style-src 'unsafe-inline'",
             "img-src data:",
             "font-src 'none'",
@@ -115,8 +115,8 @@ def render_evidence_html(doc: Mapping[str, Any]) -> str:
     versions = json.loads((VENDOR / "versions.json").read_text(encoding="utf-8"))
     return env.get_template("evidence.html.j2").render(
         doc=doc,
-        charts_json=_script_json(chart_specs(doc)),
-        data_json=_script_json(doc),
+        charts_json=script_json(chart_specs(doc)),
+        data_json=script_json(doc),
         vendor_scripts=vendor,
         app_script=app,
         css=css,

@@ -30,7 +30,8 @@ import numpy as np
 
 from faceaudit.data.candidates import CandidateLists
 from faceaudit.errors import InputError, NotExactError
-from faceaudit.measures.identification import IdentificationResult, ProbeTails, identification
+from faceaudit.measures.identification import ProbeTails, identification
+from faceaudit.results import CandidateIdentification, CandidateSource, IdentificationResult
 
 __all__ = ["NotMeasurableError", "probe_tails", "candidate_identification", "DECISION_THRESHOLD"]
 
@@ -117,7 +118,7 @@ def candidate_identification(
     bootstrap: int = 200,
     seed: int = 0,
     level: float = 0.95,
-) -> IdentificationResult:
+) -> CandidateIdentification:
     """FPIR(T), FNIR(R, T) per threshold and CMC(R), overall and per probe group, at the enrolled
     gallery size. Decision-only lists: the system's own point (``thresholds`` must be empty). Rank-only
     lists: CMC only."""
@@ -147,58 +148,59 @@ def candidate_identification(
                 f"unknown: {cmc_unknown}"
             )
         everywhere = dataclasses.replace(tails, exact_from=np.full(tails.n_probes, -np.inf))
-        return _relabel(
-            _drop_points(identification(everywhere, thresholds=[np.inf], **kw)), lists, cmc_unknown
-        )
+        result = _map_blocks(identification(everywhere, thresholds=[np.inf], **kw), points=())
+        result = dataclasses.replace(result, settings=dataclasses.replace(result.settings, thresholds=()))
+        return CandidateIdentification(result, _source(lists, cmc_unknown))
     result = _merge([identification(_tails_at(lists, tails, t), thresholds=[t], **kw) for t in thresholds])
     if cmc_unknown:  # lists cut by the system's threshold answer FPIR and FNIR at T, not the CMC
-        for block in [result.overall, *(b for bs in result.by_group.values() for b in bs)]:
-            block["cmc"] = []
-    return _relabel(result, lists, cmc_unknown)
+        result = _map_blocks(result, cmc=())
+    return CandidateIdentification(result, _source(lists, cmc_unknown))
 
 
-def _drop_points(result: IdentificationResult) -> IdentificationResult:
-    result.overall["points"] = []
-    for blocks in result.by_group.values():
-        for b in blocks:
-            b["points"] = []
-    result.settings["thresholds"] = []
-    return result
+def _map_blocks(result: IdentificationResult, **changes: Any) -> IdentificationResult:
+    """``result`` with the same fields replaced in the overall block and every group's block."""
+    return dataclasses.replace(
+        result,
+        overall=dataclasses.replace(result.overall, **changes),
+        by_group={k: [dataclasses.replace(b, **changes) for b in v] for k, v in result.by_group.items()},
+    )
 
 
 def _merge(parts: list[IdentificationResult]) -> IdentificationResult:
-    """One result from per-threshold results (same probes, groups, seed: the CMC is the same in each)."""
+    """One result from per-threshold results (same probes, groups and seed: the CMC is the same in each)."""
     first = parts[0]
-    for other in parts[1:]:
-        first.overall["points"] += other.overall["points"]
-        for name, blocks in first.by_group.items():
-            for b, o in zip(blocks, other.by_group[name]):
-                b["points"] += o["points"]
-        first.flags += [f for f in other.flags if f not in first.flags]
-        first.settings["thresholds"] += other.settings["thresholds"]
-    return first
 
+    def points(pick) -> tuple:
+        return tuple(p for part in parts for p in pick(part).points)
 
-def _relabel(
-    result: IdentificationResult, lists: CandidateLists, cmc_unknown: dict[int, int]
-) -> IdentificationResult:
-    result.settings["source"] = {
-        "kind": "candidate_lists",
-        "mode": lists.mode,
-        "list_length": lists.list_length,
-        "candidate_threshold": lists.candidate_threshold,
-        "gallery_size": int(lists.gallery.size),
-        "lists_full": int(lists.full.sum()),
-        "lists_short": int((~lists.full).sum()),
-        "threshold_source": "system_decision" if lists.mode == "decision" else "score_threshold",
-        "lowest_answered_threshold": _number(np.max(lists.exact_from)) if lists.mode == "score" else None,
-        "rank_rule": "system rank (position in the returned list)",
-        "cmc_not_measurable": {str(r): c for r, c in cmc_unknown.items()} or None,
-        "file": lists.manifest,
+    overall = dataclasses.replace(first.overall, points=points(lambda r: r.overall))
+    by_group = {
+        k: [
+            dataclasses.replace(b, points=points(lambda r, k=k, i=i: r.by_group[k][i]))
+            for i, b in enumerate(v)
+        ]
+        for k, v in first.by_group.items()
     }
-    result.counts["enrolled"] = int(lists.gallery.size)
-    return result
+    flags: list = []
+    for part in parts:
+        flags += [f for f in part.flags if f not in flags]
+    settings = dataclasses.replace(
+        first.settings, thresholds=tuple(t for p in parts for t in p.settings.thresholds)
+    )
+    return dataclasses.replace(
+        first, overall=overall, by_group=by_group, flags=tuple(flags), settings=settings
+    )
 
 
-def _number(x: float) -> float | str:
-    return float(x) if np.isfinite(x) else ("inf" if x > 0 else "-inf")
+def _source(lists: CandidateLists, cmc_unknown: dict[int, int]) -> CandidateSource:
+    lowest = float(np.max(lists.exact_from)) if lists.mode == "score" and lists.lengths.size else None
+    return CandidateSource(
+        mode=lists.mode,
+        list_length=lists.list_length,
+        candidate_threshold=lists.candidate_threshold,
+        gallery_size=int(lists.gallery.size),
+        lists_full=int(lists.full.sum()),
+        lists_short=int((~lists.full).sum()),
+        lowest_answered_threshold=lowest,
+        cmc_not_measurable=dict(cmc_unknown),
+    )

@@ -251,8 +251,8 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
 
     i = last_nonnegative(n_neg, neg_at)
     j = last_nonnegative(Np, lambda k: float(pos[k]))
-    found = ([neg_at(i)] if i >= 0 else []) + ([float(pos[j])] if j >= 0 else [])
-    u_a = max(found, default=None)
+    # only candidates that exist: neg_at(-1) would index past a tail of fewer than two scores
+    u_a = max(([neg_at(i)] if i >= 0 else []) + ([float(pos[j])] if j >= 0 else []), default=None)
 
     def after(u: float) -> float | None:
         """The next observed value above u, mated or not."""

@@ -25,9 +25,16 @@ from rich.markup import escape
 from faceaudit.results import (
     AuditResult,
     Budget,
+    CandidateIdentification,
+    Card,
+    CardCell,
+    ClosedAuditResult,
+    Comparison,
     CrossGroupMatrix,
     DetCurve,
     Differentials,
+    Estimate,
+    Exclusion,
     Flag,
     GroupAt,
     GroupMeasures,
@@ -36,6 +43,8 @@ from faceaudit.results import (
     OperatingPoint,
     ProbeGroupMeasures,
     Rate,
+    RateDifferentials,
+    RatioEstimate,
     ScenarioResult,
     ThresholdMeasures,
 )
@@ -64,10 +73,19 @@ __all__ = [
     "identification_lines",
     "scenario_lines",
     "CONVENTION_MEANINGS",
+    "claims_json",
+    "claim_lines",
+    "closed_audit_json",
+    "closed_audit_lines",
+    "candidate_identification_json",
+    "plan_lines",
+    "CLAIM_RULE",
+    "CANDIDATE_PROTOCOL",
 ]
 
-#: the audit document version this faceaudit writes (1.1: optional ``scenarios``); it reads any 1.x
-SCHEMA_VERSION = "1.1"
+#: the audit document version this faceaudit writes (1.1: optional ``scenarios``; 1.2: differentials with
+#: intervals, bounds and the minimum-data rule, ``cards``, ``headline``); it reads any 1.x
+SCHEMA_VERSION = "1.2"
 IDENTIFICATION_SCHEMA_VERSION = "1.0"
 SCENARIO_SCHEMA_VERSION = "1.0"
 
@@ -132,7 +150,8 @@ DET_DECIMATION = (
 )
 #: the score direction of distributions whose manifest does not record one
 SIMILARITY = "similarity (higher = more alike)"
-NO_DIFFERENTIALS = "fewer than two groups with both mated and non-mated comparisons"
+NO_DIFFERENTIALS = ("fewer than two groups entered both the FMR and the FNMR differentials (see the groups "
+                    "left out and why)")
 
 
 def point_json(p: OperatingPoint) -> dict[str, Any]:
@@ -198,26 +217,86 @@ def cross_json(m: CrossGroupMatrix) -> dict[str, Any]:
     }
 
 
+ZERO_BOUND_WORDS = ("rule of three: a group with 0 errors in n trials takes 3/n (its 95% upper bound) as "
+                    "its rate where it divides; the ratio is then a bound")
+INTERVAL_WORDS = ("subject bootstrap, percentile: the statistic recomputed from the group rates of each "
+                  "replicate (the same replicates for every group); replicates whose denominator had no "
+                  "errors rank above every finite one (an interval reaching them is open above); 0/0 "
+                  "replicates are dropped")
+MINIMUM_DATA_WORDS = ("a group enters a differential only if it is labelled, has at least min_subjects "
+                      "subjects, and enough trials that the rule-of-three bound 3/n lies below the "
+                      "resolution (default: the target FMR for FMR, the overall FNMR at the threshold for "
+                      "FNMR); the others are listed with the reason")
+
+
+def exclusion_json(x: Exclusion) -> dict[str, Any]:
+    return {"group": x.group, "reason": x.reason, "subjects": x.subjects, "trials": x.trials,
+            "min_subjects": x.min_subjects, "resolution": x.resolution,
+            "rule_of_three_upper": x.rule_of_three, "trials_needed": x.trials_needed}
+
+
+def ratio_json(r: RatioEstimate | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"value": r.value, "kind": r.kind, "low": r.low, "high": r.high, "high_open": r.high_open,
+            "level": r.level, "numerator": r.numerator, "denominator": r.denominator,
+            "replicates": r.replicates,
+            "replicates_unbounded": r.replicates_unbounded, "replicates_undefined": r.replicates_undefined}
+
+
+def estimate_json(e: Estimate | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"value": e.value, "low": e.low, "high": e.high, "level": e.level, "replicates": e.replicates,
+            "replicates_undefined": e.replicates_undefined}
+
+
+def rate_differentials_json(r: RateDifferentials) -> dict[str, Any]:
+    counts = [{"group": g, "errors": k, "trials": n, "subjects": subj, "value": k / n if n else None}
+              for g, k, n, subj in r.counts]
+    return {"rate": r.rate, "resolution": r.resolution, "groups": list(r.groups), "counts": counts,
+            "left_out": [exclusion_json(x) for x in r.left_out], "max_min": ratio_json(r.max_min),
+            "max_geomean": ratio_json(r.max_geomean),
+            "highest_over_lowest": ratio_json(r.highest_over_lowest)}
+
+
+def comparison_json(c: Comparison) -> dict[str, Any]:
+    return {"grouping": c.grouping, "numerator": c.numerator, "denominator": c.denominator,
+            "fmr": ratio_json(c.fmr), "fnmr": ratio_json(c.fnmr),
+            "fmr_left_out": [exclusion_json(x) for x in c.fmr_left_out],
+            "fnmr_left_out": [exclusion_json(x) for x in c.fnmr_left_out]}
+
+
 def differentials_json(d: Differentials) -> dict[str, Any]:
+    """One grouping's differentials at one global threshold (schema 1.2: intervals, bounds, the
+    minimum-data rule; never "inf")."""
+    both = d.groups
+    names = [c[0] for c in d.fmr.counts]
     out: dict[str, Any] = {
-        "fmr_target": d.fmr_target,
-        "threshold": d.threshold,
-        "groups": list(d.groups),
-        "groups_left_out": list(d.groups_left_out),
-    }
+        "grouping": d.grouping, "fmr_target": d.fmr_target, "threshold": d.threshold, "groups": list(both),
+        "groups_left_out": [g for g in names if g not in both], "min_subjects": d.min_subjects,
+        "level": d.level,
+        "unlabelled": list(d.unlabelled), "zero_bound": ZERO_BOUND_WORDS, "interval_method": INTERVAL_WORDS,
+        "fmr": rate_differentials_json(d.fmr), "fnmr": rate_differentials_json(d.fnmr),
+        "fdr": estimate_json(d.fdr), "garbe": estimate_json(d.garbe),
+        "comparisons": [comparison_json(c) for c in d.comparisons]}
     if not d.computed:
         out["note"] = NO_DIFFERENTIALS
-        return out
-    for key in (
-        "fmr_max_min_ratio",
-        "fnmr_max_min_ratio",
-        "fmr_max_geomean_ratio",
-        "fnmr_max_geomean_ratio",
-        "fdr",
-        "garbe",
-    ):
-        out[key] = _number(getattr(d, key))
     return out
+
+
+def card_json(c: Card) -> dict[str, Any]:
+    from faceaudit.measures.cards import pairing_name
+
+    def cell(x: CardCell) -> dict[str, Any]:
+        return {"count": x.count, "total": x.total, "value": x.value, "low": x.low, "high": x.high,
+                "rule_of_three_upper": x.rule_of_three}
+
+    return {"grouping": " x ".join(c.grouping), "pairing": list(c.pairing),
+            "pairing_name": pairing_name(c.pairing), "threshold": c.threshold, "fmr_target": c.fmr_target,
+            "level": c.level, "design": c.design,
+            "interval_method": "clopper-pearson", "probe_groups": list(c.probe_groups),
+            "reference_groups": list(c.reference_groups), "fmr": [[cell(x) for x in row] for row in c.cells]}
 
 
 def _number(x: float | None) -> float | str | None:
@@ -247,20 +326,17 @@ def at_json(t: ThresholdMeasures) -> dict[str, Any]:
 
 def audit_settings_json(result: AuditResult) -> dict[str, Any]:
     s = result.settings
-    return {
-        "fmr_targets": list(s.fmr_targets),
-        "convention": s.convention,
-        "convention_meaning": CONVENTION_MEANINGS[s.convention],
-        "groupings": [list(g) for g in s.groupings],
-        "level": s.level,
-        "bootstrap_replicates": s.bootstrap_replicates,
-        "bootstrap_seed": s.bootstrap_seed,
-        "bootstrap_note": BOOTSTRAP_NOTES[s.bootstrap_status],
-        "score_direction": SIMILARITY if s.score_direction is None else s.score_direction,
-        **DEFINITIONS,
-        "tail_cutoff_range": list(s.tail_cutoff_range),
-        "histogram_bins": s.histogram_bins,
-    }
+    return {"fmr_targets": list(s.fmr_targets), "convention": s.convention,
+            "convention_meaning": CONVENTION_MEANINGS[s.convention],
+            "groupings": [list(g) for g in s.groupings], "level": s.level,
+            "bootstrap_replicates": s.bootstrap_replicates, "bootstrap_seed": s.bootstrap_seed,
+            "bootstrap_note": BOOTSTRAP_NOTES[s.bootstrap_status],
+            "score_direction": SIMILARITY if s.score_direction is None else s.score_direction,
+            **DEFINITIONS, "tail_cutoff_range": list(s.tail_cutoff_range), "histogram_bins": s.histogram_bins,
+            "minimum_data": {"min_subjects": s.min_subjects, "fmr_resolution": s.fmr_resolution,
+                             "fnmr_resolution": s.fnmr_resolution, "unlabelled": list(s.unlabelled),
+                             "rule": MINIMUM_DATA_WORDS},
+            "compare": [{"grouping": g, "numerator": a, "denominator": b} for g, a, b in s.compare]}
 
 
 def audit_json(result: AuditResult) -> dict[str, Any]:
@@ -275,6 +351,7 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
         "by_group": {k: [group_json(g) for g in v] for k, v in result.by_group.items()},
         "cross_group_fmr": {k: [cross_json(m) for m in v] for k, v in result.cross_group_fmr.items()},
         "differentials": {k: [differentials_json(d) for d in v] for k, v in result.differentials.items()},
+        "cards": [card_json(c) for c in result.cards],
         "manifest": result.manifest,
     }
 
@@ -287,9 +364,20 @@ def audit_document(result: AuditResult, **kwargs: Any) -> dict[str, Any]:
     from faceaudit.report.jsonout import to_jsonable
 
     doc = to_jsonable(audit_json(result))
+    doc["headline"] = audit_headline(doc)
     if result.distributions is not None and result.subsets:
         doc["distributions"] = compact_distributions(result.distributions, result.subsets, **kwargs)
     return doc
+
+
+def audit_headline(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain-language headline of an audit document, from its differentials and the labels' source
+    (``manifest.labels``) alone (:mod:`faceaudit.report.headline`)."""
+    from faceaudit.report.headline import build_headline
+
+    labels = (doc.get("manifest") or {}).get("labels")
+    labels = labels if isinstance(labels, (dict, str)) else None
+    return build_headline(doc.get("differentials") or {}, labels=labels)
 
 
 # ----- flags: codes -> words -----------------------------------------------------------------------
@@ -526,9 +614,14 @@ def budget_json(b: Budget) -> dict[str, Any]:
 def _mix_words(result: ScenarioResult) -> str:
     mix = result.inputs.mix
     if mix is None:
-        return "the evaluation set's own probe mix"
+        by = result.inputs.breakdown
+        return "the evaluation set's own probe mix" + (f", broken down by {' x '.join(by)}" if by else "")
     column, shares = mix
     return ", ".join(f"{100 * x:.3g}% {column}={v}" for v, x in shares.items())
+
+
+OWN_MIX_WORDS = ("the set's own mix: each group's part of the total, its non-mated searches in proportion "
+                 "to its probes and its mated searches to its probes with a mate in the set")
 
 
 def scenario_statement(result: ScenarioResult) -> str:
@@ -570,29 +663,16 @@ def scenario_statement(result: ScenarioResult) -> str:
 
 def scenario_json(result: ScenarioResult) -> dict[str, Any]:
     i, e = result.inputs, result.expected
-    inputs = {
-        "searches": i.searches,
-        "gallery_size": i.gallery_size,
-        "threshold": i.threshold,
-        "mated_share": i.mated_share,
-        "mix": None if i.mix is None else {"column": i.mix[0], "shares": dict(i.mix[1])},
-        "max_false_matches": i.max_false_matches,
-        "bootstrap": i.bootstrap,
-        "seed": i.seed,
-        "level": i.level,
-    }
-    expected = {
-        k: getattr(e, k)
-        for k in (
-            "false_matches",
-            "from_nonmated_searches",
-            "from_mated_searches",
-            "mated_searches_wrong_person_first",
-            "fpir",
-            "fmr_at_threshold",
-            "naive_searches_x_n_x_fmr",
-        )
-    }
+    inputs = {"searches": i.searches, "gallery_size": i.gallery_size, "threshold": i.threshold,
+              "mated_share": i.mated_share,
+              "mix": None if i.mix is None else {"column": i.mix[0], "shares": dict(i.mix[1])},
+              "max_false_matches": i.max_false_matches, "bootstrap": i.bootstrap, "seed": i.seed,
+              "level": i.level,
+              "breakdown": None if i.breakdown is None
+              else {"columns": list(i.breakdown), "method": OWN_MIX_WORDS}}
+    expected = {k: getattr(e, k) for k in (
+        "false_matches", "from_nonmated_searches", "from_mated_searches",
+        "mated_searches_wrong_person_first", "fpir", "fmr_at_threshold", "naive_searches_x_n_x_fmr")}
     for k in ("interval", "count_interval", "mated_searches_wrong_person_first_interval"):
         expected[k] = interval_json(getattr(e, k))
     by_group = []
@@ -635,14 +715,11 @@ def to_document(obj: Any) -> Any:
     """Any typed result as its JSON document, in JSON types (NaN -> null, infinities -> "inf")."""
     from faceaudit.report.jsonout import to_jsonable
 
-    for kind, encode in (
-        (AuditResult, audit_json),
-        (IdentificationResult, identification_json),
-        (ScenarioResult, scenario_json),
-        (ThresholdMeasures, at_json),
-        (CrossGroupMatrix, cross_json),
-        (Rate, rate_json),
-    ):
+    for kind, encode in ((AuditResult, audit_json), (IdentificationResult, identification_json),
+                         (ClosedAuditResult, closed_audit_json),
+                         (CandidateIdentification, candidate_identification_json),
+                         (ScenarioResult, scenario_json), (ThresholdMeasures, at_json),
+                         (CrossGroupMatrix, cross_json), (Rate, rate_json)):
         if isinstance(obj, kind):
             return to_jsonable(encode(obj))
     raise TypeError(f"no document for {type(obj).__name__}")
@@ -829,4 +906,133 @@ def scenario_lines(doc: Mapping[str, Any]) -> list[str]:
             f"{b.get('threshold_upper_bound_within_budget')!s} (upper interval bound within budget)"
         )
     lines += [f"FLAG: {f}" for f in doc["flags"]]
+    return lines
+
+
+# ----- closed systems: decisions, censored scores, candidate lists, claims, plans -------------------
+CLAIM_RULE = (
+    "pass when the upper bound of the exact two-sided Clopper-Pearson interval at the stated level is <= the "
+    "claimed rate; fail when its lower bound is > the claimed rate; otherwise not enough data (the way "
+    "Common Criteria biometric evaluations judge claimed error rates)")
+CLAIM_WORDS = {"pass": "PASS", "fail": "FAIL", "not_enough_data": "NOT ENOUGH DATA"}
+CLOSED_SCHEMA_VERSION = "1.0"
+CENSORING_RULE = "scores below the level were not reported; nothing is measured below it"
+CANDIDATE_PROTOCOL = (
+    "candidate lists returned by the system: each probe searched the enrolled gallery once (itself left "
+    "out). A search is mated when the probe's subject has another enrolled sample. FPIR(T): a search returns "
+    "a non-mated candidate with score >= T (every search, its own subject's candidates set aside). "
+    "FNIR(R, T): a mated search does not return the first mate within rank R at score >= T. "
+    "CMC(R) = 1 - FNIR(R, -inf). Only the enrolled gallery size. A full list holds every candidate strictly "
+    "above its lowest score, a shorter one every candidate at or above the stated candidate threshold (else "
+    "its own lowest score); thresholds and ranks the lists do not reach are refused. Ranks are the system's.")
+
+
+def claims_json(verdicts: Any) -> dict[str, Any]:
+    """The ``claims`` section of a document: the rule in words and one entry per claim and group."""
+    return {"rule": CLAIM_RULE, "verdicts": [
+        {"claim": v.claim, "metric": v.metric, "bound": v.bound, "grouping": v.grouping, "group": v.group,
+         "count": v.count, "total": v.total, "interval": [v.low, v.high], "level": v.level,
+         "threshold": v.threshold, "verdict": v.verdict} for v in verdicts]}
+
+
+def claim_lines(section: Mapping[str, Any]) -> list[str]:
+    if not section or not section["verdicts"]:
+        return []
+    lines = [f"\nclaims ({section['rule']}):"]
+    for v in section["verdicts"]:
+        lo, hi = v["interval"]
+        iv = "no comparisons" if lo is None else f"[{fmt_num(lo)}, {fmt_num(hi)}]"
+        lines.append(f"  {v['claim']:<28} {v['grouping']:<12} {v['group']:<20} {v['count']:,}/{v['total']:,} "
+                     f"{iv}  -> {CLAIM_WORDS[v['verdict']]}")
+    return lines
+
+
+def closed_audit_json(result: Any, verdicts: Any = ()) -> dict[str, Any]:
+    """The document of a :class:`~faceaudit.results.ClosedAuditResult` (schema ``faceaudit.closed_audit``)."""
+    def group(g) -> dict[str, Any]:
+        return {"grouping": g.grouping_name, "group": g.group, "subjects": g.subjects,
+                "fmr": rate_json(g.fmr), "fnmr": rate_json(g.fnmr)}
+
+    points = [{"threshold": p.threshold, "source": p.source, "overall": group(p.overall),
+               "by_group": [group(g) for g in p.by_group],
+               "cross_group_fmr": [{"grouping": m.grouping, **cross_json(m)} for m in p.cross_group]}
+              for p in result.points]
+    curves = [{"grouping": c.grouping and " x ".join(c.grouping) or "overall",
+               "group": " | ".join(c.values) or "all", "threshold": c.threshold,
+               "false_matches": c.false_matches, "false_non_matches": c.false_non_matches,
+               "nonmated": c.nonmated, "mated": c.mated, "eer": c.eer,
+               "eer_threshold": c.eer_threshold,
+               "eer_note": None if c.eer is not None else "not above the censoring level (or not measurable)"}
+              for c in result.curves]
+    censoring = None if result.kind != "censored" else {
+        "level": result.censored_below, "censored_mated": result.censored_mated,
+        "censored_nonmated": result.censored_nonmated, "rule": CENSORING_RULE}
+    return {"schema": "faceaudit.closed_audit", "schema_version": CLOSED_SCHEMA_VERSION,
+            "faceaudit_version": _version(), "kind": result.kind, "censoring": censoring,
+            "counts": {"mated": result.mated, "nonmated": result.nonmated,
+                       "exclusions": dict(result.exclusions)},
+            "settings": {"level": result.level, "bootstrap_replicates": result.bootstrap_replicates,
+                         "bootstrap_seed": result.bootstrap_seed, **DEFINITIONS},
+            "points": points, "det_above_censoring": curves, "claims": claims_json(verdicts),
+            "manifest": dict(result.manifest)}
+
+
+def closed_audit_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Plain lines of a closed audit document: rates per group at each point, censoring, claims."""
+    lines = [f"closed system results ({doc['kind']}): {doc['counts']['mated']:,} mated and "
+             f"{doc['counts']['nonmated']:,} non-mated comparisons"]
+    if doc["censoring"]:
+        c = doc["censoring"]
+        lines.append(f"censored below {c['level']:.6g}: {c['censored_mated']:,} mated and "
+                     f"{c['censored_nonmated']:,} non-mated comparisons reported no score; {c['rule']}")
+    for p in doc["points"]:
+        where = ("at the system's own decision" if p["threshold"] is None
+                 else f"at threshold {p['threshold']:.6g}")
+        lines.append(f"\n== {where}")
+        for g in [p["overall"], *p["by_group"]]:
+            lines.append(f"  {g['grouping']:<12} {g['group']:<20} FMR {format_rate(g['fmr'], 'text')}  "
+                         f"FNMR {format_rate(g['fnmr'], 'text')}")
+    for c in doc["det_above_censoring"]:
+        if c["grouping"] == "overall":
+            eer = c["eer_note"] if c["eer"] is None else f"{c['eer']:.4g} at {c['eer_threshold']:.6g}"
+            lines.append(f"\nDET above the censoring level: {len(c['threshold'])} exact points; EER {eer}")
+    return lines + claim_lines(doc["claims"])
+
+
+def candidate_identification_json(ci: Any) -> dict[str, Any]:
+    """`identify`'s document of a :class:`~faceaudit.results.CandidateIdentification`, with the
+    candidate-list protocol and what the lists were."""
+    s = ci.source
+    doc = identification_json(ci.identification)
+    doc["protocol"] = CANDIDATE_PROTOCOL
+    doc["source"] = {"kind": "candidate_lists", "mode": s.mode, "list_length": s.list_length,
+                     "candidate_threshold": s.candidate_threshold, "gallery_size": s.gallery_size,
+                     "lists_full": s.lists_full, "lists_short": s.lists_short,
+                     "threshold_source": "system_decision" if s.mode == "decision" else "score_threshold",
+                     "lowest_answered_threshold": s.lowest_answered_threshold,
+                     "cmc_not_measurable": {str(r): n for r, n in s.cmc_not_measurable.items()} or None,
+                     "rank_rule": "the system's rank (position in the returned list)"}
+    return doc
+
+
+def plan_lines(plan: Any, rate: float | None = None) -> list[str]:
+    """What a request plan asks for, per cell, in total and in time at ``rate`` requests per second."""
+    lines = []
+    for name, claim, n, reached in (("FMR", plan.claim_fmr, plan.fmr_comparisons, plan.fmr_power),
+                                    ("FNMR", plan.claim_fnmr, plan.fnmr_comparisons, plan.fnmr_power)):
+        if claim is not None:
+            lines.append(f"{name} <= {claim:g}: {n:,} comparisons per cell support it with power "
+                         f"{reached:.3f} when the true rate is {plan.alternative:g} x the claim (exact "
+                         f"binomial; {CLAIM_RULE}, at {100 * plan.level:g}%)")
+    for c in plan.cells:
+        cell = " | ".join(c.probe_group) or "all"
+        if c.probe_group != c.reference_group:
+            cell += " -> " + (" | ".join(c.reference_group) or "all")
+        short = f"  SHORT by {c.shortfall:,}: this set cannot support the claim there" if c.shortfall else ""
+        lines.append(f"  {c.kind:<10} {cell:<30} planned {c.planned:>12,}  needed {c.needed:>12,}  available "
+                     f"{c.available:>14,}{short}")
+    lines.append(f"total requests: {plan.total:,} (mated {int(np.sum(plan.mated)):,}); seed {plan.seed}")
+    if rate is not None:
+        hours = plan.hours_at(rate)
+        lines.append(f"at {rate:g} requests/s: {hours:,.1f} hours ({hours / 24:,.1f} days)")
     return lines

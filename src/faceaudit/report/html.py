@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 
 from faceaudit.report.document import fmt_count, fmt_interval, fmt_num, format_rate
+from faceaudit.report.headline import estimate_text, left_out_text, pair_text, ratio_text
 from faceaudit.report.jsonout import to_jsonable
 from faceaudit.report.scenarios import (
     SCENARIO_SCHEMA,
@@ -180,7 +181,46 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
         "groupings": list(doc.get("by_group", {})),
         "has_distributions": isinstance(doc.get("distributions"), Mapping),
         "scenarios": [scenario_view(x, doc) for x in doc.get("scenarios") or [] if isinstance(x, Mapping)],
+        "claims": _claims(doc.get("claims")),
+        **_cards_view(doc),
     }
+
+
+def _cards_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline, and the cards at the headline's target FMR (else the first target), each with its
+    index in ``doc.cards`` (the page's script draws the heat map from it)."""
+    headline = doc.get("headline") if isinstance(doc.get("headline"), Mapping) else None
+    cards = [c for c in doc.get("cards") or [] if isinstance(c, Mapping)]
+    targets = [c.get("fmr_target") for c in cards]
+    target = (
+        headline.get("fmr_target")
+        if headline and headline.get("fmr_target") in targets
+        else (targets[0] if targets else None)
+    )
+    shown = [{**c, "index": i} for i, c in enumerate(cards) if c.get("fmr_target") == target]
+    return {"headline": headline, "cards": shown, "cards_target": target}
+
+
+def card_cell(cell: Mapping[str, Any] | None) -> str:
+    """``2.7e-04 (1,183 of 4,375,438; 95% CI 2.6e-04–2.9e-04)``; none under the pairing: ``n/a``."""
+    if not cell or not cell.get("total"):
+        return "n/a (no comparisons)"
+    if cell["count"] == 0:
+        return f"0 of {cell['total']:,} (≤ {cell['rule_of_three_upper']:.2g}, rule of 3)"
+    return (
+        f"{cell['value']:.2g} ({cell['count']:,} of {cell['total']:,}; CI {cell['low']:.2g}–"
+        f"{cell['high']:.2g})"
+    )
+
+
+def _claims(section: Any) -> dict[str, Any] | None:
+    """The claim checks (``audit --claim``) as the page shows them, or None without any."""
+    if not isinstance(section, Mapping) or not section.get("verdicts"):
+        return None
+    from faceaudit.report.document import CLAIM_WORDS
+
+    rows = [{**v, "word": CLAIM_WORDS.get(v["verdict"], v["verdict"])} for v in section["verdicts"]]
+    return {"rule": section.get("rule", ""), "rows": rows}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,7 +228,7 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
@@ -209,11 +249,16 @@ def _environment() -> jinja2.Environment:
         big=fmt_big,
         prob=fmt_prob,
         pct=fmt_pct,
+        ratio=ratio_text,
+        pair=pair_text,
+        estimate=estimate_text,
+        left_out=left_out_text,
+        card_cell=card_cell,
     )
     return env
 
 
-def _script_json(doc: Any) -> str:
+def script_json(doc: Any) -> str:
     """JSON safe inside <script type="application/json">: no '<', '>', '&' or line separators."""
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     for a, b in (
@@ -227,7 +272,7 @@ def _script_json(doc: Any) -> str:
     return text
 
 
-def _vendor_js() -> list[str]:
+def vendor_js() -> list[str]:
     out = []
     for name in VENDOR_FILES:
         text = (VENDOR / name).read_text(encoding="utf-8")
@@ -239,7 +284,7 @@ def _vendor_js() -> list[str]:
     return out
 
 
-def _csp_hash(script: str) -> str:
+def csp_hash(script: str) -> str:
     return (
         "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
     )
@@ -252,8 +297,8 @@ def render_html(doc: Mapping[str, Any]) -> str:
     # one canonical form (sorted keys, JSON types) whether the document comes from an AuditResult or a
     # file: the page's tables (Jinja) and its script (JSON.parse) then see groups in the same order
     doc = json.loads(json.dumps(to_jsonable(dict(doc)), sort_keys=True, allow_nan=False))
-    env = _environment()
-    vendor = _vendor_js()
+    env = environment()
+    vendor = vendor_js()
     scenario_js = (TEMPLATES / "scenario.js").read_text(encoding="utf-8")
     standalone = doc.get("schema") == SCENARIO_SCHEMA
     app = "" if standalone else (TEMPLATES / "report.js").read_text(encoding="utf-8")
@@ -263,7 +308,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         [
             "default-src 'none'",
             "script-src "
-            + " ".join(_csp_hash(s) for s in scripts)
+            + " ".join(csp_hash(s) for s in scripts)
             + " 'unsafe-eval'",  # vega compiles expressions
             "style-src 'unsafe-inline'",
             "img-src data:",
@@ -278,7 +323,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         return env.get_template("scenario.html.j2").render(
             doc=doc,
             sv=scenario_view(doc),
-            data_json=_script_json(doc),
+            data_json=script_json(doc),
             vendor_scripts=vendor,
             scenario_script=scenario_js,
             css=css,
@@ -288,7 +333,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
     return env.get_template("report.html.j2").render(
         doc=doc,
         vm=view_model(doc),
-        data_json=_script_json(doc),
+        data_json=script_json(doc),
         vendor_scripts=vendor,
         app_script=app,
         scenario_script=scenario_js,

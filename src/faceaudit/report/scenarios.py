@@ -144,13 +144,16 @@ def record_distributions_input(doc: dict[str, Any], path: str | Path) -> None:
     inputs["distributions"] = {"path": str(path), "sha256": file_sha256(path)}
 
 
+#: the audit schema version that added ``scenarios``
+SCENARIOS_SINCE = "1.1"
+
+
 def attach_scenarios(doc: dict[str, Any], paths: Iterable[str | Path]) -> dict[str, Any]:
     """Add each scenario file to the audit document's ``scenarios`` (with its path and sha256 as
     ``source``); a scenario already there (same content) is not added twice. Raises
     :class:`ScenarioFileError` or :class:`ScenarioMismatchError`."""
     from faceaudit.data.tables import file_sha256
     from faceaudit.report.jsonout import to_jsonable
-    from faceaudit.report.schema import SCHEMA_VERSION
 
     paths = list(paths)
     if not paths:
@@ -169,8 +172,9 @@ def attach_scenarios(doc: dict[str, Any], paths: Iterable[str | Path]) -> dict[s
         seen.add(key(scen))
         scenarios.append({**scen, "source": {"path": str(path), "sha256": file_sha256(path)}})
     doc["scenarios"] = to_jsonable(scenarios)
-    if _version(doc.get("schema_version")) < _version(SCHEMA_VERSION):
-        doc["schema_version"] = SCHEMA_VERSION  # it now uses a field of this minor version
+    if _version(doc.get("schema_version")) < _version(SCENARIOS_SINCE):
+        # it now uses a field of 1.1; not the current version, whose differentials it may not have
+        doc["schema_version"] = SCENARIOS_SINCE
     return doc
 
 

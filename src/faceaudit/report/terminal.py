@@ -9,8 +9,9 @@ from rich.table import Table
 from rich.text import Text
 
 from faceaudit.report.document import format_rate, terminal_text
+from faceaudit.report.headline import differential_line, left_out_text
 
-__all__ = ["print_audit", "fmt_rate"]
+__all__ = ["print_audit", "print_headline", "fmt_rate"]
 
 
 def fmt_rate(rate: dict[str, Any] | None) -> str:
@@ -18,8 +19,20 @@ def fmt_rate(rate: dict[str, Any] | None) -> str:
     return format_rate(rate, "terminal")
 
 
+def print_headline(doc: dict[str, Any], console: Console) -> None:
+    """The plain-language headline and its caveats, first (Text: labels come from input files)."""
+    head = doc.get("headline")
+    if not head:
+        return
+    console.print(Text(head["sentence"], style="bold"))
+    for caveat in head.get("caveats", []):
+        console.print(Text(f"  - {caveat}"))
+    console.print()
+
+
 def print_audit(doc: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
+    print_headline(doc, console)
     s, c, o = doc["settings"], doc["counts"], doc["overall"]
     console.print(
         f"[bold]faceaudit {doc['faceaudit_version']}[/bold]: {c['mated']:,} mated and {c['nonmated']:,} "
@@ -54,13 +67,17 @@ def print_audit(doc: dict[str, Any], console: Console | None = None) -> None:
                 )
             console.print(t)
         for d in doc["differentials"].get(grouping, []):
-            if "fdr" in d:
-                console.print(
-                    f"  {terminal_text(grouping)} @ FMR {d['fmr_target']:g}: FMR max/min "
-                    f"{d['fmr_max_min_ratio']}, "
-                    f"max/geomean {d['fmr_max_geomean_ratio']}; FNMR max/min {d['fnmr_max_min_ratio']}; "
-                    f"FDR {d['fdr']:.4g}; GARBE {d['garbe']:.4g}"
-                )
+            # Text, not markup: group names come from input files
+            line = (
+                differential_line(d)
+                if "fmr" in d
+                # a 1.0-1.1 document: its plain ratios
+                else (f"FMR max/min {d.get('fmr_max_min_ratio')}, FNMR max/min {d.get('fnmr_max_min_ratio')}")
+            )
+            console.print(Text(f"  {grouping} @ FMR {d['fmr_target']:g} (95% intervals): {line}"))
+            for rate in ("fmr", "fnmr"):
+                if isinstance(d.get(rate), dict) and d[rate].get("left_out"):
+                    console.print(Text(f"    left out of {rate.upper()}: {left_out_text(d, rate)}"))
     for k, sc in enumerate(doc.get("scenarios") or [], 1):
         # Text, not markup: labels inside the statement and flags come from input files
         console.print(Text(f"Scenario {k}: {sc.get('statement') or ''}"))

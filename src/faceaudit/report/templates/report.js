@@ -236,31 +236,19 @@
     setRate(row.querySelector('td[data-rate="fnmr"]'), c.fnm, c.m, initial);
   }
 
-  function ratio(values) {
-    var pos = values.filter(function (v) { return v > 0; });
-    if (values.length < 2) return null;
-    if (pos.length < values.length) return pos.length ? Infinity : null;
-    return Math.max.apply(null, pos) / Math.min.apply(null, pos);
-  }
-
   function update(res, initial) {
     state.threshold = res.threshold;
     var out = document.getElementById("thr-value");
     out.textContent = res.threshold === null ? "n/a" : fmtNum(res.threshold, 6);
     out.setAttribute("data-threshold", res.threshold === null ? "" : String(res.threshold));
     fillRow(document.getElementById("row-overall"), res.overall, initial);
-    var live = [];
+    // (the differentials, with their intervals, are the global thresholds' only: no live ratio here)
     Object.keys(doc.by_group).forEach(function (grouping, gi) {
       var counts = res.groups[grouping];
       counts.forEach(function (c, j) { fillRow(document.getElementById("row-" + gi + "-" + j), c, initial); });
-      var usable = counts.filter(function (c) { return c && c.nm && c.m; });
-      var rf = ratio(usable.map(function (c) { return c.fm / c.nm; }));
-      var rn = ratio(usable.map(function (c) { return c.fnm / c.m; }));
-      live.push(grouping + ": FMR max/min " + (rf === null ? "n/a" : fmtNum(rf)) + ", FNMR max/min " + (rn === null ? "n/a" : fmtNum(rn)));
       setData("rates-" + gi, ratesRows(grouping, counts));
       setData("det-" + gi, currentRows(grouping, counts), "current");
     });
-    document.getElementById("live-diffs").textContent = live.join("; ");
     Object.keys(doc.cross_group_fmr).forEach(function (grouping, gi) {
       var matrix = res.cross[grouping];
       if (!matrix) return;
@@ -376,7 +364,10 @@
   }
 
   function heatRows(grouping, matrix) {
-    var m = doc.cross_group_fmr[grouping][0], rows = [];
+    return heatRowsFrom(doc.cross_group_fmr[grouping][0], matrix);
+  }
+  function heatRowsFrom(m, matrix) {
+    var rows = [];
     matrix.forEach(function (row, ri) { row.forEach(function (c, ci) {
       var v = c.nm ? c.fm / c.nm : null;
       rows.push({ probe: m.probe_groups[ri], reference: m.reference_groups[ci], pi: ri, ri: ci, count: c.fm, total: c.nm,
@@ -386,7 +377,17 @@
     return rows;
   }
   function heatSpec(grouping, rows) {
-    var m = doc.cross_group_fmr[grouping][0], n = m.probe_groups.length;
+    return heatSpecFrom(doc.cross_group_fmr[grouping][0], "Cross-group FMR by " + grouping + " (colour: log10 FMR)", rows);
+  }
+  // a NIST-style card (doc.cards[i]): the same heat map, fixed at the card's threshold
+  function cardRows(card) {
+    return heatRowsFrom(card, card.fmr.map(function (row) { return row.map(function (c) { return { fm: c.count, nm: c.total }; }); }));
+  }
+  function cardSpec(card) {
+    return heatSpecFrom(card, "FMR by " + card.grouping + ", " + card.pairing_name + " (colour: log10 FMR)", cardRows(card));
+  }
+  function heatSpecFrom(m, title, rows) {
+    var n = m.probe_groups.length;
     var maxTotal = 1;
     m.fmr.forEach(function (row) { row.forEach(function (c) { maxTotal = Math.max(maxTotal, c.total); }); });
     var lo = Math.floor(Math.log10(1 / maxTotal)), step = Math.max(34, Math.min(70, Math.floor(720 / n)));
@@ -396,7 +397,7 @@
     return {
       data: { name: "table", values: rows },
       width: { step: step }, height: { step: Math.max(26, Math.floor(step * 0.7)) },
-      title: "Cross-group FMR by " + grouping + " (colour: log10 FMR)",
+      title: title,
       encoding: { x: axisX, y: axisY },
       layer: [
         { mark: { type: "rect", stroke: "#fff" },
@@ -439,6 +440,10 @@
   });
   Object.keys(doc.cross_group_fmr).forEach(function (grouping, gi) {
     if (initialRes.cross[grouping]) embed("heat-" + gi, "heat-chart-" + gi, heatSpec(grouping, heatRows(grouping, initialRes.cross[grouping])));
+  });
+  Array.prototype.forEach.call(document.querySelectorAll("[data-card]"), function (el, k) {
+    var card = (doc.cards || [])[Number(el.getAttribute("data-card"))];
+    if (card) embed("card-" + k, el.id, cardSpec(card));
   });
   // the scenario panels (scenario.js): their charts, and the hook that ties them to the control
   if (window.faceauditScenario && doc.scenarios && doc.scenarios.length) {
