@@ -155,3 +155,30 @@ def test_good_values_pass_the_callbacks(args, needle):
     """In-domain values reach the command body (which then names the missing input)."""
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and needle in r.output and "OptionError" not in r.output, r.output
+
+
+@pytest.mark.parametrize("command", ["identify", "scenario"])
+def test_tail_m_above_what_compare_kept_is_refused_not_clamped(tmp_path, command):
+    """--tail-m larger than compare's --top-k cannot take effect: exit 2 naming both figures (it used to be
+    used as the stored size while the JSON said the larger one)."""
+    import numpy as np
+
+    from faceaudit.compare import compare_embeddings
+    from faceaudit.compare.store import save_distributions
+    from faceaudit.scores import SampleIndex
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(40, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    samples = SampleIndex.from_columns([f"s{i}" for i in range(40)], [f"p{i // 2}" for i in range(40)])
+    path = tmp_path / "d.fadist"
+    save_distributions(compare_embeddings(emb.astype(np.float32), samples, top_k=7, progress=False), path)
+    extra = ["--threshold", "0.5"] if command == "identify" else ["--searches", "10", "--gallery", "100",
+                                                                  "--threshold", "0.5", "--bootstrap", "0"]
+    base = [command, "--distributions", str(path), *extra]
+    res = CliRunner().invoke(app, [*base, "--tail-m", "8"])
+    assert res.exit_code == 2 and "OptionError" in res.output and "at most 7" in res.output, res.output
+    assert "Traceback" not in res.output
+    ok = CliRunner().invoke(app, [*base, "--tail-m", "7", "--bootstrap", "0"] if command == "identify"
+                            else [*base, "--tail-m", "7"])
+    assert ok.exit_code == 0, ok.output

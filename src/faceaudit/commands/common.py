@@ -6,7 +6,7 @@ from pathlib import Path
 
 from faceaudit.errors import InputError
 
-__all__ = ["floats", "load_distributions"]
+__all__ = ["floats", "load_distributions", "stored_tail_size"]
 
 
 def floats(text: str) -> list[float]:
@@ -21,3 +21,12 @@ def load_distributions(path: Path):
     from faceaudit.compare.store import load_distributions as load
 
     return load(path)
+
+
+def stored_tail_size(dist) -> int:
+    """How many non-mated scores per probe the distributions keep: ``compare --top-k`` as recorded (what a
+    ``--tail-m`` may use at most); 0 when no per-probe summaries were kept."""
+    summary = getattr(dist, "probe_summary", None)
+    if summary is None:
+        return 0
+    return int(summary.k)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from faceaudit.commands.common import floats, load_distributions
+from faceaudit.commands.common import floats, load_distributions, stored_tail_size
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError, InputError
 from faceaudit.options import (
@@ -19,6 +19,7 @@ from faceaudit.options import (
     check_probability,
     check_seed,
     check_size,
+    check_tail_m,
     comma_list,
 )
 from faceaudit.report.document import identification_lines, to_document
@@ -135,6 +136,7 @@ def identify(
             raise InputError("give exactly one of --threshold and --fmr")
         dist = load_distributions(distributions)
         tails = ProbeTails.from_distributions(dist)
+        check_tail_m("--tail-m", tail_m, stored_tail_size(dist))  # more than stored cannot take effect
         fmr_targets = floats(fmr) if fmr is not None else None
         thresholds = global_fmr_thresholds(dist, fmr_targets) if fmr_targets else floats(threshold or "")
         result = identification(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from faceaudit.commands.common import load_distributions
+from faceaudit.commands.common import load_distributions, stored_tail_size
 from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError
 from faceaudit.options import (
@@ -20,6 +20,7 @@ from faceaudit.options import (
     check_seed,
     check_share,
     check_size,
+    check_tail_m,
 )
 from faceaudit.report.document import scenario_lines, to_document
 from faceaudit.report.jsonout import write_json
@@ -83,7 +84,9 @@ def scenario(
 
     try:
         parsed = parse_mix(mix)
-        tails = ProbeTails.from_distributions(load_distributions(distributions))
+        dist = load_distributions(distributions)
+        tails = ProbeTails.from_distributions(dist)
+        check_tail_m("--tail-m", tail_m, stored_tail_size(dist))  # more than stored cannot take effect
         result = run_scenario(
             tails,
             searches=searches,
