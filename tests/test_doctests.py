@@ -16,6 +16,7 @@ MODULES = [
     "faceaudit.groups",
     "faceaudit.stats.intervals",
     "faceaudit.report.document",
+    "faceaudit.data.ingest",
 ]
 
 
@@ -32,7 +33,7 @@ def test_docstring_examples_run(name):
 def test_public_api_has_numpydoc_sections():
     import faceaudit
 
-    for name in ("audit", "identification", "scenario"):
+    for name in ("audit", "identification", "scenario", "load_score_file"):
         doc = getattr(faceaudit, name).__doc__
         for section in ("Parameters", "Returns", "Examples"):
             assert f"\n    {section}\n    ---" in doc, (name, section)

@@ -43,6 +43,36 @@ def load_score_file(
     "ordered" (an order-dependent matcher: both orders are comparisons, each listed at most once).
     Histogram memory is bounded (:mod:`faceaudit.scores`, "Memory"): past the limit the load is
     refused with the figure (:class:`~faceaudit.errors.HistogramMemoryError`).
+
+    Parameters
+    ----------
+    scores, samples : path
+        The score table (CSV or Parquet: ``probe``, ``reference``, ``score``, optional ``mated``) and the
+        sample table (``sample_id``, ``subject_id``, attribute columns). Identifiers are text as written.
+    group_columns : sequence of str
+        Attribute columns to break results down by; ``groupings`` overrides the default (each column, then
+        their intersection).
+    fmr_targets : iterable of float
+        The target FMRs whose thresholds must be exact (the exact tail reaches them).
+    distance : bool
+        Scores are distances: they are negated at ingestion, and the manifest says so.
+    bins : int
+        Histogram bins per group pair (an index for exact answers, never an answer).
+
+    Returns
+    -------
+    ScoreDistributions
+        With ``meta["inputs"]`` holding both files' SHA-256.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "samples.csv").write_text("sample_id,subject_id,sex\\na1,007,F\\na2,007,F\\nb1,7,M\\n")
+    >>> _ = (folder / "scores.csv").write_text("probe,reference,score\\na1,a2,0.9\\na1,b1,0.2\\nb1,a2,0.4\\n")
+    >>> dist = load_score_file(folder / "scores.csv", folder / "samples.csv", group_columns=["sex"])
+    >>> dist.n_mated, dist.n_nonmated, list(dist.samples.subject_ids)   # "007" and "7" are two people
+    (1, 2, ['007', '7'])
     """
     index = read_sample_table(samples, group_columns, encoding=encoding)
     sf = ScoreFile(scores, index, distance=distance, batch_rows=batch_rows, encoding=encoding,
