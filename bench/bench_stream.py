@@ -123,7 +123,8 @@ def write_scores(rows: int, n: int, per_subject: int, seed: int, id_type: str, g
                 pc, rc = ids.take(pa.array(p)), ids.take(pa.array(r))
             else:
                 pc, rc = pa.array(p.astype(np.int64)), pa.array(r.astype(np.int64))
-            w.write_table(pa.table([pc, rc, pa.array(s), pa.array(mated)], schema=schema), row_group_size=BATCH)
+            w.write_table(pa.table([pc, rc, pa.array(s), pa.array(mated)], schema=schema),
+                          row_group_size=BATCH)
             written += p.size
             batch_no += 1
             progress.update(task, completed=written)
@@ -175,7 +176,7 @@ def _find(doc, key):
     return None
 
 
-EXPLAIN = r"""
+EXPLAIN = (r"""
 import json, sys, time, resource
 import numpy as np
 from faceaudit.data.ingest import load_score_file
@@ -193,12 +194,13 @@ print(json.dumps({
   "tail_scores": int(dist.tail_score.size),
   "tail_mb": (dist.tail_score.nbytes + dist.tail_probe.nbytes + dist.tail_reference.nbytes) / 2**20,
   "subject_pairs_nnz": None if pairs is None else int(pairs.nnz),
-  "subject_pairs_mb": None if pairs is None else (pairs.data.nbytes + pairs.indices.nbytes + pairs.indptr.nbytes) / 2**20,
+  "subject_pairs_mb": None if pairs is None else (pairs.data.nbytes + pairs.indices.nbytes"""
+r""" + pairs.indptr.nbytes) / 2**20,
   "duplicate_bitset_mb": (n * n // 8 + 1) / 2**20,
   "histogram_mb": dist.histogram_nbytes() / 2**20,
   "mated": int(dist.genuine_score.size),
 }))
-"""
+""")
 
 
 def explain(scores: Path, samples: Path) -> dict:
@@ -235,7 +237,8 @@ def main() -> None:
         samples = write_samples(args.n_samples, args.per_subject, args.seed, args.id_type)
         for rows in rows_list:
             t0 = time.perf_counter()
-            existed = (OUT / f"stream_scores_{_fmt_n(rows)}_{args.n_samples}_{args.id_type}_g{args.genuine_mean:g}.parquet").exists()
+            existed = (OUT / f"stream_scores_{_fmt_n(rows)}_{args.n_samples}_{args.id_type}"
+                             f"_g{args.genuine_mean:g}.parquet").exists()
             scores = write_scores(rows, args.n_samples, args.per_subject, args.seed, args.id_type,
                                   args.genuine_mean, progress)
             write_s = None if existed else time.perf_counter() - t0
@@ -253,7 +256,8 @@ def main() -> None:
                 scores.unlink()
 
     t = Table(title=f"faceaudit audit on streamed Parquet ({args.n_samples:,} samples, "
-                    f"{args.n_samples // args.per_subject:,} subjects, --group sex --bootstrap {args.bootstrap})")
+                    f"{args.n_samples // args.per_subject:,} subjects, "
+                    f"--group sex --bootstrap {args.bootstrap})")
     for c in ("rows", "file MiB", "write s", "audit wall s", "peak RSS MiB", "exact tail scores", "exit"):
         t.add_column(c, justify="right")
     for r in results:
@@ -262,7 +266,8 @@ def main() -> None:
                   f"{r['wall_seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}" if r["peak_rss_mb"] else "?",
                   f"{r.get('exact_tail_scores') or 0:,}", str(r["exit"]))
     console.print(t)
-    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                         text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--short", "--", "src"], capture_output=True,
                            text=True).stdout.splitlines()
     doc = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_head": git, "src_dirty": dirty,

@@ -72,7 +72,8 @@ def test_unknown_sample_id_is_named(tmp_path, samples):
 def test_subject_in_two_groups_is_named(tmp_path):
     bad = write(tmp_path / "samples.csv", ["sample_id", "subject_id", "sex"],
                 [("a1", "A", "female"), ("a2", "A", "male"), ("b1", "B", "male")])
-    scores = write(tmp_path / "s.csv", ["probe", "reference", "score"], [("a1", "a2", 0.9), ("a1", "b1", 0.1)])
+    scores = write(tmp_path / "s.csv", ["probe", "reference", "score"],
+                   [("a1", "a2", 0.9), ("a1", "b1", 0.1)])
     with pytest.raises(SampleTableError, match="more than one group"):
         load_score_file(scores, bad, group_columns=["sex"])
 
@@ -124,7 +125,8 @@ def test_empty_group_is_reported_not_crashing(tmp_path):
 
 
 def test_no_mated_comparisons_is_an_empty_error(tmp_path, samples):
-    scores = write(tmp_path / "s.csv", ["probe", "reference", "score"], [("a1", "b1", 0.1), ("a1", "c1", 0.3)])
+    scores = write(tmp_path / "s.csv", ["probe", "reference", "score"],
+                   [("a1", "b1", 0.1), ("a1", "c1", 0.3)])
     dist = load_score_file(scores, samples, fmr_targets=[0.5], bins=8)
     with pytest.raises(EmptyError, match="no mated"):
         audit(dist, fmr_targets=[0.5])

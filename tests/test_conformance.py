@@ -35,7 +35,8 @@ def _floats(x):
 
 def _f(v):
     if isinstance(v, str):
-        return {"inf": np.inf, "-inf": -np.inf, "nan": np.nan}.get(v, None) if v in ("inf", "-inf", "nan") else float(v)
+        special = {"inf": np.inf, "-inf": -np.inf, "nan": np.nan}
+        return special.get(v, None) if v in ("inf", "-inf", "nan") else float(v)
     return float(v)
 
 

@@ -24,7 +24,8 @@ def test_demo_writes_an_audit_with_its_scenario(tmp_path):
     point = next(p for p in doc["overall"]["operating_points"] if p["fmr_target"] == 1e-5)
     assert scen["inputs"]["threshold"] == point["threshold"]
     e = scen["expected"]
-    assert 0 <= e["interval"]["low"] <= e["false_matches"] <= e["interval"]["high"] <= scen["inputs"]["searches"]
+    assert (0 <= e["interval"]["low"] <= e["false_matches"] <= e["interval"]["high"]
+            <= scen["inputs"]["searches"])
     assert any("one pair of people" in f for f in scen["flags"])
     html = (tmp_path / "audit.html").read_text()
     assert "Operational scenario" in html and "Verified" in html

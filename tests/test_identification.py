@@ -97,7 +97,8 @@ def test_hypergeometric_equals_enumeration():
         for N in (1, 3, 6, 9):
             subsets = list(itertools.combinations(range(n), N))
             enum = np.mean([marked[list(s)].any() for s in subsets])
-            assert hypergeometric_any(np.array([n]), np.array([marked.sum()]), N)[0] == pytest.approx(enum, abs=1e-12)
+            got = hypergeometric_any(np.array([n]), np.array([marked.sum()]), N)[0]
+            assert got == pytest.approx(enum, abs=1e-12)
 
 
 def test_subsampled_fpir_and_fnir_equal_enumeration():
@@ -176,7 +177,8 @@ def test_gpd_fit_recovers_known_parameters(shape, scale):
     ref = genpareto.fit(y, floc=0)
     assert fit.shape == pytest.approx(ref[0], abs=2e-3)
     x = np.linspace(0, float(y.max()), 7)
-    np.testing.assert_allclose(gpd_sf(x, shape, scale), genpareto.sf(x, shape, scale=scale), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(gpd_sf(x, shape, scale), genpareto.sf(x, shape, scale=scale),
+                               rtol=1e-9, atol=1e-15)
 
 
 def test_weighted_gpd_fit_equals_repeated_data():
@@ -241,8 +243,8 @@ def test_lfw_validation_fit_on_subset_predict_full():
         "validate_extrapolation", Path(__file__).resolve().parents[1] / "bench" / "validate_extrapolation.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rows = {r["fmr_level_full_set"]: r for r in mod.validate(fraction=0.25, seed=0, fmr_levels=(1e-4, 1e-5, 1e-6), m=20,
-                                                             bootstrap=60)}
+    rows = {r["fmr_level_full_set"]: r
+            for r in mod.validate(fraction=0.25, seed=0, fmr_levels=(1e-4, 1e-5, 1e-6), m=20, bootstrap=60)}
     for r in rows.values():
         assert r["threshold_exact"], r  # every count at the thresholds is exact (no truncated tail)
     # where FPIR is large and heterogeneity matters most (FMR 1e-4 of the full set, FPIR ~0.39), the model
@@ -333,7 +335,8 @@ def test_pair_part_is_estimated_per_group_when_the_group_has_the_scores():
     # per group: each group's mean exceedance equals its own observed share of scores >= T
     k, _ = tails.count_at_least(T)
     for sel in (f, m_):
-        assert float((own["p"] * n)[sel].sum() / n[sel].sum()) == pytest.approx(k[sel].sum() / n[sel].sum(), rel=1e-9)
+        assert float((own["p"] * n)[sel].sum() / n[sel].sum()) == pytest.approx(k[sel].sum() / n[sel].sum(),
+                                                                             rel=1e-9)
     assert own["p"][f].mean() > 2.5 * own["p"][m_].mean()
     # identification reports the difference at an extrapolated gallery, and says how each group was calibrated
     r = identification(tails, thresholds=[T], extrapolate_to=[1e3], bootstrap=10)
@@ -478,7 +481,8 @@ def test_one_pair_of_people_dominating_the_tail_is_measured_and_flagged():
     conc = model.pair_concentration(T)
     # brute force: the (0, 1) pair's share of the ordered non-mated pairs >= T
     hit = off & (sc >= T)
-    pair01 = hit & (np.minimum(subj[:, None], subj[None, :]) == 0) & (np.maximum(subj[:, None], subj[None, :]) == 1)
+    pair01 = (hit & (np.minimum(subj[:, None], subj[None, :]) == 0)
+              & (np.maximum(subj[:, None], subj[None, :]) == 1))
     assert conc["scores"] == hit.sum()
     assert conc["share"] == pytest.approx(pair01.sum() / hit.sum()) and conc["share"] > 0.5
     r = identification(tails, thresholds=[T], extrapolate_to=[1e4], bootstrap=0)
@@ -547,7 +551,8 @@ def test_a_groups_rule_of_three_rests_on_its_own_comparisons():
     fem = next(b for b in doc(r)["by_group"]["sex"] if b["group"] == "female")["extrapolated"][0]
     allr = doc(r)["overall"]["extrapolated"][0]
     assert fem["rule_of_three_fpir"] > allr["rule_of_three_fpir"]
-    assert fem["interval"]["high"] >= fem["rule_of_three_fpir"] and "rule-of-three" in fem["interval"]["method"]
+    assert fem["interval"]["high"] >= fem["rule_of_three_fpir"]
+    assert "rule-of-three" in fem["interval"]["method"]
 
 
 def test_one_person_holding_many_probes_is_flagged():

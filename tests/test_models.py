@@ -32,9 +32,11 @@ ZOO = SHARED / "models" / "opencv-zoo"
 SFACE = ZOO / "face_recognition_sface_2021dec.onnx"
 YUNET = ZOO / "face_detection_yunet_2023mar.onnx"
 
-needs_lfw = pytest.mark.skipif(not LFW.is_dir(), reason=f"LFW images not found at {LFW} (../shared is absent)")
+needs_lfw = pytest.mark.skipif(not LFW.is_dir(),
+                               reason=f"LFW images not found at {LFW} (../shared is absent)")
 needs_zoo = pytest.mark.skipif(not SFACE.is_file() or not YUNET.is_file(),
-                               reason=f"OpenCV-Zoo SFace/YuNet files not found in {ZOO} (../shared is absent)")
+                               reason=f"OpenCV-Zoo SFace/YuNet files not found in {ZOO} "
+                                      "(../shared is absent)")
 
 # two images of one person, one of another, and LFW's one truncated file
 IMAGES = [
@@ -172,7 +174,8 @@ def test_embed_images_fta_cache_and_parquet(sface, samples: pa.Table, tmp_path: 
                           first.table.column("acquisition_reason").to_pylist(), strict=True), strict=True))
     assert status["Aaron_Peirsol/Aaron_Peirsol_0001.jpg"] == ("ok", "")
     assert status["nobody/grey.png"] == ("fallback", "no_face")
-    assert status["nobody/broken.jpg"][0] == "failed" and status["nobody/broken.jpg"][1].startswith("unreadable_image")
+    assert status["nobody/broken.jpg"][0] == "failed"
+    assert status["nobody/broken.jpg"][1].startswith("unreadable_image")
     assert status["Zydrunas_Ilgauskas/Zydrunas_Ilgauskas_0001.jpg"][1].startswith("truncated_image")
     fta = first.metadata["fta"]
     assert fta["overall"]["n"] == 6 and fta["overall"]["failed"] == 1
@@ -199,7 +202,8 @@ def test_embed_images_fta_cache_and_parquet(sface, samples: pa.Table, tmp_path: 
 
     excluded = embed_images(samples, type(sface)(SFACE, YUNET, fta_policy="exclude"), cache=False, workers=1,
                             progress=False)
-    assert excluded.table.column("acquisition_status").to_pylist()[_rows(excluded, "nobody/grey.png")] == "failed"
+    statuses = excluded.table.column("acquisition_status").to_pylist()
+    assert statuses[_rows(excluded, "nobody/grey.png")] == "failed"
     assert excluded.metadata["fta"]["overall"]["failed"] == 3  # grey, broken, truncated
 
 
@@ -251,10 +255,12 @@ def test_embed_command(image_folder: Path, tmp_path: Path):
     app = typer.Typer()
     app.command("embed")(embed)
     out = tmp_path / "emb.parquet"
-    result = CliRunner().invoke(app, ["--images", str(image_folder), "--model", "sface", "--model-path", str(SFACE),
-                                      "--detector-path", str(YUNET), "--out", str(out), "--no-cache"])
+    result = CliRunner().invoke(app, ["--images", str(image_folder), "--model", "sface",
+                                      "--model-path", str(SFACE), "--detector-path", str(YUNET),
+                                      "--out", str(out), "--no-cache"])
     assert result.exit_code == 0, result.output
     assert read_embeddings(out).metadata["fta"]["overall"]["n"] == 6
-    bad = CliRunner().invoke(app, ["--images", str(image_folder), "--model", "sface", "--model-path", str(YUNET),
-                                   "--detector-path", str(YUNET), "--out", str(out), "--no-cache"])
+    bad = CliRunner().invoke(app, ["--images", str(image_folder), "--model", "sface",
+                                   "--model-path", str(YUNET), "--detector-path", str(YUNET),
+                                   "--out", str(out), "--no-cache"])
     assert bad.exit_code == 2 and "sha256" in bad.output

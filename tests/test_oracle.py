@@ -67,7 +67,8 @@ def test_audit_matches_oracle_overall_groups_and_cross_matrix(evalset):
                            fmr_targets=[0.01, 0.05], bins=16)
     res = audit(dist, fmr_targets=[0.01, 0.05], bootstrap=0)
     by_id = {r["sample_id"]: r for r in srows}
-    neg = [float(r["score"]) for r in rows if by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
+    neg = [float(r["score"]) for r in rows
+           if by_id[r["probe"]]["subject_id"] != by_id[r["reference"]]["subject_id"]]
     for point in res.overall.operating_points:
         t = point.threshold
         assert t == oracle_far_threshold(neg, point.fmr_target)
@@ -181,7 +182,8 @@ def test_subject_bootstrap_matches_oracle_with_fixed_seed(evalset):
     for w in W:
         fm = nm = fnm = m = 0.0
         for r in rows:
-            a, b = subj_index[by_id[r["probe"]]["subject_id"]], subj_index[by_id[r["reference"]]["subject_id"]]
+            a = subj_index[by_id[r["probe"]]["subject_id"]]
+            b = subj_index[by_id[r["reference"]]["subject_id"]]
             x = float(r["score"])
             if a == b:
                 m += w[a]
@@ -332,7 +334,8 @@ def test_json_document_has_the_documented_keys_and_at_matches_oracle(evalset, tm
     assert set(doc["by_group"]) == {"sex", "region", "sex x region"}
     assert set(doc["cross_group_fmr"]) == {"sex", "region", "sex x region"}
     assert {"fmr", "fnmr", "fdr", "garbe", "comparisons"} <= set(doc["differentials"]["sex"][0])
-    assert {"max_min", "max_geomean", "highest_over_lowest", "left_out"} <= set(doc["differentials"]["sex"][0]["fmr"])
+    assert ({"max_min", "max_geomean", "highest_over_lowest", "left_out"}
+            <= set(doc["differentials"]["sex"][0]["fmr"]))
     assert len(doc["manifest"]["inputs"]["scores"]["sha256"]) == 64
     assert doc["settings"]["convention"] == "highest"
     # .at(threshold) on the Python object, against the loops
@@ -367,8 +370,10 @@ def test_sampled_det_points_are_points_of_the_full_curve(neg, pos, k):
     view, gen = ImpostorView.exact(neg), np.sort(pos)
     full = det_curve(view, gen)
     part = det_curve(view, gen, max_points=k)
-    points = set(zip(full["threshold"].tolist(), full["false_matches"].tolist(), full["false_non_matches"].tolist()))
-    got = list(zip(part["threshold"].tolist(), part["false_matches"].tolist(), part["false_non_matches"].tolist()))
+    points = set(zip(full["threshold"].tolist(), full["false_matches"].tolist(),
+                     full["false_non_matches"].tolist()))
+    got = list(zip(part["threshold"].tolist(), part["false_matches"].tolist(),
+                   part["false_non_matches"].tolist()))
     assert got and all(p in points for p in got)
     assert got[-1][1] == 0  # the curve ends where nothing matches
 

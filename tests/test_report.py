@@ -40,7 +40,8 @@ def _build(tail_quantile: float, *, n_subjects: int = 60, seed: int = 0, complet
     for r in samples:  # untrusted labels, as an input file may carry them
         r["region"] = {"c": HOSTILE, "b": AMPERSAND}.get(r["region"], r["region"])
     index = SampleIndex.from_columns([r["sample_id"] for r in samples], [r["subject_id"] for r in samples],
-                                     {"sex": [r["sex"] for r in samples], "region": [r["region"] for r in samples]})
+                                     {"sex": [r["sex"] for r in samples],
+                                      "region": [r["region"] for r in samples]})
     pos = {s: i for i, s in enumerate(index.sample_ids.tolist())}
     p = np.array([pos[r["probe"]] for r in scores])
     q = np.array([pos[r["reference"]] for r in scores])
@@ -60,7 +61,8 @@ def _build(tail_quantile: float, *, n_subjects: int = 60, seed: int = 0, complet
 def _document(dist, *, max_exact: int, bootstrap: int = 0):
     result = audit(dist, fmr_targets=[1e-2, 1e-3], bootstrap=bootstrap)
     doc = audit_document(result, max_exact=max_exact)
-    assert doc["distributions"] == to_jsonable(compact_distributions(dist, result.subsets, max_exact=max_exact))
+    compact = compact_distributions(dist, result.subsets, max_exact=max_exact)
+    assert doc["distributions"] == to_jsonable(compact)
     return result, doc
 
 
@@ -105,8 +107,10 @@ def test_compact_counts_equal_the_exact_api(complete):
                 for j, rg in enumerate(m["reference_groups"]):
                     if m["threshold"] < ef and m["threshold"] not in sec["grid"]:
                         continue
-                    got = counts_at(sec, m["threshold"], _subset(result, grouping, pg), _subset(result, grouping, rg))
-                    assert (got["false_matches"], got["nonmated"]) == (m["fmr"][i][j]["count"], m["fmr"][i][j]["total"])
+                    got = counts_at(sec, m["threshold"], _subset(result, grouping, pg),
+                                    _subset(result, grouping, rg))
+                    cell = m["fmr"][i][j]
+                    assert (got["false_matches"], got["nonmated"]) == (cell["count"], cell["total"])
 
 
 def test_compact_is_small_and_lossless():
@@ -139,8 +143,10 @@ def test_labels_are_escaped(audited):
     html = render_html(doc)
     assert HOSTILE not in html and "<script>alert" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html  # shown as text in the tables
-    assert html.count("<script") == 6  # the data block, three vendor libraries, the scenario panel's and the page's scripts
-    data = re.search(r'<script type="application/json" id="faceaudit-data">(.*?)</script>', html, re.S).group(1)
+    # the data block, three vendor libraries, the scenario panel's and the page's scripts
+    assert html.count("<script") == 6
+    data = re.search(r'<script type="application/json" id="faceaudit-data">(.*?)</script>', html,
+                     re.S).group(1)
     assert "<" not in data and ">" not in data and "&" not in data and "\u2028" not in data
     assert json.loads(data)["by_group"]["region"][0]["group"] in (HOSTILE, AMPERSAND, "a")
 
@@ -236,10 +242,12 @@ def browser(tmp_path_factory):
 def _open(browser, path):
     page = browser.new_page()
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    page.on("request", lambda r: problems.append(f"request: {r.url}") if not r.url.startswith("file:") else None)
+    page.on("request",
+            lambda r: problems.append(f"request: {r.url}") if not r.url.startswith("file:") else None)
     page.goto(path.as_uri())
     page.wait_for_selector("body[data-ready]", timeout=60_000)
     assert page.get_attribute("body", "data-ready") == "1", page.evaluate("window.faceaudit.state.errors")
@@ -250,8 +258,10 @@ def _rows(page):
     return page.evaluate("""() => Array.from(document.querySelectorAll('tr[data-group]')).map(tr => ({
         grouping: tr.dataset.grouping, group: tr.dataset.group,
         header: tr.querySelector('th').textContent,
-        fmr: [Number(tr.querySelector('td[data-rate=fmr]').dataset.count), Number(tr.querySelector('td[data-rate=fmr]').dataset.total)],
-        fnmr: [Number(tr.querySelector('td[data-rate=fnmr]').dataset.count), Number(tr.querySelector('td[data-rate=fnmr]').dataset.total)],
+        fmr: [Number(tr.querySelector('td[data-rate=fmr]').dataset.count), """
+        """Number(tr.querySelector('td[data-rate=fmr]').dataset.total)],
+        fnmr: [Number(tr.querySelector('td[data-rate=fnmr]').dataset.count), """
+        """Number(tr.querySelector('td[data-rate=fnmr]').dataset.total)],
         text: tr.querySelector('td[data-rate=fmr]').textContent }))""")
 
 
@@ -291,7 +301,8 @@ def test_page_in_chromium(browser, audited, tmp_path):
     for i in sorted({0, n_grid // 2, n_grid - 1, n_grid, (n_grid + len(positions)) // 2, len(positions) - 1}):
         page.evaluate("i => { const s = document.getElementById('thr-range'); s.value = String(i);"
                       " s.dispatchEvent(new Event('input')); }", i)
-        page.wait_for_function(f"Number(document.getElementById('thr-value').dataset.threshold) === {positions[i]!r}")
+        page.wait_for_function("Number(document.getElementById('thr-value').dataset.threshold) === "
+                               f"{positions[i]!r}")
         t, rows = _check_against_api(page, result)
         seen.add(tuple(tuple(r["fmr"]) for r in rows))
         # the cross-group heat map's table follows the control too
@@ -336,8 +347,10 @@ def test_page_in_chromium(browser, audited, tmp_path):
     # every chart drew, with an accessible name
     target = doc["headline"]["fmr_target"]  # the cards drawn are those at the headline's target
     cards = sum(c["fmr_target"] == target for c in doc["cards"])
-    assert page.locator("div.vega svg").count() == len(doc["by_group"]) * 2 + len(doc["cross_group_fmr"]) + cards
-    assert page.locator("div.chart-frame[role=img][aria-label] > div.vega").count() == page.locator("div.vega").count()
+    charts = len(doc["by_group"]) * 2 + len(doc["cross_group_fmr"]) + cards
+    assert page.locator("div.vega svg").count() == charts
+    framed = page.locator("div.chart-frame[role=img][aria-label] > div.vega").count()
+    assert framed == page.locator("div.vega").count()
     page.close()
 
 

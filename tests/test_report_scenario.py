@@ -54,23 +54,27 @@ def made(tmp_path_factory):
     samples = SampleIndex.from_columns(np.arange(subj.size), subj, {"sex": sex, "race": race})
     dist = compare_embeddings(emb.astype(np.float32), samples, backend="numpy", top_k=20, progress=False)
     fadist = save_distributions(dist, d / "d.fadist")
-    dist.meta["note"] = "another run"  # the same scores, another file: a scenario of it must not pass as this one's
+    # the same scores, another file: a scenario of it must not pass as this one's
+    dist.meta["note"] = "another run"
     other = save_distributions(dist, d / "other.fadist")
 
     # the audit alone first: its page's exact region decides which threshold the control can reach
-    _ok("audit", "--distributions", fadist, "--group", "sex", "--bootstrap", 10, "--json", d / "plain.json", "--quiet")
+    _ok("audit", "--distributions", fadist, "--group", "sex", "--bootstrap", 10, "--json", d / "plain.json",
+        "--quiet")
     plain = read_json(d / "plain.json")
     exact_from = float(plain["distributions"]["exact_from"])
     tails = ProbeTails.from_distributions(dist)
     top = np.sort(tails.top_score())
-    t1 = float(top[np.searchsorted(top, max(np.quantile(top, 0.9), exact_from))])  # an observed score, exact region
+    # an observed score, in the exact region
+    t1 = float(top[np.searchsorted(top, max(np.quantile(top, 0.9), exact_from))])
     assert t1 >= exact_from
 
     common = ["--distributions", fadist, "--searches", 100000, "--gallery", 1e6, "--mated-share", 0.3,
               "--bootstrap", 10, "--quiet"]
     _ok("scenario", *common, "--threshold", repr(t1), "--mix", f"sex={HOSTILE}:0.3,male:0.7",
         "--json", d / "s1.json", "--report", d / "s1.html")
-    _ok("scenario", *common, "--max-false-matches", 5, "--mix", "race=rare:0.2,common:0.8", "--json", d / "s2.json")
+    _ok("scenario", *common, "--max-false-matches", 5, "--mix", "race=rare:0.2,common:0.8",
+        "--json", d / "s2.json")
     _ok("scenario", *common, "--threshold", repr(t1), "--json", d / "other.json")
     _ok("scenario", "--distributions", other, "--searches", 1000, "--gallery", 1e4, "--threshold", repr(t1),
         "--bootstrap", 0, "--quiet", "--json", d / "mismatch.json")
@@ -78,7 +82,8 @@ def made(tmp_path_factory):
         "--scenario", d / "s2.json", "--json", d / "result.json", "--report", d / "audit.html", "--quiet")
     return {"dir": d, "dist": dist, "t1": t1, "exact_from": exact_from,
             "result": audit(dist, groupings=[("sex",)], bootstrap=0),
-            "doc": read_json(d / "result.json"), "s1": read_json(d / "s1.json"), "s2": read_json(d / "s2.json")}
+            "doc": read_json(d / "result.json"), "s1": read_json(d / "s1.json"),
+            "s2": read_json(d / "s2.json")}
 
 
 # ---------------------------------------------------------------------------- documents and commands
@@ -118,8 +123,8 @@ def test_older_audit_document_is_upgraded_when_a_scenario_is_added(made, tmp_pat
     del old["scenarios"]
     old["schema_version"] = "1.0"
     write_json(old, tmp_path / "old.json")
-    _ok("report", tmp_path / "old.json", "--scenario", made["dir"] / "s1.json", "--json", tmp_path / "new.json",
-        "--out", tmp_path / "new.html")
+    _ok("report", tmp_path / "old.json", "--scenario", made["dir"] / "s1.json",
+        "--json", tmp_path / "new.json", "--out", tmp_path / "new.html")
     new = read_json(tmp_path / "new.json")
     assert new["schema_version"] == "1.1" and len(new["scenarios"]) == 1
     validate_document(new)
@@ -131,7 +136,8 @@ def test_unverifiable_pairing_is_said_not_hidden(made, tmp_path):
     del doc["manifest"]["inputs"]["distributions"]
     del doc["scenarios"]
     write_json(doc, tmp_path / "scores-audit.json")
-    _ok("report", tmp_path / "scores-audit.json", "--scenario", made["dir"] / "s1.json", "--out", tmp_path / "u.html")
+    _ok("report", tmp_path / "scores-audit.json", "--scenario", made["dir"] / "s1.json",
+        "--out", tmp_path / "u.html")
     html = (tmp_path / "u.html").read_text(encoding="utf-8")
     assert 'data-status="unverified"' in html and "Not verified" in html
     assert 'data-status="verified"' in (made["dir"] / "audit.html").read_text(encoding="utf-8")
@@ -173,9 +179,10 @@ def test_bad_scenario_files_are_named_errors(made, tmp_path):
 
 def test_audit_scenario_option_names_bad_files_before_and_after_the_audit(made, tmp_path):
     d = made["dir"]
-    for path, name in ((tmp_path / "missing.json", "ScenarioFileError"), (d / "mismatch.json", "ScenarioMismatchError")):
-        res = _invoke("audit", "--distributions", d / "d.fadist", "--group", "sex", "--bootstrap", 0, "--quiet",
-                      "--scenario", path, "--report", tmp_path / "a.html")
+    for path, name in ((tmp_path / "missing.json", "ScenarioFileError"),
+                       (d / "mismatch.json", "ScenarioMismatchError")):
+        res = _invoke("audit", "--distributions", d / "d.fadist", "--group", "sex", "--bootstrap", 0,
+                      "--quiet", "--scenario", path, "--report", tmp_path / "a.html")
         assert res.exit_code == 2 and name in res.output, res.output
         assert not (tmp_path / "a.html").exists()
     # a scenario document is not an audit to add scenarios to
@@ -252,7 +259,8 @@ def test_panel_in_chromium(browser, made, tmp_path):
     for i in range(flags.count()):
         assert flags.nth(i).is_visible()
     total_flags = sum(len(s["flags"]) for s in doc["scenarios"])
-    assert " ".join(page.text_content(".scenario-flag-count").split()).startswith(f"{total_flags} warnings there flag inputs")
+    flag_count = " ".join(page.text_content(".scenario-flag-count").split())
+    assert flag_count.startswith(f"{total_flags} warnings there flag inputs")
     assert page.evaluate("document.querySelectorAll('script').length") == 6  # no label became a script
     page.locator("#scenario").screenshot(path=str(tmp_path / "scenario-panel.png"))
 

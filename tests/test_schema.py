@@ -24,11 +24,13 @@ from faceaudit.synthetic import make_evaluation_set  # noqa: E402
 def document():
     samples, scores = make_evaluation_set(n_subjects=40, seed=3)
     index = SampleIndex.from_columns([r["sample_id"] for r in samples], [r["subject_id"] for r in samples],
-                                     {"sex": [r["sex"] for r in samples], "region": [r["region"] for r in samples]})
+                                     {"sex": [r["sex"] for r in samples],
+                                      "region": [r["region"] for r in samples]})
     pos = {s: i for i, s in enumerate(index.sample_ids.tolist())}
     s = np.array([r["score"] for r in scores])
     builder = DistributionBuilder(index, uniform_edges(s.min(), s.max(), 1024), tail_cutoff=-np.inf)
-    builder.add(np.array([pos[r["probe"]] for r in scores]), np.array([pos[r["reference"]] for r in scores]), s)
+    builder.add(np.array([pos[r["probe"]] for r in scores]), np.array([pos[r["reference"]] for r in scores]),
+                s)
     dist = builder.result()
     result = audit(dist, fmr_targets=[1e-2, 1e-3], bootstrap=20)
     doc = audit_document(result)
@@ -61,7 +63,8 @@ def test_document_without_distributions_validates(document):
     (lambda d: d.pop("settings"), "settings"),
     (lambda d: d.__setitem__("schema_version", "2.0"), "version"),
     (lambda d: d["counts"].__setitem__("mated", -1), "counts/mated"),
-    (lambda d: d["overall"]["operating_points"][0]["fmr"].__setitem__("count", "12"), "operating_points/0/fmr/count"),
+    (lambda d: d["overall"]["operating_points"][0]["fmr"].__setitem__("count", "12"),
+     "operating_points/0/fmr/count"),
     (lambda d: d["settings"].__setitem__("convention", "middle"), "settings/convention"),
     (lambda d: d["distributions"].__setitem__("version", 2), "distributions/version"),
 ])
@@ -110,7 +113,8 @@ def test_audit_document_writes_the_current_version(document):
     from faceaudit.report.schema import SCHEMA_VERSION
 
     assert SCHEMA_VERSION == "1.2"
-    assert jsonschema.Draft202012Validator(load_schema()["properties"]["schema_version"]).is_valid(SCHEMA_VERSION)
+    version_schema = load_schema()["properties"]["schema_version"]
+    assert jsonschema.Draft202012Validator(version_schema).is_valid(SCHEMA_VERSION)
 
     assert document["schema_version"] == SCHEMA_VERSION
     # a result without its distributions (no compact section) is written at the same version

@@ -119,9 +119,9 @@ def two_pass(
     tail = second.result()
     if not np.array_equal(tail.hist_row_of_cell, coarse.hist_row_of_cell):
         raise InputError("the comparisons changed between the two reads of the score source")
-    coarse.meta["tail_cutoff_rule"] = ("per cell: the lowest bin edge reached by any target-FMR threshold of a "
-                                      "group containing the cell; each group's EER from the exact scores of "
-                                      "the bins around its crossing (eer_window)")
+    coarse.meta["tail_cutoff_rule"] = ("per cell: the lowest bin edge reached by any target-FMR threshold "
+                                      "of a group containing the cell; each group's EER from the exact "
+                                      "scores of the bins around its crossing (eer_window)")
     dist = dataclasses.replace(
         coarse,
         tail_cutoff=tail.tail_cutoff,

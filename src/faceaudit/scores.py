@@ -637,7 +637,8 @@ class ScoreDistributions:
         if not np.array_equal(self.edges, other.edges):
             raise IncompatibleError("cannot merge: the two distributions have different bin edges")
         if self.samples is not other.samples and self.samples.fingerprint() != other.samples.fingerprint():
-            raise IncompatibleError("cannot merge: the two distributions were built over different sample tables")
+            raise IncompatibleError("cannot merge: the two distributions were built over different "
+                                    "sample tables")
         if self.design != other.design:
             raise IncompatibleError(f"cannot merge a {self.design!r} design with a {other.design!r} one")
         if self.cell_limit != other.cell_limit:

@@ -615,8 +615,8 @@ class TailModel:
         the scores (relatives, a mislabelled identity), it is absent from a draw with probability
         ``1/e`` and the count falls by its share. Drawn per distinct count value (memory
         ``replicates x distinct counts``, not ``x K``). With ``partition``, a group calibrated on its own
-        count (at least :data:`MIN_CALIBRATION_EVENTS` scores >= T, as in :meth:`components`) draws from its own
-        events. ``K = 0`` gives factors of 1 (nothing to scale; the rule of three covers it)."""
+        count (at least :data:`MIN_CALIBRATION_EVENTS` scores >= T, as in :meth:`components`) draws from its
+        own events. ``K = 0`` gives factors of 1 (nothing to scale; the rule of three covers it)."""
         from scipy.stats import gamma
 
         rng = np.random.default_rng([int(seed), 5])
