@@ -239,7 +239,7 @@ def test_a_faceaudit_plan_drives_the_query_and_the_result_reads_back(lfw, tmp_pa
 
     samples = read_samples(lfw["samples"], ["sex"])
     plan = plan_requests(samples, claim_fmr=0.05, power=0.5, mated_per_subject=2, seed=1)
-    write_plan(plan, str(tmp_path / "plan.parquet"), ["sex"])
+    write_plan(plan, str(tmp_path / "plan.parquet"))
     with serve(lfw, mode="scores") as srv:
         adapter = parse_adapter(compare_adapter(srv.url, response='score = "/score"'))
         run_query(
