@@ -122,3 +122,28 @@ def test_arrays_audit_document_has_no_numpy_or_nan():
 @pytest.mark.parametrize("style", ["html", "terminal", "text"])
 def test_formatter_styles_handle_missing_rates(style):
     assert format_rate(rate_json(rate(0, 0)), style).startswith("n/a")
+
+
+def test_two_runs_of_compare_and_audit_write_byte_identical_json_and_html(tmp_path):
+    """Run timings and host details stay out of the hashed documents (they go to the .fadist sidecar and the
+    terminal): the same inputs and settings give the same bytes, without any normalisation."""
+    from faceaudit.compare import compare_embeddings
+    from faceaudit.report.html import write_html
+    from faceaudit.report.jsonout import write_json
+    from faceaudit.scores import SampleIndex
+
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(60, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    samples = SampleIndex.from_columns([f"s{i}" for i in range(60)], [f"p{i // 3}" for i in range(60)],
+                                       {"sex": ["F" if i < 30 else "M" for i in range(60)]})
+    out = []
+    for k in range(2):
+        dist = compare_embeddings(emb.astype(np.float32), samples, progress=False)
+        assert "run" in dist.meta  # the run's details exist, and stay out of the documents
+        doc = audit_document(audit(dist, fmr_targets=[1e-2], bootstrap=50))
+        write_json(doc, tmp_path / f"r{k}.json")
+        write_html(doc, tmp_path / f"r{k}.html")
+        out.append(((tmp_path / f"r{k}.json").read_bytes(), (tmp_path / f"r{k}.html").read_bytes()))
+    assert b"timing_s" not in out[0][0] and b"finished_utc" not in out[0][0]
+    assert out[0] == out[1]

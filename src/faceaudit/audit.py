@@ -452,7 +452,9 @@ def audit(
         differentials=diffs,
         settings=settings,
         counts=_counts(dist),
-        manifest=dict(dist.meta),
+        # what the inputs and settings were, not how this run went: the run's timings and host (compare's
+        # meta["run"]) stay in the .fadist sidecar and the terminal, so the same inputs give the same document
+        manifest={k: v for k, v in dist.meta.items() if k != "run"},
         measurer=m,
         cards=cards,
     )
