@@ -450,3 +450,18 @@ def test_a_label_spelled_like_the_missing_group_does_not_merge_with_empty_cells(
         SampleIndex.from_columns(["a", "b"], ["A", "B"], {"region": ["(missing)", ""]})
     idx = SampleIndex.from_columns(["a", "b"], ["A", "B"], {"region": ["(missing)", "NA"]})
     assert idx.group_labels == (("(missing)",), ("NA",))
+
+
+def test_a_skipped_duplicate_check_is_said_in_the_terminal(tmp_path, samples, monkeypatch):
+    """Above the bitset limit the exact duplicate check is skipped: the terminal says so, as the manifest does
+    (a pair listed twice would be counted twice); below it the same file is refused by name."""
+    import faceaudit.data.tables as tables
+
+    scores = write(tmp_path / "s.csv", ["probe", "reference", "score"], good_rows() + [("b1", "b2", 0.5)])
+    args = ["audit", "--scores", str(scores), "--samples", str(samples), "--bootstrap", "0", "--quiet",
+            "--fmr", "0.5"]
+    assert CliRunner().invoke(app, args).exit_code == 2
+    monkeypatch.setattr(tables, "DUPLICATE_BITSET_LIMIT", 0)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "duplicate-pair check skipped" in r.output and "counted twice" in r.output

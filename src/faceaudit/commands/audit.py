@@ -277,6 +277,10 @@ def _from_scores(
             pair_order="ordered" if ordered_pairs else "unordered",
         )
         bar.update(task, description="measuring")
+    check = ((dist.meta.get("inputs") or {}).get("scores") or {}).get("duplicate_check", "")
+    if str(check).startswith("skipped"):  # never silent: the counts assume each pair is listed once
+        err.print(f"[bold yellow]warning[/bold yellow]: duplicate-pair check {terminal_text(check)}; a pair "
+                  "listed twice would be counted twice (the manifest records this)")
     return dist
 
 
