@@ -213,90 +213,103 @@ def eer(view: ImpostorView, genuine: np.ndarray) -> EERResult:
     lowest candidate above the bulk; otherwise NotExactError is raised.
     """
     _require(view, genuine)
-    tail, pos = view.tail, genuine
-    Nn, Np = view.total, int(pos.size)
-    pseudo = 1 if view.n_below else 0  # the bulk stands as one score at below_max, below every tail score
-    above, amin = view.n_above, view.above_min  # a window view: n_above scores >= above_min left out
-    n_neg = tail.size + pseudo + (1 if above else 0)  # the scores above stand as one, at above_min
+    search = _EerSearch(view, genuine)
+    best_t, best_d, u_a = search.first_candidate()
+    u_b = search.after(u_a) if u_a is not None else float(min(search.nm_min, genuine[0]))
+    if u_b is not None and (not search.pseudo or u_b >= view.below_max):
+        t_b = search.midpoint(u_b)
+        if t_b is not None:
+            d_b = abs(search.D(u_b))
+            final = u_b == search.stop
+            if d_b < best_d or (d_b == best_d and not final):
+                best_t, best_d = t_b, d_b
+    return EERResult(point=operating_point(view, genuine, best_t))
 
-    def neg_at(i: int) -> float:
-        if pseudo and i == 0:
-            return view.below_max
-        return amin if (above and i == n_neg - 1) else float(tail[i - pseudo])
 
-    def D(u: float) -> int:
+class _EerSearch:
+    """The state of :func:`eer`'s search over bob.measure's candidates, in exact integers.
+
+    The bulk below an inexact tail stands as one score at ``below_max`` (``pseudo``); in a window view the
+    ``n_above`` scores left out above the window stand as one, at ``above_min``.
+    """
+
+    def __init__(self, view: ImpostorView, genuine: np.ndarray) -> None:
+        self.view, self.tail, self.pos = view, view.tail, genuine
+        self.Nn, self.Np = view.total, int(genuine.size)
+        self.pseudo = 1 if view.n_below else 0
+        self.above, self.amin = view.n_above, view.above_min
+        self.n_neg = self.tail.size + self.pseudo + (1 if self.above else 0)
+        # bob's loop stops after the value where one set runs out: midpoints exist up to that value,
+        # excluding the largest value overall; the one at that value is compared strictly. With scores
+        # left out above a window, their maximum is unknown but >= above_min, which stands for it (only
+        # values below above_min are ever compared with it).
+        tail = self.tail
+        nm_top = self.amin if self.above else (float(tail[-1]) if tail.size else view.below_max)
+        self.stop = min(nm_top, float(genuine[-1]))
+        self.nm_min = float(tail[0]) if tail.size else self.amin  # used only without a bulk below
+
+    def neg_at(self, i: int) -> float:
+        if self.pseudo and i == 0:
+            return self.view.below_max
+        return self.amin if (self.above and i == self.n_neg - 1) else float(self.tail[i - self.pseudo])
+
+    def D(self, u: float) -> int:
         """(FMR - FNMR) * Nn * Np just above u: non-mated > u against mated <= u, exact integers."""
-        if above and u >= amin:
+        mated_le = int(np.searchsorted(self.pos, u, side="right"))
+        if self.above and u >= self.amin:
             # at most n_above - 1 scores above u (above_min is not): only a certain negative sign is usable
-            bound = (above - 1) * Np - int(np.searchsorted(pos, u, side="right")) * Nn
+            bound = (self.above - 1) * self.Np - mated_le * self.Nn
             if bound < 0:
                 return bound
             raise WindowTooNarrow("the EER crossing may lie above the exact window", "up")
         n_over = (
-            above + tail.size
-            - int(np.searchsorted(tail, u, side="right"))
-            + (1 if pseudo and view.below_max > u else 0)
+            self.above + self.tail.size
+            - int(np.searchsorted(self.tail, u, side="right"))
+            + (1 if self.pseudo and self.view.below_max > u else 0)
         )
-        return n_over * Np - int(np.searchsorted(pos, u, side="right")) * Nn
+        return n_over * self.Np - mated_le * self.Nn
 
-    def last_nonnegative(n: int, at) -> int:
+    def last_nonnegative(self, n: int, at) -> int:
         lo, hi = -1, n - 1  # D(at(i)) >= 0 holds on a prefix of i (D never increases with u)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if D(at(mid)) >= 0:
+            if self.D(at(mid)) >= 0:
                 lo = mid
             else:
                 hi = mid - 1
         return lo
 
-    i = last_nonnegative(n_neg, neg_at)
-    j = last_nonnegative(Np, lambda k: float(pos[k]))
-    # only candidates that exist: neg_at(-1) would index past a tail of fewer than two scores
-    u_a = max(([neg_at(i)] if i >= 0 else []) + ([float(pos[j])] if j >= 0 else []), default=None)
-
-    def after(u: float) -> float | None:
+    def after(self, u: float) -> float | None:
         """The next observed value above u, mated or not."""
-        if above and u >= amin:
+        if self.above and u >= self.amin:
             raise WindowTooNarrow("the EER search needs a score above the exact window", "up")
-        k = int(np.searchsorted(tail, u, side="right"))
-        m = int(np.searchsorted(pos, u, side="right"))
-        nxt = [float(a[x]) for a, x in ((tail, k), (pos, m)) if x < a.size]
-        if pseudo and view.below_max > u:
-            nxt.append(view.below_max)
-        if above:
-            nxt.append(amin)
+        k = int(np.searchsorted(self.tail, u, side="right"))
+        m = int(np.searchsorted(self.pos, u, side="right"))
+        nxt = [float(a[x]) for a, x in ((self.tail, k), (self.pos, m)) if x < a.size]
+        if self.pseudo and self.view.below_max > u:
+            nxt.append(self.view.below_max)
+        if self.above:
+            nxt.append(self.amin)
         return min(nxt) if nxt else None
 
-    # bob's loop stops after the value where one set runs out: midpoints exist up to that value,
-    # excluding the largest value overall; the one at that value is compared strictly. With scores left
-    # out above a window, their maximum is unknown but >= above_min, which stands for it (only values
-    # below above_min are ever compared with it).
-    nm_top = amin if above else (float(tail[-1]) if tail.size else view.below_max)
-    stop = min(nm_top, float(pos[-1]))
-    nm_min = float(tail[0]) if tail.size else amin  # used only without a bulk below
+    def midpoint(self, u: float) -> float | None:
+        nxt = self.after(u)
+        return None if (nxt is None or u > self.stop) else (u + nxt) / 2.0
 
-    def midpoint(u: float) -> float | None:
-        nxt = after(u)
-        return None if (nxt is None or u > stop) else (u + nxt) / 2.0
-
-    if u_a is None or (pseudo and u_a < view.below_max):
-        if pseudo:
-            raise WindowTooNarrow("the EER lies below the exact tail; rebuild with a lower tail cutoff",
-                                  "down")
-        best_t = float(min(nm_min, pos[0]))  # bob's first candidate: the smallest score (FMR 1, FNMR 0)
-        best_d = Nn * Np
-    else:
-        best_t = midpoint(u_a)
-        best_d = abs(D(u_a))
-    u_b = after(u_a) if u_a is not None else float(min(nm_min, pos[0]))
-    if u_b is not None and (not pseudo or u_b >= view.below_max):
-        t_b = midpoint(u_b)
-        if t_b is not None:
-            d_b = abs(D(u_b))
-            final = u_b == stop
-            if d_b < best_d or (d_b == best_d and not final):
-                best_t, best_d = t_b, d_b
-    return EERResult(point=operating_point(view, genuine, best_t))
+    def first_candidate(self) -> tuple[float, int, float | None]:
+        """The last candidate where FMR >= FNMR: its threshold, |D| there, and the value u_a it follows."""
+        i = self.last_nonnegative(self.n_neg, self.neg_at)
+        j = self.last_nonnegative(self.Np, lambda k: float(self.pos[k]))
+        # only candidates that exist: neg_at(-1) would index past a tail of fewer than two scores
+        found = ([self.neg_at(i)] if i >= 0 else []) + ([float(self.pos[j])] if j >= 0 else [])
+        u_a = max(found, default=None)
+        if u_a is None or (self.pseudo and u_a < self.view.below_max):
+            if self.pseudo:
+                raise WindowTooNarrow("the EER lies below the exact tail; rebuild with a lower tail cutoff",
+                                      "down")
+            # bob's first candidate: the smallest score (FMR 1, FNMR 0)
+            return float(min(self.nm_min, self.pos[0])), self.Nn * self.Np, None
+        return self.midpoint(u_a), abs(self.D(u_a)), u_a
 
 
 def det_curve(
