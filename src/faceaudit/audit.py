@@ -426,7 +426,28 @@ def audit(
             pairings=None if pairings is None else [tuple(p) for p in pairings],
         )
     )
-    settings = AuditSettings(
+    settings = _audit_settings(dist, targets, convention, groupings, level, bootstrap, boot, seed, rule)
+    return AuditResult(
+        overall=overall,
+        by_group=by_group,
+        cross_group_fmr=cross,
+        differentials=diffs,
+        settings=settings,
+        counts=_counts(dist),
+        # what the inputs and settings were, not how this run went: the run's timings and host (compare's
+        # meta["run"]) stay in the .fadist sidecar and the terminal, so the same inputs give the same document
+        manifest={k: v for k, v in dist.meta.items() if k != "run"},
+        measurer=m,
+        cards=cards,
+    )
+
+
+def _audit_settings(
+    dist: ScoreDistributions, targets: list[float], convention: str, groupings: list, level: float,
+    bootstrap: int, boot: Any, seed: int, rule: dict[str, Any],
+) -> AuditSettings:
+    """What the audit was asked and how it ran (the document's ``settings``)."""
+    return AuditSettings(
         fmr_targets=tuple(targets),
         convention=convention,
         groupings=tuple(groupings),
@@ -440,23 +461,10 @@ def audit(
         tail_cutoff_range=(float(np.min(dist.tail_cutoff)), float(np.max(dist.tail_cutoff))),
         histogram_bins=int(dist.edges.size - 1),
         min_subjects=rule["min_subjects"],
-        fmr_resolution=fmr_resolution,
-        fnmr_resolution=fnmr_resolution,
+        fmr_resolution=rule["fmr_resolution"],
+        fnmr_resolution=rule["fnmr_resolution"],
         unlabelled=rule["unlabelled"],
         compare=rule["compare"],
-    )
-    return AuditResult(
-        overall=overall,
-        by_group=by_group,
-        cross_group_fmr=cross,
-        differentials=diffs,
-        settings=settings,
-        counts=_counts(dist),
-        # what the inputs and settings were, not how this run went: the run's timings and host (compare's
-        # meta["run"]) stay in the .fadist sidecar and the terminal, so the same inputs give the same document
-        manifest={k: v for k, v in dist.meta.items() if k != "run"},
-        measurer=m,
-        cards=cards,
     )
 
 
