@@ -445,7 +445,6 @@ def evaluate(
     system = fit_system(points, method)
     cv = cross_validate(points, method, folds, seed, start=system)
     groups, flags = _prepare_groups(points, cv, method, folds, seed, system, target)
-    jlo, jhi = _joint_support(points)
     grid = _grid(points, system, grid_size)
     W = None
     if bootstrap > 0 and points.subjects_known:
@@ -464,31 +463,10 @@ def evaluate(
     statement = None
     if score is not None:
         statement = _statement(points, system, groups, target, score, reps, level, have)
-    if (~points.exact).any():
-        flags.append(
-            Flag.of(
-                "bulk_binned",
-                bin_width=points.bin_width,
-                bulk_share=float(points.weight[~points.exact].sum() / points.weight[~points.mated].sum()),
-            )
-        )
+    flags += _binned_flag(points)
     crit = dict(DEFAULT_CRITERIA)
     crit.update(criteria or {})
-    summary = SystemSummary(
-        method=method,
-        lower_log10=system.lower,
-        upper_log10=system.upper,
-        support=system.support,
-        joint_support=(jlo, jhi),
-        n_mated=float(points.weight[points.mated].sum()),
-        n_nonmated=float(points.weight[~points.mated].sum()),
-        n_subjects=points.n_subjects,
-        n_exact_nonmated=int((points.exact & ~points.mated).sum()),
-        bin_width=points.bin_width,
-        folds=folds,
-        design=points.design,
-        **_medians(points),
-    )
+    summary = _summary(points, system, method, folds)
     settings = {
         "method": method,
         "folds": folds,
@@ -513,3 +491,31 @@ def evaluate(
         settings,
         provenance or {},
     )
+
+
+def _summary(points: CalibrationPoints, system, method: str, folds: int) -> SystemSummary:
+    """The LR system and the calibration data it was fitted on, as the document describes them."""
+    jlo, jhi = _joint_support(points)
+    return SystemSummary(
+        method=method,
+        lower_log10=system.lower,
+        upper_log10=system.upper,
+        support=system.support,
+        joint_support=(jlo, jhi),
+        n_mated=float(points.weight[points.mated].sum()),
+        n_nonmated=float(points.weight[~points.mated].sum()),
+        n_subjects=points.n_subjects,
+        n_exact_nonmated=int((points.exact & ~points.mated).sum()),
+        bin_width=points.bin_width,
+        folds=folds,
+        design=points.design,
+        **_medians(points),
+    )
+
+
+def _binned_flag(points: CalibrationPoints) -> list[Flag]:
+    """A flag when part of the non-mated scores enter as histogram bins (at their bin's middle)."""
+    if not (~points.exact).any():
+        return []
+    share = float(points.weight[~points.exact].sum() / points.weight[~points.mated].sum())
+    return [Flag.of("bulk_binned", bin_width=points.bin_width, bulk_share=share)]
