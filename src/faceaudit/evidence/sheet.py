@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from faceaudit.report.html import TEMPLATES, VENDOR, csp_hash, environment, script_json, vendor_js
+from faceaudit.report.html import TEMPLATES, environment, page_basics, script_json, vendor_js
 
 __all__ = ["render_evidence_html", "write_evidence_html", "chart_specs"]
 
@@ -99,29 +99,14 @@ def render_evidence_html(doc: Mapping[str, Any]) -> str:
     env = environment()
     vendor = vendor_js()
     app = (TEMPLATES / "evidence.js.j2").read_text(encoding="utf-8")
-    css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    csp = "; ".join(
-        [
-            "default-src 'none'",
-            "script-src " + " ".join(csp_hash(s) for s in [*vendor, app]) + " 'unsafe-eval'",
-            "style-src 'unsafe-inline'",
-            "img-src data:",
-            "font-src 'none'",
-            "connect-src 'none'",
-            "form-action 'none'",
-            "base-uri 'none'",
-        ]
-    )
-    versions = json.loads((VENDOR / "versions.json").read_text(encoding="utf-8"))
+    page = page_basics([*vendor, app])
     return env.get_template("evidence.html.j2").render(
         doc=doc,
         charts_json=script_json(chart_specs(doc)),
         data_json=script_json(doc),
         vendor_scripts=vendor,
         app_script=app,
-        css=css,
-        csp=csp,
-        vendor_versions=versions,
+        **page,
     )
 
 

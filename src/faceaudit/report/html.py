@@ -290,6 +290,29 @@ def csp_hash(script: str) -> str:
     )
 
 
+def page_basics(scripts: list[str]) -> dict[str, Any]:
+    """What every self-contained page carries: the stylesheet, a Content-Security-Policy that lets only
+    ``scripts`` (by hash) run and nothing be fetched, and the inlined libraries' versions."""
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            # vega compiles expressions: 'unsafe-eval'
+            "script-src " + " ".join(csp_hash(s) for s in scripts) + " 'unsafe-eval'",
+            "style-src 'unsafe-inline'",
+            "img-src data:",
+            "font-src 'none'",
+            "connect-src 'none'",
+            "form-action 'none'",
+            "base-uri 'none'",
+        ]
+    )
+    return {
+        "css": (TEMPLATES / "report.css").read_text(encoding="utf-8"),
+        "csp": csp,
+        "vendor_versions": json.loads((VENDOR / "versions.json").read_text(encoding="utf-8")),
+    }
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     """The report page for an audit document (:func:`faceaudit.report.document.audit_document` or a
     JSON file's contents),
@@ -302,23 +325,8 @@ def render_html(doc: Mapping[str, Any]) -> str:
     scenario_js = (TEMPLATES / "scenario.js").read_text(encoding="utf-8")
     standalone = doc.get("schema") == SCENARIO_SCHEMA
     app = "" if standalone else (TEMPLATES / "report.js").read_text(encoding="utf-8")
-    css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     scripts = [*vendor, scenario_js] + ([] if standalone else [app])
-    csp = "; ".join(
-        [
-            "default-src 'none'",
-            "script-src "
-            + " ".join(csp_hash(s) for s in scripts)
-            + " 'unsafe-eval'",  # vega compiles expressions
-            "style-src 'unsafe-inline'",
-            "img-src data:",
-            "font-src 'none'",
-            "connect-src 'none'",
-            "form-action 'none'",
-            "base-uri 'none'",
-        ]
-    )
-    versions = json.loads((VENDOR / "versions.json").read_text(encoding="utf-8"))
+    page = page_basics(scripts)
     if standalone:
         return env.get_template("scenario.html.j2").render(
             doc=doc,
@@ -326,9 +334,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
             data_json=script_json(doc),
             vendor_scripts=vendor,
             scenario_script=scenario_js,
-            css=css,
-            csp=csp,
-            vendor_versions=versions,
+            **page,
         )
     return env.get_template("report.html.j2").render(
         doc=doc,
@@ -337,9 +343,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         vendor_scripts=vendor,
         app_script=app,
         scenario_script=scenario_js,
-        css=css,
-        csp=csp,
-        vendor_versions=versions,
+        **page,
     )
 
 
