@@ -38,6 +38,7 @@ def _base(command: str, tmp) -> list[str]:
         "demo": ["demo", "--out", str(tmp / "demo")],
         "embed": ["embed", "--images", str(tmp / "images"), "--out", str(tmp / "out.parquet")],
         "plan": ["plan", "--samples", missing, "--out", str(tmp / "plan.csv")],
+        "evidence": ["evidence", "--calibration", str(tmp / "missing.fadist")],
     }[command]
 
 
@@ -101,6 +102,11 @@ BAD = [
     ("plan", "--mated-per-subject", "0"),
     ("plan", "--rate", "0"),
     ("plan", "--seed", "-1"),
+    ("evidence", "--folds", "0"),
+    ("evidence", "--bootstrap", "-1"),
+    ("evidence", "--seed", "-1"),  # reached numpy's seeding as a traceback before
+    ("evidence", "--level", "1"),
+    ("evidence", "--strong", "inf"),
 ]
 
 

@@ -349,7 +349,7 @@ def test_readers_meet_the_contract(case, tmp_path_factory):
 def _markup_safe() -> bool:
     """Whether the error handler prints data as text (escaped), so that ids like '[/x]' can be fuzzed
     through the command line too (rich reads unescaped brackets as markup)."""
-    from faceaudit.cli_errors import fail
+    from faceaudit.commands.errors import fail
 
     try:
         fail(E.InputError("[/x] [bold]"))

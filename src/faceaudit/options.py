@@ -267,7 +267,7 @@ def callback(check: Callable[..., Any], option: str | None = None, **bound: Any)
                 return type(value)(check(name, v, **bound) for v in value)
             return check(name, value, **bound)
         except OptionError as exc:
-            from faceaudit.cli_errors import fail
+            from faceaudit.commands.errors import fail
 
             fail(exc)
 
@@ -348,4 +348,9 @@ OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
     ("plan", "--mated-per-subject", check_positive_int, "value"),
     ("plan", "--rate", check_positive, "value"),
     ("plan", "--seed", check_seed, "value"),
+    ("evidence", "--folds", check_positive_int, "value; then at least 3 (EvidenceOptionError)"),
+    ("evidence", "--bootstrap", check_nonnegative_int, "value"),
+    ("evidence", "--seed", check_seed, "value"),
+    ("evidence", "--level", check_level, "value"),
+    ("evidence", "--strong", check_positive, "value"),
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from faceaudit.cli_errors import fail
+from faceaudit.commands.errors import fail
 from faceaudit.options import (
     callback,
     check_bins,

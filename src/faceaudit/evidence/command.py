@@ -11,8 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from faceaudit.cli_errors import fail
+from faceaudit.commands.errors import fail
 from faceaudit.errors import FaceAuditError
+from faceaudit.options import (
+    callback,
+    check_level,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
 
 __all__ = ["evidence", "run_evidence", "parse_criteria"]
 
@@ -145,12 +153,26 @@ def evidence(
         typer.Option("--by", help="column to calibrate per group by (repeat); default: the --group columns"),
     ] = [],  # noqa: B006
     method: Annotated[str, typer.Option(help="logistic | pav | gaussian")] = "logistic",
-    folds: Annotated[int, typer.Option(help="subject-disjoint cross-validation folds")] = 5,
-    bootstrap: Annotated[int, typer.Option(help="subject-bootstrap replicates (0: no intervals)")] = 200,
-    seed: Annotated[int, typer.Option(help="seed of the folds and the bootstrap")] = 0,
-    level: Annotated[float, typer.Option(help="interval level")] = 0.95,
+    folds: Annotated[
+        int,
+        typer.Option(help="subject-disjoint cross-validation folds", callback=callback(check_positive_int)),
+    ] = 5,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="subject-bootstrap replicates (0: no intervals)", callback=callback(check_nonnegative_int)
+        ),
+    ] = 200,
+    seed: Annotated[
+        int, typer.Option(help="seed of the folds and the bootstrap", callback=callback(check_seed))
+    ] = 0,
+    level: Annotated[float, typer.Option(help="interval level", callback=callback(check_level))] = 0.95,
     strong: Annotated[
-        float, typer.Option(help="|log10 LR| above which misleading evidence counts as strong")
+        float,
+        typer.Option(
+            help="|log10 LR| above which misleading evidence counts as strong",
+            callback=callback(check_positive),
+        ),
     ] = 2.0,
     scale: Annotated[Path | None, typer.Option(help="verbal scale JSON (default: ENFSI 2015)")] = None,
     criterion: Annotated[

@@ -71,7 +71,7 @@ def query(
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """Send the plan's requests to a vendor's API (rate-limited, retried, journaled, resumable)."""
-    from faceaudit.cli_errors import fail
+    from faceaudit.commands.errors import fail
     from faceaudit.errors import FaceAuditError
     from faceaudit.query.adapter import load_adapter
     from faceaudit.query.requests import ImageStore
