@@ -39,6 +39,8 @@ def _base(command: str, tmp) -> list[str]:
         "embed": ["embed", "--images", str(tmp / "images"), "--out", str(tmp / "out.parquet")],
         "plan": ["plan", "--samples", missing, "--out", str(tmp / "plan.csv")],
         "evidence": ["evidence", "--calibration", str(tmp / "missing.fadist")],
+        "query": ["query", "--adapter", missing, "--plan", missing, "--images", str(tmp / "images"),
+                  "--journal", str(tmp / "run.sqlite"), "--out", str(tmp / "out.parquet")],
     }[command]
 
 
@@ -107,6 +109,8 @@ BAD = [
     ("evidence", "--seed", "-1"),  # reached numpy's seeding as a traceback before
     ("evidence", "--level", "1"),
     ("evidence", "--strong", "inf"),
+    ("query", "--sentinels", "-1"),
+    ("query", "--sentinel-repeats", "-2"),
 ]
 
 

@@ -353,4 +353,6 @@ OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
     ("evidence", "--seed", check_seed, "value"),
     ("evidence", "--level", check_level, "value"),
     ("evidence", "--strong", check_positive, "value"),
+    ("query", "--sentinels", check_nonnegative_int, "value"),
+    ("query", "--sentinel-repeats", check_nonnegative_int, "value"),
 ]

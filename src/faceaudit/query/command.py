@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from faceaudit.options import callback, check_nonnegative_int
+
 __all__ = ["query", "format_summary"]
 
 
@@ -66,8 +68,13 @@ def query(
     samples: Annotated[
         Path | None, typer.Option(help="the auditor's sample table: every plan id must be in it")
     ] = None,
-    sentinels: Annotated[int, typer.Option(help="plan requests repeated through the run")] = 2,
-    sentinel_repeats: Annotated[int, typer.Option(help="times each sentinel is repeated")] = 3,
+    sentinels: Annotated[
+        int,
+        typer.Option(help="plan requests repeated through the run", callback=callback(check_nonnegative_int)),
+    ] = 2,
+    sentinel_repeats: Annotated[
+        int, typer.Option(help="times each sentinel is repeated", callback=callback(check_nonnegative_int))
+    ] = 3,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """Send the plan's requests to a vendor's API (rate-limited, retried, journaled, resumable)."""
@@ -78,10 +85,6 @@ def query(
     from faceaudit.query.run import run_query
 
     try:
-        if sentinels < 0 or sentinel_repeats < 0:
-            from faceaudit.errors import InputError
-
-            raise InputError("--sentinels and --sentinel-repeats must be >= 0")
         spec = load_adapter(adapter)
         store = ImageStore(images, _manifest(manifest))
         ids = None
