@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceaudit.errors import InputError, NotExactError
-from faceaudit.results import Card, CardCell
+from faceaudit.results import Card, CardCell, group_label
 from faceaudit.scores import ScoreDistributions
 from faceaudit.stats.intervals import clopper_pearson, rule_of_three
 
@@ -86,7 +86,7 @@ def cross_group_card(dist: ScoreDistributions, threshold: float, grouping: Seque
             cells &= allowed
             row.append(_cell(int(at_least[cells].sum()), int(totals[cells].sum()), level))
         rows.append(tuple(row))
-    labels = tuple(" | ".join(v) for v in values)
+    labels = tuple(group_label(v) for v in values)
     return Card(tuple(grouping), tuple(pairing), float(threshold), fmr_target, level, dist.design, labels,
                 labels, tuple(rows))
 

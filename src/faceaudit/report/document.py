@@ -47,6 +47,8 @@ from faceaudit.results import (
     RatioEstimate,
     ScenarioResult,
     ThresholdMeasures,
+    group_label,
+    grouping_label,
 )
 
 __all__ = [
@@ -957,8 +959,8 @@ def closed_audit_json(result: Any, verdicts: Any = ()) -> dict[str, Any]:
                "by_group": [group(g) for g in p.by_group],
                "cross_group_fmr": [{"grouping": m.grouping, **cross_json(m)} for m in p.cross_group]}
               for p in result.points]
-    curves = [{"grouping": c.grouping and " x ".join(c.grouping) or "overall",
-               "group": " | ".join(c.values) or "all", "threshold": c.threshold,
+    curves = [{"grouping": grouping_label(c.grouping),
+               "group": group_label(c.values), "threshold": c.threshold,
                "false_matches": c.false_matches, "false_non_matches": c.false_non_matches,
                "nonmated": c.nonmated, "mated": c.mated, "eer": c.eer,
                "eer_threshold": c.eer_threshold,
@@ -1025,9 +1027,9 @@ def plan_lines(plan: Any, rate: float | None = None) -> list[str]:
                          f"{reached:.3f} when the true rate is {plan.alternative:g} x the claim (exact "
                          f"binomial; {CLAIM_RULE}, at {100 * plan.level:g}%)")
     for c in plan.cells:
-        cell = " | ".join(c.probe_group) or "all"
+        cell = group_label(c.probe_group)
         if c.probe_group != c.reference_group:
-            cell += " -> " + (" | ".join(c.reference_group) or "all")
+            cell += " -> " + group_label(c.reference_group)
         short = f"  SHORT by {c.shortfall:,}: this set cannot support the claim there" if c.shortfall else ""
         lines.append(f"  {c.kind:<10} {cell:<30} planned {c.planned:>12,}  needed {c.needed:>12,}  available "
                      f"{c.available:>14,}{short}")
