@@ -349,7 +349,7 @@ def test_eer_above_a_bulk_with_a_short_tail_is_refused_not_a_traceback():
     ),
 )
 def test_hostile_sample_tables(tmp_path_factory, rows, header):
-    from faceaudit.data.decisions import read_samples
+    from faceaudit.data.tables import read_sample_table as read_samples
 
     d = tmp_path_factory.mktemp("st")
     cols = {"sample_id": 0, "subject_id": 1, "sex": 2}

@@ -144,7 +144,8 @@ def _closed_counts(point):
 
 
 def test_decisions_at_a_hidden_threshold_equal_the_score_rates_there(lfw, tmp_path):
-    from faceaudit.data.decisions import read_closed_comparisons, read_samples
+    from faceaudit.data.decisions import read_closed_comparisons
+    from faceaudit.data.tables import read_sample_table as read_samples
     from faceaudit.measures.decisions import closed_audit
 
     hidden = 0.3
@@ -159,7 +160,8 @@ def test_decisions_at_a_hidden_threshold_equal_the_score_rates_there(lfw, tmp_pa
 
 
 def test_censored_scores_aws_style(lfw, tmp_path):
-    from faceaudit.data.decisions import read_closed_comparisons, read_samples
+    from faceaudit.data.decisions import read_closed_comparisons
+    from faceaudit.data.tables import read_sample_table as read_samples
     from faceaudit.measures.decisions import closed_audit
 
     level = 25.0
@@ -190,7 +192,7 @@ def test_multipart_requests_give_the_same_file(lfw, tmp_path):
 
 def test_search_candidate_lists_equal_brute_force_top_k(lfw, tmp_path):
     from faceaudit.data.candidates import read_candidate_lists, read_gallery
-    from faceaudit.data.decisions import read_samples
+    from faceaudit.data.tables import read_sample_table as read_samples
 
     ids, subj, x = lfw["ids"], lfw["subj"], lfw["x"]
     first = {}
@@ -234,7 +236,8 @@ def test_search_candidate_lists_equal_brute_force_top_k(lfw, tmp_path):
 
 def test_a_faceaudit_plan_drives_the_query_and_the_result_reads_back(lfw, tmp_path):
     """`faceaudit plan` -> `query` -> the closed-system reader, with the plan's `mated` column checked."""
-    from faceaudit.data.decisions import read_closed_comparisons, read_samples
+    from faceaudit.data.decisions import read_closed_comparisons
+    from faceaudit.data.tables import read_sample_table as read_samples
     from faceaudit.plan import plan_requests, write_plan
 
     samples = read_samples(lfw["samples"], ["sex"])

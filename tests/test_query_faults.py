@@ -95,7 +95,8 @@ def test_faults_are_retried_and_the_result_is_byte_identical(lfw, tmp_path):
 
 
 def test_refusals_and_failures_to_acquire_are_kept_apart(lfw, tmp_path):
-    from faceaudit.data.decisions import read_closed_comparisons, read_samples
+    from faceaudit.data.decisions import read_closed_comparisons
+    from faceaudit.data.tables import read_sample_table as read_samples
     from faceaudit.measures.decisions import closed_audit
 
     ids, subj = lfw["ids"], lfw["subj"]

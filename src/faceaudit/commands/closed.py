@@ -52,13 +52,14 @@ def run_closed_audit(
 ) -> None:
     """Read, measure, judge the claims, write the document and print it (FaceAuditError on bad input)."""
     from faceaudit.claims import check_closed_audit, parse_claim
-    from faceaudit.data.decisions import read_closed_comparisons, read_samples
+    from faceaudit.data.decisions import read_closed_comparisons
+    from faceaudit.data.tables import read_sample_table
     from faceaudit.groups import default_groupings
     from faceaudit.measures.decisions import closed_audit
     from faceaudit.report.document import closed_audit_json, closed_audit_lines
 
     parsed = [parse_claim(c) for c in claims]
-    index = read_samples(samples, group)
+    index = read_sample_table(samples, group)
     closed = read_closed_comparisons(scores, index, censored_below=censored_below, use=use)
     groupings = default_groupings(group)
     result = closed_audit(
@@ -90,12 +91,12 @@ def run_candidates(
 ) -> None:
     """1:N from a closed system's candidate lists, written and printed as `identify`'s document."""
     from faceaudit.data.candidates import read_candidate_lists, read_gallery
-    from faceaudit.data.decisions import read_samples
+    from faceaudit.data.tables import read_sample_table
     from faceaudit.measures.candidates import candidate_identification
     from faceaudit.report.document import candidate_identification_json, identification_lines
     from faceaudit.report.jsonout import to_jsonable
 
-    index = read_samples(samples, group)
+    index = read_sample_table(samples, group)
     lists = read_candidate_lists(
         candidates,
         index,

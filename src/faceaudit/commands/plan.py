@@ -65,13 +65,13 @@ def plan(
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal output")] = False,
 ) -> None:
     """Plan the comparisons to request from a closed system, sized (exact binomial) for a claim."""
-    from faceaudit.data.decisions import read_samples
+    from faceaudit.data.tables import read_sample_table
     from faceaudit.errors import FaceAuditError
     from faceaudit.plan import plan_requests, write_plan
     from faceaudit.report.document import plan_lines
 
     try:
-        index = read_samples(samples, group)
+        index = read_sample_table(samples, group)
         result = plan_requests(
             index,
             claim_fmr=claim_fmr,

@@ -59,7 +59,6 @@ __all__ = [
     "read_table",
     "sample_indices",
     "parse_decisions",
-    "read_samples",
 ]
 
 
@@ -418,15 +417,3 @@ def read_closed_comparisons(
         samples, probe, reference, score=score, censored_below=censored_below, meta=meta, where=where
     )
 
-
-def read_samples(path: str | Path, group_columns: Sequence[str] = ()) -> SampleIndex:
-    """The sample table with every id and group cell read as text exactly as written (``007`` stays
-    ``007``; only an empty cell is missing)."""
-    from faceaudit.errors import SampleTableError
-
-    columns = ("sample_id", "subject_id", *group_columns)
-    table = read_table(path, text=columns, what="sample table", error=SampleTableError)
-    attrs = {c: table.column(c).to_pylist() for c in group_columns}
-    return SampleIndex.from_columns(
-        table.column("sample_id").to_pylist(), table.column("subject_id").to_pylist(), attrs
-    )

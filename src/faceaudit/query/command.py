@@ -89,9 +89,9 @@ def query(
         store = ImageStore(images, _manifest(manifest))
         ids = None
         if samples is not None:
-            from faceaudit.data.decisions import read_samples
+            from faceaudit.data.tables import read_sample_table
 
-            ids = {str(s) for s in read_samples(samples).sample_ids.tolist()}
+            ids = {str(s) for s in read_sample_table(samples).sample_ids.tolist()}
         result = run_query(
             spec, plan, store, journal, out, sentinels=sentinels, repeats=sentinel_repeats, sample_ids=ids
         )
