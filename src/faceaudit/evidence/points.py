@@ -229,8 +229,7 @@ def _bulk_parts(
 ) -> dict[str, np.ndarray]:
     """One point per (coarse cell, bin) with bulk scores: the histogram minus the tail scores."""
     Gf = dist.n_groups
-    gp, gr = dist.tail_cell
-    tail_bin = bin_index(dist.tail_score, dist.edges)
+    tail_sorted, starts, _ = dist.tail_index()  # the tail regrouped by cell, built once per distributions
     below = dist.below_max
     cols: dict[str, list] = {k: [] for k in ("score", "weight", "cell")}
     lo_edge, hi_edge = dist.edges[:-1], dist.edges[1:]
@@ -240,8 +239,9 @@ def _bulk_parts(
             one = np.zeros((Gf, Gf), bool)
             one[a, b] = True
             row = dist.cell_histogram(one).astype(np.int64)
-            in_cell = (gp == a) & (gr == b)
-            row -= np.bincount(tail_bin[in_cell], minlength=row.size)
+            c = a * Gf + b
+            in_tail = bin_index(tail_sorted[starts[c] : starts[c + 1]], dist.edges)
+            row -= np.bincount(in_tail, minlength=row.size)
             nz = np.flatnonzero(row)
             if nz.size == 0:
                 continue
