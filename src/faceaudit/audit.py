@@ -184,10 +184,10 @@ class Measurer:
         fm = count_nonmated_at_least(view, threshold) if view.total else 0
         fnm = count_mated_below(sub.genuine, threshold)
         b_fmr = b_fnmr = None
-        in_tail = not sub.view.n_below or threshold > sub.view.below_max
         if self.boot is not None:
-            fm_reps, fnm_reps = self.replicates(sub.key, threshold)  # kept: the differentials reuse them
-            if sub.view.total and in_tail and fm_reps is not None:
+            # kept: the differentials reuse them; no FMR replicates below the exact tail (replicates())
+            fm_reps, fnm_reps = self.replicates(sub.key, threshold)
+            if sub.view.total and fm_reps is not None:
                 b_fmr = subject_bootstrap_from_rates(fm_reps, self.level, self.boot.replicates)
             if sub.genuine.size:
                 b_fnmr = subject_bootstrap_from_rates(fnm_reps, self.level, self.boot.replicates)
