@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from faceaudit.eer_window import WindowCollector, crossing_window, exact_eer_views
+from faceaudit.eer_window import WindowCollector, crossing_bin, crossing_window, exact_eer_views
 from faceaudit.errors import InputError
 from faceaudit.groups import default_groupings, group_subsets  # re-exported: one groups module
 from faceaudit.measures.verification import allowed_false_matches
@@ -73,11 +73,8 @@ def _subset_cutoff(dist: ScoreDistributions, groups: list[int], cells: np.ndarra
         cutoff = min(cutoff, edges[b] if b > 0 else -np.inf)
     genuine = dist.genuine_scores(groups)
     if genuine.size and with_eer:
-        inner = edges[1:-1]
-        fmr = from_top[1:] / total
-        fnmr = np.searchsorted(genuine, inner, side="left") / genuine.size
-        ok = np.flatnonzero(fmr >= fnmr)
-        cutoff = min(cutoff, inner[ok[-1]] if ok.size else -np.inf)
+        b = crossing_bin(hist, genuine, edges)  # the EER's bin, the same rule as a score file's EER window
+        cutoff = min(cutoff, edges[b] if b > 0 else -np.inf)
     return float(cutoff)
 
 

@@ -60,14 +60,18 @@ def crossing_window(dist: ScoreDistributions, groups: list[int]) -> Window:
     """``WINDOW_BINS`` bins from the last edge with F(e) >= 0 (exact from the histogram)."""
     cells = dist.cell_mask(groups, groups)
     hist = dist.cell_histogram(cells)
-    genuine = dist.genuine_scores(groups)
+    b = crossing_bin(hist, dist.genuine_scores(groups), dist.edges)
+    return Window(cells=cells.reshape(-1).copy(), lo_bin=b, hi_bin=min(b + WINDOW_BINS, hist.size))
+
+
+def crossing_bin(hist: np.ndarray, genuine: np.ndarray, edges: np.ndarray) -> int:
+    """The last bin b whose lower edge has FMR >= FNMR, compared exactly (counts cross-multiplied, no
+    division): the bin where the EER crossing starts (0 when none does). ``genuine`` sorted."""
     Nn, Np = int(hist.sum()), int(genuine.size)
-    B = hist.size
     from_top = np.cumsum(hist[::-1])[::-1]  # count >= edges[b], b < B
-    f = from_top * Np - np.searchsorted(genuine, dist.edges[:-1], side="left") * Nn
+    f = from_top * Np - np.searchsorted(genuine, edges[:-1], side="left") * Nn
     ok = np.flatnonzero(f >= 0)
-    b = int(ok[-1]) if ok.size else 0
-    return Window(cells=cells.reshape(-1).copy(), lo_bin=b, hi_bin=min(b + WINDOW_BINS, B))
+    return int(ok[-1]) if ok.size else 0
 
 
 class WindowCollector:
