@@ -47,7 +47,8 @@ def _lfw_sample(people: int = 4, per: int = 3) -> list[tuple[str, str]]:
 
 
 def test_real_sface_over_lfw_jpegs(tmp_path):
-    from faceaudit.data.decisions import read_closed_comparisons, read_samples
+    from faceaudit.data.decisions import read_closed_comparisons
+    from faceaudit.data.tables import read_sample_table as read_samples
     from faceaudit.measures.decisions import closed_audit
     from faceaudit.models.pipeline import embed_images
     from faceaudit.models.sface import SFaceEmbedder
