@@ -453,15 +453,17 @@ def test_a_label_spelled_like_the_missing_group_does_not_merge_with_empty_cells(
 
 
 def test_a_skipped_duplicate_check_is_said_in_the_terminal(tmp_path, samples, monkeypatch):
-    """Above the bitset limit the exact duplicate check is skipped: the terminal says so, as the manifest does
-    (a pair listed twice would be counted twice); below it the same file is refused by name."""
+    """When the exact duplicate check would need more reads than allowed it is skipped: the terminal says so,
+    as the manifest does (a pair listed twice would be counted twice); with the defaults the file with a
+    pair listed twice is refused by name."""
     import faceaudit.data.tables as tables
 
-    scores = write(tmp_path / "s.csv", ["probe", "reference", "score"], good_rows() + [("b1", "b2", 0.5)])
-    args = ["audit", "--scores", str(scores), "--samples", str(samples), "--bootstrap", "0", "--quiet",
-            "--fmr", "0.5"]
-    assert CliRunner().invoke(app, args).exit_code == 2
+    clean = write(tmp_path / "c.csv", ["probe", "reference", "score"], good_rows())
+    dup = write(tmp_path / "s.csv", ["probe", "reference", "score"], good_rows() + [("b1", "b2", 0.5)])
+    args = ["audit", "--samples", str(samples), "--bootstrap", "0", "--quiet", "--fmr", "0.5", "--scores"]
+    assert CliRunner().invoke(app, [*args, str(dup)]).exit_code == 2
+    assert "duplicate-pair check skipped" not in CliRunner().invoke(app, [*args, str(clean)]).output
     monkeypatch.setattr(tables, "DUPLICATE_BITSET_LIMIT", 0)
-    r = CliRunner().invoke(app, args)
+    r = CliRunner().invoke(app, [*args, str(clean)])
     assert r.exit_code == 0, r.output
     assert "duplicate-pair check skipped" in r.output and "counted twice" in r.output

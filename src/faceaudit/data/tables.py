@@ -54,8 +54,13 @@ from faceaudit.scores import SampleIndex, id_text
 __all__ = ["read_sample_table", "ScoreFile", "file_sha256", "ENCODING_RULE"]
 
 SCORE_COLUMNS = ("probe", "reference", "score")
-#: the duplicate check keeps one bit per possible (probe, reference) pair up to this many bytes
+#: the duplicate check's memory: one bit per possible (probe, reference) pair while that fits; else the
+#: pair keys of the first read while they fit (sorted once); else one bitset of this size per range of
+#: keys, each range a further read of the identifiers (exact in every case, never more than this many bytes)
 DUPLICATE_BITSET_LIMIT = 512 * 2**20
+#: at most this many further reads of the identifiers for the duplicate check (ranges of keys); beyond it
+#: the check is skipped, and the terminal and the manifest say so
+MAX_DUPLICATE_READS = 64
 DEFAULT_ENCODING = "utf-8"
 ENCODING_RULE = ("text files are read as UTF-8, with or without a byte-order mark, unless another encoding "
                  "is given (encoding= on the readers, --encoding on the command line, "
@@ -305,13 +310,8 @@ class ScoreFile:
         _check_names(names, self.columns, self.path, "score file", ScoreFileError)
         self._check_identifier_kinds()
         self._id_set = pa.array([id_text(v) for v in samples.sample_ids.tolist()], type=pa.string())
-        n = samples.n_samples
-        self.duplicate_check = f"exact, {PAIR_ORDERS[pair_order]} (one bit per possible pair)"
-        if check_duplicates and (n * n) // 8 + 1 > DUPLICATE_BITSET_LIMIT:
-            self.duplicate_check = (
-                f"skipped: {n} samples need {(n * n) // 8 >> 20} MiB for the exact check")
-        elif not check_duplicates:
-            self.duplicate_check = "skipped on request"
+        self.duplicates = _DuplicateCheck(samples.n_samples, pair_order) if check_duplicates else None
+        self.duplicate_check = self.duplicates.describe() if self.duplicates else "skipped on request"
         self.rows_read = 0
         self._validated = False
 
@@ -393,12 +393,11 @@ class ScoreFile:
         return -score if self.distance else score
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        n = self.samples.n_samples
-        bits = None
         # the file is read several times; the checks of the first complete read hold for the rest
         validate = not self._validated
-        if validate and self.duplicate_check.startswith("exact"):
-            bits = np.zeros((n * n) // 8 + 1, dtype=np.uint8)
+        dup = self.duplicates if validate else None
+        if dup is not None:
+            dup.start()
         row = 0
         subj = self.samples.subject_of_sample
         for batch in self._batches():
@@ -409,14 +408,38 @@ class ScoreFile:
             score = self.scores(batch.column("score"), row)
             if validate and self.has_mated:
                 self._check_mated(batch.column("mated"), subj[probe] == subj[ref], row)
-            if bits is not None:
-                self._check_duplicates(bits, self._pair_keys(probe, ref), row)
+            if dup is not None:
+                self._raise_duplicate(dup.add(self._pair_keys(probe, ref), row))
             row += batch.num_rows
             yield probe, ref, score
         if row == 0:
             raise ScoreFileError(f"score file {str(self.path)!r} has no rows")
+        if dup is not None:
+            self._raise_duplicate(dup.finish_first_read())
+            for lo, hi in dup.ranges():  # the keys did not fit: one further read of the ids per range
+                self._raise_duplicate(dup.check_range(lo, hi, self._key_batches()))
+            self.duplicate_check = dup.describe()
         self.rows_read = row
         self._validated = True
+
+    def _key_batches(self) -> Iterator[tuple[np.ndarray, int]]:
+        """(pair keys, first data row - 1) of each batch: a read of the identifier columns only."""
+        row = 0
+        for batch in self._batches():
+            keys = self._pair_keys(self._indices(batch.column("probe"), "probe", row),
+                                   self._indices(batch.column("reference"), "reference", row))
+            yield keys, row
+            row += batch.num_rows
+
+    def _raise_duplicate(self, found: tuple[int, list[int]] | None) -> None:
+        """A duplicate the check found: its key and the data rows it knows (none, one or two); the
+        others are found by reading the identifiers again."""
+        if found is None:
+            return
+        key, rows = found
+        if len(rows) < 2:
+            rows = self._rows_of_key(key, 2 - len(rows), before=min(rows, default=None)) + rows
+        raise DuplicatePairError(self._dup_message(key, sorted(rows)))
 
     def _check_mated(self, column: pa.Array, derived: np.ndarray, first_row: int) -> None:
         labels = _mated_labels(column)
@@ -433,31 +456,18 @@ class ScoreFile:
                 f"subject ids of the sample table (data rows {where}{' ...' if bad.size > 10 else ''})"
             )
 
-    def _check_duplicates(self, bits: np.ndarray, keys: np.ndarray, first_row: int) -> None:
-        uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
-        if (counts > 1).any():
-            k = uniq[counts > 1][0]
-            rows = np.flatnonzero(keys == k)[:2] + first_row + 1
-            raise DuplicatePairError(self._dup_message(int(k), rows.tolist()))
-        byte, bit = uniq >> 3, (uniq & 7).astype(np.uint8)
-        seen = (bits[byte] >> bit) & 1
-        if seen.any():
-            k = int(uniq[np.flatnonzero(seen)[0]])
-            row = int(first[np.flatnonzero(seen)[0]]) + first_row + 1
-            raise DuplicatePairError(self._dup_message(k, [self._first_row_of_key(k), row]))
-        np.bitwise_or.at(bits, byte, np.left_shift(np.uint8(1), bit))
-
-    def _first_row_of_key(self, key: int) -> int:
-        """1-based data row of the first comparison of this (unordered) pair: re-reads the file."""
-        row = 0
-        for batch in self._batches():
-            keys = self._pair_keys(self._indices(batch.column("probe"), "probe", row),
-                                   self._indices(batch.column("reference"), "reference", row))
-            hit = np.flatnonzero(keys == key)
-            if hit.size:
-                return row + int(hit[0]) + 1
-            row += batch.num_rows
-        raise AssertionError("a pair seen once could not be found again")  # pragma: no cover
+    def _rows_of_key(self, key: int, count: int, before: int | None = None) -> list[int]:
+        """1-based data rows of the first ``count`` comparisons of this pair (before data row ``before``):
+        re-reads the identifiers."""
+        found: list[int] = []
+        for keys, row in self._key_batches():
+            found += (row + np.flatnonzero(keys == key)[: count - len(found)] + 1).tolist()
+            if len(found) == count:
+                break
+        found = [r for r in found if before is None or r < before]
+        if len(found) < count:
+            raise AssertionError("a pair listed twice could not be found again")  # pragma: no cover
+        return found
 
     def _dup_message(self, key: int, rows: list[int]) -> str:
         n = self.samples.n_samples
@@ -489,6 +499,106 @@ class ScoreFile:
         if self.pair_order == "ordered":
             return probe * n + reference
         return np.minimum(probe, reference) * n + np.maximum(probe, reference)
+
+
+class _DuplicateCheck:
+    """The exact check that no pair is listed twice, in at most DUPLICATE_BITSET_LIMIT bytes.
+
+    A pair is an integer key below n^2 (:meth:`ScoreFile._pair_keys`). While one bit per possible key fits,
+    the first read sets bits; else the first read keeps the keys while they fit and sorts them once; else
+    the key space is cut into ranges of one bitset each and every range is one further read of the
+    identifiers. ``add``/``finish_first_read``/``check_range`` return ``(key, data rows)`` of the first
+    duplicate found (rows 1-based; the ones not known are read again by the caller), else None."""
+
+    def __init__(self, n: int, pair_order: str) -> None:
+        self.n, self.order = n, PAIR_ORDERS[pair_order]
+        self.space = n * n
+        self.bitset = self.space // 8 + 1 <= DUPLICATE_BITSET_LIMIT
+        self.held: list[np.ndarray] | None = None
+        self.n_ranges = 0
+        self.skipped = ""
+
+    def describe(self) -> str:
+        if self.skipped:
+            return self.skipped
+        if self.bitset:
+            return f"exact, {self.order} (one bit per possible pair)"
+        if self.n_ranges:
+            return (f"exact, {self.order} (one bit per possible pair, in {self.n_ranges} further read(s) of "
+                    f"the identifiers, {DUPLICATE_BITSET_LIMIT >> 20} MiB each)")
+        return f"exact, {self.order} (the pair keys of the file, sorted)"
+
+    def start(self) -> None:
+        self.bits = np.zeros(self.space // 8 + 1, np.uint8) if self.bitset else None
+        self.held, self.n_held = ([], 0) if not self.bitset else (None, 0)
+
+    def add(self, keys: np.ndarray, first_row: int) -> tuple[int, list[int]] | None:
+        if self.bits is not None:
+            return _bitset_add(self.bits, keys, np.arange(keys.size), 0, first_row)
+        twice = _twice_in(keys, np.arange(keys.size), first_row)
+        if twice is None and self.held is not None:
+            self.n_held += keys.nbytes
+            # half the limit: the kept keys and their concatenation exist together for a moment
+            self.held = None if 2 * self.n_held > DUPLICATE_BITSET_LIMIT else [*self.held, keys.copy()]
+        return twice
+
+    def finish_first_read(self) -> tuple[int, list[int]] | None:
+        self.bits = None
+        if self.bitset:
+            return None
+        if self.held is not None:  # every key of the file fitted: one sort
+            keys = np.concatenate([np.empty(0, np.int64), *self.held])
+            self.held = None
+            keys.sort()
+            same = np.flatnonzero(keys[1:] == keys[:-1])
+            return (int(keys[same[0]]), []) if same.size else None
+        bits_per_range = DUPLICATE_BITSET_LIMIT * 8
+        n_ranges = -(-self.space // bits_per_range) if bits_per_range else MAX_DUPLICATE_READS + 1
+        if n_ranges > MAX_DUPLICATE_READS:
+            self.skipped = (f"skipped: {self.n} samples would need {n_ranges} further reads of the "
+                            f"identifiers for the exact check (at most {MAX_DUPLICATE_READS})")
+        else:
+            self.n_ranges = n_ranges
+        return None
+
+    def ranges(self) -> list[tuple[int, int]]:
+        step = DUPLICATE_BITSET_LIMIT * 8
+        if not self.n_ranges:
+            return []
+        return [(lo, min(lo + step, self.space)) for lo in range(0, self.space, step)][: self.n_ranges]
+
+    def check_range(self, lo: int, hi: int, batches: Iterator[tuple[np.ndarray, int]]):
+        bits = np.zeros((hi - lo) // 8 + 1, np.uint8)
+        for keys, row in batches:
+            at = np.flatnonzero((keys >= lo) & (keys < hi))
+            found = _bitset_add(bits, keys[at], at, lo, row)
+            if found is not None:
+                return found
+        return None
+
+
+def _twice_in(keys: np.ndarray, at: np.ndarray, first_row: int) -> tuple[int, list[int]] | None:
+    """A key listed twice within one batch, with its first two data rows (``at``: positions in the batch)."""
+    uniq, counts = np.unique(keys, return_counts=True)
+    if not (counts > 1).any():
+        return None
+    k = uniq[counts > 1][0]
+    return int(k), (at[np.flatnonzero(keys == k)[:2]] + first_row + 1).tolist()
+
+
+def _bitset_add(bits: np.ndarray, keys: np.ndarray, at: np.ndarray, offset: int,
+                first_row: int) -> tuple[int, list[int]] | None:
+    """Set the bits of ``keys - offset``; a key listed twice in the batch or seen before is returned."""
+    twice = _twice_in(keys, at, first_row)
+    if twice is not None:
+        return twice
+    local = keys - offset
+    byte, bit = local >> 3, (local & 7).astype(np.uint8)
+    seen = np.flatnonzero((bits[byte] >> bit) & 1)
+    if seen.size:
+        return int(keys[seen[0]]), [int(at[seen[0]]) + first_row + 1]
+    np.bitwise_or.at(bits, byte, np.left_shift(np.uint8(1), bit))
+    return None
 
 
 def _parses(text: pa.Array) -> bool:
