@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from faceaudit.data.decisions import parse_decisions, read_table, sample_indices
-from faceaudit.data.tables import file_sha256
+from faceaudit.data.decisions import parse_decisions, sample_indices
+from faceaudit.data.tables import file_sha256, read_table
 from faceaudit.errors import InputError
 from faceaudit.scores import SampleIndex
 
@@ -194,6 +194,7 @@ def read_candidate_lists(
     table = read_table(
         path,
         text=("search_id", "probe", "candidate", "decision"),
+        ids=("search_id", "probe", "candidate"),
         numbers=("rank", "score"),
         optional=("score", "decision"),
         what="candidate file",

@@ -26,7 +26,6 @@ subject ids (:class:`~faceaudit.errors.MatedLabelError`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from faceaudit.data.tables import file_sha256
+from faceaudit.data.tables import file_sha256, read_table
 from faceaudit.errors import (
     DuplicatePairError,
     InputError,
@@ -56,7 +53,6 @@ __all__ = [
     "NO_MATCH_WORDS",
     "read_closed_comparisons",
     "closed_from_arrays",
-    "read_table",
     "sample_indices",
     "parse_decisions",
 ]
@@ -103,71 +99,6 @@ _MATED_WORDS = {
     "nonmated": False,
     "-1": False,
 }
-
-
-def read_table(
-    path: str | Path,
-    *,
-    text: Sequence[str],
-    numbers: Sequence[str] = (),
-    optional: Sequence[str] = (),
-    what: str,
-    error: type[Exception],
-) -> pa.Table:
-    """Read the named columns of a CSV or Parquet file: ``text`` columns as strings exactly as written
-    (only an empty cell is missing), ``numbers`` as float64 (only an empty cell is missing; anything
-    else that is not a number is an error). ``optional`` columns of either kind may be absent."""
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{what} {str(path)!r} does not exist")
-    if path.stat().st_size == 0:
-        raise error(f"{what} {str(path)!r} is empty")
-    wanted = list(text) + list(numbers)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            table = pq.read_table(path)
-        else:
-            types = {c: pa.string() for c in text}
-            types.update({c: pa.float64() for c in numbers})
-            opts = pacsv.ConvertOptions(
-                column_types=types,
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            )
-            table = pacsv.read_csv(path, convert_options=opts)
-    except (
-        pa.ArrowInvalid,
-        pa.ArrowTypeError,
-        pa.ArrowNotImplementedError,
-        OSError,
-        UnicodeDecodeError,
-    ) as exc:
-        raise error(f"cannot read {what} {str(path)!r}: {exc}") from None
-    missing = [c for c in wanted if c not in table.column_names and c not in optional]
-    if missing:
-        raise error(f"{what} {str(path)!r} lacks column(s) {missing}; it has {table.column_names}")
-    cols, names = [], []
-    for c in wanted:
-        if c not in table.column_names:
-            continue
-        col = table.column(c)
-        try:
-            if c in text:
-                col = col if col.type == pa.string() else pc.cast(col, pa.string())
-                col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
-            else:
-                col = col if col.type == pa.float64() else pc.cast(col, pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            raise error(
-                f"{what} {str(path)!r}: column {c!r} cannot be read as "
-                f"{'text' if c in text else 'numbers'}: {exc}"
-            ) from None
-        cols.append(col)
-        names.append(c)
-    if table.num_rows == 0:
-        raise error(f"{what} {str(path)!r} has no rows")
-    return pa.table(cols, names=names)
 
 
 def sample_indices(column: pa.ChunkedArray, samples: SampleIndex, name: str, where: str) -> np.ndarray:
@@ -374,6 +305,7 @@ def read_closed_comparisons(
     table = read_table(
         path,
         text=("probe", "reference", "decision", "mated"),
+        ids=("probe", "reference"),
         numbers=("score",),
         optional=("decision", "score", "mated"),
         what="result file",

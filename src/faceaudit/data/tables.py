@@ -51,7 +51,7 @@ from faceaudit.errors import (
 from faceaudit.options import check_encoding
 from faceaudit.scores import SampleIndex, id_text
 
-__all__ = ["read_sample_table", "ScoreFile", "file_sha256", "ENCODING_RULE"]
+__all__ = ["read_sample_table", "read_table", "ScoreFile", "file_sha256", "ENCODING_RULE"]
 
 SCORE_COLUMNS = ("probe", "reference", "score")
 #: the duplicate check's memory: one bit per possible (probe, reference) pair while that fits; else the
@@ -262,6 +262,76 @@ def read_sample_table(path: str | Path, group_columns: Sequence[str] = (), *,
                                         table.column("subject_id").to_pylist(), attrs)
     except SampleTableError as exc:
         raise SampleTableError(f"sample table {str(path)!r}: {exc}") from None
+
+
+# ----- other tables (decisions, candidate lists, galleries, plans, manifests) ---------------------
+def read_table(path: str | Path, *, text: Sequence[str], numbers: Sequence[str] = (),
+               optional: Sequence[str] = (), what: str, error: type[Exception],
+               ids: Sequence[str] | None = None, encoding: str = DEFAULT_ENCODING) -> pa.Table:
+    """The named columns of a CSV or Parquet file, read by the rules of the sample table and score files:
+    ``text`` columns as strings exactly as written, ``numbers`` as float64; only an empty cell is missing
+    (null); a number that does not parse is an error naming its row. ``optional`` columns of either kind
+    may be absent. Parquet: ``ids`` (default: every text column) must be text or integer columns (an
+    integer is its decimal text), other text columns scalars, numbers numeric or text. Every problem is
+    ``error`` (or :class:`EncodingError`) with the file's name."""
+    path = Path(path)
+    encoding = check_encoding("--encoding", encoding)
+    _check_file(path, what, error, encoding)
+    wanted = list(dict.fromkeys([*text, *numbers]))
+    ids = list(text) if ids is None else list(ids)
+    try:
+        names = list(pq.ParquetFile(path).schema_arrow.names) if is_parquet(path) else \
+            _csv_header(path, what, error, encoding)
+        present = [c for c in wanted if c in names]
+        _check_names(names, [c for c in wanted if c not in optional or c in names], path, what, error)
+        if is_parquet(path):
+            _check_column_kinds(pq.ParquetFile(path).schema_arrow, present, set(ids), set(numbers), path,
+                                what, error)
+            table = pq.read_table(path, columns=present)
+        else:
+            table = _csv_reader(path, encoding, present).read_all()
+    except (EncodingError, error):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure is turned into a named error
+        raise _read_error(exc, path, what, error, encoding) from None
+    if table.num_rows == 0:
+        raise error(f"{what} {str(path)!r} has no rows")
+    cols = [_number_column(table.column(c), c, path, what, error, encoding) if c in numbers
+            else _text_column(table.column(c)) for c in present]
+    return pa.table(cols, names=present)
+
+
+def _check_column_kinds(schema: pa.Schema, present: list[str], ids: set[str], numbers: set[str], path: Path,
+                        what: str, error: type[Exception]) -> None:
+    def number_ok(t: pa.DataType) -> bool:
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or _is_text(t)
+
+    rules = {c: ((number_ok, "numbers must be a numeric (or text) column") if c in numbers
+                 else (_id_type_ok, "ids must be text or integers") if c in ids
+                 else (_scalar_type_ok, "values must be text, numbers or booleans")) for c in present}
+    _check_types(schema, rules, path, what, error)
+
+
+def _text_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Strings as written (an integer: its decimal text); an empty cell is null."""
+    col = col if col.type == pa.string() else pc.cast(col, pa.string())
+    return pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+
+
+def _number_column(col: pa.ChunkedArray, name: str, path: Path, what: str, error: type[Exception],
+                   encoding: str) -> pa.ChunkedArray:
+    """float64; text is trimmed and parsed (an empty cell is null, anything else not a number an error)."""
+    if not _is_text(col.type):
+        return pc.cast(col, pa.float64())
+    text = pc.utf8_trim_whitespace(pc.cast(col, pa.string()))
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    try:
+        return pc.cast(text, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        flat = text.combine_chunks()
+        i = _first_unparsable(flat)
+        raise error(f"{what}: column {name!r} at {_where(i + 1, path, encoding)} is not a number: "
+                    f"{flat[i].as_py()!r} (an empty cell is missing)") from None
 
 
 def non_canonical_decimal_ids(samples: SampleIndex, limit: int = 3) -> list[str]:

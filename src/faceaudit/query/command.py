@@ -19,10 +19,11 @@ __all__ = ["query", "format_summary"]
 def _manifest(path: Path | None) -> dict[str, str] | None:
     if path is None:
         return None
-    from faceaudit.data.decisions import read_table
+    from faceaudit.data.tables import read_table
     from faceaudit.query.errors import ImageError
 
-    t = read_table(path, text=("sample_id", "path"), what="image manifest", error=ImageError)
+    t = read_table(path, text=("sample_id", "path"), what="image manifest", error=ImageError,
+                   ids=("sample_id",))
     ids, paths = t.column("sample_id").to_pylist(), t.column("path").to_pylist()
     if None in ids or None in paths or len(set(ids)) != len(ids):
         raise ImageError(f"image manifest {str(path)!r} has empty or repeated sample ids or paths")

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceaudit.data.decisions import read_table
+from faceaudit.data.tables import read_table
 from faceaudit.query.adapter import Adapter
 from faceaudit.query.errors import PlanError
 from faceaudit.query.requests import ImageStore, Job, make_job
@@ -67,7 +67,8 @@ def _check_pairs(probe: list[str], ref: list[str], where: str) -> None:
 
 def _compare_plan(path: Path, where: str) -> ComparePlan:
     opt = ("request_id", "mated", "probe_group", "reference_group")
-    t = read_table(path, text=("probe", "reference", *opt), optional=opt, what="plan", error=PlanError)
+    t = read_table(path, text=("probe", "reference", *opt), optional=opt, what="plan", error=PlanError,
+                   ids=("probe", "reference"))
     probe, ref = _nonnull(t, "probe", where), _nonnull(t, "reference", where)
     _check_pairs(probe, ref, where)
     cols = t.column_names
@@ -93,7 +94,8 @@ def read_plan(path: str | Path, kind: str) -> ComparePlan | SearchPlan:
     if kind == "compare":
         return _compare_plan(path, where)
     t = read_table(
-        path, text=("sample_id", "role", "group"), optional=("group",), what="plan", error=PlanError
+        path, text=("sample_id", "role", "group"), optional=("group",), what="plan", error=PlanError,
+        ids=("sample_id",)
     )
     ids, roles = _nonnull(t, "sample_id", where), _nonnull(t, "role", where)
     groups = t.column("group").to_pylist() if "group" in t.column_names else ["all"] * len(ids)
