@@ -110,6 +110,7 @@ def write_det(
 
     The file appears at ``path`` only once complete (written next to it, then renamed). Returns a summary:
     ``rows`` and, per group, its totals and rows."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from faceaudit.audit import stream_full_det, subset
@@ -121,7 +122,11 @@ def write_det(
     groups, rows = [], 0
     fd, tmp = _temporary_next_to(path)
     try:
-        with os.fdopen(fd, "wb") as sink, pq.ParquetWriter(sink, schema) as writer:
+        # dictionary pages only for the two name columns: a float column's dictionary (its hash table and
+        # pages, later dropped for plain encoding) cost more memory than the row group itself
+        with os.fdopen(fd, "wb") as sink, pq.ParquetWriter(
+            sink, schema, use_dictionary=["grouping", "group"]
+        ) as writer:
             for key, members in group_subsets(dist.samples, groupings).items():
                 sub = subset(dist, key, members)
                 names = grouping_name(key[0]), group_name(key[1])
@@ -129,6 +134,7 @@ def write_det(
                 if sub.genuine.size and sub.view.total:
                     for part in stream_full_det(dist, sub, chunk):
                         writer.write_batch(_batch(schema, *names, part), row_group_size=chunk)
+                        pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
                         n += int(part["threshold"].size)
                 groups.append({"grouping": names[0], "group": names[1], "mated": int(sub.genuine.size),
                                "nonmated": int(sub.view.total), "rows": n})
