@@ -150,7 +150,7 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
              false_non_matches=curve["false_non_matches"])
     n_full = int(curve["threshold"].size)
     del curve
-    streamed = _det_streamed(dist, steps, args, det_path) if args.det_stream else None
+    streamed = _det_streamed(dist, steps, args) if args.det_stream else None
     try:  # context: the sampled DET (exact points, ~2000 of them), where det_curve supports it
         sampled = steps(
             "det_curve(max_points=2000) (context)", lambda: det_curve(view, g, max_points=2000), counted=False
@@ -158,6 +158,8 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
         n_sampled = int(sampled["threshold"].size)
     except TypeError:
         n_sampled = None
+    if streamed is not None:
+        streamed = _check_streamed(*streamed, det_path, args.keep_det_file)
     return {
         "eer": {
             "threshold": e.threshold,
@@ -185,17 +187,23 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
     }
 
 
-def _det_streamed(dist, steps: Steps, args, det_path: Path) -> dict:
-    """The full DET streamed to Parquet (write_det, what ``audit --det-out`` calls), counted as a step of
-    its own (not in the total, which keeps the in-memory variant); then, not measured, its exact rows
-    are checked against the in-memory curve saved above, one row group at a time."""
-    import pyarrow.parquet as pq
-
+def _det_streamed(dist, steps: Steps, args) -> tuple[dict, Path]:
+    """The full DET streamed to Parquet (write_det, what ``audit --det-out`` calls), timed and measured as
+    a step of its own, not in the total (which keeps the in-memory variant)."""
     from faceaudit.report.detfile import write_det
 
     path = OUT / f"faceaudit_det_{args.tag}.parquet"
     summary = steps(DET_STREAM_STEP, lambda: write_det(dist, path), counted=False)
-    full = np.load(det_path)
+    return summary, path
+
+
+def _check_streamed(summary: dict, path: Path, det_path: Path, keep: bool) -> dict:
+    """After every measured step: the file's exact rows against the in-memory curve saved above, one row
+    group at a time (the bin-edge rows, below the tail, are not in det_curve's output)."""
+    import pyarrow.parquet as pq
+
+    with np.load(det_path) as npz:
+        full = {k: npz[k] for k in ("threshold", "false_matches", "false_non_matches")}
     at, same, edges = 0, True, 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 16):
         exact = batch.column("exact").to_numpy(zero_copy_only=False)
@@ -203,13 +211,12 @@ def _det_streamed(dist, steps: Steps, args, det_path: Path) -> dict:
         n = int(exact.sum())
         for col, key in (("threshold", "threshold"), ("n_false_match", "false_matches"),
                          ("n_false_nonmatch", "false_non_matches")):
-            got = batch.column(col).to_numpy()[exact]
-            same = same and np.array_equal(got, full[key][at:at + n])
+            same = same and np.array_equal(batch.column(col).to_numpy()[exact], full[key][at:at + n])
         at += n
-    same = same and at == full["threshold"].size
     out = {"rows": summary["rows"], "bin_edge_rows": edges, "exact_rows": at,
-           "exact_rows_equal_det_curve": bool(same), "file_mib": path.stat().st_size / 2**20}
-    if not args.keep_det_file:
+           "exact_rows_equal_det_curve": bool(same and at == full["threshold"].size),
+           "file_mib": path.stat().st_size / 2**20}
+    if not keep:
         path.unlink()
     return out
 
