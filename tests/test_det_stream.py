@@ -322,3 +322,27 @@ def test_write_failure_is_a_named_error_and_leaves_no_file(tmp_path, monkeypatch
     with pytest.raises(OutputError, match="No space left"):
         write_det(dist, path)
     assert list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(neg=st.lists(st.integers(-8, 8).map(lambda v: v / 2), min_size=1, max_size=80),
+       pos=st.lists(st.integers(-8, 8).map(lambda v: v / 2), min_size=1, max_size=30),
+       target=st.sampled_from([0.05, 0.3, 0.9]), chunk=st.integers(2, 6))
+def test_written_rows_equal_brute_force_on_any_tied_scores(tmp_path_factory, neg, pos, target, chunk):
+    """from_arrays (histogram + a tail down to the target and the EER) to a file: every row's counts by
+    brute force, the exact rows are the distinct scores above the bulk and +inf, edges are bin edges."""
+    from faceaudit.build import from_arrays
+
+    neg_a, pos_a = np.array(neg), np.array(pos)
+    dist = from_arrays(pos_a, neg_a, fmr_targets=[target], bins=4)
+    path = tmp_path_factory.mktemp("w") / "d.parquet"
+    write_det(dist, path, chunk=chunk)
+    rows = _rows_by_group(pq.read_table(path))[("overall", "all")]
+    view = dist.impostor_view()
+    for t, fm, fnm in zip(rows["threshold"], rows["n_false_match"], rows["n_false_nonmatch"], strict=True):
+        assert (fm, fnm) == _brute(neg_a, pos_a, t)
+    bulk_max = view.below_max if view.n_below else -np.inf
+    above = sorted({float(x) for x in np.concatenate([neg_a, pos_a]) if x > bulk_max})
+    assert rows["threshold"][rows["exact"]].tolist() == [*above, np.inf]
+    assert set(rows["threshold"][~rows["exact"]].tolist()) <= set(dist.edges.tolist())
+    assert set(rows["n_nonmated"]) == {neg_a.size} and set(rows["n_mated"]) == {pos_a.size}
