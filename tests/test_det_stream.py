@@ -244,7 +244,9 @@ def test_det_out_check_on_hostile_text(tmp_path_factory, text):
     except OptionError as exc:
         assert exc.option == "--det-out"
     else:
-        assert path.parent.is_dir() and not path.is_dir()
+        assert path.parent.is_dir() and not path.is_dir() and "\x00" not in str(path)
+        path.write_bytes(b"")  # the file can in fact be made there
+        path.unlink()
     assert list(folder.iterdir()) == []
 
 
@@ -307,6 +309,14 @@ def test_cli_bad_det_out_exits_2_before_any_work(tmp_path, evalset, bad):
     assert ("OptionError" if bad != "same-as-json" else "InputError") in r.output and "--det-out" in r.output
     assert "Traceback" not in r.output
     assert list(work.iterdir()) == []
+
+
+def test_nul_in_the_path_is_a_named_error(tmp_path):
+    with pytest.raises(OptionError, match="NUL"):
+        check_writable_file("--det-out", tmp_path / "a\x00b.parquet")
+    with pytest.raises(OutputError, match="NUL"):
+        write_det(_grouped(0, 1.0)[0], tmp_path / "a\x00b.parquet")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_failure_is_a_named_error_and_leaves_no_file(tmp_path, monkeypatch):

@@ -227,6 +227,8 @@ def check_writable_file(option: str, value: Any) -> Path:
     nothing to root or on a read-only mount)."""
     import tempfile
 
+    if "\x00" in str(value):  # no file system takes it; pathlib answers "not a folder" rather than fail
+        raise OptionError(option, str(value), "a file name cannot hold a NUL character")
     path = check_output_path(option, value)
     if path.exists() and not os.access(path, os.W_OK):
         raise OptionError(option, str(value), "the file exists and is read-only")

@@ -151,6 +151,8 @@ def write_det(
 
 
 def _temporary_next_to(path: Path) -> tuple[int, str]:
+    if "\x00" in str(path):
+        raise OutputError(f"cannot write the DET file {str(path)!r}: a file name cannot hold a NUL character")
     try:
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
