@@ -52,6 +52,8 @@ OUT = ROOT / "bench" / "out"
 BOB_PY = ROOT / "tests" / "reference" / ".venv-bob" / "bin" / "python"
 TARGETS = [1e-3, 1e-4, 1e-5]
 IMPLS = ("faceaudit", "bob", "sklearn")
+DET_MEMORY_STEP = "det_curve (full)"
+DET_STREAM_STEP = "full DET streamed to Parquet (write_det)"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,14 +141,16 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
         return out
 
     highest = steps("fmr_threshold x3 (highest) + operating points", lambda: thresholds("highest"))
-    curve = steps("det_curve (full)", lambda: det_curve(view, g))
+    curve = steps(DET_MEMORY_STEP, lambda: det_curve(view, g))
     lowest = steps(
         "fmr_threshold x3 (lowest) + operating points", lambda: thresholds("lowest"), counted=False
     )
     det_path = OUT / f"faceaudit_det_{args.tag}.npz"
-    np.savez(det_path, false_matches=curve["false_matches"], false_non_matches=curve["false_non_matches"])
+    np.savez(det_path, threshold=curve["threshold"], false_matches=curve["false_matches"],
+             false_non_matches=curve["false_non_matches"])
     n_full = int(curve["threshold"].size)
     del curve
+    streamed = _det_streamed(dist, steps, args) if args.det_stream else None
     try:  # context: the sampled DET (exact points, ~2000 of them), where det_curve supports it
         sampled = steps(
             "det_curve(max_points=2000) (context)", lambda: det_curve(view, g, max_points=2000), counted=False
@@ -154,6 +158,8 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
         n_sampled = int(sampled["threshold"].size)
     except TypeError:
         n_sampled = None
+    if streamed is not None:
+        streamed = _check_streamed(*streamed, det_path, args.keep_det_file)
     return {
         "eer": {
             "threshold": e.threshold,
@@ -167,6 +173,7 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
         "fmr_lowest": lowest,
         "det_points": n_full,
         "det_points_sampled": n_sampled,
+        "det_streamed": streamed,
         "det_path": str(det_path),
         "tail": {
             "size": int(view.tail.size),
@@ -178,6 +185,40 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
         "nonmated": int(view.total),
         "mated": int(g.size),
     }
+
+
+def _det_streamed(dist, steps: Steps, args) -> tuple[dict, Path]:
+    """The full DET streamed to Parquet (write_det, what ``audit --det-out`` calls), timed and measured as
+    a step of its own, not in the total (which keeps the in-memory variant)."""
+    from faceaudit.report.detfile import write_det
+
+    path = OUT / f"faceaudit_det_{args.tag}.parquet"
+    summary = steps(DET_STREAM_STEP, lambda: write_det(dist, path), counted=False)
+    return summary, path
+
+
+def _check_streamed(summary: dict, path: Path, det_path: Path, keep: bool) -> dict:
+    """After every measured step: the file's exact rows against the in-memory curve saved above, one row
+    group at a time (the bin-edge rows, below the tail, are not in det_curve's output)."""
+    import pyarrow.parquet as pq
+
+    with np.load(det_path) as npz:
+        full = {k: npz[k] for k in ("threshold", "false_matches", "false_non_matches")}
+    at, same, edges = 0, True, 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 16):
+        exact = batch.column("exact").to_numpy(zero_copy_only=False)
+        edges += int((~exact).sum())
+        n = int(exact.sum())
+        for col, key in (("threshold", "threshold"), ("n_false_match", "false_matches"),
+                         ("n_false_nonmatch", "false_non_matches")):
+            same = same and np.array_equal(batch.column(col).to_numpy()[exact], full[key][at:at + n])
+        at += n
+    out = {"rows": summary["rows"], "bin_edge_rows": edges, "exact_rows": at,
+           "exact_rows_equal_det_curve": bool(same and at == full["threshold"].size),
+           "file_mib": path.stat().st_size / 2**20}
+    if not keep:
+        path.unlink()
+    return out
 
 
 def _worker_bob(gen, imp, steps: Steps, args) -> dict:
@@ -382,6 +423,10 @@ def run_worker(impl: str, gpath: Path, ipath: Path, tag: str, args, progress) ->
         "--roc-points",
         str(args.roc_points),
     ]
+    if args.det_stream:
+        cmd.append("--det-stream")
+    if args.keep_det_file:
+        cmd.append("--keep-det-file")
     if args.profile and impl == "faceaudit":
         cmd.append("--profile")
     env = dict(os.environ)
@@ -422,6 +467,31 @@ def peak_mb(r: dict) -> float:
     """Process peak RSS: the largest step peak (VmHWM), or ru_maxrss where VmHWM could not be reset."""
     peaks = [s["peak_rss_mb"] for s in r["steps"] if s["peak_rss_mb"] is not None]
     return max(peaks) if len(peaks) == len(r["steps"]) else r["ru_maxrss_mb_wait4"]
+
+
+def det_variants(r: dict, input_mb: float) -> dict:
+    """The full DET's two variants in one run: each one's step peak, and the process peak of the counted
+    pipeline with that variant as its DET (the counted steps but the in-memory DET, and the variant's own
+    step), over the input array. Uncounted steps are left out: those after the in-memory DET run with
+    its curve still held."""
+    out = {}
+    base = max(x["peak_rss_mb"] for x in r["steps"] if x["counted"] and x["step"] != DET_MEMORY_STEP)
+    for name, step in (("in_memory", DET_MEMORY_STEP), ("streamed_parquet", DET_STREAM_STEP)):
+        own = next(x for x in r["steps"] if x["step"] == step)
+        process = max(base, own["peak_rss_mb"])
+        out[name] = {
+            "step_seconds": own["seconds"],
+            "step_cpu_seconds": own["cpu_seconds"],
+            "rss_before_mib": own["rss_before_mb"],
+            "step_peak_mib": own["peak_rss_mb"],
+            "step_peak_over_input": own["peak_rss_mb"] / input_mb,
+            "step_growth_mib": own["peak_rss_mb"] - own["rss_before_mb"],
+            "process_peak_mib": process,
+            "process_peak_over_input": process / input_mb,
+        }
+    out["rss_after_imports_mib"] = r["rss_after_imports_mb"]
+    out["streamed"] = r["answers"].get("det_streamed")
+    return out
 
 
 def agreement(res: dict) -> list[dict]:
@@ -524,6 +594,13 @@ def main() -> None:
     ap.add_argument(
         "--profile", action="store_true", help="cProfile faceaudit's part -> bench/out/profile_*.txt"
     )
+    ap.add_argument(
+        "--det-stream",
+        action="store_true",
+        help="also stream the full DET to Parquet (write_det) after the in-memory det_curve, as a step "
+        "of its own, and check its rows against it",
+    )
+    ap.add_argument("--keep-det-file", action="store_true", help="keep bench/out/faceaudit_det_*.parquet")
     # worker mode (internal)
     ap.add_argument("--worker", choices=IMPLS)
     ap.add_argument("--gen")
@@ -605,6 +682,8 @@ def main() -> None:
             "peak_over_input": peak_mb(r) / input_mb,
             "rss_after_imports_mb": r["rss_after_imports_mb"],
         }
+    if "faceaudit" in res and any(x["step"] == DET_STREAM_STEP for x in res["faceaudit"]["steps"]):
+        summary["faceaudit_full_det"] = det_variants(res["faceaudit"], input_mb)
     if "faceaudit" in res:
         fa_t = res["faceaudit"]["total_seconds"]
         for other in ("bob", "sklearn"):

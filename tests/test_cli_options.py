@@ -57,6 +57,9 @@ BAD = [
     ("audit", "--fnmr-resolution", "nan"),
     ("audit", "--threshold", "nan"),
     ("audit", "--censored-below", "inf"),
+    ("audit", "--det-out", "/"),  # a folder
+    ("audit", "--det-out", "/no-such-folder-of-faceaudit/det.parquet"),
+    ("audit", "--det-out", "/proc/det.parquet"),  # a folder that takes no new file, even for root
     ("identify", "--extrapolate", "-1e6"),
     ("identify", "--extrapolate", "1e5,,1e7"),
     ("identify", "--threshold", "nan"),

@@ -17,6 +17,7 @@ MODULES = [
     "faceaudit.stats.intervals",
     "faceaudit.report.document",
     "faceaudit.data.ingest",
+    "faceaudit.report.detfile",
 ]
 
 

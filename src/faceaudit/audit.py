@@ -17,7 +17,7 @@ document and its words are :mod:`faceaudit.report.document`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,12 @@ from faceaudit.measures import differentials as dif
 from faceaudit.measures.cards import audit_cards
 from faceaudit.measures.verification import (
     CONVENTIONS,
+    DET_CHUNK,
     count_mated_below,
     count_nonmated_at_least,
     decimate_curve,
     det_curve,
+    det_stream,
     eer,
     fmr_threshold,
 )
@@ -488,17 +490,7 @@ def _check_settings(dist: ScoreDistributions, fmr_targets: Iterable[float], conv
 
 
 def _subsets(dist: ScoreDistributions, groupings: list[tuple[str, ...]]) -> dict[tuple, Subset]:
-    subjects_group = dist.samples.group_of_subject
-    return {
-        key: Subset(
-            key=key,
-            groups=groups,
-            genuine=dist.genuine_scores(groups),
-            view=dist.impostor_view(dist.cell_mask(groups, groups)),
-            subject_mask=np.isin(subjects_group, groups),
-        )
-        for key, groups in group_subsets(dist.samples, groupings).items()
-    }
+    return {key: subset(dist, key, groups) for key, groups in group_subsets(dist.samples, groupings).items()}
 
 
 def _counts(dist: ScoreDistributions) -> dict[str, Any]:
@@ -590,23 +582,50 @@ def _full_det(dist: ScoreDistributions, sub: Subset, max_points: int) -> dict[st
     distinct = _count_distinct(sub.view.tail, sub.genuine, sub.view.below_max)
     curve = det_curve(sub.view, sub.genuine, None if distinct <= max_points else max_points)
     curve["distinct"] = distinct
-    if not sub.view.n_below:
+    edges = bulk_edges(dist, sub)
+    if edges is None:
         return curve
-    hist = dist.cell_histogram(dist.cell_mask(sub.groups, sub.groups))
-    from_top = np.cumsum(hist[::-1])[::-1]
-    inner = dist.edges[1:-1]
-    bulk = np.flatnonzero(inner <= sub.view.below_max)
-    t = inner[bulk]
+    t, fm = edges
     return {
         "threshold": np.concatenate([t, curve["threshold"]]),
-        "false_matches": np.concatenate([from_top[bulk + 1], curve["false_matches"]]),
+        "false_matches": np.concatenate([fm, curve["false_matches"]]),
         "false_non_matches": np.concatenate(
             [np.searchsorted(sub.genuine, t, side="left"), curve["false_non_matches"]]
         ),
         "nonmated": curve["nonmated"],
         "mated": curve["mated"],
-        "distinct": distinct + int(bulk.size),
+        "distinct": distinct + int(t.size),
     }
+
+
+def bulk_edges(dist: ScoreDistributions, sub: Subset) -> tuple[np.ndarray, np.ndarray] | None:
+    """The DET points below a group's exact tail: the histogram's inner bin edges at or below it and the
+    count of non-mated scores >= each (the sum of the bins above it); None when the view is all exact."""
+    if not sub.view.n_below:
+        return None
+    hist = dist.cell_histogram(dist.cell_mask(sub.groups, sub.groups))
+    from_top = np.cumsum(hist[::-1])[::-1]
+    bulk = np.flatnonzero(dist.edges[1:-1] <= sub.view.below_max)
+    return dist.edges[1:-1][bulk], from_top[bulk + 1]
+
+
+def subset(dist: ScoreDistributions, key: tuple, groups: list[int]) -> Subset:
+    """One group's :class:`Subset` (the audit builds them all at once with :func:`_subsets`)."""
+    return Subset(
+        key=key,
+        groups=groups,
+        genuine=dist.genuine_scores(groups),
+        view=dist.impostor_view(dist.cell_mask(groups, groups)),
+        subject_mask=np.isin(dist.samples.group_of_subject, groups),
+    )
+
+
+def stream_full_det(
+    dist: ScoreDistributions, sub: Subset, chunk: int = DET_CHUNK
+) -> Iterator[dict[str, np.ndarray]]:
+    """The full DET of a group in chunks (:func:`~faceaudit.measures.verification.det_stream`): the bin
+    edges below the exact tail (``exact`` False), then every distinct operating point of the tail."""
+    return det_stream(sub.view, sub.genuine, chunk, bulk_edges(dist, sub))
 
 
 def _count_distinct(tail: np.ndarray, genuine: np.ndarray, above: float) -> int:

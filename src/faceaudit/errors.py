@@ -69,3 +69,7 @@ class OptionError(InputError):
     def __init__(self, option: str, value: object, rule: str) -> None:
         self.option, self.value, self.rule = option, value, rule
         super().__init__(f"{option} {value!r}: {rule}")
+
+
+class OutputError(FaceAuditError):
+    """A result file could not be written (its folder is missing, read-only or full)."""

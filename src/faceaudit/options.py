@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import math
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "check_nonnegative",
     "check_nonnegative_int",
     "check_output_path",
+    "check_writable_file",
     "check_positive_int",
     "check_probability",
     "check_rank",
@@ -219,6 +221,26 @@ def check_output_path(option: str, value: Any) -> Path:
     return path
 
 
+def check_writable_file(option: str, value: Any) -> Path:
+    """A file to write later, after long work: :func:`check_output_path`, and its folder takes a new file
+    now (tried with a nameless temporary file, which leaves nothing behind; permission bits alone say
+    nothing to root or on a read-only mount)."""
+    import tempfile
+
+    if "\x00" in str(value):  # no file system takes it; pathlib answers "not a folder" rather than fail
+        raise OptionError(option, str(value), "a file name cannot hold a NUL character")
+    path = check_output_path(option, value)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OptionError(option, str(value), "the file exists and is read-only")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OptionError(option, str(value), f"its folder takes no new file ({reason})") from None
+    return path
+
+
 def check_tail_m(option: str, value: Any, stored: int) -> int:
     """The per-probe tail size of the GPD model: 3 to the number of non-mated scores kept per probe
     (``compare --top-k``); a larger value cannot take effect and would be silently clamped."""
@@ -291,7 +313,8 @@ def comma_list(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
 
 
 #: every option of every command with a domain, and its check (choices, files and flags aside, which
-#: typer and the readers check). (command, option, check, how the command applies it)
+#: typer and the readers check; an output file written after long work, ``audit --det-out``, has its
+#: callback, :func:`check_writable_file`). (command, option, check, how the command applies it)
 OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
     ("audit", "--fmr", check_probability, "each"),
     ("audit", "--bootstrap", check_nonnegative_int, "value"),

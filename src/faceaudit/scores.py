@@ -500,10 +500,13 @@ class ScoreDistributions:
         G = self.n_groups
         g = self.samples.group_of_sample
         exact = (self.hist_row_of_cell.reshape(-1) < 0)
-        tcode = g[self.tail_probe] * G + g[self.tail_reference]
-        in_exact = exact[tcode]
-        code = np.concatenate([tcode[in_exact], g[self.bulk_probe] * G + g[self.bulk_reference]])
-        scores = np.concatenate([self.tail_score[in_exact], self.bulk_score]).astype(np.float64)
+        tail_code, tail_scores = np.empty(0, np.int64), np.empty(0)
+        if exact.any():  # else no tail score is wanted (and the tail's cell codes cost 3 tail-long arrays)
+            tcode = g[self.tail_probe] * G + g[self.tail_reference]
+            in_exact = exact[tcode]
+            tail_code, tail_scores = tcode[in_exact], self.tail_score[in_exact]
+        code = np.concatenate([tail_code, g[self.bulk_probe] * G + g[self.bulk_reference]])
+        scores = np.concatenate([tail_scores, self.bulk_score]).astype(np.float64)
         order = np.lexsort((scores, code))
         scores = scores[order]
         starts = np.searchsorted(code[order], np.arange(G * G + 1), side="left")

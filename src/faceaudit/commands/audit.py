@@ -22,6 +22,7 @@ from faceaudit.options import (
     check_positive_int,
     check_probability,
     check_seed,
+    check_writable_file,
 )
 from faceaudit.report.document import terminal_text
 from faceaudit.scores import DEFAULT_BINS
@@ -85,6 +86,14 @@ def audit(
             "include in the JSON and the report (repeat)",
         ),
     ] = [],  # noqa: B006
+    det_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--det-out",
+            help="write every exact DET point of the whole set and of each group to this Parquet file",
+            callback=callback(check_writable_file),
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
     compare: Annotated[
         list[str],
@@ -165,10 +174,10 @@ def audit(
             and samples is not None
             and is_closed_result_file(scores, censored_below, encoding)
         ):
-            if distributions is not None or report_out is not None or scenario or fmr:
+            if distributions is not None or report_out is not None or scenario or fmr or det_out:
                 raise InputError(
                     "a closed system's results are measured at its own point: --distributions, "
-                    "--fmr, --report and --scenario do not apply"
+                    "--fmr, --report, --scenario and --det-out do not apply"
                 )
             run_closed_audit(
                 scores,
@@ -186,6 +195,7 @@ def audit(
             return
         if threshold:
             raise InputError("--threshold is for censored results (with --censored-below)")
+        _distinct_outputs(det_out, json_out, report_out, pdf)
         for path in scenario:  # a bad scenario file stops the command before the audit runs
             read_scenario(path)
         if distributions is not None and scores is not None:
@@ -215,7 +225,13 @@ def audit(
         verdicts = check_audit(claims, result)
     except FaceAuditError as exc:
         fail(exc)
-    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts)
+    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts, det_out)
+
+
+def _distinct_outputs(det_out: Path | None, *others: Path | None) -> None:
+    """--det-out must not name the same file as another output (the last one written would win)."""
+    if det_out is not None and any(o is not None and o.resolve() == det_out.resolve() for o in others):
+        raise InputError(f"--det-out {str(det_out)!r} names the same file as another output")
 
 
 def _from_distributions(path: Path, group: list[str]):
@@ -293,6 +309,7 @@ def _finish(
     scenarios: list[Path] | None = None,
     distributions: Path | None = None,
     verdicts: list | None = None,
+    det_out: Path | None = None,
 ) -> None:
     from faceaudit.report.document import audit_document, claim_lines, claims_json
     from faceaudit.report.jsonout import to_jsonable, write_json
@@ -316,8 +333,22 @@ def _finish(
             typer.echo("\n".join(claim_lines(doc["claims"])))
     if json_out:
         err.print(f"wrote {terminal_text(json_out)}")
+    if det_out:
+        _write_det(result, doc, det_out)
     if report_out:
         _write_report(doc, report_out, pdf)
+
+
+def _write_det(result, doc: dict, det_out: Path) -> None:
+    """Every exact DET point of the audit's groups, streamed to Parquet with the JSON's settings."""
+    from faceaudit.report.detfile import write_det
+
+    try:
+        summary = write_det(result.distributions, det_out, result.settings.groupings,
+                            settings=doc["settings"])
+    except FaceAuditError as exc:
+        fail(exc)
+    err.print(f"wrote {terminal_text(det_out)} ({summary['rows']:,} DET points)")
 
 
 def _write_report(doc: dict, report_out: Path, pdf: Path | None) -> None:

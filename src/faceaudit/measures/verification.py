@@ -13,6 +13,7 @@ Counts are integers; rates are derived from them only at the edge, so nothing is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +31,8 @@ __all__ = [
     "fmr_threshold",
     "eer",
     "det_curve",
+    "det_stream",
+    "DET_CHUNK",
     "decimate_curve",
     "global_fmr_thresholds",
 ]
@@ -324,6 +327,7 @@ def det_curve(
     ``false_matches``, ``false_non_matches`` and the totals.
     """
     _require(view, genuine)
+    _no_window(view)
     if max_points is None:
         values = np.unique(np.concatenate([view.tail, genuine]))
     else:
@@ -343,6 +347,89 @@ def det_curve(
         "threshold": thresholds,
         "false_matches": fm.astype(np.int64),
         "false_non_matches": fnm.astype(np.int64),
+        "nonmated": np.int64(view.total),
+        "mated": np.int64(genuine.size),
+    }
+
+
+#: operating points per chunk of :func:`det_stream` (a Parquet row group of ``--det-out``)
+DET_CHUNK = 1 << 16
+
+
+def _no_window(view: ImpostorView) -> None:
+    """A window view leaves out scores above it: no count is exact there, nor the curve's top end."""
+    if view.n_above:
+        raise NotExactError("a DET curve needs the exact tail up to the top score, not an EER window")
+
+
+def det_stream(
+    view: ImpostorView,
+    genuine: np.ndarray,
+    chunk: int = DET_CHUNK,
+    bulk: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The full DET curve in chunks of at most ``chunk`` points, lowest threshold first, holding one chunk.
+
+    First the ``bulk`` points, if given: ``(thresholds, false_matches)`` at or below the exact tail (the
+    histogram's inner bin edges, whose counts only the histogram knows), with ``exact`` False; then
+    exactly the points of ``det_curve(view, genuine)`` (every distinct observed score above the bulk,
+    then +inf), ``exact`` True. Each chunk has ``threshold``, ``false_matches``,
+    ``false_non_matches``, ``exact`` and the totals ``nonmated``/``mated``; concatenated, the chunks
+    equal :func:`det_curve`'s arrays. Memory: one chunk of each array, whatever the number of points.
+    """
+    _require(view, genuine)
+    _no_window(view)
+    if int(chunk) < 2:
+        raise InputError(f"a DET chunk holds at least 2 points, got {chunk!r}")
+    chunk = int(chunk)
+    if bulk is not None:
+        edges, fm = (np.asarray(a) for a in bulk)
+        if edges.shape != fm.shape or (edges.size and not (view.n_below and edges[-1] <= view.below_max)):
+            raise InputError("bulk points are (thresholds, counts) of one length, at or below the exact tail")
+        for s in range(0, edges.size, chunk):
+            yield _det_chunk(view, genuine, edges[s:s + chunk], fm[s:s + chunk], exact=False)
+    for values in _distinct_blocks(view, genuine, chunk):
+        yield _det_chunk(view, genuine, values, None, exact=True)
+
+
+def _distinct_blocks(view: ImpostorView, genuine: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    """The distinct observed scores above the bulk in ascending blocks of at most ``chunk``, then +inf
+    (as :func:`det_curve` lists them), merging the two sorted arrays half a chunk from each at a time."""
+    tail, half = view.tail, max(1, chunk // 2)
+    start = view.below_max if view.n_below else -np.inf
+    i = int(np.searchsorted(tail, start, side="right"))
+    k = int(np.searchsorted(genuine, start, side="right"))
+    last = np.empty(0)
+    while i < tail.size or k < genuine.size:
+        tb, gb = tail[i:i + half], genuine[k:k + half]
+        # every value up to the smaller of the two blocks' last values is in one of the blocks (copies of
+        # that value past a block's end add no new value), so the block's distinct values are complete
+        hi = min(tb[-1] if tb.size else np.inf, gb[-1] if gb.size else np.inf)
+        values = np.union1d(tb[: np.searchsorted(tb, hi, side="right")],
+                            gb[: np.searchsorted(gb, hi, side="right")])
+        i = int(np.searchsorted(tail, hi, side="right"))
+        k = int(np.searchsorted(genuine, hi, side="right"))
+        if last.size:
+            yield last
+        last = values
+    if last.size < chunk:
+        yield np.concatenate([last, [np.inf]])
+    else:
+        yield last
+        yield np.array([np.inf])
+
+
+def _det_chunk(
+    view: ImpostorView, genuine: np.ndarray, thresholds: np.ndarray, fm: np.ndarray | None, exact: bool
+) -> dict[str, np.ndarray]:
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if fm is None:  # a threshold above the bulk: the count is exact from the tail
+        fm = view.tail.size - np.searchsorted(view.tail, thresholds, side="left")
+    return {
+        "threshold": thresholds,
+        "false_matches": np.asarray(fm).astype(np.int64),
+        "false_non_matches": np.searchsorted(genuine, thresholds, side="left").astype(np.int64),
+        "exact": np.full(thresholds.size, exact),
         "nonmated": np.int64(view.total),
         "mated": np.int64(genuine.size),
     }
