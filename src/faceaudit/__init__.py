@@ -24,7 +24,6 @@ True
 from faceaudit.version import __version__  # noqa: I001 (first: modules read it)
 
 from faceaudit.audit import audit  # noqa: E402
-from faceaudit.data.ingest import load_score_file  # noqa: E402
 from faceaudit.errors import (  # noqa: E402
     EmptyError,
     FaceAuditError,
@@ -47,6 +46,16 @@ from faceaudit.results import (  # noqa: E402
 )
 from faceaudit.scenario import ScenarioError, scenario  # noqa: E402
 from faceaudit.scores import ScoreDistributions  # noqa: E402
+
+
+def __getattr__(name: str):
+    """``load_score_file`` on first use: the readers import pyarrow (~30 MiB), which the measures need not."""
+    if name == "load_score_file":
+        from faceaudit.data.ingest import load_score_file
+
+        return load_score_file
+    raise AttributeError(f"module 'faceaudit' has no attribute {name!r}")
+
 
 __all__ = [
     "audit",

@@ -85,7 +85,6 @@ from typing import Any
 
 import numpy as np
 from scipy.special import gammaln
-from scipy.stats import hypergeom
 
 from faceaudit.errors import InputError
 from faceaudit.groups import OVERALL, group_name, grouping_name
@@ -411,6 +410,8 @@ def fnir_at(tails: ProbeTails, gallery_size: int | None, rank: int, threshold: f
     has = tails.has_mate
     a = np.maximum(tails.mate_rank - 1, 0)
     # P(fewer than `rank` of the a outscoring non-mates are drawn)
+    from scipy.stats import hypergeom  # here: scipy.stats is a heavy import
+
     within = hypergeom.cdf(rank - 1, n, np.minimum(a, n), N)
     above = tails.best_mated_score >= threshold
     miss = 1.0 - np.where(above, within, 0.0)

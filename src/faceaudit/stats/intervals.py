@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import beta
 
 from faceaudit.errors import InputError
 from faceaudit.results import Interval, Rate
@@ -127,6 +126,8 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> Interval:
     if not 0 <= k <= n:
         raise InputError(f"count {k} outside [0, {n}]")
     alpha = 1.0 - level
+    from scipy.stats import beta  # here: scipy.stats costs ~50 MiB and a second to import
+
     low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
     high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
     return Interval(low, high, level, "clopper-pearson")

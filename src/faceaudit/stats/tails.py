@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 from faceaudit.errors import InputError
 
@@ -197,6 +196,8 @@ def _polish(y, w, wsum, start):
             return 1e300, np.zeros(2)
         v, g = _nll(th, y, w, wsum)
         return (v if np.isfinite(v) else 1e300), g
+
+    from scipy.optimize import minimize  # here: a heavy import, needed only for a tail fit
 
     res = minimize(
         fun,
