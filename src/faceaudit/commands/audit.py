@@ -85,6 +85,14 @@ def audit(
             "include in the JSON and the report (repeat)",
         ),
     ] = [],  # noqa: B006
+    evidence: Annotated[
+        list[Path],
+        typer.Option(
+            "--evidence",
+            help="an evidence document (faceaudit evidence --json, calibrated on the same --distributions "
+            "file) to include in the JSON and the report (repeat)",
+        ),
+    ] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
     compare: Annotated[
         list[str],
@@ -153,6 +161,7 @@ def audit(
     from faceaudit.audit import audit as run_audit
     from faceaudit.claims import check_audit, parse_claim
     from faceaudit.commands.closed import is_closed_result_file, run_closed_audit
+    from faceaudit.report.evidence import read_evidence
     from faceaudit.report.scenarios import read_scenario
 
     if pdf is not None and report_out is None:
@@ -165,10 +174,10 @@ def audit(
             and samples is not None
             and is_closed_result_file(scores, censored_below, encoding)
         ):
-            if distributions is not None or report_out is not None or scenario or fmr:
+            if distributions is not None or report_out is not None or scenario or evidence or fmr:
                 raise InputError(
                     "a closed system's results are measured at its own point: --distributions, "
-                    "--fmr, --report and --scenario do not apply"
+                    "--fmr, --report, --scenario and --evidence do not apply"
                 )
             run_closed_audit(
                 scores,
@@ -188,6 +197,8 @@ def audit(
             raise InputError("--threshold is for censored results (with --censored-below)")
         for path in scenario:  # a bad scenario file stops the command before the audit runs
             read_scenario(path)
+        for path in evidence:  # so does a bad evidence file (whether it fits the audit is checked after it)
+            read_evidence(path)
         if distributions is not None and scores is not None:
             raise InputError("give either --distributions or --scores/--samples, not both")
         if distributions is not None:
@@ -215,7 +226,7 @@ def audit(
         verdicts = check_audit(claims, result)
     except FaceAuditError as exc:
         fail(exc)
-    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts)
+    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts, evidence)
 
 
 def _from_distributions(path: Path, group: list[str]):
@@ -293,8 +304,10 @@ def _finish(
     scenarios: list[Path] | None = None,
     distributions: Path | None = None,
     verdicts: list | None = None,
+    evidence: list[Path] | None = None,
 ) -> None:
     from faceaudit.report.document import audit_document, claim_lines, claims_json
+    from faceaudit.report.evidence import attach_evidence
     from faceaudit.report.jsonout import to_jsonable, write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
@@ -306,6 +319,7 @@ def _finish(
         if distributions is not None:  # so that a scenario computed from the same file can be matched to it
             record_distributions_input(doc, distributions)
         attach_scenarios(doc, scenarios or [])
+        attach_evidence(doc, evidence or [])
     except FaceAuditError as exc:
         fail(exc)
     if json_out:

@@ -1,5 +1,6 @@
 """`faceaudit report`: the HTML page (and optionally its PDF) from an audit's JSON document, with any
-scenarios added (``--scenario``), or the page of one scenario from its JSON document."""
+scenarios (``--scenario``) and evidence documents (``--evidence``) added, or the page of one scenario from
+its JSON document."""
 
 from __future__ import annotations
 
@@ -39,11 +40,20 @@ def report(
             "--json) to add to the audit's report (repeat)",
         ),
     ] = [],  # noqa: B006
+    evidence: Annotated[
+        list[Path],
+        typer.Option(
+            "--evidence",
+            help="an evidence document (faceaudit evidence --json, calibrated on the audit's .fadist file) "
+            "to add to the audit's report (repeat)",
+        ),
+    ] = [],  # noqa: B006
     json_out: Annotated[
         Path | None,
         typer.Option(
             "--json",
-            help="also write the document the page is rendered from (the audit with the added scenarios)",
+            help="also write the document the page is rendered from (the audit with the added scenarios "
+            "and evidence)",
         ),
     ] = None,
     validate: Annotated[
@@ -57,7 +67,7 @@ def report(
     from faceaudit.report.jsonout import write_json
 
     try:
-        doc = _read_document(result, scenario, validate)
+        doc = _read_document(result, scenario, validate, evidence)
         if json_out is not None:
             write_json(doc, json_out)
             err.print(f"wrote {terminal_text(json_out)}")
@@ -71,9 +81,13 @@ def report(
         fail(exc)
 
 
-def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
-    """The audit document with the scenarios added, or a scenario document on its own; validated."""
+def _read_document(
+    result: Path, scenarios: list[Path], validate: bool, evidence: list[Path] | None = None
+) -> dict:
+    """The audit document with the scenarios and evidence added, or a scenario document on its own;
+    validated (evidence it already carries is checked as an evidence file is, whatever ``validate``)."""
     from faceaudit.errors import InputError
+    from faceaudit.report.evidence import attach_evidence, check_attached_evidence
     from faceaudit.report.jsonout import read_json
     from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
     from faceaudit.report.schema import validate_document, validate_scenario_document
@@ -85,9 +99,9 @@ def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
     except ValueError as exc:
         raise InputError(f"{str(result)!r} is not JSON: {exc}") from exc
     if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
-        if scenarios:
+        if scenarios or evidence:
             raise InputError(
-                f"{str(result)!r} is a scenario document: --scenario adds scenarios to an audit's "
+                f"{str(result)!r} is a scenario document: --scenario and --evidence add to an audit's "
                 "report (faceaudit report result.json --scenario ...); render each scenario on its own"
             )
         if validate:
@@ -95,5 +109,7 @@ def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
         return doc
     if validate:
         validate_document(doc)
+    check_attached_evidence(doc)
     attach_scenarios(doc, scenarios)
+    attach_evidence(doc, evidence or [])
     return doc
