@@ -392,15 +392,13 @@ def _group_rows(ev: Mapping[str, Any]) -> list[dict[str, Any]]:
     largest difference between their LR-vs-score curves."""
     out = []
     for g in ev["groups"]:
-        systems = [
-            {
-                "system": system,
-                "system_name": name,
-                "estimates": [g[system]["measures"][k] for k in GROUP_KEYS] if g[system] is not None else None,
-            }
-            for system, name in (("pooled", "pooled system"), ("own", "the group's own system"))
-        ]
-        out.append({"group": str(g["group"]), "systems": systems, "max_abs_difference": g["max_abs_difference"]})
+        systems = []
+        for system, name in (("pooled", "pooled system"), ("own", "the group's own system")):
+            v = g[system]
+            estimates = [v["measures"][k] for k in GROUP_KEYS] if v is not None else None
+            systems.append({"system": system, "system_name": name, "estimates": estimates})
+        out.append({"group": str(g["group"]), "systems": systems,
+                    "max_abs_difference": g["max_abs_difference"]})
     return out
 
 
