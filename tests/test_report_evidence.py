@@ -1,8 +1,8 @@
 """Evidence (likelihood ratios) in the audit report: evidence documents attached to the audit document
-(schema 1.3, ``audit --evidence`` / ``report --evidence``), only when calibrated on the audit's own .fadist file;
-rendered in the audit's page with the evidence sheet's charts; the numbers in the page equal the evidence JSON,
-hostile labels are text; bad evidence files are named errors (hypothesis included), and a page without
-evidence is what it was before.
+(schema 1.3, ``audit --evidence`` / ``report --evidence``), only when calibrated on the audit's own .fadist
+file; rendered in the audit's page with the evidence sheet's charts; the numbers in the page equal the
+evidence JSON, hostile labels are text; bad evidence files are named errors (hypothesis included), and a
+page without evidence is what it was before.
 
 Browser tests drive Debian's Chromium through Playwright, as tests/test_report.py does.
 """
@@ -65,7 +65,7 @@ def made(tmp_path_factory):
     d = tmp_path_factory.mktemp("evidence-report")
     dist, _ = gaussian_calibration_set(60, seed=21, tail_quantile=0.8, bins=64, rename={"female": HOSTILE})
     fadist = save_distributions(dist, d / "d.fadist")
-    dist.meta["note"] = "another run"  # the same scores, another file: its evidence must not pass as this one's
+    dist.meta["note"] = "another run"  # the same scores, another file: its evidence is not this one's
     other = save_distributions(dist, d / "other.fadist")
     ev = ["evidence", "--calibration", fadist, "--folds", 3, "--quiet"]
     _ok(*ev, "--score", 1.0, "--group", f"sex={HOSTILE}", "--bootstrap", 10, "--json", d / "e1.json",
@@ -73,12 +73,14 @@ def made(tmp_path_factory):
     _ok(*ev, "--by", "sex", "--method", "pav", "--bootstrap", 0, "--json", d / "e2.json")
     _ok("evidence", "--calibration", other, "--folds", 3, "--bootstrap", 0, "--quiet", "--json",
         d / "mismatch.json")
-    audit = ["audit", "--distributions", fadist, "--group", "sex", "--bootstrap", 10, "--fmr", 0.01, "--quiet"]
+    audit = ["audit", "--distributions", fadist, "--group", "sex", "--bootstrap", 10, "--fmr", 0.01,
+             "--quiet"]
     _ok(*audit, "--json", d / "plain.json", "--report", d / "plain.html")
     _ok(*audit, "--evidence", d / "e1.json", "--evidence", d / "e2.json", "--json", d / "result.json",
         "--report", d / "audit.html")
-    return {"dir": d, "fadist": fadist, "doc": read_json(d / "result.json"), "plain": read_json(d / "plain.json"),
-            "e1": read_json(d / "e1.json"), "e2": read_json(d / "e2.json")}
+    return {"dir": d, "fadist": fadist, "doc": read_json(d / "result.json"),
+            "plain": read_json(d / "plain.json"), "e1": read_json(d / "e1.json"),
+            "e2": read_json(d / "e2.json")}
 
 
 # ---------------------------------------------------------------------------- documents and commands
@@ -94,7 +96,8 @@ def test_evidence_goes_into_the_audit_document(made):
         assert {k: v for k, v in g.items() if k != "source"} == e  # carried whole, every key
         validate_evidence_document(e)
         # calibrated on the audit's own file, by hash
-        assert e["provenance"]["calibration"]["sha256"] == doc["manifest"]["inputs"]["distributions"]["sha256"]
+        audited = doc["manifest"]["inputs"]["distributions"]["sha256"]
+        assert e["provenance"]["calibration"]["sha256"] == audited
         assert evidence_consistency(doc, e)["status"] == "verified"
     # the evidence and the audit count the same comparisons
     assert made["e1"]["system"]["n_mated"] == doc["counts"]["mated"]
@@ -311,7 +314,8 @@ def browser(tmp_path_factory):
 def _cells(page, selector):
     return page.evaluate(
         """(sel) => Array.from(document.querySelectorAll(sel)).map(td => ({field: td.dataset.field,
-        value: td.dataset.value, low: td.dataset.low, high: td.dataset.high, text: td.textContent.trim()}))""",
+        value: td.dataset.value, low: td.dataset.low, high: td.dataset.high,
+        text: td.textContent.trim()}))""",
         selector,
     )
 
@@ -335,7 +339,8 @@ def test_panel_in_chromium(browser, made, tmp_path):
     d = made["dir"]
     page, problems = _open(browser, d / "audit.html")
     page.wait_for_selector("body[data-evidence-ready]", timeout=60_000)
-    assert page.get_attribute("body", "data-evidence-ready") == "1", page.evaluate("window.faceaudit.state.errors")
+    errors = page.evaluate("window.faceaudit.state.errors")
+    assert page.get_attribute("body", "data-evidence-ready") == "1", errors
     assert problems == [] and page.evaluate("window.faceaudit.state.errors") == []
     page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
 
@@ -362,8 +367,8 @@ def test_panel_in_chromium(browser, made, tmp_path):
         for c in ev["matrix"]:
             (cell,) = _cells(page, f"{art}-matrix tr[data-metric={c['metric']}] td.est")
             _same(cell, c["value"])
-            assert page.get_attribute(f"{art}-matrix tr[data-metric={c['metric']}] td.status", "data-status") \
-                == c["status"]
+            status = f"{art}-matrix tr[data-metric={c['metric']}] td.status"
+            assert page.get_attribute(status, "data-status") == c["status"]
         for g in ev["groups"]:
             for system in ("pooled", "own"):
                 sel = f"{art}-groups tr[data-system={system}]"

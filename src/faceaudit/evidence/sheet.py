@@ -1,9 +1,9 @@
 """The evidence sheet: one self-contained HTML page from the evidence document alone.
 
 Vega-Lite is inlined as in the audit report (:mod:`faceaudit.report.html`: same vendored files, same
-Content Security Policy by script hash, same escaping of the embedded JSON); the chart specs are the ones the
-audit report's evidence panel draws (:func:`faceaudit.report.evidence.chart_specs`), drawn by the same script
-(templates/evidence.js). Plain words first, numbers after.
+Content Security Policy by script hash, same escaping of the embedded JSON); the chart specs are the ones
+the audit report's evidence panel draws (:func:`faceaudit.report.evidence_panel.chart_specs`), drawn by the
+same script (templates/evidence.js). Plain words first, numbers after.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from faceaudit.report.evidence import chart_specs
+from faceaudit.report.evidence_panel import chart_specs
 from faceaudit.report.html import TEMPLATES, environment, page_basics, script_json, vendor_js
 
 __all__ = ["render_evidence_html", "write_evidence_html", "chart_specs"]

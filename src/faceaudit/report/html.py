@@ -33,7 +33,7 @@ from typing import Any
 import jinja2
 
 from faceaudit.report.document import fmt_count, fmt_interval, fmt_num, format_rate
-from faceaudit.report.evidence import evidence_view, panel_chart_specs
+from faceaudit.report.evidence_panel import evidence_view, panel_chart_specs
 from faceaudit.report.headline import estimate_text, left_out_text, pair_text, ratio_text
 from faceaudit.report.jsonout import to_jsonable
 from faceaudit.report.scenarios import (
