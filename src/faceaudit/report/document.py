@@ -58,6 +58,8 @@ __all__ = [
     "evidence_entry_json",
     "evidence_consistency_words",
     "EVIDENCE_TERMS",
+    "EVIDENCE_WORDS",
+    "EVIDENCE_PROVENANCE_LABELS",
     "IDENTIFICATION_SCHEMA_VERSION",
     "SCENARIO_SCHEMA_VERSION",
     "audit_json",
@@ -777,6 +779,32 @@ def _amount(x: Any) -> str:
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.6g}"
 
 
+#: the evidence panel's own phrases (its view, report/evidence_panel.py, fills them in)
+EVIDENCE_WORDS = {
+    "title": "{method}, {folds}-fold cross-validation by person",
+    "title_grouped": "{method}, {folds}-fold cross-validation by person, calibrated per {grouping}",
+    "pooled_system": "pooled system",
+    "own_system": "the group's own system",
+    "group_row": "calibrated on {group}",
+    "pooled_row": "calibrated on everyone (pooled)",
+    "system": "{name} ({method})",
+    "bounds": "{low} to {high}",
+    "folds": "{folds} folds by person (no person in both the fit and the test)",
+    "bootstrap": "{bootstrap}, {seed}, {level}",
+    "nobody": "nobody (pooled only)",
+    "file": "{path} (sha256 {sha256})",
+}
+#: the evidence panel's provenance rows, in order: label -> key of EVIDENCE_WORDS that words the value
+EVIDENCE_PROVENANCE_LABELS = {
+    "system": "LR system",
+    "bounds": "bounds (ELUB), log10 LR",
+    "folds": "cross-validation",
+    "bootstrap": "subject-bootstrap replicates, seed, level",
+    "grouping": "calibrated by",
+    "version": "faceaudit version",
+    "calibration": "calibration set",
+    "source": "evidence file",
+}
 #: the panel's names for the validation measures of an evidence document (``validation.measures``)
 EVIDENCE_TERMS = {
     "cllr": "Cllr (bits; 0 is perfect, 1 is a system that always says LR = 1)",

@@ -206,12 +206,15 @@ def _measure_rows(measures: Mapping[str, Any], keys: Iterable[str]) -> list[dict
 
 
 def _group_rows(ev: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from faceaudit.report.document import EVIDENCE_WORDS
+
     """Per group: the pooled system's and the group's own system's measures on the group's pairs, and the
     largest difference between their LR-vs-score curves."""
     out = []
     for g in ev["groups"]:
         systems = []
-        for system, name in (("pooled", "pooled system"), ("own", "the group's own system")):
+        for system in ("pooled", "own"):
+            name = EVIDENCE_WORDS[f"{system}_system"]
             v = g[system]
             estimates = [v["measures"][k] for k in GROUP_KEYS] if v is not None else None
             systems.append({"system": system, "system_name": name, "estimates": estimates})
@@ -234,15 +237,18 @@ def _flags(ev: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _statement(ev: Mapping[str, Any]) -> dict[str, Any] | None:
+    from faceaudit.report.document import EVIDENCE_WORDS
+
     st = ev.get("statement")
     if st is None:
         return None
     rows = []
     if st["group_log10_lr"] is not None:
         label = ", ".join(f"{c} = {v}" for c, v in st["group"]) or "the group"
-        rows.append({"system": "group", "name": f"calibrated on {label}", "estimate": st["group_log10_lr"]})
+        name = EVIDENCE_WORDS["group_row"].format(group=label)
+        rows.append({"system": "group", "name": name, "estimate": st["group_log10_lr"]})
     pooled = st["pooled_log10_lr"]
-    rows.append({"system": "pooled", "name": "calibrated on everyone (pooled)", "estimate": pooled})
+    rows.append({"system": "pooled", "name": EVIDENCE_WORDS["pooled_row"], "estimate": pooled})
     return {
         "score": st["score"],
         "lr": st["lr"],
@@ -255,37 +261,40 @@ def _statement(ev: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _provenance(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
+    from faceaudit.report.document import EVIDENCE_PROVENANCE_LABELS as LABEL
+    from faceaudit.report.document import EVIDENCE_WORDS as W
     from faceaudit.report.document import fmt_num
 
     s, st = ev["system"], ev["settings"]
     cal = (ev.get("provenance") or {}).get("calibration")
     source = ev.get("source")
-    rows = [
-        ("LR system", f"{s['method_name']} ({s['method']})"),
-        ("bounds (ELUB), log10 LR", f"{fmt_num(s['lower_log10'])} to {fmt_num(s['upper_log10'])}"),
-        ("cross-validation", f"{st['folds']} folds by person (no person in both the fit and the test)"),
-        ("subject-bootstrap replicates, seed, level", f"{st['bootstrap']}, {st['seed']}, {st['level']}"),
-        ("calibrated by", ", ".join(map(str, st["grouping"])) or "nobody (pooled only)"),
-        ("faceaudit version", str(ev["faceaudit_version"])),
-    ]
-    if isinstance(cal, Mapping):
-        rows.append(("calibration set", f"{cal.get('path')} (sha256 {cal.get('sha256')})"))
-    if isinstance(source, Mapping):
-        rows.append(("evidence file", f"{source.get('path')} (sha256 {source.get('sha256')})"))
-    return rows
+    values = {
+        "system": W["system"].format(name=s["method_name"], method=s["method"]),
+        "bounds": W["bounds"].format(low=fmt_num(s["lower_log10"]), high=fmt_num(s["upper_log10"])),
+        "folds": W["folds"].format(folds=st["folds"]),
+        "bootstrap": W["bootstrap"].format(bootstrap=st["bootstrap"], seed=st["seed"], level=st["level"]),
+        "grouping": ", ".join(map(str, st["grouping"])) or W["nobody"],
+        "version": str(ev["faceaudit_version"]),
+    }
+    for key, entry in (("calibration", cal), ("source", source)):
+        if isinstance(entry, Mapping):
+            values[key] = W["file"].format(path=entry.get("path"), sha256=entry.get("sha256"))
+    return [(LABEL[k], v) for k, v in values.items()]
 
 
 def evidence_view(ev: Mapping[str, Any], k: int, audit_doc: Mapping[str, Any] | None) -> dict[str, Any]:
     """What the evidence panel ``k`` shows: the document's words and numbers, selected; text is escaped by
     the template, numbers formatted by its filters."""
+    from faceaudit.report.document import EVIDENCE_WORDS
+
     s, v = ev["system"], ev["validation"]["measures"]
     grouping = ", ".join(map(str, ev["population"]["grouping"]))
     prefix = panel_prefix(k)
+    title = EVIDENCE_WORDS["title_grouped" if grouping else "title"]
     charts = [(prefix + c, caption) for c, caption in CHARTS.items() if c != "chart-groups"]
     return {
         "k": k,
-        "title": f"{s['method_name']}, {s['folds']}-fold cross-validation by person"
-        + (f", calibrated per {grouping}" if grouping else ""),
+        "title": title.format(method=s["method_name"], folds=s["folds"], grouping=grouping),
         "consistency": evidence_consistency(audit_doc, ev),
         "summary": [str(x) for x in ev["summary"]],
         "statement": _statement(ev),
