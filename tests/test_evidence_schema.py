@@ -85,6 +85,24 @@ def test_evidence_command_output_on_lfw_validates(lfw_fadist, tmp_path, args):
     assert ("statement" in doc) == ("--score" in args)
 
 
+def test_evidence_command_never_writes_a_document_its_readers_refuse(lfw_fadist, tmp_path, monkeypatch):
+    """`faceaudit evidence` checks its own document against the schema before writing it."""
+    import faceaudit.evidence.document as document
+
+    real = document.evidence_document
+
+    def broken(*args, **kwargs):
+        doc = real(*args, **kwargs)
+        doc["system"]["n_subjects"] = "many"
+        return doc
+
+    monkeypatch.setattr(document, "evidence_document", broken)
+    res = RUN.invoke(app, ["evidence", "--calibration", str(lfw_fadist), "--bootstrap", "0", "--folds", "3",
+                           "--quiet", "--json", str(tmp_path / "e.json")])
+    assert res.exit_code == 2 and "n_subjects" in res.output, res.output
+    assert not (tmp_path / "e.json").exists()
+
+
 @pytest.mark.slow
 def test_evidence_command_on_the_whole_lfw_demo_set_validates(tmp_path):
     """All 13,233 LFW images (87.5M pairs, as `faceaudit demo` compares them), by race: real group names,
