@@ -110,17 +110,19 @@ def scenario_document():
 def test_audit_document_writes_the_current_version(document):
     import dataclasses
 
+    from faceaudit.report.document import EVIDENCE_SINCE, PLAIN_SCHEMA_VERSION
     from faceaudit.report.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == "1.2"
+    # 1.3 added 'evidence'; a document without it states 1.2, the lowest version whose fields it uses
+    assert SCHEMA_VERSION == EVIDENCE_SINCE == "1.3" and PLAIN_SCHEMA_VERSION == "1.2"
     version_schema = load_schema()["properties"]["schema_version"]
     assert jsonschema.Draft202012Validator(version_schema).is_valid(SCHEMA_VERSION)
 
-    assert document["schema_version"] == SCHEMA_VERSION
+    assert document["schema_version"] == PLAIN_SCHEMA_VERSION
     # a result without its distributions (no compact section) is written at the same version
     bare = audit_document(dataclasses.replace(audit(from_arrays(np.arange(3.0, 23.0), np.arange(200.0) / 10),
                                                     fmr_targets=[0.01], bootstrap=0), measurer=None))
-    assert bare["schema_version"] == SCHEMA_VERSION and "distributions" not in bare
+    assert bare["schema_version"] == PLAIN_SCHEMA_VERSION and "distributions" not in bare
 
 
 def test_document_with_scenarios_validates(document, scenario_document):

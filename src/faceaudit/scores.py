@@ -96,7 +96,7 @@ def histogram_memory_limit() -> int:
         value = float(text[: len(text) - len(unit)])
     except ValueError:
         value = float("nan")
-    if not (np.isfinite(value) and value * units[unit] >= 1):
+    if not (np.isfinite(value * units[unit]) and value * units[unit] >= 1):  # 1e300G: finite, its bytes not
         raise InputError(f"{HISTOGRAM_MEMORY_ENV}={raw!r} is not a positive size (e.g. 8G, 512M, 1073741824)")
     return int(value * units[unit])
 

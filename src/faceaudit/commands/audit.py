@@ -94,6 +94,14 @@ def audit(
             callback=callback(check_writable_file),
         ),
     ] = None,
+    evidence: Annotated[
+        list[Path],
+        typer.Option(
+            "--evidence",
+            help="an evidence document (faceaudit evidence --json, calibrated on the same --distributions "
+            "file) to include in the JSON and the report (repeat)",
+        ),
+    ] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="no terminal tables")] = False,
     compare: Annotated[
         list[str],
@@ -162,6 +170,7 @@ def audit(
     from faceaudit.audit import audit as run_audit
     from faceaudit.claims import check_audit, parse_claim
     from faceaudit.commands.closed import is_closed_result_file, run_closed_audit
+    from faceaudit.report.evidence import read_evidence
     from faceaudit.report.scenarios import read_scenario
 
     if pdf is not None and report_out is None:
@@ -174,10 +183,11 @@ def audit(
             and samples is not None
             and is_closed_result_file(scores, censored_below, encoding)
         ):
-            if distributions is not None or report_out is not None or scenario or fmr or det_out:
+            if (distributions is not None or report_out is not None or scenario or evidence or fmr
+                    or det_out):
                 raise InputError(
                     "a closed system's results are measured at its own point: --distributions, "
-                    "--fmr, --report, --scenario and --det-out do not apply"
+                    "--fmr, --report, --scenario, --evidence and --det-out do not apply"
                 )
             run_closed_audit(
                 scores,
@@ -198,6 +208,8 @@ def audit(
         _distinct_outputs(det_out, json_out, report_out, pdf)
         for path in scenario:  # a bad scenario file stops the command before the audit runs
             read_scenario(path)
+        for path in evidence:  # so does a bad evidence file (whether it fits the audit is checked after it)
+            read_evidence(path)
         if distributions is not None and scores is not None:
             raise InputError("give either --distributions or --scores/--samples, not both")
         if distributions is not None:
@@ -225,7 +237,7 @@ def audit(
         verdicts = check_audit(claims, result)
     except FaceAuditError as exc:
         fail(exc)
-    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts, det_out)
+    _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts, evidence, det_out)
 
 
 def _distinct_outputs(det_out: Path | None, *others: Path | None) -> None:
@@ -309,9 +321,11 @@ def _finish(
     scenarios: list[Path] | None = None,
     distributions: Path | None = None,
     verdicts: list | None = None,
+    evidence: list[Path] | None = None,
     det_out: Path | None = None,
 ) -> None:
     from faceaudit.report.document import audit_document, claim_lines, claims_json
+    from faceaudit.report.evidence import attach_evidence
     from faceaudit.report.jsonout import to_jsonable, write_json
     from faceaudit.report.scenarios import attach_scenarios, record_distributions_input
     from faceaudit.report.terminal import print_audit
@@ -323,6 +337,7 @@ def _finish(
         if distributions is not None:  # so that a scenario computed from the same file can be matched to it
             record_distributions_input(doc, distributions)
         attach_scenarios(doc, scenarios or [])
+        attach_evidence(doc, evidence or [])
     except FaceAuditError as exc:
         fail(exc)
     if json_out:

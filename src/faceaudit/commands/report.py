@@ -1,5 +1,6 @@
 """`faceaudit report`: the HTML page (and optionally its PDF) from an audit's JSON document, with any
-scenarios added (``--scenario``), or the page of one scenario from its JSON document."""
+scenarios (``--scenario``) and evidence documents (``--evidence``) added, or the page of one scenario from
+its JSON document."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def report(
         Path,
         typer.Argument(
             help="the audit's JSON document (faceaudit audit --json), or a scenario's "
-            "(faceaudit scenario --json) for a page of that scenario alone"
+            "(faceaudit scenario --json) or an evidence document (faceaudit evidence --json) for a page "
+            "of that document alone"
         ),
     ],
     out: Annotated[
@@ -39,11 +41,20 @@ def report(
             "--json) to add to the audit's report (repeat)",
         ),
     ] = [],  # noqa: B006
+    evidence: Annotated[
+        list[Path],
+        typer.Option(
+            "--evidence",
+            help="an evidence document (faceaudit evidence --json, calibrated on the audit's .fadist file) "
+            "to add to the audit's report (repeat)",
+        ),
+    ] = [],  # noqa: B006
     json_out: Annotated[
         Path | None,
         typer.Option(
             "--json",
-            help="also write the document the page is rendered from (the audit with the added scenarios)",
+            help="also write the document the page is rendered from (the audit with the added scenarios "
+            "and evidence)",
         ),
     ] = None,
     validate: Annotated[
@@ -51,18 +62,25 @@ def report(
         typer.Option("--validate/--no-validate", help="check the document against the JSON Schema first"),
     ] = True,
 ) -> None:
-    """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes."""
+    """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes (or
+    the page of a scenario or an evidence document, as `scenario --report` / `evidence --report` write it)."""
     from faceaudit.errors import FaceAuditError
+    from faceaudit.report.evidence import EVIDENCE_SCHEMA
     from faceaudit.report.html import write_html, write_pdf
     from faceaudit.report.jsonout import write_json
 
     try:
-        doc = _read_document(result, scenario, validate)
+        doc = _read_document(result, scenario, validate, evidence)
         if json_out is not None:
             write_json(doc, json_out)
             err.print(f"wrote {terminal_text(json_out)}")
         html_path = out or result.with_suffix(".html")
-        write_html(doc, html_path)
+        if doc.get("schema") == EVIDENCE_SCHEMA:  # an evidence document: its sheet, as `evidence --report`
+            from faceaudit.evidence.sheet import write_evidence_html
+
+            write_evidence_html(doc, html_path)
+        else:
+            write_html(doc, html_path)
         err.print(f"wrote {terminal_text(html_path)}")
         if pdf is not None:
             write_pdf(html_path, pdf)
@@ -71,9 +89,18 @@ def report(
         fail(exc)
 
 
-def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
-    """The audit document with the scenarios added, or a scenario document on its own; validated."""
+def _read_document(
+    result: Path, scenarios: list[Path], validate: bool, evidence: list[Path] | None = None
+) -> dict:
+    """The audit document with the scenarios and evidence added, or a scenario document on its own;
+    validated (evidence it already carries is checked as an evidence file is, whatever ``validate``)."""
     from faceaudit.errors import InputError
+    from faceaudit.report.evidence import (
+        EVIDENCE_SCHEMA,
+        attach_evidence,
+        check_attached_evidence,
+        read_evidence,
+    )
     from faceaudit.report.jsonout import read_json
     from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
     from faceaudit.report.schema import validate_document, validate_scenario_document
@@ -84,10 +111,17 @@ def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
         doc = read_json(result)
     except ValueError as exc:
         raise InputError(f"{str(result)!r} is not JSON: {exc}") from exc
-    if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
-        if scenarios:
+    if isinstance(doc, dict) and doc.get("schema") == EVIDENCE_SCHEMA:
+        if scenarios or evidence:
             raise InputError(
-                f"{str(result)!r} is a scenario document: --scenario adds scenarios to an audit's "
+                f"{str(result)!r} is an evidence document: --scenario and --evidence add to an audit's "
+                f"report (faceaudit report result.json --evidence {str(result)!r})"
+            )
+        return read_evidence(result)  # checked whatever --validate says: the sheet needs its shape
+    if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
+        if scenarios or evidence:
+            raise InputError(
+                f"{str(result)!r} is a scenario document: --scenario and --evidence add to an audit's "
                 "report (faceaudit report result.json --scenario ...); render each scenario on its own"
             )
         if validate:
@@ -95,5 +129,7 @@ def _read_document(result: Path, scenarios: list[Path], validate: bool) -> dict:
         return doc
     if validate:
         validate_document(doc)
+    check_attached_evidence(doc)
     attach_scenarios(doc, scenarios)
+    attach_evidence(doc, evidence or [])
     return doc

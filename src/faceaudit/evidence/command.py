@@ -87,6 +87,7 @@ def run_evidence(
     from faceaudit.evidence.evaluate import evaluate
     from faceaudit.evidence.points import calibration_points, parse_group
     from faceaudit.evidence.scale import ENFSI_2015, load_scale
+    from faceaudit.report.schema import validate_evidence_document
 
     _check_options(folds, bootstrap, level, strong)
     crit = parse_criteria(criteria or [])
@@ -117,7 +118,10 @@ def run_evidence(
         criteria=crit,
         provenance=provenance,
     )
-    return evidence_document(result, verbal)
+    doc = evidence_document(result, verbal)
+    # never write a document that `audit/report --evidence` would refuse (report/evidence.schema.json)
+    validate_evidence_document(doc)
+    return doc
 
 
 def _print(doc: dict) -> None:

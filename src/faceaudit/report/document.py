@@ -53,6 +53,13 @@ from faceaudit.results import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "PLAIN_SCHEMA_VERSION",
+    "EVIDENCE_SINCE",
+    "evidence_entry_json",
+    "evidence_consistency_words",
+    "EVIDENCE_TERMS",
+    "EVIDENCE_WORDS",
+    "EVIDENCE_PROVENANCE_LABELS",
     "IDENTIFICATION_SCHEMA_VERSION",
     "SCENARIO_SCHEMA_VERSION",
     "audit_json",
@@ -85,9 +92,14 @@ __all__ = [
     "CANDIDATE_PROTOCOL",
 ]
 
-#: the audit document version this faceaudit writes (1.1: optional ``scenarios``; 1.2: differentials with
-#: intervals, bounds and the minimum-data rule, ``cards``, ``headline``); it reads any 1.x
-SCHEMA_VERSION = "1.2"
+#: the newest audit document version this faceaudit writes (1.1: optional ``scenarios``; 1.2: differentials
+#: with intervals, bounds and the minimum-data rule, ``cards``, ``headline``; 1.3: optional ``evidence``, the
+#: likelihood-ratio documents of ``faceaudit evidence``); it reads any 1.x. A document states the lowest
+#: version whose fields it uses: an audit without evidence is a 1.2 document (``PLAIN_SCHEMA_VERSION``),
+#: byte for byte what 1.2 wrote; attaching evidence raises it to ``EVIDENCE_SINCE``
+SCHEMA_VERSION = "1.3"
+PLAIN_SCHEMA_VERSION = "1.2"
+EVIDENCE_SINCE = "1.3"
 IDENTIFICATION_SCHEMA_VERSION = "1.0"
 SCENARIO_SCHEMA_VERSION = "1.0"
 
@@ -345,7 +357,7 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
     """The audit document without the compact distributions (see :func:`audit_document`)."""
     return {
         "schema": "faceaudit.audit",
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": PLAIN_SCHEMA_VERSION,
         "faceaudit_version": _version(),
         "settings": audit_settings_json(result),
         "counts": result.counts,
@@ -725,6 +737,85 @@ def to_document(obj: Any) -> Any:
         if isinstance(obj, kind):
             return to_jsonable(encode(obj))
     raise TypeError(f"no document for {type(obj).__name__}")
+
+
+# ----- evidence documents attached to an audit (report/evidence.py) -----------------------------------
+def evidence_entry_json(evidence: Mapping[str, Any], path: str, sha256: str) -> dict[str, Any]:
+    """An evidence document (``faceaudit evidence --json``) as an entry of the audit document's ``evidence``
+    list: the document as written, with the file it came from (``source``)."""
+    from faceaudit.report.jsonout import to_jsonable
+
+    return to_jsonable({**evidence, "source": {"path": str(path), "sha256": sha256}})
+
+
+def evidence_consistency_words(status: str, p: Mapping[str, Any]) -> str:
+    """Whether an evidence document describes the audit's evaluation set, in words (``status``: verified,
+    mismatch, unverified, standalone; ``p``: the hashes, paths and counts compared)."""
+    if status == "verified":
+        return ("Verified: the likelihood ratios were calibrated and validated on the same score "
+                f"distributions file as this audit (sha256 {p['sha256']}).")
+    if status == "mismatch":
+        if p.get("theirs"):
+            return (f"the evidence was calibrated on score distributions with sha256 {p['mine']}, this audit "
+                    f"was computed from {p['theirs']}: they are not the same data")
+        return (f"the evidence was calibrated on {_amount(p['mine'])} {p['what']} comparisons, this audit "
+                f"counts {_amount(p['theirs_count'])}: they are not the same data")
+    if status == "standalone":
+        return ("This evidence was calibrated on the score distributions "
+                f"{p['path']!r} (sha256 {p['sha256']})." if p.get("sha256") else
+                "The evidence document does not record which score distributions it was calibrated on.")
+    missing = ("this audit does not record a distributions file (it was run from a score file)"
+               if p.get("audit_missing") else
+               "the evidence document does not record the distributions file it was calibrated on")
+    return (f"Not verified: {missing}, so faceaudit cannot check by hash that both describe the same "
+            "evaluation set. Their comparison counts agree (same-person "
+            f"{_amount(p['mated'])}, different-person {_amount(p['nonmated'])}).")
+
+
+def _amount(x: Any) -> str:
+    """A count (or a sum of weights) as written: ``242,257``; not a number: 'not recorded'."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "not recorded"
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.6g}"
+
+
+#: the evidence panel's own phrases (its view, report/evidence_panel.py, fills them in)
+EVIDENCE_WORDS = {
+    "title": "{method}, {folds}-fold cross-validation by person",
+    "title_grouped": "{method}, {folds}-fold cross-validation by person, calibrated per {grouping}",
+    "pooled_system": "pooled system",
+    "own_system": "the group's own system",
+    "group_row": "calibrated on {group}",
+    "pooled_row": "calibrated on everyone (pooled)",
+    "system": "{name} ({method})",
+    "bounds": "{low} to {high}",
+    "folds": "{folds} folds by person (no person in both the fit and the test)",
+    "bootstrap": "{bootstrap}, {seed}, {level}",
+    "nobody": "nobody (pooled only)",
+    "file": "{path} (sha256 {sha256})",
+}
+#: the evidence panel's provenance rows, in order: label -> key of EVIDENCE_WORDS that words the value
+EVIDENCE_PROVENANCE_LABELS = {
+    "system": "LR system",
+    "bounds": "bounds (ELUB), log10 LR",
+    "folds": "cross-validation",
+    "bootstrap": "subject-bootstrap replicates, seed, level",
+    "grouping": "calibrated by",
+    "version": "faceaudit version",
+    "calibration": "calibration set",
+    "source": "evidence file",
+}
+#: the panel's names for the validation measures of an evidence document (``validation.measures``)
+EVIDENCE_TERMS = {
+    "cllr": "Cllr (bits; 0 is perfect, 1 is a system that always says LR = 1)",
+    "cllr_min": "Cllr_min (after the best monotone recalibration: discrimination alone)",
+    "cllr_cal": "Cllr_cal = Cllr − Cllr_min (the cost of miscalibration)",
+    "devpav": "devPAV (distance of the PAV transform from the identity, log10)",
+    "nonmated_above_1": "different people given LR > 1 (misleading evidence)",
+    "mated_below_1": "same person given LR < 1 (misleading evidence)",
+    "nonmated_strongly": "different people given LR > {strong} (strongly misleading)",
+    "mated_strongly": "same person given LR < 1 / {strong} (strongly misleading)",
+}
 
 
 # ----- the one rate formatter ----------------------------------------------------------------------

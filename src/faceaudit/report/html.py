@@ -11,6 +11,10 @@ Determinism: the same document gives the same bytes (no clock, sorted keys), so
 
 A scenario document (``faceaudit scenario --json``) renders as a page of its own, with the same panel
 that an audit document's ``scenarios`` get in the full report (``templates/scenario_panel.html.j2``).
+An audit document's ``evidence`` (``faceaudit evidence --json`` documents, since 1.3) get the evidence
+panel (``templates/evidence_panel.html.j2``), whose charts are the evidence sheet's specs drawn by the
+sheet's script (``templates/evidence.js``); a page without evidence carries neither that script nor its
+hash, so its bytes are those of a 1.2 page.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import jinja2
 
 from faceaudit.report.document import fmt_count, fmt_interval, fmt_num, format_rate
+from faceaudit.report.evidence_panel import evidence_view, panel_chart_specs
 from faceaudit.report.headline import estimate_text, left_out_text, pair_text, ratio_text
 from faceaudit.report.jsonout import to_jsonable
 from faceaudit.report.scenarios import (
@@ -181,6 +186,7 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
         "groupings": list(doc.get("by_group", {})),
         "has_distributions": isinstance(doc.get("distributions"), Mapping),
         "scenarios": [scenario_view(x, doc) for x in doc.get("scenarios") or [] if isinstance(x, Mapping)],
+        "evidence": [evidence_view(x, k, doc) for k, x in enumerate(doc.get("evidence") or [])],
         "claims": _claims(doc.get("claims")),
         **_cards_view(doc),
     }
@@ -325,7 +331,9 @@ def render_html(doc: Mapping[str, Any]) -> str:
     scenario_js = (TEMPLATES / "scenario.js").read_text(encoding="utf-8")
     standalone = doc.get("schema") == SCENARIO_SCHEMA
     app = "" if standalone else (TEMPLATES / "report.js").read_text(encoding="utf-8")
-    scripts = [*vendor, scenario_js] + ([] if standalone else [app])
+    with_evidence = not standalone and bool(doc.get("evidence"))
+    evidence_js = (TEMPLATES / "evidence.js").read_text(encoding="utf-8") if with_evidence else ""
+    scripts = [*vendor, scenario_js] + ([] if standalone else [app]) + ([evidence_js] if evidence_js else [])
     page = page_basics(scripts)
     if standalone:
         return env.get_template("scenario.html.j2").render(
@@ -343,6 +351,8 @@ def render_html(doc: Mapping[str, Any]) -> str:
         vendor_scripts=vendor,
         app_script=app,
         scenario_script=scenario_js,
+        evidence_script=evidence_js,
+        evidence_charts_json=script_json(panel_chart_specs(doc)) if evidence_js else "",
         **page,
     )
 

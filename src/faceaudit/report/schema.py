@@ -1,5 +1,7 @@
 """The audit document's JSON Schema (report/schema.json) and its validation; scenario documents
-(``faceaudit scenario --json``) are validated against the schema's ``$defs/scenario``."""
+(``faceaudit scenario --json``) are validated against the schema's ``$defs/scenario``, evidence documents
+(``faceaudit evidence --json``, ``faceaudit.evidence/1``) against report/evidence.schema.json, also where an
+audit document carries them (its ``evidence`` list, since 1.3)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,29 @@ from typing import Any
 
 from faceaudit.report.document import SCHEMA_VERSION  # the one version (defined with the document)
 
-__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "load_schema", "validate_document", "validate_scenario_document"]
+__all__ = [
+    "SCHEMA_PATH",
+    "SCHEMA_VERSION",
+    "EVIDENCE_SCHEMA_PATH",
+    "load_schema",
+    "load_evidence_schema",
+    "validate_document",
+    "validate_scenario_document",
+    "validate_evidence_document",
+]
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
+EVIDENCE_SCHEMA_PATH = Path(__file__).resolve().parent / "evidence.schema.json"
 
 
 @cache
 def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@cache
+def load_evidence_schema() -> dict[str, Any]:
+    return json.loads(EVIDENCE_SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def _check(schema: dict[str, Any], doc: Any, what: str) -> None:
@@ -49,6 +66,9 @@ def validate_document(doc: Any) -> None:
             f"audit document schema version {version!r} is not supported (this faceaudit reads 1.x)"
         )
     _check(load_schema(), doc, "audit document")
+    entries = doc.get("evidence")
+    for k, entry in enumerate(entries if isinstance(entries, list) else []):  # schema.json: the envelope
+        _check(load_evidence_schema(), entry, f"evidence document {k} of the audit document (evidence/{k})")
 
 
 def validate_scenario_document(doc: Any) -> None:
@@ -73,3 +93,19 @@ def validate_scenario_document(doc: Any) -> None:
         doc,
         "scenario document",
     )
+
+
+def validate_evidence_document(doc: Any) -> None:
+    """The same for an evidence document (``faceaudit evidence --json``): its name, then
+    report/evidence.schema.json."""
+    from faceaudit.errors import InputError
+    from faceaudit.evidence.document import SCHEMA as EVIDENCE_SCHEMA
+
+    kind = doc.get("schema") if isinstance(doc, dict) else None
+    if kind != EVIDENCE_SCHEMA:
+        what = f"a {kind} document" if isinstance(kind, str) else "JSON of another kind"
+        raise InputError(
+            f"not a faceaudit evidence document (its 'schema' field is {kind!r}: {what}; "
+            f"this faceaudit reads {EVIDENCE_SCHEMA!r}, written by `faceaudit evidence ... --json`)"
+        )
+    _check(load_evidence_schema(), doc, "evidence document")
