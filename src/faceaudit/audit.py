@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from faceaudit.tail_windows import target_view, threshold_view
 from faceaudit.errors import EmptyError, InputError, NotExactError
 from faceaudit.groups import OVERALL, group_name, group_subsets, grouping_name, resolve_groupings
 from faceaudit.groups import default_groupings as default_groupings  # re-export (compatibility)
@@ -53,6 +52,7 @@ from faceaudit.results import (
 )
 from faceaudit.scores import ScoreDistributions
 from faceaudit.stats.intervals import bootstrap_weights, rate, replicate_rates, subject_bootstrap_from_rates
+from faceaudit.tail_windows import target_view, threshold_view
 
 __all__ = ["audit", "AuditResult", "SubjectBootstrap", "default_groupings"]
 

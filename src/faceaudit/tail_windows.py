@@ -19,18 +19,18 @@ otherwise; a bin the windows do not hold gives the tail's view back, whose measu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceaudit.measures.verification import allowed_false_matches
 from faceaudit.errors import NotExactError
+from faceaudit.measures.verification import allowed_false_matches
 
 if TYPE_CHECKING:
     from faceaudit.scores import ImpostorView, ScoreDistributions
 
 __all__ = ["TailWindows", "bin_view", "target_view", "threshold_view", "eer_view", "cell_bin_scores",
-           "WINDOW_FIELDS", "answer_bins"]
+           "WINDOW_FIELDS", "answer_bins", "cutoff_bin", "target_bin"]
 
 WINDOW_FIELDS = ("cell", "bin", "below_max", "above_min", "start", "score", "probe", "reference")
 
@@ -90,7 +90,7 @@ def _bin_bounds(edges: np.ndarray, b: int) -> tuple[float, float]:
     return (float(edges[b]) if b > 0 else -np.inf), (float(edges[b + 1]) if b < B - 1 else np.inf)
 
 
-def _cutoff_bin(edges: np.ndarray, cutoff: float) -> int:
+def cutoff_bin(edges: np.ndarray, cutoff: float) -> int:
     """The bin from which a tail cutoff keeps every score: cutoffs are -inf, inner edges or +inf."""
     if cutoff == -np.inf:
         return 0
@@ -109,7 +109,7 @@ def cell_bin_scores(dist: ScoreDistributions, cell: int, b: int) -> tuple[np.nda
         s = scores[starts[cell]:starts[cell + 1]]
         return _slice(s, lo, hi, -np.inf)
     cutoff = float(dist.tail_cutoff.reshape(-1)[cell])
-    if b >= _cutoff_bin(edges, cutoff):
+    if b >= cutoff_bin(edges, cutoff):
         scores, starts, _ = dist.tail_index()
         s = scores[starts[cell]:starts[cell + 1]]
         return _slice(s, lo, hi, float(dist.below_max.reshape(-1)[cell]))
@@ -164,7 +164,8 @@ def target_bin(hist: np.ndarray, target: float) -> int | None:
     return int(np.flatnonzero(from_top >= c + 1)[-1])
 
 
-def target_view(dist: ScoreDistributions, cells: np.ndarray, target: float, view: ImpostorView) -> ImpostorView:
+def target_view(dist: ScoreDistributions, cells: np.ndarray, target: float,
+                view: ImpostorView) -> ImpostorView:
     """The view from which the threshold at ``target`` of a (G, G) mask's cells is exact: ``view`` (the
     tail's) when it reaches the (c + 1)-th largest score, else the window of that score's bin."""
     if dist.windows is None or not view.n_below:

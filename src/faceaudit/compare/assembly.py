@@ -18,7 +18,14 @@ import numpy as np
 
 from faceaudit.build import required_tail_cutoff
 from faceaudit.compare.backends.base import Backend
-from faceaudit.compare.capped import KeepRanges, build_windows, capped_cutoffs, edge_of, needed_ranges, score_bins
+from faceaudit.compare.capped import (
+    KeepRanges,
+    build_windows,
+    capped_cutoffs,
+    edge_of,
+    needed_ranges,
+    score_bins,
+)
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
 from faceaudit.compare.probes import ProbeAccumulator
@@ -321,7 +328,8 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
     meta = _tail_meta(run, contiguous_level(run), passes)
     meta["tail_cutoff_rule"] = (
         "per cell: required_tail_cutoff of the complete histogram, raised to the lowest common bin edge "
-        f"at which the tail of the cells with a histogram row holds at most max_tail = {run.max_tail} scores; "
+        "at which the tail of the cells with a histogram row holds at most "
+        f"max_tail = {run.max_tail} scores; "
         "every answer below it (each target-FMR threshold and EER of every group subset, counts at those "
         "thresholds) read from the exact scores of its histogram bin (tail windows)")
     meta["tail_windows"] = {
@@ -340,22 +348,22 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
 
 def _kept_from_levels(run: Planner) -> KeepRanges:
     """What a pass without ranges kept: every score from each cell's capture level up."""
-    from faceaudit.tail_windows import _cutoff_bin
+    from faceaudit.tail_windows import cutoff_bin
 
     B = run.edges.size - 1
     cells = np.arange(run.G * run.G)
-    lo = [_cutoff_bin(run.edges, v) for v in run.cell_level.reshape(-1).tolist()]
+    lo = [cutoff_bin(run.edges, v) for v in run.cell_level.reshape(-1).tolist()]
     return KeepRanges.of(cells, lo, np.full(cells.size, B), B)
 
 
 def _check_tail(run: Planner, rows: np.ndarray, C: np.ndarray, n_tail: np.ndarray, below: np.ndarray) -> None:
     """Each cell with a row: its tail holds the histogram's count from its cutoff, and a largest score
     below the cutoff was found exactly where the histogram has scores below it."""
-    from faceaudit.tail_windows import _cutoff_bin
+    from faceaudit.tail_windows import cutoff_bin
 
     for c in np.flatnonzero(run.cell_row >= 0).tolist():
         row = rows[run.cell_row[c]]
-        k = _cutoff_bin(run.edges, float(C.reshape(-1)[c]))
+        k = cutoff_bin(run.edges, float(C.reshape(-1)[c]))
         if int(row[k:].sum()) != int(n_tail[c]) or (int(row[:k].sum()) > 0) != bool(np.isfinite(below[c])):
             raise AssertionError(f"cell {c}: the capped tail disagrees with the histogram")
 

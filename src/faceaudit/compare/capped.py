@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceaudit.scores import bin_index
-from faceaudit.tail_windows import TailWindows, _cutoff_bin, answer_bins
+from faceaudit.tail_windows import TailWindows, cutoff_bin, answer_bins
 
 __all__ = ["KeepRanges", "capped_cutoffs", "needed_ranges", "estimate_keep", "build_windows",
            "DEFAULT_MAX_TAIL", "TAIL_KEEP_MARGIN", "BAND_MARGIN"]
@@ -138,7 +138,7 @@ def capped_cutoffs(rows: np.ndarray, cell_row: np.ndarray, T: np.ndarray, edges:
     if not has.size:
         return None
     ft = from_top(rows[cell_row[has]])
-    bT = np.array([_cutoff_bin(edges, float(t)) for t in T.reshape(-1)[has]], np.int64)
+    bT = np.array([cutoff_bin(edges, float(t)) for t in T.reshape(-1)[has]], np.int64)
     req = ft[np.arange(has.size), bT]
     required = int(req.sum())
     if required <= budget:
@@ -169,12 +169,12 @@ def needed_ranges(coarse, rows: np.ndarray, cell_row: np.ndarray, C: np.ndarray,
     for cells, bins in answer_bins(coarse, subsets, targets):
         for c in np.flatnonzero(cells & (cell_row >= 0)).tolist():
             row = rows[cell_row[c]]
-            bC = _cutoff_bin(edges, float(C.reshape(-1)[c]))
+            bC = cutoff_bin(edges, float(C.reshape(-1)[c]))
             windows.update((c, b) for b in bins if b < bC)
     rc, rlo, rhi = [], [], []
     for c in np.flatnonzero(cell_row >= 0).tolist():
         row = rows[cell_row[c]]
-        bC = _cutoff_bin(edges, float(C.reshape(-1)[c]))
+        bC = cutoff_bin(edges, float(C.reshape(-1)[c]))
         lo, _ = _nonempty_around(row, bC, B)
         rc.append(c)
         rlo.append(lo)
@@ -188,15 +188,14 @@ def needed_ranges(coarse, rows: np.ndarray, cell_row: np.ndarray, C: np.ndarray,
 
 
 def build_windows(rows: np.ndarray, cell_row: np.ndarray, edges: np.ndarray, windows: list[tuple[int, int]],
-                  s: np.ndarray, cell: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> TailWindows:
+                  s: np.ndarray, cell: np.ndarray, b: np.ndarray, i: np.ndarray,
+                  j: np.ndarray) -> TailWindows:
     """The windows from captures (scores ``s``, cells, bins, sample pairs) that hold every needed range
     of their cells: in-bin scores, the largest captured below and the smallest captured above (the true
     ones, which lie in needed bins), each count checked against the histogram."""
     o = np.lexsort((j, i, s, cell))
     s, cell, b, i, j = s[o], cell[o], b[o], i[o], j[o]
-    G2 = cell_row.size
-    starts = np.searchsorted(cell, np.arange(G2 + 1))
-    B = edges.size - 1
+    starts = np.searchsorted(cell, np.arange(cell_row.size + 1))
     parts, below, above, lens = [], [], [], []
     for c, k in windows:
         lo_c, hi_c = starts[c], starts[c + 1]
@@ -214,7 +213,6 @@ def build_windows(rows: np.ndarray, cell_row: np.ndarray, edges: np.ndarray, win
         parts.append(np.arange(a, z))
         lens.append(z - a)
     take = np.concatenate([np.empty(0, np.int64), *parts]).astype(np.int64)
-    del B
     return TailWindows(
         cell=np.array([c for c, _ in windows], np.int64), bin=np.array([k for _, k in windows], np.int64),
         below_max=np.array(below, np.float64), above_min=np.array(above, np.float64),
@@ -258,7 +256,7 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
     if not has.size:
         return None
     ft = from_top(est[cell_row[has]])
-    bT = np.array([_cutoff_bin(edges, float(t)) for t in T_est.reshape(-1)[has]], np.int64)
+    bT = np.array([cutoff_bin(edges, float(t)) for t in T_est.reshape(-1)[has]], np.int64)
     req = ft[np.arange(has.size), bT]
     if req.sum() <= budget:
         return None
@@ -267,7 +265,7 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
     rc, rlo, rhi = [], [], []
     flat_level = level.reshape(-1)
     for c in range(cell_row.size):
-        lv = _cutoff_bin(edges, float(flat_level[c]))
+        lv = cutoff_bin(edges, float(flat_level[c]))
         rc.append(c)
         # from 2 bins below, and down to the next bin the estimate has scores in (sparse scores)
         rlo.append(0 if cell_row[c] < 0 else max(_nonempty_around(est[cell_row[c]], max(k - 2, 0), B)[0], lv))

@@ -85,7 +85,11 @@ class CompareSettings:
                     "reference_sample": (self.reference_sample, 1), "top_k": (self.top_k, 0),
                     "max_capture": (self.max_capture, 0), "max_tail": (self.max_tail, 0)}
         for name, (value, least) in positive.items():
-            if int(value) != value or value < least:
+            try:
+                whole = not isinstance(value, bool) and int(value) == value
+            except (TypeError, ValueError, OverflowError):
+                whole = False
+            if not whole or value < least:
                 raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
         if self.bins < 2 or self.block < 1 or self.top_k < 0:  # the message the engine always gave
             raise InputError("bins must be >= 2, block >= 1 and top_k >= 0")
