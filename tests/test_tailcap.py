@@ -31,6 +31,7 @@ from faceaudit.measures.verification import (
     count_nonmated_at_least,
     eer,
     fmr_threshold,
+    global_fmr_thresholds,
 )
 from faceaudit.scores import ImpostorView, bin_index, uniform_edges
 from faceaudit.tail_windows import target_bin, target_view, threshold_view
@@ -126,6 +127,8 @@ def test_capped_answers_equal_brute_force_and_the_uncapped_run(max_tail):
         full.with_tail_cutoff(np.maximum(cap.tail_cutoff, full.tail_cutoff)).tail_score.size
     check_answers(cap, x, samples)
     check_answers(full, x, samples)
+    for conv in ("highest", "lowest"):  # the identify command's global thresholds
+        assert global_fmr_thresholds(cap, TARGETS, conv) == global_fmr_thresholds(full, TARGETS, conv)
     same_audit(audit(full, fmr_targets=TARGETS, bootstrap=0), audit(cap, fmr_targets=TARGETS, bootstrap=0))
 
 
