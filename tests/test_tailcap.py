@@ -129,7 +129,23 @@ def test_capped_answers_equal_brute_force_and_the_uncapped_run(max_tail):
     check_answers(full, x, samples)
     for conv in ("highest", "lowest"):  # the identify command's global thresholds
         assert global_fmr_thresholds(cap, TARGETS, conv) == global_fmr_thresholds(full, TARGETS, conv)
-    same_audit(audit(full, fmr_targets=TARGETS, bootstrap=0), audit(cap, fmr_targets=TARGETS, bootstrap=0))
+    for conv in ("highest", "lowest"):
+        same_audit(audit(full, fmr_targets=TARGETS, bootstrap=0, convention=conv),
+                   audit(cap, fmr_targets=TARGETS, bootstrap=0, convention=conv))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_fine_bins_sparse_tails_lowest_convention(seed):
+    """65,536 bins over lattice scores (steps of 1/64): most bins empty, answers and their neighbours far
+    apart, mated scores between two non-mated values: the same answers capped and uncapped."""
+    x, samples = lattice_set(n=150, seed=seed)
+    kw = {**KW, "bins": 1 << 16, "fmr_targets": TARGETS}
+    full = compare_embeddings(x, samples, backend="numpy", **kw)
+    cap = compare_embeddings(x, samples, backend="numpy", max_tail=0, **kw)
+    check_answers(cap, x, samples)
+    for conv in ("highest", "lowest"):
+        same_audit(audit(full, fmr_targets=TARGETS, bootstrap=0, convention=conv),
+                   audit(cap, fmr_targets=TARGETS, bootstrap=0, convention=conv))
 
 
 def test_a_budget_that_fits_changes_nothing():
@@ -320,3 +336,42 @@ def test_threshold_from_the_bin_of_the_answer_equals_the_full_computation(seed):
         if prev.size:  # and so does one below it
             with pytest.raises(WindowTooNarrow):
                 fmr_threshold(_window(scores, edges, int(prev[-1])), t, genuine, "highest")
+
+
+def test_commands_compare_with_max_tail_then_audit_the_file(tmp_path):
+    """`faceaudit compare --max-tail 0` then `faceaudit audit --distributions`: the document's thresholds,
+    EERs and global-threshold rates are the uncapped file's; the capped one states its windows."""
+    from typer.testing import CliRunner
+
+    from faceaudit.cli import app
+
+    x, samples = lattice_set(n=150, seed=2)
+    (tmp_path / "s.csv").write_text("sample_id,subject_id,sex,race\n" + "".join(
+        f"{samples.sample_ids[i]},{samples.subject_ids[samples.subject_of_sample[i]]},"
+        + ",".join(samples.group_labels[samples.group_of_sample[i]]) + "\n" for i in range(150)))
+    np.save(tmp_path / "e.npy", x)
+    docs = {}
+    for name, extra in (("full", []), ("cap", ["--max-tail", "0"])):
+        out = tmp_path / f"{name}.fadist"
+        res = CliRunner().invoke(app, [
+            "compare", "--embeddings", str(tmp_path / "e.npy"), "--samples", str(tmp_path / "s.csv"),
+            "--group", "sex", "--group", "race", "--out", str(out), "--backend", "numpy", "--quiet",
+            "--fmr", "0.001", "--fmr", "0.01", "--fmr", "0.05", *extra])
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(app, ["audit", "--distributions", str(out), "--fmr", "0.01", "--fmr", "0.05",
+                                       "--bootstrap", "0", "--json", str(tmp_path / f"{name}.json")])
+        assert res.exit_code == 0, res.output
+        docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert "answer bins" in res.output or load_distributions(tmp_path / "cap.fadist").windows is not None
+    full, cap = docs["full"], docs["cap"]
+    assert cap["manifest"]["tail_windows"]["kept_tail"] == 0
+    assert "tail_windows" not in full["manifest"]
+
+    def answers(doc):
+        out = []
+        for g in [doc["overall"], *[e for v in doc["by_group"].values() for e in v]]:
+            out.append((g.get("eer"), g.get("eer_threshold"), json.dumps(g.get("operating_points"), sort_keys=True),
+                        json.dumps(g.get("at_global_threshold"), sort_keys=True)))
+        return out, json.dumps(doc.get("cross_group_fmr"), sort_keys=True)
+
+    assert answers(cap) == answers(full)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["TailWindows", "bin_view", "target_view", "threshold_view", "eer_view", "cell_bin_scores",
            "WINDOW_FIELDS", "answer_bins", "cutoff_bin", "target_bin"]
 
+#: the most empty bins held between a global threshold's two bins (see answer_bins)
+EMPTY_BINS_HELD = 64
 WINDOW_FIELDS = ("cell", "bin", "below_max", "above_min", "start", "score", "probe", "reference")
 
 
@@ -219,11 +221,16 @@ def answer_bins(dist: ScoreDistributions, subsets: list[list[int]], targets: lis
         if not hist.sum():
             continue
         bins = set()
+        whole_set = len(set(groups)) == dist.n_groups
         for b in {target_bin(hist, t) for t in targets} - {None}:
             # the threshold is the next value above the (c + 1)-th largest: in its bin or the next
             # non-empty one (for the whole set that bin holds the global threshold for every cell)
             nxt = np.flatnonzero(hist[b + 1:])
-            bins.update([b] if not nxt.size else [b, b + 1 + int(nxt[0])])
+            top = b if not nxt.size else b + 1 + int(nxt[0])
+            # the whole set's bins between them are empty, but the 'lowest' convention's global threshold
+            # (a mated score in between) may lie there: held too (no scores, their neighbours), up to a few
+            between = range(b + 1, top) if whole_set and top - b <= EMPTY_BINS_HELD else ()
+            bins.update([b, top, *between])
         genuine = dist.genuine_scores(groups)
         if genuine.size:
             bins.add(crossing_bin(hist, genuine, dist.edges))
