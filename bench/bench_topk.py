@@ -57,7 +57,8 @@ def run(emb: Path, table: Path, out: Path, top_k: int, timeout: float, max_tail:
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", p.stderr)
     parts = [float(v) for v in wall.group(1).split(":")] if wall else []
     seconds = sum(v * 60 ** (len(parts) - 1 - i) for i, v in enumerate(parts)) if parts else time.time() - t
-    row = {"top_k": top_k, "rc": p.returncode, "seconds": round(seconds, 2),
+    cpu = [float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", p.stderr)]
+    row = {"top_k": top_k, "rc": p.returncode, "seconds": round(seconds, 2), "cpu_s": round(sum(cpu), 1),
            "peak_rss_gb": round(int(peak.group(1)) / 2**20, 3) if peak else None,
            "load_avg": os.getloadavg()}
     if p.returncode != 0:
