@@ -420,11 +420,7 @@ class ScoreDistributions:
         if window is not None:
             return window
         view = self.impostor_view(self.cell_mask(groups, groups))
-        if self.windows is None:
-            return view
-        from faceaudit.tail_windows import eer_view
-
-        return eer_view(self, groups, view)
+        return view if self.windows is None else self.windows.eer_view(self, groups, view)
 
     def __post_init__(self) -> None:
         B = self.edges.size - 1
@@ -542,21 +538,8 @@ class ScoreDistributions:
         below = self.nonmated_counts().reshape(-1) - kept
         exact = (below == 0) | (threshold > self.below_max.reshape(-1))
         if self.windows is not None and not exact.all() and threshold == threshold:
-            self._window_counts(threshold, counts, exact)
+            self.windows.fill_counts(self, threshold, counts, exact)  # the cells whose bin is held
         return counts.reshape(G, G), exact.reshape(G, G)
-
-    def _window_counts(self, threshold: float, counts: np.ndarray, exact: np.ndarray) -> None:
-        """Fill in the counts of the cells whose bin of ``threshold`` the windows hold (in place)."""
-        from faceaudit.tail_windows import cell_bin_scores
-
-        b = int(bin_index(np.array([threshold], np.float64), self.edges)[0])
-        for c in np.flatnonzero(~exact).tolist():
-            got = cell_bin_scores(self, c, b)
-            if got is None:
-                continue
-            above = int(self.cell_at_least_edges(c, np.array([b + 1]))[0]) if b + 1 < self.n_bins else 0
-            counts[c] = above + got[0].size - int(np.searchsorted(got[0], threshold, side="left"))
-            exact[c] = True
 
     def nonmated_counts(self) -> np.ndarray:
         """(G, G) number of non-mated comparisons per (probe group, reference group)."""
@@ -646,9 +629,7 @@ class ScoreDistributions:
             cells = np.ones((self.n_groups, self.n_groups), bool)
         view = self.impostor_view(cells)
         if self.windows is not None:  # a capped tail: the bin of the threshold may be held exactly
-            from faceaudit.tail_windows import threshold_view
-
-            view = threshold_view(self, cells, threshold, view)
+            view = self.windows.threshold_view(self, cells, threshold, view)
         if view.n_below == 0 or threshold > view.below_max:
             n = int(view.n_above + view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
             return n, n

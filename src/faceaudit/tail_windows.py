@@ -78,6 +78,33 @@ class TailWindows:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f: getattr(self, f) for f in WINDOW_FIELDS}
 
+    # called by ScoreDistributions, which does not import this module (no import cycle)
+    def eer_view(self, dist: ScoreDistributions, groups: list[int], view: ImpostorView) -> ImpostorView:
+        return eer_view(dist, groups, view)
+
+    def target_view(self, dist: ScoreDistributions, cells: np.ndarray, target: float,
+                    view: ImpostorView) -> ImpostorView:
+        return target_view(dist, cells, target, view)
+
+    def threshold_view(self, dist: ScoreDistributions, cells: np.ndarray, threshold: float,
+                       view: ImpostorView) -> ImpostorView:
+        return threshold_view(dist, cells, threshold, view)
+
+    def fill_counts(self, dist: ScoreDistributions, threshold: float, counts: np.ndarray,
+                    exact: np.ndarray) -> None:
+        """Fill in (in place) the count >= ``threshold`` of each flat cell not yet ``exact`` whose bin of
+        the threshold is held: the histogram's count above the bin plus the exact in-bin count."""
+        from faceaudit.scores import bin_index
+
+        b = int(bin_index(np.array([threshold], np.float64), dist.edges)[0])
+        for c in np.flatnonzero(~exact).tolist():
+            got = cell_bin_scores(dist, c, b)
+            if got is None:
+                continue
+            above = int(dist.cell_at_least_edges(c, np.array([b + 1]))[0]) if b + 1 < dist.n_bins else 0
+            counts[c] = above + got[0].size - int(np.searchsorted(got[0], threshold, side="left"))
+            exact[c] = True
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TailWindows):
             return NotImplemented

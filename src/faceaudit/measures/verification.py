@@ -376,9 +376,8 @@ def global_fmr_thresholds(dist, targets, convention: str = "highest") -> list[fl
     """The global threshold at each target FMR, read as the audit reads it: ``fmr_threshold`` on the
     exact non-mated tail of the whole set (``dist.impostor_view()``), with its mated scores; below a
     capped tail, on the exact scores of the answer's bin (:func:`faceaudit.tail_windows.target_view`)."""
-    from faceaudit.tail_windows import target_view
-
     view, genuine = dist.impostor_view(), dist.genuine_scores()
-    cells = dist.cell_mask()
-    return [float(fmr_threshold(target_view(dist, cells, float(t), view), float(t), genuine, convention))
+    windows, cells = getattr(dist, "windows", None), dist.cell_mask()
+    return [float(fmr_threshold(view if windows is None else windows.target_view(dist, cells, float(t), view),
+                                float(t), genuine, convention))
             for t in targets]
