@@ -359,8 +359,10 @@ def test_commands_compare_with_max_tail_then_audit_the_file(tmp_path):
             "--fmr", "0.001", "--fmr", "0.01", "--fmr", "0.05", *extra])
         assert res.exit_code == 0, res.output
         res = CliRunner().invoke(app, ["audit", "--distributions", str(out), "--fmr", "0.01", "--fmr", "0.05",
-                                       "--bootstrap", "0", "--json", str(tmp_path / f"{name}.json")])
+                                       "--bootstrap", "0", "--json", str(tmp_path / f"{name}.json"),
+                                       "--report", str(tmp_path / f"{name}.html")])
         assert res.exit_code == 0, res.output
+        assert (tmp_path / f"{name}.html").stat().st_size > 10_000
         docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert "answer bins" in res.output or load_distributions(tmp_path / "cap.fadist").windows is not None
     full, cap = docs["full"], docs["cap"]
@@ -370,8 +372,46 @@ def test_commands_compare_with_max_tail_then_audit_the_file(tmp_path):
     def answers(doc):
         out = []
         for g in [doc["overall"], *[e for v in doc["by_group"].values() for e in v]]:
-            out.append((g.get("eer"), g.get("eer_threshold"), json.dumps(g.get("operating_points"), sort_keys=True),
+            out.append((g.get("eer"), g.get("eer_threshold"),
+                        json.dumps(g.get("operating_points"), sort_keys=True),
                         json.dumps(g.get("at_global_threshold"), sort_keys=True)))
         return out, json.dumps(doc.get("cross_group_fmr"), sort_keys=True)
 
     assert answers(cap) == answers(full)
+
+
+@pytest.mark.parametrize("damage", ["count", "bin", "order", "neighbour", "cell", "start"])
+def test_inconsistent_windows_in_a_file_are_a_named_error(tmp_path, damage):
+    """A .fadist whose windows disagree with its histogram (digest recomputed, as a crafted or buggy writer
+    would) is refused on load, never audited."""
+    from faceaudit.compare.errors import DistributionsFileError
+    from faceaudit.compare.npzfile import write_npz
+    from faceaudit.compare.store import _arrays_of
+
+    x, samples = lattice_set(n=150, seed=6)
+    cap = compare_embeddings(x, samples, backend="numpy", fmr_targets=TARGETS, max_tail=60, **KW)
+    a = _arrays_of(cap)
+    full_window = int(np.flatnonzero(np.diff(a["window_start"]) >= 2)[0])
+    s0 = int(a["window_start"][full_window])
+    if damage == "count":
+        a["window_start"] = a["window_start"].copy()
+        a["window_start"][full_window + 1:] -= 1
+        a["window_score"], a["window_probe"], a["window_reference"] = (
+            np.delete(a[k], s0) for k in ("window_score", "window_probe", "window_reference"))
+    elif damage == "bin":
+        a["window_score"] = a["window_score"].copy()
+        a["window_score"][s0] += 0.5
+    elif damage == "order":
+        a["window_score"] = a["window_score"].copy()
+        a["window_score"][s0:s0 + 2] = a["window_score"][s0:s0 + 2][::-1] - np.array([0.0, 1e-9])
+    elif damage == "neighbour":
+        a["window_below_max"] = a["window_below_max"].copy()
+        a["window_below_max"][full_window] = np.inf
+    elif damage == "cell":
+        a["window_cell"] = a["window_cell"].copy()
+        a["window_cell"][-1] = 10_000
+    else:
+        a["window_start"] = a["window_start"][:-1]
+    write_npz(tmp_path / "bad.fadist", a)
+    with pytest.raises(DistributionsFileError):
+        load_distributions(tmp_path / "bad.fadist")

@@ -78,6 +78,33 @@ class TailWindows:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f: getattr(self, f) for f in WINDOW_FIELDS}
 
+    def check(self, dist: ScoreDistributions) -> None:
+        """ValueError unless every window is one a capped tail can hold: a cell with a histogram row, a
+        bin below its cutoff, the row's count of scores, each in the bin and sorted, the neighbours
+        outside it (a file's windows are checked on load)."""
+        from faceaudit.scores import bin_index
+
+        W, B = self.cell.size, dist.n_bins
+        if not W:
+            return
+        rows = dist.hist_row_of_cell.reshape(-1)
+        if self.cell.min() < 0 or self.cell.max() >= rows.size or self.bin.min() < 0 or self.bin.max() >= B:
+            raise ValueError("tail windows out of range")
+        r = rows[self.cell]
+        cut = np.array([cutoff_bin(dist.edges, float(c)) for c in dist.tail_cutoff.reshape(-1)])
+        lens = np.diff(self.start)
+        if (r < 0).any() or (self.bin >= cut[self.cell]).any() or \
+                not np.array_equal(lens, dist.hist_rows[np.maximum(r, 0), self.bin]):
+            raise ValueError("tail windows disagree with the histogram")
+        own = np.repeat(self.bin, lens)
+        lo = np.array([_bin_bounds(dist.edges, int(b))[0] for b in self.bin.tolist()])
+        hi = np.array([_bin_bounds(dist.edges, int(b))[1] for b in self.bin.tolist()])
+        sorted_in = np.all(np.diff(self.score) >= 0) if W == 1 else all(
+            np.all(np.diff(self.score[a:z]) >= 0) for a, z in zip(self.start[:-1], self.start[1:]))
+        if (not np.array_equal(bin_index(self.score, dist.edges), own) or not sorted_in
+                or np.any(self.below_max >= lo) or np.any(self.above_min < hi)):
+            raise ValueError("tail windows hold scores outside their bins")
+
     # called by ScoreDistributions, which does not import this module (no import cycle)
     def eer_view(self, dist: ScoreDistributions, groups: list[int], view: ImpostorView) -> ImpostorView:
         return eer_view(dist, groups, view)

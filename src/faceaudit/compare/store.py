@@ -213,14 +213,14 @@ def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
     windows = None
     if "window_cell" in a:
         windows = TailWindows(**{f: a[f"window_{f}"] for f in WINDOW_FIELDS})
-        if windows.cell.size and (windows.cell.min() < 0 or windows.cell.max() >= G * G
-                                  or windows.bin.min() < 0 or windows.bin.max() >= a["edges"].size - 1):
-            raise ValueError("tail windows out of range")
-    return ScoreDistributions(
+    dist = ScoreDistributions(
         samples=samples, **{k: a[k] for k in ARRAY_FIELDS}, windows=windows,
         cell_limit=int(doc.get("cell_limit", -1)),
         exclusions=Counter({k: v for k, v in doc["exclusions"]}), impostor_subject_pairs=pairs,
         design=doc["design"], meta=doc["meta"], probe_summary=summary)
+    if windows is not None:
+        windows.check(dist)
+    return dist
 
 
 def _rows_from_dense(hist: np.ndarray, a: dict[str, np.ndarray], group: np.ndarray) -> dict[str, np.ndarray]:
