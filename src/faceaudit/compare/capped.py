@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceaudit.scores import bin_index
-from faceaudit.tail_windows import TailWindows, cutoff_bin, answer_bins
+from faceaudit.tail_windows import TailWindows, answer_bins, cutoff_bin
 
 __all__ = ["KeepRanges", "capped_cutoffs", "needed_ranges", "estimate_keep", "build_windows",
            "DEFAULT_MAX_TAIL", "TAIL_KEEP_MARGIN", "BAND_MARGIN"]
