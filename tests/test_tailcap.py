@@ -107,6 +107,7 @@ def same_audit(a, b):
             assert ga.operating_points == gb.operating_points
             assert ga.at_global_threshold == gb.at_global_threshold
     assert a.cross_group_fmr == b.cross_group_fmr
+    assert a.cards == b.cards and a.differentials == b.differentials
 
 
 @pytest.mark.parametrize("max_tail", [0, 150, 1500])

@@ -6,6 +6,10 @@ After the main pass ``T`` (each cell's tail cutoff) is computed from the exact h
 there gets its ``below_max`` from an exact rescan of the blocks holding it. Cells whose estimate was too
 high (``T < L``) get a second, capture-only pass at a level below ``T``, over the blocks holding them.
 Either way the result is exact; the checks are not estimates.
+
+Where the required tail holds more than ``run.max_tail`` scores, :func:`assemble_capped` takes over: capped
+cutoffs and the windows of the answers below them (:mod:`faceaudit.compare.capped`), a capture-only pass
+for the cells whose needed bins the main pass did not keep.
 """
 
 from __future__ import annotations
