@@ -315,18 +315,20 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
         caps = _needs_pass(run, backend, needs.restricted(fail), fail, caps)
         passes.append(f"capture of the needed bins in {int(fail.sum())} cell(s), "
                       f"{len(run.blocks_holding(fail.reshape(G, G)))} block(s)")
-    s, b = score_bins(caps.x, run.plan.scale, edges)
+    s = caps.x.astype(np.float64)
+    s /= run.plan.scale
     cell = g[caps.i] * G + g[caps.j]
-    binned = run.cell_row[cell] >= 0
-    cut = C.reshape(-1)
-    in_tail = s >= cut[cell]
+    in_tail = s >= C.reshape(-1)[cell]
     below = np.full(G * G, -np.inf)
     np.maximum.at(below, cell[~in_tail], s[~in_tail])
+    tail_min = np.full(G * G, np.inf)  # per cell its smallest tail score: a window's smallest above
+    np.minimum.at(tail_min, cell[in_tail], s[in_tail])
     _check_tail(run, rows, C, np.bincount(cell[in_tail], minlength=G * G), below)
-    win = build_windows(rows, run.cell_row, edges, windows, s[binned], cell[binned], b[binned],
-                        caps.i[binned], caps.j[binned])
-    del b
-    to_bulk = ~in_tail & ~binned
+    low = np.flatnonzero(~in_tail & (run.cell_row[cell] >= 0))  # the windows' own captures: a few
+    win = build_windows(rows, run.cell_row, edges, windows, s[low], cell[low], bin_index(s[low], edges),
+                        caps.i[low], caps.j[low], tail_min)
+    del low
+    to_bulk = ~in_tail & (run.cell_row[cell] < 0)
     bulk = _canonical_triple(s[to_bulk], caps.i[to_bulk], caps.j[to_bulk])
     tail = _canonical_triple(s[in_tail], caps.i[in_tail], caps.j[in_tail])
     meta = _tail_meta(run, contiguous_level(run), passes)

@@ -188,11 +188,12 @@ def needed_ranges(coarse, rows: np.ndarray, cell_row: np.ndarray, C: np.ndarray,
 
 
 def build_windows(rows: np.ndarray, cell_row: np.ndarray, edges: np.ndarray, windows: list[tuple[int, int]],
-                  s: np.ndarray, cell: np.ndarray, b: np.ndarray, i: np.ndarray,
-                  j: np.ndarray) -> TailWindows:
-    """The windows from captures (scores ``s``, cells, bins, sample pairs) that hold every needed range
-    of their cells: in-bin scores, the largest captured below and the smallest captured above (the true
-    ones, which lie in needed bins), each count checked against the histogram."""
+                  s: np.ndarray, cell: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray,
+                  tail_min: np.ndarray) -> TailWindows:
+    """The windows from the captures below their cell's cutoff (scores ``s``, cells, bins, sample pairs)
+    that hold every needed range of their cells, and each cell's smallest tail score: in-bin scores, the
+    largest captured below and the smallest above (the true ones, which lie in needed bins or are the
+    tail's smallest), each count checked against the histogram."""
     o = np.lexsort((j, i, s, cell))
     s, cell, b, i, j = s[o], cell[o], b[o], i[o], j[o]
     starts = np.searchsorted(cell, np.arange(cell_row.size + 1))
@@ -206,10 +207,11 @@ def build_windows(rows: np.ndarray, cell_row: np.ndarray, edges: np.ndarray, win
                                  f"{int(rows[cell_row[c]][k])}")
         has_below = int(rows[cell_row[c]][:k].sum()) > 0
         has_above = int(rows[cell_row[c]][k + 1:].sum()) > 0
-        if (a > lo_c) != has_below or (z < hi_c) != has_above:
+        nxt = float(s[z]) if z < hi_c else float(tail_min[c])
+        if (a > lo_c) != has_below or (nxt < np.inf) != has_above:
             raise AssertionError(f"window ({c}, {k}): the scores next to the bin were not captured")
         below.append(float(s[a - 1]) if a > lo_c else -np.inf)
-        above.append(float(s[z]) if z < hi_c else np.inf)
+        above.append(nxt)
         parts.append(np.arange(a, z))
         lens.append(z - a)
     take = np.concatenate([np.empty(0, np.int64), *parts]).astype(np.int64)
