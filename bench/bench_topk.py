@@ -44,10 +44,10 @@ def make_set(n: int, folder: Path, d: int = 128, per_subject: int = 4, groups: i
     return emb, table
 
 
-def run(emb: Path, table: Path, out: Path, top_k: int, timeout: float) -> dict:
+def run(emb: Path, table: Path, out: Path, top_k: int, timeout: float, max_tail: int | None = None) -> dict:
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "faceaudit.cli", "compare", "--embeddings", str(emb),
            "--samples", str(table), "--group", "grp", "--out", str(out), "--backend", "numpy", "--quiet",
-           "--top-k", str(top_k)]
+           "--top-k", str(top_k)] + ([] if max_tail is None else ["--max-tail", str(max_tail)])
     t = time.time()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -57,7 +57,8 @@ def run(emb: Path, table: Path, out: Path, top_k: int, timeout: float) -> dict:
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", p.stderr)
     parts = [float(v) for v in wall.group(1).split(":")] if wall else []
     seconds = sum(v * 60 ** (len(parts) - 1 - i) for i, v in enumerate(parts)) if parts else time.time() - t
-    row = {"top_k": top_k, "rc": p.returncode, "seconds": round(seconds, 2),
+    cpu = [float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", p.stderr)]
+    row = {"top_k": top_k, "rc": p.returncode, "seconds": round(seconds, 2), "cpu_s": round(sum(cpu), 1),
            "peak_rss_gb": round(int(peak.group(1)) / 2**20, 3) if peak else None,
            "load_avg": os.getloadavg()}
     if p.returncode != 0:
@@ -65,7 +66,18 @@ def run(emb: Path, table: Path, out: Path, top_k: int, timeout: float) -> dict:
     side = out.with_name(out.name + ".run.json")
     if side.exists():
         row["timing_s"] = json.loads(side.read_text())["timing_s"]
+    if p.returncode == 0 and max_tail is not None:
+        row.update(tail_sizes(out))
     return row
+
+
+def tail_sizes(path: Path) -> dict:
+    """The stored tail and windows of a .fadist file (a capped run's store meta)."""
+    from faceaudit.compare.store import load_distributions
+
+    d = load_distributions(path)
+    return {"tail_scores": int(d.tail_score.size), "max_tail": d.meta["settings"].get("max_tail"),
+            "tail_windows": d.meta.get("tail_windows"), "passes": d.meta.get("passes")}
 
 
 def main() -> None:
@@ -76,15 +88,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/faceaudit_topk/results.jsonl"))
     ap.add_argument("--label", default="")
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--max-tail", type=int, nargs="+", default=None,
+                    help="also pass --max-tail (each value a run; the file is named after it)")
     a = ap.parse_args()
     for n in a.sizes:
         emb, table = make_set(n, a.data / str(n))
         for k in a.top_k:
-            row = {"n": n, "pairs": n * (n - 1) // 2, "label": a.label,
-                   **run(emb, table, a.data / str(n) / f"k{k}.fadist", k, a.timeout)}
-            print(json.dumps(row), flush=True)
-            with open(a.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            for mt in a.max_tail or [None]:
+                name = f"k{k}" + ("" if mt is None else f"_t{mt}") + f"{a.label}.fadist"
+                row = {"n": n, "pairs": n * (n - 1) // 2, "label": a.label,
+                       **run(emb, table, a.data / str(n) / name, k, a.timeout, mt)}
+                print(json.dumps(row), flush=True)
+                with open(a.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ BAD = [
     ("compare", "--bins", "1"),
     ("compare", "--block", "0"),
     ("compare", "--top-k", "-1"),
+    ("compare", "--max-tail", "-1"),
     ("compare", "--workers", "0"),
     ("compare", "--encoding", "no-such-codec"),
     ("demo", "--searches", "-1"),

@@ -54,6 +54,7 @@ from faceaudit.results import (
 )
 from faceaudit.scores import ScoreDistributions
 from faceaudit.stats.intervals import bootstrap_weights, rate, replicate_rates, subject_bootstrap_from_rates
+from faceaudit.tail_windows import target_view, threshold_view
 
 __all__ = ["audit", "AuditResult", "SubjectBootstrap", "default_groupings"]
 
@@ -214,19 +215,11 @@ class Measurer:
                 "eer": e.eer,
                 "eer_threshold": e.threshold,
                 "eer_point": self.point(sub, e.threshold, view=eer_view),
-                "operating_points": tuple(
-                    self.point(
-                        sub,
-                        float(fmr_threshold(sub.view, t, sub.genuine, self.convention)),
-                        t,
-                        self.convention,
-                    )
-                    for t in self.targets
-                ),
+                "operating_points": tuple(self.own_point(sub, t) for t in self.targets),
             }
         if global_thresholds is not None:
             fields["at_global_threshold"] = tuple(
-                self.point(sub, thr, t) for t, thr in global_thresholds.items()
+                self.point(sub, thr, t, view=self.view_at(sub, thr)) for t, thr in global_thresholds.items()
             )
         if measurable:
             fields["det"] = self.det(sub, det_points)
@@ -238,6 +231,23 @@ class Measurer:
             subjects=int(sub.subject_mask.sum()),
             **fields,
         )
+
+    def own_point(self, sub: Subset, target: float) -> OperatingPoint:
+        """The group's own threshold at ``target`` and its point. Below a capped tail (compare
+        ``--max-tail``) both are read from the exact scores of the answer's histogram bin
+        (:mod:`faceaudit.tail_windows`), with no FMR bootstrap there, as for an EER window."""
+        view = sub.view
+        if self.dist.windows is not None:
+            view = target_view(self.dist, self.dist.cell_mask(sub.groups, sub.groups), target, sub.view)
+        thr = float(fmr_threshold(view, target, sub.genuine, self.convention))
+        # the count at the threshold is the count above the (c + 1)-th largest score: the same view
+        return self.point(sub, thr, target, self.convention, view=None if view is sub.view else view)
+
+    def view_at(self, sub: Subset, threshold: float) -> Any:
+        """The view whose count at ``threshold`` is exact: the tail's, or a capped tail's window."""
+        if self.dist.windows is None:
+            return None
+        return threshold_view(self.dist, self.dist.cell_mask(sub.groups, sub.groups), threshold, sub.view)
 
     def det(self, sub: Subset, max_points: int) -> DetCurve:
         curve = _full_det(self.dist, sub, max_points)

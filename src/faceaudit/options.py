@@ -331,6 +331,7 @@ OPTION_DOMAINS: list[tuple[str, str, Callable[..., Any], str]] = [
     ("compare", "--bins", check_bins, "value"),
     ("compare", "--block", check_positive_int, "value"),
     ("compare", "--top-k", check_nonnegative_int, "value"),
+    ("compare", "--max-tail", check_nonnegative_int, "value"),
     ("compare", "--workers", check_positive_int, "value"),
     ("compare", "--encoding", check_encoding, "value"),
     ("identify", "--threshold", check_finite, "comma list"),

@@ -408,13 +408,19 @@ class ScoreDistributions:
     #: per subset (tuple of its finest groups), an EER window view (:mod:`faceaudit.eer_window`) where
     #: the exact tail does not reach the subset's EER (streamed score files); not merged by ``+``
     eer_views: dict = field(default_factory=dict)
+    #: the exact scores of the histogram bins where answers fall below a capped tail
+    #: (:class:`faceaudit.tail_windows.TailWindows`, ``faceaudit compare --max-tail``); not merged by ``+``
+    windows: Any = None
 
     def eer_view(self, groups: Any = None) -> ImpostorView:
         """The view from which the EER of ``groups`` (None = all) is exact: the tail's, or the window
-        read for it."""
+        read for it (a score file's EER window, or the bin of the crossing a capped tail keeps)."""
         groups = list(range(self.n_groups)) if groups is None else list(groups)
         window = self.eer_views.get(tuple(int(g) for g in groups))
-        return window if window is not None else self.impostor_view(self.cell_mask(groups, groups))
+        if window is not None:
+            return window
+        view = self.impostor_view(self.cell_mask(groups, groups))
+        return view if self.windows is None else self.windows.eer_view(self, groups, view)
 
     def __post_init__(self) -> None:
         B = self.edges.size - 1
@@ -534,6 +540,8 @@ class ScoreDistributions:
         kept = np.diff(starts)
         below = self.nonmated_counts().reshape(-1) - kept
         exact = (below == 0) | (threshold > self.below_max.reshape(-1))
+        if self.windows is not None and not exact.all() and threshold == threshold:
+            self.windows.fill_counts(self, threshold, counts, exact)  # the cells whose bin is held
         return counts.reshape(G, G), exact.reshape(G, G)
 
     def nonmated_counts(self) -> np.ndarray:
@@ -623,8 +631,10 @@ class ScoreDistributions:
         if cells is None:
             cells = np.ones((self.n_groups, self.n_groups), bool)
         view = self.impostor_view(cells)
+        if self.windows is not None:  # a capped tail: the bin of the threshold may be held exactly
+            view = self.windows.threshold_view(self, cells, threshold, view)
         if view.n_below == 0 or threshold > view.below_max:
-            n = int(view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
+            n = int(view.n_above + view.tail.size - np.searchsorted(view.tail, threshold, side="left"))
             return n, n
         hist = self.cell_histogram(cells)
         b = int(bin_index(np.array([threshold], dtype=np.float64), self.edges)[0])
@@ -715,7 +725,9 @@ class ScoreDistributions:
             return False
         if not np.array_equal(self.tail_cutoff, other.tail_cutoff) or self.exclusions != other.exclusions:
             return False
-        if self.cell_limit != other.cell_limit:
+        if self.cell_limit != other.cell_limit or (self.windows is None) != (other.windows is None):
+            return False
+        if self.windows is not None and self.windows != other.windows:
             return False
         a, b = self.impostor_subject_pairs, other.impostor_subject_pairs
         if (a is None) != (b is None):

@@ -6,6 +6,10 @@ After the main pass ``T`` (each cell's tail cutoff) is computed from the exact h
 there gets its ``below_max`` from an exact rescan of the blocks holding it. Cells whose estimate was too
 high (``T < L``) get a second, capture-only pass at a level below ``T``, over the blocks holding them.
 Either way the result is exact; the checks are not estimates.
+
+Where the required tail holds more than ``run.max_tail`` scores, :func:`assemble_capped` takes over: capped
+cutoffs and the windows of the answers below them (:mod:`faceaudit.compare.capped`), a capture-only pass
+for the cells whose needed bins the main pass did not keep.
 """
 
 from __future__ import annotations
@@ -18,13 +22,21 @@ import numpy as np
 
 from faceaudit.build import required_tail_cutoff
 from faceaudit.compare.backends.base import Backend
+from faceaudit.compare.capped import (
+    KeepRanges,
+    build_windows,
+    capped_cutoffs,
+    edge_of,
+    needed_ranges,
+    score_bins,
+)
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
 from faceaudit.compare.probes import ProbeAccumulator
 from faceaudit.compare.summary import float_order
 from faceaudit.scores import ScoreDistributions, bin_index
 
-__all__ = ["assemble", "lower_level", "check_pair_counts"]
+__all__ = ["assemble", "lower_level", "check_pair_counts", "assemble_capped", "contiguous_level"]
 
 #: chunk size of the second, capture-only pass
 SECOND_PASS_CHUNK_PAIRS = 1 << 25
@@ -83,8 +95,12 @@ def assemble_tail(
     gs, gp, gr = genuine_canonical(run, total)
     caps = Captures(total.cap_i, total.cap_j, total.cap_x)
     whole = _whole_cells(run, caps, n_whole)
-    T = _cutoffs(run, rows, whole, gs, gp, gr)
-    level = run.cell_level.copy()
+    coarse = _coarse(run, rows, whole, gs, gp, gr)
+    T = _cutoffs(run, coarse)
+    capped = capped_cutoffs(rows, run.cell_row, T, run.edges, run.max_tail)
+    if capped is not None:
+        return assemble_capped(run, backend, caps, rows, coarse, capped)
+    level = contiguous_level(run)
     passes = ["main"]
     fail = T < level
     if fail.any():
@@ -151,14 +167,22 @@ def _cell_counts(run: Planner, rows: np.ndarray, whole: tuple) -> np.ndarray:
     return counts
 
 
-def _cutoffs(run: Planner, rows: np.ndarray, whole: tuple, gs: np.ndarray, gp: np.ndarray,
-             gr: np.ndarray) -> np.ndarray:
+def _cutoffs(run: Planner, coarse: ScoreDistributions | None) -> np.ndarray:
     """Per cell, required_tail_cutoff of the complete histogram and the exact genuine scores."""
+    if coarse is None:
+        return np.full((run.G, run.G), np.inf)
+    return required_tail_cutoff(coarse, run.targets, run.subsets)
+
+
+def _coarse(run: Planner, rows: np.ndarray, whole: tuple, gs: np.ndarray, gp: np.ndarray,
+            gr: np.ndarray) -> ScoreDistributions | None:
+    """The exact histogram, the scores of the cells kept whole and the mated scores (no tail): what
+    every cutoff and answer bin is read from (None when there are no non-mated scores)."""
     G = run.G
     if not rows.sum() and not whole[0].size:
-        return np.full((G, G), np.inf)
+        return None
     empty_i = np.empty(0, np.int64)
-    coarse = GenuineSorted(
+    return GenuineSorted(
         samples=run.samples,
         edges=run.edges,
         hist_rows=rows,
@@ -177,7 +201,17 @@ def _cutoffs(run: Planner, rows: np.ndarray, whole: tuple, gs: np.ndarray, gp: n
         cell_limit=run.cell_limit,
         design="complete",
     )
-    return required_tail_cutoff(coarse, run.targets, run.subsets)
+
+
+def contiguous_level(run: Planner) -> np.ndarray:
+    """(G, G) per cell, the level from which the main pass kept every score: the capture level, or,
+    where the pass cut its captures to ranges (a capped tail estimated), the range open above."""
+    level = run.cell_level.copy()
+    if run.keep is not None:
+        lo = run.keep.contiguous_lo(run.G * run.G)
+        kept = np.array([edge_of(run.edges, int(b)) for b in lo.tolist()])
+        level = np.maximum(level, kept.reshape(run.G, run.G))
+    return level
 
 
 def _second_pass(run: Planner, backend: Backend, rows: np.ndarray, T: np.ndarray, level: np.ndarray,
@@ -262,3 +296,100 @@ def lower_level(edges: np.ndarray, hist: np.ndarray, T: float) -> float:
     while b > 0 and from_top[b] < need:
         b -= 1
     return float(edges[b]) if b > 0 else -np.inf
+
+
+# ----- a tail capped to the budget ---------------------------------------------------------------
+def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.ndarray,
+                    coarse: ScoreDistributions, capped: tuple) -> ScoreDistributions:
+    """The distributions of a run whose required tail passes ``run.max_tail``: capped cutoffs, the tail
+    above them, and the windows of every answer below them (:mod:`faceaudit.compare.capped`)."""
+    G, edges, g = run.G, run.edges, run.samples.group_of_sample
+    C, required, kept_size = capped
+    needs, windows = needed_ranges(coarse, rows, run.cell_row, C, run.subsets, run.targets)
+    kept = run.keep if run.keep is not None else _kept_from_levels(run)
+    fail = np.zeros(G * G, bool)
+    for c, lo, hi in zip(needs.cell.tolist(), needs.lo.tolist(), needs.hi.tolist()):
+        fail[c] |= not kept.covers(c, lo, hi)
+    passes = ["main"]
+    if fail.any():
+        caps = _needs_pass(run, backend, needs.restricted(fail), fail, caps)
+        passes.append(f"capture of the needed bins in {int(fail.sum())} cell(s), "
+                      f"{len(run.blocks_holding(fail.reshape(G, G)))} block(s)")
+    s = caps.x.astype(np.float64)
+    s /= run.plan.scale
+    cell = g[caps.i] * G + g[caps.j]
+    in_tail = s >= C.reshape(-1)[cell]
+    below = np.full(G * G, -np.inf)
+    np.maximum.at(below, cell[~in_tail], s[~in_tail])
+    tail_min = np.full(G * G, np.inf)  # per cell its smallest tail score: a window's smallest above
+    np.minimum.at(tail_min, cell[in_tail], s[in_tail])
+    _check_tail(run, rows, C, np.bincount(cell[in_tail], minlength=G * G), below)
+    low = np.flatnonzero(~in_tail & (run.cell_row[cell] >= 0))  # the windows' own captures: a few
+    win = build_windows(rows, run.cell_row, edges, windows, s[low], cell[low], bin_index(s[low], edges),
+                        caps.i[low], caps.j[low], tail_min)
+    del low
+    to_bulk = ~in_tail & (run.cell_row[cell] < 0)
+    bulk = _canonical_triple(s[to_bulk], caps.i[to_bulk], caps.j[to_bulk])
+    tail = _canonical_triple(s[in_tail], caps.i[in_tail], caps.j[in_tail])
+    meta = _tail_meta(run, contiguous_level(run), passes)
+    meta["tail_cutoff_rule"] = (
+        "per cell: required_tail_cutoff of the complete histogram, raised to the lowest common bin edge "
+        "at which the tail of the cells with a histogram row holds at most "
+        f"max_tail = {run.max_tail} scores; "
+        "every answer below it (each target-FMR threshold and EER of every group subset, counts at those "
+        "thresholds) read from the exact scores of its histogram bin (tail windows)")
+    meta["tail_windows"] = {
+        "max_tail": int(run.max_tail), "required_tail": int(required), "kept_tail": int(kept_size),
+        "windows": len(windows), "window_scores": int(win.n_scores),
+        "note": "below the capped tail the FMR has no subject-bootstrap interval (Clopper-Pearson only), "
+                "and the DET curve holds the tail's points only"}
+    gs, gp, gr = coarse.genuine_score, coarse.genuine_probe, coarse.genuine_reference
+    return ScoreDistributions(
+        samples=run.samples, edges=edges, hist_rows=rows, hist_row_of_cell=run.cell_row.reshape(G, G),
+        tail_cutoff=C, tail_score=tail[0], tail_probe=tail[1], tail_reference=tail[2],
+        below_max=below.reshape(G, G), genuine_score=gs, genuine_probe=gp, genuine_reference=gr,
+        bulk_score=bulk[0], bulk_probe=bulk[1], bulk_reference=bulk[2], cell_limit=run.cell_limit,
+        exclusions=Counter(), impostor_subject_pairs=None, design="complete", meta=meta, windows=win)
+
+
+def _kept_from_levels(run: Planner) -> KeepRanges:
+    """What a pass without ranges kept: every score from each cell's capture level up."""
+    from faceaudit.tail_windows import cutoff_bin
+
+    B = run.edges.size - 1
+    cells = np.arange(run.G * run.G)
+    lo = [cutoff_bin(run.edges, v) for v in run.cell_level.reshape(-1).tolist()]
+    return KeepRanges.of(cells, lo, np.full(cells.size, B), B)
+
+
+def _check_tail(run: Planner, rows: np.ndarray, C: np.ndarray, n_tail: np.ndarray, below: np.ndarray) -> None:
+    """Each cell with a row: its tail holds the histogram's count from its cutoff, and a largest score
+    below the cutoff was found exactly where the histogram has scores below it."""
+    from faceaudit.tail_windows import cutoff_bin
+
+    for c in np.flatnonzero(run.cell_row >= 0).tolist():
+        row = rows[run.cell_row[c]]
+        k = cutoff_bin(run.edges, float(C.reshape(-1)[c]))
+        if int(row[k:].sum()) != int(n_tail[c]) or (int(row[:k].sum()) > 0) != bool(np.isfinite(below[c])):
+            raise AssertionError(f"cell {c}: the capped tail disagrees with the histogram")
+
+
+def _needs_pass(run: Planner, backend: Backend, needs: KeepRanges, fail: np.ndarray,
+                caps: Captures) -> Captures:
+    """A capture-only pass over the blocks holding the cells of ``fail``, each chunk's captures cut to
+    those cells' needed ranges as it arrives; the other cells keep their main-pass captures."""
+    G, plan = run.G, run.plan
+    lowest = needs.lowest(G * G)
+    level = np.array([edge_of(run.edges, int(k)) if f else np.inf for k, f in zip(lowest.tolist(), fail)])
+    arrays = run.capture_arrays(level.reshape(G, G), np.full(run.n, np.inf, np.float32))
+    second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
+    chunks = make_chunks(run.blocks_holding(fail.reshape(G, G)), run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
+    g = run.samples.group_of_sample
+    got = []
+    for _, part in backend.run_chunks(second, chunks, list(range(len(chunks)))):
+        _, b = score_bins(part.cap_x, plan.scale, run.edges)
+        keep = needs.mask(g[part.cap_i] * G + g[part.cap_j], b)
+        got.append((part.cap_i[keep], part.cap_j[keep], part.cap_x[keep]))
+    old = ~fail[g[caps.i] * G + g[caps.j]]
+    return Captures(*(np.concatenate([getattr(caps, f)[old], *[p[k] for p in got]])
+                      for k, f in enumerate(("i", "j", "x"))))

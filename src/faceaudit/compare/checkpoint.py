@@ -28,10 +28,10 @@ from faceaudit.scores import SampleIndex
 __all__ = ["Checkpoint", "RunKeys", "run_keys", "KEY_VERSION"]
 
 #: bumped when what a checkpoint holds changes: older checkpoints belong to another run
-KEY_VERSION = b"capture-state/4"
+KEY_VERSION = b"capture-state/5"
 PARTIAL_FIELDS = ("slots", "pairs", "cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x", "blocks",
                   *ProbePartial.fields())
-STATE_FIELDS = ("cell_level", "topk_x", "mate_x", "mate_hi_x")
+STATE_FIELDS = ("cell_level", "topk_x", "mate_x", "mate_hi_x", "keep")
 
 
 class RunKeys:

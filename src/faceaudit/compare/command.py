@@ -69,6 +69,15 @@ def compare(
             callback=callback(check_nonnegative_int),
         ),
     ] = 20,
+    max_tail: Annotated[
+        int,
+        typer.Option(
+            help="the most scores the contiguous exact tail keeps (~24 bytes each); past it, each answer "
+            "below the tail is kept as the exact scores of its histogram bin (same answers, no FMR "
+            "bootstrap there)",
+            callback=callback(check_nonnegative_int),
+        ),
+    ] = 1 << 23,
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16 (torch only: scores move by up to ~8e-3, typically ~1e-3)")
     ] = "fp32",
@@ -122,6 +131,7 @@ def compare(
             bins=bins,
             block=block,
             top_k=top_k,
+            max_tail=max_tail,
             fmr_targets=fmr or (1e-3, 1e-4, 1e-5),
             precision=precision,
             device=device,
@@ -142,7 +152,9 @@ def compare(
         f"wrote {out}: {n * (n - 1) // 2:,} pairs ({dist.n_mated:,} mated, {dist.n_nonmated:,} non-mated), "
         f"tail of {dist.tail_score.size:,} scores (per-cell cutoffs {float(dist.tail_cutoff.min()):.6g} to "
         f"{float(dist.tail_cutoff.max()):.6g}), "
-        f"{dist.meta['run']['timing_s']['total']:.2f} s on {dist.meta['run']['device']} "
+        + (f"{dist.windows.n_scores:,} more in {dist.windows.cell.size:,} answer bins below it (tail capped "
+           f"at --max-tail {max_tail:,}), " if dist.windows is not None else "")
+        + f"{dist.meta['run']['timing_s']['total']:.2f} s on {dist.meta['run']['device']} "
         f"(run details: {sidecar_path(out).name})",
         markup=False,
         highlight=False,

@@ -40,6 +40,7 @@ import numpy as np
 
 from faceaudit.compare.assembly import assemble
 from faceaudit.compare.backends import Backend, BackendOptions, make_backend
+from faceaudit.compare.capped import DEFAULT_MAX_TAIL
 from faceaudit.compare.checkpoint import Checkpoint, run_keys
 from faceaudit.compare.errors import EmbeddingShapeError
 from faceaudit.compare.inputs import check_samples, prepare_embeddings, round_to_bfloat16
@@ -74,6 +75,7 @@ class CompareSettings:
     reference_sample: int = 512
     seed: int = 0
     max_capture: int = 20_000_000
+    max_tail: int = DEFAULT_MAX_TAIL
 
     def check(self) -> None:
         """Named errors for values outside their domain (before any work)."""
@@ -81,9 +83,13 @@ class CompareSettings:
             raise InputError(f"unknown precision {self.precision!r}; use 'fp32' or 'bf16'")
         positive = {"bins": (self.bins, 2), "block": (self.block, 1), "chunk_pairs": (self.chunk_pairs, 1),
                     "reference_sample": (self.reference_sample, 1), "top_k": (self.top_k, 0),
-                    "max_capture": (self.max_capture, 0)}
+                    "max_capture": (self.max_capture, 0), "max_tail": (self.max_tail, 0)}
         for name, (value, least) in positive.items():
-            if int(value) != value or value < least:
+            try:
+                whole = not isinstance(value, bool) and int(value) == value
+            except (TypeError, ValueError, OverflowError):
+                whole = False
+            if not whole or value < least:
                 raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
         if self.bins < 2 or self.block < 1 or self.top_k < 0:  # the message the engine always gave
             raise InputError("bins must be >= 2, block >= 1 and top_k >= 0")
@@ -97,7 +103,7 @@ class CompareSettings:
                 "fmr_targets": [float(t) for t in self.fmr_targets], "precision": self.precision,
                 "backend": backend, "chunk_pairs": int(self.chunk_pairs),
                 "reference_sample": int(self.reference_sample), "seed": int(self.seed),
-                "max_capture": int(self.max_capture)}
+                "max_capture": int(self.max_capture), "max_tail": int(self.max_tail)}
 
 
 @dataclass
@@ -137,6 +143,7 @@ def compare_embeddings(
     reference_sample: int = 512,
     seed: int = 0,
     max_capture: int = 20_000_000,
+    max_tail: int = DEFAULT_MAX_TAIL,
     meta: dict[str, Any] | None = None,
     on_chunk: Callable[[int], Any] | None = None,
     connect_timeout: float = 5.0,
@@ -163,6 +170,10 @@ def compare_embeddings(
     block : square block side; the block's float32 scores (block^2 * 4 bytes) and its slot indices
         (block^2 * 8 bytes) are the working memory per thread.
     top_k : per-probe non-mated scores kept in ``result.probe_summary``.
+    max_tail : the most scores the contiguous exact tail may hold (cells with a histogram row). Where
+        the tail every answer needs is larger, the cutoffs are raised until it fits and each answer below
+        them is kept as the exact scores of its histogram bin (``result.windows``, docs/design.md
+        "Exactness"): the same answers, with no FMR bootstrap below the tail.
     fmr_targets : the target FMRs (each in (0, 1)) whose thresholds must be exact (with every group's EER).
     checkpoint_dir, resume : per-chunk partial results are saved there; with ``resume`` a killed run
         continues where it stopped and gives a bit-identical result.
@@ -178,7 +189,8 @@ def compare_embeddings(
     timings = _Timings()
     settings = CompareSettings(metric=metric, normalize=bool(normalize), bins=bins, block=block, top_k=top_k,
                                fmr_targets=tuple(fmr_targets), precision=precision, chunk_pairs=chunk_pairs,
-                               reference_sample=reference_sample, seed=seed, max_capture=max_capture)
+                               reference_sample=reference_sample, seed=seed, max_capture=max_capture,
+                               max_tail=max_tail)
     emb = _checked_inputs(embeddings, samples, settings)
     run = Planner(
         emb,
@@ -191,6 +203,7 @@ def compare_embeddings(
         reference_sample=int(reference_sample),
         seed=int(seed),
         max_capture=int(max_capture),
+        max_tail=int(max_tail),
     )
     options = BackendOptions(precision=precision, device=device, threads=threads, scheduler=scheduler,
                              n_workers=n_workers, connect_timeout=connect_timeout)
@@ -241,7 +254,7 @@ def _capture_levels(run: Planner, eng: Backend, ckpt: Checkpoint, timings: _Timi
     t = time.perf_counter()
     if ckpt.state is not None:
         st = ckpt.state
-        run.set_capture(st["cell_level"], st["topk_x"], st["mate_x"], st["mate_hi_x"])
+        run.set_capture(st["cell_level"], st["topk_x"], st["mate_x"], st["mate_hi_x"], st["keep"])
     else:
         if eng.capabilities.device_sample_scores:
             def scores_fn(rows: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -307,6 +320,9 @@ def reduce_chunk(
     probes = fold_captures(acc, part.cap_i, part.cap_j, part.cap_x)
     g = plan.group
     tail = part.cap_x >= plan.keep_cell[g[part.cap_i] * plan.n_groups + g[part.cap_j]]
+    ranges = run.keep_mask(part.cap_i, part.cap_j, part.cap_x)  # a capped tail: the estimated needs only
+    if ranges is not None:
+        tail &= ranges
     part.cap_i, part.cap_j, part.cap_x = part.cap_i[tail], part.cap_j[tail], part.cap_x[tail]
     return part, probes
 

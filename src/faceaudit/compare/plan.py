@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from faceaudit.build import group_subsets
+from faceaudit.compare.capped import DEFAULT_MAX_TAIL, KeepRanges, score_bins
 from faceaudit.compare.kernel import BlockPlan, gemm_error_bound
 from faceaudit.compare.probes import ProbeThresholds
 from faceaudit.scores import (
@@ -156,7 +157,7 @@ class Planner:
 
     def __init__(self, emb: np.ndarray, samples: SampleIndex, *, metric: str, bins: int, block: int,
                  top_k: int, fmr_targets: Sequence[float], reference_sample: int, seed: int,
-                 max_capture: int, memory_limit: int | None = None) -> None:
+                 max_capture: int, memory_limit: int | None = None, max_tail: int | None = None) -> None:
         self.emb = emb
         self.samples = samples
         self.n, self.d = emb.shape
@@ -188,6 +189,10 @@ class Planner:
         self.reference_sample = reference_sample
         self.seed = seed
         self.max_capture = max_capture
+        #: the contiguous tail's budget in scores (compare --max-tail); None: no budget
+        self.max_tail = DEFAULT_MAX_TAIL if max_tail is None else int(max_tail)
+        #: the bin ranges per cell each chunk's captures are cut to (None: every capture is kept)
+        self.keep: KeepRanges | None = None
         bound = gemm_error_bound(self.d)
         # euclidean: d^2 = |a|^2 + |b|^2 - 2ab has error ~ bound * 4 max|a|^2, and sqrt turns it into its root
         self.margin = (bound if metric == "cosine"
@@ -288,9 +293,12 @@ class Planner:
                 "keep_sample": keep_sample, "keep_cell": keep_cell}
 
     def set_capture(self, cell_level: np.ndarray, topk_x: np.ndarray, mate_x: np.ndarray,
-                    mate_hi_x: np.ndarray | None = None) -> None:
+                    mate_hi_x: np.ndarray | None = None, keep: np.ndarray | None = None) -> None:
         """Set the per-cell levels and per-sample thresholds (from the pre-pass or a checkpoint); a cell
-        with pairs but no histogram row is captured whole (level -inf) whatever the estimate."""
+        with pairs but no histogram row is captured whole (level -inf) whatever the estimate. ``keep``:
+        the state of the ranges each chunk's captures are cut to (a capped tail), empty for none."""
+        B = self.edges.size - 1
+        self.keep = None if keep is None or np.asarray(keep).size == 0 else KeepRanges.from_state(keep, B)
         self.cell_level = np.asarray(cell_level, np.float64).reshape(self.G, self.G).copy()
         self.cell_level.reshape(-1)[(self.cell_row < 0) & (self.cell_pairs.reshape(-1) > 0)] = -np.inf
         self.topk_x, self.mate_x = np.asarray(topk_x, np.float32), np.asarray(mate_x, np.float32)
@@ -302,7 +310,16 @@ class Planner:
     def state(self) -> dict[str, np.ndarray]:
         """What a checkpoint keeps of the plan: the capture levels."""
         return {"cell_level": self.cell_level, "topk_x": self.topk_x, "mate_x": self.mate_x,
-                "mate_hi_x": self.mate_hi_x}
+                "mate_hi_x": self.mate_hi_x,
+                "keep": np.zeros((3, 0), np.int64) if self.keep is None else self.keep.state()}
+
+    def keep_mask(self, cap_i: np.ndarray, cap_j: np.ndarray, cap_x: np.ndarray) -> np.ndarray | None:
+        """Which of a chunk's captures the kept ranges hold (None: no ranges, keep by level)."""
+        if self.keep is None:
+            return None
+        g = self.samples.group_of_sample
+        _, b = score_bins(cap_x, self.scale, self.edges)
+        return self.keep.mask(g[cap_i] * self.G + g[cap_j], b)
 
     def probe_thresholds(self) -> ProbeThresholds:
         """The per-probe summaries' thresholds (top-k, rank band)."""

@@ -18,6 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from faceaudit.build import required_tail_cutoff
+from faceaudit.compare.capped import edge_of, estimate_keep
 from faceaudit.compare.plan import GenuineSorted, Planner, f32_down, f32_up
 from faceaudit.scores import bin_index
 
@@ -138,7 +139,35 @@ def estimate_capture(run: Planner, scores_fn: ScoresFn, threads: int = 1, rows_p
     # rank of the first mate: capture everything >= (an under-estimate of) the best mated score
     mate = np.where(np.isfinite(best), (best - run.margin) * run.scale, np.inf)
     mate_hi = np.where(np.isfinite(best), (best + run.margin) * run.scale, np.inf)
-    run.set_capture(cell_levels(run, est, gx, gi), f32_down(step.topk), f32_down(mate), f32_up(mate_hi))
+    level = cell_levels(run, est, gx, gi)
+    keep = keep_ranges(run, est, gx, gi, level, refs.size / max(run.n, 1))
+    if keep is not None:  # the kernel captures down to the lowest kept bin; the chunks are cut to the ranges
+        lowest = keep.lowest(G * G)
+        level = np.minimum(level, np.array([edge_of(run.edges, int(k)) for k in lowest]).reshape(G, G))
+    run.set_capture(level, f32_down(step.topk), f32_down(mate), f32_up(mate_hi),
+                    None if keep is None else keep.state())
+
+
+def keep_ranges(run: Planner, est: np.ndarray, gx: np.ndarray, gi: np.ndarray, level: np.ndarray,
+                rate: float):
+    """The bin ranges each chunk's captures are cut to where the estimated required tail passes
+    ``run.max_tail`` (:func:`faceaudit.compare.capped.estimate_keep`), else None."""
+    if not run.n_rows:
+        return None
+    dist = _estimated(run, est, gx, gi)
+    T = required_tail_cutoff(dist, run.targets, run.subsets)
+    return estimate_keep(dist, est, run.cell_row, T, level, run.subsets, run.targets, run.max_tail, rate)
+
+
+def _estimated(run: Planner, est: np.ndarray, gx: np.ndarray, gi: np.ndarray) -> GenuineSorted:
+    """The estimated distributions: the sampled histogram and the mated scores, no tail."""
+    G = run.G
+    o = np.argsort(gx)  # an estimate: the order of ties does not matter
+    return GenuineSorted(
+        samples=run.samples, edges=run.edges, hist_rows=est, hist_row_of_cell=run.cell_row.reshape(G, G),
+        tail_cutoff=np.full((G, G), np.inf), tail_score=np.empty(0), tail_probe=np.empty(0, np.int64),
+        tail_reference=np.empty(0, np.int64), below_max=np.full((G, G), -np.inf), genuine_score=gx[o],
+        genuine_probe=gi[o], genuine_reference=gi[o], cell_limit=run.cell_limit, design="complete")
 
 
 def genuine_estimate(run: Planner) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,12 +209,7 @@ def cell_levels(run: Planner, est: np.ndarray, gx: np.ndarray, gi: np.ndarray) -
     estimated cutoff plus LEVEL_MARGIN_SHARE of the cell, and 2 bins; small cells are captured whole,
     and so are the cells without a histogram row (``est`` has a row for each of the others)."""
     G, edges = run.G, run.edges
-    o = np.argsort(gx)  # an estimate: the order of ties does not matter
-    dist = GenuineSorted(
-        samples=run.samples, edges=edges, hist_rows=est, hist_row_of_cell=run.cell_row.reshape(G, G),
-        tail_cutoff=np.full((G, G), np.inf), tail_score=np.empty(0), tail_probe=np.empty(0, np.int64),
-        tail_reference=np.empty(0, np.int64), below_max=np.full((G, G), -np.inf), genuine_score=gx[o],
-        genuine_probe=gi[o], genuine_reference=gi[o], cell_limit=run.cell_limit, design="complete")
+    dist = _estimated(run, est, gx, gi)
     cutoff = required_tail_cutoff(dist, run.targets, run.subsets).reshape(-1)
     total = np.zeros(G * G)
     has = np.flatnonzero(run.cell_row >= 0)

@@ -35,16 +35,20 @@ from faceaudit.compare.npzfile import DIGEST_MEMBER, DIGEST_RULE, NpzDamaged, re
 from faceaudit.compare.summary import ProbeSummary
 from faceaudit.errors import InputError
 from faceaudit.scores import SampleIndex, ScoreDistributions, default_cell_limit
+from faceaudit.tail_windows import WINDOW_FIELDS, TailWindows
 
 __all__ = ["save_distributions", "load_distributions", "sidecar_path", "FORMAT", "RUN_META_KEY"]
 
 FORMAT = "faceaudit.fadist/4"
+#: /5: /4 plus the tail windows of a capped tail (written only by a run that has them, so that every other
+#: file stays byte-identical to /4)
+FORMAT_WINDOWS = "faceaudit.fadist/5"
 #: formats this version reads: /1 stored one scalar tail cutoff (broadcast to every cell on load); /1 and
 #: /2 carry no content digest (their ZIP members' CRC-32 is all that is checked); /1 to /3 stored a dense
 #: (G, G, B) histogram, converted on load (see :func:`_rows_from_dense`)
-READABLE = ("faceaudit.fadist/1", "faceaudit.fadist/2", "faceaudit.fadist/3", FORMAT)
+READABLE = ("faceaudit.fadist/1", "faceaudit.fadist/2", "faceaudit.fadist/3", FORMAT, FORMAT_WINDOWS)
 #: formats that carry a content digest
-DIGESTED = ("faceaudit.fadist/3", FORMAT)
+DIGESTED = ("faceaudit.fadist/3", FORMAT, FORMAT_WINDOWS)
 #: the key of ``meta`` whose content goes to the sidecar, not into the file
 RUN_META_KEY = "run"
 #: /4: the histogram rows of the cells that have one, each cell's row (-1: none), and the exact scores
@@ -99,8 +103,11 @@ def _arrays_of(dist: ScoreDistributions) -> dict[str, np.ndarray]:
     if dist.probe_summary is not None:
         for k, v in dist.probe_summary.to_arrays().items():
             arrays[f"summary_{k}"] = np.asarray(v)
+    if dist.windows is not None:
+        for k, v in dist.windows.arrays().items():
+            arrays[f"window_{k}"] = np.asarray(v)
     doc = {
-        "format": FORMAT,
+        "format": FORMAT if dist.windows is None else FORMAT_WINDOWS,
         "digest": DIGEST_RULE,
         "design": dist.design,
         "cell_limit": int(dist.cell_limit),
@@ -203,11 +210,17 @@ def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
         summary = ProbeSummary.from_arrays(
             {k[len("summary_") :]: v for k, v in a.items() if k.startswith("summary_")}
         )
-    return ScoreDistributions(
-        samples=samples, **{k: a[k] for k in ARRAY_FIELDS},
+    windows = None
+    if "window_cell" in a:
+        windows = TailWindows(**{f: a[f"window_{f}"] for f in WINDOW_FIELDS})
+    dist = ScoreDistributions(
+        samples=samples, **{k: a[k] for k in ARRAY_FIELDS}, windows=windows,
         cell_limit=int(doc.get("cell_limit", -1)),
         exclusions=Counter({k: v for k, v in doc["exclusions"]}), impostor_subject_pairs=pairs,
         design=doc["design"], meta=doc["meta"], probe_summary=summary)
+    if windows is not None:
+        windows.check(dist)
+    return dist
 
 
 def _rows_from_dense(hist: np.ndarray, a: dict[str, np.ndarray], group: np.ndarray) -> dict[str, np.ndarray]:

@@ -157,21 +157,22 @@ def fmr_threshold(
     if convention not in CONVENTIONS:
         raise InputError(f"unknown threshold convention {convention!r}; use 'highest' or 'lowest'")
     _require(view, None)
-    if view.n_above:
-        raise NotExactError("a threshold at a target FMR needs the exact tail, not an EER window")
     if convention == "lowest" and genuine is None:
         raise InputError("the 'lowest' convention needs the mated scores")
     total = view.total
     tail = view.tail
     if target >= 1.0 - np.finfo(np.float64).eps:
-        if view.n_below:
+        if view.n_below or view.n_above:
             raise NotExactError("a target FMR of 1 needs the smallest non-mated score, which is not kept")
         lowest = tail[0]
         if convention == "highest":
             return float(np.nextafter(lowest, -np.inf))
         candidates = [lowest] if genuine is None or genuine.size == 0 else [lowest, genuine[0]]
         return float(min(candidates))
-    c = allowed_false_matches(target, total)
+    # in a window view (n_above > 0) the n_above largest scores are known by count and minimum only
+    c = allowed_false_matches(target, total) - view.n_above
+    if c < 0:
+        raise WindowTooNarrow(f"the threshold for FMR {target!r} lies above the exact window", "up")
     # s* is the (c+1)-th largest score's successor among distinct values: the smallest value v with
     # count(>= v) <= c. The (c+1)-th largest score x has count(>= x) > c, so s* is the next value above x.
     if c >= tail.size:
@@ -184,7 +185,9 @@ def fmr_threshold(
     else:
         x = tail[tail.size - 1 - c]
     pos = int(np.searchsorted(tail, x, side="right"))
-    if pos >= tail.size:
+    if pos >= tail.size and view.n_above:
+        s_star, on_score = float(view.above_min), True  # the next value is the window's smallest above
+    elif pos >= tail.size:
         s_star = float(np.nextafter(tail[-1], np.inf))  # not one false match fits in the target
         on_score = False
     else:
@@ -458,6 +461,10 @@ def decimate_curve(fmr: np.ndarray, fnmr: np.ndarray, max_points: int = 1000) ->
 
 def global_fmr_thresholds(dist, targets, convention: str = "highest") -> list[float]:
     """The global threshold at each target FMR, read as the audit reads it: ``fmr_threshold`` on the
-    exact non-mated tail of the whole set (``dist.impostor_view()``), with its mated scores."""
+    exact non-mated tail of the whole set (``dist.impostor_view()``), with its mated scores; below a
+    capped tail, on the exact scores of the answer's bin (:func:`faceaudit.tail_windows.target_view`)."""
     view, genuine = dist.impostor_view(), dist.genuine_scores()
-    return [float(fmr_threshold(view, float(t), genuine, convention)) for t in targets]
+    windows, cells = getattr(dist, "windows", None), dist.cell_mask()
+    return [float(fmr_threshold(view if windows is None else windows.target_view(dist, cells, float(t), view),
+                                float(t), genuine, convention))
+            for t in targets]
