@@ -22,9 +22,9 @@ def report(
     result: Annotated[
         Path,
         typer.Argument(
-            help="the audit's JSON document (faceaudit audit --json), or a scenario's "
-            "(faceaudit scenario --json) or an evidence document (faceaudit evidence --json) for a page "
-            "of that document alone"
+            help="the audit's JSON document (faceaudit audit --json, also of a closed system's "
+            "decisions or censored scores), or a scenario's (faceaudit scenario --json) or an evidence "
+            "document (faceaudit evidence --json) for a page of that document alone"
         ),
     ],
     out: Annotated[
@@ -62,9 +62,11 @@ def report(
         typer.Option("--validate/--no-validate", help="check the document against the JSON Schema first"),
     ] = True,
 ) -> None:
-    """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes (or
-    the page of a scenario or an evidence document, as `scenario --report` / `evidence --report` write it)."""
+    """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes (also
+    of a closed system's decisions or censored scores), or the page of a scenario or an evidence document, as
+    `scenario --report` / `evidence --report` write it."""
     from faceaudit.errors import FaceAuditError
+    from faceaudit.report.closed import CLOSED_SCHEMA, write_closed_html
     from faceaudit.report.evidence import EVIDENCE_SCHEMA
     from faceaudit.report.html import write_html, write_pdf
     from faceaudit.report.jsonout import write_json
@@ -79,6 +81,8 @@ def report(
             from faceaudit.evidence.sheet import write_evidence_html
 
             write_evidence_html(doc, html_path)
+        elif doc.get("schema") == CLOSED_SCHEMA:  # a closed system's results: their page, as `audit --report`
+            write_closed_html(doc, html_path)
         else:
             write_html(doc, html_path)
         err.print(f"wrote {terminal_text(html_path)}")
@@ -101,9 +105,14 @@ def _read_document(
         check_attached_evidence,
         read_evidence,
     )
+    from faceaudit.report.closed import CLOSED_SCHEMA
     from faceaudit.report.jsonout import read_json
     from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
-    from faceaudit.report.schema import validate_document, validate_scenario_document
+    from faceaudit.report.schema import (
+        validate_closed_audit_document,
+        validate_document,
+        validate_scenario_document,
+    )
 
     if not result.exists():
         raise InputError(f"no such file: {str(result)!r}")
@@ -118,6 +127,15 @@ def _read_document(
                 f"report (faceaudit report result.json --evidence {str(result)!r})"
             )
         return read_evidence(result)  # checked whatever --validate says: the sheet needs its shape
+    if isinstance(doc, dict) and doc.get("schema") == CLOSED_SCHEMA:
+        if scenarios or evidence:
+            raise InputError(
+                f"{str(result)!r} is a closed system's audit document (decisions or censored scores): "
+                "--scenario and --evidence do not apply to it (they need the full score distributions)"
+            )
+        if validate:
+            validate_closed_audit_document(doc)
+        return doc
     if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
         if scenarios or evidence:
             raise InputError(
