@@ -99,13 +99,13 @@ def _read_document(
     """The audit document with the scenarios and evidence added, or a scenario document on its own;
     validated (evidence it already carries is checked as an evidence file is, whatever ``validate``)."""
     from faceaudit.errors import InputError
+    from faceaudit.report.closed import CLOSED_SCHEMA
     from faceaudit.report.evidence import (
         EVIDENCE_SCHEMA,
         attach_evidence,
         check_attached_evidence,
         read_evidence,
     )
-    from faceaudit.report.closed import CLOSED_SCHEMA
     from faceaudit.report.jsonout import read_json
     from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
     from faceaudit.report.schema import (

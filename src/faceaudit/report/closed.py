@@ -59,7 +59,7 @@ def _point_view(p: Mapping[str, Any], default_threshold: Any) -> dict[str, Any]:
     else:
         title = CLOSED_WORDS["point_threshold"].format(threshold=fmt_threshold(p["threshold"]))
         title += CLOSED_WORDS["point_default"] if p["threshold"] == default_threshold else ""
-    tables = [(CLOSED_WORDS["grouping_caption"].format(grouping=p["overall"]["grouping"]), [p["overall"]])]
+    tables = [(CLOSED_WORDS["overall_caption"], [p["overall"]])]
     tables += [(CLOSED_WORDS["grouping_caption"].format(grouping=g), rows)
                for g, rows in _by_grouping(p["by_group"])]
     cross = [{**m, "title": CLOSED_WORDS["cross_h"].format(grouping=m["grouping"])}
@@ -95,8 +95,9 @@ def _det_spec(grouping: str, curves: Sequence[Mapping[str, Any]]) -> dict[str, A
             for c in curves for r in _det_rows(c, _spread(len(c["threshold"]), CHART_POINTS))
             if r["fm"] > 0 and r["fnm"] > 0]
     groups = [c["group"] for c in curves]
+    colors = [_OKABE_ITO[i % len(_OKABE_ITO)] for i in range(len(groups))]
     color = {"field": "group", "type": "nominal", "title": grouping,
-             "scale": {"domain": groups, "range": [_OKABE_ITO[i % len(_OKABE_ITO)] for i in range(len(groups))]}}
+             "scale": {"domain": groups, "range": colors}}
     log = {"labelExpr": "abs(round(log(datum.value) / LN10) - log(datum.value) / LN10) < 1e-6 ? "
                         "format(datum.value, '.0e') : ''"}
     return {
@@ -146,7 +147,8 @@ def closed_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     censoring = doc.get("censoring") or {}
     settings = [(CLOSED_WORDS["version"], str(doc["faceaudit_version"]))] + _flatten(doc["settings"])
     if censoring:
-        settings += _flatten({"level": censoring["level"], "rule": censoring["rule"]}, "censoring")
+        settings += _flatten({"level": censoring["level"], "rule": censoring["rule"]},
+                             CLOSED_WORDS["censoring_rule"])
     counts = {k: v for k, v in doc["counts"].items() if k != "exclusions"}
     return {
         "w": CLOSED_WORDS,

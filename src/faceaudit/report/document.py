@@ -1101,9 +1101,10 @@ CLOSED_WORDS = {
             "document alone and works offline",
     "plain_h": "In plain words",
     "kind_decision": "These are decision-only results: for each of {mated} same-person and {nonmated} "
-                     "different-person comparisons the system answered match or no-match, and reported no "
-                     "score. The only operating point is the system's own, at a threshold it does not reveal: "
-                     "no other threshold, no equal error rate and no DET curve can be measured from them.",
+                     "different-person comparisons the system answered match or no-match, and reported "
+                     "no score. The only operating point is the system's own, at a threshold it does not "
+                     "reveal: no other threshold, no equal error rate and no DET curve can be measured "
+                     "from them.",
     "kind_censored": "These are censored scores: the system reported a score only at or above {level}. "
                      "{censored_mated} of the {mated} same-person and {censored_nonmated} of the {nonmated} "
                      "different-person comparisons reported no score, so they are known only to lie below "
@@ -1117,7 +1118,7 @@ CLOSED_WORDS = {
     "point_decision": "At the system's own decision (threshold not revealed)",
     "point_threshold": "At threshold {threshold}",
     "point_default": " (the censoring level)",
-    "grouping_overall": "everyone",
+    "overall_caption": "FMR and FNMR over everyone",
     "grouping_caption": "FMR and FNMR by {grouping}",
     "col_group": "group",
     "col_subjects": "people",
@@ -1135,7 +1136,7 @@ CLOSED_WORDS = {
     "det_label": "DET curves by {grouping} above the censoring level; the same numbers are in the table "
                  "that follows.",
     "det_table": "DET by {grouping} as a table (text alternative): {points} of the exact points",
-    "det_eer": "equal error rate {eer} at threshold {threshold}",
+    "det_eer": "{eer} at threshold {threshold}",
     "col_threshold": "threshold",
     "col_points": "exact DET points",
     "col_eer": "equal error rate",

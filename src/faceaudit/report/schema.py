@@ -141,3 +141,23 @@ def validate_closed_audit_document(doc: Any) -> None:
             "(this faceaudit reads 1.x)"
         )
     _check(load_closed_audit_schema(), doc, "closed-system audit document")
+    _check_closed_shapes(doc)
+
+
+def _check_closed_shapes(doc: dict[str, Any]) -> None:
+    """What a JSON Schema cannot say: each DET curve's arrays are as long as each other, and each cross-group
+    matrix has a row per probe group and a cell per reference group."""
+    from faceaudit.errors import InputError
+
+    for k, c in enumerate(doc["det_above_censoring"]):
+        if not len(c["threshold"]) == len(c["false_matches"]) == len(c["false_non_matches"]):
+            raise InputError("the closed-system audit document breaks its schema at "
+                             f"det_above_censoring/{k}: threshold, false_matches and false_non_matches "
+                             "differ in length")
+    for i, p in enumerate(doc["points"]):
+        for j, m in enumerate(p["cross_group_fmr"]):
+            if len(m["fmr"]) != len(m["probe_groups"]) or any(
+                len(row) != len(m["reference_groups"]) for row in m["fmr"]
+            ):
+                raise InputError(f"the closed-system audit document breaks its schema at points/{i}/"
+                                 f"cross_group_fmr/{j}: the matrix is not probe groups x reference groups")
