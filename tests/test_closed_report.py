@@ -526,3 +526,33 @@ def test_shapes_a_schema_cannot_state_are_checked(documents):
     doc["points"][0]["cross_group_fmr"][0]["fmr"][0].pop()
     with pytest.raises(InputError, match="cross_group_fmr/0: the matrix is not probe groups x reference"):
         validate_closed_audit_document(doc)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), without_jsonschema=st.booleans())
+def test_faceaudit_report_on_a_damaged_document_never_ends_in_a_traceback(documents, tmp_path, data,
+                                                                          without_jsonschema):
+    """`faceaudit report` on a damaged closed document, with jsonschema and without it (a core install):
+    exit 0 with a page, or exit 2 with a named error."""
+    from unittest import mock
+
+    doc = copy.deepcopy(documents["decision_groups"][0])
+    path, _ = data.draw(st.sampled_from(list(_slots(doc))))
+    parent = doc
+    for k in path[:-1]:
+        parent = parent[k]
+    if data.draw(st.booleans()):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(_VALUES)
+    bad = tmp_path / "damaged.json"
+    bad.write_text(json.dumps(doc), encoding="utf-8")
+    args = ["report", str(bad), "--out", str(tmp_path / "damaged.html")]
+    if without_jsonschema:
+        with mock.patch("faceaudit.report.schema._check", lambda *a, **k: None):
+            res = RUN.invoke(app, args)
+    else:
+        res = RUN.invoke(app, args)
+    assert res.exit_code in (0, 2), res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert (res.exit_code == 2) == ("error (InputError)" in res.output), res.output

@@ -66,7 +66,7 @@ def report(
     of a closed system's decisions or censored scores), or the page of a scenario or an evidence document, as
     `scenario --report` / `evidence --report` write it."""
     from faceaudit.errors import FaceAuditError
-    from faceaudit.report.closed import CLOSED_SCHEMA, write_closed_html
+    from faceaudit.report.closed import CLOSED_SCHEMA
     from faceaudit.report.evidence import EVIDENCE_SCHEMA
     from faceaudit.report.html import write_html, write_pdf
     from faceaudit.report.jsonout import write_json
@@ -82,7 +82,7 @@ def report(
 
             write_evidence_html(doc, html_path)
         elif doc.get("schema") == CLOSED_SCHEMA:  # a closed system's results: their page, as `audit --report`
-            write_closed_html(doc, html_path)
+            _write_closed_page(doc, html_path, result)
         else:
             write_html(doc, html_path)
         err.print(f"wrote {terminal_text(html_path)}")
@@ -91,6 +91,25 @@ def report(
             err.print(f"wrote {terminal_text(pdf)}")
     except FaceAuditError as exc:
         fail(exc)
+
+
+def _write_closed_page(doc: dict, html_path: Path, result: Path) -> None:
+    """The closed audit's page; a document the page cannot be drawn from (it passed --no-validate, or
+    jsonschema is not installed) is a named error, never a traceback."""
+    from jinja2 import UndefinedError
+
+    from faceaudit.errors import InputError
+    from faceaudit.report.closed import write_closed_html
+
+    try:
+        write_closed_html(doc, html_path)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError,
+            UndefinedError) as exc:
+        raise InputError(
+            f"{str(result)!r} is not a well-formed closed-system audit document ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); check it with `faceaudit report {str(result)!r} --validate` "
+            "(needs jsonschema)"
+        ) from exc
 
 
 def _read_document(

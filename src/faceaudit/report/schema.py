@@ -141,7 +141,12 @@ def validate_closed_audit_document(doc: Any) -> None:
             "(this faceaudit reads 1.x)"
         )
     _check(load_closed_audit_schema(), doc, "closed-system audit document")
-    _check_closed_shapes(doc)
+    try:
+        _check_closed_shapes(doc)
+    except (KeyError, IndexError, TypeError) as exc:  # only without jsonschema: the schema states these
+        raise InputError(
+            f"the closed-system audit document is not well formed ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
 
 
 def _check_closed_shapes(doc: dict[str, Any]) -> None:
