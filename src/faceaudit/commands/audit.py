@@ -192,7 +192,7 @@ def audit(
                     f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to a closed "
                     "system's results (decision-only or censored): they are measured at the system's own "
                     "point or at thresholds at or above the censoring level, with no full score "
-                    "distribution; --json, --report and --pdf write what they say"
+                    "distribution (its outputs: --json, --report, --pdf)"
                 )
             _distinct_outputs(report_out, json_out, pdf, name="--report")
             run_closed_audit(
