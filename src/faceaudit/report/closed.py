@@ -18,12 +18,12 @@ from typing import Any
 from faceaudit.report.document import CLOSED_WORDS, fmt_num
 from faceaudit.report.html import (
     TEMPLATES,
-    _claims,
-    _flatten,
-    _inputs,
+    claims_view,
     environment,
+    flatten_rows,
     fmt_int,
     fmt_threshold,
+    input_rows,
     page_basics,
     script_json,
     vendor_js,
@@ -145,9 +145,9 @@ def _plain(doc: Mapping[str, Any]) -> list[str]:
 def closed_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What the page shows, from the document alone."""
     censoring = doc.get("censoring") or {}
-    settings = [(CLOSED_WORDS["version"], str(doc["faceaudit_version"]))] + _flatten(doc["settings"])
+    settings = [(CLOSED_WORDS["version"], str(doc["faceaudit_version"]))] + flatten_rows(doc["settings"])
     if censoring:
-        settings += _flatten({"level": censoring["level"], "rule": censoring["rule"]},
+        settings += flatten_rows({"level": censoring["level"], "rule": censoring["rule"]},
                              CLOSED_WORDS["censoring_rule"])
     counts = {k: v for k, v in doc["counts"].items() if k != "exclusions"}
     return {
@@ -157,12 +157,12 @@ def closed_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "points": [_point_view(p, censoring.get("level")) for p in doc["points"]],
         "det": _det_view(doc),
         "det_words": CLOSED_WORDS["det_words"].format(level=fmt_threshold(censoring.get("level"))),
-        "claims": _claims(doc.get("claims")),
+        "claims": claims_view(doc.get("claims")),
         "exclusions": sorted((doc["counts"].get("exclusions") or {}).items()),
         "counts": sorted(counts.items()),
-        "inputs": _inputs(doc.get("manifest") or {}),
+        "inputs": input_rows(doc.get("manifest") or {}),
         "settings": settings,
-        "provenance": _flatten(doc.get("manifest") or {}),
+        "provenance": flatten_rows(doc.get("manifest") or {}),
     }
 
 
