@@ -183,12 +183,18 @@ def audit(
             and samples is not None
             and is_closed_result_file(scores, censored_below, encoding)
         ):
-            if (distributions is not None or report_out is not None or scenario or evidence or fmr
-                    or det_out):
+            refused = [name for name, given in (("--distributions", distributions is not None),
+                                                ("--fmr", fmr), ("--scenario", scenario),
+                                                ("--evidence", evidence), ("--det-out", det_out))
+                       if given]
+            if refused:
                 raise InputError(
-                    "a closed system's results are measured at its own point: --distributions, "
-                    "--fmr, --report, --scenario, --evidence and --det-out do not apply"
+                    f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to a closed "
+                    "system's results (decision-only or censored): they are measured at the system's own "
+                    "point or at thresholds at or above the censoring level, with no full score "
+                    "distribution (its outputs: --json, --report, --pdf)"
                 )
+            _distinct_outputs(report_out, json_out, pdf, name="--report")
             run_closed_audit(
                 scores,
                 samples,
@@ -201,6 +207,8 @@ def audit(
                 level=level,
                 json_out=json_out,
                 quiet=quiet,
+                report_out=report_out,
+                pdf=pdf,
             )
             return
         if threshold:
@@ -240,10 +248,11 @@ def audit(
     _finish(result, json_out, quiet, report_out, pdf, scenario, distributions, verdicts, evidence, det_out)
 
 
-def _distinct_outputs(det_out: Path | None, *others: Path | None) -> None:
-    """--det-out must not name the same file as another output (the last one written would win)."""
+def _distinct_outputs(det_out: Path | None, *others: Path | None, name: str = "--det-out") -> None:
+    """--det-out (``name``) must not name the same file as another output (the last one written would
+    win)."""
     if det_out is not None and any(o is not None and o.resolve() == det_out.resolve() for o in others):
-        raise InputError(f"--det-out {str(det_out)!r} names the same file as another output")
+        raise InputError(f"{name} {str(det_out)!r} names the same file as another output")
 
 
 def _from_distributions(path: Path, group: list[str]):

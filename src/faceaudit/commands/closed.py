@@ -49,8 +49,11 @@ def run_closed_audit(
     json_out: Path | None,
     quiet: bool,
     use: str = "auto",
+    report_out: Path | None = None,
+    pdf: Path | None = None,
 ) -> None:
-    """Read, measure, judge the claims, write the document and print it (FaceAuditError on bad input)."""
+    """Read, measure, judge the claims, write the document (JSON, and its page with ``report_out``, printed
+    to ``pdf``) and print it (FaceAuditError on bad input)."""
     from faceaudit.claims import check_closed_audit, parse_claim
     from faceaudit.data.decisions import read_closed_comparisons
     from faceaudit.data.tables import read_sample_table
@@ -70,6 +73,24 @@ def run_closed_audit(
         write_json(doc, json_out)
     if not quiet:
         typer.echo("\n".join(closed_audit_lines(doc)))
+    if report_out:
+        _write_closed_report(doc, report_out, pdf)
+
+
+def _write_closed_report(doc: dict, report_out: Path, pdf: Path | None) -> None:
+    """The closed audit's page (byte-for-byte what `faceaudit report closed.json` renders) and its PDF."""
+    from rich.console import Console
+
+    from faceaudit.report.closed import write_closed_html
+    from faceaudit.report.document import terminal_text
+    from faceaudit.report.html import write_pdf
+
+    err = Console(stderr=True)
+    write_closed_html(doc, report_out)
+    err.print(f"wrote {terminal_text(report_out)}")
+    if pdf:
+        write_pdf(report_out, pdf)
+        err.print(f"wrote {terminal_text(pdf)}")
 
 
 def run_candidates(

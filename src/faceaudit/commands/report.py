@@ -22,9 +22,9 @@ def report(
     result: Annotated[
         Path,
         typer.Argument(
-            help="the audit's JSON document (faceaudit audit --json), or a scenario's "
-            "(faceaudit scenario --json) or an evidence document (faceaudit evidence --json) for a page "
-            "of that document alone"
+            help="the audit's JSON document (faceaudit audit --json, also of a closed system's "
+            "decisions or censored scores), or a scenario's (faceaudit scenario --json) or an evidence "
+            "document (faceaudit evidence --json) for a page of that document alone"
         ),
     ],
     out: Annotated[
@@ -62,9 +62,11 @@ def report(
         typer.Option("--validate/--no-validate", help="check the document against the JSON Schema first"),
     ] = True,
 ) -> None:
-    """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes (or
-    the page of a scenario or an evidence document, as `scenario --report` / `evidence --report` write it)."""
+    """Render the self-contained HTML report of an audit, byte-for-byte the one `audit --report` writes (also
+    of a closed system's decisions or censored scores), or the page of a scenario or an evidence document, as
+    `scenario --report` / `evidence --report` write it."""
     from faceaudit.errors import FaceAuditError
+    from faceaudit.report.closed import CLOSED_SCHEMA
     from faceaudit.report.evidence import EVIDENCE_SCHEMA
     from faceaudit.report.html import write_html, write_pdf
     from faceaudit.report.jsonout import write_json
@@ -79,6 +81,8 @@ def report(
             from faceaudit.evidence.sheet import write_evidence_html
 
             write_evidence_html(doc, html_path)
+        elif doc.get("schema") == CLOSED_SCHEMA:  # a closed system's results: their page, as `audit --report`
+            _write_closed_page(doc, html_path, result)
         else:
             write_html(doc, html_path)
         err.print(f"wrote {terminal_text(html_path)}")
@@ -89,12 +93,32 @@ def report(
         fail(exc)
 
 
+def _write_closed_page(doc: dict, html_path: Path, result: Path) -> None:
+    """The closed audit's page; a document the page cannot be drawn from (it passed --no-validate, or
+    jsonschema is not installed) is a named error, never a traceback."""
+    from jinja2 import UndefinedError
+
+    from faceaudit.errors import InputError
+    from faceaudit.report.closed import write_closed_html
+
+    try:
+        write_closed_html(doc, html_path)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError,
+            UndefinedError) as exc:
+        raise InputError(
+            f"{str(result)!r} is not a well-formed closed-system audit document ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); check it with `faceaudit report {str(result)!r} --validate` "
+            "(needs jsonschema)"
+        ) from exc
+
+
 def _read_document(
     result: Path, scenarios: list[Path], validate: bool, evidence: list[Path] | None = None
 ) -> dict:
     """The audit document with the scenarios and evidence added, or a scenario document on its own;
     validated (evidence it already carries is checked as an evidence file is, whatever ``validate``)."""
     from faceaudit.errors import InputError
+    from faceaudit.report.closed import CLOSED_SCHEMA
     from faceaudit.report.evidence import (
         EVIDENCE_SCHEMA,
         attach_evidence,
@@ -103,7 +127,11 @@ def _read_document(
     )
     from faceaudit.report.jsonout import read_json
     from faceaudit.report.scenarios import SCENARIO_SCHEMA, attach_scenarios
-    from faceaudit.report.schema import validate_document, validate_scenario_document
+    from faceaudit.report.schema import (
+        validate_closed_audit_document,
+        validate_document,
+        validate_scenario_document,
+    )
 
     if not result.exists():
         raise InputError(f"no such file: {str(result)!r}")
@@ -118,6 +146,15 @@ def _read_document(
                 f"report (faceaudit report result.json --evidence {str(result)!r})"
             )
         return read_evidence(result)  # checked whatever --validate says: the sheet needs its shape
+    if isinstance(doc, dict) and doc.get("schema") == CLOSED_SCHEMA:
+        if scenarios or evidence:
+            raise InputError(
+                f"{str(result)!r} is a closed system's audit document (decisions or censored scores): "
+                "--scenario and --evidence do not apply to it (they need the full score distributions)"
+            )
+        if validate:
+            validate_closed_audit_document(doc)
+        return doc
     if isinstance(doc, dict) and doc.get("schema") == SCENARIO_SCHEMA:
         if scenarios or evidence:
             raise InputError(

@@ -86,6 +86,7 @@ __all__ = [
     "claim_lines",
     "closed_audit_json",
     "closed_audit_lines",
+    "CLOSED_WORDS",
     "candidate_identification_json",
     "plan_lines",
     "CLAIM_RULE",
@@ -1090,6 +1091,86 @@ def closed_audit_lines(doc: Mapping[str, Any]) -> list[str]:
             eer = c["eer_note"] if c["eer"] is None else f"{c['eer']:.4g} at {c['eer_threshold']:.6g}"
             lines.append(f"\nDET above the censoring level: {len(c['threshold'])} exact points; EER {eer}")
     return lines + claim_lines(doc["claims"])
+
+
+#: the closed-system audit page's words (report/closed.py fills them in; templates/closed.html.j2 shows them)
+CLOSED_WORDS = {
+    "title": "Closed-system audit: {mated} same-person and {nonmated} different-person comparisons",
+    "heading": "Closed face-recognition system: what its answers say",
+    "meta": "faceaudit {version} · document {schema} {schema_version} · this page was rendered from that "
+            "document alone and works offline",
+    "plain_h": "In plain words",
+    "kind_decision": "These are decision-only results: for each of {mated} same-person and {nonmated} "
+                     "different-person comparisons the system answered match or no-match, and reported "
+                     "no score. The only operating point is the system's own, at a threshold it does not "
+                     "reveal: no other threshold, no equal error rate and no DET curve can be measured "
+                     "from them.",
+    "kind_censored": "These are censored scores: the system reported a score only at or above {level}. "
+                     "{censored_mated} of the {mated} same-person and {censored_nonmated} of the {nonmated} "
+                     "different-person comparisons reported no score, so they are known only to lie below "
+                     "the level. Nothing is measured below it: the rates are given at thresholds at or above "
+                     "the level, and the DET curve only above it.",
+    "rates_words": "A false match (FMR) is two different people judged the same; a false non-match (FNMR) is "
+                   "one person not recognised. Each rate is given with its count of errors, the number of "
+                   "comparisons, and its {level}% exact (Clopper-Pearson) interval; a group with no errors "
+                   "gets the rule-of-three bound 3/n, never a bare 0.",
+    "claims_summary": "{n} claim checks: {passed} pass, {failed} fail, {unsure} have not enough data.",
+    "point_decision": "At the system's own decision (threshold not revealed)",
+    "point_threshold": "At threshold {threshold}",
+    "point_default": " (the censoring level)",
+    "overall_caption": "FMR and FNMR over everyone",
+    "grouping_caption": "FMR and FNMR by {grouping}",
+    "col_group": "group",
+    "col_subjects": "people",
+    "col_fmr": "false match rate (FMR)",
+    "col_fnmr": "false non-match rate (FNMR)",
+    "cross_h": "Who is mistaken for whom: cross-group FMR by {grouping}",
+    "cross_words": "Each cell is the false match rate between people of the row's group (probe) and the "
+                   "column's group (reference): comparisons of people of different groups are off the "
+                   "diagonal.",
+    "cross_corner": "probe ↓ / reference →",
+    "det_h": "DET curves above the censoring level",
+    "det_words": "For every threshold at or above the censoring level {level}, the false match rate (across) "
+                 "and the false non-match rate (up), on logarithmic axes; lower and further left is better. "
+                 "Below the level the system reported nothing, so the curves stop there.",
+    "det_label": "DET curves by {grouping} above the censoring level; the same numbers are in the table "
+                 "that follows.",
+    "det_table": "DET by {grouping} as a table (text alternative): {points} of the exact points",
+    "det_eer": "{eer} at threshold {threshold}",
+    "col_threshold": "threshold",
+    "col_points": "exact DET points",
+    "col_eer": "equal error rate",
+    "claims_h": "Claims checked",
+    "claims_words": "Each claimed rate is judged per group on the exact interval, never on the point "
+                    "estimate: {rule}.",
+    "col_claim": "claim",
+    "col_grouping": "grouping",
+    "col_errors": "errors / comparisons",
+    "col_interval": "interval",
+    "col_at": "at",
+    "col_verdict": "verdict",
+    "no_comparisons": "no comparisons",
+    "at_decision": "the system's decision",
+    "excl_h": "Rows left out",
+    "excl_words": "Rows of the results file that were not counted, and why.",
+    "excl_none": "No row was left out.",
+    "col_reason": "reason",
+    "col_rows": "rows",
+    "prov_h": "Provenance and settings",
+    "prov_words": "The inputs with their SHA-256 hashes, the faceaudit version and every setting of the "
+                  "measurement.",
+    "col_input": "input",
+    "col_path": "path",
+    "col_sha256": "sha256",
+    "col_setting": "setting",
+    "col_value": "value",
+    "version": "faceaudit version",
+    "censoring_rule": "censoring",
+    "footer": "Made with faceaudit {version}. The document this page was rendered from is embedded in it "
+              "(script element “faceaudit-data”).",
+    "footer_charts": "Charts: Vega {vega}, Vega-Lite {vega_lite}, Vega-Embed {vega_embed} (BSD-3-Clause), "
+                     "inlined.",
+}
 
 
 def candidate_identification_json(ci: Any) -> dict[str, Any]:

@@ -97,23 +97,23 @@ def one_in(x: Any) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+def flatten_rows(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(obj, Mapping):
         out: list[tuple[str, str]] = []
         for k in sorted(obj, key=str):
-            out += _flatten(obj[k], f"{prefix}.{k}" if prefix else str(k))
+            out += flatten_rows(obj[k], f"{prefix}.{k}" if prefix else str(k))
         return out
     if isinstance(obj, list) and any(isinstance(v, (Mapping, list)) for v in obj):
         out = []
         for i, v in enumerate(obj):
-            out += _flatten(v, f"{prefix}[{i}]")
+            out += flatten_rows(v, f"{prefix}[{i}]")
         return out
     if isinstance(obj, list):
         return [(prefix, ", ".join(map(str, obj)))]
     return [(prefix, "" if obj is None else str(obj))]
 
 
-def _inputs(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
+def input_rows(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
     out = []
     for name, entry in sorted((manifest.get("inputs") or {}).items()):
         if isinstance(entry, Mapping):
@@ -129,7 +129,7 @@ def _inputs(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def _models(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Every manifest entry that names or fingerprints a model."""
-    return [(k, v) for k, v in _flatten(manifest) if "model" in k.lower() and v]
+    return [(k, v) for k, v in flatten_rows(manifest) if "model" in k.lower() and v]
 
 
 def _fta(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -177,17 +177,17 @@ def view_model(doc: Mapping[str, Any]) -> dict[str, Any]:
         "targets": targets,
         "primary": primary,
         "extremes": extremes,
-        "inputs": _inputs(manifest),
+        "inputs": input_rows(manifest),
         "models": _models(manifest),
-        "provenance": _flatten(manifest),
-        "settings_rows": _flatten(settings),
+        "provenance": flatten_rows(manifest),
+        "settings_rows": flatten_rows(settings),
         "exclusions": sorted((counts.get("exclusions") or {}).items()),
         "fta": _fta(manifest),
         "groupings": list(doc.get("by_group", {})),
         "has_distributions": isinstance(doc.get("distributions"), Mapping),
         "scenarios": [scenario_view(x, doc) for x in doc.get("scenarios") or [] if isinstance(x, Mapping)],
         "evidence": [evidence_view(x, k, doc) for k, x in enumerate(doc.get("evidence") or [])],
-        "claims": _claims(doc.get("claims")),
+        "claims": claims_view(doc.get("claims")),
         **_cards_view(doc),
     }
 
@@ -219,7 +219,7 @@ def card_cell(cell: Mapping[str, Any] | None) -> str:
     )
 
 
-def _claims(section: Any) -> dict[str, Any] | None:
+def claims_view(section: Any) -> dict[str, Any] | None:
     """The claim checks (``audit --claim``) as the page shows them, or None without any."""
     if not isinstance(section, Mapping) or not section.get("verdicts"):
         return None

@@ -1,7 +1,9 @@
 """The audit document's JSON Schema (report/schema.json) and its validation; scenario documents
 (``faceaudit scenario --json``) are validated against the schema's ``$defs/scenario``, evidence documents
 (``faceaudit evidence --json``, ``faceaudit.evidence/1``) against report/evidence.schema.json, also where an
-audit document carries them (its ``evidence`` list, since 1.3)."""
+audit document carries them (its ``evidence`` list, since 1.3); closed-system audit documents
+(``faceaudit audit`` on decision-only or censored results, ``faceaudit.closed_audit``) against
+report/closed_audit.schema.json."""
 
 from __future__ import annotations
 
@@ -21,10 +23,14 @@ __all__ = [
     "validate_document",
     "validate_scenario_document",
     "validate_evidence_document",
+    "CLOSED_AUDIT_SCHEMA_PATH",
+    "load_closed_audit_schema",
+    "validate_closed_audit_document",
 ]
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
 EVIDENCE_SCHEMA_PATH = Path(__file__).resolve().parent / "evidence.schema.json"
+CLOSED_AUDIT_SCHEMA_PATH = Path(__file__).resolve().parent / "closed_audit.schema.json"
 
 
 @cache
@@ -35,6 +41,11 @@ def load_schema() -> dict[str, Any]:
 @cache
 def load_evidence_schema() -> dict[str, Any]:
     return json.loads(EVIDENCE_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@cache
+def load_closed_audit_schema() -> dict[str, Any]:
+    return json.loads(CLOSED_AUDIT_SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def _check(schema: dict[str, Any], doc: Any, what: str) -> None:
@@ -109,3 +120,49 @@ def validate_evidence_document(doc: Any) -> None:
             f"this faceaudit reads {EVIDENCE_SCHEMA!r}, written by `faceaudit evidence ... --json`)"
         )
     _check(load_evidence_schema(), doc, "evidence document")
+
+
+def validate_closed_audit_document(doc: Any) -> None:
+    """The same for a closed-system audit document (``faceaudit audit`` on decision-only or censored
+    results): its name and major version, then report/closed_audit.schema.json."""
+    from faceaudit.errors import InputError
+
+    kind = doc.get("schema") if isinstance(doc, dict) else None
+    if kind != "faceaudit.closed_audit":
+        what = f"a {kind} document" if isinstance(kind, str) else "JSON of another kind"
+        raise InputError(
+            f"not a faceaudit closed-system audit document (its 'schema' field is {kind!r}: {what}; "
+            "write one with `faceaudit audit --scores decisions.csv ... --json`)"
+        )
+    version = str(doc.get("schema_version", ""))
+    if not version.startswith("1."):
+        raise InputError(
+            f"closed-system audit document schema version {version!r} is not supported "
+            "(this faceaudit reads 1.x)"
+        )
+    _check(load_closed_audit_schema(), doc, "closed-system audit document")
+    try:
+        _check_closed_shapes(doc)
+    except (KeyError, IndexError, TypeError) as exc:  # only without jsonschema: the schema states these
+        raise InputError(
+            f"the closed-system audit document is not well formed ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
+
+
+def _check_closed_shapes(doc: dict[str, Any]) -> None:
+    """What a JSON Schema cannot say: each DET curve's arrays are as long as each other, and each cross-group
+    matrix has a row per probe group and a cell per reference group."""
+    from faceaudit.errors import InputError
+
+    for k, c in enumerate(doc["det_above_censoring"]):
+        if not len(c["threshold"]) == len(c["false_matches"]) == len(c["false_non_matches"]):
+            raise InputError("the closed-system audit document breaks its schema at "
+                             f"det_above_censoring/{k}: threshold, false_matches and false_non_matches "
+                             "differ in length")
+    for i, p in enumerate(doc["points"]):
+        for j, m in enumerate(p["cross_group_fmr"]):
+            if len(m["fmr"]) != len(m["probe_groups"]) or any(
+                len(row) != len(m["reference_groups"]) for row in m["fmr"]
+            ):
+                raise InputError(f"the closed-system audit document breaks its schema at points/{i}/"
+                                 f"cross_group_fmr/{j}: the matrix is not probe groups x reference groups")
