@@ -71,33 +71,37 @@ def validate_document(doc: Any) -> None:
 
     if not isinstance(doc, dict) or doc.get("schema") != "faceaudit.audit":
         raise InputError("not a faceaudit audit document (its 'schema' field is not 'faceaudit.audit')")
-    version = str(doc.get("schema_version", ""))
-    if not version.startswith("1."):
-        raise InputError(
-            f"audit document schema version {version!r} is not supported (this faceaudit reads 1.x)"
-        )
+    _require_major(doc, "audit document")
     _check(load_schema(), doc, "audit document")
     entries = doc.get("evidence")
     for k, entry in enumerate(entries if isinstance(entries, list) else []):  # schema.json: the envelope
         _check(load_evidence_schema(), entry, f"evidence document {k} of the audit document (evidence/{k})")
 
 
-def validate_scenario_document(doc: Any) -> None:
-    """The same for a scenario document (``faceaudit scenario --json``)."""
+def _require_kind(doc: Any, kind: str, noun: str, how: str) -> None:
+    """InputError unless the document's ``schema`` field names ``kind``."""
     from faceaudit.errors import InputError
 
-    kind = doc.get("schema") if isinstance(doc, dict) else None
-    if kind != "faceaudit.scenario":
-        what = f"a {kind} document" if isinstance(kind, str) else "JSON of another kind"
-        raise InputError(
-            f"not a faceaudit scenario document (its 'schema' field is {kind!r}: {what}; "
-            "write one with `faceaudit scenario ... --json`)"
-        )
+    found = doc.get("schema") if isinstance(doc, dict) else None
+    if found != kind:
+        what = f"a {found} document" if isinstance(found, str) else "JSON of another kind"
+        raise InputError(f"not a faceaudit {noun} (its 'schema' field is {found!r}: {what}; {how})")
+
+
+def _require_major(doc: dict[str, Any], noun: str) -> None:
+    """InputError unless the document's schema version is 1.x."""
+    from faceaudit.errors import InputError
+
     version = str(doc.get("schema_version", ""))
     if not version.startswith("1."):
-        raise InputError(
-            f"scenario document schema version {version!r} is not supported (this faceaudit reads 1.x)"
-        )
+        raise InputError(f"{noun} schema version {version!r} is not supported (this faceaudit reads 1.x)")
+
+
+def validate_scenario_document(doc: Any) -> None:
+    """The same for a scenario document (``faceaudit scenario --json``)."""
+    _require_kind(doc, "faceaudit.scenario", "scenario document",
+                  "write one with `faceaudit scenario ... --json`")
+    _require_major(doc, "scenario document")
     schema = load_schema()
     _check(
         {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/scenario"},
@@ -109,16 +113,10 @@ def validate_scenario_document(doc: Any) -> None:
 def validate_evidence_document(doc: Any) -> None:
     """The same for an evidence document (``faceaudit evidence --json``): its name, then
     report/evidence.schema.json."""
-    from faceaudit.errors import InputError
     from faceaudit.evidence.document import SCHEMA as EVIDENCE_SCHEMA
 
-    kind = doc.get("schema") if isinstance(doc, dict) else None
-    if kind != EVIDENCE_SCHEMA:
-        what = f"a {kind} document" if isinstance(kind, str) else "JSON of another kind"
-        raise InputError(
-            f"not a faceaudit evidence document (its 'schema' field is {kind!r}: {what}; "
-            f"this faceaudit reads {EVIDENCE_SCHEMA!r}, written by `faceaudit evidence ... --json`)"
-        )
+    _require_kind(doc, EVIDENCE_SCHEMA, "evidence document",
+                  f"this faceaudit reads {EVIDENCE_SCHEMA!r}, written by `faceaudit evidence ... --json`")
     _check(load_evidence_schema(), doc, "evidence document")
 
 
@@ -127,19 +125,9 @@ def validate_closed_audit_document(doc: Any) -> None:
     results): its name and major version, then report/closed_audit.schema.json."""
     from faceaudit.errors import InputError
 
-    kind = doc.get("schema") if isinstance(doc, dict) else None
-    if kind != "faceaudit.closed_audit":
-        what = f"a {kind} document" if isinstance(kind, str) else "JSON of another kind"
-        raise InputError(
-            f"not a faceaudit closed-system audit document (its 'schema' field is {kind!r}: {what}; "
-            "write one with `faceaudit audit --scores decisions.csv ... --json`)"
-        )
-    version = str(doc.get("schema_version", ""))
-    if not version.startswith("1."):
-        raise InputError(
-            f"closed-system audit document schema version {version!r} is not supported "
-            "(this faceaudit reads 1.x)"
-        )
+    _require_kind(doc, "faceaudit.closed_audit", "closed-system audit document",
+                  "write one with `faceaudit audit --scores decisions.csv ... --json`")
+    _require_major(doc, "closed-system audit document")
     _check(load_closed_audit_schema(), doc, "closed-system audit document")
     try:
         _check_closed_shapes(doc)
