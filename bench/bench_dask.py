@@ -155,7 +155,8 @@ def run(emb: Path, table: Path, out: Path, backend: str, top_k: int, workers: in
            "time_v_max_rss_gb": round(int(peak.group(1)) / 2**20, 3) if peak else None,
            "load_avg_before": load_before, "load_avg_after": os.getloadavg(), "samples": sampler.samples,
            "max_tree_rss_gb": round(sampler.max_tree_rss_kb / 2**20, 3),
-           "processes": [{**r, "vm_hwm_gb": round(r["vm_hwm_kb"] / 2**20, 3)} for r in sampler.procs.values()]}
+           "processes": [{**r, "vm_hwm_gb": round(r["vm_hwm_kb"] / 2**20, 3)}
+                         for r in sampler.procs.values()]}
     if proc.returncode != 0:
         row["error"] = stderr.strip()[-2000:]
         return row
