@@ -157,6 +157,9 @@ def run(emb: Path, table: Path, out: Path, backend: str, top_k: int, workers: in
            "max_tree_rss_gb": round(sampler.max_tree_rss_kb / 2**20, 3),
            "processes": [{**r, "vm_hwm_gb": round(r["vm_hwm_kb"] / 2**20, 3)}
                          for r in sampler.procs.values()]}
+    cpu = [re.search(rf"{k} time \(seconds\): ([\d.]+)", stderr) for k in ("User", "System")]
+    if all(cpu):  # CPU seconds of the process and its waited-for children: less sensitive to the load
+        row.update(user_s=float(cpu[0].group(1)), system_s=float(cpu[1].group(1)))
     if proc.returncode != 0:
         row["error"] = stderr.strip()[-2000:]
         return row

@@ -184,6 +184,9 @@ def run_cli(scores: Path, samples: Path, bootstrap: int) -> dict:
         "peak_rss_mb": int(peak_kb.group(1)) / 1024 if peak_kb else None,
         "file_mb": scores.stat().st_size / 2**20,
     }
+    cpu = [re.search(rf"{k} time \(seconds\): ([\d.]+)", err) for k in ("User", "System")]
+    if all(cpu):  # CPU seconds of the process and its waited-for children: less sensitive to the load
+        res.update(user_s=float(cpu[0].group(1)), system_s=float(cpu[1].group(1)))
     if proc.returncode != 0:
         res["error"] = err[-3000:]
         return res

@@ -71,6 +71,9 @@ def run(emb: Path, table: Path, out: Path, top_k: int, timeout: float) -> dict:
     row = {"top_k": top_k, "rc": p.returncode, "seconds": round(seconds, 2),
            "peak_rss_gb": round(int(peak.group(1)) / 2**20, 3) if peak else None,
            "load_avg_before": load_before, "load_avg": os.getloadavg()}
+    cpu = [re.search(rf"{k} time \(seconds\): ([\d.]+)", p.stderr) for k in ("User", "System")]
+    if all(cpu):  # CPU seconds of the process and its waited-for children: less sensitive to the load
+        row.update(user_s=float(cpu[0].group(1)), system_s=float(cpu[1].group(1)))
     if p.returncode != 0:
         row["error"] = p.stderr.strip().splitlines()[-1][:300] if p.stderr.strip() else "no output"
     side = out.with_name(out.name + ".run.json")
