@@ -114,7 +114,10 @@ def _git_head() -> str:
                           text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--short", "--", "src"], capture_output=True,
                            text=True).stdout.strip()
-    return head + (" + uncommitted src/" if dirty else "")
+    src = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "src"],
+                         capture_output=True,
+                         text=True).stdout.strip()
+    return f"{head} (src/ at {src})" + (" + uncommitted src/" if dirty else "")
 
 
 def main() -> None:
