@@ -40,8 +40,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-CLI = ROOT / ".venv" / "bin" / "faceaudit"
 BATCH = 1 << 20
+# the CLI of this checkout: the running interpreter with this tree's src/ first on the path (a worktree
+# has no .venv of its own; /work/main/.venv/bin/python with PYTHONPATH=src is the documented way)
+CLI = [sys.executable, "-m", "faceaudit.cli"]
+CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def _fmt_n(x: int) -> str:
@@ -69,14 +73,40 @@ def write_samples(n: int, per_subject: int, seed: int, id_type: str) -> Path:
     return path
 
 
+def scores_path(rows: int, n: int, id_type: str, genuine_mean: float) -> Path:
+    return OUT / f"stream_scores_{_fmt_n(rows)}_{n}_{id_type}_g{genuine_mean:g}_u.parquet"
+
+
+class TextProgress:
+    """A progress line every ``every`` of the total, for a log file (rich draws bars only on a terminal)."""
+
+    def __init__(self, console, rows: int, every: float = 0.05) -> None:
+        self.console, self.rows, self.step = console, rows, max(1, int(rows * every))
+        self.next, self.t0 = self.step, time.perf_counter()
+
+    def __call__(self, written: int) -> None:
+        if written < self.next and written < self.rows:
+            return
+        el = time.perf_counter() - self.t0
+        eta = el * (self.rows - written) / max(written, 1)
+        self.console.print(f"  wrote {written:,} / {self.rows:,} rows ({written / self.rows:.0%}), "
+                           f"{written / el:,.0f} rows/s, {el:.0f} s, ETA {eta:.0f} s, "
+                           f"load {os.getloadavg()[0]:.2f}", highlight=False)
+        self.next = (written // self.step + 1) * self.step
+
+
 def write_scores(rows: int, n: int, per_subject: int, seed: int, id_type: str, genuine_mean: float,
-                 progress) -> Path:
+                 progress, text_progress=None) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = OUT / f"stream_scores_{_fmt_n(rows)}_{n}_{id_type}_g{genuine_mean:g}_u.parquet"
+    path = scores_path(rows, n, id_type, genuine_mean)
     if path.exists():
         return path
+    n_pairs = n * (n - 1) // 2
+    if rows > n_pairs:  # before writing anything: the walk below would fail only near the end
+        raise SystemExit(f"{rows:,} rows exceed the {n_pairs:,} distinct unordered pairs of {n:,} samples; "
+                         f"use --n-samples {math.ceil((1 + math.sqrt(1 + 8 * rows)) / 2):,} or more")
     subj = np.arange(n) // per_subject
     ids = pa.array([f"s{i:05d}" for i in range(n)]) if id_type == "str" else None
     # every unordered mated pair (the audit reads pairs as unordered: each listed once)
@@ -128,6 +158,8 @@ def write_scores(rows: int, n: int, per_subject: int, seed: int, id_type: str, g
             written += p.size
             batch_no += 1
             progress.update(task, completed=written)
+            if text_progress is not None:
+                text_progress(written)
     os.replace(tmp, path)
     progress.remove_task(task)
     return path
@@ -135,10 +167,11 @@ def write_scores(rows: int, n: int, per_subject: int, seed: int, id_type: str, g
 
 def run_cli(scores: Path, samples: Path, bootstrap: int) -> dict:
     out_json = OUT / f"audit_{scores.stem}.json"
-    cmd = ["/usr/bin/time", "-v", str(CLI), "audit", "--scores", str(scores), "--samples", str(samples),
+    cmd = ["/usr/bin/time", "-v", *CLI, "audit", "--scores", str(scores), "--samples", str(samples),
            "--group", "sex", "--bootstrap", str(bootstrap), "--json", str(out_json), "--quiet"]
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=CLI_ENV)
     wall = time.perf_counter() - t0
     err = proc.stderr
     peak_kb = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
@@ -146,9 +179,14 @@ def run_cli(scores: Path, samples: Path, bootstrap: int) -> dict:
         "command": " ".join(cmd[2:]),
         "exit": proc.returncode,
         "wall_seconds": wall,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
         "peak_rss_mb": int(peak_kb.group(1)) / 1024 if peak_kb else None,
         "file_mb": scores.stat().st_size / 2**20,
     }
+    cpu = [re.search(rf"{k} time \(seconds\): ([\d.]+)", err) for k in ("User", "System")]
+    if all(cpu):  # CPU seconds of the process and its waited-for children: less sensitive to the load
+        res.update(user_s=float(cpu[0].group(1)), system_s=float(cpu[1].group(1)))
     if proc.returncode != 0:
         res["error"] = err[-3000:]
         return res
@@ -157,6 +195,9 @@ def run_cli(scores: Path, samples: Path, bootstrap: int) -> dict:
     overall = doc.get("overall") or {}
     res["eer"] = overall.get("eer")
     res["eer_threshold"] = overall.get("eer_threshold")
+    res["fmr_thresholds"] = {f"{op['fmr_target']:g}": op["threshold"]
+                             for op in overall.get("operating_points") or []}
+    res["duplicate_check"] = _find(doc, "duplicate_check")
     return res
 
 
@@ -237,15 +278,16 @@ def main() -> None:
         samples = write_samples(args.n_samples, args.per_subject, args.seed, args.id_type)
         for rows in rows_list:
             t0 = time.perf_counter()
-            existed = (OUT / f"stream_scores_{_fmt_n(rows)}_{args.n_samples}_{args.id_type}"
-                             f"_g{args.genuine_mean:g}.parquet").exists()
+            existed = scores_path(rows, args.n_samples, args.id_type, args.genuine_mean).exists()
             scores = write_scores(rows, args.n_samples, args.per_subject, args.seed, args.id_type,
-                                  args.genuine_mean, progress)
+                                  args.genuine_mean, progress,
+                                  None if console.is_terminal else TextProgress(console, rows))
             write_s = None if existed else time.perf_counter() - t0
             task = progress.add_task(f"faceaudit audit on {rows:,} rows", total=None)
             r = run_cli(scores, samples, args.bootstrap)
             progress.remove_task(task)
-            r.update(rows=rows, write_seconds=write_s)
+            r.update(rows=rows, write_seconds=write_s, rows_per_second=rows / r["wall_seconds"],
+                     duplicate_bitset_mib=(args.n_samples ** 2 // 8 + 1) / 2**20)
             if args.explain:
                 task = progress.add_task(f"explain {rows:,} rows", total=None)
                 r["explain"] = explain(scores, samples)
@@ -272,7 +314,7 @@ def main() -> None:
                            text=True).stdout.splitlines()
     doc = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_head": git, "src_dirty": dirty,
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "args": vars(args), "results": results}
-    out = OUT / f"bench_stream_{args.id_type}.json"
+    out = OUT / f"bench_stream_{args.id_type}_{args.n_samples}_{'_'.join(map(_fmt_n, rows_list))}.json"
     out.write_text(json.dumps(doc, indent=1))
     console.print(f"wrote {out.relative_to(ROOT)}")
 

@@ -102,7 +102,9 @@ class DaskBackend:
             f = self.client.submit(numpy_chunk, plan_f, emb_f, scaled_f, chunks[k], pure=False)
             futs[f] = k
         for f in as_completed(list(futs)):
-            yield futs[f], f.result()
+            # drop the future with its result: a held future keeps its result in a worker's memory
+            k = futs.pop(f)
+            yield k, f.result()
 
     def cell_max_below(self, plan: BlockPlan, blocks: Sequence[tuple[int, int]], level_x: np.ndarray,
                        cells: np.ndarray) -> np.ndarray:
