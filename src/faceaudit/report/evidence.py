@@ -162,26 +162,12 @@ def attach_evidence(doc: dict[str, Any], paths: Iterable[str | Path]) -> dict[st
     """Add each evidence file to the audit document's ``evidence`` (with its path and sha256 as ``source``);
     a document already there (same content) is not added twice. Raises :class:`EvidenceFileError` or
     :class:`EvidenceMismatchError`; the document's version becomes at least 1.3."""
-    from faceaudit.data.tables import file_sha256
+    from faceaudit.report.attach import attach_files
     from faceaudit.report.document import EVIDENCE_SINCE, evidence_entry_json
 
-    paths = list(paths)
-    if not paths:
+    if not attach_files(doc, "evidence", paths, read_evidence, check_evidence_consistency,
+                        evidence_entry_json):
         return doc
-    entries = list(doc.get("evidence") or [])
-
-    def key(e: Mapping[str, Any]) -> str:
-        return json.dumps({k: v for k, v in e.items() if k != "source"}, sort_keys=True)
-
-    seen = {key(e) for e in entries}
-    for path in paths:
-        ev = read_evidence(path)
-        check_evidence_consistency(doc, ev, str(path))
-        if key(ev) in seen:
-            continue
-        seen.add(key(ev))
-        entries.append(evidence_entry_json(ev, str(path), file_sha256(path)))
-    doc["evidence"] = entries
     if _version(doc.get("schema_version")) < _version(EVIDENCE_SINCE):
         doc["schema_version"] = EVIDENCE_SINCE  # it now uses a field of 1.3
     return doc

@@ -152,26 +152,14 @@ def attach_scenarios(doc: dict[str, Any], paths: Iterable[str | Path]) -> dict[s
     """Add each scenario file to the audit document's ``scenarios`` (with its path and sha256 as
     ``source``); a scenario already there (same content) is not added twice. Raises
     :class:`ScenarioFileError` or :class:`ScenarioMismatchError`."""
-    from faceaudit.data.tables import file_sha256
+    from faceaudit.report.attach import attach_files
     from faceaudit.report.jsonout import to_jsonable
 
-    paths = list(paths)
-    if not paths:
+    def entry(scen: dict[str, Any], path: str, sha256: str) -> dict[str, Any]:
+        return to_jsonable({**scen, "source": {"path": path, "sha256": sha256}})
+
+    if not attach_files(doc, "scenarios", paths, read_scenario, check_consistency, entry):
         return doc
-    scenarios = list(doc.get("scenarios") or [])
-
-    def key(s: Mapping[str, Any]) -> str:
-        return json.dumps({k: v for k, v in s.items() if k != "source"}, sort_keys=True)
-
-    seen = {key(s) for s in scenarios}
-    for path in paths:
-        scen = read_scenario(path)
-        check_consistency(doc, scen, str(path))
-        if key(scen) in seen:
-            continue
-        seen.add(key(scen))
-        scenarios.append({**scen, "source": {"path": str(path), "sha256": file_sha256(path)}})
-    doc["scenarios"] = to_jsonable(scenarios)
     if _version(doc.get("schema_version")) < _version(SCENARIOS_SINCE):
         # it now uses a field of 1.1; not the current version, whose differentials it may not have
         doc["schema_version"] = SCENARIOS_SINCE
