@@ -52,7 +52,8 @@ DEFAULT_GRID_POINTS = 512
 def encode_scores(scores: np.ndarray) -> dict[str, Any]:
     """Sorted scores as ``{"dtype", "count", "base64"}`` (float32 where that is lossless)."""
     s = np.sort(np.asarray(scores, dtype=np.float64))
-    as32 = s.astype("<f4")
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, not equal, so float64 below
+        as32 = s.astype("<f4")
     if np.array_equal(as32.astype(np.float64), s):
         dtype, raw = "float32", as32.tobytes()
     else:
