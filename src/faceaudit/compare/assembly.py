@@ -57,7 +57,7 @@ def assemble(run: Planner, backend: Backend, parts: list[BlockPartial],
     running per-probe summaries, and ``slots``: the chunks' slot counts, already summed (the parts' own
     are then None)."""
     plan = run.plan
-    total = BlockPartial.sum(parts, plan.n_slots, slots=slots)
+    total = BlockPartial.sum(parts, plan.n_slots, slots=slots, release=True)
     parts.clear()
     rows, whole = run.rows_of_slots(total.slots)
     check_pair_counts(run, total, int(rows.sum() + whole.sum()))
@@ -149,8 +149,7 @@ def _canonical_triple(s: np.ndarray, i: np.ndarray,
 def _whole_cells(run: Planner, caps: Captures, n_whole: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every score (score units) and sample pair of the cells kept whole, captured in the main pass; their
     number must be the count of their shared histogram row."""
-    g = run.samples.group_of_sample
-    sel = run.cell_row[g[caps.i] * run.G + g[caps.j]] < 0
+    sel = run.cell_row[_cells_of(run, caps.i, caps.j)] < 0
     if int(sel.sum()) != n_whole or int(run.cell_pairs.reshape(-1)[run.cell_row < 0].sum()) != n_whole:
         raise AssertionError(f"the cells kept whole hold {n_whole} pairs, {int(sel.sum())} were captured")
     s = caps.x[sel].astype(np.float64)
@@ -303,7 +302,7 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
                     coarse: ScoreDistributions, capped: tuple) -> ScoreDistributions:
     """The distributions of a run whose required tail passes ``run.max_tail``: capped cutoffs, the tail
     above them, and the windows of every answer below them (:mod:`faceaudit.compare.capped`)."""
-    G, edges, g = run.G, run.edges, run.samples.group_of_sample
+    G, edges = run.G, run.edges
     C, required, kept_size = capped
     needs, windows = needed_ranges(coarse, rows, run.cell_row, C, run.subsets, run.targets)
     kept = run.keep if run.keep is not None else _kept_from_levels(run)
@@ -315,22 +314,16 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
         caps = _needs_pass(run, backend, needs.restricted(fail), fail, caps)
         passes.append(f"capture of the needed bins in {int(fail.sum())} cell(s), "
                       f"{len(run.blocks_holding(fail.reshape(G, G)))} block(s)")
-    s = caps.x.astype(np.float64)
-    s /= run.plan.scale
-    cell = g[caps.i] * G + g[caps.j]
-    in_tail = s >= C.reshape(-1)[cell]
-    below = np.full(G * G, -np.inf)
-    np.maximum.at(below, cell[~in_tail], s[~in_tail])
-    tail_min = np.full(G * G, np.inf)  # per cell its smallest tail score: a window's smallest above
-    np.minimum.at(tail_min, cell[in_tail], s[in_tail])
-    _check_tail(run, rows, C, np.bincount(cell[in_tail], minlength=G * G), below)
-    low = np.flatnonzero(~in_tail & (run.cell_row[cell] >= 0))  # the windows' own captures: a few
-    win = build_windows(rows, run.cell_row, edges, windows, s[low], cell[low], bin_index(s[low], edges),
-                        caps.i[low], caps.j[low], tail_min)
-    del low
-    to_bulk = ~in_tail & (run.cell_row[cell] < 0)
-    bulk = _canonical_triple(s[to_bulk], caps.i[to_bulk], caps.j[to_bulk])
-    tail = _canonical_triple(s[in_tail], caps.i[in_tail], caps.j[in_tail])
+    split = _split_captures(run, caps, C, needs)
+    _check_tail(run, rows, C, split.n_tail, split.below)
+    low = split.window  # the windows' own captures, and the scores next to them: whole needed bins
+    s_low, cell_low = _scores(run, caps, low), _cells_of(run, caps.i[low], caps.j[low])
+    win = build_windows(rows, run.cell_row, edges, windows, s_low, cell_low, bin_index(s_low, edges),
+                        caps.i[low], caps.j[low], split.tail_min)
+    del low, s_low, cell_low
+    bulk = _canonical_triple(_scores(run, caps, split.bulk), caps.i[split.bulk], caps.j[split.bulk])
+    tail = _canonical_triple(_scores(run, caps, split.tail), caps.i[split.tail], caps.j[split.tail])
+    below = split.below
     meta = _tail_meta(run, contiguous_level(run), passes)
     meta["tail_cutoff_rule"] = (
         "per cell: required_tail_cutoff of the complete histogram, raised to the lowest common bin edge "
@@ -350,6 +343,63 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
         below_max=below.reshape(G, G), genuine_score=gs, genuine_probe=gp, genuine_reference=gr,
         bulk_score=bulk[0], bulk_probe=bulk[1], bulk_reference=bulk[2], cell_limit=run.cell_limit,
         exclusions=Counter(), impostor_subject_pairs=None, design="complete", meta=meta, windows=win)
+
+
+#: captures scanned at a time by the capped assembly: no per-capture temporary spans all of them
+SCAN_BATCH = 1 << 20
+
+
+@dataclass
+class _Split:
+    """The captures of a capped run sorted out: indices of the tail's, the windows' (in a needed range of
+    a cell with a histogram row, below its cutoff) and the bulk's (cells kept whole, below the cutoff);
+    per cell the tail count, the largest score below the cutoff and the smallest tail score."""
+
+    tail: np.ndarray
+    window: np.ndarray
+    bulk: np.ndarray
+    n_tail: np.ndarray
+    below: np.ndarray
+    tail_min: np.ndarray
+
+
+def _cells_of(run: Planner, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Each pair's cell (group[i] * G + group[j]), in int32 where G * G fits (a per-capture temporary)."""
+    g = run.samples.group_of_sample.astype(np.int32 if run.G * run.G < 2**31 else np.int64)
+    cell = g[i]
+    cell *= run.G
+    cell += g[j]
+    return cell
+
+
+def _scores(run: Planner, caps: Captures, idx: np.ndarray) -> np.ndarray:
+    """The captures' scores (float64, score units) at ``idx``: each value as a whole-array cast gives."""
+    s = caps.x[idx].astype(np.float64)
+    s /= run.plan.scale
+    return s
+
+
+def _split_captures(run: Planner, caps: Captures, C: np.ndarray, needs: KeepRanges) -> _Split:
+    """:class:`_Split` of a capped run's captures, in batches of :data:`SCAN_BATCH` (the reductions are
+    exact in any order; the indices come out ascending, as one scan gives)."""
+    G2, flat_C = run.G * run.G, C.reshape(-1)
+    below, tail_min = np.full(G2, -np.inf), np.full(G2, np.inf)
+    n_tail = np.zeros(G2, np.int64)
+    tail, window, bulk = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for a in range(0, caps.x.size, SCAN_BATCH):
+        z = min(a + SCAN_BATCH, caps.x.size)
+        s = _scores(run, caps, slice(a, z))
+        cell = _cells_of(run, caps.i[a:z], caps.j[a:z])
+        in_tail = s >= flat_C[cell]
+        np.maximum.at(below, cell[~in_tail], s[~in_tail])
+        np.minimum.at(tail_min, cell[in_tail], s[in_tail])  # a window's smallest score above
+        n_tail += np.bincount(cell[in_tail], minlength=G2)
+        tail.append(np.flatnonzero(in_tail) + a)
+        has_row = run.cell_row[cell] >= 0
+        bulk.append(np.flatnonzero(~in_tail & ~has_row) + a)
+        low = np.flatnonzero(~in_tail & has_row)
+        window.append(low[needs.mask(cell[low], bin_index(s[low], run.edges))] + a)
+    return _Split(*(np.concatenate(x) for x in (tail, window, bulk)), n_tail, below, tail_min)
 
 
 def _kept_from_levels(run: Planner) -> KeepRanges:

@@ -323,7 +323,11 @@ def reduce_chunk(
     ranges = run.keep_mask(part.cap_i, part.cap_j, part.cap_x)  # a capped tail: the estimated needs only
     if ranges is not None:
         tail &= ranges
-    part.cap_i, part.cap_j, part.cap_x = part.cap_i[tail], part.cap_j[tail], part.cap_x[tail]
+    # kept until the assembly, a few per cell and bin: int32 sample indices where they fit (12 bytes a
+    # capture, not 20; the assembly casts what it writes to int64)
+    index = np.int32 if run.n < 2**31 else np.int64
+    part.cap_i, part.cap_j = part.cap_i[tail].astype(index), part.cap_j[tail].astype(index)
+    part.cap_x = part.cap_x[tail]
     return part, probes
 
 

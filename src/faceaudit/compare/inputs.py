@@ -16,10 +16,14 @@ from faceaudit.compare.errors import (
 from faceaudit.errors import InputError, SampleTableError
 from faceaudit.scores import SampleIndex
 
-__all__ = ["prepare_embeddings", "check_samples", "round_to_bfloat16", "NORM_TOLERANCE"]
+__all__ = ["prepare_embeddings", "check_samples", "round_to_bfloat16", "NORM_TOLERANCE", "ROW_BATCH"]
 
 #: unit-norm tolerance for cosine without ``normalize``
 NORM_TOLERANCE = 1e-3
+
+
+#: rows converted at a time: the float64 working copy is this many rows, not the whole matrix
+ROW_BATCH = 1 << 14
 
 
 def prepare_embeddings(embeddings: Any, *, metric: str = "cosine", normalize: bool = False) -> np.ndarray:
@@ -27,12 +31,13 @@ def prepare_embeddings(embeddings: Any, *, metric: str = "cosine", normalize: bo
 
     Cosine similarity needs unit-norm rows: rows whose norm is off 1 by more than ``1e-3`` raise
     :class:`NotNormalizedError` unless ``normalize``; then (and always for cosine) rows are divided by
-    their float64 norm, so that scores are cosines up to float32 rounding.
+    their float64 norm, so that scores are cosines up to float32 rounding. The float64 work is done
+    :data:`ROW_BATCH` rows at a time (every step is per row: the same values as on the whole matrix).
     """
     if metric not in ("cosine", "euclidean"):
         raise InputError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
-    a64 = _finite_matrix(embeddings)
-    norms = np.linalg.norm(a64, axis=1)
+    a = _numeric_matrix(embeddings)
+    norms = _row_norms(a)
     zero = norms == 0
     if zero.any() and metric == "cosine":
         rows = np.flatnonzero(zero)
@@ -46,14 +51,34 @@ def prepare_embeddings(embeddings: Any, *, metric: str = "cosine", normalize: bo
                 f"{rows.size} embedding(s) are not unit-norm (e.g. row {rows[0]} has norm "
                 f"{norms[rows[0]]:.6g}); cosine similarity needs normalised embeddings: pass normalize=True "
                 "(--normalize)")
-        a64 /= norms[:, None]
-    elif normalize:
-        a64 /= np.where(zero, 1.0, norms)[:, None]
-    return np.ascontiguousarray(a64, dtype=np.float32)
+    divide = metric == "cosine" or normalize
+    by = np.where(zero, 1.0, norms)
+    out = np.empty(a.shape, np.float32)
+    for r in range(0, a.shape[0], ROW_BATCH):
+        a64 = a[r : r + ROW_BATCH].astype(np.float64)
+        if divide:
+            a64 /= by[r : r + ROW_BATCH, None]
+        out[r : r + ROW_BATCH] = a64
+    return out
 
 
-def _finite_matrix(embeddings: Any) -> np.ndarray:
-    """The embeddings as a float64 (n, d) matrix of finite numbers, or a named error."""
+def _row_norms(a: np.ndarray) -> np.ndarray:
+    """Each row's float64 norm, or a named error for rows with NaN or infinite components."""
+    n = a.shape[0]
+    norms, bad = np.empty(n), np.zeros(n, bool)
+    for r in range(0, n, ROW_BATCH):
+        a64 = a[r : r + ROW_BATCH].astype(np.float64)
+        bad[r : r + ROW_BATCH] = ~np.isfinite(a64).all(axis=1)
+        norms[r : r + ROW_BATCH] = np.linalg.norm(a64, axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise NonFiniteEmbeddingError(
+            f"{rows.size} embedding(s) have NaN or infinite components, first at row {rows[0]}")
+    return norms
+
+
+def _numeric_matrix(embeddings: Any) -> np.ndarray:
+    """The embeddings as an (n, d) numeric array (no copy where they are one), or a named error."""
     if isinstance(embeddings, (list, tuple)) and embeddings and any(
             np.ndim(r) != 1 or np.size(r) != np.size(embeddings[0]) for r in embeddings):
         dims = sorted({int(np.size(r)) for r in embeddings})
@@ -63,13 +88,7 @@ def _finite_matrix(embeddings: Any) -> np.ndarray:
         raise EmbeddingShapeError(f"embeddings must be a non-empty (n, d) matrix, got shape {a.shape}")
     if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
         raise EmbeddingShapeError(f"embeddings must be numeric, got {a.dtype}")
-    a64 = a.astype(np.float64)
-    bad = ~np.isfinite(a64).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise NonFiniteEmbeddingError(
-            f"{rows.size} embedding(s) have NaN or infinite components, first at row {rows[0]}")
-    return a64
+    return a
 
 
 def check_samples(samples: SampleIndex) -> None:

@@ -121,17 +121,23 @@ class BlockPartial:
         return cls(np.zeros(n_slots, np.int64), 0, e, e, f, e, e, f)
 
     @classmethod
-    def sum(cls, parts: list[BlockPartial], n_slots: int, slots: np.ndarray | None = None) -> BlockPartial:
+    def sum(cls, parts: list[BlockPartial], n_slots: int, slots: np.ndarray | None = None,
+            release: bool = False) -> BlockPartial:
         """``parts[0] + parts[1] + ...`` with one concatenation (not one per ``+``); ``slots``: their
-        counts, when the caller has already summed them."""
+        counts, when the caller has already summed them. ``release``: each field of the parts emptied
+        once joined (the parts are spent), so the captures are held twice for one field at most."""
         if not parts:
             return cls.empty(n_slots)
         if slots is None:
             slots = np.zeros(n_slots, np.int64)
             for p in parts:
                 slots += p.slots
-        cat = {f: np.concatenate([getattr(p, f) for p in parts])
-               for f in ("cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x")}
+        cat = {}
+        for f in ("cap_i", "cap_j", "cap_x", "gen_i", "gen_j", "gen_x"):
+            cat[f] = np.concatenate([getattr(p, f) for p in parts])
+            if release:
+                for p in parts:
+                    setattr(p, f, getattr(p, f)[:0])
         return cls(
             slots=slots, pairs=sum(p.pairs for p in parts), blocks=sum((p.blocks for p in parts), ()), **cat
         )
