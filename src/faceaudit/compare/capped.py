@@ -134,20 +134,28 @@ def capped_cutoffs(rows: np.ndarray, cell_row: np.ndarray, T: np.ndarray, edges:
     """(G, G) cutoffs whose tail holds at most ``budget`` scores of the cells with a histogram row:
     ``max(T, e)`` with ``e`` the lowest edge at which that holds; the cells without a row keep T. With
     the required tail's size and the capped one's; None when the required tail fits."""
+    sizes = _tail_sizes(rows, cell_row, T, edges)
+    if sizes is None or sizes[2] <= budget:
+        return None
+    has, bT, required, total = sizes
+    required = int(required)
+    k = int(np.flatnonzero(total <= budget)[0])
+    C = T.astype(np.float64).copy().reshape(-1)
+    C[has] = [edge_of(edges, max(k, b)) for b in bT.tolist()]
+    return C.reshape(T.shape), required, int(total[k])
+
+
+def _tail_sizes(rows: np.ndarray, cell_row: np.ndarray, T: np.ndarray, edges: np.ndarray):
+    """Of the cells with a histogram row (``has``): each one's cutoff bin of ``T``, the required tail's
+    size (every cell cut at its T) and, per edge k, the tail's size were every cell cut at max(T, edge k).
+    None when no cell has a row."""
     has = np.flatnonzero(cell_row >= 0)
     if not has.size:
         return None
     ft = from_top(rows[cell_row[has]])
     bT = np.array([cutoff_bin(edges, float(t)) for t in T.reshape(-1)[has]], np.int64)
     req = ft[np.arange(has.size), bT]
-    required = int(req.sum())
-    if required <= budget:
-        return None
-    total = np.minimum(ft, req[:, None]).sum(axis=0)  # tail size if every cell were cut at edge k
-    k = int(np.flatnonzero(total <= budget)[0])
-    C = T.astype(np.float64).copy().reshape(-1)
-    C[has] = [edge_of(edges, max(k, b)) for b in bT.tolist()]
-    return C.reshape(T.shape), required, int(total[k])
+    return has, bT, req.sum(), np.minimum(ft, req[:, None]).sum(axis=0)
 
 
 def _nonempty_around(row: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
@@ -254,15 +262,10 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
     (the cells kept whole have -inf); ``rate``: the share of pairs the pre-pass sampled."""
     edges = est_dist.edges
     B = edges.size - 1
-    has = np.flatnonzero(cell_row >= 0)
-    if not has.size:
+    sizes = _tail_sizes(est, cell_row, T_est, edges)
+    if sizes is None or sizes[2] <= budget:
         return None
-    ft = from_top(est[cell_row[has]])
-    bT = np.array([cutoff_bin(edges, float(t)) for t in T_est.reshape(-1)[has]], np.int64)
-    req = ft[np.arange(has.size), bT]
-    if req.sum() <= budget:
-        return None
-    total = np.minimum(ft, req[:, None]).sum(axis=0)
+    total = sizes[3]
     k = int(np.flatnonzero(total <= budget * TAIL_KEEP_MARGIN)[0])
     rc, rlo, rhi = [], [], []
     flat_level = level.reshape(-1)
