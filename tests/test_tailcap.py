@@ -19,11 +19,11 @@ import pytest
 from test_compare import lattice_set
 
 from faceaudit.audit import audit
-from faceaudit.compare import capped, compare_embeddings, prepass
+from faceaudit.compare import assembly, capped, compare_embeddings, prepass
 from faceaudit.compare import plan as plan_module
 from faceaudit.compare.capped import KeepRanges
 from faceaudit.compare.npzfile import read_npz
-from faceaudit.compare.store import FORMAT, FORMAT_WINDOWS, load_distributions, save_distributions
+from faceaudit.compare.store import FORMAT, FORMAT_PARTS, FORMAT_WINDOWS, load_distributions, save_distributions
 from faceaudit.errors import InputError, NotExactError
 from faceaudit.groups import group_subsets
 from faceaudit.measures.verification import (
@@ -40,12 +40,17 @@ KW = {"progress": False, "block": 32, "reference_sample": 64}
 TARGETS = (1e-3, 1e-2, 0.05)
 
 
-@pytest.fixture(autouse=True)
-def rows_everywhere(monkeypatch):
+@pytest.fixture(autouse=True, params=["whole", "parts"])
+def windows_mode(request, monkeypatch):
     """Every cell with a histogram row and an estimated level (the test sets are small: otherwise every
-    cell would be kept whole and nothing would be capped)."""
+    cell would be kept whole and nothing would be capped). Every test runs twice: with windows of whole
+    bins (their total never counted as over the budget) and with the windows over the budget split into
+    parts (compare/refine.py; the small budgets here always pass it)."""
     monkeypatch.setattr(prepass, "SMALL_CELL", 0)
     monkeypatch.setattr(plan_module, "default_cell_limit", lambda bins: 0)
+    if request.param == "whole":
+        monkeypatch.setattr(assembly, "window_total", lambda *a: 0)
+    return request.param
 
 
 def brute(x, samples):
@@ -175,13 +180,14 @@ def _missing_everything(*args, **kw):
     return KeepRanges.of(np.arange(n), np.full(n, B - 1), np.full(n, B), B)
 
 
-def test_missed_bins_get_a_capture_pass_and_stay_exact(monkeypatch):
+def test_missed_bins_get_a_capture_pass_and_stay_exact(monkeypatch, windows_mode):
     x, samples = lattice_set(n=150, seed=4)
     full = compare_embeddings(x, samples, backend="numpy", fmr_targets=TARGETS, **KW)
     ref = compare_embeddings(x, samples, backend="numpy", fmr_targets=TARGETS, max_tail=100, **KW)
     monkeypatch.setattr(prepass, "estimate_keep", _missing_everything)
     cap = compare_embeddings(x, samples, backend="numpy", fmr_targets=TARGETS, max_tail=100, **KW)
-    assert cap.meta["passes"][1].startswith(f"capture of the needed bins in {samples.n_groups ** 2} cell(s)")
+    what = "needed bins" if windows_mode == "whole" else "tail's bins"
+    assert cap.meta["passes"][1].startswith(f"capture of the {what} in {samples.n_groups ** 2} cell(s)")
     assert cap == ref  # the result depends on the exact histogram only, not on what the pass kept
     check_answers(cap, x, samples)
     same_audit(audit(full, fmr_targets=TARGETS, bootstrap=0), audit(cap, fmr_targets=TARGETS, bootstrap=0))
@@ -223,7 +229,7 @@ def test_dask_agrees_bit_for_bit_with_windows():
     assert d_dask == d_np
 
 
-def test_store_keeps_the_windows_and_the_audit_reads_them(tmp_path):
+def test_store_keeps_the_windows_and_the_audit_reads_them(tmp_path, windows_mode):
     x, samples = lattice_set(n=150, seed=6)
     cap = compare_embeddings(x, samples, backend="numpy", fmr_targets=TARGETS, max_tail=60, **KW)
     full = compare_embeddings(x, samples, backend="numpy", fmr_targets=TARGETS, **KW)
@@ -237,7 +243,8 @@ def test_store_keeps_the_windows_and_the_audit_reads_them(tmp_path):
     plain, windowed = (read_npz(tmp_path / n) for n in ("full.fadist", "cap.fadist"))
     assert json.loads(str(plain["__json__"]))["format"] == FORMAT
     assert not any(n.startswith("window_") for n in plain)
-    assert json.loads(str(windowed["__json__"]))["format"] == FORMAT_WINDOWS
+    assert json.loads(str(windowed["__json__"]))["format"] == (FORMAT_WINDOWS if windows_mode == "whole"
+                                                               else FORMAT_PARTS)
     same_audit(audit(full, fmr_targets=TARGETS, bootstrap=0), audit(back, fmr_targets=TARGETS, bootstrap=0))
     # a merge drops the windows (as it drops score files' EER windows): never a silent answer
     merged = back + back

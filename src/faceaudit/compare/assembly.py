@@ -33,8 +33,11 @@ from faceaudit.compare.capped import (
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
 from faceaudit.compare.probes import ProbeAccumulator
+from faceaudit.compare import refine as partition
+from faceaudit.compare.refine import window_total
 from faceaudit.compare.summary import float_order
 from faceaudit.scores import ScoreDistributions, bin_index
+from faceaudit.tail_windows import TailWindows
 
 __all__ = ["assemble", "lower_level", "check_pair_counts", "assemble_capped", "contiguous_level"]
 
@@ -305,6 +308,8 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
     G, edges = run.G, run.edges
     C, required, kept_size = capped
     needs, windows = needed_ranges(coarse, rows, run.cell_row, C, run.subsets, run.targets)
+    if window_total(rows, run.cell_row, windows) > run.max_tail:
+        return _assemble_refined(run, backend, caps, rows, coarse, capped)
     kept = run.keep if run.keep is not None else _kept_from_levels(run)
     fail = np.zeros(G * G, bool)
     for c, lo, hi in zip(needs.cell.tolist(), needs.lo.tolist(), needs.hi.tolist()):
@@ -321,6 +326,49 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
     win = build_windows(rows, run.cell_row, edges, windows, s_low, cell_low, bin_index(s_low, edges),
                         caps.i[low], caps.j[low], split.tail_min)
     del low, s_low, cell_low
+    return _capped_result(run, caps, rows, split, coarse, capped, win, passes)
+
+
+def _assemble_refined(run: Planner, backend: Backend, caps: Captures, rows: np.ndarray,
+                      coarse: ScoreDistributions, capped: tuple) -> ScoreDistributions:
+    """A capped run whose whole-bin windows would hold more than ``run.max_tail`` scores: the tail as in
+    :func:`assemble_capped`, each answer's bin partitioned by further passes until its part fits
+    (:mod:`faceaudit.compare.refine`), then one pass capturing the parts."""
+    G, B = run.G, run.edges.size - 1
+    C = capped[0]
+    tail_needs, _ = needed_ranges(coarse, rows, run.cell_row, C, [], run.targets)
+    kept = run.keep if run.keep is not None else _kept_from_levels(run)
+    fail = np.zeros(G * G, bool)
+    for c, lo, hi in zip(tail_needs.cell.tolist(), tail_needs.lo.tolist(), tail_needs.hi.tolist()):
+        fail[c] |= not kept.covers(c, lo, hi)
+    passes = ["main"]
+    if fail.any():
+        caps = _needs_pass(run, backend, tail_needs.restricted(fail), fail, caps)
+        passes.append(f"capture of the tail's bins in {int(fail.sum())} cell(s), "
+                      f"{len(run.blocks_holding(fail.reshape(G, G)))} block(s)")
+    split = _split_captures(run, caps, C, KeepRanges.of([], [], [], B))
+    _check_tail(run, rows, C, split.n_tail, split.below)
+    answers = partition.answers_below(coarse, rows, run.cell_row, C, run.subsets, run.targets)
+    n_split = partition.refine(run, backend, answers, run.max_tail)
+    passes.append(f"{n_split} pass(es) splitting the bins of {len(answers)} answer(s) into "
+                  f"{partition.SUB_BINS} parts")
+    win = partition.capture_windows(run, backend, rows, C, answers)
+    passes.append(f"capture of {win.cell.size} window(s)")
+    dist = _capped_result(run, caps, rows, split, coarse, capped, win, passes)
+    dist.meta["tail_windows"]["partition"] = {
+        "sub_bins": partition.SUB_BINS, "split_passes": n_split, "answers": len(answers),
+        "largest_window": int(np.diff(win.start).max()) if win.cell.size else 0,
+        "rule": "where the whole-bin windows would hold more than max_tail scores, each answer's bin is "
+                "split into sub_bins equal parts by further passes, keeping the part holding the answer, "
+                "until it holds at most max_tail / answers scores or its scores are one value"}
+    return dist
+
+
+def _capped_result(run: Planner, caps: Captures, rows: np.ndarray, split: _Split, coarse: ScoreDistributions, capped: tuple,
+                   win: TailWindows, passes: list[str]) -> ScoreDistributions:
+    """The ScoreDistributions of a capped run from its sorted-out captures and windows."""
+    G, edges = run.G, run.edges
+    C, required, kept_size = capped
     bulk = _canonical_triple(_scores(run, caps, split.bulk), caps.i[split.bulk], caps.j[split.bulk])
     tail = _canonical_triple(_scores(run, caps, split.tail), caps.i[split.tail], caps.j[split.tail])
     below = split.below
@@ -333,7 +381,7 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
         "thresholds) read from the exact scores of its histogram bin (tail windows)")
     meta["tail_windows"] = {
         "max_tail": int(run.max_tail), "required_tail": int(required), "kept_tail": int(kept_size),
-        "windows": len(windows), "window_scores": int(win.n_scores),
+        "windows": int(win.cell.size), "window_scores": int(win.n_scores),
         "note": "below the capped tail the FMR has no subject-bootstrap interval (Clopper-Pearson only), "
                 "and the DET curve holds the tail's points only"}
     gs, gp, gr = coarse.genuine_score, coarse.genuine_probe, coarse.genuine_reference

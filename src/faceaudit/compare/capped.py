@@ -275,6 +275,7 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
         # from 2 bins below, and down to the next bin the estimate has scores in (sparse scores)
         rlo.append(0 if cell_row[c] < 0 else max(_nonempty_around(est[cell_row[c]], max(k - 2, 0), B)[0], lv))
         rhi.append(B)
+    bc, blo, bhi = [], [], []
     for groups in subsets:
         cells = est_dist.cell_mask(groups, groups).reshape(-1) & (cell_row >= 0)
         if not cells.any():
@@ -288,9 +289,14 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
         for lo, hi in bands:
             lo, hi = _nonempty_around(hist, max(lo - 2, 0), min(hi + 3, B))
             for c in np.flatnonzero(cells).tolist():
-                rc.append(c)
-                rlo.append(lo)
-                rhi.append(hi + 1)
+                bc.append(c)
+                blo.append(lo)
+                bhi.append(hi + 1)
+    # bands estimated to hold more than the budget are not kept: the answers' bins are then partitioned
+    # by further passes (compare/refine.py), which need none of the pass's captures below the tail
+    in_bands = sum(float(est[cell_row[c], a:z].sum()) for c, a, z in zip(bc, blo, bhi)) / max(rate, 1e-300)
+    if in_bands <= budget:
+        rc, rlo, rhi = rc + bc, rlo + blo, rhi + bhi
     return KeepRanges.of(rc, rlo, rhi, B)
 
 

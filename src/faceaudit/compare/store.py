@@ -35,7 +35,7 @@ from faceaudit.compare.npzfile import DIGEST_MEMBER, DIGEST_RULE, NpzDamaged, re
 from faceaudit.compare.summary import ProbeSummary
 from faceaudit.errors import InputError
 from faceaudit.scores import SampleIndex, ScoreDistributions, default_cell_limit
-from faceaudit.tail_windows import WINDOW_FIELDS, TailWindows
+from faceaudit.tail_windows import PART_FIELDS, WINDOW_FIELDS, TailWindows
 
 __all__ = ["save_distributions", "load_distributions", "sidecar_path", "FORMAT", "RUN_META_KEY"]
 
@@ -43,12 +43,16 @@ FORMAT = "faceaudit.fadist/4"
 #: /5: /4 plus the tail windows of a capped tail (written only by a run that has them, so that every other
 #: file stays byte-identical to /4)
 FORMAT_WINDOWS = "faceaudit.fadist/5"
+#: /6: /5 whose windows hold parts of their bins (``window_lo``, ``window_hi``, ``window_n_in_below``,
+#: ``window_n_in_above``: the partition inside the bin, compare/refine.py); written only by such a run
+FORMAT_PARTS = "faceaudit.fadist/6"
 #: formats this version reads: /1 stored one scalar tail cutoff (broadcast to every cell on load); /1 and
 #: /2 carry no content digest (their ZIP members' CRC-32 is all that is checked); /1 to /3 stored a dense
 #: (G, G, B) histogram, converted on load (see :func:`_rows_from_dense`)
-READABLE = ("faceaudit.fadist/1", "faceaudit.fadist/2", "faceaudit.fadist/3", FORMAT, FORMAT_WINDOWS)
+READABLE = ("faceaudit.fadist/1", "faceaudit.fadist/2", "faceaudit.fadist/3", FORMAT, FORMAT_WINDOWS,
+            FORMAT_PARTS)
 #: formats that carry a content digest
-DIGESTED = ("faceaudit.fadist/3", FORMAT, FORMAT_WINDOWS)
+DIGESTED = ("faceaudit.fadist/3", FORMAT, FORMAT_WINDOWS, FORMAT_PARTS)
 #: the key of ``meta`` whose content goes to the sidecar, not into the file
 RUN_META_KEY = "run"
 #: /4: the histogram rows of the cells that have one, each cell's row (-1: none), and the exact scores
@@ -107,7 +111,7 @@ def _arrays_of(dist: ScoreDistributions) -> dict[str, np.ndarray]:
         for k, v in dist.windows.arrays().items():
             arrays[f"window_{k}"] = np.asarray(v)
     doc = {
-        "format": FORMAT if dist.windows is None else FORMAT_WINDOWS,
+        "format": FORMAT if dist.windows is None else (FORMAT_PARTS if dist.windows.refined else FORMAT_WINDOWS),
         "digest": DIGEST_RULE,
         "design": dist.design,
         "cell_limit": int(dist.cell_limit),
@@ -212,7 +216,8 @@ def _build(a: dict[str, np.ndarray], doc: dict) -> ScoreDistributions:
         )
     windows = None
     if "window_cell" in a:
-        windows = TailWindows(**{f: a[f"window_{f}"] for f in WINDOW_FIELDS})
+        parts = {f: a[f"window_{f}"] for f in PART_FIELDS if doc["format"] == FORMAT_PARTS}
+        windows = TailWindows(**{f: a[f"window_{f}"] for f in WINDOW_FIELDS}, **parts)
     dist = ScoreDistributions(
         samples=samples, **{k: a[k] for k in ARRAY_FIELDS}, windows=windows,
         cell_limit=int(doc.get("cell_limit", -1)),

@@ -1,0 +1,173 @@
+"""Partition inside the bin (compare/refine.py): where the windows of whole bins would hold more than the
+budget, further passes split each answer's bin until its part fits. The answers must be those of the
+uncapped run of the same comparison (itself checked against brute force in test_compare/test_tailcap),
+bit for bit, and the windows must hold at most the budget where the scores do not tie."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_tailcap import TARGETS, check_answers, same_audit
+
+from faceaudit.audit import audit
+from faceaudit.compare import capped, compare_embeddings, prepass, refine
+from faceaudit.compare import plan as plan_module
+from faceaudit.compare.store import FORMAT_PARTS, _arrays_of, load_distributions, save_distributions
+from faceaudit.groups import group_subsets
+from faceaudit.measures.verification import eer, fmr_threshold, global_fmr_thresholds
+from faceaudit.scores import SampleIndex
+from faceaudit.tail_windows import target_view, threshold_view
+
+KW = {"progress": False, "block": 64, "reference_sample": 64, "bins": 64, "normalize": True,
+      "fmr_targets": TARGETS}
+
+
+@pytest.fixture(autouse=True)
+def rows_everywhere(monkeypatch):
+    monkeypatch.setattr(prepass, "SMALL_CELL", 0)
+    monkeypatch.setattr(plan_module, "default_cell_limit", lambda bins: 0)
+
+
+def gaussian_set(n=400, d=16, subjects=50, seed=0):
+    """Continuous scores (no ties): subject prototypes plus noise, two groupings."""
+    rng = np.random.default_rng(seed)
+    subj = rng.integers(0, subjects, n)
+    proto = rng.standard_normal((subjects, d))
+    x = (proto[subj] + rng.standard_normal((n, d)) * rng.uniform(0.6, 1.4, (n, 1))).astype(np.float32)
+    attrs = {"sex": np.array(["f", "m"])[subj % 2], "race": np.array(["a", "b", "c"])[(subj // 2) % 3]}
+    samples = SampleIndex.from_columns([f"s{i}" for i in range(n)], [f"p{s}" for s in subj], attrs)
+    return x, samples
+
+
+def subsets(samples):
+    return [list(range(samples.n_groups))] + list(
+        group_subsets(samples, [("sex",), ("race",), ("sex", "race")]).values())
+
+
+def same_answers(cap, full, samples):
+    """Every subset's thresholds (both conventions), counts there, EER; every cell at the global
+    thresholds; the audits and the identify command's global thresholds: equal to the uncapped run's."""
+    glob = {}
+    for groups in subsets(samples):
+        cells = cap.cell_mask(groups, groups)
+        genuine = full.genuine_scores(groups)
+        ref = full.impostor_view(cells)
+        assert not ref.n_below or ref.tail.size > 0
+        for t in TARGETS:
+            tv = target_view(cap, cells, t, cap.impostor_view(cells))
+            for conv in ("highest", "lowest"):
+                assert fmr_threshold(tv, t, genuine, conv) == fmr_threshold(full.impostor_view(cells), t,
+                                                                            genuine, conv), (groups, t, conv)
+            if groups == subsets(samples)[0]:
+                glob[t] = fmr_threshold(tv, t, genuine, "highest")
+        if genuine.size:
+            assert eer(cap.eer_view(groups), genuine) == eer(full.eer_view(groups), genuine), groups
+        for thr in glob.values():
+            assert cap.nonmated_count_at_least(thr, cells) == full.nonmated_count_at_least(thr, cells)
+            v = threshold_view(cap, cells, thr, cap.impostor_view(cells))
+            assert v.n_above + v.tail.size - np.searchsorted(v.tail, thr) == \
+                full.nonmated_count_at_least(thr, cells)[0]
+    for thr in glob.values():
+        got, ok = cap.nonmated_at_least_by_cell(thr)
+        want, ok_full = full.nonmated_at_least_by_cell(thr)
+        assert ok.all() and ok_full.all()
+        np.testing.assert_array_equal(got, want)
+    for conv in ("highest", "lowest"):
+        assert global_fmr_thresholds(cap, TARGETS, conv) == global_fmr_thresholds(full, TARGETS, conv)
+        same_audit(audit(full, fmr_targets=TARGETS, bootstrap=0, convention=conv),
+                   audit(cap, fmr_targets=TARGETS, bootstrap=0, convention=conv))
+
+
+@pytest.mark.parametrize("sub_bins,max_tail", [(4, 0), (4, 300), (1 << 14, 0), (1 << 14, 300)])
+def test_parts_give_the_uncapped_answers(monkeypatch, sub_bins, max_tail):
+    monkeypatch.setattr(refine, "SUB_BINS", sub_bins)
+    x, samples = gaussian_set()
+    full = compare_embeddings(x, samples, backend="numpy", **KW)
+    cap = compare_embeddings(x, samples, backend="numpy", max_tail=max_tail, **KW)
+    assert full.windows is None and cap.windows is not None and cap.windows.refined
+    part = cap.meta["tail_windows"]["partition"]
+    assert part["sub_bins"] == sub_bins and part["split_passes"] >= 1
+    if sub_bins == 4:  # 4 parts a pass: several passes before the parts fit
+        assert part["split_passes"] >= 3
+    # no ties: every answer's part holds at most its share, so the windows hold at most the budget
+    assert cap.windows.n_scores <= max(max_tail, part["answers"])
+    assert cap.windows.n_scores < sum(int(full.hist_rows[full.hist_row_of_cell.reshape(-1)[c], b])
+                                      for c, b in zip(cap.windows.cell.tolist(), cap.windows.bin.tolist()))
+    np.testing.assert_array_equal(cap.hist_rows, full.hist_rows)
+    same_answers(cap, full, samples)
+
+
+def test_ties_stop_the_splitting_and_stay_exact(monkeypatch):
+    """Lattice scores (steps of 1/64): a bin's scores are one value; the parts stop at the tie and every
+    answer is still brute force's."""
+    from test_compare import lattice_set
+
+    monkeypatch.setattr(refine, "SUB_BINS", 4)
+    x, samples = lattice_set(n=150, seed=3)
+    cap = compare_embeddings(x, samples, backend="numpy", progress=False, block=32, reference_sample=64,
+                             fmr_targets=TARGETS, max_tail=0, bins=64)
+    assert cap.windows.refined and cap.meta["tail_windows"]["partition"]["split_passes"] < refine.MAX_ROUNDS
+    check_answers(cap, x, samples)
+
+
+def test_backends_and_threads_agree_bit_for_bit_with_parts():
+    x, samples = gaussian_set(seed=2)
+    base = compare_embeddings(x, samples, backend="numpy", max_tail=50, **KW)
+    assert base.windows.refined
+    assert compare_embeddings(x, samples, backend="numpy", threads=2, max_tail=50, **KW) == base
+    pytest.importorskip("torch", reason="torch is not installed")
+    assert compare_embeddings(x, samples, backend="torch", device="cpu", max_tail=50, **KW) == base
+
+
+def test_dask_agrees_bit_for_bit_with_parts():
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+    x, samples = gaussian_set(n=300, seed=5)
+    base = compare_embeddings(x, samples, backend="numpy", max_tail=50, **KW)
+    assert compare_embeddings(x, samples, backend="dask", n_workers=2, max_tail=50, **KW) == base
+
+
+def test_bands_over_the_budget_are_not_kept_by_the_pass(monkeypatch):
+    """The pre-pass keeps its estimated answer bands only when they fit the budget: with a budget they
+    pass, the main pass keeps the contiguous tail alone (one range per cell), and the answers come from
+    the parts all the same."""
+    seen = []
+    real = capped.estimate_keep
+
+    def spy(*a):
+        seen.append(real(*a))
+        return seen[-1]
+
+    monkeypatch.setattr(prepass, "estimate_keep", spy)
+    x, samples = gaussian_set(seed=4)
+    full = compare_embeddings(x, samples, backend="numpy", **KW)
+    cap = compare_embeddings(x, samples, backend="numpy", max_tail=20, **KW)
+    keep = seen[-1]
+    assert keep is not None and np.array_equal(np.unique(keep.cell), keep.cell)  # one range per cell
+    assert (keep.hi == keep.n_bins).all()
+    same_answers(cap, full, samples)
+
+
+def test_store_writes_parts_and_refuses_damaged_ones(tmp_path):
+    from faceaudit.compare.errors import DistributionsFileError
+    from faceaudit.compare.npzfile import read_npz, write_npz
+
+    x, samples = gaussian_set(seed=6)
+    cap = compare_embeddings(x, samples, backend="numpy", max_tail=40, **KW)
+    save_distributions(cap, tmp_path / "cap.fadist")
+    assert str(read_npz(tmp_path / "cap.fadist")["__json__"]).count(FORMAT_PARTS) == 1
+    back = load_distributions(tmp_path / "cap.fadist")
+    assert back == cap and back.windows.refined
+    part = int(np.flatnonzero(~np.isnan(cap.windows.lo) & (np.diff(cap.windows.start) > 0))[0])
+    for damage in ("lo", "count", "missing"):
+        a = _arrays_of(cap)
+        if damage == "lo":  # a part claimed wider than the scores it holds allow
+            a["window_lo"] = a["window_lo"].copy()
+            a["window_lo"][part] = a["window_score"][a["window_start"][part + 1] - 1] + 1e-12
+        elif damage == "count":
+            a["window_n_in_above"] = a["window_n_in_above"].copy()
+            a["window_n_in_above"][part] += 1
+        else:
+            del a["window_n_in_below"]
+        write_npz(tmp_path / f"{damage}.fadist", a)
+        with pytest.raises(DistributionsFileError):
+            load_distributions(tmp_path / f"{damage}.fadist")
