@@ -23,7 +23,13 @@ from faceaudit.compare import assembly, capped, compare_embeddings, prepass
 from faceaudit.compare import plan as plan_module
 from faceaudit.compare.capped import KeepRanges
 from faceaudit.compare.npzfile import read_npz
-from faceaudit.compare.store import FORMAT, FORMAT_PARTS, FORMAT_WINDOWS, load_distributions, save_distributions
+from faceaudit.compare.store import (
+    FORMAT,
+    FORMAT_PARTS,
+    FORMAT_WINDOWS,
+    load_distributions,
+    save_distributions,
+)
 from faceaudit.errors import InputError, NotExactError
 from faceaudit.groups import group_subsets
 from faceaudit.measures.verification import (

@@ -105,7 +105,8 @@ class TailWindows:
     def bounds(self, i: int, edges: np.ndarray) -> tuple[float, float]:
         """[lo, hi) of window i."""
         lo, hi = bin_bounds(edges, int(self.bin[i]))
-        return (lo if np.isnan(self.lo[i]) else float(self.lo[i])), (hi if np.isnan(self.hi[i]) else float(self.hi[i]))
+        lo = lo if np.isnan(self.lo[i]) else float(self.lo[i])
+        return lo, (hi if np.isnan(self.hi[i]) else float(self.hi[i]))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f: getattr(self, f) for f in WINDOW_FIELDS + (PART_FIELDS if self.refined else ())}
@@ -132,7 +133,8 @@ class TailWindows:
         bounds = np.array([self.bounds(i, dist.edges) for i in range(W)]).reshape(W, 2)
         edge = np.array([bin_bounds(dist.edges, int(b)) for b in self.bin.tolist()]).reshape(W, 2)
         lo, hi = np.repeat(bounds[:, 0], lens), np.repeat(bounds[:, 1], lens)
-        sorted_in = all(np.all(np.diff(self.score[a:z]) >= 0) for a, z in zip(self.start[:-1], self.start[1:]))
+        sorted_in = all(np.all(np.diff(self.score[a:z]) >= 0)
+                        for a, z in zip(self.start[:-1], self.start[1:]))
         if (not np.array_equal(bin_index(self.score, dist.edges), own) or not sorted_in
                 or np.any(self.score < lo) or np.any(self.score >= hi)
                 or np.any(bounds[:, 0] < edge[:, 0]) or np.any(bounds[:, 1] > edge[:, 1])
@@ -242,7 +244,8 @@ def bin_view(dist: ScoreDistributions, cells: np.ndarray, b: int) -> ImpostorVie
     return part_view(dist, cells, b, *bin_bounds(dist.edges, b))
 
 
-def part_view(dist: ScoreDistributions, cells: np.ndarray, b: int, lo: float, hi: float) -> ImpostorView | None:
+def part_view(dist: ScoreDistributions, cells: np.ndarray, b: int, lo: float,
+              hi: float) -> ImpostorView | None:
     """The window view of the non-mated scores of a (G, G) mask's cells in ``[lo, hi)``, a part of bin
     ``b``: exact scores there, counts below and above from the histogram and the parts' in-bin counts,
     the largest below and the smallest above. None when some cell's scores there are not held."""
@@ -330,7 +333,8 @@ def threshold_view(dist: ScoreDistributions, cells: np.ndarray, threshold: float
     if w.refined:  # a part of another bin whose smallest score above lies at or above the threshold
         flat = np.asarray(cells, bool).reshape(-1)
         tried += sorted({(int(w.bin[i]), *w.bounds(i, dist.edges)) for i in range(w.cell.size)
-                         if flat[w.cell[i]] and w.bin[i] != b and w.below_max[i] < threshold <= w.above_min[i]})
+                         if flat[w.cell[i]] and w.bin[i] != b
+                         and w.below_max[i] < threshold <= w.above_min[i]})
     for k, lo, hi in tried:
         got = part_view(dist, cells, k, lo, hi)
         if got is not None and _answers_count(got, threshold):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceaudit.build import required_tail_cutoff
+from faceaudit.compare import refine as partition
 from faceaudit.compare.backends.base import Backend
 from faceaudit.compare.capped import (
     KeepRanges,
@@ -33,7 +34,6 @@ from faceaudit.compare.capped import (
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
 from faceaudit.compare.probes import ProbeAccumulator
-from faceaudit.compare import refine as partition
 from faceaudit.compare.refine import window_total
 from faceaudit.compare.summary import float_order
 from faceaudit.scores import ScoreDistributions, bin_index
@@ -364,8 +364,9 @@ def _assemble_refined(run: Planner, backend: Backend, caps: Captures, rows: np.n
     return dist
 
 
-def _capped_result(run: Planner, caps: Captures, rows: np.ndarray, split: _Split, coarse: ScoreDistributions, capped: tuple,
-                   win: TailWindows, passes: list[str]) -> ScoreDistributions:
+def _capped_result(run: Planner, caps: Captures, rows: np.ndarray, split: _Split,
+                   coarse: ScoreDistributions, capped: tuple, win: TailWindows,
+                   passes: list[str]) -> ScoreDistributions:
     """The ScoreDistributions of a capped run from its sorted-out captures and windows."""
     G, edges = run.G, run.edges
     C, required, kept_size = capped

@@ -182,7 +182,8 @@ def _split_pass(run: Planner, backend: Backend, todo: list[Answer]) -> None:
             ok = np.flatnonzero(f >= 0)
             p = int(ok[-1]) if ok.size else 0
         a.tied = lo_s[k] == hi_s[k]
-        a.lo, a.hi = (a.lo if p == 0 else float(sub[k][p])), (a.hi if p == SUB_BINS - 1 else float(sub[k][p + 1]))
+        a.lo = a.lo if p == 0 else float(sub[k][p])  # the interval's own ends stay exact
+        a.hi = a.hi if p == SUB_BINS - 1 else float(sub[k][p + 1])
         a.n_above, a.count = a.n_above + int(c[p + 1:].sum()), int(c[p])
 
 
@@ -266,7 +267,8 @@ def _windows(rows: np.ndarray, cell_row: np.ndarray, edges: np.ndarray,
                    ((np.float64, h.s), (np.int64, h.i), (np.int64, h.j)))
         o = np.lexsort((j, i, s))
         row = rows[cell_row[c]]
-        has_below, has_above = int(row[:b].sum()) + h.n_in_below > 0, int(row[b + 1:].sum()) + h.n_in_above > 0
+        has_below = int(row[:b].sum()) + h.n_in_below > 0
+        has_above = int(row[b + 1:].sum()) + h.n_in_above > 0
         if s.size + h.n_in_below + h.n_in_above != int(row[b]) or has_below != (h.below > -np.inf) \
                 or has_above != (h.above < np.inf):
             raise AssertionError(f"window ({c}, {b}, [{h.lo!r}, {h.hi!r})) disagrees with the histogram")

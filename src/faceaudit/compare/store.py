@@ -110,8 +110,9 @@ def _arrays_of(dist: ScoreDistributions) -> dict[str, np.ndarray]:
     if dist.windows is not None:
         for k, v in dist.windows.arrays().items():
             arrays[f"window_{k}"] = np.asarray(v)
+    fmt = FORMAT if dist.windows is None else (FORMAT_PARTS if dist.windows.refined else FORMAT_WINDOWS)
     doc = {
-        "format": FORMAT if dist.windows is None else (FORMAT_PARTS if dist.windows.refined else FORMAT_WINDOWS),
+        "format": fmt,
         "digest": DIGEST_RULE,
         "design": dist.design,
         "cell_limit": int(dist.cell_limit),
