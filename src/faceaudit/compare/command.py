@@ -74,7 +74,8 @@ def compare(
         typer.Option(
             help="the most scores the contiguous exact tail keeps (~24 bytes each); past it, each answer "
             "below the tail is kept as the exact scores of its histogram bin (same answers, no FMR "
-            "bootstrap there)",
+            "bootstrap there); where those bins hold more, further passes keep only the part of each "
+            "bin that holds its answer",
             callback=callback(check_nonnegative_int),
         ),
     ] = 1 << 23,
