@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from test_tailcap import TARGETS, check_answers, same_audit
 
+from faceaudit import partition as refine
 from faceaudit.audit import audit
-from faceaudit.compare import capped, compare_embeddings, prepass, refine
+from faceaudit.compare import capped, compare_embeddings, prepass
 from faceaudit.compare import plan as plan_module
 from faceaudit.compare.store import FORMAT_PARTS, _arrays_of, load_distributions, save_distributions
 from faceaudit.groups import group_subsets

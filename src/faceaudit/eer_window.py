@@ -74,6 +74,21 @@ def crossing_bin(hist: np.ndarray, genuine: np.ndarray, edges: np.ndarray) -> in
     return int(ok[-1]) if ok.size else 0
 
 
+def nonmated_rows(samples, probe: np.ndarray, reference: np.ndarray, score: np.ndarray, low: float = -np.inf,
+                  high: float = np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of one chunk of a score source, the non-mated comparisons with a finite score in [low, high) (the
+    rule of DistributionBuilder.add: two different samples of different subjects): scores, flat cells
+    (probe group * G + reference group), probe and reference sample indices."""
+    score = np.asarray(score, dtype=np.float64)
+    near = (score >= low) & (score < high) & np.isfinite(score)
+    probe = np.asarray(probe, dtype=np.int64)[near]
+    reference = np.asarray(reference, dtype=np.int64)[near]
+    subj, grp = samples.subject_of_sample, samples.group_of_sample
+    ok = (probe != reference) & (subj[probe] != subj[reference])
+    probe, reference = probe[ok], reference[ok]
+    return score[near][ok], grp[probe] * samples.n_groups + grp[reference], probe, reference
+
+
 class WindowCollector:
     """One read of the comparisons: per window, the exact non-mated scores inside it, the largest below
     and the smallest above (the rules of DistributionBuilder.add for which rows are non-mated
@@ -102,17 +117,9 @@ class WindowCollector:
         self.above_min = dict.fromkeys(windows, np.inf)
 
     def add(self, probe: np.ndarray, reference: np.ndarray, score: np.ndarray) -> None:
-        score = np.asarray(score, dtype=np.float64)
-        near = (score >= self.low) & (score < self.high) & np.isfinite(score)
-        if not near.any():
+        s, cell, _, _ = nonmated_rows(self.samples, probe, reference, score, self.low, self.high)
+        if not s.size:
             return
-        probe = np.asarray(probe, dtype=np.int64)[near]
-        reference = np.asarray(reference, dtype=np.int64)[near]
-        score = score[near]
-        subj, grp = self.samples.subject_of_sample, self.samples.group_of_sample
-        ok = (probe != reference) & (subj[probe] != subj[reference])
-        cell = grp[probe[ok]] * self.samples.n_groups + grp[reference[ok]]
-        s = score[ok]
         for key, w in self.windows.items():
             x = s[w.cells[cell]]
             lo, hi = self.bounds[key]

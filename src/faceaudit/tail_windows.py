@@ -36,7 +36,7 @@ __all__ = ["TailWindows", "bin_view", "part_view", "target_view", "threshold_vie
 #: the most empty bins held between a global threshold's two bins (see answer_bins)
 EMPTY_BINS_HELD = 64
 WINDOW_FIELDS = ("cell", "bin", "below_max", "above_min", "start", "score", "probe", "reference")
-#: a window that holds part of its bin (the partition inside the bin, compare/refine.py): its bounds
+#: a window that holds part of its bin (the partition inside the bin, faceaudit/partition.py): its bounds
 #: [lo, hi) (NaN: the bin's own edge) and the cell's counts in the bin below and above that part
 PART_FIELDS = ("lo", "hi", "n_in_below", "n_in_above")
 

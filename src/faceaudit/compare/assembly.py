@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceaudit import partition
 from faceaudit.build import required_tail_cutoff
-from faceaudit.compare import refine as partition
 from faceaudit.compare.backends.base import Backend
 from faceaudit.compare.capped import (
     KeepRanges,
@@ -34,8 +34,8 @@ from faceaudit.compare.capped import (
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
 from faceaudit.compare.probes import ProbeAccumulator
-from faceaudit.compare.refine import window_total
 from faceaudit.compare.summary import float_order
+from faceaudit.partition import window_total
 from faceaudit.scores import ScoreDistributions, bin_index
 from faceaudit.tail_windows import TailWindows
 
@@ -333,7 +333,7 @@ def _assemble_refined(run: Planner, backend: Backend, caps: Captures, rows: np.n
                       coarse: ScoreDistributions, capped: tuple) -> ScoreDistributions:
     """A capped run whose whole-bin windows would hold more than ``run.max_tail`` scores: the tail as in
     :func:`assemble_capped`, each answer's bin partitioned by further passes until its part fits
-    (:mod:`faceaudit.compare.refine`), then one pass capturing the parts."""
+    (:mod:`faceaudit.partition`), then one pass capturing the parts."""
     G, B = run.G, run.edges.size - 1
     C = capped[0]
     tail_needs, _ = needed_ranges(coarse, rows, run.cell_row, C, [], run.targets)
@@ -349,10 +349,11 @@ def _assemble_refined(run: Planner, backend: Backend, caps: Captures, rows: np.n
     split = _split_captures(run, caps, C, KeepRanges.of([], [], [], B))
     _check_tail(run, rows, C, split.n_tail, split.below)
     answers = partition.answers_below(coarse, rows, run.cell_row, C, run.subsets, run.targets)
-    n_split = partition.refine(run, backend, answers, run.max_tail)
+    src = PassScanner(run, backend)
+    n_split = partition.refine(src, answers, run.max_tail)
     passes.append(f"{n_split} pass(es) splitting the bins of {len(answers)} answer(s) into "
                   f"{partition.SUB_BINS} parts")
-    win = partition.capture_windows(run, backend, rows, C, answers)
+    win = partition.capture_windows(src, rows, C, answers)
     passes.append(f"capture of {win.cell.size} window(s)")
     dist = _capped_result(run, caps, rows, split, coarse, capped, win, passes)
     dist.meta["tail_windows"]["partition"] = {
@@ -492,3 +493,26 @@ def _needs_pass(run: Planner, backend: Backend, needs: KeepRanges, fail: np.ndar
     old = ~fail[g[caps.i] * G + g[caps.j]]
     return Captures(*(np.concatenate([getattr(caps, f)[old], *[p[k] for p in got]])
                       for k, f in enumerate(("i", "j", "x"))))
+
+
+class PassScanner:
+    """The comparison engine's capture-only pass over the blocks holding the cells (a GEMM per block)."""
+
+    def __init__(self, run: Planner, backend: Backend) -> None:
+        self.run, self.backend = run, backend
+        self.G, self.edges, self.cell_row = run.G, run.edges, run.cell_row
+
+    def scan(self, cells: np.ndarray, level: np.ndarray, reduce: partition.Reduce) -> None:
+        run, G, plan = self.run, self.G, self.run.plan
+        lv = np.where(cells, level, np.inf).reshape(G, G)
+        arrays = run.capture_arrays(lv, np.full(run.n, np.inf, np.float32))
+        second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
+        blocks = run.blocks_holding(cells.reshape(G, G))
+        chunks = make_chunks(blocks, run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
+        g = run.samples.group_of_sample
+        for _, part in self.backend.run_chunks(second, chunks, list(range(len(chunks)))):
+            s = part.cap_x.astype(np.float64)
+            s /= plan.scale
+            cell = g[part.cap_i] * G + g[part.cap_j]
+            keep = s >= lv.reshape(-1)[cell]
+            reduce(s[keep], cell[keep], part.cap_i[keep], part.cap_j[keep])

@@ -293,7 +293,7 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
                 blo.append(lo)
                 bhi.append(hi + 1)
     # bands estimated to hold more than the budget are not kept: the answers' bins are then partitioned
-    # by further passes (compare/refine.py), which need none of the pass's captures below the tail
+    # by further passes (faceaudit/partition.py), which need none of the pass's captures below the tail
     in_bands = sum(float(est[cell_row[c], a:z].sum()) for c, a, z in zip(bc, blo, bhi)) / max(rate, 1e-300)
     if in_bands <= budget:
         rc, rlo, rhi = rc + bc, rlo + blo, rhi + bhi

@@ -175,7 +175,7 @@ def compare_embeddings(
         them is kept as the exact scores of its histogram bin (``result.windows``, docs/design.md
         "Exactness"): the same answers, with no FMR bootstrap below the tail. Where those bins hold more
         than ``max_tail`` scores, further passes split them and keep only the part holding each answer
-        (:mod:`faceaudit.compare.refine`).
+        (:mod:`faceaudit.partition`).
     fmr_targets : the target FMRs (each in (0, 1)) whose thresholds must be exact (with every group's EER).
     checkpoint_dir, resume : per-chunk partial results are saved there; with ``resume`` a killed run
         continues where it stopped and gives a bit-identical result.

@@ -44,7 +44,7 @@ FORMAT = "faceaudit.fadist/4"
 #: file stays byte-identical to /4)
 FORMAT_WINDOWS = "faceaudit.fadist/5"
 #: /6: /5 whose windows hold parts of their bins (``window_lo``, ``window_hi``, ``window_n_in_below``,
-#: ``window_n_in_above``: the partition inside the bin, compare/refine.py); written only by such a run
+#: ``window_n_in_above``: the partition inside the bin, faceaudit/partition.py); written only by such a run
 FORMAT_PARTS = "faceaudit.fadist/6"
 #: formats this version reads: /1 stored one scalar tail cutoff (broadcast to every cell on load); /1 and
 #: /2 carry no content digest (their ZIP members' CRC-32 is all that is checked); /1 to /3 stored a dense

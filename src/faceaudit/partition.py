@@ -29,27 +29,24 @@ the pairs except where scores tie (a value repeated k times is held k times).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from faceaudit.compare.backends.base import Backend
-from faceaudit.compare.kernel import BlockPlan
-from faceaudit.compare.plan import Planner, make_chunks
-from faceaudit.eer_window import crossing_bin
+from faceaudit.eer_window import crossing_bin, nonmated_rows
 from faceaudit.measures.verification import allowed_false_matches
 from faceaudit.scores import bin_index, uniform_edges
 from faceaudit.tail_windows import TailWindows, bin_bounds, cutoff_bin, target_bin
 
-__all__ = ["Answer", "answers_below", "refine", "capture_windows", "window_total", "SUB_BINS", "MAX_ROUNDS"]
+__all__ = ["Answer", "Scanner", "FileScanner", "answers_below", "refine", "capture_windows",
+           "window_total", "SUB_BINS", "MAX_ROUNDS"]
 
 #: equal parts an answer's interval is split into per further pass
 SUB_BINS = 1 << 14
 #: the most splitting passes (each divides the interval by SUB_BINS; ties stop earlier)
 MAX_ROUNDS = 6
-#: chunk size of the further passes
-PASS_CHUNK_PAIRS = 1 << 25
 
 
 @dataclass
@@ -114,25 +111,41 @@ def window_total(rows: np.ndarray, cell_row: np.ndarray, windows: list[tuple[int
     return int(sum(int(rows[cell_row[c], b]) for c, b in windows))
 
 
-def _scan(run: Planner, backend: Backend, cells: np.ndarray, level: np.ndarray,
-          reduce: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]) -> None:
-    """A capture-only pass over the blocks holding the flat ``cells``: every non-mated score >= the
-    cell's ``level`` (score units) of those cells, handed per chunk to ``reduce(s, cell, i, j)``."""
-    G, plan = run.G, run.plan
-    lv = np.where(cells, level, np.inf).reshape(G, G)
-    arrays = run.capture_arrays(lv, np.full(run.n, np.inf, np.float32))
-    second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
-    chunks = make_chunks(run.blocks_holding(cells.reshape(G, G)), run.block, run.n, PASS_CHUNK_PAIRS)
-    g = run.samples.group_of_sample
-    for _, part in backend.run_chunks(second, chunks, list(range(len(chunks)))):
-        s = part.cap_x.astype(np.float64)
-        s /= plan.scale
-        cell = g[part.cap_i] * G + g[part.cap_j]
-        keep = s >= lv.reshape(-1)[cell]
-        reduce(s[keep], cell[keep], part.cap_i[keep], part.cap_j[keep])
+Reduce = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 
-def refine(run: Planner, backend: Backend, answers: list[Answer], budget: int) -> int:
+class Scanner(Protocol):
+    """A source of the non-mated scores that can be read again: ``scan(cells, level, reduce)`` hands
+    every non-mated score >= its cell's ``level`` of the flat ``cells`` to ``reduce(s, cell, i, j)``,
+    chunk by chunk (scores in score units, flat cell codes, sample indices)."""
+
+    G: int
+    edges: np.ndarray
+    cell_row: np.ndarray
+
+    def scan(self, cells: np.ndarray, level: np.ndarray, reduce: Reduce) -> None: ...
+
+
+class FileScanner:
+    """A score source read again (``read()``: a fresh iterator of (probe, reference, score) chunks),
+    with the readers' rule for which rows are non-mated comparisons
+    (:func:`~faceaudit.eer_window.nonmated_rows`)."""
+
+    def __init__(self, read: Callable[[], Iterator], samples, edges: np.ndarray,
+                 cell_row: np.ndarray) -> None:
+        self.read, self.samples = read, samples
+        self.G, self.edges, self.cell_row = samples.n_groups, edges, cell_row
+
+    def scan(self, cells: np.ndarray, level: np.ndarray, reduce: Reduce) -> None:
+        lv = np.where(cells, level, np.inf)
+        low = float(lv.min()) if lv.size else np.inf
+        for chunk in self.read():
+            s, cell, i, j = nonmated_rows(self.samples, *chunk, low=low)
+            keep = s >= lv[cell]
+            reduce(s[keep], cell[keep], i[keep], j[keep])
+
+
+def refine(src: Scanner, answers: list[Answer], budget: int) -> int:
     """Split the answers' intervals (in place) until each holds at most its share of ``budget`` scores
     or cannot be split; the number of passes made."""
     share = max(1, budget // max(1, len(answers)))
@@ -141,26 +154,26 @@ def refine(run: Planner, backend: Backend, answers: list[Answer], budget: int) -
         todo = [a for a in answers if a.count > share and a.splittable()]
         if not todo:
             break
-        _split_pass(run, backend, todo)
+        _split_pass(src, todo)
         passes += 1
     return passes
 
 
-def _split_pass(run: Planner, backend: Backend, todo: list[Answer]) -> None:
+def _split_pass(src: Scanner, todo: list[Answer]) -> None:
     """One pass counting each answer's scores in SUB_BINS parts of its interval; each interval becomes
     the part holding its answer."""
     sub = [uniform_edges(a.lo, a.hi, SUB_BINS) for a in todo]
     counts = [np.zeros(SUB_BINS, np.int64) for _ in todo]
     lo_s, hi_s = np.full(len(todo), np.inf), np.full(len(todo), -np.inf)
-    cells = np.zeros(run.G * run.G, bool)
-    level = np.full(run.G * run.G, np.inf)
+    cells = np.zeros(src.G * src.G, bool)
+    level = np.full(src.G * src.G, np.inf)
     for a in todo:
         cells |= a.cells
         level[a.cells] = np.minimum(level[a.cells], a.lo)
     bins_wanted = np.unique([a.b for a in todo])
 
     def reduce(s: np.ndarray, cell: np.ndarray, i: np.ndarray, j: np.ndarray) -> None:
-        near = np.isin(bin_index(s, run.edges), bins_wanted)
+        near = np.isin(bin_index(s, src.edges), bins_wanted)
         s, cell = s[near], cell[near]
         for k, a in enumerate(todo):
             x = s[a.cells[cell] & (s >= a.lo) & (s < a.hi)]
@@ -168,7 +181,7 @@ def _split_pass(run: Planner, backend: Backend, todo: list[Answer]) -> None:
                 counts[k] += np.bincount(bin_index(x, sub[k]), minlength=SUB_BINS)
                 lo_s[k], hi_s[k] = min(lo_s[k], float(x.min())), max(hi_s[k], float(x.max()))
 
-    _scan(run, backend, cells, level, reduce)
+    src.scan(cells, level, reduce)
     for k, a in enumerate(todo):
         c = counts[k]
         if int(c.sum()) != a.count:
@@ -206,18 +219,17 @@ class _Held:
         self.j: list[np.ndarray] = []
 
 
-def capture_windows(run: Planner, backend: Backend, rows: np.ndarray, C: np.ndarray,
-                    answers: list[Answer]) -> TailWindows:
+def capture_windows(src: Scanner, rows: np.ndarray, C: np.ndarray, answers: list[Answer]) -> TailWindows:
     """One pass capturing, for each answer and each cell of its subset with a histogram row whose cutoff
     lies above the answer's bin, the window of the answer's interval (checked against the histogram)."""
-    edges, cell_row = run.edges, run.cell_row
+    edges, cell_row, G = src.edges, src.cell_row, src.G
     cut = np.array([cutoff_bin(edges, float(c)) for c in C.reshape(-1)])
     held: dict[tuple, _Held] = {}
     for a in answers:
         for c in np.flatnonzero(a.cells & (cell_row >= 0) & (cut > a.b)).tolist():
             held.setdefault((c, a.b, a.lo, a.hi), _Held(c, a.b, a.lo, a.hi))
-    cells = np.zeros(run.G * run.G, bool)
-    level = np.full(run.G * run.G, np.inf)
+    cells = np.zeros(G * G, bool)
+    level = np.full(G * G, np.inf)
     for h in held.values():  # from the nearest non-empty bin below: the largest score below is captured
         below = np.flatnonzero(rows[cell_row[h.cell], :h.b])
         edge = bin_bounds(edges, int(below[-1] if below.size else h.b))[0]
@@ -230,13 +242,13 @@ def capture_windows(run: Planner, backend: Backend, rows: np.ndarray, C: np.ndar
     def reduce(s: np.ndarray, cell: np.ndarray, i: np.ndarray, j: np.ndarray) -> None:
         o = np.argsort(cell, kind="stable")
         s, cell, i, j = s[o], cell[o], i[o], j[o]
-        starts = np.searchsorted(cell, np.arange(run.G * run.G + 1))
+        starts = np.searchsorted(cell, np.arange(G * G + 1))
         for c, hs in by_cell.items():
             x, xi, xj = s[starts[c]:starts[c + 1]], i[starts[c]:starts[c + 1]], j[starts[c]:starts[c + 1]]
             for h in hs:
                 _gather(h, x, xi, xj, *bin_bounds(edges, h.b))
 
-    _scan(run, backend, cells, level, reduce)
+    src.scan(cells, level, reduce)
     return _windows(rows, cell_row, edges, list(held.items()))
 
 
