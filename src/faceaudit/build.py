@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from faceaudit import partition
 from faceaudit.eer_window import WindowCollector, crossing_bin, crossing_window, exact_eer_views
 from faceaudit.errors import InputError
 from faceaudit.groups import default_groupings, group_subsets  # re-exported: one groups module
 from faceaudit.measures.verification import allowed_false_matches
+from faceaudit.partition import FileScanner, answers_below, capped_cutoffs, capture_windows, refine
 from faceaudit.scores import (
     DistributionBuilder,
     SampleIndex,
@@ -90,10 +92,14 @@ def two_pass(
     meta: dict[str, Any] | None = None,
     progress: Callable[[str], Any] | None = None,
     cell_limit: int | None = None,
+    max_tail: int | None = None,
 ) -> ScoreDistributions:
     """Read the comparisons twice, and again for an EER window that needs widening (``read()`` returns
-    a fresh iterator of chunks each time). ``cell_limit``: as DistributionBuilder's."""
-    subsets = list(subsets)
+    a fresh iterator of chunks each time). ``cell_limit``: as DistributionBuilder's. ``max_tail``: the
+    most scores the exact tail may hold (None: no budget); past it, as compare's ``--max-tail``, the
+    cutoffs are raised and every answer below them is read from its bin or a part of it, found by
+    further reads (:mod:`faceaudit.partition`)."""
+    fmr_targets, subsets = list(fmr_targets), list(subsets)
     first = DistributionBuilder(samples, edges, tail_cutoff=np.inf, design=design, meta=meta,
                                 track_subject_pairs=track_subject_pairs, cell_limit=cell_limit)
     for chunk in read():
@@ -103,8 +109,13 @@ def two_pass(
     coarse = first.result()
     # the tail reaches the target-FMR thresholds only; each EER is read exactly inside its bins
     cutoff = required_tail_cutoff(coarse, fmr_targets, subsets, with_eer=False)
+    cell_row = coarse.hist_row_of_cell.reshape(-1)
+    capped = None if max_tail is None else capped_cutoffs(coarse.hist_rows, cell_row, cutoff, edges, max_tail)
+    if capped is not None:
+        cutoff = capped[0]
     keyed = {tuple(int(g) for g in groups): list(groups) for groups in subsets}
-    windows = WindowCollector(coarse, {k: crossing_window(coarse, g) for k, g in keyed.items()})
+    windows = WindowCollector(coarse, {} if capped is not None else
+                              {k: crossing_window(coarse, g) for k, g in keyed.items()})
     # the second pass keeps the tail (and the exact cells' scores below it), no histogram rows
     second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, keep_genuine=False,
                                  track_subject_pairs=False, histogram=False, cell_limit=coarse.cell_limit)
@@ -130,6 +141,8 @@ def two_pass(
         bulk_probe=tail.bulk_probe,
         bulk_reference=tail.bulk_reference,
     )
+    if capped is not None:
+        return _capped_answers(dist, coarse, read, capped, fmr_targets, subsets, max_tail, progress)
     dist.eer_views = exact_eer_views(dist, read, keyed, first=windows)
     if dist.eer_views:
         dist.meta["eer_windows"] = (
@@ -137,6 +150,42 @@ def two_pass(
             "histogram bin of their crossing; at those EER points the FMR has no subject-bootstrap interval "
             "(Clopper-Pearson only)")
     return dist
+
+
+def _capped_answers(dist: ScoreDistributions, coarse: ScoreDistributions, read: Callable[[], Iterator[Chunk]],
+                    capped: tuple, fmr_targets: list[float], subsets: list, max_tail: int,
+                    progress: Callable[[str], Any] | None) -> ScoreDistributions:
+    """The windows of every answer below a capped tail (each EER and target-FMR threshold of every
+    subset), split inside their bins by further reads until they fit ``max_tail``, then read once more."""
+    C, required, kept = capped
+    cell_row = coarse.hist_row_of_cell.reshape(-1)
+    answers = answers_below(coarse, coarse.hist_rows, cell_row, C, subsets, fmr_targets)
+    src = FileScanner(_reporting(read, progress, "parts"), dist.samples, dist.edges, cell_row)
+    n_split = refine(src, answers, max_tail)
+    dist.windows = capture_windows(src, coarse.hist_rows, C, answers)
+    dist.meta["tail_cutoff_rule"] = (
+        "per cell: the lowest bin edge reached by any target-FMR threshold of a group containing the cell, "
+        f"raised to the lowest common bin edge at which the tail holds at most max_tail = {max_tail} "
+        "scores; every answer below it (each target-FMR threshold and EER of every group subset) read "
+        "from the exact scores of its histogram bin, or of the part of it holding the answer")
+    dist.meta["tail_windows"] = {
+        "max_tail": int(max_tail), "required_tail": int(required), "kept_tail": int(kept),
+        "windows": int(dist.windows.cell.size), "window_scores": int(dist.windows.n_scores),
+        "partition": {"sub_bins": partition.SUB_BINS, "split_reads": n_split, "answers": len(answers)},
+        "note": "below the capped tail the FMR has no subject-bootstrap interval (Clopper-Pearson only), "
+                "and the DET curve holds the tail's points only"}
+    return dist
+
+
+def _reporting(read: Callable[[], Iterator[Chunk]], progress: Callable[[str], Any] | None,
+               step: str) -> Callable[[], Iterator[Chunk]]:
+    """``read`` whose chunks report ``step`` to ``progress``."""
+    def again() -> Iterator[Chunk]:
+        for chunk in read():
+            yield chunk
+            if progress:
+                progress(step)
+    return again
 
 
 def from_arrays(

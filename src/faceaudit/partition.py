@@ -41,14 +41,63 @@ from faceaudit.scores import bin_index, uniform_edges
 from faceaudit.tail_windows import TailWindows, bin_bounds, cutoff_bin, target_bin
 
 __all__ = ["Answer", "Scanner", "FileScanner", "answers_below", "refine", "capture_windows",
-           "window_total", "SUB_BINS", "MAX_ROUNDS"]
+           "window_total", "capped_cutoffs", "tail_sizes", "from_top", "edge_of", "SUB_BINS", "MAX_ROUNDS",
+           "DEFAULT_MAX_TAIL"]
 
+#: default budget of the contiguous tail, in scores (each 24 bytes with its sample indices: ~200 MB)
+DEFAULT_MAX_TAIL = 1 << 23
 #: equal parts an answer's interval is split into per further pass
 SUB_BINS = 1 << 14
 #: the most splitting passes (each divides the interval by SUB_BINS; ties stop earlier)
 MAX_ROUNDS = 6
 
 
+# ----- the tail's budget (compare --max-tail, audit --max-tail) ---------------------------------------
+def from_top(rows: np.ndarray) -> np.ndarray:
+    """(K, B + 1): count of each row's scores >= edges[k] (k = 0: all of them, k = B: none)."""
+    K, B = rows.shape
+    out = np.zeros((K, B + 1), rows.dtype if rows.dtype.kind == "f" else np.int64)
+    out[:, :B] = np.cumsum(rows[:, ::-1], axis=1)[:, ::-1]
+    return out
+
+
+def edge_of(edges: np.ndarray, k: int) -> float:
+    """The cutoff that keeps bins >= k: -inf for 0, +inf for B, else the inner edge."""
+    B = edges.size - 1
+    return -np.inf if k <= 0 else (np.inf if k >= B else float(edges[k]))
+
+
+def capped_cutoffs(rows: np.ndarray, cell_row: np.ndarray, T: np.ndarray, edges: np.ndarray,
+                   budget: float) -> tuple[np.ndarray, int, int] | None:
+    """(G, G) cutoffs whose tail holds at most ``budget`` scores of the cells with a histogram row:
+    ``max(T, e)`` with ``e`` the lowest edge at which that holds; the cells without a row keep T. With
+    the required tail's size and the capped one's; None when the required tail fits."""
+    sizes = tail_sizes(rows, cell_row, T, edges)
+    if sizes is None or sizes[2] <= budget:
+        return None
+    has, bT, required, total = sizes
+    required = int(required)
+    k = int(np.flatnonzero(total <= budget)[0])
+    C = T.astype(np.float64).copy().reshape(-1)
+    C[has] = [edge_of(edges, max(k, b)) for b in bT.tolist()]
+    return C.reshape(T.shape), required, int(total[k])
+
+
+def tail_sizes(rows: np.ndarray, cell_row: np.ndarray, T: np.ndarray, edges: np.ndarray):
+    """Of the cells with a histogram row (``has``): each one's cutoff bin of ``T``, the required tail's
+    size (every cell cut at its T) and, per edge k, the tail's size were every cell cut at max(T, edge k).
+    None when no cell has a row."""
+    has = np.flatnonzero(cell_row >= 0)
+    if not has.size:
+        return None
+    ft = from_top(rows[cell_row[has]])
+    bT = np.array([cutoff_bin(edges, float(t)) for t in T.reshape(-1)[has]], np.int64)
+    req = ft[np.arange(has.size), bT]
+    return has, bT, req.sum(), np.minimum(ft, req[:, None]).sum(axis=0)
+
+
+
+# ----- the answers below it ---------------------------------------------------------------------------
 @dataclass
 class Answer:
     """One answer of one group subset below the capped tail: ``kind`` "rank" (the ``rank``-th largest

@@ -24,6 +24,7 @@ from faceaudit.options import (
     check_seed,
     check_writable_file,
 )
+from faceaudit.partition import DEFAULT_MAX_TAIL
 from faceaudit.report.document import terminal_text
 from faceaudit.scores import DEFAULT_BINS
 
@@ -145,6 +146,15 @@ def audit(
             "(default: one comparison, listed once)",
         ),
     ] = False,
+    max_tail: Annotated[
+        int,
+        typer.Option(
+            help="score files: the most scores the exact tail keeps (~24 bytes each); past it, each answer "
+            "below the tail is read from the exact scores of its histogram bin, or of the part of it that "
+            "holds the answer (further reads of the file; no FMR bootstrap there)",
+            callback=callback(check_nonnegative_int),
+        ),
+    ] = DEFAULT_MAX_TAIL,
     claim: Annotated[
         list[str],
         typer.Option("--claim", help="a claimed rate to judge, e.g. 'fmr<=1e-4 per group' (repeat)"),
@@ -225,7 +235,8 @@ def audit(
         else:
             dist, groupings = (
                 _from_scores(
-                    scores, samples, group, targets, distance, bins, bootstrap, quiet, encoding, ordered_pairs
+                    scores, samples, group, targets, distance, bins, bootstrap, quiet, encoding,
+                    ordered_pairs, max_tail,
                 ),
                 None,
             )
@@ -281,6 +292,7 @@ def _from_scores(
     quiet: bool,
     encoding: str = "utf-8",
     ordered_pairs: bool = False,
+    max_tail: int | None = None,
 ):
     """Score and sample tables read in two passes, with a progress bar."""
     from faceaudit.data.ingest import load_score_file
@@ -312,6 +324,7 @@ def _from_scores(
             track_subject_pairs=bootstrap > 0,
             encoding=encoding,
             pair_order="ordered" if ordered_pairs else "unordered",
+            max_tail=max_tail,
         )
         bar.update(task, description="measuring")
     check = ((dist.meta.get("inputs") or {}).get("scores") or {}).get("duplicate_check", "")

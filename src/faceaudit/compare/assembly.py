@@ -23,19 +23,12 @@ import numpy as np
 from faceaudit import partition
 from faceaudit.build import required_tail_cutoff
 from faceaudit.compare.backends.base import Backend
-from faceaudit.compare.capped import (
-    KeepRanges,
-    build_windows,
-    capped_cutoffs,
-    edge_of,
-    needed_ranges,
-    score_bins,
-)
+from faceaudit.compare.capped import KeepRanges, build_windows, needed_ranges, score_bins
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
 from faceaudit.compare.probes import ProbeAccumulator
 from faceaudit.compare.summary import float_order
-from faceaudit.partition import window_total
+from faceaudit.partition import capped_cutoffs, edge_of, window_total
 from faceaudit.scores import ScoreDistributions, bin_index
 from faceaudit.tail_windows import TailWindows
 

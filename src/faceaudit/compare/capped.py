@@ -22,14 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceaudit.partition import DEFAULT_MAX_TAIL, tail_sizes
 from faceaudit.scores import bin_index
 from faceaudit.tail_windows import TailWindows, answer_bins, cutoff_bin
 
-__all__ = ["KeepRanges", "capped_cutoffs", "needed_ranges", "estimate_keep", "build_windows",
+__all__ = ["KeepRanges", "needed_ranges", "estimate_keep", "build_windows",
            "DEFAULT_MAX_TAIL", "TAIL_KEEP_MARGIN", "BAND_MARGIN"]
 
-#: default budget of the contiguous tail, in scores (each 24 bytes with its sample indices: ~200 MB)
-DEFAULT_MAX_TAIL = 1 << 23
 #: the pass keeps the contiguous tail down to where the estimated count is this times the budget
 TAIL_KEEP_MARGIN = 1.25
 #: relative margin in count of an answer's band: BAND_MARGIN[0] + BAND_MARGIN[1] / sqrt(sampled count)
@@ -113,49 +112,6 @@ def score_bins(x: np.ndarray, scale: float, edges: np.ndarray) -> tuple[np.ndarr
     s = x.astype(np.float64)
     s /= scale
     return s, bin_index(s, edges)
-
-
-def from_top(rows: np.ndarray) -> np.ndarray:
-    """(K, B + 1): count of each row's scores >= edges[k] (k = 0: all of them, k = B: none)."""
-    K, B = rows.shape
-    out = np.zeros((K, B + 1), rows.dtype if rows.dtype.kind == "f" else np.int64)
-    out[:, :B] = np.cumsum(rows[:, ::-1], axis=1)[:, ::-1]
-    return out
-
-
-def edge_of(edges: np.ndarray, k: int) -> float:
-    """The cutoff that keeps bins >= k: -inf for 0, +inf for B, else the inner edge."""
-    B = edges.size - 1
-    return -np.inf if k <= 0 else (np.inf if k >= B else float(edges[k]))
-
-
-def capped_cutoffs(rows: np.ndarray, cell_row: np.ndarray, T: np.ndarray, edges: np.ndarray,
-                   budget: float) -> tuple[np.ndarray, int, int] | None:
-    """(G, G) cutoffs whose tail holds at most ``budget`` scores of the cells with a histogram row:
-    ``max(T, e)`` with ``e`` the lowest edge at which that holds; the cells without a row keep T. With
-    the required tail's size and the capped one's; None when the required tail fits."""
-    sizes = _tail_sizes(rows, cell_row, T, edges)
-    if sizes is None or sizes[2] <= budget:
-        return None
-    has, bT, required, total = sizes
-    required = int(required)
-    k = int(np.flatnonzero(total <= budget)[0])
-    C = T.astype(np.float64).copy().reshape(-1)
-    C[has] = [edge_of(edges, max(k, b)) for b in bT.tolist()]
-    return C.reshape(T.shape), required, int(total[k])
-
-
-def _tail_sizes(rows: np.ndarray, cell_row: np.ndarray, T: np.ndarray, edges: np.ndarray):
-    """Of the cells with a histogram row (``has``): each one's cutoff bin of ``T``, the required tail's
-    size (every cell cut at its T) and, per edge k, the tail's size were every cell cut at max(T, edge k).
-    None when no cell has a row."""
-    has = np.flatnonzero(cell_row >= 0)
-    if not has.size:
-        return None
-    ft = from_top(rows[cell_row[has]])
-    bT = np.array([cutoff_bin(edges, float(t)) for t in T.reshape(-1)[has]], np.int64)
-    req = ft[np.arange(has.size), bT]
-    return has, bT, req.sum(), np.minimum(ft, req[:, None]).sum(axis=0)
 
 
 def _nonempty_around(row: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
@@ -262,7 +218,7 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
     (the cells kept whole have -inf); ``rate``: the share of pairs the pre-pass sampled."""
     edges = est_dist.edges
     B = edges.size - 1
-    sizes = _tail_sizes(est, cell_row, T_est, edges)
+    sizes = tail_sizes(est, cell_row, T_est, edges)
     if sizes is None or sizes[2] <= budget:
         return None
     total = sizes[3]

@@ -18,8 +18,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from faceaudit.build import required_tail_cutoff
-from faceaudit.compare.capped import edge_of, estimate_keep
+from faceaudit.compare.capped import estimate_keep
 from faceaudit.compare.plan import GenuineSorted, Planner, f32_down, f32_up
+from faceaudit.partition import edge_of
 from faceaudit.scores import bin_index
 
 __all__ = ["estimate_capture", "cell_levels", "SMALL_CELL", "SMALL_CELLS_TOTAL", "LEVEL_MARGIN_SHARE",

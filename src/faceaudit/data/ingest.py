@@ -8,6 +8,7 @@ from typing import Any
 
 from faceaudit.build import default_groupings, group_subsets, two_pass
 from faceaudit.data.tables import ScoreFile, file_sha256, histogram_range, read_sample_table, score_range
+from faceaudit.partition import DEFAULT_MAX_TAIL
 from faceaudit.scores import DEFAULT_BINS, ScoreDistributions, uniform_edges
 from faceaudit.version import __version__
 
@@ -27,6 +28,7 @@ def load_score_file(
     progress: Any = None,
     encoding: str = "utf-8",
     pair_order: str = "unordered",
+    max_tail: int | None = DEFAULT_MAX_TAIL,
 ) -> ScoreDistributions:
     """Read a score table against a sample table into ScoreDistributions.
 
@@ -41,6 +43,8 @@ def load_score_file(
     ``encoding`` applies to CSV files (default UTF-8, with or without BOM). ``pair_order``: "unordered"
     (default: (a, b) and (b, a) are one comparison; listing it twice is a DuplicatePairError) or
     "ordered" (an order-dependent matcher: both orders are comparisons, each listed at most once).
+    ``max_tail``: the most scores the exact tail keeps (None: no budget); past it the answers below the
+    tail are read from their bins, or parts of them, by further reads (:mod:`faceaudit.partition`).
     Histogram memory is bounded (:mod:`faceaudit.scores`, "Memory"): past the limit the load is
     refused with the figure (:class:`~faceaudit.errors.HistogramMemoryError`).
 
@@ -90,6 +94,6 @@ def load_score_file(
         else "similarity (higher = more alike)",
     }
     dist = two_pass(sf.chunks, index, edges, targets, subsets, meta=meta, progress=progress,
-                    track_subject_pairs=track_subject_pairs)
+                    track_subject_pairs=track_subject_pairs, max_tail=max_tail)
     dist.meta["inputs"]["scores"] = sf.manifest()
     return dist
