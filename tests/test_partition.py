@@ -41,8 +41,9 @@ def gaussian_set(n=400, d=16, subjects=50, seed=0):
 
 
 def subsets(samples):
+    cols = samples.group_columns
     return [list(range(samples.n_groups))] + list(
-        group_subsets(samples, [("sex",), ("race",), ("sex", "race")]).values())
+        group_subsets(samples, [(c,) for c in cols] + [tuple(cols)]).values())
 
 
 def same_answers(cap, full, samples):
@@ -172,3 +173,74 @@ def test_store_writes_parts_and_refuses_damaged_ones(tmp_path):
         write_npz(tmp_path / f"{damage}.fadist", a)
         with pytest.raises(DistributionsFileError):
             load_distributions(tmp_path / f"{damage}.fadist")
+
+
+# ----- score files: the same budget, the parts found by further reads of the file -------------------------
+def _score_file(tmp_path, seed=4, n_subjects=70):
+    from faceaudit.synthetic import write_evaluation_set
+
+    return write_evaluation_set(tmp_path, n_subjects=n_subjects, seed=seed)
+
+
+@pytest.mark.parametrize("sub_bins,max_tail", [(4, 0), (4, 40), (1 << 14, 0)])
+def test_score_file_parts_give_the_uncapped_answers(tmp_path, monkeypatch, sub_bins, max_tail):
+    """A score file read with a tail budget that binds: its answers are the unbudgeted read's (which is
+    checked against brute force and bob.measure elsewhere), every EER brute force's too."""
+    from test_oracle import oracle_eer_threshold
+
+    from faceaudit.data.ingest import load_score_file
+
+    monkeypatch.setattr(refine, "SUB_BINS", sub_bins)
+    samples_csv, scores_csv = _score_file(tmp_path)
+    kw = {"group_columns": ["sex", "region"], "fmr_targets": TARGETS, "bins": 64, "pair_order": "ordered"}
+    full = load_score_file(scores_csv, samples_csv, max_tail=None, **kw)
+    cap = load_score_file(scores_csv, samples_csv, max_tail=max_tail, **kw)
+    assert full.windows is None and cap.windows is not None and not cap.eer_views
+    info = cap.meta["tail_windows"]
+    assert cap.tail_score.size <= max_tail < full.tail_score.size and info["max_tail"] == max_tail
+    if sub_bins == 4:
+        assert info["partition"]["split_reads"] >= 2 and cap.windows.refined
+    same_answers(cap, full, cap.samples)
+    import csv
+
+    rows = list(csv.DictReader(open(scores_csv)))
+    group = {r["sample_id"]: (r["subject_id"], r["sex"]) for r in csv.DictReader(open(samples_csv))}
+    for sex in sorted({lab[0] for lab in cap.samples.group_labels}):  # each sex's EER: brute force
+        groups = [g for g, lab in enumerate(cap.samples.group_labels) if lab[0] == sex]
+        sel = [r for r in rows if group[r["probe"]][1] == sex and group[r["reference"]][1] == sex
+               and r["probe"] != r["reference"]]
+        mated = [group[r["probe"]][0] == group[r["reference"]][0] for r in sel]
+        pos = [float(r["score"]) for r, m in zip(sel, mated) if m]
+        neg = [float(r["score"]) for r, m in zip(sel, mated) if not m]
+        if pos and neg:
+            assert eer(cap.eer_view(groups), cap.genuine_scores(groups)).threshold == \
+                oracle_eer_threshold(neg, pos)
+
+
+def test_audit_command_max_tail_on_a_score_file(tmp_path):
+    """`faceaudit audit --scores ... --max-tail 0`: the document's answers equal the default run's; the
+    manifest states the windows; a negative budget is refused before any work."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceaudit.cli import app
+
+    samples_csv, scores_csv = _score_file(tmp_path, seed=7)
+    docs = {}
+    for name, extra in (("full", []), ("cap", ["--max-tail", "0"])):
+        res = CliRunner().invoke(app, [
+            "audit", "--scores", str(scores_csv), "--samples", str(samples_csv), "--group", "sex",
+            "--bins", "64", "--bootstrap", "0", "--fmr", "0.01", "--fmr", "0.05", "--quiet", "--ordered-pairs",
+            "--json", str(tmp_path / f"{name}.json"), *extra])
+        assert res.exit_code == 0, res.output
+        docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+
+    def answers(doc):
+        return [(g.get("eer"), g.get("eer_threshold"), json.dumps(g.get("operating_points"), sort_keys=True),
+                 json.dumps(g.get("at_global_threshold"), sort_keys=True))
+                for g in [doc["overall"], *[e for v in doc["by_group"].values() for e in v]]]
+
+    assert answers(docs["cap"]) == answers(docs["full"])
+    assert docs["cap"]["manifest"]["tail_windows"]["kept_tail"] == 0
+    assert "tail_windows" not in docs["full"]["manifest"]
