@@ -231,7 +231,8 @@ def test_audit_command_max_tail_on_a_score_file(tmp_path):
     for name, extra in (("full", []), ("cap", ["--max-tail", "0"])):
         res = CliRunner().invoke(app, [
             "audit", "--scores", str(scores_csv), "--samples", str(samples_csv), "--group", "sex",
-            "--bins", "64", "--bootstrap", "0", "--fmr", "0.01", "--fmr", "0.05", "--quiet", "--ordered-pairs",
+            "--bins", "64", "--bootstrap", "0", "--fmr", "0.01", "--fmr", "0.05", "--quiet",
+            "--ordered-pairs",
             "--json", str(tmp_path / f"{name}.json"), *extra])
         assert res.exit_code == 0, res.output
         docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
