@@ -50,7 +50,6 @@ BAD = [
     ("audit", "--level", "1.5"),
     ("audit", "--bins", "-5"),
     ("audit", "--max-tail", "-1"),
-    ("audit", "--max-tail", "1.5"),
     ("audit", "--bootstrap", "-1"),
     ("audit", "--seed", "-3"),
     ("audit", "--encoding", "rot13"),

@@ -139,7 +139,8 @@ class TailWindows:
                 or np.any(self.score < lo) or np.any(self.score >= hi)
                 or np.any(bounds[:, 0] < edge[:, 0]) or np.any(bounds[:, 1] > edge[:, 1])
                 or np.any(bounds[:, 0] >= bounds[:, 1])
-                or np.any(self.below_max >= bounds[:, 0]) or np.any(self.above_min < bounds[:, 1])):
+                or np.any((self.below_max >= bounds[:, 0]) & (self.below_max > -np.inf))
+                or np.any((self.above_min < bounds[:, 1]) & (self.above_min < np.inf))):
             raise ValueError("tail windows hold scores outside their bins")
 
     # called by ScoreDistributions, which does not import this module (no import cycle)
