@@ -141,6 +141,9 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
         return out
 
     highest = steps("fmr_threshold x3 (highest) + operating points", lambda: thresholds("highest"))
+    # --stream-first: the streamed DET right after the counted steps, in a process that has not built the
+    # in-memory curve (whose freed pages would otherwise be counted in the stream's RSS)
+    streamed = _det_streamed(dist, steps, args) if args.det_stream and args.stream_first else None
     curve = steps(DET_MEMORY_STEP, lambda: det_curve(view, g))
     lowest = steps(
         "fmr_threshold x3 (lowest) + operating points", lambda: thresholds("lowest"), counted=False
@@ -150,7 +153,8 @@ def _worker_faceaudit(gen, imp, steps: Steps, args) -> dict:
              false_non_matches=curve["false_non_matches"])
     n_full = int(curve["threshold"].size)
     del curve
-    streamed = _det_streamed(dist, steps, args) if args.det_stream else None
+    if args.det_stream and not args.stream_first:
+        streamed = _det_streamed(dist, steps, args)
     try:  # context: the sampled DET (exact points, ~2000 of them), where det_curve supports it
         sampled = steps(
             "det_curve(max_points=2000) (context)", lambda: det_curve(view, g, max_points=2000), counted=False
@@ -425,13 +429,15 @@ def run_worker(impl: str, gpath: Path, ipath: Path, tag: str, args, progress) ->
     ]
     if args.det_stream:
         cmd.append("--det-stream")
+    if args.stream_first:
+        cmd.append("--stream-first")
     if args.keep_det_file:
         cmd.append("--keep-det-file")
     if args.profile and impl == "faceaudit":
         cmd.append("--profile")
     env = dict(os.environ)
     if impl == "faceaudit":
-        env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(args.src or ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     task = progress.add_task(f"{impl}: starting", total=None)
     t0 = time.perf_counter()
     err_path = OUT / f"stderr_{impl}_{tag}.txt"
@@ -601,6 +607,15 @@ def main() -> None:
         "of its own, and check its rows against it",
     )
     ap.add_argument("--keep-det-file", action="store_true", help="keep bench/out/faceaudit_det_*.parquet")
+    ap.add_argument(
+        "--stream-first",
+        action="store_true",
+        help="with --det-stream: stream the DET right after the counted steps, before the in-memory "
+        "det_curve (the pipeline as `audit --det-out` runs it: the in-memory curve is never built)",
+    )
+    ap.add_argument("--src", help="faceaudit's source folder for the worker (default: this tree's src/), "
+                    "e.g. an exported older commit for a before/after in one session")
+    ap.add_argument("--label", default="", help="appended to the output files' tag (e.g. before, after)")
     # worker mode (internal)
     ap.add_argument("--worker", choices=IMPLS)
     ap.add_argument("--gen")
@@ -618,7 +633,7 @@ def main() -> None:
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     n_imp, n_gen = int(args.n_impostor), int(args.n_genuine)
-    tag = f"g{_fmt_n(n_gen)}_i{_fmt_n(n_imp)}_s{args.seed}"
+    tag = f"g{_fmt_n(n_gen)}_i{_fmt_n(n_imp)}_s{args.seed}" + (f"_{args.label}" if args.label else "")
     args.tag = tag
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     bad = [x for x in only if x not in IMPLS]
@@ -714,6 +729,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
         "git": git_state(),
+        "faceaudit_src": str(args.src or ROOT / "src"),
         "n_genuine": n_gen,
         "n_impostor": n_imp,
         "seed": args.seed,

@@ -91,6 +91,23 @@ def test_bulk_points_come_first_marked_inexact_with_brute_force_counts(neg, pos,
     assert all(np.array_equal(got[k][n:], rest[k]) for k in KEYS)
 
 
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), chunk=st.integers(2, 9), cut=st.one_of(st.none(), st.integers(-30, 30)))
+def test_chunks_are_full_without_ties(data, chunk, cut):
+    """Distinct scores (no value twice, none shared): every exact chunk but the last holds ``chunk``
+    points, whatever the interleaving of the two arrays (the mated one may end inside the tail)."""
+    values = data.draw(st.lists(st.integers(-40, 40), min_size=2, max_size=60, unique=True))
+    split = data.draw(st.integers(1, len(values) - 1))
+    neg, pos = np.array(values[:split], float), np.sort(np.array(values[split:], float))
+    view = _view(neg, None if cut is None else float(cut))
+    if view.tail.size == 0 and view.n_below == 0:
+        return
+    parts = list(det_stream(view, pos, chunk))
+    assert [p["threshold"].size for p in parts[:-1]] == [chunk] * (len(parts) - 1)
+    got, want = _joined(parts), det_curve(view, pos)
+    assert all(np.array_equal(got[k], want[k]) for k in KEYS)
+
+
 def test_refusals():
     pos = np.array([1.0, 2.0])
     with pytest.raises(EmptyError):
@@ -170,7 +187,9 @@ def test_parquet_round_trip_equals_full_det_and_brute_force(tmp_path):
     path = tmp_path / "det.parquet"
     summary = write_det(dist, path, [("g",)], chunk=16, settings={"note": "x"})
     table = pq.read_table(path)
-    assert pq.ParquetFile(path).metadata.num_row_groups > 4  # written chunk by chunk
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups > 4  # written chunk by chunk, never more than a chunk per row group
+    assert all(meta.row_group(r).num_rows <= 16 for r in range(meta.num_row_groups))
     groups = _rows_by_group(table)
     assert table.num_rows == summary["rows"] == sum(g["rows"] for g in summary["groups"])
     g_of = dist.samples.group_of_sample
@@ -182,6 +201,7 @@ def test_parquet_round_trip_equals_full_det_and_brute_force(tmp_path):
         assert np.array_equal(rows["n_false_match"], want["false_matches"])
         assert np.array_equal(rows["n_false_nonmatch"], want["false_non_matches"])
         assert np.array_equal(rows["fmr"], want["false_matches"] / int(want["nonmated"]))
+        assert np.array_equal(rows["fnmr"], want["false_non_matches"] / int(want["mated"]))
         # brute force over the raw pairs of the group: first and last points, totals
         inside = np.isin([label[g][0] for g in g_of], key[1]) if key[1] else np.ones(g_of.size, bool)
         both = inside[i] & inside[j]

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from faceaudit.errors import EmptyError, InputError, NotExactError
 from faceaudit.groups import OVERALL, group_name, group_subsets, grouping_name, resolve_groupings
@@ -55,6 +54,9 @@ from faceaudit.results import (
 from faceaudit.scores import ScoreDistributions
 from faceaudit.stats.intervals import bootstrap_weights, rate, replicate_rates, subject_bootstrap_from_rates
 from faceaudit.tail_windows import target_view, threshold_view
+
+if TYPE_CHECKING:  # scipy.sparse costs ~18 MiB to import: imported where the bootstrap counts subject pairs
+    import scipy.sparse as sp
 
 __all__ = ["audit", "AuditResult", "SubjectBootstrap", "default_groupings"]
 
@@ -117,6 +119,7 @@ class SubjectBootstrap:
         self, probe_subjects: np.ndarray, ref_subjects: np.ndarray, threshold: float
     ) -> sp.csr_array:
         """(subjects x subjects) counts of non-mated scores >= threshold between the two subject sets."""
+        import scipy.sparse as sp
         S, d = self.n_subjects, self.dist
         gs = d.samples.group_of_subject
         cells = d.cell_mask(np.unique(gs[probe_subjects]), np.unique(gs[ref_subjects]))
@@ -144,6 +147,8 @@ class SubjectBootstrap:
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
         if key not in self._den_cache:
+            import scipy.sparse as sp
+
             rows = sp.diags_array(probe_subjects.astype(np.float64))
             cols = sp.diags_array(ref_subjects.astype(np.float64))
             self._den_cache[key] = (rows @ self.pairs.astype(np.float64) @ cols).tocsr()

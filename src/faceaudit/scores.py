@@ -46,12 +46,14 @@ import itertools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from faceaudit.errors import HistogramMemoryError, IncompatibleError, InputError, SampleTableError
+
+if TYPE_CHECKING:  # scipy.sparse costs ~18 MiB to import: imported where subject pairs are counted
+    import scipy.sparse as sp
 
 __all__ = [
     "SampleIndex",
@@ -877,6 +879,8 @@ class DistributionBuilder:
         p, r, s = probe[nm], reference[nm], score[nm]
         self._add_nonmated(p, r, s)
         if self.track_subject_pairs:
+            import scipy.sparse as sp  # here: scipy.sparse costs ~18 MiB to import, only for subject pairs
+
             S = self.samples.n_subjects
             self._pairs.append(
                 sp.coo_array((np.ones(p.size, np.int64), (sp_[nm], sr[nm])), shape=(S, S)).tocsr()
@@ -976,6 +980,8 @@ class DistributionBuilder:
         tail = self._tail + [(s[in_tail], p[in_tail], r[in_tail])]
         pairs = None
         if self.track_subject_pairs:
+            import scipy.sparse as sp  # here: scipy.sparse costs ~18 MiB to import, only for subject pairs
+
             S = self.samples.n_subjects
             pairs = _sum_sparse(self._pairs) if self._pairs else sp.csr_array((S, S), dtype=np.int64)
         return _canonical(
@@ -1008,6 +1014,8 @@ def _sum_sparse(parts: list) -> sp.csr_array:
     total = parts[0]
     for p in itertools.islice(parts, 1, None):
         total = total + p
+    import scipy.sparse as sp
+
     return sp.csr_array(total)
 
 

@@ -84,7 +84,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln
 
 from faceaudit.errors import InputError
 from faceaudit.groups import OVERALL, group_name, grouping_name
@@ -375,6 +374,8 @@ def hypergeometric_any(n: np.ndarray, k: np.ndarray, draws: np.ndarray | int) ->
     out[none] = 0.0
     free = ~none & (n - k >= N)
     nn, kk, NN = n[free], k[free], N[free]
+    from scipy.special import gammaln  # here: scipy.special costs ~6 MiB to import, needed only for 1:N
+
     log_ratio = gammaln(nn - kk + 1) - gammaln(nn - kk - NN + 1) - gammaln(nn + 1) + gammaln(nn - NN + 1)
     out[free] = -np.expm1(log_ratio)
     return out

@@ -396,22 +396,24 @@ def det_stream(
 
 
 def _distinct_blocks(view: ImpostorView, genuine: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
-    """The distinct observed scores above the bulk in ascending blocks of at most ``chunk``, then +inf
-    (as :func:`det_curve` lists them), merging the two sorted arrays half a chunk from each at a time."""
-    tail, half = view.tail, max(1, chunk // 2)
+    """The distinct observed scores above the bulk in ascending blocks of at most ``chunk``, then +inf (as
+    :func:`det_curve` lists them), merging the two sorted arrays a chunk from each at a time. Without ties
+    every block but the last is full (a file written block by block has as few row groups as it can)."""
+    tail = view.tail
     start = view.below_max if view.n_below else -np.inf
     i = int(np.searchsorted(tail, start, side="right"))
     k = int(np.searchsorted(genuine, start, side="right"))
     last = np.empty(0)
     while i < tail.size or k < genuine.size:
-        tb, gb = tail[i:i + half], genuine[k:k + half]
+        tb, gb = tail[i:i + chunk], genuine[k:k + chunk]
         # every value up to the smaller of the two blocks' last values is in one of the blocks (copies of
-        # that value past a block's end add no new value), so the block's distinct values are complete
-        hi = min(tb[-1] if tb.size else np.inf, gb[-1] if gb.size else np.inf)
+        # that value past a block's end add no new value), so the block's distinct values are complete; a
+        # block that reaches its array's end bounds nothing
+        hi = min(tb[-1] if i + chunk < tail.size else np.inf, gb[-1] if k + chunk < genuine.size else np.inf)
         values = np.union1d(tb[: np.searchsorted(tb, hi, side="right")],
-                            gb[: np.searchsorted(gb, hi, side="right")])
-        i = int(np.searchsorted(tail, hi, side="right"))
-        k = int(np.searchsorted(genuine, hi, side="right"))
+                            gb[: np.searchsorted(gb, hi, side="right")])[:chunk]
+        i = int(np.searchsorted(tail, values[-1], side="right"))
+        k = int(np.searchsorted(genuine, values[-1], side="right"))
         if last.size:
             yield last
         last = values
@@ -430,8 +432,8 @@ def _det_chunk(
         fm = view.tail.size - np.searchsorted(view.tail, thresholds, side="left")
     return {
         "threshold": thresholds,
-        "false_matches": np.asarray(fm).astype(np.int64),
-        "false_non_matches": np.searchsorted(genuine, thresholds, side="left").astype(np.int64),
+        "false_matches": np.asarray(fm).astype(np.int64, copy=False),  # no copy of an int64 array
+        "false_non_matches": np.searchsorted(genuine, thresholds, side="left").astype(np.int64, copy=False),
         "exact": np.full(thresholds.size, exact),
         "nonmated": np.int64(view.total),
         "mated": np.int64(genuine.size),

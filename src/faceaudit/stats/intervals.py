@@ -16,11 +16,15 @@ replicates.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse as sp
 
 from faceaudit.errors import InputError
 from faceaudit.results import Interval, Rate
+
+if TYPE_CHECKING:  # scipy.sparse costs ~18 MiB to import: imported where a bootstrap needs it
+    import scipy.sparse as sp
 
 __all__ = [
     "Interval",
@@ -191,6 +195,8 @@ def replicate_rates(
         num = weights @ numerator
         den = weights @ denominator
     else:
+        import scipy.sparse as sp
+
         num = np.einsum("ij,ij->i", np.asarray((sp.csr_array(numerator).T @ weights.T).T), weights)
         den = np.einsum("ij,ij->i", np.asarray((sp.csr_array(denominator).T @ weights.T).T), weights)
     with np.errstate(invalid="ignore", divide="ignore"):
