@@ -245,3 +245,33 @@ def test_audit_command_max_tail_on_a_score_file(tmp_path):
     assert answers(docs["cap"]) == answers(docs["full"])
     assert docs["cap"]["manifest"]["tail_windows"]["kept_tail"] == 0
     assert "tail_windows" not in docs["full"]["manifest"]
+
+
+def test_further_passes_show_progress_and_change_nothing(monkeypatch):
+    """With progress on, each further pass has its own bar, advanced by the pairs of every block it
+    visits; the result is the quiet run's."""
+    from faceaudit.compare import assembly
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, enabled, total, description):
+            self.enabled, self.total, self.description, self.done = enabled, total, description, 0
+            bars.append(self)
+
+        def advance(self, pairs, description=None):
+            self.done += pairs
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(assembly, "Progress", Recorder)
+    x, samples = gaussian_set(n=200, seed=8)
+    loud = compare_embeddings(x, samples, backend="numpy", max_tail=0, **{**KW, "progress": True})
+    part = loud.meta["tail_windows"]["partition"]
+    assert len(bars) == part["split_passes"] + 1 >= 2  # the splitting passes and the capture
+    assert all(b.enabled and b.closed and b.done == b.total == 200 * 199 // 2 for b in bars), \
+        [(b.enabled, b.done, b.total) for b in bars]
+    assert [b.description for b in bars] == [f"further pass {k} (partition inside the bins)"
+                                             for k in range(1, len(bars) + 1)]
+    assert loud == compare_embeddings(x, samples, backend="numpy", max_tail=0, **KW)

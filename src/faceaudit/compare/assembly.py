@@ -27,6 +27,7 @@ from faceaudit.compare.capped import KeepRanges, build_windows, needed_ranges, s
 from faceaudit.compare.kernel import BlockPartial, BlockPlan
 from faceaudit.compare.plan import GenuineSorted, Planner, make_chunks
 from faceaudit.compare.probes import ProbeAccumulator
+from faceaudit.compare.progress import Progress
 from faceaudit.compare.summary import float_order
 from faceaudit.partition import capped_cutoffs, edge_of, window_total
 from faceaudit.scores import ScoreDistributions, bin_index
@@ -494,6 +495,7 @@ class PassScanner:
     def __init__(self, run: Planner, backend: Backend) -> None:
         self.run, self.backend = run, backend
         self.G, self.edges, self.cell_row = run.G, run.edges, run.cell_row
+        self.passes = 0
 
     def scan(self, cells: np.ndarray, level: np.ndarray, reduce: partition.Reduce) -> None:
         run, G, plan = self.run, self.G, self.run.plan
@@ -503,9 +505,23 @@ class PassScanner:
         blocks = run.blocks_holding(cells.reshape(G, G))
         chunks = make_chunks(blocks, run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
         g = run.samples.group_of_sample
-        for _, part in self.backend.run_chunks(second, chunks, list(range(len(chunks)))):
-            s = part.cap_x.astype(np.float64)
-            s /= plan.scale
-            cell = g[part.cap_i] * G + g[part.cap_j]
-            keep = s >= lv.reshape(-1)[cell]
-            reduce(s[keep], cell[keep], part.cap_i[keep], part.cap_j[keep])
+        self.passes += 1
+        bar = Progress(run.progress, sum(_block_pairs(run, b) for b in blocks),
+                       f"further pass {self.passes} (partition inside the bins)")
+        try:
+            for k, part in self.backend.run_chunks(second, chunks, list(range(len(chunks)))):
+                s = part.cap_x.astype(np.float64)
+                s /= plan.scale
+                cell = g[part.cap_i] * G + g[part.cap_j]
+                keep = s >= lv.reshape(-1)[cell]
+                reduce(s[keep], cell[keep], part.cap_i[keep], part.cap_j[keep])
+                bar.advance(sum(_block_pairs(run, b) for b in chunks[k]))  # tail-only parts count none
+        finally:
+            bar.close()
+
+
+def _block_pairs(run: Planner, block: tuple[int, int]) -> int:
+    """Pairs i < j of one block of the schedule."""
+    bi, bj = block
+    m_i, m_j = (min(run.block, run.n - b * run.block) for b in (bi, bj))
+    return m_i * (m_i - 1) // 2 if bi == bj else m_i * m_j

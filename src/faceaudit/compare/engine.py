@@ -207,6 +207,7 @@ def compare_embeddings(
         max_capture=int(max_capture),
         max_tail=int(max_tail),
     )
+    run.progress = bool(progress)
     options = BackendOptions(precision=precision, device=device, threads=threads, scheduler=scheduler,
                              n_workers=n_workers, connect_timeout=connect_timeout)
     eng = make_backend(backend, emb, options)

@@ -193,6 +193,8 @@ class Planner:
         self.max_tail = DEFAULT_MAX_TAIL if max_tail is None else int(max_tail)
         #: the bin ranges per cell each chunk's captures are cut to (None: every capture is kept)
         self.keep: KeepRanges | None = None
+        #: whether passes after the main one show a progress bar (compare_embeddings(progress=))
+        self.progress = False
         bound = gemm_error_bound(self.d)
         # euclidean: d^2 = |a|^2 + |b|^2 - 2ab has error ~ bound * 4 max|a|^2, and sqrt turns it into its root
         self.margin = (bound if metric == "cosine"
