@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_eer_window import _pairs
 from test_tailcap import TARGETS, check_answers, same_audit
 
 from faceaudit import partition as refine
@@ -275,3 +276,64 @@ def test_further_passes_show_progress_and_change_nothing(monkeypatch):
     assert [b.description for b in bars] == [f"further pass {k} (partition inside the bins)"
                                              for k in range(1, len(bars) + 1)]
     assert loud == compare_embeddings(x, samples, backend="numpy", max_tail=0, **KW)
+
+
+# ----- hostile shapes: random tied and continuous scores, tiny bins and budgets, against brute force -------
+from hypothesis import event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_tied = st.lists(st.integers(0, 16).map(lambda v: v / 4), min_size=1, max_size=120)
+_fine = st.lists(st.floats(0.0, 4.0, allow_nan=False, allow_subnormal=False), min_size=1, max_size=120)
+
+
+@settings(max_examples=400, deadline=None)
+@given(neg=st.one_of(_tied, _fine), pos=st.one_of(_tied, _fine), bins=st.integers(1, 12),
+       groups=st.lists(st.integers(0, 1), min_size=12, max_size=12), max_tail=st.sampled_from([0, 1, 3, 30]),
+       sub_bins=st.sampled_from([2, 3, 4, 16]), targets=st.sampled_from([[0.05], [0.0, 0.3], [0.1, 0.02]]))
+def test_streamed_parts_equal_brute_force(neg, pos, bins, groups, max_tail, sub_bins, targets):
+    """A streamed build (two_pass) whose tail budget binds: every subset's thresholds (both conventions),
+    its EER and every cell's count at the whole set's thresholds equal brute force over the scores."""
+    from faceaudit.build import two_pass
+    from faceaudit.measures.verification import count_nonmated_at_least
+    from faceaudit.scores import ImpostorView, uniform_edges
+
+    pos, neg = pos[:12], neg[: 12 * 11 * 2 - 12]
+    samples, i, j, s = _pairs(pos, neg, groups)
+    subsets_ = [[0], [1], [0, 1]] if len(set(groups)) == 2 else [[0]]
+
+    def read():
+        for k in range(0, s.size, 5):
+            yield i[k:k + 5], j[k:k + 5], s[k:k + 5]
+
+    old, refine.SUB_BINS = refine.SUB_BINS, sub_bins
+    try:
+        dist = two_pass(read, samples, uniform_edges(0.0, 4.0, bins), targets, subsets_, max_tail=max_tail)
+    finally:
+        refine.SUB_BINS = old
+    event("parts" if dist.windows is not None and dist.windows.refined else
+          "whole bins" if dist.windows is not None else "tail fits")
+    g, subj, G = samples.group_of_sample, samples.subject_of_sample, samples.n_groups
+    mated = subj[i] == subj[j]
+    for groups_ in subsets_:
+        inside = np.isin(g[i], groups_) & np.isin(g[j], groups_)
+        exact, genuine = ImpostorView.exact(s[inside & ~mated]), np.sort(s[inside & mated])
+        cells = dist.cell_mask(groups_, groups_)
+        if not exact.total:
+            continue
+        view = target_view(dist, cells, targets[0], dist.impostor_view(cells))
+        for t in targets:
+            view = target_view(dist, cells, t, dist.impostor_view(cells))
+            for conv in ("highest", "lowest"):
+                if conv == "lowest" and not genuine.size:
+                    continue
+                assert fmr_threshold(view, t, genuine, conv) == fmr_threshold(exact, t, genuine, conv)
+            if len(groups_) == G:
+                thr = fmr_threshold(view, t, genuine, "highest")
+                counts, ok = dist.nonmated_at_least_by_cell(thr)
+                cell = g[i] * G + g[j]
+                want = np.bincount(cell[~mated & (s >= thr)], minlength=G * G)
+                assert ok.all() and np.array_equal(counts.reshape(-1), want)
+                assert count_nonmated_at_least(threshold_view(dist, cells, thr, dist.impostor_view(cells)),
+                                               thr) == int((exact.tail >= thr).sum())
+        if genuine.size:
+            assert eer(dist.eer_view(groups_), genuine) == eer(exact, genuine)
