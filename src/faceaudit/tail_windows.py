@@ -330,12 +330,10 @@ def threshold_view(dist: ScoreDistributions, cells: np.ndarray, threshold: float
 
     b = int(bin_index(np.array([threshold], np.float64), dist.edges)[0])
     tried = [(b, lo, hi) for lo, hi in _parts(dist, cells, b)]
-    w = dist.windows
-    if w.refined:  # a part of another bin whose smallest score above lies at or above the threshold
-        flat = np.asarray(cells, bool).reshape(-1)
-        tried += sorted({(int(w.bin[i]), *w.bounds(i, dist.edges)) for i in range(w.cell.size)
-                         if flat[w.cell[i]] and w.bin[i] != b
-                         and w.below_max[i] < threshold <= w.above_min[i]})
+    w = dist.windows  # or a window of another bin whose neighbours enclose the threshold
+    flat = np.asarray(cells, bool).reshape(-1)
+    tried += sorted({(int(w.bin[i]), *w.bounds(i, dist.edges)) for i in range(w.cell.size)
+                     if flat[w.cell[i]] and w.bin[i] != b and w.below_max[i] < threshold <= w.above_min[i]})
     for k, lo, hi in tried:
         got = part_view(dist, cells, k, lo, hi)
         if got is not None and _answers_count(got, threshold):

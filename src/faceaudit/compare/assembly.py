@@ -299,20 +299,12 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
                     coarse: ScoreDistributions, capped: tuple) -> ScoreDistributions:
     """The distributions of a run whose required tail passes ``run.max_tail``: capped cutoffs, the tail
     above them, and the windows of every answer below them (:mod:`faceaudit.compare.capped`)."""
-    G, edges = run.G, run.edges
+    edges = run.edges
     C, required, kept_size = capped
     needs, windows = needed_ranges(coarse, rows, run.cell_row, C, run.subsets, run.targets)
     if window_total(rows, run.cell_row, windows) > run.max_tail:
         return _assemble_refined(run, backend, caps, rows, coarse, capped)
-    kept = run.keep if run.keep is not None else _kept_from_levels(run)
-    fail = np.zeros(G * G, bool)
-    for c, lo, hi in zip(needs.cell.tolist(), needs.lo.tolist(), needs.hi.tolist()):
-        fail[c] |= not kept.covers(c, lo, hi)
-    passes = ["main"]
-    if fail.any():
-        caps = _needs_pass(run, backend, needs.restricted(fail), fail, caps)
-        passes.append(f"capture of the needed bins in {int(fail.sum())} cell(s), "
-                      f"{len(run.blocks_holding(fail.reshape(G, G)))} block(s)")
+    caps, passes = _cover(run, backend, needs, caps, "the needed bins")
     split = _split_captures(run, caps, C, needs)
     _check_tail(run, rows, C, split.n_tail, split.below)
     low = split.window  # the windows' own captures, and the scores next to them: whole needed bins
@@ -323,23 +315,32 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
     return _capped_result(run, caps, rows, split, coarse, capped, win, passes)
 
 
+def _cover(run: Planner, backend: Backend, needs: KeepRanges, caps: Captures,
+           what: str) -> tuple[Captures, list[str]]:
+    """The captures holding every range of ``needs``: the main pass's, and a capture-only pass for the
+    cells where it kept less; with the passes made."""
+    G = run.G
+    kept = run.keep if run.keep is not None else _kept_from_levels(run)
+    fail = np.zeros(G * G, bool)
+    for c, lo, hi in zip(needs.cell.tolist(), needs.lo.tolist(), needs.hi.tolist()):
+        fail[c] |= not kept.covers(c, lo, hi)
+    passes = ["main"]
+    if fail.any():
+        caps = _needs_pass(run, backend, needs.restricted(fail), fail, caps)
+        passes.append(f"capture of {what} in {int(fail.sum())} cell(s), "
+                      f"{len(run.blocks_holding(fail.reshape(G, G)))} block(s)")
+    return caps, passes
+
+
 def _assemble_refined(run: Planner, backend: Backend, caps: Captures, rows: np.ndarray,
                       coarse: ScoreDistributions, capped: tuple) -> ScoreDistributions:
     """A capped run whose whole-bin windows would hold more than ``run.max_tail`` scores: the tail as in
     :func:`assemble_capped`, each answer's bin partitioned by further passes until its part fits
     (:mod:`faceaudit.partition`), then one pass capturing the parts."""
-    G, B = run.G, run.edges.size - 1
+    B = run.edges.size - 1
     C = capped[0]
     tail_needs, _ = needed_ranges(coarse, rows, run.cell_row, C, [], run.targets)
-    kept = run.keep if run.keep is not None else _kept_from_levels(run)
-    fail = np.zeros(G * G, bool)
-    for c, lo, hi in zip(tail_needs.cell.tolist(), tail_needs.lo.tolist(), tail_needs.hi.tolist()):
-        fail[c] |= not kept.covers(c, lo, hi)
-    passes = ["main"]
-    if fail.any():
-        caps = _needs_pass(run, backend, tail_needs.restricted(fail), fail, caps)
-        passes.append(f"capture of the tail's bins in {int(fail.sum())} cell(s), "
-                      f"{len(run.blocks_holding(fail.reshape(G, G)))} block(s)")
+    caps, passes = _cover(run, backend, tail_needs, caps, "the tail's bins")
     split = _split_captures(run, caps, C, KeepRanges.of([], [], [], B))
     _check_tail(run, rows, C, split.n_tail, split.below)
     answers = partition.answers_below(coarse, rows, run.cell_row, C, run.subsets, run.targets)
