@@ -337,3 +337,16 @@ def test_streamed_parts_equal_brute_force(neg, pos, bins, groups, max_tail, sub_
                                                thr) == int((exact.tail >= thr).sum())
         if genuine.size:
             assert eer(dist.eer_view(groups_), genuine) == eer(exact, genuine)
+
+
+def test_bands_are_kept_where_the_whole_bins_fit_the_budget():
+    """Where the answers' whole bins fit the budget the assembly reads them from the main pass's bands: no
+    further pass (a budget the bands pass but the bins do not was a needs pass over every block, found
+    by bench/partition.py at 200,000 images with the default budget); the answers are the uncapped run's."""
+    x, samples = gaussian_set(n=1200, seed=1)
+    kw = {**KW, "bins": 256}
+    full = compare_embeddings(x, samples, backend="numpy", **kw)
+    cap = compare_embeddings(x, samples, backend="numpy", max_tail=20_000, **kw)
+    assert cap.meta["passes"] == ["main"] and "partition" not in cap.meta["tail_windows"]
+    assert cap.tail_score.size <= 20_000 < full.tail_score.size and not cap.windows.refined
+    same_answers(cap, full, samples)

@@ -198,8 +198,10 @@ def _band(ft: np.ndarray, b: int, rate: float) -> tuple[int, int]:
     return (int(above[-1]) if above.size else 0), (int(below[0]) if below.size else ft.size - 1)
 
 
-def _eer_band(hist: np.ndarray, genuine: np.ndarray, edges: np.ndarray, rate: float) -> tuple[int, int]:
-    """The estimated EER crossing bin, widened: the crossings with the FMR scaled by 1 -/+ the margin."""
+def _eer_band(hist: np.ndarray, genuine: np.ndarray, edges: np.ndarray,
+              rate: float) -> tuple[int, int, int]:
+    """The estimated EER crossing bin, widened: the crossings with the FMR scaled by 1 -/+ the margin;
+    with the crossing bin itself."""
     N, Np = float(hist.sum()), genuine.size
     ft = np.cumsum(hist[::-1])[::-1]
     fnmr = np.searchsorted(genuine, edges[:-1], side="left") / Np
@@ -208,7 +210,7 @@ def _eer_band(hist: np.ndarray, genuine: np.ndarray, edges: np.ndarray, rate: fl
     m = BAND_MARGIN[0] + BAND_MARGIN[1] / np.sqrt(max(float(ft[b0]) * rate, 1.0))
     lo = np.flatnonzero(ft / N * (1.0 - m) >= fnmr)
     hi = np.flatnonzero(ft / N * (1.0 + m) >= fnmr)
-    return (int(lo[-1]) if lo.size else 0), (int(hi[-1]) if hi.size else 0)
+    return (int(lo[-1]) if lo.size else 0), (int(hi[-1]) if hi.size else 0), b0
 
 
 def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.ndarray, level: np.ndarray,
@@ -231,27 +233,29 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
         # from 2 bins below, and down to the next bin the estimate has scores in (sparse scores)
         rlo.append(0 if cell_row[c] < 0 else max(_nonempty_around(est[cell_row[c]], max(k - 2, 0), B)[0], lv))
         rhi.append(B)
-    bc, blo, bhi = [], [], []
+    bc, blo, bhi, answer_bins = [], [], [], set()
     for groups in subsets:
         cells = est_dist.cell_mask(groups, groups).reshape(-1) & (cell_row >= 0)
         if not cells.any():
             continue
         hist = est_dist.cell_histogram(cells.reshape(est_dist.n_groups, -1))
         sft = np.cumsum(hist[::-1])[::-1]
-        bands = [_band(sft, b, rate) for b in _target_bins(sft, targets)]
+        bands = [(*_band(sft, b, rate), b) for b in _target_bins(sft, targets)]
         genuine = est_dist.genuine_scores(groups)
         if genuine.size and hist.sum() > 0:
             bands.append(_eer_band(hist, genuine, edges, rate))
-        for lo, hi in bands:
+        for lo, hi, b in bands:
             lo, hi = _nonempty_around(hist, max(lo - 2, 0), min(hi + 3, B))
             for c in np.flatnonzero(cells).tolist():
                 bc.append(c)
                 blo.append(lo)
                 bhi.append(hi + 1)
-    # bands estimated to hold more than the budget are not kept: the answers' bins are then partitioned
-    # by further passes (faceaudit/partition.py), which need none of the pass's captures below the tail
-    in_bands = sum(float(est[cell_row[c], a:z].sum()) for c, a, z in zip(bc, blo, bhi)) / max(rate, 1e-300)
-    if in_bands <= budget:
+                answer_bins.add((c, b))
+    # where the answers' whole bins are estimated to hold more than the budget, the assembly will partition
+    # them by further passes (faceaudit/partition.py), which need none of the pass's captures below the
+    # tail: the bands are not kept (the assembly's own test, window_total, on the estimate)
+    in_windows = sum(float(est[cell_row[c], b]) for c, b in answer_bins)  # est: counts of the whole run
+    if in_windows <= budget:
         rc, rlo, rhi = rc + bc, rlo + blo, rhi + bhi
     return KeepRanges.of(rc, rlo, rhi, B)
 
