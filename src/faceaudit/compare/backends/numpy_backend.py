@@ -21,7 +21,8 @@ from faceaudit.compare.kernel import (
 
 __all__ = ["NumpyBackend", "CAPABILITIES", "create"]
 
-CAPABILITIES = Capabilities(precisions=("fp32",), device_kinds=("cpu",), threads=True, numpy_identical=True)
+CAPABILITIES = Capabilities(precisions=("fp32",), device_kinds=("cpu",), threads=True, numpy_identical=True,
+                            live_thresholds=True)  # run_chunks submits a chunk only after the last one's fold
 
 
 class NumpyBackend:
