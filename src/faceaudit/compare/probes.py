@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceaudit.compare.summary import ProbeSummary, by_probe_score_desc_ref
+from faceaudit.compare.summary import ProbeSummary, by_probe_score_desc_ref, float_order
 
 __all__ = ["ProbeThresholds", "ProbePartial", "ProbeAccumulator", "reduce_captures", "fold_captures",
            "NO_REFERENCE", "FOLD_BATCH"]
@@ -137,6 +137,57 @@ def fold_captures(acc: ProbeAccumulator, cap_i: np.ndarray, cap_j: np.ndarray, c
     return parts[0] if len(parts) == 1 else ProbePartial.concat(parts, acc.n)
 
 
+def _probe_score_keys(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """uint64 keys ascending in (probe, score descending)."""
+    return (p.astype(np.uint64) << np.uint64(32)) | (~float_order(x)).astype(np.uint64)
+
+
+def merge_sorted(top_x: np.ndarray, top_r: np.ndarray, p: np.ndarray, r: np.ndarray, x: np.ndarray) -> bool:
+    """Merge candidates into the running (n, k) top-k in place, without a sort, when they are in the
+    order of a chunk's reduction (probe, score descending, reference); False (nothing changed)
+    otherwise, for the caller's sort.
+
+    Each row and each probe's candidates are in that total order, so the merged row is the two lists
+    interleaved: a candidate lands at its position among its probe's candidates plus the held entries
+    before it (a search in the rows' keys, ascending in (probe, score descending) across the flattened
+    rows; where a held score equals the candidate's, the held ones with a lower reference come first);
+    a held entry moves down by the candidates before it. O(rows touched x k + candidates)."""
+    n, k = top_x.shape
+    if n >= 2**32:
+        return False
+    key = _probe_score_keys(p, x)
+    step = key[1:] > key[:-1]
+    if not (step | ((key[1:] == key[:-1]) & (r[1:] > r[:-1]))).all():
+        return False
+    first = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    touched = p[first]
+    count = np.diff(np.r_[first, p.size])
+    row = np.repeat(np.arange(touched.size), count)
+    held_x, held_r = top_x[touched], top_r[touched]
+    held = _probe_score_keys(np.repeat(touched, k), held_x.ravel())
+    at = np.searchsorted(held, key)
+    tied = np.flatnonzero(held[np.minimum(at, held.size - 1)] == key)
+    if tied.size:  # equal scores: the held entries of that score with a lower reference come first
+        span = np.searchsorted(held, key[tied], side="right") - at[tied]
+        cols = at[tied, None] + np.arange(k)
+        inside = np.arange(k) < span[:, None]
+        at[tied] += (inside & (held_r.ravel()[np.where(inside, cols, 0)] < r[tied, None])).sum(axis=1)
+    at -= row * k  # held entries before each candidate (0..k)
+    pos = at + np.arange(p.size) - np.repeat(first, count)
+    before = np.bincount(row * (k + 1) + at, minlength=touched.size * (k + 1)).reshape(-1, k + 1)
+    held_pos = np.arange(k) + np.cumsum(before, axis=1)[:, :k]
+    new_x, new_r = np.empty_like(held_x), np.empty_like(held_r)
+    stays = held_pos < k
+    rows = np.broadcast_to(np.arange(touched.size)[:, None], (touched.size, k))
+    new_x[rows[stays], held_pos[stays]] = held_x[stays]
+    new_r[rows[stays], held_pos[stays]] = held_r[stays]
+    enters = pos < k
+    new_x[row[enters], pos[enters]] = x[enters]
+    new_r[row[enters], pos[enters]] = r[enters]
+    top_x[touched], top_r[touched] = new_x, new_r
+    return True
+
+
 class ProbeAccumulator:
     """The running per-probe top-k and rank counts of a run (O(n k) memory)."""
 
@@ -163,9 +214,9 @@ class ProbeAccumulator:
             return
         keep = part.top_x >= self.top_x[part.top_p, -1]
         p, r, x = part.top_p[keep], part.top_r[keep], part.top_x[keep]
-        if not p.size:
+        if not p.size or merge_sorted(self.top_x, self.top_r, p, r, x):
             return
-        touched = np.unique(p)
+        touched = np.unique(p)  # ties or unsorted candidates: one sort of the rows and the candidates
         P = np.concatenate([np.repeat(touched, k), p])
         R = np.concatenate([self.top_r[touched].ravel(), r])
         X = np.concatenate([self.top_x[touched].ravel(), x])
