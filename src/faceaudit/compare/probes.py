@@ -96,15 +96,20 @@ def reduce_captures(th: ProbeThresholds, n: int, cap_i: np.ndarray, cap_j: np.nd
     each probe's k-th best so far (candidates below it cannot enter its top k)."""
     tops, bands = [], []
     above = np.zeros(n, np.int64)
+    top = th.topk_x if floor is None else np.maximum(th.topk_x, floor)  # per sample
+    # the lowest score any test below takes, per sample: most captures (the cells' tails) fail it and
+    # are dropped with one look-up, not four
+    low = np.minimum(np.minimum(top, th.mate_lo), th.mate_hi) if th.k else np.minimum(th.mate_lo, th.mate_hi)
     for p, r in ((cap_i, cap_j), (cap_j, cap_i)):  # each pair in both roles
+        used = np.flatnonzero(cap_x >= low[p])  # in capture order: the bands keep theirs
+        p, r, x = p[used], r[used], cap_x[used]
         if th.k:
-            t = th.topk_x[p] if floor is None else np.maximum(th.topk_x[p], floor[p])
-            m = cap_x >= t
-            tops.append((p[m], r[m], cap_x[m]))
-        hi = cap_x >= th.mate_hi[p]
+            m = x >= top[p]
+            tops.append((p[m], r[m], x[m]))
+        hi = x >= th.mate_hi[p]
         above += np.bincount(p[hi], minlength=n)
-        band = ~hi & (cap_x >= th.mate_lo[p])
-        bands.append((p[band], cap_x[band]))
+        band = ~hi & (x >= th.mate_lo[p])
+        bands.append((p[band], x[band]))
     e = np.empty(0, np.int64)
     if tops:
         tp, tr, tx, _ = _first_k(*(np.concatenate(c) for c in zip(*tops)), th.k)
@@ -164,7 +169,8 @@ def merge_sorted(top_x: np.ndarray, top_r: np.ndarray, p: np.ndarray, r: np.ndar
     count = np.diff(np.r_[first, p.size])
     row = np.repeat(np.arange(touched.size), count)
     held_x, held_r = top_x[touched], top_r[touched]
-    held = _probe_score_keys(np.repeat(touched, k), held_x.ravel())
+    held = ((touched.astype(np.uint64) << np.uint64(32))[:, None]
+            | (~float_order(held_x)).astype(np.uint64)).ravel()
     at = np.searchsorted(held, key)
     tied = np.flatnonzero(held[np.minimum(at, held.size - 1)] == key)
     if tied.size:  # equal scores: the held entries of that score with a lower reference come first
@@ -176,15 +182,15 @@ def merge_sorted(top_x: np.ndarray, top_r: np.ndarray, p: np.ndarray, r: np.ndar
     pos = at + np.arange(p.size) - np.repeat(first, count)
     before = np.bincount(row * (k + 1) + at, minlength=touched.size * (k + 1)).reshape(-1, k + 1)
     held_pos = np.arange(k) + np.cumsum(before, axis=1)[:, :k]
-    new_x, new_r = np.empty_like(held_x), np.empty_like(held_r)
-    stays = held_pos < k
-    rows = np.broadcast_to(np.arange(touched.size)[:, None], (touched.size, k))
-    new_x[rows[stays], held_pos[stays]] = held_x[stays]
-    new_r[rows[stays], held_pos[stays]] = held_r[stays]
-    enters = pos < k
-    new_x[row[enters], pos[enters]] = x[enters]
-    new_r[row[enters], pos[enters]] = r[enters]
-    top_x[touched], top_r[touched] = new_x, new_r
+    # rows of k + 1: whatever falls past the k-th place is written to the last column, then dropped
+    base = np.arange(touched.size) * (k + 1)
+    new_x = np.empty((touched.size, k + 1), held_x.dtype)
+    new_r = np.empty((touched.size, k + 1), held_r.dtype)
+    to = (base[:, None] + np.minimum(held_pos, k)).ravel()
+    new_x.reshape(-1)[to], new_r.reshape(-1)[to] = held_x.ravel(), held_r.ravel()
+    to = base[row] + np.minimum(pos, k)
+    new_x.reshape(-1)[to], new_r.reshape(-1)[to] = x, r
+    top_x[touched], top_r[touched] = new_x[:, :k], new_r[:, :k]
     return True
 
 
