@@ -872,6 +872,115 @@ def test_streamed_top_k_and_rank_equal_one_global_sort_in_any_chunk_order():
         np.testing.assert_array_equal(s.mate_rank, exp_rank)
 
 
+@pytest.mark.parametrize("seed", range(200))
+def test_merge_without_sort_equals_one_sort_of_rows_and_candidates(seed):
+    """merge_sorted against the sort of each touched row's held entries with its candidates (score
+    desc, reference asc; a coarse lattice every third seed: ties with held scores and between
+    candidates): equal when it merges; it declines only candidates out of a reduction's order, and
+    then changes nothing, so the caller's sort decides."""
+    from faceaudit.compare.probes import NO_REFERENCE, merge_sorted
+
+    rng = np.random.default_rng(seed)
+    n, k, coarse = int(rng.integers(1, 12)), int(rng.integers(1, 7)), seed % 3 == 0
+    draw = ((lambda m: (rng.integers(-6, 7, m) / 4).astype(np.float32)) if coarse
+            else (lambda m: rng.standard_normal(m).astype(np.float32)))
+    top_x = np.full((n, k), -np.inf, np.float32)
+    top_r = np.full((n, k), NO_REFERENCE, np.int64)
+    refs = rng.permutation(1000)
+    used = 0
+    for q in range(n):  # each row: some held entries (score desc, ref asc), the rest empty
+        h = int(rng.integers(0, k + 1))
+        o = sorted(zip(-draw(h), refs[used : used + h]))
+        used += h
+        top_x[q, :h] = [-s for s, _ in o]
+        top_r[q, :h] = [r for _, r in o]
+    m = int(rng.integers(1, 15))
+    p, x, r = rng.integers(0, n, m), draw(m), refs[used : used + m].astype(np.int64)
+    if rng.random() < 0.8:  # a reduction's order (the merge's case); else as given
+        o = sorted(range(m), key=lambda t: (p[t], -x[t], r[t]))
+        p, x, r = p[o], x[o], r[o]
+    exp_x, exp_r = top_x.copy(), top_r.copy()
+    for q in np.unique(p).tolist():
+        both = sorted([(-float(v), int(w)) for v, w in zip(top_x[q], top_r[q])]
+                      + [(-float(v), int(w)) for v, w, pp in zip(x, r, p) if pp == q])[:k]
+        exp_x[q], exp_r[q] = [-s for s, _ in both], [w for _, w in both]
+    before = top_x.copy(), top_r.copy()
+    if merge_sorted(top_x, top_r, p, r, x):
+        np.testing.assert_array_equal(top_x, exp_x)
+        np.testing.assert_array_equal(top_r, exp_r)
+    else:
+        np.testing.assert_array_equal(top_x, before[0])
+        np.testing.assert_array_equal(top_r, before[1])
+        key = [(int(a), -float(b), int(c)) for a, b, c in zip(p, x, r)]
+        assert key != sorted(key), "declined candidates in a reduction's order"
+
+
+def test_streamed_top_k_merges_without_sort_on_continuous_scores(monkeypatch):
+    """Continuous scores (no ties): the folds take the sort-free merge, and the top-k and ranks equal a
+    brute-force sort of each probe's scores, in any chunk order."""
+    import faceaudit.compare.probes as probes
+
+    merged = []
+    real = probes.merge_sorted
+    monkeypatch.setattr(probes, "merge_sorted", lambda *a: merged.append(real(*a)) or merged[-1])
+    rng = np.random.default_rng(8)
+    n, k = 80, 6
+    i, j = np.triu_indices(n, 1)
+    x = rng.standard_normal(i.size).astype(np.float32)
+    subj = np.arange(n) // 4
+    mated = subj[i] == subj[j]
+    ci, cj, cx = i[~mated], j[~mated], x[~mated]
+    th = probes.ProbeThresholds(k, np.full(n, np.float32(0.2)), np.full(n, np.float32(np.inf)),
+                                np.full(n, np.float32(np.inf)))
+    keep = (cx >= 0.2)
+    ci, cj, cx = ci[keep], cj[keep], cx[keep]
+    exp_x = np.full((n, k), -np.inf)
+    exp_r = np.full((n, k), -1)
+    for p in range(n):
+        mine = sorted([(-float(v), int(b)) for a, b, v in zip(ci, cj, cx) if a == p]
+                      + [(-float(v), int(a)) for a, b, v in zip(ci, cj, cx) if b == p])[:k]
+        for t, (s, r) in enumerate(mine):
+            exp_x[p, t], exp_r[p, t] = -s, r
+    for order_seed in range(3):
+        chunks = np.array_split(np.random.default_rng(order_seed).permutation(ci.size), 9)
+        acc = probes.ProbeAccumulator(n, th)
+        for c in chunks:
+            probes.fold_captures(acc, ci[c], cj[c], cx[c], batch=50)
+        s = acc.summary(subj, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), 1.0)
+        np.testing.assert_array_equal(s.topk_score, exp_x)
+        np.testing.assert_array_equal(s.topk_reference, exp_r)
+    assert merged and all(merged)
+
+
+def test_live_thresholds_capture_less_and_change_nothing(monkeypatch):
+    """numpy raises the per-sample thresholds to each probe's k-th best between chunks: the same
+    distributions and summaries as with the pre-pass's thresholds alone, from fewer captures."""
+    import dataclasses
+
+    import faceaudit.compare.backends.numpy_backend as nb
+    import faceaudit.compare.engine as engine
+
+    captured = []
+    real = engine.fold_captures
+    monkeypatch.setattr(engine, "fold_captures",
+                        lambda acc, i, j, x: captured.append(x.size) or real(acc, i, j, x))
+    rng = np.random.default_rng(5)  # 4 images a subject around its centre: a shallow tail, as in bench/
+    n, subj = 1200, np.arange(1200) // 4
+    x = rng.standard_normal((300, 32))[subj] + 0.9 * rng.standard_normal((n, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    samples = SampleIndex.from_columns([f"s{i}" for i in range(n)], [f"p{s}" for s in subj],
+                                       {"g": np.array(["a", "b"])[subj % 2]})
+    kw = {"progress": False, "block": 64, "reference_sample": 64, "backend": "numpy", "chunk_pairs": 20000,
+          "top_k": 8, "threads": 2}
+    live = compare_embeddings(x, samples, **kw)
+    n_live, captured[:] = sum(captured), []
+    monkeypatch.setattr(nb.NumpyBackend, "capabilities",
+                        dataclasses.replace(nb.CAPABILITIES, live_thresholds=False))
+    fixed = compare_embeddings(x, samples, **kw)
+    assert live == fixed and live.probe_summary == fixed.probe_summary
+    assert n_live < 0.8 * sum(captured)  # the rest: the cells' tails, the same in both
+
+
 def test_dask_completion_order_and_threads_give_the_same_summaries():
     """numpy with 1 and 2 threads and with many small chunks: identical distributions and summaries."""
     x, samples = lattice_set(n=180, seed=21)

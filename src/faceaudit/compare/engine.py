@@ -293,12 +293,17 @@ def _main_pass(
         part.slots = None
         parts[k] = part
     todo = [k for k in range(len(chunks)) if k not in parts]
+    live = eng.capabilities.live_thresholds
+    if live:
+        run.raise_sample_thresholds(acc.floor())
     bar = Progress(progress, run.total_pairs, f"comparing ({eng.name})")
     bar.advance(sum(p.pairs for p in parts.values()))
     t = time.perf_counter()
     try:
         for k, part in eng.run_chunks(run.plan, chunks, todo):
             part, probes = reduce_chunk(run, part, acc)  # folded into acc
+            if live:  # the next chunks capture only what can still enter a top k
+                run.raise_sample_thresholds(acc.floor())
             ckpt.save_chunk(k, part, probes)
             slots += part.slots
             part.slots = None

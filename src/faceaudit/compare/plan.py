@@ -283,16 +283,39 @@ class Planner:
     # ----- capture levels -----------------------------------------------------------------------
     def capture_arrays(self, cell_level: np.ndarray, keep_sample: np.ndarray) -> dict[str, np.ndarray]:
         """The BlockPlan's capture fields for per-cell levels (score units) and per-sample thresholds."""
-        G = self.G
         keep_cell = f32_down(cell_level.reshape(-1) * self.scale)
+        return {**self._candidate_levels(keep_cell, keep_sample), "keep_sample": keep_sample,
+                "keep_cell": keep_cell}
+
+    def _candidate_levels(self, keep_cell: np.ndarray, keep_sample: np.ndarray) -> dict[str, np.ndarray]:
+        """The kernel's cheap candidate test per sample (row and column role): the lowest of its own
+        threshold and the levels of the cells it is tested for in that role."""
+        G = self.G
         kc = keep_cell.reshape(G, G)
         to_row = self.group_size[:, None] <= self.group_size[None, :]
         row_level = np.where(to_row, kc, np.float32(np.inf)).min(axis=1)
         col_level = np.where(~to_row, kc, np.float32(np.inf)).min(axis=0)
         g = self.samples.group_of_sample
         return {"capture_row": np.minimum(keep_sample, row_level[g]),
-                "capture_col": np.minimum(keep_sample, col_level[g]),
-                "keep_sample": keep_sample, "keep_cell": keep_cell}
+                "capture_col": np.minimum(keep_sample, col_level[g])}
+
+    def raise_sample_thresholds(self, floor: np.ndarray | None) -> None:
+        """The plan's per-sample thresholds raised to each probe's k-th best score so far (``floor``, x
+        units, -inf until it has k; :meth:`ProbeAccumulator.floor`), between chunks of the main pass.
+
+        Why it is exact: a score below a probe's k-th best so far cannot enter its top k (k better or
+        equal ones are already held, and the floor only rises), and the rank band ``mate_x`` is kept as
+        it was, so every capture the summaries or the cells' tails use is still captured; the fold cuts
+        the same candidates by the same floor anyway. It only spares the kernel and the fold the scores
+        between the pre-pass's top-k estimate (the k-th best of a reference sample, a low quantile) and
+        the probe's true k-th best."""
+        if floor is None or not self.top_k:
+            return
+        keep_sample = np.minimum(np.maximum(self.topk_x, floor), self.mate_x)
+        plan = self.plan
+        for k, v in self._candidate_levels(plan.keep_cell, keep_sample).items():
+            setattr(plan, k, v)
+        plan.keep_sample = keep_sample
 
     def set_capture(self, cell_level: np.ndarray, topk_x: np.ndarray, mate_x: np.ndarray,
                     mate_hi_x: np.ndarray | None = None, keep: np.ndarray | None = None) -> None:

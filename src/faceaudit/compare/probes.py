@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceaudit.compare.summary import ProbeSummary, by_probe_score_desc_ref
+from faceaudit.compare.summary import ProbeSummary, by_probe_score_desc_ref, float_order
 
 __all__ = ["ProbeThresholds", "ProbePartial", "ProbeAccumulator", "reduce_captures", "fold_captures",
            "NO_REFERENCE", "FOLD_BATCH"]
@@ -96,15 +96,20 @@ def reduce_captures(th: ProbeThresholds, n: int, cap_i: np.ndarray, cap_j: np.nd
     each probe's k-th best so far (candidates below it cannot enter its top k)."""
     tops, bands = [], []
     above = np.zeros(n, np.int64)
+    top = th.topk_x if floor is None else np.maximum(th.topk_x, floor)  # per sample
+    # the lowest score any test below takes, per sample: most captures (the cells' tails) fail it and
+    # are dropped with one look-up, not four
+    low = np.minimum(np.minimum(top, th.mate_lo), th.mate_hi) if th.k else np.minimum(th.mate_lo, th.mate_hi)
     for p, r in ((cap_i, cap_j), (cap_j, cap_i)):  # each pair in both roles
+        used = np.flatnonzero(cap_x >= low[p])  # in capture order: the bands keep theirs
+        p, r, x = p[used], r[used], cap_x[used]
         if th.k:
-            t = th.topk_x[p] if floor is None else np.maximum(th.topk_x[p], floor[p])
-            m = cap_x >= t
-            tops.append((p[m], r[m], cap_x[m]))
-        hi = cap_x >= th.mate_hi[p]
+            m = x >= top[p]
+            tops.append((p[m], r[m], x[m]))
+        hi = x >= th.mate_hi[p]
         above += np.bincount(p[hi], minlength=n)
-        band = ~hi & (cap_x >= th.mate_lo[p])
-        bands.append((p[band], cap_x[band]))
+        band = ~hi & (x >= th.mate_lo[p])
+        bands.append((p[band], x[band]))
     e = np.empty(0, np.int64)
     if tops:
         tp, tr, tx, _ = _first_k(*(np.concatenate(c) for c in zip(*tops)), th.k)
@@ -137,6 +142,58 @@ def fold_captures(acc: ProbeAccumulator, cap_i: np.ndarray, cap_j: np.ndarray, c
     return parts[0] if len(parts) == 1 else ProbePartial.concat(parts, acc.n)
 
 
+def _probe_score_keys(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """uint64 keys ascending in (probe, score descending)."""
+    return (p.astype(np.uint64) << np.uint64(32)) | (~float_order(x)).astype(np.uint64)
+
+
+def merge_sorted(top_x: np.ndarray, top_r: np.ndarray, p: np.ndarray, r: np.ndarray, x: np.ndarray) -> bool:
+    """Merge candidates into the running (n, k) top-k in place, without a sort, when they are in the
+    order of a chunk's reduction (probe, score descending, reference); False (nothing changed)
+    otherwise, for the caller's sort.
+
+    Each row and each probe's candidates are in that total order, so the merged row is the two lists
+    interleaved: a candidate lands at its position among its probe's candidates plus the held entries
+    before it (a search in the rows' keys, ascending in (probe, score descending) across the flattened
+    rows; where a held score equals the candidate's, the held ones with a lower reference come first);
+    a held entry moves down by the candidates before it. O(rows touched x k + candidates)."""
+    n, k = top_x.shape
+    if n >= 2**32:
+        return False
+    key = _probe_score_keys(p, x)
+    step = key[1:] > key[:-1]
+    if not (step | ((key[1:] == key[:-1]) & (r[1:] > r[:-1]))).all():
+        return False
+    first = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    touched = p[first]
+    count = np.diff(np.r_[first, p.size])
+    row = np.repeat(np.arange(touched.size), count)
+    held_x, held_r = top_x[touched], top_r[touched]
+    held = ((touched.astype(np.uint64) << np.uint64(32))[:, None]
+            | (~float_order(held_x)).astype(np.uint64)).ravel()
+    at = np.searchsorted(held, key)
+    tied = np.flatnonzero(held[np.minimum(at, held.size - 1)] == key)
+    if tied.size:  # equal scores: the held entries of that score with a lower reference come first
+        span = np.searchsorted(held, key[tied], side="right") - at[tied]
+        cols = at[tied, None] + np.arange(k)
+        inside = np.arange(k) < span[:, None]
+        at[tied] += (inside & (held_r.ravel()[np.where(inside, cols, 0)] < r[tied, None])).sum(axis=1)
+    at -= row * k  # held entries before each candidate (0..k)
+    pos = at + np.arange(p.size) - np.repeat(first, count)
+    before = np.bincount(row * (k + 1) + at, minlength=touched.size * (k + 1)).reshape(-1, k + 1)
+    held_pos = np.arange(k) + np.cumsum(before, axis=1)[:, :k]
+    # rows of k + 1: whatever falls past the k-th place is written to the last column, then dropped
+    base = np.arange(touched.size) * (k + 1)
+    new_x = np.empty((touched.size, k + 1), held_x.dtype)
+    new_r = np.empty((touched.size, k + 1), held_r.dtype)
+    to = (base[:, None] + np.minimum(held_pos, k)).ravel()
+    new_x.reshape(-1)[to], new_r.reshape(-1)[to] = held_x.ravel(), held_r.ravel()
+    to = base[row] + np.minimum(pos, k)
+    new_x.reshape(-1)[to], new_r.reshape(-1)[to] = x, r
+    top_x[touched], top_r[touched] = new_x[:, :k], new_r[:, :k]
+    return True
+
+
 class ProbeAccumulator:
     """The running per-probe top-k and rank counts of a run (O(n k) memory)."""
 
@@ -163,9 +220,9 @@ class ProbeAccumulator:
             return
         keep = part.top_x >= self.top_x[part.top_p, -1]
         p, r, x = part.top_p[keep], part.top_r[keep], part.top_x[keep]
-        if not p.size:
+        if not p.size or merge_sorted(self.top_x, self.top_r, p, r, x):
             return
-        touched = np.unique(p)
+        touched = np.unique(p)  # ties or unsorted candidates: one sort of the rows and the candidates
         P = np.concatenate([np.repeat(touched, k), p])
         R = np.concatenate([self.top_r[touched].ravel(), r])
         X = np.concatenate([self.top_x[touched].ravel(), x])

@@ -40,6 +40,10 @@ class Capabilities:
     * ``device_sample_scores``: the pre-pass is scored on its device (else on the host, numpy's GEMM).
     * ``device_rescan``: the exact rescan (``cell_max_below``) runs on its device with its own scores.
     * ``numpy_identical``: its scores are bit-identical to the numpy backend's (the same float32 GEMM).
+    * ``live_thresholds``: each chunk it queues reads the plan's per-sample capture thresholds as they
+      are then (the engine raises them between chunks to each probe's k-th best so far, assigning new
+      arrays: fewer captures, the same result; any older set is still exact). Others keep the
+      thresholds they started with.
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -52,6 +56,7 @@ class Capabilities:
     device_sample_scores: bool = True
     device_rescan: bool = True
     numpy_identical: bool = False
+    live_thresholds: bool = False
 
 
 @dataclass(frozen=True)

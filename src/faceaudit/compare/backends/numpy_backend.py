@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,8 @@ from faceaudit.compare.kernel import (
 
 __all__ = ["NumpyBackend", "CAPABILITIES", "create"]
 
-CAPABILITIES = Capabilities(precisions=("fp32",), device_kinds=("cpu",), threads=True, numpy_identical=True)
+CAPABILITIES = Capabilities(precisions=("fp32",), device_kinds=("cpu",), threads=True, numpy_identical=True,
+                            live_thresholds=True)
 
 
 class NumpyBackend:
@@ -48,13 +50,21 @@ class NumpyBackend:
         scaled = scaled_references(self.emb, plan)
         if self.threads == 1:
             for k in todo:
-                yield k, numpy_chunk(plan, self.emb, scaled, chunks[k])
+                yield k, numpy_chunk(copy.copy(plan), self.emb, scaled, chunks[k])
             return
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(self.threads) as pool:
-            for k in todo:
-                parts = [chunks[k][t :: self.threads] for t in range(self.threads)]
-                futs = [pool.submit(numpy_chunk, plan, self.emb, scaled, p) for p in parts if p]
-                yield k, BlockPartial.sum([f.result() for f in futs], plan.n_slots)
+            # the next chunk is queued before this one is yielded, so the threads compute while the caller
+            # folds; each chunk reads the plan's thresholds as they were when it was queued (a shallow
+            # copy: the engine assigns new arrays between chunks, never writes into them)
+            pending = None
+            for k in [*todo, None]:
+                if k is not None:
+                    parts = [chunks[k][t :: self.threads] for t in range(self.threads)]
+                    snap = copy.copy(plan)
+                    queued = (k, [pool.submit(numpy_chunk, snap, self.emb, scaled, p) for p in parts if p])
+                if pending is not None:
+                    yield pending[0], BlockPartial.sum([f.result() for f in pending[1]], plan.n_slots)
+                pending = queued if k is not None else None
 
     def cell_max_below(self, plan: BlockPlan, blocks: Sequence[tuple[int, int]], level_x: np.ndarray,
                        cells: np.ndarray) -> np.ndarray:
