@@ -3,12 +3,15 @@
 Runs the CLI in-process with its phases wrapped: at each boundary the process's VmHWM (peak RSS since the
 last reset) is logged and reset (``/proc/self/clear_refs`` = 5), so each line is that phase's own peak.
 Phases: setup (inputs, plan), pre_pass, main_pass, assembly (split further: sum of the partials, tail,
-probe summaries), store write. Usage: ``python bench/memphase.py compare --embeddings ... --out ...``
+probe summaries; under a partition inside the bin also its split passes and the window capture pass),
+store write, exit. Usage: ``python bench/memphase.py compare --embeddings ... --out ...``
 (the CLI's own arguments); the lines go to stderr, prefixed ``memphase``.
 """
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import sys
 import time
 
@@ -80,6 +83,14 @@ def install() -> None:
     _wrap(assembly, "assemble_tail", "assembly.tail", before="assembly.sum_partials")
     _wrap(assembly, "assemble_capped", "assembly.capped", before="assembly.tail_until_capped")
     _wrap(store, "save_distributions", "store_write", before="after_compare")
+    try:  # the partition inside the bin (absent before commit 7b4353b)
+        refine = importlib.import_module("faceaudit.compare.refine")
+    except ImportError:
+        refine = None
+    if refine is not None:
+        _wrap(refine, "refine", "refine.split_passes", before="assembly.refined_tail")
+        _wrap(refine, "capture_windows", "refine.capture_windows")
+    atexit.register(mark, "exit")
 
 
 if __name__ == "__main__":
