@@ -114,14 +114,15 @@ def two_pass(
     if capped is not None:
         cutoff = capped[0]
     keyed = {tuple(int(g) for g in groups): list(groups) for groups in subsets}
-    windows = WindowCollector(coarse, {} if capped is not None else
-                              {k: crossing_window(coarse, g) for k, g in keyed.items()})
+    windows = None if capped is not None else \
+        WindowCollector(coarse, {k: crossing_window(coarse, g) for k, g in keyed.items()})
     # the second pass keeps the tail (and the exact cells' scores below it), no histogram rows
     second = DistributionBuilder(samples, edges, tail_cutoff=cutoff, keep_genuine=False,
                                  track_subject_pairs=False, histogram=False, cell_limit=coarse.cell_limit)
     for chunk in read():
         second.add(*chunk)
-        windows.add(*chunk)
+        if windows is not None:
+            windows.add(*chunk)
         if progress:
             progress("tail")
     tail = second.result()
@@ -157,7 +158,7 @@ def _capped_answers(dist: ScoreDistributions, coarse: ScoreDistributions, read: 
                     progress: Callable[[str], Any] | None) -> ScoreDistributions:
     """The windows of every answer below a capped tail (each EER and target-FMR threshold of every
     subset), split inside their bins by further reads until they fit ``max_tail``, then read once more."""
-    C, required, kept = capped
+    C = capped[0]
     cell_row = coarse.hist_row_of_cell.reshape(-1)
     answers = answers_below(coarse, coarse.hist_rows, cell_row, C, subsets, fmr_targets)
     src = FileScanner(_reporting(read, progress, "parts"), dist.samples, dist.edges, cell_row)
@@ -168,12 +169,8 @@ def _capped_answers(dist: ScoreDistributions, coarse: ScoreDistributions, read: 
         f"raised to the lowest common bin edge at which the tail holds at most max_tail = {max_tail} "
         "scores; every answer below it (each target-FMR threshold and EER of every group subset) read "
         "from the exact scores of its histogram bin, or of the part of it holding the answer")
-    dist.meta["tail_windows"] = {
-        "max_tail": int(max_tail), "required_tail": int(required), "kept_tail": int(kept),
-        "windows": int(dist.windows.cell.size), "window_scores": int(dist.windows.n_scores),
-        "partition": {"sub_bins": partition.SUB_BINS, "split_reads": n_split, "answers": len(answers)},
-        "note": "below the capped tail the FMR has no subject-bootstrap interval (Clopper-Pearson only), "
-                "and the DET curve holds the tail's points only"}
+    dist.meta["tail_windows"] = partition.windows_meta(max_tail, capped, dist.windows, partition={
+        "sub_bins": partition.SUB_BINS, "split_reads": n_split, "answers": len(answers)})
     return dist
 
 

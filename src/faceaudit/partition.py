@@ -41,8 +41,8 @@ from faceaudit.scores import bin_index, uniform_edges
 from faceaudit.tail_windows import TailWindows, bin_bounds, cutoff_bin, target_bin
 
 __all__ = ["Answer", "Scanner", "FileScanner", "answers_below", "refine", "capture_windows",
-           "window_total", "capped_cutoffs", "tail_sizes", "from_top", "edge_of", "SUB_BINS", "MAX_ROUNDS",
-           "DEFAULT_MAX_TAIL"]
+           "window_total", "windows_meta", "capped_cutoffs", "tail_sizes", "from_top", "edge_of", "SUB_BINS",
+           "MAX_ROUNDS", "DEFAULT_MAX_TAIL"]
 
 #: default budget of the contiguous tail, in scores (each 24 bytes with its sample indices: ~200 MB)
 DEFAULT_MAX_TAIL = 1 << 23
@@ -153,6 +153,15 @@ def answers_below(coarse, rows: np.ndarray, cell_row: np.ndarray, C: np.ndarray,
             out.append(Answer(cells.copy(), kind, rank, gen, b, lo, hi, int(hist[b + 1:].sum()),
                               int(hist[b]), total))
     return out
+
+
+def windows_meta(max_tail: int, capped: tuple, windows: TailWindows, **extra) -> dict:
+    """``meta["tail_windows"]`` of a result whose tail was capped (``capped``: capped_cutoffs' answer)."""
+    _, required, kept = capped
+    return {"max_tail": int(max_tail), "required_tail": int(required), "kept_tail": int(kept),
+            "windows": int(windows.cell.size), "window_scores": int(windows.n_scores), **extra,
+            "note": "below the capped tail the FMR has no subject-bootstrap interval (Clopper-Pearson only), "
+                    "and the DET curve holds the tail's points only"}
 
 
 def window_total(rows: np.ndarray, cell_row: np.ndarray, windows: list[tuple[int, int]]) -> int:

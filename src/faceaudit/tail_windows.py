@@ -5,10 +5,12 @@ A :class:`~faceaudit.scores.ScoreDistributions` whose contiguous tail was capped
 :class:`TailWindows`: for chosen (cell, bin) pairs below the cell's tail cutoff, every non-mated score of
 that cell in that bin (with its sample indices), the cell's largest score below the bin and its smallest
 score above it. The histogram gives the counts on either side exactly (bins are exact), so the view of a
-set of cells at one bin (:func:`bin_view`, an :class:`~faceaudit.scores.ImpostorView` with ``n_above``)
+set of cells at one bin (:func:`part_view`, an :class:`~faceaudit.scores.ImpostorView` with ``n_above``)
 answers every count at a threshold inside the bin, the threshold at a target FMR whose
 ``(c + 1)``-th largest score lies in the bin, and an EER whose crossing starts in the bin
-(:mod:`faceaudit.eer_window`), with the same computation as on the full scores.
+(:mod:`faceaudit.eer_window`), with the same computation as on the full scores. A window may hold only a
+part of its bin (the partition inside the bin, :mod:`faceaudit.partition`); its counts in the bin below
+and above that part are then kept with it.
 
 :func:`target_view`, :func:`threshold_view` and :func:`eer_view` return the tail's view where it
 reaches the answer (the answers and their bootstrap are then those of an uncapped run) and a bin view
@@ -29,9 +31,8 @@ from faceaudit.measures.verification import allowed_false_matches
 if TYPE_CHECKING:
     from faceaudit.scores import ImpostorView, ScoreDistributions
 
-__all__ = ["TailWindows", "bin_view", "part_view", "target_view", "threshold_view", "eer_view",
-           "cell_bin_scores", "cell_part", "WINDOW_FIELDS", "PART_FIELDS", "answer_bins", "cutoff_bin",
-           "target_bin", "bin_bounds"]
+__all__ = ["TailWindows", "part_view", "target_view", "threshold_view", "eer_view", "cell_part",
+           "WINDOW_FIELDS", "PART_FIELDS", "answer_bins", "cutoff_bin", "target_bin", "bin_bounds"]
 
 #: the most empty bins held between a global threshold's two bins (see answer_bins)
 EMPTY_BINS_HELD = 64
@@ -197,13 +198,6 @@ def cutoff_bin(edges: np.ndarray, cutoff: float) -> int:
     return int(np.searchsorted(edges, cutoff, side="left"))
 
 
-def cell_bin_scores(dist: ScoreDistributions, cell: int, b: int) -> tuple[np.ndarray, float, float] | None:
-    """The exact non-mated scores of flat ``cell`` in bin ``b``, the cell's largest score below the bin
-    and its smallest above it; None when neither the tail, the exact cells nor the windows hold them."""
-    got = cell_part(dist, cell, b, *bin_bounds(dist.edges, b))
-    return None if got is None else got[:3]
-
-
 def cell_part(dist: ScoreDistributions, cell: int, b: int, lo: float,
               hi: float) -> tuple[np.ndarray, float, float, int, int] | None:
     """The exact non-mated scores of flat ``cell`` in ``[lo, hi)``, a part of bin ``b``: the scores, the
@@ -238,11 +232,6 @@ def _slice(s: np.ndarray, lo: float, hi: float, below: float, blo: float,
     a, z = at(lo), at(hi)
     n_lo, n_hi = a - at(blo), at(bhi) - z
     return s[a:z], (float(s[a - 1]) if a > 0 else below), (float(s[z]) if z < s.size else np.inf), n_lo, n_hi
-
-
-def bin_view(dist: ScoreDistributions, cells: np.ndarray, b: int) -> ImpostorView | None:
-    """The window view of the non-mated scores of a (G, G) mask's cells at bin ``b`` (see part_view)."""
-    return part_view(dist, cells, b, *bin_bounds(dist.edges, b))
 
 
 def part_view(dist: ScoreDistributions, cells: np.ndarray, b: int, lo: float,

@@ -15,6 +15,7 @@ for the cells whose needed bins the main pass did not keep.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -217,14 +218,9 @@ def _second_pass(run: Planner, backend: Backend, rows: np.ndarray, T: np.ndarray
     G, plan = run.G, run.plan
     for g, h in zip(*np.nonzero(fail)):
         level[g, h] = lower_level(run.edges, rows[run.cell_row[g * G + h]], T[g, h])  # failing: has a row
-    arrays = run.capture_arrays(np.where(fail, level, np.inf), np.full(run.n, np.inf, np.float32))
-    second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
-    chunks = make_chunks(run.blocks_holding(fail), run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
-    extra = BlockPartial.sum(
-        [part for _, part in backend.run_chunks(second, chunks, list(range(len(chunks))))], plan.n_slots
-    )
-    g = run.samples.group_of_sample
-    old = ~fail.reshape(-1)[g[caps.i] * G + g[caps.j]]
+    _, parts = _capture_only(run, backend, np.where(fail, level, np.inf), fail)
+    extra = BlockPartial.sum([part for _, part in parts], plan.n_slots)
+    old = ~fail.reshape(-1)[_cells_of(run, caps.i, caps.j)]
     return Captures(np.concatenate([caps.i[old], extra.cap_i]), np.concatenate([caps.j[old], extra.cap_j]),
                     np.concatenate([caps.x[old], extra.cap_x]))
 
@@ -300,7 +296,7 @@ def assemble_capped(run: Planner, backend: Backend, caps: Captures, rows: np.nda
     """The distributions of a run whose required tail passes ``run.max_tail``: capped cutoffs, the tail
     above them, and the windows of every answer below them (:mod:`faceaudit.compare.capped`)."""
     edges = run.edges
-    C, required, kept_size = capped
+    C = capped[0]
     needs, windows = needed_ranges(coarse, rows, run.cell_row, C, run.subsets, run.targets)
     if window_total(rows, run.cell_row, windows) > run.max_tail:
         return _assemble_refined(run, backend, caps, rows, coarse, capped)
@@ -365,7 +361,7 @@ def _capped_result(run: Planner, caps: Captures, rows: np.ndarray, split: _Split
                    passes: list[str]) -> ScoreDistributions:
     """The ScoreDistributions of a capped run from its sorted-out captures and windows."""
     G, edges = run.G, run.edges
-    C, required, kept_size = capped
+    C = capped[0]
     bulk = _canonical_triple(_scores(run, caps, split.bulk), caps.i[split.bulk], caps.j[split.bulk])
     tail = _canonical_triple(_scores(run, caps, split.tail), caps.i[split.tail], caps.j[split.tail])
     below = split.below
@@ -376,11 +372,7 @@ def _capped_result(run: Planner, caps: Captures, rows: np.ndarray, split: _Split
         f"max_tail = {run.max_tail} scores; "
         "every answer below it (each target-FMR threshold and EER of every group subset, counts at those "
         "thresholds) read from the exact scores of its histogram bin (tail windows)")
-    meta["tail_windows"] = {
-        "max_tail": int(run.max_tail), "required_tail": int(required), "kept_tail": int(kept_size),
-        "windows": int(win.cell.size), "window_scores": int(win.n_scores),
-        "note": "below the capped tail the FMR has no subject-bootstrap interval (Clopper-Pearson only), "
-                "and the DET curve holds the tail's points only"}
+    meta["tail_windows"] = partition.windows_meta(run.max_tail, capped, win)
     gs, gp, gr = coarse.genuine_score, coarse.genuine_probe, coarse.genuine_reference
     return ScoreDistributions(
         samples=run.samples, edges=edges, hist_rows=rows, hist_row_of_cell=run.cell_row.reshape(G, G),
@@ -473,19 +465,16 @@ def _needs_pass(run: Planner, backend: Backend, needs: KeepRanges, fail: np.ndar
                 caps: Captures) -> Captures:
     """A capture-only pass over the blocks holding the cells of ``fail``, each chunk's captures cut to
     those cells' needed ranges as it arrives; the other cells keep their main-pass captures."""
-    G, plan = run.G, run.plan
+    G = run.G
     lowest = needs.lowest(G * G)
     level = np.array([edge_of(run.edges, int(k)) if f else np.inf for k, f in zip(lowest.tolist(), fail)])
-    arrays = run.capture_arrays(level.reshape(G, G), np.full(run.n, np.inf, np.float32))
-    second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
-    chunks = make_chunks(run.blocks_holding(fail.reshape(G, G)), run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
-    g = run.samples.group_of_sample
+    _, parts = _capture_only(run, backend, level.reshape(G, G), fail.reshape(G, G))
     got = []
-    for _, part in backend.run_chunks(second, chunks, list(range(len(chunks)))):
-        _, b = score_bins(part.cap_x, plan.scale, run.edges)
-        keep = needs.mask(g[part.cap_i] * G + g[part.cap_j], b)
+    for _, part in parts:
+        _, b = score_bins(part.cap_x, run.plan.scale, run.edges)
+        keep = needs.mask(_cells_of(run, part.cap_i, part.cap_j), b)
         got.append((part.cap_i[keep], part.cap_j[keep], part.cap_x[keep]))
-    old = ~fail[g[caps.i] * G + g[caps.j]]
+    old = ~fail[_cells_of(run, caps.i, caps.j)]
     return Captures(*(np.concatenate([getattr(caps, f)[old], *[p[k] for p in got]])
                       for k, f in enumerate(("i", "j", "x"))))
 
@@ -499,26 +488,34 @@ class PassScanner:
         self.passes = 0
 
     def scan(self, cells: np.ndarray, level: np.ndarray, reduce: partition.Reduce) -> None:
-        run, G, plan = self.run, self.G, self.run.plan
-        lv = np.where(cells, level, np.inf).reshape(G, G)
-        arrays = run.capture_arrays(lv, np.full(run.n, np.inf, np.float32))
-        second = BlockPlan(**{**plan.__dict__, **arrays, "tail_only": True})
-        blocks = run.blocks_holding(cells.reshape(G, G))
-        chunks = make_chunks(blocks, run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
-        g = run.samples.group_of_sample
+        run, G = self.run, self.G
+        lv = np.where(cells, level, np.inf)
+        chunks, parts = _capture_only(run, self.backend, lv.reshape(G, G), cells.reshape(G, G))
         self.passes += 1
-        bar = Progress(run.progress, sum(_block_pairs(run, b) for b in blocks),
+        bar = Progress(run.progress, sum(_block_pairs(run, b) for c in chunks for b in c),
                        f"further pass {self.passes} (partition inside the bins)")
         try:
-            for k, part in self.backend.run_chunks(second, chunks, list(range(len(chunks)))):
+            for blocks, part in parts:
                 s = part.cap_x.astype(np.float64)
-                s /= plan.scale
-                cell = g[part.cap_i] * G + g[part.cap_j]
-                keep = s >= lv.reshape(-1)[cell]
+                s /= run.plan.scale
+                cell = _cells_of(run, part.cap_i, part.cap_j)
+                keep = s >= lv[cell]
                 reduce(s[keep], cell[keep], part.cap_i[keep], part.cap_j[keep])
-                bar.advance(sum(_block_pairs(run, b) for b in chunks[k]))  # tail-only parts count none
+                bar.advance(sum(_block_pairs(run, b) for b in blocks))  # tail-only parts count none
         finally:
             bar.close()
+
+
+def _capture_only(run: Planner, backend: Backend, level: np.ndarray,
+                  hold: np.ndarray) -> tuple[list, Iterator[tuple[list, BlockPartial]]]:
+    """A capture-only pass: every non-mated score >= its cell's ``level`` ((G, G), score units; inf:
+    none), over the blocks holding the cells of the (G, G) mask ``hold``. Its chunks, and an iterator of
+    (a chunk's blocks, its BlockPartial)."""
+    arrays = run.capture_arrays(level, np.full(run.n, np.inf, np.float32))
+    plan = BlockPlan(**{**run.plan.__dict__, **arrays, "tail_only": True})
+    chunks = make_chunks(run.blocks_holding(hold), run.block, run.n, SECOND_PASS_CHUNK_PAIRS)
+    parts = backend.run_chunks(plan, chunks, list(range(len(chunks))))
+    return chunks, ((chunks[k], part) for k, part in parts)
 
 
 def _block_pairs(run: Planner, block: tuple[int, int]) -> int:

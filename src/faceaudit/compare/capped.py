@@ -233,7 +233,7 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
         # from 2 bins below, and down to the next bin the estimate has scores in (sparse scores)
         rlo.append(0 if cell_row[c] < 0 else max(_nonempty_around(est[cell_row[c]], max(k - 2, 0), B)[0], lv))
         rhi.append(B)
-    bc, blo, bhi, answer_bins = [], [], [], set()
+    bc, blo, bhi, centres = [], [], [], set()
     for groups in subsets:
         cells = est_dist.cell_mask(groups, groups).reshape(-1) & (cell_row >= 0)
         if not cells.any():
@@ -250,11 +250,11 @@ def estimate_keep(est_dist, est: np.ndarray, cell_row: np.ndarray, T_est: np.nda
                 bc.append(c)
                 blo.append(lo)
                 bhi.append(hi + 1)
-                answer_bins.add((c, b))
+                centres.add((c, b))
     # where the answers' whole bins are estimated to hold more than the budget, the assembly will partition
     # them by further passes (faceaudit/partition.py), which need none of the pass's captures below the
     # tail: the bands are not kept (the assembly's own test, window_total, on the estimate)
-    in_windows = sum(float(est[cell_row[c], b]) for c, b in answer_bins)  # est: counts of the whole run
+    in_windows = sum(float(est[cell_row[c], b]) for c, b in centres)  # est: counts of the whole run
     if in_windows <= budget:
         rc, rlo, rhi = rc + bc, rlo + blo, rhi + bhi
     return KeepRanges.of(rc, rlo, rhi, B)
