@@ -350,3 +350,25 @@ def test_bands_are_kept_where_the_whole_bins_fit_the_budget():
     assert cap.meta["passes"] == ["main"] and "partition" not in cap.meta["tail_windows"]
     assert cap.tail_score.size <= 20_000 < full.tail_score.size and not cap.windows.refined
     same_answers(cap, full, samples)
+
+
+@settings(max_examples=40, deadline=None)
+@given(bad=st.one_of(st.integers(max_value=-1), st.text("abcxyz -", max_size=5), st.booleans(),
+                     st.sampled_from([2.5, -0.5, float("nan"), float("inf"), float("-inf"), 1e300 + 0.5j])))
+def test_score_file_budget_outside_its_domain_is_a_named_error(bad):
+    """load_score_file(max_tail=...) takes a whole number >= 0 or None; anything else is an OptionError
+    before the file is read (never an IndexError from the cutoff search)."""
+    from faceaudit.build import two_pass
+    from faceaudit.errors import OptionError
+    from faceaudit.scores import uniform_edges
+
+    samples, i, j, s = _pairs([1.0, 2.0], [0.5, 0.25, 0.75], [0, 1] * 6)
+    reads = []
+
+    def read():
+        reads.append(1)
+        yield i, j, s
+
+    with pytest.raises(OptionError, match="max_tail"):
+        two_pass(read, samples, uniform_edges(0.0, 4.0, 8), [0.1], [[0, 1]], max_tail=bad)
+    assert not reads

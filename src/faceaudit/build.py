@@ -22,6 +22,7 @@ from faceaudit.eer_window import WindowCollector, crossing_bin, crossing_window,
 from faceaudit.errors import InputError
 from faceaudit.groups import default_groupings, group_subsets  # re-exported: one groups module
 from faceaudit.measures.verification import allowed_false_matches
+from faceaudit.options import check_nonnegative_int
 from faceaudit.partition import FileScanner, answers_below, capped_cutoffs, capture_windows, refine
 from faceaudit.scores import (
     DistributionBuilder,
@@ -100,6 +101,8 @@ def two_pass(
     cutoffs are raised and every answer below them is read from its bin or a part of it, found by
     further reads (:mod:`faceaudit.partition`)."""
     fmr_targets, subsets = list(fmr_targets), list(subsets)
+    if max_tail is not None:  # before any read: a bad budget is the caller's error, named
+        max_tail = check_nonnegative_int("max_tail", max_tail)
     first = DistributionBuilder(samples, edges, tail_cutoff=np.inf, design=design, meta=meta,
                                 track_subject_pairs=track_subject_pairs, cell_limit=cell_limit)
     for chunk in read():
